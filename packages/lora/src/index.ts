@@ -1,0 +1,2 @@
+// Implemented by its issue; this package exports nothing yet.
+export {};

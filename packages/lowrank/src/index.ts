@@ -1,0 +1,5 @@
+/**
+ * lowrank — the package users import: `import * as lr from 'lowrank'`.
+ * Re-exports every layer: tensor → autograd → nn → lora → models.
+ */
+export * from '@lowrank/tensor';

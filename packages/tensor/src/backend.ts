@@ -1,0 +1,102 @@
+import type { DType, TypedArray } from './dtype.js';
+import type { Device, Storage, View } from './storage.js';
+
+export type UnaryOp =
+  | 'neg'
+  | 'abs'
+  | 'exp'
+  | 'log'
+  | 'sqrt'
+  | 'rsqrt'
+  | 'tanh'
+  | 'sigmoid'
+  | 'relu'
+  | 'geluTanh'
+  | 'geluErf'
+  | 'silu'
+  | 'sign'
+  | 'square'
+  | 'reciprocal'
+  | 'sin'
+  | 'cos'
+  | 'floor'
+  | 'ceil'
+  | 'round'
+  | 'logicalNot';
+
+export type BinaryOp =
+  | 'add'
+  | 'sub'
+  | 'mul'
+  | 'div'
+  | 'pow'
+  | 'maximum'
+  | 'minimum'
+  | 'eq'
+  | 'ne'
+  | 'lt'
+  | 'le'
+  | 'gt'
+  | 'ge'
+  | 'logicalAnd'
+  | 'logicalOr';
+
+export type ReduceOp = 'sum' | 'prod' | 'max' | 'min' | 'argmax' | 'argmin';
+
+/**
+ * Every kernel a backend provides, by op name. Shape, broadcasting and dtype rules are settled
+ * by the op definitions (packages/tensor/src/ops) before a kernel runs: kernels receive strided
+ * views already broadcast to the output shape, inputs of one dtype, and return a new contiguous
+ * storage (except `assign`, which writes into its destination).
+ */
+export interface KernelTable {
+  /** `out = op(x)` elementwise; the output dtype is given (bool for logicalNot, x's otherwise). */
+  unary(op: UnaryOp, x: View, outDtype: DType): Storage;
+  /** `out = op(a, b)`; a and b share a dtype and the output shape (broadcast dims have stride 0). */
+  binary(op: BinaryOp, a: View, b: View, outShape: readonly number[], outDtype: DType): Storage;
+  /** `out = cond ? a : b`; all three views have the output shape; cond is bool. */
+  where(cond: View, a: View, b: View, outShape: readonly number[]): Storage;
+  /** Converts to `dtype` (float→int truncates toward zero; anything→bool is `!= 0`). */
+  cast(x: View, dtype: DType): Storage;
+  /** Contiguous copy of a strided view. */
+  copy(x: View): Storage;
+  /** A new storage of `size` elements all equal to `value`. */
+  fill(size: number, value: number, dtype: DType): Storage;
+  /**
+   * Reduction: `x` has shape [...kept, ...reduced] (already permuted); each of the `outer` outputs
+   * reduces the `inner` trailing elements (row-major over the reduced dims). Arg-reductions
+   * return the index within those `inner` elements (first occurrence) as int32.
+   */
+  reduce(op: ReduceOp, x: View, outer: number, inner: number, outDtype: DType): Storage;
+  /** Batched float32 matmul: a is [B, M, K], b is [B, K, N] (any strides); out is [B, M, N]. */
+  matmul(a: View, b: View, batch: number, m: number, k: number, n: number): Storage;
+  /** torch.gather: out[i…] = x[i… with index[i…] at `dim`]; out has index's shape. */
+  gather(x: View, dim: number, index: View): Storage;
+  /** torch.index_select with a 1-D int32 index. */
+  indexSelect(x: View, dim: number, index: View): Storage;
+  /** Copy of `target` with src added at `index` along `dim` (torch.scatter_add). */
+  scatterAdd(target: View, dim: number, index: View, src: View): Storage;
+  /** Copy of `target` with src's slices added at the 1-D `index` along `dim` (torch.index_add). */
+  indexAdd(target: View, dim: number, index: View, src: View): Storage;
+  /** In place: writes src (same shape and dtype) into the strided destination view. */
+  assign(dst: View, src: View): void;
+}
+
+export type KernelName = keyof KernelTable;
+
+/** A device backend: memory management plus its registered kernels. */
+export interface Backend {
+  readonly device: Device;
+  /** Copies host data into a new storage. */
+  upload(data: TypedArray, dtype: DType): Storage;
+  /** Reads a whole storage back (a fresh copy in the CPU representation of its dtype). */
+  read(storage: Storage): Promise<TypedArray>;
+  /** Returns the storage's memory to the backend. */
+  release(storage: Storage): void;
+  /** Submits queued work; surfaces asynchronous device errors. Optional. */
+  flush?(): Promise<void>;
+  /** Largest storage in bytes this backend can hold in one buffer. */
+  readonly maxStorageBytes: number;
+  /** Short description of the device (adapter name) for notices and benchmarks. */
+  readonly description: string;
+}

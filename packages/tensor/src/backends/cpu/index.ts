@@ -1,0 +1,46 @@
+import type { Backend, KernelTable } from '../../backend.js';
+import type { TypedArray } from '../../dtype.js';
+import { registerBackend, registerKernels } from '../../engine.js';
+import type { Storage } from '../../storage.js';
+import { assign, binary, cast, copy, fill, unary, where } from './elementwise.js';
+import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
+import { matmul } from './matmul.js';
+import { reduce } from './reduce.js';
+import { storageOf } from './storage.js';
+
+/** The CPU backend: plain TypeScript over typed arrays. It is the executable specification. */
+export const cpuBackend: Backend = {
+  device: 'cpu',
+  description: 'CPU (TypeScript)',
+  maxStorageBytes: 2 ** 31 - 1,
+  upload(data, dtype) {
+    return storageOf(data.slice(), dtype);
+  },
+  async read(storage: Storage) {
+    return (storage.handle as TypedArray).slice();
+  },
+  release(storage: Storage) {
+    storage.handle = null;
+  },
+};
+
+export const cpuKernels = {
+  unary,
+  binary,
+  where,
+  cast,
+  copy,
+  fill,
+  assign,
+  reduce,
+  matmul,
+  gather,
+  indexSelect,
+  scatterAdd,
+  indexAdd,
+} satisfies KernelTable;
+
+export function registerCpuBackend(): void {
+  registerBackend(cpuBackend);
+  registerKernels('cpu', cpuKernels);
+}

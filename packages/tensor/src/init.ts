@@ -1,0 +1,50 @@
+import { registerCpuBackend } from './backends/cpu/index.js';
+import { getBackend, getDefaultDevice, hasBackend, setDefaultDevice } from './engine.js';
+import type { Device } from './storage.js';
+
+registerCpuBackend();
+
+export interface InitOptions {
+  /** 'auto' (default) takes WebGPU when an adapter exists, otherwise the CPU with a one-line notice. */
+  backend?: Device | 'auto';
+  /** Called with the notice when 'auto' falls back to the CPU (default: console.warn). */
+  onNotice?: (message: string) => void;
+  /** Options passed to the WebGPU backend (power preference, a GPU to use instead of discovery). */
+  webgpu?: import('./backends/webgpu/index.js').WebGPUInitOptions;
+}
+
+export interface InitResult {
+  device: Device;
+  description: string;
+}
+
+/**
+ * Chooses the default device. `await init({ backend: 'webgpu' })` fails when no adapter exists;
+ * `'auto'` falls back to the CPU and says so once.
+ */
+export async function init(options: InitOptions = {}): Promise<InitResult> {
+  const wanted = options.backend ?? 'auto';
+  if (wanted !== 'cpu' && wanted !== 'webgpu' && wanted !== 'auto') {
+    throw new Error(`init: unknown backend '${String(wanted)}' (expected 'cpu', 'webgpu' or 'auto')`);
+  }
+  if (wanted === 'cpu') {
+    setDefaultDevice('cpu');
+    return { device: 'cpu', description: getBackend('cpu').description };
+  }
+  if (!hasBackend('webgpu')) {
+    const { createWebGPUBackend } = await import('./backends/webgpu/index.js');
+    try {
+      await createWebGPUBackend(options.webgpu ?? {});
+    } catch (e) {
+      if (wanted === 'webgpu') throw e;
+      const notice = `lowrank: WebGPU unavailable (${(e as Error).message}); using the CPU backend`;
+      (options.onNotice ?? console.warn)(notice);
+      setDefaultDevice('cpu');
+      return { device: 'cpu', description: getBackend('cpu').description };
+    }
+  }
+  setDefaultDevice('webgpu');
+  return { device: 'webgpu', description: getBackend('webgpu').description };
+}
+
+export { getDefaultDevice };

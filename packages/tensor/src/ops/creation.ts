@@ -1,0 +1,201 @@
+import { type DType, type TypedArray, dtypeOfArray, isDType, typedArrayFor } from '../dtype.js';
+import { getBackend, getDefaultDevice } from '../engine.js';
+import { OpError, fmtShape } from '../errors.js';
+import { type Generator, defaultGenerator } from '../random.js';
+import { assertShape, sizeOf } from '../shape.js';
+import type { Device } from '../storage.js';
+import type { NestedArray, Tensor } from '../tensor.js';
+import { wrap } from './util.js';
+
+export interface TensorOptions {
+  dtype?: DType;
+  device?: Device;
+  requiresGrad?: boolean;
+}
+
+export interface RandomOptions extends TensorOptions {
+  generator?: Generator;
+}
+
+function finish(t: Tensor, options: TensorOptions): Tensor {
+  if (options.requiresGrad) t.requiresGrad_(true);
+  return t;
+}
+
+/** Uploads a host array as a new tensor of `shape`. */
+export function fromTypedArray(values: TypedArray, shape: readonly number[], options: TensorOptions = {}): Tensor {
+  const dtype = options.dtype ?? dtypeOfArray(values);
+  const device = options.device ?? getDefaultDevice();
+  if (values.length !== sizeOf(shape)) {
+    throw new OpError('tensor', `shape ${fmtShape(shape)} needs ${sizeOf(shape)} values, got ${values.length}`);
+  }
+  const typed = dtypeOfArray(values) === dtype ? values : convert(values, dtype);
+  return finish(wrap(getBackend(device).upload(typed, dtype), shape), options);
+}
+
+function convert(values: ArrayLike<number>, dtype: DType): TypedArray {
+  const out = typedArrayFor(dtype, values.length);
+  if (dtype === 'bool') for (let i = 0; i < values.length; i++) out[i] = values[i] ? 1 : 0;
+  else if (dtype === 'int32') for (let i = 0; i < values.length; i++) out[i] = Math.trunc(values[i]);
+  else out.set(values);
+  return out;
+}
+
+/**
+ * Creates a tensor from nested arrays, a typed array or a scalar. Without `dtype`, JS numbers give
+ * float32 (JS cannot tell 1 from 1.0: pass `dtype: 'int32'` for integers), booleans give bool, and
+ * typed arrays keep their own dtype (Float32Array, Int32Array, Uint8Array = bool).
+ */
+export function tensor(
+  values: NestedArray | TypedArray | readonly NestedArray[],
+  options: TensorOptions & { shape?: readonly number[] } = {},
+): Tensor {
+  if (options.dtype !== undefined && !isDType(options.dtype)) {
+    throw new OpError('tensor', `unknown dtype '${String(options.dtype)}' (expected float32, int32 or bool)`);
+  }
+  if (ArrayBuffer.isView(values)) {
+    const typed = values as TypedArray;
+    return fromTypedArray(typed, options.shape ?? [typed.length], options);
+  }
+  const shape: number[] = [];
+  let probe: unknown = values;
+  while (Array.isArray(probe)) {
+    shape.push(probe.length);
+    probe = probe[0];
+  }
+  const flat: (number | boolean)[] = [];
+  flatten(values as NestedArray, shape, 0, flat);
+  const inferred: DType = flat.length > 0 && typeof flat[0] === 'boolean' ? 'bool' : 'float32';
+  const dtype = options.dtype ?? inferred;
+  const typed = typedArrayFor(dtype, flat.length);
+  for (let i = 0; i < flat.length; i++) {
+    const v = flat[i];
+    typed[i] = dtype === 'bool' ? (v ? 1 : 0) : dtype === 'int32' ? Math.trunc(Number(v)) : Number(v);
+  }
+  const finalShape = options.shape ?? shape;
+  return fromTypedArray(typed, finalShape, { ...options, dtype });
+}
+
+function flatten(v: NestedArray, shape: readonly number[], depth: number, out: (number | boolean)[]): void {
+  if (depth === shape.length) {
+    if (Array.isArray(v)) throw new OpError('tensor', `ragged nested array: too deep at depth ${depth}`);
+    if (typeof v !== 'number' && typeof v !== 'boolean') {
+      throw new OpError('tensor', `expected numbers or booleans, got ${typeof v}`);
+    }
+    out.push(v);
+    return;
+  }
+  if (!Array.isArray(v) || v.length !== shape[depth]) {
+    const got = Array.isArray(v) ? `length ${v.length}` : typeof v;
+    throw new OpError('tensor', `ragged nested array: expected length ${shape[depth]} at depth ${depth}, got ${got}`);
+  }
+  for (const x of v) flatten(x, shape, depth + 1, out);
+}
+
+/** A tensor of `shape` filled with `value`. */
+export function full(shape: readonly number[], value: number | boolean, options: TensorOptions = {}): Tensor {
+  assertShape('full', shape);
+  const dtype = options.dtype ?? (typeof value === 'boolean' ? 'bool' : 'float32');
+  const device = options.device ?? getDefaultDevice();
+  const backend = getBackend(device);
+  const n = sizeOf(shape);
+  const typed = typedArrayFor(dtype, n);
+  const v = typeof value === 'boolean' ? Number(value) : dtype === 'int32' ? Math.trunc(value) : value;
+  if (v !== 0) typed.fill(dtype === 'bool' ? (v ? 1 : 0) : v);
+  return finish(wrap(backend.upload(typed, dtype), shape), options);
+}
+
+export function zeros(shape: readonly number[], options: TensorOptions = {}): Tensor {
+  return full(shape, 0, options);
+}
+
+export function ones(shape: readonly number[], options: TensorOptions = {}): Tensor {
+  return full(shape, 1, options);
+}
+
+export function zerosLike(t: Tensor, options: TensorOptions = {}): Tensor {
+  return full(t.shape, 0, { dtype: t.dtype, device: t.device, ...options });
+}
+
+export function onesLike(t: Tensor, options: TensorOptions = {}): Tensor {
+  return full(t.shape, 1, { dtype: t.dtype, device: t.device, ...options });
+}
+
+export function fullLike(t: Tensor, value: number, options: TensorOptions = {}): Tensor {
+  return full(t.shape, value, { dtype: t.dtype, device: t.device, ...options });
+}
+
+/** Values start, start+step, … below end (like torch.arange); `arange(n)` is 0..n-1. */
+export function arange(start: number, end?: number, step = 1, options: TensorOptions = {}): Tensor {
+  if (end === undefined) {
+    end = start;
+    start = 0;
+  }
+  if (step === 0 || !Number.isFinite(step)) throw new OpError('arange', `step must be finite and non-zero, got ${step}`);
+  const n = Math.max(0, Math.ceil((end - start) / step));
+  const allInt = Number.isInteger(start) && Number.isInteger(end) && Number.isInteger(step);
+  const dtype = options.dtype ?? (allInt ? 'int32' : 'float32');
+  const typed = typedArrayFor(dtype, n);
+  for (let i = 0; i < n; i++) typed[i] = start + i * step;
+  return fromTypedArray(typed, [n], { ...options, dtype });
+}
+
+/** Identity matrix n×m (m defaults to n). */
+export function eye(n: number, m = n, options: TensorOptions = {}): Tensor {
+  assertShape('eye', [n, m]);
+  const dtype = options.dtype ?? 'float32';
+  const typed = typedArrayFor(dtype, n * m);
+  for (let i = 0; i < Math.min(n, m); i++) typed[i * m + i] = 1;
+  return fromTypedArray(typed, [n, m], { ...options, dtype });
+}
+
+function floatOnly(op: string, dtype: DType | undefined): void {
+  if (dtype !== undefined && dtype !== 'float32') throw new OpError(op, `dtype must be float32, got ${dtype}`);
+}
+
+/** Uniform U[0, 1) from the (seedable) generator. */
+export function rand(shape: readonly number[], options: RandomOptions = {}): Tensor {
+  assertShape('rand', shape);
+  floatOnly('rand', options.dtype);
+  const values = new Float32Array(sizeOf(shape));
+  (options.generator ?? defaultGenerator()).fillUniform(values);
+  return fromTypedArray(values, shape, { ...options, dtype: 'float32' });
+}
+
+/** Uniform U[low, high). */
+export function uniform(shape: readonly number[], low: number, high: number, options: RandomOptions = {}): Tensor {
+  assertShape('uniform', shape);
+  floatOnly('uniform', options.dtype);
+  const values = new Float32Array(sizeOf(shape));
+  (options.generator ?? defaultGenerator()).fillUniform(values, low, high);
+  return fromTypedArray(values, shape, { ...options, dtype: 'float32' });
+}
+
+/** Standard normal N(0, 1) (or N(mean, std²)). */
+export function randn(
+  shape: readonly number[],
+  options: RandomOptions & { mean?: number; std?: number } = {},
+): Tensor {
+  assertShape('randn', shape);
+  floatOnly('randn', options.dtype);
+  const values = new Float32Array(sizeOf(shape));
+  (options.generator ?? defaultGenerator()).fillNormal(values, options.mean ?? 0, options.std ?? 1);
+  return fromTypedArray(values, shape, { ...options, dtype: 'float32' });
+}
+
+/** Uniform integers in [low, high) as int32. */
+export function randint(low: number, high: number, shape: readonly number[], options: RandomOptions = {}): Tensor {
+  assertShape('randint', shape);
+  if (!Number.isInteger(low) || !Number.isInteger(high) || high <= low) {
+    throw new OpError('randint', `expected integers low < high, got low=${low}, high=${high}`);
+  }
+  const gen = options.generator ?? defaultGenerator();
+  const values = new Int32Array(sizeOf(shape));
+  for (let i = 0; i < values.length; i++) values[i] = gen.nextInt(low, high);
+  return fromTypedArray(values, shape, { ...options, dtype: options.dtype ?? 'int32' });
+}
+
+/** A 0-d tensor holding `value` on `device` (internal helper for number operands). */
+export function scalar(value: number | boolean, dtype: DType, device: Device): Tensor {
+  return full([], value, { dtype, device });
+}

@@ -1,0 +1,151 @@
+import type { ReduceOp } from '../backend.js';
+import { runOp, tidy } from '../engine.js';
+import { OpError, fmtShape } from '../errors.js';
+import { normalizeDim, normalizeDims, sizeOf } from '../shape.js';
+import type { Tensor } from '../tensor.js';
+import { cast, div, exp, log, mul, sub } from './elementwise.js';
+import { kernel, viewAs, wrap } from './util.js';
+import { reshape } from './views.js';
+
+type Dims = number | readonly number[] | undefined;
+
+interface Plan {
+  dims: number[];
+  kept: number[];
+  outShape: number[];
+  keptShape: number[];
+  inner: number;
+}
+
+function plan(op: string, x: Tensor, dim: Dims, keepdim: boolean): Plan {
+  const dims = normalizeDims(op, dim, x.rank).sort((a, b) => a - b);
+  const kept = x.shape.map((_, i) => i).filter((i) => !dims.includes(i));
+  const keptShape = kept.map((i) => x.shape[i]);
+  const outShape = keepdim ? x.shape.map((d, i) => (dims.includes(i) ? 1 : d)) : keptShape;
+  return { dims, kept, outShape, keptShape, inner: sizeOf(dims.map((i) => x.shape[i])) };
+}
+
+/** Runs the reduce kernel over `p.dims` of x (kept dims first, reduced dims last, as a view). */
+function reduceKernel(op: string, rop: ReduceOp, x: Tensor, p: Plan, outDtype: Tensor['dtype']): Tensor {
+  const perm = [...p.kept, ...p.dims];
+  const view = viewAs(
+    x,
+    perm.map((i) => x.shape[i]),
+    perm.map((i) => x.strides[i]),
+  );
+  const outer = sizeOf(p.keptShape);
+  return wrap(kernel(op, x, 'reduce')(rop, view, outer, p.inner, outDtype), p.outShape);
+}
+
+function checkNonEmpty(op: string, x: Tensor, p: Plan): void {
+  if (p.inner === 0 && x.size !== 0) {
+    throw new OpError(op, `cannot reduce over a zero-size dimension of a tensor of shape ${fmtShape(x.shape)}`);
+  }
+  if (p.inner === 0) throw new OpError(op, `cannot reduce an empty tensor of shape ${fmtShape(x.shape)}`);
+}
+
+/** Sum over `dim` (all dims when omitted). int/bool inputs sum to int32. */
+export function sum(x: Tensor, dim?: Dims, keepdim = false): Tensor {
+  const p = plan('sum', x, dim, keepdim);
+  return runOp('sum', [x], { dims: p.dims, keepdim }, () =>
+    reduceKernel('sum', 'sum', x, p, x.dtype === 'float32' ? 'float32' : 'int32'),
+  );
+}
+
+export function prod(x: Tensor, dim?: Dims, keepdim = false): Tensor {
+  const p = plan('prod', x, dim, keepdim);
+  return runOp('prod', [x], { dims: p.dims, keepdim }, () =>
+    reduceKernel('prod', 'prod', x, p, x.dtype === 'float32' ? 'float32' : 'int32'),
+  );
+}
+
+/** Mean over `dim`; always float32. */
+export function mean(x: Tensor, dim?: Dims, keepdim = false): Tensor {
+  const p = plan('mean', x, dim, keepdim);
+  return runOp('mean', [x], { dims: p.dims, keepdim }, () =>
+    tidy(() => {
+      const xf = cast(x, 'float32');
+      return div(reduceKernel('mean', 'sum', xf, p, 'float32'), p.inner);
+    }),
+  );
+}
+
+function extreme(op: 'max' | 'min', x: Tensor, dim: Dims, keepdim: boolean): Tensor {
+  const p = plan(op, x, dim, keepdim);
+  checkNonEmpty(op, x, p);
+  return runOp(op, [x], { dims: p.dims, keepdim }, () => reduceKernel(op, op, x, p, x.dtype));
+}
+
+/** Maximum over `dim` (values only; see argmax). Ties: the gradient is shared equally. */
+export const max = (x: Tensor, dim?: Dims, keepdim = false) => extreme('max', x, dim, keepdim);
+export const min = (x: Tensor, dim?: Dims, keepdim = false) => extreme('min', x, dim, keepdim);
+
+function argExtreme(op: 'argmax' | 'argmin', x: Tensor, dim: number | undefined, keepdim: boolean): Tensor {
+  if (dim === undefined) {
+    // over the flattened tensor, like PyTorch
+    const flat = reshape(x, [-1]);
+    const out = argExtreme(op, flat, 0, false);
+    flat.dispose();
+    return keepdim ? reshape(out, x.shape.map(() => 1)) : out;
+  }
+  const p = plan(op, x, normalizeDim(op, dim, x.rank), keepdim);
+  checkNonEmpty(op, x, p);
+  return runOp(op, [x], { dims: p.dims, keepdim }, () => reduceKernel(op, op, x, p, 'int32'));
+}
+
+/** Index of the first maximum along `dim` (of the flattened tensor when dim is omitted), int32. */
+export const argmax = (x: Tensor, dim?: number, keepdim = false) => argExtreme('argmax', x, dim, keepdim);
+export const argmin = (x: Tensor, dim?: number, keepdim = false) => argExtreme('argmin', x, dim, keepdim);
+
+/** Variance over `dim` (unbiased by default, like PyTorch). Composed of recorded ops. */
+export function variance(x: Tensor, dim?: Dims, options: { unbiased?: boolean; keepdim?: boolean } = {}): Tensor {
+  const unbiased = options.unbiased ?? true;
+  const p = plan('var', x, dim, true);
+  const n = p.inner;
+  return tidy(() => {
+    const m = mean(x, p.dims, true);
+    const d = sub(x, m);
+    const ss = sum(mul(d, d), p.dims, options.keepdim ?? false);
+    return div(ss, unbiased ? n - 1 : n);
+  });
+}
+
+export function std(x: Tensor, dim?: Dims, options: { unbiased?: boolean; keepdim?: boolean } = {}): Tensor {
+  return tidy(() => variance(x, dim, options).sqrt());
+}
+
+/** log(Σ exp(x)) over `dim`, computed stably (shifted by the max). */
+export function logsumexp(x: Tensor, dim?: Dims, keepdim = false): Tensor {
+  const p = plan('logsumexp', x, dim, keepdim);
+  checkNonEmpty('logsumexp', x, p);
+  return runOp('logsumexp', [x], { dims: p.dims, keepdim }, () =>
+    tidy(() => {
+      const xf = cast(x, 'float32');
+      const m = max(xf, p.dims, true);
+      // an all -inf row would give -inf - -inf = NaN: shift by 0 there instead
+      const safeM = m.where(m.abs().lt(Number.POSITIVE_INFINITY), 0);
+      const s = sum(exp(sub(xf, safeM)), p.dims, true);
+      const out = log(s).add(safeM);
+      return keepdim ? out : reshape(out, p.outShape);
+    }),
+  );
+}
+
+/** softmax along `dim`: exp(x − max) / Σ exp(x − max). */
+export function softmax(x: Tensor, dim: number): Tensor {
+  const d = normalizeDim('softmax', dim, x.rank);
+  return runOp('softmax', [x], { dim: d }, () =>
+    tidy(() => {
+      const xf = cast(x, 'float32');
+      const e = exp(sub(xf, max(xf, d, true)));
+      return div(e, sum(e, d, true));
+    }),
+  );
+}
+
+/** log(softmax(x)) along `dim`, computed as x − logsumexp(x). */
+export function logSoftmax(x: Tensor, dim: number): Tensor {
+  const d = normalizeDim('logSoftmax', dim, x.rank);
+  return runOp('logSoftmax', [x], { dim: d }, () => tidy(() => sub(cast(x, 'float32'), logsumexp(x, d, true))));
+}
+

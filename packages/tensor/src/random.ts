@@ -1,0 +1,109 @@
+/**
+ * Seedable random numbers. Values are always drawn on the host by this generator and then
+ * uploaded, so the same seed gives bit-identical tensors on every backend.
+ *
+ * The generator is xoshiro128** (32-bit state words, period 2^128 − 1) seeded through splitmix32;
+ * its whole state is four 32-bit integers, which checkpoints save and restore.
+ */
+export class Generator {
+  private s = new Uint32Array(4);
+
+  constructor(seed = 0) {
+    this.manualSeed(seed);
+  }
+
+  /** Resets the state from an integer seed. */
+  manualSeed(seed: number): this {
+    if (!Number.isFinite(seed)) throw new Error(`manualSeed: seed must be a finite number, got ${seed}`);
+    let x = (Math.floor(seed) ^ Math.floor(seed / 2 ** 32)) >>> 0;
+    for (let i = 0; i < 4; i++) {
+      // splitmix32
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+      this.s[i] = (z ^ (z >>> 16)) >>> 0;
+    }
+    if (this.s.every((v) => v === 0)) this.s[0] = 1;
+    return this;
+  }
+
+  /** The state, for checkpoints. */
+  getState(): number[] {
+    return Array.from(this.s);
+  }
+
+  setState(state: readonly number[]): this {
+    if (state.length !== 4 || state.some((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff)) {
+      throw new Error(`Generator.setState: expected 4 unsigned 32-bit integers, got [${state.join(',')}]`);
+    }
+    if (state.every((v) => v === 0)) throw new Error('Generator.setState: the all-zero state is invalid');
+    this.s.set(state);
+    return this;
+  }
+
+  /** Next uniformly distributed unsigned 32-bit integer. */
+  nextUint32(): number {
+    const s = this.s;
+    const result = Math.imul(rotl(Math.imul(s[1], 5) >>> 0, 7), 9) >>> 0;
+    const t = (s[1] << 9) >>> 0;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 11);
+    return result;
+  }
+
+  /** Uniform float in [0, 1) with 24 random bits (exactly representable in float32). */
+  nextFloat(): number {
+    return (this.nextUint32() >>> 8) / 16777216;
+  }
+
+  /** Fills `out` with U[low, high). */
+  fillUniform(out: Float32Array, low = 0, high = 1): void {
+    for (let i = 0; i < out.length; i++) out[i] = low + (high - low) * this.nextFloat();
+  }
+
+  /** Fills `out` with N(mean, std²) by the Box–Muller transform (pairs of values). */
+  fillNormal(out: Float32Array, mean = 0, std = 1): void {
+    for (let i = 0; i < out.length; i += 2) {
+      const u1 = 1 - this.nextFloat(); // (0, 1]: log is finite
+      const u2 = this.nextFloat();
+      const r = Math.sqrt(-2 * Math.log(u1));
+      out[i] = mean + std * r * Math.cos(2 * Math.PI * u2);
+      if (i + 1 < out.length) out[i + 1] = mean + std * r * Math.sin(2 * Math.PI * u2);
+    }
+  }
+
+  /** Uniform integer in [low, high). */
+  nextInt(low: number, high: number): number {
+    const range = high - low;
+    if (range <= 0x100000000) {
+      // rejection sampling avoids modulo bias
+      const limit = 0x100000000 - (0x100000000 % range);
+      let v = this.nextUint32();
+      while (v >= limit) v = this.nextUint32();
+      return low + (v % range);
+    }
+    return low + Math.floor(this.nextFloat() * range);
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
+
+let globalGenerator = new Generator(0);
+
+/** The generator used when an op is given none. */
+export function defaultGenerator(): Generator {
+  return globalGenerator;
+}
+
+/** Seeds the default generator (like torch.manual_seed). */
+export function manualSeed(seed: number): Generator {
+  globalGenerator = new Generator(seed);
+  return globalGenerator;
+}
