@@ -1,7 +1,7 @@
 import type { Backend, KernelName, KernelTable } from './backend.js';
 import type { DType } from './dtype.js';
 import { OpError } from './errors.js';
-import { Storage, type Device } from './storage.js';
+import { type Device, Storage } from './storage.js';
 import type { Tensor } from './tensor.js';
 
 /**
@@ -83,7 +83,13 @@ function deviceMemory(device: Device): DeviceMemory {
 }
 
 /** Creates a storage and counts it; backends call this for every allocation they hand out. */
-export function newStorage<H>(device: Device, dtype: DType, size: number, bytes: number, handle: H): Storage<H> {
+export function newStorage<H>(
+  device: Device,
+  dtype: DType,
+  size: number,
+  bytes: number,
+  handle: H,
+): Storage<H> {
   const m = deviceMemory(device);
   m.storages++;
   m.bytes += bytes;
@@ -146,7 +152,11 @@ export function keep<T extends Tensor>(t: T): T {
   return t;
 }
 
-export type TensorContainer = Tensor | readonly TensorContainer[] | { readonly [k: string]: TensorContainer } | void;
+export type TensorContainer =
+  | Tensor
+  | readonly TensorContainer[]
+  | { readonly [k: string]: TensorContainer }
+  | undefined;
 
 /**
  * Runs `fn` and disposes every tensor created inside it except those it returns (a tensor, or
@@ -167,7 +177,9 @@ export function tidy<T>(fn: () => T): T {
   scopes.pop();
   if (result instanceof Promise) {
     for (const t of scope) t.dispose();
-    throw new Error('tidy: fn must be synchronous (it returned a Promise); dispose tensors manually in async code');
+    throw new Error(
+      'tidy: fn must be synchronous (it returned a Promise); dispose tensors manually in async code',
+    );
   }
   const kept = new Set<Tensor>();
   collectTensors(result, kept, 0);

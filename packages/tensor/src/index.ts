@@ -2,115 +2,129 @@
  * @lowrank/tensor — n-dimensional arrays with a kernel registry per backend (CPU in TypeScript,
  * WebGPU in WGSL). Values are read asynchronously so the same code runs on every device.
  */
-export { init, type InitOptions, type InitResult } from './init.js';
-export { Tensor, type NestedArray } from './tensor.js';
+
+export type { Backend, BinaryOp, KernelName, KernelTable, ReduceOp, UnaryOp } from './backend.js';
 export type { DType, TypedArray } from './dtype.js';
 export { DTYPES, promoteTypes } from './dtype.js';
-export type { Device, View } from './storage.js';
-export { Storage } from './storage.js';
-export { OpError } from './errors.js';
-export type { Backend, KernelTable, KernelName, UnaryOp, BinaryOp, ReduceOp } from './backend.js';
 export {
-  tidy,
+  type AutogradHooks,
+  getAutogradHooks,
+  getBackend,
+  getDefaultDevice,
+  hasBackend,
   keep,
-  memory,
   type MemoryInfo,
-  type TensorContainer,
+  memory,
+  missingKernels,
+  newStorage,
   registerBackend,
   registerKernels,
-  missingKernels,
-  getBackend,
-  hasBackend,
-  getDefaultDevice,
-  setDefaultDevice,
-  newStorage,
-  setAutogradHooks,
-  getAutogradHooks,
-  withoutRecording,
   runOp,
-  type AutogradHooks,
+  setAutogradHooks,
+  setDefaultDevice,
+  type TensorContainer,
+  tidy,
+  withoutRecording,
 } from './engine.js';
-export { Generator, manualSeed, defaultGenerator } from './random.js';
+export { OpError } from './errors.js';
+export { type InitOptions, type InitResult, init } from './init.js';
+export { KERNEL_NAMES } from './kernel-names.js';
 export type { OpAttrs, OpName, Reduction } from './ops/attrs.js';
 export { NON_DIFFERENTIABLE_OPS } from './ops/attrs.js';
+export { cat, chunk, split, stack } from './ops/combine.js';
 export {
-  tensor,
-  fromTypedArray,
-  full,
-  zeros,
-  ones,
-  zerosLike,
-  onesLike,
-  fullLike,
   arange,
   eye,
-  rand,
-  uniform,
-  randn,
-  randint,
-  type TensorOptions,
+  fromTypedArray,
+  full,
+  fullLike,
+  ones,
+  onesLike,
   type RandomOptions,
+  rand,
+  randint,
+  randn,
+  type TensorOptions,
+  tensor,
+  uniform,
+  zeros,
+  zerosLike,
 } from './ops/creation.js';
 export {
+  abs,
   add,
-  sub,
-  mul,
+  cast,
+  ceil,
+  clamp,
+  cos,
   div,
-  pow,
+  eq,
+  exp,
+  floor,
+  ge,
+  gelu,
+  gt,
+  le,
+  log,
+  logicalAnd,
+  logicalNot,
+  logicalOr,
+  lt,
   maximum,
   minimum,
-  eq,
+  mul,
   ne,
-  lt,
-  le,
-  gt,
-  ge,
-  logicalAnd,
-  logicalOr,
-  logicalNot,
   neg,
-  abs,
-  exp,
-  log,
-  sqrt,
-  rsqrt,
-  tanh,
-  sigmoid,
-  relu,
-  gelu,
-  silu,
-  sign,
-  square,
+  pow,
   reciprocal,
-  sin,
-  cos,
-  floor,
-  ceil,
+  relu,
   round,
-  clamp,
+  rsqrt,
+  sigmoid,
+  sign,
+  silu,
+  sin,
+  sqrt,
+  square,
+  sub,
+  tanh,
   where,
-  cast,
 } from './ops/elementwise.js';
-export { sum, mean, prod, max, min, argmax, argmin, variance as var, std, logsumexp, softmax, logSoftmax } from './ops/reduce.js';
+export { embedding, gather, indexAdd, indexSelect, oneHot, scatterAdd, tril, triu } from './ops/indexing.js';
 export { matmul } from './ops/matmul.js';
 export {
-  reshape,
-  view,
-  permute,
-  transpose,
-  expand,
-  slice,
-  narrow,
-  squeeze,
-  unsqueeze,
-  flatten,
-  contiguous,
+  argmax,
+  argmin,
+  logSoftmax,
+  logsumexp,
+  max,
+  mean,
+  min,
+  prod,
+  softmax,
+  std,
+  sum,
+  variance as var,
+} from './ops/reduce.js';
+export {
   clone,
+  contiguous,
   detach,
+  expand,
+  flatten,
+  narrow,
+  permute,
+  reshape,
+  slice,
+  squeeze,
+  transpose,
+  unsqueeze,
+  view,
 } from './ops/views.js';
-export { gather, indexSelect, embedding, scatterAdd, indexAdd, oneHot, triu, tril } from './ops/indexing.js';
-export { cat, stack, split, chunk } from './ops/combine.js';
-export { KERNEL_NAMES } from './kernel-names.js';
+export { defaultGenerator, Generator, manualSeed } from './random.js';
+export type { Device, View } from './storage.js';
+export { Storage } from './storage.js';
+export { type NestedArray, Tensor } from './tensor.js';
 
 /** Disposes tensors (arrays and objects of tensors are searched). */
 export function dispose(...values: unknown[]): void {
@@ -124,4 +138,5 @@ export function dispose(...values: unknown[]): void {
   };
   values.forEach(visit);
 }
+
 import { Tensor as TensorClass } from './tensor.js';

@@ -1,4 +1,4 @@
-import { OpError, fmtShape } from './errors.js';
+import { fmtShape, OpError } from './errors.js';
 
 export type Shape = readonly number[];
 
@@ -44,7 +44,11 @@ export function normalizeDim(op: string, dim: number, rank: number): number {
 }
 
 /** Normalises a list of dims (or all dims when undefined), rejecting duplicates. */
-export function normalizeDims(op: string, dims: number | readonly number[] | undefined, rank: number): number[] {
+export function normalizeDims(
+  op: string,
+  dims: number | readonly number[] | undefined,
+  rank: number,
+): number[] {
   if (dims === undefined) return Array.from({ length: rank }, (_, i) => i);
   const list = typeof dims === 'number' ? [dims] : [...dims];
   const out = list.map((d) => (rank === 0 ? normalizeScalarDim(op, d) : normalizeDim(op, d, rank)));
@@ -73,7 +77,12 @@ export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
 }
 
 /** Strides that read a tensor of (shape, strides) as if it had `target` shape (0 on broadcast dims). */
-export function broadcastStrides(op: string, shape: Shape, strides: readonly number[], target: Shape): number[] {
+export function broadcastStrides(
+  op: string,
+  shape: Shape,
+  strides: readonly number[],
+  target: Shape,
+): number[] {
   const offset = target.length - shape.length;
   if (offset < 0) throw new OpError(op, `cannot broadcast ${fmtShape(shape)} to ${fmtShape(target)}`);
   const out = new Array<number>(target.length).fill(0);
@@ -128,7 +137,8 @@ export function inferShape(op: string, size: number, requested: Shape): number[]
   if (out.some((d, i) => (d < 0 && i !== neg) || !Number.isInteger(d))) {
     throw new OpError(op, `invalid shape ${fmtShape(requested)}`);
   }
-  if (out.lastIndexOf(-1) !== neg) throw new OpError(op, `only one dimension can be -1, got ${fmtShape(requested)}`);
+  if (out.lastIndexOf(-1) !== neg)
+    throw new OpError(op, `only one dimension can be -1, got ${fmtShape(requested)}`);
   if (neg >= 0) {
     const rest = sizeOf(out.filter((_, i) => i !== neg));
     if (rest === 0 || size % rest !== 0) {

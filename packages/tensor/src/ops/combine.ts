@@ -1,6 +1,6 @@
 import { promoteTypes } from '../dtype.js';
 import { runOp } from '../engine.js';
-import { OpError, fmtShape } from '../errors.js';
+import { fmtShape, OpError } from '../errors.js';
 import { contiguousStrides, normalizeDim, sizeOf } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { cast } from './elementwise.js';
@@ -20,7 +20,8 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
       );
     }
   }
-  if (first.rank === 0) throw new OpError('cat', 'zero-dimensional tensors cannot be concatenated; use stack');
+  if (first.rank === 0)
+    throw new OpError('cat', 'zero-dimensional tensors cannot be concatenated; use stack');
   return runOp('cat', tensors, { dim: d }, () => {
     const dtype = tensors.map((t) => t.dtype).reduce(promoteTypes);
     const shape = [...first.shape];
@@ -31,7 +32,11 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
     for (const t of tensors) {
       const src = cast(t, dtype);
       if (t.size > 0) {
-        kernel('cat', first, 'assign')({ storage: out, shape: t.shape, strides, offset: at * strides[d] }, src.view_());
+        kernel(
+          'cat',
+          first,
+          'assign',
+        )({ storage: out, shape: t.shape, strides, offset: at * strides[d] }, src.view_());
       }
       if (src !== t) src.dispose();
       at += t.shape[d];
@@ -46,7 +51,10 @@ export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
   const first = tensors[0];
   for (const t of tensors) {
     if (t.shape.length !== first.shape.length || t.shape.some((s, i) => s !== first.shape[i])) {
-      throw new OpError('stack', `all tensors must have the same shape: ${fmtShape(first.shape)} vs ${fmtShape(t.shape)}`);
+      throw new OpError(
+        'stack',
+        `all tensors must have the same shape: ${fmtShape(first.shape)} vs ${fmtShape(t.shape)}`,
+      );
     }
   }
   const d = normalizeDim('stack', dim, first.rank + 1);
@@ -86,8 +94,8 @@ export function split(x: Tensor, sizeOrSections: number | readonly number[], dim
 
 /** Splits into `chunks` nearly equal views (like torch.chunk). */
 export function chunk(x: Tensor, chunks: number, dim = 0): Tensor[] {
-  if (!Number.isInteger(chunks) || chunks <= 0) throw new OpError('chunk', `chunks must be a positive integer, got ${chunks}`);
+  if (!Number.isInteger(chunks) || chunks <= 0)
+    throw new OpError('chunk', `chunks must be a positive integer, got ${chunks}`);
   const d = normalizeDim('chunk', dim, x.rank);
   return split(x, Math.max(1, Math.ceil(x.shape[d] / chunks)), d);
 }
-

@@ -1,7 +1,7 @@
-import { type DType, type TypedArray, dtypeOfArray, isDType, typedArrayFor } from '../dtype.js';
+import { type DType, dtypeOfArray, isDType, type TypedArray, typedArrayFor } from '../dtype.js';
 import { getBackend, getDefaultDevice } from '../engine.js';
-import { OpError, fmtShape } from '../errors.js';
-import { type Generator, defaultGenerator } from '../random.js';
+import { fmtShape, OpError } from '../errors.js';
+import { defaultGenerator, type Generator } from '../random.js';
 import { assertShape, sizeOf } from '../shape.js';
 import type { Device } from '../storage.js';
 import type { NestedArray, Tensor } from '../tensor.js';
@@ -23,11 +23,18 @@ function finish(t: Tensor, options: TensorOptions): Tensor {
 }
 
 /** Uploads a host array as a new tensor of `shape`. */
-export function fromTypedArray(values: TypedArray, shape: readonly number[], options: TensorOptions = {}): Tensor {
+export function fromTypedArray(
+  values: TypedArray,
+  shape: readonly number[],
+  options: TensorOptions = {},
+): Tensor {
   const dtype = options.dtype ?? dtypeOfArray(values);
   const device = options.device ?? getDefaultDevice();
   if (values.length !== sizeOf(shape)) {
-    throw new OpError('tensor', `shape ${fmtShape(shape)} needs ${sizeOf(shape)} values, got ${values.length}`);
+    throw new OpError(
+      'tensor',
+      `shape ${fmtShape(shape)} needs ${sizeOf(shape)} values, got ${values.length}`,
+    );
   }
   const typed = dtypeOfArray(values) === dtype ? values : convert(values, dtype);
   return finish(wrap(getBackend(device).upload(typed, dtype), shape), options);
@@ -87,7 +94,10 @@ function flatten(v: NestedArray, shape: readonly number[], depth: number, out: (
   }
   if (!Array.isArray(v) || v.length !== shape[depth]) {
     const got = Array.isArray(v) ? `length ${v.length}` : typeof v;
-    throw new OpError('tensor', `ragged nested array: expected length ${shape[depth]} at depth ${depth}, got ${got}`);
+    throw new OpError(
+      'tensor',
+      `ragged nested array: expected length ${shape[depth]} at depth ${depth}, got ${got}`,
+    );
   }
   for (const x of v) flatten(x, shape, depth + 1, out);
 }
@@ -131,7 +141,8 @@ export function arange(start: number, end?: number, step = 1, options: TensorOpt
     end = start;
     start = 0;
   }
-  if (step === 0 || !Number.isFinite(step)) throw new OpError('arange', `step must be finite and non-zero, got ${step}`);
+  if (step === 0 || !Number.isFinite(step))
+    throw new OpError('arange', `step must be finite and non-zero, got ${step}`);
   const n = Math.max(0, Math.ceil((end - start) / step));
   const allInt = Number.isInteger(start) && Number.isInteger(end) && Number.isInteger(step);
   const dtype = options.dtype ?? (allInt ? 'int32' : 'float32');
@@ -150,7 +161,8 @@ export function eye(n: number, m = n, options: TensorOptions = {}): Tensor {
 }
 
 function floatOnly(op: string, dtype: DType | undefined): void {
-  if (dtype !== undefined && dtype !== 'float32') throw new OpError(op, `dtype must be float32, got ${dtype}`);
+  if (dtype !== undefined && dtype !== 'float32')
+    throw new OpError(op, `dtype must be float32, got ${dtype}`);
 }
 
 /** Uniform U[0, 1) from the (seedable) generator. */
@@ -163,7 +175,12 @@ export function rand(shape: readonly number[], options: RandomOptions = {}): Ten
 }
 
 /** Uniform U[low, high). */
-export function uniform(shape: readonly number[], low: number, high: number, options: RandomOptions = {}): Tensor {
+export function uniform(
+  shape: readonly number[],
+  low: number,
+  high: number,
+  options: RandomOptions = {},
+): Tensor {
   assertShape('uniform', shape);
   floatOnly('uniform', options.dtype);
   const values = new Float32Array(sizeOf(shape));
@@ -184,7 +201,12 @@ export function randn(
 }
 
 /** Uniform integers in [low, high) as int32. */
-export function randint(low: number, high: number, shape: readonly number[], options: RandomOptions = {}): Tensor {
+export function randint(
+  low: number,
+  high: number,
+  shape: readonly number[],
+  options: RandomOptions = {},
+): Tensor {
   assertShape('randint', shape);
   if (!Number.isInteger(low) || !Number.isInteger(high) || high <= low) {
     throw new OpError('randint', `expected integers low < high, got low=${low}, high=${high}`);

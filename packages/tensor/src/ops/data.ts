@@ -1,6 +1,6 @@
 import { type TypedArray, typedArrayFor } from '../dtype.js';
 import { getBackend, releaseStorage, retainStorage } from '../engine.js';
-import { OpError, fmtShape } from '../errors.js';
+import { fmtShape, OpError } from '../errors.js';
 import type { Device } from '../storage.js';
 import type { NestedArray, Tensor } from '../tensor.js';
 import { kernel, wrap } from './util.js';
@@ -37,7 +37,8 @@ export async function toArray(t: Tensor): Promise<NestedArray> {
 }
 
 export async function item(t: Tensor): Promise<number | boolean> {
-  if (t.size !== 1) throw new OpError('item', `expected a tensor with one element, got shape ${fmtShape(t.shape)}`);
+  if (t.size !== 1)
+    throw new OpError('item', `expected a tensor with one element, got shape ${fmtShape(t.shape)}`);
   const v = await readData(t);
   return t.dtype === 'bool' ? v[0] !== 0 : v[0];
 }

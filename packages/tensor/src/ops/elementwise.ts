@@ -5,7 +5,7 @@ import { OpError } from '../errors.js';
 import { broadcastShapes, broadcastStrides } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { scalar } from './creation.js';
-import { type TensorLike, kernel, viewAs, wrap } from './util.js';
+import { kernel, type TensorLike, viewAs, wrap } from './util.js';
 
 // ---- unary ---------------------------------------------------------------------------------
 
@@ -171,7 +171,8 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
 /** Limits values to [min, max]; either bound may be null. NaN stays NaN. */
 export function clamp(x: Tensor, min: number | null, max: number | null): Tensor {
   if (min === null && max === null) throw new OpError('clamp', 'at least one of min and max must be given');
-  if (min !== null && max !== null && min > max) throw new OpError('clamp', `min ${min} is greater than max ${max}`);
+  if (min !== null && max !== null && min > max)
+    throw new OpError('clamp', `min ${min} is greater than max ${max}`);
   return runOp('clamp', [x], { min, max }, () => {
     let out = x;
     if (min !== null) out = maximum(out, min);

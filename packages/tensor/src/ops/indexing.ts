@@ -1,5 +1,5 @@
 import { runOp, tidy } from '../engine.js';
-import { OpError, fmtShape } from '../errors.js';
+import { fmtShape, OpError } from '../errors.js';
 import { normalizeDim } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { arange } from './creation.js';
@@ -20,11 +20,17 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   checkIndex('gather', index);
   const d = normalizeDim('gather', dim, x.rank);
   if (index.rank !== x.rank) {
-    throw new OpError('gather', `index must have the input's rank ${x.rank}, got shape ${fmtShape(index.shape)}`);
+    throw new OpError(
+      'gather',
+      `index must have the input's rank ${x.rank}, got shape ${fmtShape(index.shape)}`,
+    );
   }
   for (let i = 0; i < x.rank; i++) {
     if (i !== d && index.shape[i] > x.shape[i]) {
-      throw new OpError('gather', `index ${fmtShape(index.shape)} is larger than input ${fmtShape(x.shape)} at dim ${i}`);
+      throw new OpError(
+        'gather',
+        `index ${fmtShape(index.shape)} is larger than input ${fmtShape(x.shape)} at dim ${i}`,
+      );
     }
   }
   return runOp('gather', [x, index], { dim: d }, () =>
@@ -35,7 +41,8 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
 /** Selects entries of `x` along `dim` at the positions of a 1-D int32 index. */
 export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
   checkIndex('indexSelect', index);
-  if (index.rank > 1) throw new OpError('indexSelect', `index must be 1-D, got shape ${fmtShape(index.shape)}`);
+  if (index.rank > 1)
+    throw new OpError('indexSelect', `index must be 1-D, got shape ${fmtShape(index.shape)}`);
   const d = normalizeDim('indexSelect', dim, x.rank);
   const shape = [...x.shape];
   if (x.rank > 0) shape[d] = index.size;
@@ -46,7 +53,8 @@ export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
 
 /** Embedding lookup: rows of `weight` [V, D] at int32 `ids` of any shape → [...ids.shape, D]. */
 export function embedding(weight: Tensor, ids: Tensor): Tensor {
-  if (weight.rank !== 2) throw new OpError('embedding', `weight must be 2-D [V, D], got ${fmtShape(weight.shape)}`);
+  if (weight.rank !== 2)
+    throw new OpError('embedding', `weight must be 2-D [V, D], got ${fmtShape(weight.shape)}`);
   checkIndex('embedding', ids);
   return tidy(() => reshape(indexSelect(weight, 0, reshape(ids, [-1])), [...ids.shape, weight.shape[1]]));
 }
@@ -63,26 +71,35 @@ export function scatterAdd(target: Tensor, dim: number, index: Tensor, src: Tens
   }
   for (let i = 0; i < target.rank; i++) {
     if (index.shape[i] > src.shape[i] || (i !== d && index.shape[i] > target.shape[i])) {
-      throw new OpError('scatterAdd', `index ${fmtShape(index.shape)} does not fit src ${fmtShape(src.shape)} / target ${fmtShape(target.shape)} at dim ${i}`);
+      throw new OpError(
+        'scatterAdd',
+        `index ${fmtShape(index.shape)} does not fit src ${fmtShape(src.shape)} / target ${fmtShape(target.shape)} at dim ${i}`,
+      );
     }
   }
-  if (src.dtype !== target.dtype) throw new OpError('scatterAdd', `src dtype ${src.dtype} differs from target ${target.dtype}`);
+  if (src.dtype !== target.dtype)
+    throw new OpError('scatterAdd', `src dtype ${src.dtype} differs from target ${target.dtype}`);
   return runOp('scatterAdd', [target, index, src], { dim: d }, () =>
-    wrap(kernel('scatterAdd', target, 'scatterAdd')(target.view_(), d, index.view_(), src.view_()), target.shape),
+    wrap(
+      kernel('scatterAdd', target, 'scatterAdd')(target.view_(), d, index.view_(), src.view_()),
+      target.shape,
+    ),
   );
 }
 
 /** Out-of-place torch.index_add: a copy of `target` with slices of `src` added at positions `index` along `dim`. */
 export function indexAdd(target: Tensor, dim: number, index: Tensor, src: Tensor): Tensor {
   checkIndex('indexAdd', index);
-  if (index.rank !== 1) throw new OpError('indexAdd', `index must be 1-D, got shape ${fmtShape(index.shape)}`);
+  if (index.rank !== 1)
+    throw new OpError('indexAdd', `index must be 1-D, got shape ${fmtShape(index.shape)}`);
   const d = normalizeDim('indexAdd', dim, target.rank);
   const expected = [...target.shape];
   expected[d] = index.shape[0];
   if (src.rank !== target.rank || src.shape.some((s, i) => s !== expected[i])) {
     throw new OpError('indexAdd', `src must have shape ${fmtShape(expected)}, got ${fmtShape(src.shape)}`);
   }
-  if (src.dtype !== target.dtype) throw new OpError('indexAdd', `src dtype ${src.dtype} differs from target ${target.dtype}`);
+  if (src.dtype !== target.dtype)
+    throw new OpError('indexAdd', `src dtype ${src.dtype} differs from target ${target.dtype}`);
   return runOp('indexAdd', [target, index, src], { dim: d }, () =>
     wrap(kernel('indexAdd', target, 'indexAdd')(target.view_(), d, index.view_(), src.view_()), target.shape),
   );
@@ -94,7 +111,9 @@ export function oneHot(indices: Tensor, numClasses: number): Tensor {
   if (!Number.isInteger(numClasses) || numClasses <= 0) {
     throw new OpError('oneHot', `numClasses must be a positive integer, got ${numClasses}`);
   }
-  return tidy(() => cast(eq(unsqueeze(indices, -1), arange(numClasses, undefined, 1, { device: indices.device })), 'int32'));
+  return tidy(() =>
+    cast(eq(unsqueeze(indices, -1), arange(numClasses, undefined, 1, { device: indices.device })), 'int32'),
+  );
 }
 
 function triangle(op: 'triu' | 'tril', x: Tensor, diagonal: number): Tensor {

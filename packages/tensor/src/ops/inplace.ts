@@ -1,9 +1,9 @@
 import { getAutogradHooks } from '../engine.js';
-import { OpError, fmtShape } from '../errors.js';
+import { fmtShape, OpError } from '../errors.js';
 import { broadcastStrides } from '../shape.js';
 import type { Tensor } from '../tensor.js';
-import { cast, add, div, mul, sub } from './elementwise.js';
-import { type TensorLike, kernel, viewAs, wrap } from './util.js';
+import { add, cast, div, mul, sub } from './elementwise.js';
+import { kernel, type TensorLike, viewAs, wrap } from './util.js';
 
 /**
  * In-place updates, for optimizers and initialisers. They write into the tensor's storage (every
@@ -14,19 +14,26 @@ function checkInPlace(op: string, t: Tensor): void {
   t.assertLive(op);
   const hooks = getAutogradHooks();
   if (t.requiresGrad && hooks?.isGradEnabled()) {
-    throw new OpError(op, 'a tensor that requires grad cannot be modified in place while gradients are recorded; use noGrad()');
+    throw new OpError(
+      op,
+      'a tensor that requires grad cannot be modified in place while gradients are recorded; use noGrad()',
+    );
   }
 }
 
 /** Writes `value` (broadcast to t's shape, cast to t's dtype) into t. */
 function writeInto(op: string, t: Tensor, value: Tensor): void {
   const src = cast(value, t.dtype);
-  if (value.device !== t.device) throw new OpError(op, `expected tensors on one device, got '${t.device}' and '${value.device}'`);
+  if (value.device !== t.device)
+    throw new OpError(op, `expected tensors on one device, got '${t.device}' and '${value.device}'`);
   let strides: number[];
   try {
     strides = broadcastStrides(op, src.shape, src.strides, t.shape);
   } catch {
-    throw new OpError(op, `cannot write a tensor of shape ${fmtShape(value.shape)} into one of shape ${fmtShape(t.shape)}`);
+    throw new OpError(
+      op,
+      `cannot write a tensor of shape ${fmtShape(value.shape)} into one of shape ${fmtShape(t.shape)}`,
+    );
   }
   if (t.size > 0) kernel(op, t, 'assign')(t.view_(), viewAs(src, t.shape, strides));
   if (src !== value) src.dispose();
@@ -80,7 +87,19 @@ export function copy_<T extends Tensor>(t: T, src: Tensor): T {
 export function fill_<T extends Tensor>(t: T, value: number): T {
   checkInPlace('fill_', t);
   const one = wrap(kernel('fill_', t, 'fill')(1, value, t.dtype), []);
-  if (t.size > 0) kernel('fill_', t, 'assign')(t.view_(), viewAs(one, t.shape, t.shape.map(() => 0)));
+  if (t.size > 0)
+    kernel(
+      'fill_',
+      t,
+      'assign',
+    )(
+      t.view_(),
+      viewAs(
+        one,
+        t.shape,
+        t.shape.map(() => 0),
+      ),
+    );
   one.dispose();
   return t;
 }

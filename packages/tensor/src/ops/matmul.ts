@@ -1,5 +1,5 @@
 import { runOp, tidy } from '../engine.js';
-import { OpError, fmtShape } from '../errors.js';
+import { fmtShape, OpError } from '../errors.js';
 import { broadcastShapes, sizeOf } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { kernel, wrap } from './util.js';
@@ -12,14 +12,18 @@ import { expand, reshape } from './views.js';
  */
 export function matmul(a: Tensor, b: Tensor): Tensor {
   if (a.rank === 0 || b.rank === 0) {
-    throw new OpError('matmul', `both operands need at least 1 dim, got ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
+    throw new OpError(
+      'matmul',
+      `both operands need at least 1 dim, got ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`,
+    );
   }
   if (a.dtype !== 'float32' || b.dtype !== 'float32') {
     throw new OpError('matmul', `expected float32 operands, got ${a.dtype} @ ${b.dtype}`);
   }
   const k = a.shape[a.rank - 1];
   const kb = b.shape[b.rank === 1 ? 0 : b.rank - 2];
-  if (k !== kb) throw new OpError('matmul', `inner dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
+  if (k !== kb)
+    throw new OpError('matmul', `inner dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
   return runOp('matmul', [a, b], {}, () => tidy(() => matmulCompute(a, b)));
 }
 
@@ -32,13 +36,10 @@ function matmulCompute(a: Tensor, b: Tensor): Tensor {
   const batchA = a2.shape.slice(0, -2);
   const batchB = b2.shape.slice(0, -2);
   const batch = broadcastShapes('matmul', batchA, batchB);
-  let a3: Tensor;
-  let b3: Tensor;
-  let outBatch: number[];
   if (batchB.length === 0 && batch.length > 0) {
     // [..., M, K] @ [K, N]: fold the batch into M (no copy when a is contiguous enough)
-    a3 = reshape(a2, [1, sizeOf(batch) * m, k]);
-    b3 = reshape(b2, [1, k, n]);
+    const a3 = reshape(a2, [1, sizeOf(batch) * m, k]);
+    const b3 = reshape(b2, [1, k, n]);
     const out = wrap(kernel('matmul', a, 'matmul')(a3.view_(), b3.view_(), 1, sizeOf(batch) * m, k, n), [
       ...batch,
       m,
@@ -47,14 +48,20 @@ function matmulCompute(a: Tensor, b: Tensor): Tensor {
     return finalShape(out, a, b, batch, m, n);
   }
   const bsz = sizeOf(batch);
-  a3 = reshape(expand(a2, [...batch, m, k]), [bsz, m, k]);
-  b3 = reshape(expand(b2, [...batch, k, n]), [bsz, k, n]);
-  outBatch = batch;
-  const out = wrap(kernel('matmul', a, 'matmul')(a3.view_(), b3.view_(), bsz, m, k, n), [...outBatch, m, n]);
-  return finalShape(out, a, b, outBatch, m, n);
+  const a3 = reshape(expand(a2, [...batch, m, k]), [bsz, m, k]);
+  const b3 = reshape(expand(b2, [...batch, k, n]), [bsz, k, n]);
+  const out = wrap(kernel('matmul', a, 'matmul')(a3.view_(), b3.view_(), bsz, m, k, n), [...batch, m, n]);
+  return finalShape(out, a, b, batch, m, n);
 }
 
-function finalShape(out: Tensor, a: Tensor, b: Tensor, batch: readonly number[], m: number, n: number): Tensor {
+function finalShape(
+  out: Tensor,
+  a: Tensor,
+  b: Tensor,
+  batch: readonly number[],
+  m: number,
+  n: number,
+): Tensor {
   if (a.rank > 1 && b.rank > 1) return out;
   const shape = [...batch];
   if (a.rank > 1) shape.push(m);

@@ -1,6 +1,6 @@
 import type { ReduceOp } from '../backend.js';
 import { runOp, tidy } from '../engine.js';
-import { OpError, fmtShape } from '../errors.js';
+import { fmtShape, OpError } from '../errors.js';
 import { normalizeDim, normalizeDims, sizeOf } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { cast, div, exp, log, mul, sub } from './elementwise.js';
@@ -39,7 +39,10 @@ function reduceKernel(op: string, rop: ReduceOp, x: Tensor, p: Plan, outDtype: T
 
 function checkNonEmpty(op: string, x: Tensor, p: Plan): void {
   if (p.inner === 0 && x.size !== 0) {
-    throw new OpError(op, `cannot reduce over a zero-size dimension of a tensor of shape ${fmtShape(x.shape)}`);
+    throw new OpError(
+      op,
+      `cannot reduce over a zero-size dimension of a tensor of shape ${fmtShape(x.shape)}`,
+    );
   }
   if (p.inner === 0) throw new OpError(op, `cannot reduce an empty tensor of shape ${fmtShape(x.shape)}`);
 }
@@ -86,7 +89,12 @@ function argExtreme(op: 'argmax' | 'argmin', x: Tensor, dim: number | undefined,
     const flat = reshape(x, [-1]);
     const out = argExtreme(op, flat, 0, false);
     flat.dispose();
-    return keepdim ? reshape(out, x.shape.map(() => 1)) : out;
+    return keepdim
+      ? reshape(
+          out,
+          x.shape.map(() => 1),
+        )
+      : out;
   }
   const p = plan(op, x, normalizeDim(op, dim, x.rank), keepdim);
   checkNonEmpty(op, x, p);
@@ -98,7 +106,11 @@ export const argmax = (x: Tensor, dim?: number, keepdim = false) => argExtreme('
 export const argmin = (x: Tensor, dim?: number, keepdim = false) => argExtreme('argmin', x, dim, keepdim);
 
 /** Variance over `dim` (unbiased by default, like PyTorch). Composed of recorded ops. */
-export function variance(x: Tensor, dim?: Dims, options: { unbiased?: boolean; keepdim?: boolean } = {}): Tensor {
+export function variance(
+  x: Tensor,
+  dim?: Dims,
+  options: { unbiased?: boolean; keepdim?: boolean } = {},
+): Tensor {
   const unbiased = options.unbiased ?? true;
   const p = plan('var', x, dim, true);
   const n = p.inner;
@@ -146,6 +158,7 @@ export function softmax(x: Tensor, dim: number): Tensor {
 /** log(softmax(x)) along `dim`, computed as x − logsumexp(x). */
 export function logSoftmax(x: Tensor, dim: number): Tensor {
   const d = normalizeDim('logSoftmax', dim, x.rank);
-  return runOp('logSoftmax', [x], { dim: d }, () => tidy(() => sub(cast(x, 'float32'), logsumexp(x, d, true))));
+  return runOp('logSoftmax', [x], { dim: d }, () =>
+    tidy(() => sub(cast(x, 'float32'), logsumexp(x, d, true))),
+  );
 }
-

@@ -1,6 +1,13 @@
 import { runOp } from '../engine.js';
-import { OpError, fmtShape } from '../errors.js';
-import { broadcastStrides, inferShape, normalizeDim, normalizeDims, shapesEqual, viewStrides } from '../shape.js';
+import { fmtShape, OpError } from '../errors.js';
+import {
+  broadcastStrides,
+  inferShape,
+  normalizeDim,
+  normalizeDims,
+  shapesEqual,
+  viewStrides,
+} from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { kernel, wrap } from './util.js';
 
@@ -43,7 +50,10 @@ export function view(x: Tensor, shape: readonly number[]): Tensor {
 export function permute(x: Tensor, dims: readonly number[]): Tensor {
   x.assertLive('permute');
   if (dims.length !== x.rank) {
-    throw new OpError('permute', `expected ${x.rank} dims for a tensor of shape ${fmtShape(x.shape)}, got [${dims.join(',')}]`);
+    throw new OpError(
+      'permute',
+      `expected ${x.rank} dims for a tensor of shape ${fmtShape(x.shape)}, got [${dims.join(',')}]`,
+    );
   }
   const d = normalizeDims('permute', dims, x.rank);
   return runOp('permute', [x], { dims: d }, () =>
@@ -57,7 +67,11 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
 }
 
 export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
-  if (x.rank < 2 && dim0 === -2 && dim1 === -1) return permute(x, x.shape.map((_, i) => i));
+  if (x.rank < 2 && dim0 === -2 && dim1 === -1)
+    return permute(
+      x,
+      x.shape.map((_, i) => i),
+    );
   const a = normalizeDim('transpose', dim0, x.rank);
   const b = normalizeDim('transpose', dim1, x.rank);
   const dims = x.shape.map((_, i) => i);
@@ -70,12 +84,17 @@ export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
 export function expand(x: Tensor, shape: readonly number[]): Tensor {
   x.assertLive('expand');
   if (shape.length < x.rank) {
-    throw new OpError('expand', `target ${fmtShape(shape)} has fewer dims than the tensor ${fmtShape(x.shape)}`);
+    throw new OpError(
+      'expand',
+      `target ${fmtShape(shape)} has fewer dims than the tensor ${fmtShape(x.shape)}`,
+    );
   }
   const lead = shape.length - x.rank;
   const target = shape.map((d, i) => (d === -1 && i >= lead ? x.shape[i - lead] : d));
-  if (target.some((d) => !Number.isInteger(d) || d < 0)) throw new OpError('expand', `invalid shape ${fmtShape(shape)}`);
-  if (shapesEqual(target, x.shape)) return runOp('expand', [x], { shape: target }, () => alias(x, x.shape, x.strides, x.offset));
+  if (target.some((d) => !Number.isInteger(d) || d < 0))
+    throw new OpError('expand', `invalid shape ${fmtShape(shape)}`);
+  if (shapesEqual(target, x.shape))
+    return runOp('expand', [x], { shape: target }, () => alias(x, x.shape, x.strides, x.offset));
   const strides = broadcastStrides('expand', x.shape, x.strides, target);
   return runOp('expand', [x], { shape: target }, () => alias(x, target, strides, x.offset));
 }
@@ -84,7 +103,8 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
 export function slice(x: Tensor, dim: number, start?: number, end?: number, step = 1): Tensor {
   x.assertLive('slice');
   const d = normalizeDim('slice', dim, x.rank);
-  if (!Number.isInteger(step) || step <= 0) throw new OpError('slice', `step must be a positive integer, got ${step}`);
+  if (!Number.isInteger(step) || step <= 0)
+    throw new OpError('slice', `step must be a positive integer, got ${step}`);
   const n = x.shape[d];
   const clampIndex = (i: number) => Math.min(Math.max(i < 0 ? i + n : i, 0), n);
   const s = clampIndex(start ?? 0);
@@ -112,7 +132,9 @@ export function narrow(x: Tensor, dim: number, start: number, length: number): T
 
 export function squeeze(x: Tensor, dim?: number | readonly number[]): Tensor {
   const dims =
-    dim === undefined ? x.shape.map((_, i) => i).filter((i) => x.shape[i] === 1) : normalizeDims('squeeze', dim, x.rank);
+    dim === undefined
+      ? x.shape.map((_, i) => i).filter((i) => x.shape[i] === 1)
+      : normalizeDims('squeeze', dim, x.rank);
   const shape = x.shape.filter((d, i) => !(dims.includes(i) && d === 1));
   return reshape(x, shape);
 }

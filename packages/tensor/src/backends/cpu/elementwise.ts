@@ -3,8 +3,8 @@ import { type DType, typedArrayFor } from '../../dtype.js';
 import { sizeOf } from '../../shape.js';
 import type { View } from '../../storage.js';
 import { BINARY, UNARY } from './math.js';
-import { arrayOf, offsetsOf } from './strided.js';
 import { storageOf } from './storage.js';
+import { arrayOf, offsetsOf } from './strided.js';
 
 export const unary: KernelTable['unary'] = (op, x, outDtype) => {
   const n = sizeOf(x.shape);
@@ -51,9 +51,7 @@ export const where: KernelTable['where'] = (cond, a, b, outShape) => {
   const oa = offsetsOf(a);
   const ob = offsetsOf(b);
   for (let i = 0; i < n; i++) {
-    out[i] = sc[oc ? oc[i] : cond.offset + i]
-      ? sa[oa ? oa[i] : a.offset + i]
-      : sb[ob ? ob[i] : b.offset + i];
+    out[i] = sc[oc ? oc[i] : cond.offset + i] ? sa[oa ? oa[i] : a.offset + i] : sb[ob ? ob[i] : b.offset + i];
   }
   return storageOf(out, dtype);
 };
@@ -64,7 +62,8 @@ function convertInto(out: ReturnType<typeof typedArrayFor>, x: View, dtype: DTyp
   const offs = offsetsOf(x);
   const at = (i: number) => src[offs ? offs[i] : x.offset + i];
   if (dtype === 'bool') for (let i = 0; i < n; i++) out[i] = at(i) !== 0 ? 1 : 0;
-  else if (dtype === 'int32') for (let i = 0; i < n; i++) out[i] = Number.isFinite(at(i)) ? Math.trunc(at(i)) : 0;
+  else if (dtype === 'int32')
+    for (let i = 0; i < n; i++) out[i] = Number.isFinite(at(i)) ? Math.trunc(at(i)) : 0;
   else for (let i = 0; i < n; i++) out[i] = at(i);
 }
 

@@ -4,8 +4,8 @@ import { OpError } from '../../errors.js';
 import { contiguousStrides, sizeOf } from '../../shape.js';
 import type { View } from '../../storage.js';
 import { copy } from './elementwise.js';
-import { arrayOf } from './strided.js';
 import { storageOf } from './storage.js';
+import { arrayOf } from './strided.js';
 
 /** Calls fn(flat, multiIndex) for every position of `shape` in row-major order. */
 function forEachIndex(shape: readonly number[], fn: (flat: number, idx: number[]) => void): void {
@@ -27,7 +27,8 @@ function offsetAt(v: View, idx: readonly number[]): number {
 }
 
 function checked(op: string, i: number, size: number): number {
-  if (i < -size || i >= size) throw new OpError(op, `index ${i} is out of bounds for a dimension of size ${size}`);
+  if (i < -size || i >= size)
+    throw new OpError(op, `index ${i} is out of bounds for a dimension of size ${size}`);
   return i < 0 ? i + size : i;
 }
 
@@ -53,13 +54,15 @@ export const indexSelect: KernelTable['indexSelect'] = (x, dim, index) => {
   const xs = arrayOf(x);
   const is = arrayOf(index);
   if (x.shape.length === 0) {
-    for (let i = 0; i < index.shape[0]; i++) checked('indexSelect', is[index.offset + i * index.strides[0]], 1);
+    for (let i = 0; i < index.shape[0]; i++)
+      checked('indexSelect', is[index.offset + i * index.strides[0]], 1);
     out[0] = xs[x.offset];
     return storageOf(out, dtype);
   }
   const rows = index.shape[0];
   const selected = new Int32Array(rows);
-  for (let r = 0; r < rows; r++) selected[r] = checked('indexSelect', is[index.offset + r * index.strides[0]], x.shape[dim]);
+  for (let r = 0; r < rows; r++)
+    selected[r] = checked('indexSelect', is[index.offset + r * index.strides[0]], x.shape[dim]);
   forEachIndex(shape, (flat, idx) => {
     const saved = idx[dim];
     idx[dim] = selected[saved];
@@ -72,7 +75,12 @@ export const indexSelect: KernelTable['indexSelect'] = (x, dim, index) => {
 export const scatterAdd: KernelTable['scatterAdd'] = (target, dim, index, src) => {
   const result = copy(target);
   const out = result.handle as ReturnType<typeof typedArrayFor>;
-  const outView: View = { storage: result, shape: target.shape, strides: contiguousStrides(target.shape), offset: 0 };
+  const outView: View = {
+    storage: result,
+    shape: target.shape,
+    strides: contiguousStrides(target.shape),
+    offset: 0,
+  };
   const is = arrayOf(index);
   const ss = arrayOf(src);
   forEachIndex(index.shape, (_, idx) => {
@@ -88,7 +96,12 @@ export const scatterAdd: KernelTable['scatterAdd'] = (target, dim, index, src) =
 export const indexAdd: KernelTable['indexAdd'] = (target, dim, index, src) => {
   const result = copy(target);
   const out = result.handle as ReturnType<typeof typedArrayFor>;
-  const outView: View = { storage: result, shape: target.shape, strides: contiguousStrides(target.shape), offset: 0 };
+  const outView: View = {
+    storage: result,
+    shape: target.shape,
+    strides: contiguousStrides(target.shape),
+    offset: 0,
+  };
   const is = arrayOf(index);
   const ss = arrayOf(src);
   const positions = new Int32Array(index.shape[0]);

@@ -1,6 +1,6 @@
 import type { KernelTable } from '../../backend.js';
-import { arrayOf } from './strided.js';
 import { storageOf } from './storage.js';
+import { arrayOf } from './strided.js';
 
 /** Copies a strided [rows, cols] matrix of a batch into a dense Float32Array (row-major). */
 function packMatrix(
@@ -27,7 +27,14 @@ const BLOCK_N = 512;
  * streams rows of B and C, four rows of A at a time (each B element loaded feeds four FMAs),
  * and blocked over K and N so the B panel stays in cache.
  */
-export function gemm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number): void {
+export function gemm(
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  m: number,
+  k: number,
+  n: number,
+): void {
   for (let j0 = 0; j0 < n; j0 += BLOCK_N) {
     const j1 = Math.min(j0 + BLOCK_N, n);
     for (let p0 = 0; p0 < k; p0 += BLOCK_K) {

@@ -1,7 +1,7 @@
 import type { KernelTable } from '../../backend.js';
 import { typedArrayFor } from '../../dtype.js';
-import { arrayOf, offsetsOf } from './strided.js';
 import { storageOf } from './storage.js';
+import { arrayOf, offsetsOf } from './strided.js';
 
 /** Reduces the `inner` trailing elements of each of `outer` rows (x is [...kept, ...reduced]). */
 export const reduce: KernelTable['reduce'] = (op, x, outer, inner, outDtype) => {
@@ -37,7 +37,7 @@ export const reduce: KernelTable['reduce'] = (op, x, outer, inner, outDtype) => 
         let best = at(start);
         for (let j = 1; j < inner; j++) {
           const v = at(start + j);
-          if (v !== v) {
+          if (Number.isNaN(v)) {
             best = v; // NaN propagates, as in PyTorch
             break;
           }
@@ -50,9 +50,9 @@ export const reduce: KernelTable['reduce'] = (op, x, outer, inner, outDtype) => 
       case 'argmin': {
         let best = at(start);
         let bi = 0;
-        for (let j = 1; j < inner && best === best; j++) {
+        for (let j = 1; j < inner && !Number.isNaN(best); j++) {
           const v = at(start + j);
-          if (v !== v || (op === 'argmax' ? v > best : v < best)) {
+          if (Number.isNaN(v) || (op === 'argmax' ? v > best : v < best)) {
             best = v;
             bi = j;
           }
