@@ -226,6 +226,8 @@ export interface AutogradHooks {
   isGradEnabled(): boolean;
   /** Runs fn with recording off. */
   noGrad<T>(fn: () => T): T;
+  /** Called when a tensor with a `gradFn` is disposed, so the graph behind it can be released. */
+  onDispose?(t: Tensor): void;
 }
 
 let hooks: AutogradHooks | null = null;

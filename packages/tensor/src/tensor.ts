@@ -106,6 +106,7 @@ export class Tensor {
       this.grad.dispose();
       this.grad = null;
     }
+    if (this.gradFn !== null) getAutogradHooks()?.onDispose?.(this);
     this.gradFn = null;
   }
 
