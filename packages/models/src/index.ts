@@ -1,2 +1,9 @@
-// Implemented by its issue; this package exports nothing yet.
-export {};
+/**
+ * @lowrank/models — GPT-2 (Hugging Face compatible), an encoder classifier, tokenizers, data
+ * helpers and generation.
+ */
+export * from './config.js';
+export * from './data.js';
+export * from './plot.js';
+export * from './sampling.js';
+export * from './tokenizer.js';
