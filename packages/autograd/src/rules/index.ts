@@ -1,0 +1,17 @@
+import type { RuleTable } from '../rule.js';
+import { combineRules } from './combine.js';
+import { elementwiseRules } from './elementwise.js';
+import { indexingRules } from './indexing.js';
+import { matmulRules } from './matmul.js';
+import { reduceRules } from './reduce.js';
+import { viewRules } from './views.js';
+
+/** Every gradient rule, by op name (a test checks each op of OpAttrs has one or is non-differentiable). */
+export const RULES: RuleTable = {
+  ...elementwiseRules,
+  ...reduceRules,
+  ...matmulRules,
+  ...viewRules,
+  ...indexingRules,
+  ...combineRules,
+};
