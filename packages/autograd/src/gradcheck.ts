@@ -61,7 +61,7 @@ export async function gradcheck(
   let r: Float32Array;
   let analytic: (Float32Array | null)[];
   try {
-    const out = enableGrad(() => f(...leaves));
+    const out = enableGrad(() => tidy(() => f(...leaves)));
     r = new Float32Array(out.size).map(() => rand() * 2 - 1);
     const rt = fromTypedArray(r, out.shape, { device: out.device });
     try {
