@@ -1,0 +1,284 @@
+import { arange, cat, Generator, OpError, ones, type Tensor, tidy } from '@lowrank/tensor';
+import { Conv1D, crossEntropy, Dropout, Embedding, init, LayerNorm, Module, ModuleList } from './_nn.js';
+import { type GPT2Config, gpt2Config, innerDim } from './config.js';
+
+/**
+ * GPT-2 as in the paper (Radford et al. 2019) and nanoGPT, with Hugging Face's module names so a
+ * `model.safetensors` written by `save_pretrained` loads by name:
+ *
+ *   transformer.wte, transformer.wpe                     token / position embeddings
+ *   transformer.h.N.{ln_1, attn.c_attn, attn.c_proj,     pre-LN blocks
+ *                    ln_2, mlp.c_fc, mlp.c_proj}
+ *   transformer.ln_f                                     final LayerNorm
+ *   lm_head                                              tied to transformer.wte (not in files)
+ *
+ * Every linear layer is a Conv1D (weights stored [in, out], as HF's Conv1D and the checkpoints).
+ */
+
+/** A layer mapping one tensor to one (Conv1D, or the LoRA layer that replaced it). */
+interface Layer extends Module {
+  forward(x: Tensor): Tensor;
+}
+
+/** HF's `torch.finfo(float32).min`, the value masked attention scores get (exp() of it is 0). */
+const MASK_VALUE = -3.4028234663852886e38;
+
+/** Keys and values of one layer for the tokens seen so far: [B, n_head, T_past, head_dim] each. */
+export interface LayerCache {
+  k: Tensor;
+  v: Tensor;
+}
+export type KVCache = LayerCache[];
+
+/** Multi-head causal self-attention with a fused q|k|v projection (`c_attn`). */
+export class GPT2Attention extends Module {
+  c_attn: Layer;
+  c_proj: Layer;
+  readonly attn_dropout: Dropout;
+  readonly resid_dropout: Dropout;
+  private readonly nHead: number;
+  private readonly headDim: number;
+  private readonly scale: number;
+
+  constructor(
+    readonly config: GPT2Config,
+    layerIdx: number,
+  ) {
+    super();
+    const d = config.n_embd;
+    this.nHead = config.n_head;
+    this.headDim = d / config.n_head;
+    this.c_attn = this.registerModule('c_attn', new Conv1D(3 * d, d));
+    this.c_proj = this.registerModule('c_proj', new Conv1D(d, d));
+    this.attn_dropout = this.registerModule('attn_dropout', new Dropout(config.attn_pdrop));
+    this.resid_dropout = this.registerModule('resid_dropout', new Dropout(config.resid_pdrop));
+    let scale = config.scale_attn_weights ? 1 / Math.sqrt(this.headDim) : 1;
+    if (config.scale_attn_by_inverse_layer_idx) scale /= layerIdx + 1;
+    this.scale = scale;
+  }
+
+  /**
+   * x: [B, T, C] → [B, T, C]. With `past`, the new keys/values are appended to it and the
+   * updated cache is returned in `present` (the caller owns both and disposes the old one).
+   */
+  forward(x: Tensor, mask: Tensor, past?: LayerCache): { out: Tensor; present: LayerCache } {
+    const [B, T, C] = x.shape;
+    const split = (t: Tensor): Tensor => t.reshape(B, T, this.nHead, this.headDim).permute(0, 2, 1, 3); // (B, nh, T, hs)
+    const [q0, k0, v0] = this.c_attn.forward(x).split(C, 2);
+    const q = split(q0);
+    const k = past ? cat([past.k, split(k0)], 2) : split(k0);
+    const v = past ? cat([past.v, split(v0)], 2) : split(v0);
+    let att = q.matmul(k.transpose(-2, -1)).mul(this.scale); // (B, nh, T, T_total)
+    att = att.where(mask, MASK_VALUE).softmax(-1);
+    att = this.attn_dropout.forward(att);
+    const y = att.matmul(v).permute(0, 2, 1, 3).reshape(B, T, C); // re-assemble heads side by side
+    return { out: this.resid_dropout.forward(this.c_proj.forward(y)), present: { k, v } };
+  }
+}
+
+/** The position-wise MLP: c_fc → activation → c_proj → dropout. */
+export class GPT2MLP extends Module {
+  c_fc: Layer;
+  c_proj: Layer;
+  readonly dropout: Dropout;
+
+  constructor(readonly config: GPT2Config) {
+    super();
+    const inner = innerDim(config);
+    this.c_fc = this.registerModule('c_fc', new Conv1D(inner, config.n_embd));
+    this.c_proj = this.registerModule('c_proj', new Conv1D(config.n_embd, inner));
+    this.dropout = this.registerModule('dropout', new Dropout(config.resid_pdrop));
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.dropout.forward(this.c_proj.forward(activation(this.c_fc.forward(x), this.config)));
+  }
+}
+
+function activation(x: Tensor, c: GPT2Config): Tensor {
+  switch (c.activation_function) {
+    case 'gelu_new':
+    case 'gelu_pytorch_tanh':
+      return x.gelu({ approximate: 'tanh' });
+    case 'gelu':
+      return x.gelu();
+    case 'relu':
+      return x.relu();
+  }
+}
+
+/** One transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)). */
+export class GPT2Block extends Module {
+  readonly ln_1: LayerNorm;
+  readonly attn: GPT2Attention;
+  readonly ln_2: LayerNorm;
+  readonly mlp: GPT2MLP;
+
+  constructor(config: GPT2Config, layerIdx: number) {
+    super();
+    this.ln_1 = this.registerModule('ln_1', new LayerNorm(config.n_embd, { eps: config.layer_norm_epsilon }));
+    this.attn = this.registerModule('attn', new GPT2Attention(config, layerIdx));
+    this.ln_2 = this.registerModule('ln_2', new LayerNorm(config.n_embd, { eps: config.layer_norm_epsilon }));
+    this.mlp = this.registerModule('mlp', new GPT2MLP(config));
+  }
+
+  forward(x: Tensor, mask: Tensor, past?: LayerCache): { out: Tensor; present: LayerCache } {
+    const a = this.attn.forward(this.ln_1.forward(x), mask, past);
+    const h = x.add(a.out);
+    return { out: h.add(this.mlp.forward(this.ln_2.forward(h))), present: a.present };
+  }
+}
+
+/** Embeddings, blocks and the final LayerNorm (HF's `GPT2Model`, the `transformer.` prefix). */
+export class GPT2Model extends Module {
+  wte: Embedding;
+  wpe: Embedding;
+  readonly drop: Dropout;
+  readonly h: ModuleList<GPT2Block>;
+  readonly ln_f: LayerNorm;
+  /** Causal mask [n_positions, n_positions]: true where key position ≤ query position. */
+  readonly causalMask: Tensor;
+
+  constructor(readonly config: GPT2Config) {
+    super();
+    this.wte = this.registerModule('wte', new Embedding(config.vocab_size, config.n_embd));
+    this.wpe = this.registerModule('wpe', new Embedding(config.n_positions, config.n_embd));
+    this.drop = this.registerModule('drop', new Dropout(config.embd_pdrop));
+    const blocks = Array.from({ length: config.n_layer }, (_, i) => new GPT2Block(config, i));
+    this.h = this.registerModule('h', new ModuleList(blocks));
+    this.ln_f = this.registerModule('ln_f', new LayerNorm(config.n_embd, { eps: config.layer_norm_epsilon }));
+    const n = config.n_positions;
+    this.causalMask = this.registerBuffer(
+      'causal_mask',
+      tidy(() => ones([n, n]).tril().bool()),
+      {
+        persistent: false,
+      },
+    );
+  }
+
+  /** ids: [B, T] int32 → hidden states [B, T, C] (and the updated cache when `past` is given). */
+  forward(ids: Tensor, past?: KVCache): { hidden: Tensor; present: KVCache } {
+    const [, T] = ids.shape;
+    const pastLen = past?.[0]?.k.shape[2] ?? 0;
+    if (pastLen + T > this.config.n_positions) {
+      throw new OpError(
+        'GPT2Model',
+        `sequence length ${pastLen + T} exceeds n_positions ${this.config.n_positions}`,
+      );
+    }
+    const pos = arange(pastLen, pastLen + T, 1, { dtype: 'int32', device: ids.device });
+    let x = this.drop.forward(this.wte.forward(ids).add(this.wpe.forward(pos))); // (B, T, C)
+    // rows: the T new query positions; columns: every key position so far
+    const mask = this.causalMask.slice(0, pastLen, pastLen + T).slice(1, 0, pastLen + T);
+    const present: KVCache = [];
+    for (let i = 0; i < this.h.length; i++) {
+      const r = this.h.at(i).forward(x, mask, past?.[i]);
+      x = r.out;
+      present.push(r.present);
+    }
+    return { hidden: this.ln_f.forward(x), present };
+  }
+}
+
+export interface LMOutput {
+  /** [B, T, vocab] (or [B, 1, vocab] with `lastOnly`). */
+  logits: Tensor;
+  /** Mean cross-entropy of the shifted labels (when labels were given). */
+  loss?: Tensor;
+  /** The updated key/value cache (when `useCache` or `past` was given). */
+  present?: KVCache;
+}
+
+export interface LMForwardOptions {
+  /** Labels [B, T] (int32; -100 is ignored); shifted by one inside, as in HF. */
+  labels?: Tensor;
+  /** Cached keys/values of earlier tokens (generation). */
+  past?: KVCache;
+  /** Return the cache of this call (default: only when `past` is given). */
+  useCache?: boolean;
+  /** Compute logits only for the last position (generation). */
+  lastOnly?: boolean;
+}
+
+/** HF's ignore index for labels. */
+export const IGNORE_INDEX = -100;
+
+/**
+ * GPT-2 with the language-modelling head (HF's `GPT2LMHeadModel`). The head is the token
+ * embedding itself (weight tying): logits = ln_f(h) · wteᵀ.
+ *
+ * ```ts
+ * const model = new GPT2LMHeadModel(gpt2Config({ vocab_size: 65, n_positions: 128, n_embd: 64, n_layer: 2, n_head: 4 }));
+ * const { logits, loss } = model.forward(ids, { labels: ids });
+ * ```
+ */
+export class GPT2LMHeadModel extends Module {
+  readonly config: GPT2Config;
+  readonly transformer: GPT2Model;
+
+  /** A freshly initialised model (`initWeights(seed)`, HF's scheme); load a checkpoint to overwrite it. */
+  constructor(config: Partial<GPT2Config> | GPT2Config, options: { seed?: number } = {}) {
+    super();
+    this.config = gpt2Config(config);
+    this.transformer = this.registerModule('transformer', new GPT2Model(this.config));
+    this.initWeights(options.seed ?? 0);
+  }
+
+  /**
+   * Hugging Face's `_init_weights` for a model trained from scratch: embeddings and projections
+   * ~ N(0, initializer_range²), every block's output projection (`c_proj`) scaled down by
+   * √(2 · n_layer) (GPT-2 paper §2.3), biases 0, LayerNorm weights 1. Seeded.
+   */
+  initWeights(seed = 0): this {
+    const generator = new Generator(seed);
+    const std = this.config.initializer_range;
+    for (const [name, p] of this.namedParameters()) {
+      if (name.endsWith('ln_1.weight') || name.endsWith('ln_2.weight') || name.endsWith('ln_f.weight'))
+        init.ones_(p);
+      else if (name.endsWith('.bias')) init.zeros_(p);
+      else if (name.endsWith('c_proj.weight'))
+        init.normal_(p, 0, std / Math.sqrt(2 * this.config.n_layer), { generator });
+      else init.normal_(p, 0, std, { generator });
+    }
+    return this;
+  }
+
+  /** The output projection [vocab, C]: the token embedding's weight (tied). */
+  get lmHeadWeight(): Tensor {
+    return this.transformer.wte.weight;
+  }
+
+  forward(ids: Tensor, options: LMForwardOptions = {}): LMOutput {
+    if (ids.rank !== 2 || ids.dtype !== 'int32') {
+      throw new OpError(
+        'GPT2LMHeadModel',
+        `input_ids must be int32 [B, T], got ${ids.dtype} [${ids.shape.join(',')}]`,
+      );
+    }
+    const { hidden, present } = this.transformer.forward(ids, options.past);
+    const h = options.lastOnly ? hidden.slice(1, -1) : hidden;
+    const logits = h.matmul(this.lmHeadWeight.transpose(0, 1)); // (B, T, vocab)
+    const out: LMOutput = { logits };
+    if (options.past || options.useCache) out.present = present;
+    if (options.labels) out.loss = lmLoss(logits, options.labels);
+    return out;
+  }
+}
+
+/**
+ * Causal-LM loss as HF computes it: logits at position t predict label t + 1; mean over the
+ * labels that are not IGNORE_INDEX.
+ */
+export function lmLoss(logits: Tensor, labels: Tensor): Tensor {
+  const [B, T, V] = logits.shape;
+  if (labels.rank !== 2 || labels.shape[0] !== B || labels.shape[1] !== T) {
+    throw new OpError(
+      'lmLoss',
+      `labels must be [${B}, ${T}] like the logits, got [${labels.shape.join(',')}]`,
+    );
+  }
+  const shiftLogits = logits.slice(1, 0, T - 1).reshape(B * (T - 1), V);
+  const shiftLabels = labels.slice(1, 1, T).reshape(B * (T - 1));
+  return crossEntropy(shiftLogits, shiftLabels, { ignoreIndex: IGNORE_INDEX });
+}
