@@ -3,5 +3,5 @@ import { describe } from 'vitest';
 import { gradSuite } from './grad-suite.js';
 
 describe('gradcheck of every rule on cpu', () => {
-  gradSuite('cpu', { numRuns: 12 });
+  gradSuite('cpu', { numRuns: 25 });
 });
