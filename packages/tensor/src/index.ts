@@ -140,3 +140,13 @@ export function dispose(...values: unknown[]): void {
 }
 
 import { Tensor as TensorClass } from './tensor.js';
+
+export {
+  destroyWebGPU,
+  MATMUL_CONFIGS,
+  type MatmulConfig,
+  setMatmulConfig,
+  type WebGPUInitOptions,
+  webgpuDevice,
+  webgpuStats,
+} from './backends/webgpu/index.js';

@@ -1,9 +1,141 @@
+import type { Backend, KernelTable } from '../../backend.js';
+import type { DType, TypedArray } from '../../dtype.js';
+import {
+  getDefaultDevice,
+  registerBackend,
+  registerKernels,
+  setDefaultDevice,
+  unregisterBackend,
+} from '../../engine.js';
+import type { Storage } from '../../storage.js';
+import { acquireGPU } from './acquire.js';
+import { ELEMENT_BYTES, WebGPUContext } from './context.js';
+import { assign, binary, cast, copy, fill, unary, where } from './elementwise.js';
+import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
+import { matmul } from './matmul.js';
+import { reduce } from './reduce.js';
+import { currentContext, setContext } from './state.js';
+
 /** Options for the WebGPU backend. */
 export interface WebGPUInitOptions {
   powerPreference?: 'low-power' | 'high-performance';
+  /** A device to use instead of discovering one (its limits are used as they are). */
+  device?: GPUDevice;
+  /** A GPU object to request the adapter from (instead of navigator.gpu / the webgpu package). */
+  gpu?: GPU;
 }
 
-/** Creates and registers the WebGPU backend. (Implemented by the WebGPU backend work.) */
-export async function createWebGPUBackend(_options: WebGPUInitOptions): Promise<void> {
-  throw new Error('the WebGPU backend is not implemented yet');
+export const webgpuKernels = {
+  unary,
+  binary,
+  where,
+  cast,
+  copy,
+  fill,
+  assign,
+  reduce,
+  matmul,
+  gather,
+  indexSelect,
+  scatterAdd,
+  indexAdd,
+} satisfies KernelTable;
+
+const OPTIONAL_FEATURES = ['subgroups', 'timestamp-query'] as const;
+
+async function openDevice(options: WebGPUInitOptions): Promise<{ device: GPUDevice; description: string }> {
+  if (options.device) return { device: options.device, description: 'WebGPU (given device)' };
+  const gpu = options.gpu ?? (await acquireGPU());
+  const adapter = await gpu.requestAdapter({
+    powerPreference: options.powerPreference ?? 'high-performance',
+  });
+  if (!adapter) throw new Error('no WebGPU adapter was found');
+  const lim = adapter.limits;
+  const requiredLimits: Record<string, number> = {
+    maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
+    maxBufferSize: lim.maxBufferSize,
+    maxComputeWorkgroupStorageSize: lim.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: lim.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupSizeX: lim.maxComputeWorkgroupSizeX,
+    maxStorageBuffersPerShaderStage: lim.maxStorageBuffersPerShaderStage,
+  };
+  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  const info = adapter.info;
+  const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ');
+  return { device, description: `WebGPU (${name || 'unknown adapter'})` };
 }
+
+function createBackend(c: WebGPUContext): Backend {
+  return {
+    device: 'webgpu',
+    description: c.description,
+    maxStorageBytes: c.maxStorageBytes,
+    upload(data: TypedArray, dtype: DType): Storage {
+      if (dtype === 'bool') {
+        const words = new Uint32Array(data.length);
+        for (let i = 0; i < data.length; i++) words[i] = data[i] ? 1 : 0;
+        return c.upload('tensor', words, dtype, data.length);
+      }
+      return c.upload('tensor', data, dtype, data.length);
+    },
+    async read(storage: Storage): Promise<TypedArray> {
+      const bytes = await c.read(storage.handle as GPUBuffer, storage.size * ELEMENT_BYTES);
+      switch (storage.dtype) {
+        case 'float32':
+          return new Float32Array(bytes);
+        case 'int32':
+          return new Int32Array(bytes);
+        case 'bool': {
+          const words = new Uint32Array(bytes);
+          const out = new Uint8Array(words.length);
+          for (let i = 0; i < words.length; i++) out[i] = words[i] ? 1 : 0;
+          return out;
+        }
+      }
+    },
+    release(storage: Storage): void {
+      if (storage.handle) c.release(storage.handle as GPUBuffer);
+      storage.handle = null;
+    },
+    flush(): Promise<void> {
+      return c.sync();
+    },
+  };
+}
+
+/** Creates and registers the WebGPU backend (device 'webgpu'). */
+export async function createWebGPUBackend(options: WebGPUInitOptions): Promise<void> {
+  const live = currentContext();
+  if (live && !live.isDestroyed) return;
+  const { device, description } = await openDevice(options);
+  const c = new WebGPUContext(device, description);
+  setContext(c);
+  registerBackend(createBackend(c));
+  registerKernels('webgpu', webgpuKernels);
+}
+
+/**
+ * Destroys the WebGPU device (a live Dawn device keeps a CPU core busy and the process alive) and
+ * unregisters the backend; tensors on 'webgpu' become unusable. `init` can create a new one.
+ */
+export function destroyWebGPU(): void {
+  const c = currentContext();
+  if (!c) return;
+  c.destroy();
+  setContext(null);
+  unregisterBackend('webgpu');
+  if (getDefaultDevice() === 'webgpu') setDefaultDevice('cpu');
+}
+
+/** The GPUDevice in use (null before init): for interop, e.g. benchmarks on the same device. */
+export function webgpuDevice(): GPUDevice | null {
+  return currentContext()?.device ?? null;
+}
+
+/** Counters of the live context (buffers and pipelines created, submits, dispatches) for tests. */
+export function webgpuStats(): WebGPUContext['stats'] | null {
+  return currentContext()?.stats ?? null;
+}
+
+export { MATMUL_CONFIGS, type MatmulConfig, setMatmulConfig } from './matmul.js';

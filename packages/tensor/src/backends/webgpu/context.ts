@@ -1,0 +1,417 @@
+import type { DType } from '../../dtype.js';
+import { newStorage } from '../../engine.js';
+import { OpError } from '../../errors.js';
+import type { Storage } from '../../storage.js';
+
+/**
+ * The device-side machinery of the WebGPU backend: pipeline cache, buffer pool by size class,
+ * batched command recording (one encoder and one compute pass per batch, submitted on read-back or
+ * at a size threshold), per-dispatch parameters in a uniform arena, and error plumbing (error
+ * scopes, device loss, an error-flag buffer for out-of-range indices).
+ */
+
+/** Every tensor element takes 4 bytes on the GPU (bool is a u32 0/1). */
+export const ELEMENT_BYTES = 4;
+
+const STORAGE_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
+const UNIFORM_USAGE = 0x40 | 0x08; // UNIFORM | COPY_DST
+const READBACK_USAGE = 0x01 | 0x08; // MAP_READ | COPY_DST
+const MAP_READ = 0x1;
+
+/** Dispatches recorded before a batch is submitted without waiting for a read-back. */
+const BATCH_DISPATCHES = 96;
+/** Size of one uniform arena chunk (≤ the default maxUniformBufferBindingSize). */
+const ARENA_BYTES = 64 * 1024;
+/** Free bytes the buffer pool keeps before it destroys returned buffers. */
+const POOL_MAX_FREE_BYTES = 1024 * 1024 * 1024;
+
+/** Ops that report out-of-range indices through the error-flag buffer (code = position + 1). */
+export const INDEX_OPS = ['gather', 'indexSelect', 'scatterAdd', 'indexAdd'] as const;
+export type IndexOp = (typeof INDEX_OPS)[number];
+
+export interface Binding {
+  buffer: GPUBuffer;
+  /** Bytes bound (a multiple of 4, > 0). */
+  size: number;
+}
+
+interface ArenaChunk {
+  gpu: GPUBuffer;
+  cpu: Uint32Array;
+  used: number; // bytes
+}
+
+/** Rounds a byte size up to its pool size class (≤ 12.5% waste above 64 KiB, powers of two below). */
+export function sizeClass(bytes: number): number {
+  const b = Math.max(16, Math.ceil(bytes / 16) * 16);
+  if (b <= 65536) return 2 ** Math.ceil(Math.log2(b));
+  const step = 2 ** (Math.floor(Math.log2(b)) - 3);
+  return Math.ceil(b / step) * step;
+}
+
+export class WebGPUContext {
+  readonly device: GPUDevice;
+  readonly queue: GPUQueue;
+  readonly limits: GPUSupportedLimits;
+  readonly features: ReadonlySet<string>;
+  readonly description: string;
+  /** Largest tensor in bytes: the smaller of maxStorageBufferBindingSize and maxBufferSize. */
+  readonly maxStorageBytes: number;
+
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pool = new Map<number, GPUBuffer[]>();
+  private poolFreeBytes = 0;
+  /** Buffers released while the open batch may still use them: pooled after its submit. */
+  private pendingFree: GPUBuffer[] = [];
+  private readonly stagingPool = new Map<number, GPUBuffer[]>();
+
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private dispatches = 0;
+
+  private arenaFree: ArenaChunk[] = [];
+  private arenaUsed: ArenaChunk[] = [];
+  private arena: ArenaChunk | null = null;
+
+  /** Out-of-range index reports: [count, op code, index value, dim size]. */
+  readonly errorFlag: GPUBuffer;
+
+  private scopeOpen = false;
+  private readonly scopeResults: Promise<GPUError | null>[] = [];
+  private asyncError: Error | null = null;
+  private lostError: Error | null = null;
+  private destroyed = false;
+
+  /** Counters for tests and benchmarks. */
+  readonly stats = { buffersCreated: 0, pipelinesCreated: 0, submits: 0, dispatches: 0 };
+
+  constructor(device: GPUDevice, description: string) {
+    this.device = device;
+    this.queue = device.queue;
+    this.limits = device.limits;
+    this.features = new Set(device.features as unknown as Iterable<string>);
+    this.description = description;
+    this.maxStorageBytes = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    void device.lost.then((info) => {
+      if (this.destroyed && info.reason === 'destroyed') return;
+      this.lostError = new Error(`webgpu: the GPU device was lost (${info.reason}): ${info.message}`);
+    });
+    device.addEventListener('uncapturederror', (event) => {
+      const e = (event as GPUUncapturedErrorEvent).error;
+      this.asyncError ??= new Error(`webgpu: ${e.constructor.name}: ${e.message}`);
+    });
+    this.openScope();
+    this.errorFlag = device.createBuffer({ size: 16, usage: STORAGE_USAGE });
+    device.queue.writeBuffer(this.errorFlag, 0, new Uint32Array(4));
+  }
+
+  // ---- errors
+
+  private openScope(): void {
+    if (this.scopeOpen) return;
+    this.device.pushErrorScope('out-of-memory');
+    this.device.pushErrorScope('validation');
+    this.device.pushErrorScope('internal');
+    this.scopeOpen = true;
+  }
+
+  private closeScope(): void {
+    if (!this.scopeOpen) return;
+    this.scopeOpen = false;
+    for (let i = 0; i < 3; i++) {
+      const p = this.device.popErrorScope().then(
+        (e) => {
+          if (e) this.asyncError ??= new Error(`webgpu: ${e.constructor.name}: ${e.message}`);
+          return e;
+        },
+        () => null,
+      );
+      this.scopeResults.push(p);
+    }
+  }
+
+  /** Throws an error reported asynchronously since the last check (device loss, validation, OOM). */
+  check(op = 'webgpu'): void {
+    if (this.destroyed)
+      throw new OpError(op, 'the WebGPU device was destroyed (destroyWebGPU); call init again');
+    if (this.lostError) throw this.lostError;
+    if (this.asyncError) {
+      const e = this.asyncError;
+      this.asyncError = null;
+      throw e;
+    }
+  }
+
+  // ---- pipelines
+
+  /** The compute pipeline for `key`, compiled from `code()` on first use. */
+  pipeline(key: string, code: () => string): GPUComputePipeline {
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: code(), label: key });
+      p = this.device.createComputePipeline({
+        layout: 'auto',
+        compute: { module, entryPoint: 'main' },
+        label: key,
+      });
+      this.pipelines.set(key, p);
+      this.stats.pipelinesCreated++;
+    }
+    return p;
+  }
+
+  // ---- memory
+
+  checkSize(op: string, bytes: number): void {
+    if (bytes > this.maxStorageBytes) {
+      throw new OpError(
+        op,
+        `a tensor of ${bytes} bytes exceeds this GPU's largest storage binding (${this.maxStorageBytes} bytes: ` +
+          'maxStorageBufferBindingSize / maxBufferSize)',
+      );
+    }
+  }
+
+  private acquireBuffer(op: string, bytes: number): GPUBuffer {
+    this.checkSize(op, bytes);
+    const cls = Math.min(sizeClass(bytes), Math.max(16, Math.ceil(this.maxStorageBytes / 4) * 4));
+    const free = this.pool.get(cls);
+    const reused = free?.pop();
+    if (reused) {
+      this.poolFreeBytes -= cls;
+      return reused;
+    }
+    this.openScope();
+    this.stats.buffersCreated++;
+    return this.device.createBuffer({
+      size: Math.max(cls, Math.ceil(bytes / 4) * 4, 16),
+      usage: STORAGE_USAGE,
+    });
+  }
+
+  /** A new storage of `size` elements (contents undefined until a kernel writes them). */
+  allocate(op: string, dtype: DType, size: number): Storage<GPUBuffer> {
+    const bytes = size * ELEMENT_BYTES;
+    const buffer = this.acquireBuffer(op, bytes);
+    return newStorage('webgpu', dtype, size, bytes, buffer);
+  }
+
+  /** Returns a storage's buffer to the pool (after the open batch is submitted, if any). */
+  release(buffer: GPUBuffer): void {
+    if (this.destroyed) return;
+    if (this.dispatches > 0 || this.encoder) this.pendingFree.push(buffer);
+    else this.toPool(buffer);
+  }
+
+  private toPool(buffer: GPUBuffer): void {
+    if (this.poolFreeBytes + buffer.size > POOL_MAX_FREE_BYTES) {
+      buffer.destroy();
+      return;
+    }
+    let list = this.pool.get(buffer.size);
+    if (!list) {
+      list = [];
+      this.pool.set(buffer.size, list);
+    }
+    list.push(buffer);
+    this.poolFreeBytes += buffer.size;
+  }
+
+  /** Destroys every pooled buffer (memory held for reuse goes back to the driver). */
+  emptyPool(): void {
+    for (const list of this.pool.values()) for (const b of list) b.destroy();
+    this.pool.clear();
+    this.poolFreeBytes = 0;
+  }
+
+  upload(op: string, data: ArrayBufferView, dtype: DType, size: number): Storage<GPUBuffer> {
+    this.check(op);
+    const storage = this.allocate(op, dtype, size);
+    if (size > 0) {
+      this.openScope();
+      this.queue.writeBuffer(storage.handle, 0, data.buffer, data.byteOffset, size * ELEMENT_BYTES);
+    }
+    return storage;
+  }
+
+  // ---- recording
+
+  /** Copies `words` into the uniform arena; returns the binding for them. */
+  private meta(words: Uint32Array): Binding & { offset: number } {
+    const bytes = Math.max(16, Math.ceil((words.length * 4) / 16) * 16);
+    const align = Math.max(256, this.limits.minUniformBufferOffsetAlignment);
+    if (bytes > ARENA_BYTES) throw new Error(`webgpu: kernel parameters too large (${bytes} bytes)`);
+    let chunk = this.arena;
+    if (!chunk || Math.ceil(chunk.used / align) * align + bytes > ARENA_BYTES) {
+      if (chunk) this.arenaUsed.push(chunk);
+      chunk = this.arenaFree.pop() ?? {
+        gpu: this.device.createBuffer({ size: ARENA_BYTES, usage: UNIFORM_USAGE }),
+        cpu: new Uint32Array(ARENA_BYTES / 4),
+        used: 0,
+      };
+      chunk.used = 0;
+      this.arena = chunk;
+    }
+    const offset = Math.ceil(chunk.used / align) * align;
+    chunk.cpu.set(words, offset / 4);
+    chunk.used = offset + bytes;
+    return { buffer: chunk.gpu, offset, size: bytes };
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    if (!this.pass) {
+      this.openScope();
+      this.encoder ??= this.device.createCommandEncoder();
+      this.pass = this.encoder.beginComputePass();
+    }
+    return this.pass;
+  }
+
+  /**
+   * Records one dispatch: binding 0 is the uniform `meta` words, bindings 1… the storage buffers.
+   * `invocations` threads in workgroups of `wgSize` (spread over x and y beyond 65535 groups), or
+   * explicit `groups`.
+   */
+  dispatch(
+    pipeline: GPUComputePipeline,
+    meta: Uint32Array,
+    buffers: readonly Binding[],
+    groups: readonly [number, number, number],
+  ): void {
+    const m = this.meta(meta);
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: m.buffer, offset: m.offset, size: m.size } },
+    ];
+    for (let i = 0; i < buffers.length; i++) {
+      entries.push({
+        binding: i + 1,
+        resource: { buffer: buffers[i].buffer, offset: 0, size: buffers[i].size },
+      });
+    }
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const pass = this.computePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    this.dispatches++;
+    this.stats.dispatches++;
+    if (this.dispatches >= BATCH_DISPATCHES) this.submit();
+  }
+
+  /** Grid for `count` workgroups: x ≤ 65535, the rest in y. */
+  grid(count: number): [number, number, number] {
+    const max = this.limits.maxComputeWorkgroupsPerDimension;
+    if (count <= max) return [Math.max(1, count), 1, 1];
+    const y = Math.ceil(count / max);
+    if (y > max) throw new Error(`webgpu: ${count} workgroups exceed the grid limit`);
+    return [max, y, 1];
+  }
+
+  /** The open encoder with its compute pass ended (for copies). */
+  private copyEncoder(): GPUCommandEncoder {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    this.openScope();
+    this.encoder ??= this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  /** Submits the open batch (parameters first), then pools the buffers freed meanwhile. */
+  submit(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    if (this.arena) {
+      this.arenaUsed.push(this.arena);
+      this.arena = null;
+    }
+    for (const chunk of this.arenaUsed) {
+      if (chunk.used > 0) this.queue.writeBuffer(chunk.gpu, 0, chunk.cpu.buffer, 0, chunk.used);
+    }
+    if (this.encoder) {
+      this.queue.submit([this.encoder.finish()]);
+      this.stats.submits++;
+      this.encoder = null;
+    }
+    // the queue orders later writes after this submit: the chunks and buffers can be reused now
+    this.arenaFree.push(...this.arenaUsed);
+    this.arenaUsed = [];
+    this.dispatches = 0;
+    const freed = this.pendingFree;
+    this.pendingFree = [];
+    for (const b of freed) this.toPool(b);
+    this.closeScope();
+  }
+
+  private staging(bytes: number): GPUBuffer {
+    const cls = sizeClass(bytes);
+    return this.stagingPool.get(cls)?.pop() ?? this.device.createBuffer({ size: cls, usage: READBACK_USAGE });
+  }
+
+  private returnStaging(b: GPUBuffer): void {
+    let list = this.stagingPool.get(b.size);
+    if (!list) {
+      list = [];
+      this.stagingPool.set(b.size, list);
+    }
+    if (list.length < 4) list.push(b);
+    else b.destroy();
+  }
+
+  /**
+   * Reads `bytes` of `buffer` back to the host: submits the open batch with a copy to a staging
+   * buffer (plus the index error flag, then cleared), waits for the map, and reports any error
+   * the GPU work raised meanwhile.
+   */
+  async read(buffer: GPUBuffer, bytes: number, names: readonly string[] = INDEX_OPS): Promise<ArrayBuffer> {
+    this.check('read');
+    const padded = Math.ceil(bytes / 16) * 16;
+    const staging = this.staging(padded + 16);
+    const enc = this.copyEncoder();
+    if (bytes > 0) enc.copyBufferToBuffer(buffer, 0, staging, 0, Math.ceil(bytes / 4) * 4);
+    enc.copyBufferToBuffer(this.errorFlag, 0, staging, padded, 16);
+    enc.clearBuffer(this.errorFlag);
+    this.submit();
+    const scopes = this.scopeResults.splice(0);
+    try {
+      await staging.mapAsync(MAP_READ, 0, padded + 16);
+    } catch (e) {
+      this.check('read');
+      throw new Error(`webgpu: read-back failed: ${(e as Error).message}`);
+    }
+    const mapped = staging.getMappedRange(0, padded + 16);
+    const out = mapped.slice(0, bytes);
+    const flag = new Uint32Array(mapped.slice(padded, padded + 16));
+    staging.unmap();
+    this.returnStaging(staging);
+    await Promise.all(scopes);
+    this.check('read');
+    if (flag[0] > 0) {
+      const op = names[flag[1] - 1] ?? 'index';
+      const value = flag[2] | 0;
+      throw new OpError(op, `index ${value} is out of bounds for a dimension of size ${flag[3]}`);
+    }
+    return out;
+  }
+
+  /** Submits queued work and waits for the GPU; reports asynchronous errors. */
+  async sync(): Promise<void> {
+    await this.read(this.errorFlag, 0);
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.pipelines.clear();
+    this.pool.clear();
+    this.stagingPool.clear();
+    this.device.destroy();
+  }
+
+  get isDestroyed(): boolean {
+    return this.destroyed;
+  }
+}
