@@ -1,0 +1,92 @@
+import '@lowrank/autograd';
+import { readFileSync } from 'node:fs';
+import { noGrad } from '@lowrank/autograd';
+import * as lr from '@lowrank/tensor';
+import { describe, expect, it } from 'vitest';
+import { parseSafetensors } from '../src/_nn.js';
+import { GPT2_CONV1D_WEIGHTS, gpt2FromSafetensors, gpt2KeysFromHF, loadGPT2Weights } from '../src/hf.js';
+
+/**
+ * Parity with Hugging Face transformers 5.17 + PEFT 0.21 on the fixture made by
+ * test/fixtures/make_fixtures.py (a random tiny GPT-2 and a PEFT LoRA adapter on c_attn): logits,
+ * loss and LoRA gradients within 1e-4 relative, on the CPU and on WebGPU.
+ */
+const dir = new URL('./fixtures/peft-gpt2-tiny/', import.meta.url).pathname;
+const config = JSON.parse(readFileSync(`${dir}base/config.json`, 'utf8')) as Record<string, unknown>;
+const baseBytes = new Uint8Array(readFileSync(`${dir}base/model.safetensors`));
+const ref = parseSafetensors(new Uint8Array(readFileSync(`${dir}reference.safetensors`))).tensors;
+
+/** max |a − b| / max |b|: the relative error the issue's 1e-4 bound is about. */
+function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  expect(got.length).toBe(want.length);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    diff = Math.max(diff, Math.abs(got[i] - want[i]));
+    scale = Math.max(scale, Math.abs(want[i]));
+  }
+  return diff / scale;
+}
+
+process.env.XDG_RUNTIME_DIR ??= '/tmp';
+const webgpuUnavailable = await lr
+  .init({ backend: 'webgpu' })
+  .then(() => null)
+  .catch((e: unknown) => (e instanceof Error ? e.message : String(e)))
+  .finally(() => lr.setDefaultDevice('cpu'));
+
+function paritySuite(device: lr.Device): void {
+  const ids = (): lr.Tensor =>
+    lr.fromTypedArray(ref.input_ids.data, ref.input_ids.shape, { dtype: 'int32', device });
+
+  it('reproduces base_logits', async () => {
+    const model = gpt2FromSafetensors(config, baseBytes);
+    await model.to(device);
+    model.eval();
+    const logits = noGrad(() => model.forward(ids()).logits);
+    expect(logits.shape).toEqual([2, 16, 256]);
+    expect(relErr(await logits.data(), ref.base_logits.data)).toBeLessThan(1e-4);
+    logits.dispose();
+    model.dispose();
+  });
+}
+
+describe('GPT-2 fixture parity on cpu', () => paritySuite('cpu'));
+if (webgpuUnavailable) {
+  describe('GPT-2 fixture parity on webgpu', () => {
+    it.skip(`skipped: WebGPU unavailable (${webgpuUnavailable})`, () => {});
+  });
+} else {
+  describe('GPT-2 fixture parity on webgpu', () => paritySuite('webgpu'));
+}
+
+describe('loading HF checkpoints by name', () => {
+  it('asserts every name and shape, listing all problems', () => {
+    const tensors = parseSafetensors(baseBytes).tensors;
+    expect(Object.keys(tensors)).not.toContain('lm_head.weight');
+    // a GPT2Model file (no transformer. prefix) with an old mask buffer and a tied head loads too
+    const bare: Record<string, (typeof tensors)[string]> = {};
+    for (const [k, v] of Object.entries(tensors)) bare[k.replace(/^transformer\./, '')] = v;
+    bare['h.0.attn.bias'] = tensors['transformer.h.0.ln_1.weight'];
+    bare['lm_head.weight'] = tensors['transformer.wte.weight'];
+    expect([...gpt2KeysFromHF(bare).keys()].sort()).toEqual(Object.keys(tensors).sort());
+    const model = gpt2FromSafetensors(config, baseBytes);
+    expect(() => loadGPT2Weights(model, bare)).not.toThrow();
+    // Conv1D weights are [in, out] in the file and in the model
+    for (const suffix of GPT2_CONV1D_WEIGHTS) {
+      expect(tensors[`transformer.h.0.${suffix}`].shape).toEqual(
+        model.getParameter(`transformer.h.0.${suffix}`).shape,
+      );
+    }
+    const broken: Record<string, (typeof tensors)[string]> = { ...tensors };
+    delete broken['transformer.ln_f.bias'];
+    broken['transformer.h.0.mlp.c_fc.weight'] = tensors['transformer.h.0.mlp.c_proj.weight'];
+    broken['transformer.extra.weight'] = tensors['transformer.ln_f.weight'];
+    expect(() => loadGPT2Weights(model, broken)).toThrow(
+      /c_fc\.weight: checkpoint \[128,32\], model \[32,128\][\s\S]*missing keys: transformer\.ln_f\.bias[\s\S]*unexpected keys: transformer\.extra\.weight/,
+    );
+    const small = { ...config, n_embd: 16 };
+    expect(() => gpt2FromSafetensors(small, baseBytes)).toThrow(/does not match the config/);
+    model.dispose();
+  });
+});
