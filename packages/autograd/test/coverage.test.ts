@@ -1,6 +1,6 @@
 import { GRAD_RULES, gradcheck, registerGradRule } from '@lowrank/autograd';
-import * as lr from '@lowrank/tensor';
 import type { OpName, Tensor } from '@lowrank/tensor';
+import * as lr from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
 import { GRAD_CASES } from './grad-suite.js';
 
@@ -111,9 +111,9 @@ describe('gradcheck can fail', () => {
   it('flags a missing broadcast reduction (wrong shape) as an error', async () => {
     registerGradRule('test.badShape', { backward: ({ grad }) => [grad.sum()] });
     const x = lr.tensor([1, 2]);
-    await expect(gradcheck((t: Tensor) => lr.runOp('test.badShape', [t], {}, () => t.mul(1)), [x])).rejects.toThrow(
-      /returned a gradient of shape \[\] for input 0 of shape \[2\]/,
-    );
+    await expect(
+      gradcheck((t: Tensor) => lr.runOp('test.badShape', [t], {}, () => t.mul(1)), [x]),
+    ).rejects.toThrow(/returned a gradient of shape \[\] for input 0 of shape \[2\]/);
     x.dispose();
   });
 });

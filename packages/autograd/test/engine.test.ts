@@ -1,6 +1,6 @@
 import { enableGrad, grad, graph, isGradEnabled, noGrad, valueAndGrad, zeroGrad } from '@lowrank/autograd';
-import * as lr from '@lowrank/tensor';
 import type { Tensor } from '@lowrank/tensor';
+import * as lr from '@lowrank/tensor';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 const arr = async (t: Tensor | null) => (t ? ((await t.toArray()) as number[] | number[][]) : null);
@@ -8,7 +8,9 @@ const close = (a: unknown, b: unknown) => {
   const fa = [a].flat(3) as number[];
   const fb = [b].flat(3) as number[];
   expect(fa.length).toBe(fb.length);
-  fa.forEach((v, i) => expect(v).toBeCloseTo(fb[i], 5));
+  fa.forEach((v, i) => {
+    expect(v).toBeCloseTo(fb[i], 5);
+  });
 };
 
 let live: number;
@@ -67,7 +69,10 @@ describe('backward', () => {
       const y = x.mul(x); // x²
       return y.add(y.exp()).sum().backward(); // d/dx (x² + e^{x²}) = 2x(1 + e^{x²})
     });
-    close(await arr(x.grad), [0.5, -1].map((v) => 2 * v * (1 + Math.exp(v * v))));
+    close(
+      await arr(x.grad),
+      [0.5, -1].map((v) => 2 * v * (1 + Math.exp(v * v))),
+    );
     x.dispose();
   });
 
@@ -276,15 +281,15 @@ describe('functional API', () => {
     const x = lr.tensor([0, 1]);
     const idx = lr.tensor([1, 1], { dtype: 'int32' });
     const unused = lr.ones([3]);
-    const [dx, du] = grad((a: Tensor, i: Tensor, _u: Tensor) => a.indexSelect(0, i).sin().sum(), { argnums: [0, 2] })(
-      x,
-      idx,
-      unused,
-    );
+    const [dx, du] = grad((a: Tensor, i: Tensor, _u: Tensor) => a.indexSelect(0, i).sin().sum(), {
+      argnums: [0, 2],
+    })(x, idx, unused);
     close(await arr(dx), [0, 2 * Math.cos(1)]);
     expect(await du.toArray()).toEqual([0, 0, 0]);
     expect(() => grad((a: Tensor) => a.mul(2))(x)).toThrow(/one-element tensor/);
-    expect(() => grad((a: Tensor, i: Tensor) => a.sum().add(i.sum()))(x, idx)).toThrow(/argument 1 must be float32/);
+    expect(() => grad((a: Tensor, i: Tensor) => a.sum().add(i.sum()))(x, idx)).toThrow(
+      /argument 1 must be float32/,
+    );
     lr.dispose(x, idx, unused, dx, du);
   });
 

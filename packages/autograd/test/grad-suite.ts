@@ -1,6 +1,6 @@
 import { type GradcheckOptions, gradcheck } from '@lowrank/autograd';
-import * as lr from '@lowrank/tensor';
 import type { Device, Tensor } from '@lowrank/tensor';
+import * as lr from '@lowrank/tensor';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
 
@@ -43,7 +43,14 @@ function prng(seed: number): () => number {
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** Uniform values in [lo, hi], at least `gap` away from each point of `avoid`. */
-function uniform(seed: number, shape: number[], lo: number, hi: number, avoid: number[] = [], gap = 0.1): Input {
+function uniform(
+  seed: number,
+  shape: number[],
+  lo: number,
+  hi: number,
+  avoid: number[] = [],
+  gap = 0.1,
+): Input {
   const r = prng(seed);
   const values = Array.from({ length: size(shape) }, () => {
     for (;;) {
@@ -68,7 +75,11 @@ function distinct(seed: number, shape: number[]): Input {
 
 function ints(seed: number, shape: number[], below: number): Input {
   const r = prng(seed);
-  return { shape, values: Array.from({ length: size(shape) }, () => Math.floor(r() * below)), dtype: 'int32' };
+  return {
+    shape,
+    values: Array.from({ length: size(shape) }, () => Math.floor(r() * below)),
+    dtype: 'int32',
+  };
 }
 
 function bools(seed: number, shape: number[]): Input {
@@ -106,18 +117,24 @@ function unaryCase(
   f: (x: Tensor) => Tensor,
   range: [number, number] = [-2, 2],
   avoid: number[] = [],
+  gap = 0.1,
 ): GradCase {
   return {
     ops: [op],
     name: op,
     arb: fc.tuple(shapeArb(0, 3), seedArb).map(([shape, seed]) => ({
-      inputs: [uniform(seed, shape, range[0], range[1], avoid)],
+      inputs: [uniform(seed, shape, range[0], range[1], avoid, gap)],
       f,
     })),
   };
 }
 
-function binaryCase(op: string, f: (a: Tensor, b: Tensor) => Tensor, a: [number, number], b: [number, number]): GradCase {
+function binaryCase(
+  op: string,
+  f: (a: Tensor, b: Tensor) => Tensor,
+  a: [number, number],
+  b: [number, number],
+): GradCase {
   return {
     ops: [op],
     name: `${op} (broadcasting)`,
@@ -156,7 +173,11 @@ export const GRAD_CASES: GradCase[] = [
     ops: ['clamp'],
     name: 'clamp (either bound may be null)',
     arb: fc
-      .tuple(shapeArb(0, 3), seedArb, fc.constantFrom<[number | null, number | null]>([-0.5, 0.7], [null, 0.3], [-0.2, null]))
+      .tuple(
+        shapeArb(0, 3),
+        seedArb,
+        fc.constantFrom<[number | null, number | null]>([-0.5, 0.7], [null, 0.3], [-0.2, null]),
+      )
       .map(([shape, seed, [min, max]]) => ({
         inputs: [uniform(seed, shape, -2, 2, [min ?? 9, max ?? 9])],
         f: (x: Tensor) => x.clamp(min, max),
@@ -188,7 +209,10 @@ export const GRAD_CASES: GradCase[] = [
         const a = uniform(seed, s.a, -2, 2);
         // b avoids every value of a by 0.1, so no pair ties within the step
         const b = uniform(seed + 1, s.b, -2, 2, a.values, 0.1);
-        return { inputs: [a, b], f: (x: Tensor, y: Tensor) => (op === 'maximum' ? x.maximum(y) : x.minimum(y)) };
+        return {
+          inputs: [a, b],
+          f: (x: Tensor, y: Tensor) => (op === 'maximum' ? x.maximum(y) : x.minimum(y)),
+        };
       }),
     }),
   ),
@@ -248,7 +272,11 @@ export const GRAD_CASES: GradCase[] = [
     name: 'var and std (composite)',
     arb: reduceArb.map(({ shape, dims, keepdim, seed }) => ({
       inputs: [uniform(seed, [...shape, 3], -2, 2)],
-      f: (x: Tensor) => x.var(dims, { keepdim, unbiased: false }).sum().add(x.std(-1, { keepdim: true }).sum()),
+      f: (x: Tensor) =>
+        x
+          .var(dims, { keepdim, unbiased: false })
+          .sum()
+          .add(x.std(-1, { keepdim: true }).sum()),
     })),
   },
   {
@@ -268,7 +296,10 @@ export const GRAD_CASES: GradCase[] = [
           '1x1': [[k], [k]],
           '1x2': [[k], [k, n]],
           '2x1': [[m, k], [k]],
-          '2x2': [[m, k], [k, n]],
+          '2x2': [
+            [m, k],
+            [k, n],
+          ],
           bxb: [
             [batch, m, k],
             [batch, k, n],
@@ -325,7 +356,10 @@ export const GRAD_CASES: GradCase[] = [
         const j = (p + i) % (i + 1);
         [dims[i], dims[j]] = [dims[j], dims[i]];
       }
-      return { inputs: [uniform(seed, shape, -2, 2)], f: (x: Tensor) => x.permute(dims).mul(x.permute(dims).exp()) };
+      return {
+        inputs: [uniform(seed, shape, -2, 2)],
+        f: (x: Tensor) => x.permute(dims).mul(x.permute(dims).exp()),
+      };
     }),
   },
   {
@@ -340,10 +374,28 @@ export const GRAD_CASES: GradCase[] = [
     ops: ['slice'],
     name: 'slice / narrow (steps, negative indices)',
     arb: fc
-      .tuple(shapeArb(1, 3), seedArb, fc.nat(), fc.integer({ min: -4, max: 4 }), fc.integer({ min: -4, max: 5 }), fc.integer({ min: 1, max: 3 }))
+      .tuple(
+        shapeArb(1, 3),
+        seedArb,
+        fc.nat(),
+        fc.integer({ min: -4, max: 4 }),
+        fc.integer({ min: -4, max: 5 }),
+        fc.integer({ min: 1, max: 3 }),
+      )
       .map(([shape, seed, d, start, end, step]) => ({
-        inputs: [uniform(seed, shape.map((n) => n + 2), -2, 2)],
-        f: (x: Tensor) => x.slice(d % shape.length, start, end, step).mul(2).add(x.narrow(0, 1, 1).sum()),
+        inputs: [
+          uniform(
+            seed,
+            shape.map((n) => n + 2),
+            -2,
+            2,
+          ),
+        ],
+        f: (x: Tensor) =>
+          x
+            .slice(d % shape.length, start, end, step)
+            .mul(2)
+            .add(x.narrow(0, 1, 1).sum()),
       })),
   },
   {
@@ -361,13 +413,15 @@ export const GRAD_CASES: GradCase[] = [
   {
     ops: ['indexSelect'],
     name: 'indexSelect (repeated indices)',
-    arb: fc.tuple(shapeArb(1, 3), seedArb, fc.nat(), fc.integer({ min: 1, max: 5 })).map(([shape, seed, d, k]) => {
-      const dim = d % shape.length;
-      return {
-        inputs: [uniform(seed, shape, -2, 2), ints(seed + 1, [k], shape[dim])],
-        f: (x: Tensor, idx: Tensor) => x.indexSelect(dim, idx),
-      };
-    }),
+    arb: fc
+      .tuple(shapeArb(1, 3), seedArb, fc.nat(), fc.integer({ min: 1, max: 5 }))
+      .map(([shape, seed, d, k]) => {
+        const dim = d % shape.length;
+        return {
+          inputs: [uniform(seed, shape, -2, 2), ints(seed + 1, [k], shape[dim])],
+          f: (x: Tensor, idx: Tensor) => x.indexSelect(dim, idx),
+        };
+      }),
   },
   {
     ops: ['indexSelect', 'reshape'],
@@ -383,9 +437,15 @@ export const GRAD_CASES: GradCase[] = [
     arb: fc.tuple(shapeArb(1, 3), seedArb, fc.nat()).map(([shape, seed, d]) => {
       const dim = d % shape.length;
       const idxShape = shape.map((n, i) => (i === dim ? n + 1 : n));
-      const srcShape = idxShape.map((n, i) => (i === (dim + 1) % shape.length && shape.length > 1 ? n + 1 : n));
+      const srcShape = idxShape.map((n, i) =>
+        i === (dim + 1) % shape.length && shape.length > 1 ? n + 1 : n,
+      );
       return {
-        inputs: [uniform(seed, shape, -2, 2), ints(seed + 1, idxShape, shape[dim]), uniform(seed + 2, srcShape, -2, 2)],
+        inputs: [
+          uniform(seed, shape, -2, 2),
+          ints(seed + 1, idxShape, shape[dim]),
+          uniform(seed + 2, srcShape, -2, 2),
+        ],
         f: (t: Tensor, idx: Tensor, src: Tensor) => t.scatterAdd(dim, idx, src).square(),
       };
     }),
@@ -393,30 +453,38 @@ export const GRAD_CASES: GradCase[] = [
   {
     ops: ['indexAdd'],
     name: 'indexAdd (target and src)',
-    arb: fc.tuple(shapeArb(1, 3), seedArb, fc.nat(), fc.integer({ min: 1, max: 4 })).map(([shape, seed, d, k]) => {
-      const dim = d % shape.length;
-      const srcShape = shape.map((n, i) => (i === dim ? k : n));
-      return {
-        inputs: [uniform(seed, shape, -2, 2), ints(seed + 1, [k], shape[dim]), uniform(seed + 2, srcShape, -2, 2)],
-        f: (t: Tensor, idx: Tensor, src: Tensor) => t.indexAdd(dim, idx, src).square(),
-      };
-    }),
+    arb: fc
+      .tuple(shapeArb(1, 3), seedArb, fc.nat(), fc.integer({ min: 1, max: 4 }))
+      .map(([shape, seed, d, k]) => {
+        const dim = d % shape.length;
+        const srcShape = shape.map((n, i) => (i === dim ? k : n));
+        return {
+          inputs: [
+            uniform(seed, shape, -2, 2),
+            ints(seed + 1, [k], shape[dim]),
+            uniform(seed + 2, srcShape, -2, 2),
+          ],
+          f: (t: Tensor, idx: Tensor, src: Tensor) => t.indexAdd(dim, idx, src).square(),
+        };
+      }),
   },
   {
     ops: ['cat'],
     name: 'cat / stack / split / chunk',
-    arb: fc.tuple(shapeArb(1, 3), seedArb, fc.nat(), fc.integer({ min: 1, max: 3 })).map(([shape, seed, d, extra]) => {
-      const dim = d % shape.length;
-      const other = shape.map((n, i) => (i === dim ? extra : n));
-      return {
-        inputs: [uniform(seed, shape, -2, 2), uniform(seed + 1, other, -2, 2)],
-        f: (a: Tensor, b: Tensor) => {
-          const c = lr.cat([a, b, a], dim);
-          const parts = lr.chunk(c, 2, dim).map((p) => p.sum());
-          return lr.stack([...parts, lr.split(c, 1, dim)[0].mul(2).sum()]).add(c.sin().sum());
-        },
-      };
-    }),
+    arb: fc
+      .tuple(shapeArb(1, 3), seedArb, fc.nat(), fc.integer({ min: 1, max: 3 }))
+      .map(([shape, seed, d, extra]) => {
+        const dim = d % shape.length;
+        const other = shape.map((n, i) => (i === dim ? extra : n));
+        return {
+          inputs: [uniform(seed, shape, -2, 2), uniform(seed + 1, other, -2, 2)],
+          f: (a: Tensor, b: Tensor) => {
+            const c = lr.cat([a, b, a], dim);
+            const parts = lr.chunk(c, 2, dim).map((p) => p.sum());
+            return lr.stack([...parts, lr.split(c, 1, dim)[0].mul(2).sum()]).add(c.sin().sum());
+          },
+        };
+      }),
   },
   {
     ops: ['where'],

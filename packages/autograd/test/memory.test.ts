@@ -17,7 +17,10 @@ describe('memory', () => {
       const loss = lr.tidy(() => {
         const h = x.matmul(w1).add(b1).gelu({ approximate: 'tanh' });
         const n = h.sub(h.mean(-1, true)).div(h.var(-1, { keepdim: true, unbiased: false }).add(1e-5).sqrt());
-        const logits = lr.cat([n, n.slice(0, 0, 2)], 0).matmul(w2).slice(0, 0, 6);
+        const logits = lr
+          .cat([n, n.slice(0, 0, 2)], 0)
+          .matmul(w2)
+          .slice(0, 0, 6);
         const nll = logits.logSoftmax(-1).gather(1, labels.unsqueeze(1)).neg().mean();
         return nll.add(logits.max(-1).mean().mul(0.01));
       });

@@ -2,4 +2,6 @@
  * lowrank — the package users import: `import * as lr from 'lowrank'`.
  * Re-exports every layer: tensor → autograd → nn → lora → models.
  */
+
+export * from '@lowrank/autograd';
 export * from '@lowrank/tensor';
