@@ -1,0 +1,118 @@
+import type { Generator, Tensor } from '@lowrank/tensor';
+import type { HostTensor, Module } from './module.js';
+import type { LambdaLR, SchedulerStateDict } from './optim/lr-scheduler.js';
+import type { BaseOptions, Optimizer, OptimizerStateDict } from './optim/optimizer.js';
+import { parseSafetensors, SafetensorsError, serializeSafetensors, toHost } from './safetensors.js';
+
+/**
+ * Training checkpoints as one safetensors file: the model's state dict under its own keys (so
+ * the file loads as a plain model checkpoint too), optimizer state tensors under
+ * `__optim__.<param index>.<name>`, and everything else (step, optimizer groups and steps,
+ * scheduler, generator states, user values) as JSON in the metadata key `lowrank.checkpoint`.
+ * Resuming restores the run bit for bit on the CPU backend.
+ */
+
+const META_KEY = 'lowrank.checkpoint';
+const OPTIM_PREFIX = '__optim__.';
+
+/** JSON values a checkpoint can carry for the caller. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [k: string]: JsonValue };
+
+export interface TrainingState {
+  model: Module;
+  optimizer?: Optimizer<BaseOptions>;
+  scheduler?: LambdaLR;
+  /** Generators whose states are saved (e.g. `{ dropout: gen, data: dataGen }`). */
+  generators?: Readonly<Record<string, Generator>>;
+  step?: number;
+  extra?: JsonValue;
+}
+
+interface CheckpointMeta {
+  version: 1;
+  step: number;
+  optimizer: { paramGroups: OptimizerStateDict['paramGroups']; steps: Record<string, number> } | null;
+  scheduler: SchedulerStateDict | null;
+  generators: Record<string, number[]>;
+  extra: JsonValue;
+}
+
+/** Serialises a training state to safetensors bytes. */
+export async function checkpointToBytes(state: TrainingState): Promise<Uint8Array> {
+  const tensors = new Map<string, Tensor>(Object.entries(state.model.stateDict()));
+  let optimizer: CheckpointMeta['optimizer'] = null;
+  if (state.optimizer) {
+    const sd = state.optimizer.stateDict();
+    const steps: Record<string, number> = {};
+    for (const [i, entry] of Object.entries(sd.state)) {
+      steps[i] = entry.step;
+      for (const [name, t] of Object.entries(entry.tensors))
+        tensors.set(`${OPTIM_PREFIX}${i}.${name}`, t as Tensor);
+    }
+    optimizer = { paramGroups: sd.paramGroups, steps };
+  }
+  const generators: Record<string, number[]> = {};
+  for (const [k, g] of Object.entries(state.generators ?? {})) generators[k] = g.getState();
+  const meta: CheckpointMeta = {
+    version: 1,
+    step: state.step ?? 0,
+    optimizer,
+    scheduler: state.scheduler ? state.scheduler.stateDict() : null,
+    generators,
+    extra: state.extra ?? null,
+  };
+  return serializeSafetensors(await toHost(tensors), { [META_KEY]: JSON.stringify(meta), format: 'pt' });
+}
+
+export interface RestoredCheckpoint {
+  step: number;
+  extra: JsonValue;
+}
+
+/**
+ * Restores a training state from `checkpointToBytes` output into existing objects (built with
+ * the same configuration). The model is loaded strictly.
+ */
+export function checkpointFromBytes(bytes: Uint8Array, target: TrainingState): RestoredCheckpoint {
+  const { tensors, metadata } = parseSafetensors(bytes);
+  const raw = metadata[META_KEY];
+  if (raw === undefined)
+    throw new SafetensorsError(`not a lowrank training checkpoint (no '${META_KEY}' metadata)`);
+  let meta: CheckpointMeta;
+  try {
+    meta = JSON.parse(raw) as CheckpointMeta;
+  } catch {
+    throw new SafetensorsError(`'${META_KEY}' metadata is not valid JSON`);
+  }
+  if (meta.version !== 1)
+    throw new SafetensorsError(`unsupported checkpoint version ${String(meta.version)}`);
+  const model: Record<string, HostTensor> = {};
+  const optimState: OptimizerStateDict['state'] = {};
+  for (const [name, t] of Object.entries(tensors)) {
+    if (!name.startsWith(OPTIM_PREFIX)) {
+      model[name] = t;
+      continue;
+    }
+    const rest = name.slice(OPTIM_PREFIX.length);
+    const dot = rest.indexOf('.');
+    const index = rest.slice(0, dot);
+    optimState[index] ??= { step: meta.optimizer?.steps[index] ?? 0, tensors: {} };
+    optimState[index].tensors[rest.slice(dot + 1)] = t;
+  }
+  target.model.loadStateDict(model);
+  if (target.optimizer) {
+    if (!meta.optimizer) throw new SafetensorsError('the checkpoint holds no optimizer state');
+    for (const [i, step] of Object.entries(meta.optimizer.steps)) optimState[i] ??= { step, tensors: {} };
+    target.optimizer.loadStateDict({ state: optimState, paramGroups: meta.optimizer.paramGroups });
+  }
+  if (target.scheduler) {
+    if (!meta.scheduler) throw new SafetensorsError('the checkpoint holds no scheduler state');
+    target.scheduler.loadStateDict(meta.scheduler);
+  }
+  for (const [k, g] of Object.entries(target.generators ?? {})) {
+    const s = meta.generators[k];
+    if (!s) throw new SafetensorsError(`the checkpoint holds no state for generator '${k}'`);
+    g.setState(s);
+  }
+  return { step: meta.step, extra: meta.extra };
+}

@@ -1,0 +1,192 @@
+import {
+  arange,
+  defaultGenerator,
+  fromTypedArray,
+  type Generator,
+  matmul,
+  OpError,
+  type Tensor,
+  where,
+} from '@lowrank/tensor';
+import { composite, fmtShape } from './internal.js';
+
+/**
+ * Functional forms of the layers (PyTorch's `torch.nn.functional`), composed from tensor ops so
+ * autograd differentiates them with no rules of their own. Shapes are noted inline.
+ */
+
+export {
+  gelu,
+  logSoftmax,
+  relu,
+  sigmoid,
+  silu,
+  softmax,
+  tanh,
+} from '@lowrank/tensor';
+export { bceWithLogits, binaryCrossEntropyWithLogits, crossEntropy, mse, mseLoss } from './losses.js';
+
+/**
+ * y = x·Wᵀ + b with W [out, in] as in PyTorch: x [..., in] → [..., out].
+ *
+ * @example
+ * F.linear(x, weight, bias); // x [B, 3], weight [4, 3], bias [4] → [B, 4]
+ */
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
+  if (weight.rank !== 2)
+    throw new OpError('linear', `weight must be 2-D [out, in], got ${fmtShape(weight.shape)}`);
+  if (x.rank < 1 || x.shape[x.rank - 1] !== weight.shape[1]) {
+    throw new OpError(
+      'linear',
+      `input's last dim must be in_features=${weight.shape[1]}, got input ${fmtShape(x.shape)}`,
+    );
+  }
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== weight.shape[0])) {
+    throw new OpError('linear', `bias must be [${weight.shape[0]}], got ${fmtShape(bias.shape)}`);
+  }
+  return composite([x, weight, bias], () => {
+    const y = matmul(x, weight.T); // [..., out] (Wᵀ is read through its strides)
+    return bias ? y.add(bias) : y;
+  });
+}
+
+function normDims(op: string, x: Tensor, normalizedShape: readonly number[]): number[] {
+  const k = normalizedShape.length;
+  const tail = x.shape.slice(x.rank - k);
+  if (k === 0 || k > x.rank || tail.some((d, i) => d !== normalizedShape[i])) {
+    throw new OpError(
+      op,
+      `input ${fmtShape(x.shape)} does not end with normalized shape ${fmtShape(normalizedShape)}`,
+    );
+  }
+  return normalizedShape.map((_, i) => x.rank - k + i);
+}
+
+/**
+ * Layer normalisation over the trailing `normalizedShape` dims:
+ * (x − mean) / √(var + eps) · weight + bias, with the biased variance (as PyTorch).
+ */
+export function layerNorm(
+  x: Tensor,
+  normalizedShape: readonly number[],
+  weight: Tensor | null = null,
+  bias: Tensor | null = null,
+  eps = 1e-5,
+): Tensor {
+  const dims = normDims('layerNorm', x, normalizedShape);
+  return composite([x, weight, bias], () => {
+    const mu = x.mean(dims, true);
+    const d = x.sub(mu);
+    const v = d.square().mean(dims, true);
+    let y = d.mul(v.add(eps).rsqrt());
+    if (weight) y = y.mul(weight);
+    if (bias) y = y.add(bias);
+    return y;
+  });
+}
+
+/**
+ * RMS normalisation (Llama, T5): x / √(mean(x²) + eps) · weight over the trailing
+ * `normalizedShape` dims.
+ */
+export function rmsNorm(
+  x: Tensor,
+  normalizedShape: readonly number[],
+  weight: Tensor | null = null,
+  eps = 1e-6,
+): Tensor {
+  const dims = normDims('rmsNorm', x, normalizedShape);
+  return composite([x, weight], () => {
+    const y = x.mul(x.square().mean(dims, true).add(eps).rsqrt());
+    return weight ? y.mul(weight) : y;
+  });
+}
+
+export interface DropoutOptions {
+  generator?: Generator;
+}
+
+/**
+ * Zeroes each element with probability `p` and scales the rest by 1/(1 − p) while `training`;
+ * returns `x` itself otherwise. The mask is drawn on the host from the (seeded) generator, so a
+ * seed gives the same mask on every backend.
+ */
+export function dropout(x: Tensor, p = 0.5, training = true, options: DropoutOptions = {}): Tensor {
+  if (!(p >= 0 && p <= 1)) throw new OpError('dropout', `p must be in [0, 1], got ${p}`);
+  if (!training || p === 0) return x;
+  const gen = options.generator ?? defaultGenerator();
+  const scale = p === 1 ? 0 : 1 / (1 - p);
+  const mask = new Float32Array(x.size);
+  for (let i = 0; i < mask.length; i++) mask[i] = gen.nextFloat() < p ? 0 : scale;
+  return composite([x], () => x.mul(fromTypedArray(mask, x.shape, { device: x.device })));
+}
+
+/** A [L, S] bool mask, true where query i may attend to key j ≤ i (top-left aligned, as PyTorch). */
+export function causalMask(l: number, s: number, device: Tensor['device']): Tensor {
+  return composite([], () => {
+    const i = arange(l, undefined, 1, { device }).reshape([l, 1]);
+    const j = arange(s, undefined, 1, { device }).reshape([1, s]);
+    return j.le(i);
+  });
+}
+
+export interface AttentionOptions {
+  /**
+   * bool: true where attention is ALLOWED (PyTorch's scaled_dot_product_attention convention);
+   * float: added to the scores. Broadcast to [..., L, S].
+   */
+  attnMask?: Tensor | null;
+  /** Apply the causal (lower-triangular) mask. */
+  isCausal?: boolean;
+  /** Score scale; default 1/√E. */
+  scale?: number;
+  dropoutP?: number;
+  generator?: Generator;
+}
+
+/**
+ * softmax(q·kᵀ·scale + mask)·v. q [..., L, E], k [..., S, E], v [..., S, Ev] → [..., L, Ev].
+ * A row with every key masked gives NaN, as in PyTorch.
+ */
+export function scaledDotProductAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions = {},
+): Tensor {
+  return attentionWithWeights(q, k, v, options).output;
+}
+
+/** `scaledDotProductAttention` that also returns the weights [..., L, S]. */
+export function attentionWithWeights(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions = {},
+): { output: Tensor; weights: Tensor } {
+  if (q.rank < 2 || k.rank < 2 || v.rank < 2) {
+    throw new OpError('attention', `q, k, v need at least 2 dims, got ${fmtShape(q.shape)}`);
+  }
+  const e = q.shape[q.rank - 1];
+  if (k.shape[k.rank - 1] !== e || k.shape[k.rank - 2] !== v.shape[v.rank - 2]) {
+    throw new OpError(
+      'attention',
+      `expected q [..., L, E], k [..., S, E], v [..., S, Ev], got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`,
+    );
+  }
+  const l = q.shape[q.rank - 2];
+  const s = k.shape[k.rank - 2];
+  const scale = options.scale ?? 1 / Math.sqrt(e);
+  const mask = options.attnMask ?? null;
+  return composite([q, k, v, mask], () => {
+    let scores = matmul(q, k.transpose(-2, -1)).mul(scale); // [..., L, S]
+    if (options.isCausal) scores = where(causalMask(l, s, q.device), scores, Number.NEGATIVE_INFINITY);
+    if (mask) {
+      scores = mask.dtype === 'bool' ? where(mask, scores, Number.NEGATIVE_INFINITY) : scores.add(mask);
+    }
+    let weights = scores.softmax(-1);
+    if (options.dropoutP)
+      weights = dropout(weights, options.dropoutP, true, { generator: options.generator });
+    return { output: matmul(weights, v), weights };
+  });
+}

@@ -1,0 +1,111 @@
+import { OpError, type Tensor } from '@lowrank/tensor';
+import {
+  type BaseOptions,
+  Optimizer,
+  type ParamGroup,
+  type ParamState,
+  type ParamsSpec,
+} from './optimizer.js';
+
+export interface AdamOptions extends BaseOptions {
+  betas: readonly [number, number];
+  eps: number;
+  weightDecay: number;
+  amsgrad: boolean;
+}
+
+function validate(name: string, o: AdamOptions): void {
+  if (!(o.lr >= 0)) throw new OpError(name, `invalid learning rate ${o.lr}`);
+  if (!(o.eps >= 0)) throw new OpError(name, `invalid eps ${o.eps}`);
+  const [b1, b2] = o.betas;
+  if (!(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1)) throw new OpError(name, `invalid betas [${b1}, ${b2}]`);
+  if (!(o.weightDecay >= 0)) throw new OpError(name, `invalid weightDecay ${o.weightDecay}`);
+}
+
+/** The Adam moment update and parameter step, shared by Adam and AdamW (PyTorch 1.13's rule). */
+function adamStep(
+  opt: Adam | AdamW,
+  p: Tensor,
+  grad: Tensor,
+  state: ParamState,
+  g: ParamGroup<AdamOptions>,
+): void {
+  const [b1, b2] = g.betas;
+  const t = state.tensors;
+  if (!t.expAvg) {
+    t.expAvg = opt.zeros(p);
+    t.expAvgSq = opt.zeros(p);
+    if (g.amsgrad) t.maxExpAvgSq = opt.zeros(p);
+  }
+  t.expAvg.mul_(b1).add_(grad, 1 - b1); // m ← β1·m + (1 − β1)·g
+  t.expAvgSq.mul_(b2).add_(grad.square(), 1 - b2); // v ← β2·v + (1 − β2)·g²
+  const bc1 = 1 - b1 ** state.step;
+  const bc2 = 1 - b2 ** state.step;
+  let v = t.expAvgSq;
+  if (g.amsgrad) {
+    t.maxExpAvgSq.copy_(t.maxExpAvgSq.maximum(t.expAvgSq));
+    v = t.maxExpAvgSq;
+  }
+  const denom = v.sqrt().div(Math.sqrt(bc2)).add(g.eps);
+  p.add_(t.expAvg.div(denom), -g.lr / bc1);
+}
+
+/**
+ * Adam (Kingma & Ba) with PyTorch's defaults (betas [0.9, 0.999], eps 1e-8); `weightDecay` is L2
+ * added to the gradient. State: two moments per trained parameter (three with `amsgrad`).
+ */
+export class Adam extends Optimizer<AdamOptions> {
+  constructor(params: ParamsSpec<AdamOptions>, options: Partial<AdamOptions> = {}) {
+    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, amsgrad: false, ...options });
+  }
+
+  protected validate(o: AdamOptions): void {
+    validate('Adam', o);
+  }
+
+  /** @internal */
+  zeros(p: Tensor): Tensor {
+    return this.zerosLike(p);
+  }
+
+  protected update(p: Tensor, grad: Tensor, state: ParamState, g: ParamGroup<AdamOptions>): void {
+    adamStep(this, p, g.weightDecay !== 0 ? grad.add(p.mul(g.weightDecay)) : grad, state, g);
+  }
+}
+
+/**
+ * AdamW (Loshchilov & Hutter): Adam with decoupled weight decay p ← p·(1 − lr·wd) before the
+ * Adam step. PyTorch's defaults: lr 1e-3, weightDecay 0.01.
+ *
+ * @example
+ * const opt = new AdamW([
+ *   { params: decay, weightDecay: 0.1 },
+ *   { params: noDecay, weightDecay: 0 },
+ * ], { lr: 3e-4 });
+ */
+export class AdamW extends Optimizer<AdamOptions> {
+  constructor(params: ParamsSpec<AdamOptions>, options: Partial<AdamOptions> = {}) {
+    super(params, {
+      lr: 1e-3,
+      betas: [0.9, 0.999],
+      eps: 1e-8,
+      weightDecay: 0.01,
+      amsgrad: false,
+      ...options,
+    });
+  }
+
+  protected validate(o: AdamOptions): void {
+    validate('AdamW', o);
+  }
+
+  /** @internal */
+  zeros(p: Tensor): Tensor {
+    return this.zerosLike(p);
+  }
+
+  protected update(p: Tensor, grad: Tensor, state: ParamState, g: ParamGroup<AdamOptions>): void {
+    if (g.weightDecay !== 0) p.mul_(1 - g.lr * g.weightDecay);
+    adamStep(this, p, grad, state, g);
+  }
+}
