@@ -1,2 +1,31 @@
-// Implemented by its issue; this package exports nothing yet.
-export {};
+/**
+ * @lowrank/lora — low-rank adaptation (Hu et al., 2021) compatible with Hugging Face PEFT:
+ * configs with PEFT's names, LoRA Linear / Conv1D / Embedding / fused-projection layers,
+ * merging, several adapters, mixed-adapter batches, PEFT adapter files and the paper's §7
+ * analyses. File-system helpers are in `@lowrank/lora/node`.
+ */
+export * from './adapter-io.js';
+export * from './analysis/index.js';
+export {
+  type LoraBias,
+  type LoraConfig,
+  LoraConfigError,
+  patternMatches,
+  type ResolvedLoraConfig,
+  resolveConfig,
+  type TargetModules,
+} from './config.js';
+export { type AdapterSpec, LoraLayer, type PlainFactors } from './layers/base.js';
+export { LoraEmbedding } from './layers/embedding.js';
+export { LoraFusedLinear } from './layers/fused.js';
+export { LoraLinear } from './layers/linear.js';
+export {
+  applyLora,
+  BASE_ADAPTER,
+  getLoraModel,
+  LoraModel,
+  type MixedOptions,
+  type TrainableReport,
+  trainableParameters,
+} from './model.js';
+export { fromPeftConfig, type ParsedPeftConfig, type PeftConfigJson, toPeftConfig } from './peft-config.js';

@@ -1,0 +1,210 @@
+import { Module } from '@lowrank/nn';
+import {
+  cat,
+  defaultGenerator,
+  Generator,
+  keep,
+  OpError,
+  stack,
+  type Tensor,
+  tidy,
+  zeros,
+} from '@lowrank/tensor';
+import { type AdapterParams, composite, noGrad } from '../internal.js';
+
+/** Hyper-parameters of one adapter in one layer. */
+export interface AdapterSpec {
+  r: number;
+  alpha: number;
+  /** α/r, or α/√r with rsLoRA. */
+  scaling: number;
+  dropout: number;
+  useRslora: boolean;
+}
+
+/** A module with one input and one output tensor (what LoRA wraps). */
+export interface TensorModule extends Module {
+  forward(x: Tensor): Tensor;
+}
+
+/** An adapter in PEFT's plain form: ΔW = scaling · B·A with A [R, in] and B [out, R]. */
+export interface PlainFactors {
+  A: Tensor;
+  B: Tensor;
+  scaling: number;
+}
+
+/**
+ * What every LoRA layer shares: the wrapped `base_layer`, per-adapter parameters registered under
+ * PEFT's names, the active/merged/disabled state, merging, and mixed-batch dispatch. A subclass
+ * supplies the LoRA path (`loraDelta`), ΔW in the base weight's layout (`deltaWeight`), and its
+ * adapters in PEFT's plain form (`plainFactors`).
+ *
+ * Merged adapters and training: a forward pass in training mode while an adapter is merged is
+ * refused (it would train A and B through a path that is no longer computed); call `unmerge()`.
+ */
+export abstract class LoraLayer<M extends TensorModule = TensorModule> extends Module {
+  readonly base_layer: M;
+  readonly specs = new Map<string, AdapterSpec>();
+  activeAdapters: string[] = [];
+  /** True inside `disableAdapters`: the base layer alone runs. */
+  disabled = false;
+  readonly merged = new Set<string>();
+  /** Set by the handle for a mixed batch: per sample an index into `names` (names.length = base). */
+  mixed: { names: readonly string[]; index: Tensor } | null = null;
+  /** Draws the LoRA-path dropout masks (seeded by the handle when the config has a seed). */
+  generator: Generator = defaultGenerator();
+  /** Bumped whenever adapters change (invalidates the stacked weights of mixed batches). */
+  version = 0;
+  #stackCache: { key: string; A: Tensor; B: Tensor } | null = null;
+
+  constructor(base: M) {
+    super();
+    this.base_layer = this.registerModule('base_layer', base);
+  }
+
+  /** The parameter holders whose entries are named by adapter. */
+  protected abstract holders(): AdapterParams[];
+  /** scaling · B·A·dropout(x) for one adapter. */
+  protected abstract loraDelta(x: Tensor, name: string, spec: AdapterSpec): Tensor;
+  /** ΔW = scaling · B·A laid out like the base weight. */
+  abstract deltaWeight(name: string): Tensor;
+  /** The adapter as PEFT stores it (fused layers expand theirs). */
+  abstract plainFactors(name: string): PlainFactors;
+  /**
+   * The mixed-batch LoRA path from stacked A [N+1, R, in] and B [N+1, out, R] (scaling folded into
+   * B, slot N = zeros for the base): gather each sample's pair, then two batched matmuls — four
+   * dispatches whatever the number of adapters (S-LoRA's MBGMV idea, from existing kernels).
+   */
+  protected mixedDelta(x: Tensor, index: Tensor, A: Tensor, B: Tensor): Tensor {
+    const [b, inF, outF] = [x.shape[0], A.shape[2], B.shape[1]];
+    const x3 = x.reshape([b, x.size / (b * inF), inF]); // [b, T, in]
+    const h = x3.matmul(A.indexSelect(0, index).transpose(1, 2)); // [b, T, R]
+    const y = h.matmul(B.indexSelect(0, index).transpose(1, 2)); // [b, T, out]
+    return y.reshape([...x.shape.slice(0, -1), outF]);
+  }
+  /** Creates the adapter's parameters (called by `addAdapter`). */
+  protected abstract createParams(
+    name: string,
+    spec: AdapterSpec,
+    init: boolean | 'gaussian',
+    gen: Generator,
+  ): void;
+  /** The base weight that merging changes. */
+  abstract get baseWeight(): Tensor;
+
+  addAdapter(
+    name: string,
+    spec: AdapterSpec,
+    init: boolean | 'gaussian' = true,
+    gen = new Generator(0),
+  ): void {
+    if (this.specs.has(name)) throw new OpError('lora', `adapter '${name}' already exists in this layer`);
+    this.specs.set(name, spec);
+    this.createParams(name, spec, init, gen);
+    this.version++;
+  }
+
+  deleteAdapter(name: string): void {
+    if (this.merged.has(name))
+      throw new OpError('lora', `adapter '${name}' is merged; unmerge() before deleting it`);
+    for (const h of this.holders()) h.delete(name);
+    this.specs.delete(name);
+    this.activeAdapters = this.activeAdapters.filter((n) => n !== name);
+    this.version++;
+  }
+
+  forward(x: Tensor): Tensor {
+    if (this.mixed) return this.#mixedForward(x, this.mixed);
+    const live = this.disabled ? [] : this.activeAdapters.filter((n) => !this.merged.has(n));
+    if (this.training && this.merged.size > 0 && !this.disabled) {
+      throw new OpError(
+        'lora',
+        `adapters [${[...this.merged].join(', ')}] are merged; call unmerge() before training`,
+      );
+    }
+    const y = this.base_layer.forward(x);
+    if (live.length === 0) return y;
+    return composite([x, ...live.flatMap((n) => this.holders().map((h) => h.get(n)))], () => {
+      let out = y;
+      for (const n of live) out = out.add(this.loraDelta(x, n, this.specs.get(n)!));
+      return out;
+    });
+  }
+
+  /** Adds the active (or the named) adapters into the base weight: W ← W + ΔW. */
+  merge(names: readonly string[] = this.activeAdapters): void {
+    for (const n of names) {
+      if (this.merged.has(n)) continue;
+      if (!this.specs.has(n)) throw new OpError('lora.merge', `no adapter '${n}' in this layer`);
+      noGrad(() => tidy(() => void this.baseWeight.add_(this.deltaWeight(n))));
+      this.merged.add(n);
+    }
+    this.version++;
+  }
+
+  /** Subtracts every merged adapter from the base weight (restores it to within float rounding). */
+  unmerge(): void {
+    for (const n of [...this.merged].reverse()) {
+      noGrad(() => tidy(() => void this.baseWeight.sub_(this.deltaWeight(n))));
+      this.merged.delete(n);
+    }
+    this.version++;
+  }
+
+  #mixedForward(x: Tensor, mixed: { names: readonly string[]; index: Tensor }): Tensor {
+    if (this.merged.size > 0)
+      throw new OpError('lora', 'mixed-adapter batches are refused while an adapter is merged');
+    if (this.training)
+      throw new OpError('lora', 'mixed-adapter batches are for inference; call eval() first');
+    if (x.shape[0] !== mixed.index.shape[0]) {
+      throw new OpError(
+        'lora',
+        `mixed batch: ${mixed.index.shape[0]} adapter names for a batch of ${x.shape[0]}`,
+      );
+    }
+    if (mixed.names.length === 0) return this.base_layer.forward(x);
+    const { A, B } = this.#stacked(mixed.names);
+    return tidy(() => this.base_layer.forward(x).add(this.mixedDelta(x, mixed.index, A, B)));
+  }
+
+  /** A [N+1, R, in] and B [N+1, out, R] (scaling folded into B; the last slot is zeros = base). */
+  #stacked(names: readonly string[]): { A: Tensor; B: Tensor } {
+    const ids = names.map((n) => this.holders().map((h) => h.get(n).id));
+    const key = `${this.version}|${names.join('|')}|${ids.join(';')}`;
+    if (this.#stackCache?.key === key) return this.#stackCache;
+    const packed = noGrad(() =>
+      tidy(() => {
+        const factors = names.map((n) => this.plainFactors(n));
+        const R = Math.max(...factors.map((f) => f.A.shape[0]));
+        const [inF, outF] = [factors[0].A.shape[1], factors[0].B.shape[0]];
+        const pad = (t: Tensor, dim: number): Tensor => {
+          const missing = R - t.shape[dim];
+          if (missing === 0) return t;
+          const shape = [...t.shape];
+          shape[dim] = missing;
+          return cat([t, zeros(shape, { device: t.device })], dim);
+        };
+        const As = factors.map((f) => pad(f.A, 0));
+        const Bs = factors.map((f) => pad(f.B.mul(f.scaling), 1));
+        As.push(zeros([R, inF], { device: As[0].device }));
+        Bs.push(zeros([outF, R], { device: As[0].device }));
+        return { A: keep(stack(As, 0)), B: keep(stack(Bs, 0)) };
+      }),
+    );
+    this.#disposeCache();
+    this.#stackCache = { key, ...packed };
+    return packed;
+  }
+
+  #disposeCache(): void {
+    this.#stackCache?.A.dispose();
+    this.#stackCache?.B.dispose();
+    this.#stackCache = null;
+  }
+
+  override dispose(): void {
+    this.#disposeCache();
+    super.dispose();
+  }
+}

@@ -1,0 +1,52 @@
+import type { Embedding } from '@lowrank/nn';
+import { embedding, type Generator, type Tensor, zeros } from '@lowrank/tensor';
+import { normal } from '../init.js';
+import { AdapterParams } from '../internal.js';
+import { type AdapterSpec, LoraLayer, type PlainFactors } from './base.js';
+
+/**
+ * LoRA on an `Embedding` (W [num, dim]): y = W[ids] + scaling · Aᵀ[ids]·Bᵀ with A [r, num] = 0
+ * and B [dim, r] ~ N(0, 1) at init (PEFT's convention: the other way round from Linear). No dropout
+ * on this path (as PEFT). Parameters: `lora_embedding_A.<adapter>`, `lora_embedding_B.<adapter>`.
+ */
+export class LoraEmbedding extends LoraLayer<Embedding> {
+  readonly lora_embedding_A = this.registerModule('lora_embedding_A', new AdapterParams(null));
+  readonly lora_embedding_B = this.registerModule('lora_embedding_B', new AdapterParams(null));
+
+  get baseWeight(): Tensor {
+    return this.base_layer.weight;
+  }
+  protected holders(): AdapterParams[] {
+    return [this.lora_embedding_A, this.lora_embedding_B];
+  }
+  protected createParams(name: string, spec: AdapterSpec, init: boolean | 'gaussian', gen: Generator): void {
+    const [num, dim] = this.baseWeight.shape;
+    const device = this.baseWeight.device;
+    this.lora_embedding_A.set(
+      name,
+      init === false ? normal([spec.r, num], 1, gen, device) : zeros([spec.r, num], { device }),
+    );
+    this.lora_embedding_B.set(name, normal([dim, spec.r], 1, gen, device));
+  }
+  protected loraDelta(ids: Tensor, name: string, spec: AdapterSpec): Tensor {
+    const h = embedding(this.lora_embedding_A.get(name).T, ids); // [..., r]
+    return h.matmul(this.lora_embedding_B.get(name).T).mul(spec.scaling); // [..., dim]
+  }
+  deltaWeight(name: string): Tensor {
+    const d = this.lora_embedding_B.get(name).matmul(this.lora_embedding_A.get(name)); // [dim, num]
+    return d.T.mul(this.specs.get(name)!.scaling); // [num, dim]
+  }
+  plainFactors(name: string): PlainFactors {
+    const A = this.lora_embedding_A.get(name);
+    return { A, B: this.lora_embedding_B.get(name), scaling: this.specs.get(name)!.scaling };
+  }
+  protected override mixedDelta(ids: Tensor, index: Tensor, A: Tensor, B: Tensor): Tensor {
+    const [slots, R, num] = A.shape;
+    const b = ids.shape[0];
+    const table = A.transpose(1, 2).reshape([slots * num, R]); // [(N+1)·num, R]: Aᵀ of every adapter
+    const perSample = index.reshape([b, ...ids.shape.slice(1).map(() => 1)]).mul(num);
+    const h = embedding(table, ids.add(perSample)).reshape([b, -1, R]); // [b, T, R], one gather
+    const y = h.matmul(B.indexSelect(0, index).transpose(1, 2)); // [b, T, dim]
+    return y.reshape([...ids.shape, B.shape[1]]);
+  }
+}

@@ -1,0 +1,103 @@
+import type { Conv1D, Linear } from '@lowrank/nn';
+import { cat, type Generator, OpError, type Tensor, zeros } from '@lowrank/tensor';
+import { kaimingUniform, normal } from '../init.js';
+import { AdapterParams, dropout } from '../internal.js';
+import { type AdapterSpec, LoraLayer, type PlainFactors } from './base.js';
+
+/**
+ * LoRA on chosen slices of a fused projection (GPT-2's `c_attn` = [q | k | v]; loralib's
+ * MergedLinear with `enable_lora = [true, false, true]`). Each enabled slice g has its own rank-r
+ * pair: A [e·r, in] stacks the e enabled slices' A_g, B [e·slice, r] their B_g. The forward pass
+ * computes x·A_gᵀ·B_gᵀ per enabled slice (never rebuilding ΔW, unlike loralib) and leaves the
+ * disabled slices' outputs untouched. Saved in PEFT's plain form (rank e·r, zero blocks in B).
+ */
+export class LoraFusedLinear extends LoraLayer<Linear | Conv1D> {
+  readonly lora_A = this.registerModule('lora_A', new AdapterParams('weight'));
+  readonly lora_B = this.registerModule('lora_B', new AdapterParams('weight'));
+  readonly sliceOut: number;
+
+  constructor(
+    base: Linear | Conv1D,
+    readonly fanInFanOut: boolean,
+    readonly enable: readonly boolean[],
+  ) {
+    super(base);
+    const out = this.outFeatures;
+    if (out % enable.length !== 0) {
+      throw new OpError('LoraFusedLinear', `${out} outputs do not split into ${enable.length} equal slices`);
+    }
+    this.sliceOut = out / enable.length;
+  }
+  get inFeatures(): number {
+    return this.baseWeight.shape[this.fanInFanOut ? 0 : 1];
+  }
+  get outFeatures(): number {
+    return this.baseWeight.shape[this.fanInFanOut ? 1 : 0];
+  }
+  get baseWeight(): Tensor {
+    return this.base_layer.weight;
+  }
+  /** Indices of the enabled slices, in order. */
+  get enabledSlices(): number[] {
+    return this.enable.flatMap((on, j) => (on ? [j] : []));
+  }
+  protected holders(): AdapterParams[] {
+    return [this.lora_A, this.lora_B];
+  }
+  protected createParams(name: string, spec: AdapterSpec, init: boolean | 'gaussian', gen: Generator): void {
+    const [e, r, device] = [this.enabledSlices.length, spec.r, this.baseWeight.device];
+    const A =
+      init === 'gaussian'
+        ? normal([e * r, this.inFeatures], 1 / r, gen, device)
+        : kaimingUniform([e * r, this.inFeatures], gen, device);
+    const B =
+      init === false
+        ? kaimingUniform([e * this.sliceOut, r], gen, device)
+        : zeros([e * this.sliceOut, r], { device });
+    this.lora_A.set(name, A);
+    this.lora_B.set(name, B);
+  }
+  protected loraDelta(x: Tensor, name: string, spec: AdapterSpec): Tensor {
+    const [A, B, r, s] = [this.lora_A.get(name), this.lora_B.get(name), spec.r, this.sliceOut];
+    const h = dropout(x, spec.dropout, this.training, this.generator).matmul(A.T); // [..., e·r]
+    let g = 0;
+    const lead = x.shape.slice(0, -1);
+    const parts = this.enable.map((on) => {
+      if (!on) return zeros([...lead, s], { device: x.device });
+      const y = h.narrow(-1, g * r, r).matmul(B.narrow(0, g * s, s).T); // [..., slice]
+      g++;
+      return y;
+    });
+    return cat(parts, -1).mul(spec.scaling); // [..., out]
+  }
+  deltaWeight(name: string): Tensor {
+    const { A, B, scaling } = this.plainFactors(name);
+    const d = B.matmul(A).mul(scaling); // [out, in]
+    return this.fanInFanOut ? d.T.contiguous() : d;
+  }
+  /** PEFT's plain form: A as is, B [out, e·r] with B_g in slice g's rows and block g's columns. */
+  plainFactors(name: string): PlainFactors {
+    const [A, B, r, s] = [
+      this.lora_A.get(name),
+      this.lora_B.get(name),
+      this.specs.get(name)!.r,
+      this.sliceOut,
+    ];
+    const e = this.enabledSlices.length;
+    let g = 0;
+    const rows = this.enable.map((on) => {
+      if (!on) return zeros([s, e * r], { device: B.device });
+      const blocks = [
+        zeros([s, g * r], { device: B.device }),
+        B.narrow(0, g * s, s),
+        zeros([s, (e - g - 1) * r], { device: B.device }),
+      ];
+      g++;
+      return cat(
+        blocks.filter((t) => t.shape[1] > 0),
+        1,
+      );
+    });
+    return { A, B: cat(rows, 0), scaling: this.specs.get(name)!.scaling };
+  }
+}

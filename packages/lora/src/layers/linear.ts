@@ -1,0 +1,55 @@
+import type { Conv1D, Linear } from '@lowrank/nn';
+import { type Generator, type Tensor, zeros } from '@lowrank/tensor';
+import { kaimingUniform, normal } from '../init.js';
+import { AdapterParams, dropout } from '../internal.js';
+import { type AdapterSpec, LoraLayer, type PlainFactors } from './base.js';
+
+/**
+ * LoRA on a `Linear` (W [out, in]) or a `Conv1D` (W [in, out], fanInFanOut):
+ * y = base(x) + scaling · dropout(x)·Aᵀ·Bᵀ with A [r, in], B [out, r] (PEFT's shapes for both).
+ * Parameters: `lora_A.<adapter>.weight`, `lora_B.<adapter>.weight`.
+ */
+export class LoraLinear extends LoraLayer<Linear | Conv1D> {
+  readonly lora_A = this.registerModule('lora_A', new AdapterParams('weight'));
+  readonly lora_B = this.registerModule('lora_B', new AdapterParams('weight'));
+
+  constructor(
+    base: Linear | Conv1D,
+    readonly fanInFanOut: boolean,
+  ) {
+    super(base);
+  }
+  get inFeatures(): number {
+    return this.baseWeight.shape[this.fanInFanOut ? 0 : 1];
+  }
+  get outFeatures(): number {
+    return this.baseWeight.shape[this.fanInFanOut ? 1 : 0];
+  }
+  get baseWeight(): Tensor {
+    return this.base_layer.weight;
+  }
+  protected holders(): AdapterParams[] {
+    return [this.lora_A, this.lora_B];
+  }
+  protected createParams(name: string, spec: AdapterSpec, init: boolean | 'gaussian', gen: Generator): void {
+    const device = this.baseWeight.device;
+    const [r, inF, outF] = [spec.r, this.inFeatures, this.outFeatures];
+    const A =
+      init === 'gaussian' ? normal([r, inF], 1 / r, gen, device) : kaimingUniform([r, inF], gen, device);
+    // init false: B random too (PEFT leaves both at nn.Linear's default), so ΔW ≠ 0
+    const B = init === false ? kaimingUniform([outF, r], gen, device) : zeros([outF, r], { device });
+    this.lora_A.set(name, A);
+    this.lora_B.set(name, B);
+  }
+  protected loraDelta(x: Tensor, name: string, spec: AdapterSpec): Tensor {
+    const h = dropout(x, spec.dropout, this.training, this.generator).matmul(this.lora_A.get(name).T); // [..., r]
+    return h.matmul(this.lora_B.get(name).T).mul(spec.scaling); // [..., out]
+  }
+  deltaWeight(name: string): Tensor {
+    const d = this.lora_B.get(name).matmul(this.lora_A.get(name)).mul(this.specs.get(name)!.scaling); // [out, in]
+    return this.fanInFanOut ? d.T.contiguous() : d;
+  }
+  plainFactors(name: string): PlainFactors {
+    return { A: this.lora_A.get(name), B: this.lora_B.get(name), scaling: this.specs.get(name)!.scaling };
+  }
+}
