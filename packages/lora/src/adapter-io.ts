@@ -90,7 +90,9 @@ export async function exportAdapter(handle: LoraModel, adapterName = 'default'):
         ? [...new Set(targets.map((p) => p.split('.').pop()!))]
         : targets;
   // PEFT switches fan_in_fan_out on by itself when a target is a Conv1D, and saves it so.
-  const conv = [...handle.layers.values()].some((l) => l.specs.has(adapterName) && 'fanInFanOut' in l && l.fanInFanOut === true);
+  const conv = [...handle.layers.values()].some(
+    (l) => l.specs.has(adapterName) && 'fanInFanOut' in l && l.fanInFanOut === true,
+  );
   const saved = { ...cfg, fanInFanOut: cfg.fanInFanOut || conv };
   return { config: toPeftConfig(saved, { targetModules: written, rankPattern, alphaPattern }), tensors };
 }

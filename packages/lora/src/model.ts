@@ -1,5 +1,5 @@
 import type { Conv1D, Embedding, Linear, Module } from '@lowrank/nn';
-import { defaultGenerator, Generator, OpError, type Tensor, tensor } from '@lowrank/tensor';
+import { cat, defaultGenerator, Generator, OpError, type Tensor, tensor, tidy } from '@lowrank/tensor';
 import {
   type LoraConfig,
   LoraConfigError,
@@ -8,6 +8,7 @@ import {
   resolveConfig,
   suffixMatches,
 } from './config.js';
+import { noGrad } from './internal.js';
 import { type AdapterSpec, LoraLayer, type TensorModule } from './layers/base.js';
 import { LoraEmbedding } from './layers/embedding.js';
 import { LoraFusedLinear } from './layers/fused.js';
@@ -138,8 +139,84 @@ export class LoraModel<M extends Module = Module> {
     return layer;
   }
 
-  #layersOf(name: string): LoraLayer[] {
-    return [...this.layers.values()].filter((l) => l.specs.has(name));
+  /**
+   * Combines adapters into a new one (PEFT's `add_weighted_adapter`), not activated:
+   * - 'cat': A = [w₁s₁A₁; w₂s₂A₂; …], B = [B₁ B₂ …] (rank Σrᵢ), so ΔW = Σ wᵢ·ΔWᵢ exactly;
+   * - 'linear': A = Σ √wᵢ·sᵢ·Aᵢ, B = Σ √wᵢ·Bᵢ (equal ranks; as PEFT, with cross terms between
+   *   adapters, so only a single adapter gives exactly w·ΔW; negative w puts the sign on A).
+   * The new adapter's scaling is exactly 1 (α = r, rsLoRA off): each source's scaling (α/r or
+   * α/√r) is folded into A once, avoiding PEFT's known double rsLoRA scaling.
+   */
+  addWeightedAdapter(
+    adapters: readonly string[],
+    weights: readonly number[],
+    newName: string,
+    combinationType: 'linear' | 'cat' = 'cat',
+  ): this {
+    if (adapters.length === 0 || adapters.length !== weights.length) {
+      throw new OpError(
+        'addWeightedAdapter',
+        `need one weight per adapter, got ${adapters.length} adapters and ${weights.length} weights`,
+      );
+    }
+    if (combinationType !== 'linear' && combinationType !== 'cat') {
+      throw new OpError(
+        'addWeightedAdapter',
+        `combinationType must be 'linear' or 'cat', got '${String(combinationType)}'`,
+      );
+    }
+    for (const a of adapters) this.#require(a);
+    for (const w of weights)
+      if (!Number.isFinite(w)) throw new OpError('addWeightedAdapter', `weights must be finite, got ${w}`);
+    const layers = [...this.layers].filter(([, l]) => adapters.some((a) => l.specs.has(a)));
+    const ranks = new Map<string, number>();
+    for (const [path, l] of layers) {
+      const missing = adapters.filter((a) => !l.specs.has(a));
+      if (missing.length)
+        throw new OpError(
+          'addWeightedAdapter',
+          `'${path}' has no adapter ${missing.join(', ')}; combined adapters must target the same modules`,
+        );
+      const rs = adapters.map((a) => l.specs.get(a)!.r);
+      if (combinationType === 'linear' && rs.some((r) => r !== rs[0])) {
+        throw new OpError(
+          'addWeightedAdapter',
+          `'linear' needs equal ranks, got [${rs.join(', ')}] at '${path}'; use 'cat'`,
+        );
+      }
+      ranks.set(path, combinationType === 'cat' ? rs.reduce((x, y) => x + y, 0) : rs[0]);
+    }
+    const first = this.configs.get(adapters[0])!;
+    const r = ranks.get(layers[0][0])!;
+    const pattern = (v: (n: number) => number): Record<string, number> =>
+      Object.fromEntries(
+        [...ranks].filter(([, n]) => n !== r).map(([p, n]) => [p.replace(/\./g, '\\.'), v(n)]),
+      );
+    const fusedSlices = Object.fromEntries(
+      layers
+        .filter(([, l]) => l instanceof LoraFusedLinear)
+        .map(([p, l]) => [p.replace(/\./g, '\\.'), (l as LoraFusedLinear).enable]),
+    );
+    const cfg: ResolvedLoraConfig = {
+      ...first,
+      r,
+      loraAlpha: r,
+      useRslora: false,
+      targetModules: layers.map(([p]) => p),
+      excludeModules: [],
+      layersToTransform: null,
+      rankPattern: pattern((n) => n),
+      alphaPattern: pattern((n) => n),
+      fusedSlices,
+      initLoraWeights: true,
+      seed: undefined,
+    };
+    this.addResolvedAdapter(newName, cfg);
+    noGrad(() => {
+      for (const [, l] of layers) tidy(() => combineInto(l, adapters, weights, newName, combinationType));
+    });
+    this.refreshMixedCache();
+    return this;
   }
 
   #require(name: string): void {
@@ -325,6 +402,40 @@ export class LoraModel<M extends Module = Module> {
       }
     }
   }
+}
+
+function combineInto(
+  l: LoraLayer,
+  adapters: readonly string[],
+  weights: readonly number[],
+  target: string,
+  type: 'linear' | 'cat',
+): void {
+  const e = l.sliceCount;
+  const parts = adapters.map((a, i) => {
+    const [A, B] = l.factorParams(a);
+    const s = l.specs.get(a)!.scaling;
+    const w = weights[i];
+    return type === 'cat'
+      ? { A: A.mul(w * s), B }
+      : { A: A.mul(Math.sign(w) * Math.sqrt(Math.abs(w)) * s), B: B.mul(Math.sqrt(Math.abs(w))) };
+  });
+  const [tA, tB] = l.factorParams(target);
+  if (type === 'linear') {
+    tA.copy_(parts.map((p) => p.A).reduce((x, y) => x.add(y)));
+    tB.copy_(parts.map((p) => p.B).reduce((x, y) => x.add(y)));
+    return;
+  }
+  // A rows are grouped per slice (fused layers): concatenate each slice's rows, then restack.
+  const inF = tA.shape[1];
+  const As = parts.map((p) => p.A.reshape([e, p.A.shape[0] / e, inF]));
+  tA.copy_(cat(As, 1).reshape([tA.shape[0], inF]));
+  tB.copy_(
+    cat(
+      parts.map((p) => p.B),
+      1,
+    ),
+  );
 }
 
 export interface TrainableReport {

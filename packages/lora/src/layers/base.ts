@@ -105,6 +105,17 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
     this.version++;
   }
 
+  /** The adapter's own parameters [A, B] (for fused layers in their stacked per-slice layout). */
+  factorParams(name: string): [Tensor, Tensor] {
+    const [a, b] = this.holders();
+    return [a.get(name), b.get(name)];
+  }
+
+  /** How many slices share an adapter's A rows (fused projections; 1 otherwise). */
+  get sliceCount(): number {
+    return 1;
+  }
+
   deleteAdapter(name: string): void {
     if (this.merged.has(name))
       throw new OpError('lora', `adapter '${name}' is merged; unmerge() before deleting it`);

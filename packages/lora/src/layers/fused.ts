@@ -41,6 +41,9 @@ export class LoraFusedLinear extends LoraLayer<Linear | Conv1D> {
   get enabledSlices(): number[] {
     return this.enable.flatMap((on, j) => (on ? [j] : []));
   }
+  override get sliceCount(): number {
+    return this.enabledSlices.length;
+  }
   protected holders(): AdapterParams[] {
     return [this.lora_A, this.lora_B];
   }
