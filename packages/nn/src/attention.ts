@@ -1,4 +1,4 @@
-import { OpError, type Tensor, where, zeros } from '@lowrank/tensor';
+import { full, OpError, type Tensor, where, zeros } from '@lowrank/tensor';
 import * as F from './functional.js';
 import * as init from './init.js';
 import { composite, fmtShape } from './internal.js';
@@ -189,7 +189,7 @@ export class MultiheadAttention extends Module {
         mask = mask ? mask.add(m) : m;
       };
       const additive = (m: Tensor): Tensor =>
-        m.dtype === 'bool' ? where(m, Number.NEGATIVE_INFINITY, 0) : m;
+        m.dtype === 'bool' ? where(m, full(m.shape, Number.NEGATIVE_INFINITY, { device: m.device }), 0) : m;
       if (options.attnMask) {
         const m = options.attnMask;
         addMask(additive(m.rank === 3 ? m.reshape([n, h, l, s]) : m));
