@@ -353,7 +353,7 @@ export class LoraModel<M extends Module = Module> {
         l.merged.delete(n);
         l.deleteAdapter(n);
       }
-      l.dispose();
+      l.releaseCache();
     }
     this.model.requiresGrad_(true);
     this.configs.clear();

@@ -24,7 +24,11 @@ export interface SavedAdapter {
 }
 
 /** Writes the adapter in PEFT's format. */
-export async function saveAdapter(handle: LoraModel, dir: string, adapterName = 'default'): Promise<SavedAdapter> {
+export async function saveAdapter(
+  handle: LoraModel,
+  dir: string,
+  adapterName = 'default',
+): Promise<SavedAdapter> {
   const target = adapterName === 'default' ? dir : join(dir, adapterName);
   const { configJson, safetensors } = await serializeAdapter(handle, adapterName);
   await mkdir(target, { recursive: true });
@@ -38,12 +42,18 @@ async function readOrExplain(path: string, what: string): Promise<Buffer> {
     return await readFile(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`loadAdapter: cannot read ${what} '${path}'${code === 'ENOENT' ? ' (no such file)' : `: ${(e as Error).message}`}`);
+    throw new Error(
+      `loadAdapter: cannot read ${what} '${path}'${code === 'ENOENT' ? ' (no such file)' : `: ${(e as Error).message}`}`,
+    );
   }
 }
 
 /** Loads a PEFT adapter directory into `model` (applying LoRA when it has none). */
-export async function loadAdapter<M extends Module>(model: M, dir: string, options: ImportOptions = {}): Promise<LoraModel<M>> {
+export async function loadAdapter<M extends Module>(
+  model: M,
+  dir: string,
+  options: ImportOptions = {},
+): Promise<LoraModel<M>> {
   const s = await stat(dir).catch(() => null);
   if (!s?.isDirectory()) throw new Error(`loadAdapter: '${dir}' is not a directory`);
   const config = await readOrExplain(join(dir, CONFIG_NAME), 'the adapter config');

@@ -203,19 +203,20 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
         return { A: keep(stack(As, 0)), B: keep(stack(Bs, 0)) };
       }),
     );
-    this.#disposeCache();
+    this.releaseCache();
     this.#stackCache = { key, ...packed };
     return packed;
   }
 
-  #disposeCache(): void {
+  /** Frees the stacked mixed-batch weights (rebuilt on the next mixed batch). */
+  releaseCache(): void {
     this.#stackCache?.A.dispose();
     this.#stackCache?.B.dispose();
     this.#stackCache = null;
   }
 
   override dispose(): void {
-    this.#disposeCache();
+    this.releaseCache();
     super.dispose();
   }
 }
