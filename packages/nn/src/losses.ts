@@ -1,4 +1,4 @@
-import { OpError, type Tensor, where } from '@lowrank/tensor';
+import { OpError, stack, type Tensor, where, zerosLike } from '@lowrank/tensor';
 import { composite, fmtShape } from './internal.js';
 
 /** How a loss reduces its per-element values, as in PyTorch. */
@@ -116,8 +116,9 @@ export function bceWithLogits(input: Tensor, target: Tensor, options: BceWithLog
   }
   const { weight = null, posWeight = null } = options;
   return composite([input, target, weight, posWeight], () => {
-    // softplus(−x) = log(1 + e^−|x|) + max(−x, 0)
-    const softplusNeg = input.abs().neg().exp().add(1).log().add(input.neg().clamp(0));
+    // softplus(−x) = log(e^0 + e^−x) through logsumexp: stable, and its gradient σ(x) − 1 is
+    // right everywhere (a composition with |x| and max(−x, 0) gets x = 0 wrong)
+    const softplusNeg = stack([zerosLike(input), input.neg()], -1).logsumexp(-1);
     const lw = posWeight ? posWeight.sub(1).mul(target).add(1) : null;
     let loss = target
       .neg()
