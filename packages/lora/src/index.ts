@@ -29,3 +29,4 @@ export {
   trainableParameters,
 } from './model.js';
 export { fromPeftConfig, type ParsedPeftConfig, type PeftConfigJson, toPeftConfig } from './peft-config.js';
+export { type Footprint, trainingFootprint } from './report.js';

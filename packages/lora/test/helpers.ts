@@ -22,7 +22,7 @@ export class TinyNet extends Module {
     const generator = new Generator(seed);
     this.emb = this.registerModule('emb', new Embedding(vocab, dim, { generator }));
     this.fc = this.registerModule('fc', new Linear(dim, hidden, { generator }));
-    this.c_attn = this.registerModule('c_attn', new Conv1D(3 * slice, hidden));
+    this.c_attn = this.registerModule('c_attn', new Conv1D(3 * slice, hidden, { generator }));
     this.c_proj = this.registerModule('c_proj', new Linear(3 * slice, dim, { generator }));
     this.lm_head = this.registerModule('lm_head', new Linear(dim, vocab, { generator, bias: false }));
   }
