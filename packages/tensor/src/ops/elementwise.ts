@@ -79,8 +79,13 @@ const COMPARISON = new Set<BinaryOp>(['eq', 'ne', 'lt', 'le', 'gt', 'ge']);
 const LOGICAL = new Set<BinaryOp>(['logicalAnd', 'logicalOr']);
 
 /** Turns number/boolean operands into 0-d tensors next to the tensor operand. */
-function toTensors(op: string, operands: readonly TensorLike[]): { tensors: Tensor[]; owned: Tensor[] } {
-  const ref = operands.find((o): o is Tensor => typeof o === 'object');
+function toTensors(
+  op: string,
+  operands: readonly TensorLike[],
+  fallback?: Tensor,
+): { tensors: Tensor[]; owned: Tensor[] } {
+  // `fallback` places all-scalar operands (where(cond, 1, 0)) on the device of another input
+  const ref = operands.find((o): o is Tensor => typeof o === 'object') ?? fallback;
   if (!ref) throw new OpError(op, 'expected at least one tensor operand');
   let dtype: DType | null = null;
   for (const o of operands) if (typeof o === 'object') dtype = dtype ? promoteTypes(dtype, o.dtype) : o.dtype;
@@ -145,7 +150,7 @@ export const logicalOr = (a: TensorLike, b: TensorLike) => binary('logicalOr', a
 /** `cond ? a : b` elementwise with broadcasting; `cond` must be bool. */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   if (cond.dtype !== 'bool') throw new OpError('where', `condition must be a bool tensor, got ${cond.dtype}`);
-  const { tensors, owned } = toTensors('where', [a, b]);
+  const { tensors, owned } = toTensors('where', [a, b], cond);
   const [ta, tb] = tensors;
   try {
     return runOp('where', [cond, ta, tb], {}, () => {

@@ -1,0 +1,3 @@
+import { CPU_TOLERANCES, opSuite } from './suite/index.js';
+
+opSuite('cpu', CPU_TOLERANCES);

@@ -1,0 +1,2 @@
+import type { SuiteContext } from './index.js';
+export function indexingSuite(_ctx: SuiteContext): void {}
