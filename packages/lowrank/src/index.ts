@@ -5,3 +5,4 @@
 
 export * from '@lowrank/autograd';
 export * from '@lowrank/tensor';
+export * from '@lowrank/models';

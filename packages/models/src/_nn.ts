@@ -6,7 +6,13 @@ export * as init from '../../nn/src/init.js';
 export { Dropout, Embedding, LayerNorm, Linear } from '../../nn/src/layers.js';
 export { crossEntropy } from '../../nn/src/losses.js';
 export { type HostTensor, Module } from '../../nn/src/module.js';
-export { AdamW, clipGradNorm, cosineSchedule, type OptimizerStateDict } from '../../nn/src/optim/index.js';
+export {
+  AdamW,
+  clipGradNorm,
+  LambdaLR,
+  type OptimizerStateDict,
+  warmupCosineLambda,
+} from '../../nn/src/optim/index.js';
 export {
   parseSafetensors,
   serializeSafetensors,

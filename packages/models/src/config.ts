@@ -12,7 +12,7 @@ export interface GPT2Config {
   n_head: number;
   /** MLP width; null means 4 · n_embd. */
   n_inner: number | null;
-  activation_function: Activation;
+  activation_function: GPT2Activation;
   resid_pdrop: number;
   embd_pdrop: number;
   attn_pdrop: number;
@@ -28,8 +28,8 @@ export interface GPT2Config {
 }
 
 /** HF's ACT2FN names that GPT-2 checkpoints use. */
-export type Activation = 'gelu_new' | 'gelu_pytorch_tanh' | 'gelu' | 'relu';
-const ACTIVATIONS: readonly Activation[] = ['gelu_new', 'gelu_pytorch_tanh', 'gelu', 'relu'];
+export type GPT2Activation = 'gelu_new' | 'gelu_pytorch_tanh' | 'gelu' | 'relu';
+const ACTIVATIONS: readonly GPT2Activation[] = ['gelu_new', 'gelu_pytorch_tanh', 'gelu', 'relu'];
 
 export const GPT2_SMALL: Readonly<GPT2Config> = Object.freeze({
   model_type: 'gpt2',
@@ -91,7 +91,7 @@ export function gpt2Config(
   for (const key of ['bos_token_id', 'eos_token_id'] as const) {
     if (cfg[key] !== null && !Number.isInteger(cfg[key])) bad(key, 'null or an integer');
   }
-  if (!ACTIVATIONS.includes(cfg.activation_function as Activation))
+  if (!ACTIVATIONS.includes(cfg.activation_function as GPT2Activation))
     bad('activation_function', ACTIVATIONS.join(' | '));
   const c = cfg as unknown as GPT2Config;
   if (c.n_embd % c.n_head !== 0) {

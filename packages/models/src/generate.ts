@@ -49,7 +49,7 @@ export async function generate(
   const gen = options.generator ?? new Generator(options.seed ?? 0);
   const eos = options.eosTokenId === undefined ? model.config.eos_token_id : options.eosTokenId;
   const nPos = model.config.n_positions;
-  const device = model.transformer.wte.weight.device;
+  const device = model.device;
   const wasTraining = model.training;
   model.eval();
   const all = [...prompt];
@@ -111,7 +111,7 @@ export async function generateNoCache(
   checkSamplingOptions(options);
   const gen = options.generator ?? new Generator(options.seed ?? 0);
   const eos = options.eosTokenId === undefined ? model.config.eos_token_id : options.eosTokenId;
-  const device = model.transformer.wte.weight.device;
+  const device = model.device;
   const wasTraining = model.training;
   model.eval();
   const all = [...prompt];

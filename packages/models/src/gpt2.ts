@@ -1,4 +1,4 @@
-import { arange, cat, Generator, OpError, ones, type Tensor, tidy } from '@lowrank/tensor';
+import { arange, cat, type Device, Generator, OpError, ones, type Tensor, tidy } from '@lowrank/tensor';
 import { Conv1D, crossEntropy, Dropout, Embedding, init, LayerNorm, Module, ModuleList } from './_nn.js';
 import { type GPT2Config, gpt2Config, innerDim } from './config.js';
 
@@ -65,10 +65,12 @@ export class GPT2Attention extends Module {
     const [B, T, C] = x.shape;
     const split = (t: Tensor): Tensor => t.reshape(B, T, this.nHead, this.headDim).permute(0, 2, 1, 3); // (B, nh, T, hs)
     const [q0, k0, v0] = this.c_attn.forward(x).split(C, 2);
-    const q = split(q0);
+    // NOTE: q is scaled before q·kᵀ (T·C multiplies instead of nh·T²); with head_dim a power of
+    // 4 the scale is a power of 2 and the scores are bit-identical to HF's (q·kᵀ)/√d.
+    const q = split(q0.mul(this.scale));
     const k = past ? cat([past.k, split(k0)], 2) : split(k0);
     const v = past ? cat([past.v, split(v0)], 2) : split(v0);
-    let att = q.matmul(k.transpose(-2, -1)).mul(this.scale); // (B, nh, T, T_total)
+    let att = q.matmul(k.transpose(-2, -1)); // (B, nh, T, T_total)
     att = att.where(mask, MASK_VALUE).softmax(-1);
     att = this.attn_dropout.forward(att);
     const y = att.matmul(v).permute(0, 2, 1, 3).reshape(B, T, C); // re-assemble heads side by side
@@ -244,9 +246,20 @@ export class GPT2LMHeadModel extends Module {
     return this;
   }
 
-  /** The output projection [vocab, C]: the token embedding's weight (tied). */
+  /**
+   * The output projection [vocab, C]: the token embedding's weight (tied). When LoRA wraps `wte`,
+   * its base weight (as PEFT: the head does not see the embedding's adapter).
+   */
   get lmHeadWeight(): Tensor {
-    return this.transformer.wte.weight;
+    const wte: Module = this.transformer.wte;
+    return 'base_layer' in wte && wte.base_layer instanceof Module
+      ? wte.base_layer.getParameter('weight')
+      : wte.getParameter('weight');
+  }
+
+  /** The device the parameters live on. */
+  get device(): Device {
+    return this.lmHeadWeight.device;
   }
 
   forward(ids: Tensor, options: LMForwardOptions = {}): LMOutput {

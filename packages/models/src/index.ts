@@ -1,9 +1,15 @@
 /**
  * @lowrank/models — GPT-2 (Hugging Face compatible), an encoder classifier, tokenizers, data
- * helpers and generation.
+ * helpers, generation and the training loop of the demo and CLI. File helpers are in
+ * `@lowrank/models/node`.
  */
 export * from './config.js';
 export * from './data.js';
+export * from './encoder.js';
+export * from './generate.js';
+export * from './gpt2.js';
+export * from './hf.js';
 export * from './plot.js';
 export * from './sampling.js';
 export * from './tokenizer.js';
+export * from './train.js';

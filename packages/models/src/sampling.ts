@@ -61,7 +61,7 @@ export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, gen: 
   return order[order.length - 1];
 }
 
-export function argmax(values: ArrayLike<number>): number {
+function argmax(values: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
   return best;

@@ -1,0 +1,159 @@
+import { noGrad } from '@lowrank/autograd';
+import { fromTypedArray, Generator, type Tensor, tidy } from '@lowrank/tensor';
+import { AdamW, clipGradNorm, LambdaLR, type OptimizerStateDict, warmupCosineLambda } from './_nn.js';
+import { randomWindows } from './data.js';
+import type { GPT2LMHeadModel } from './gpt2.js';
+
+export interface TrainerOptions {
+  /** Steps in the whole run (the cosine schedule ends there). */
+  steps: number;
+  batchSize: number;
+  /** Tokens per window (≤ n_positions). */
+  blockSize: number;
+  lr: number;
+  /** Linear warmup steps (default: 5% of the run). */
+  warmupSteps?: number;
+  /** Final lr as a fraction of `lr` (default 0.1). */
+  minLrRatio?: number;
+  weightDecay?: number;
+  /** Clip the global gradient norm to this (default 1; 0 turns it off). */
+  gradClip?: number;
+  /** Seed of the batch sampler (default 0). */
+  seed?: number;
+}
+
+/** Everything needed to continue a run exactly where it stopped. */
+export interface TrainerState {
+  step: number;
+  sampler: number[];
+  optimizer: OptimizerStateDict;
+  losses: [number, number][];
+}
+
+/**
+ * The causal-LM training loop shared by the demo and `lowrank train`: random windows of a token
+ * stream, AdamW over the given (trainable) parameters, warmup + cosine schedule, gradient
+ * clipping. Only `params` are optimised, so a LoRA run keeps optimizer state for A and B alone.
+ */
+export class LMTrainer {
+  readonly optimizer: AdamW;
+  readonly scheduler: LambdaLR;
+  readonly sampler: Generator;
+  step = 0;
+  /** (step, training loss) of every step so far. */
+  readonly losses: [number, number][] = [];
+
+  constructor(
+    readonly model: GPT2LMHeadModel,
+    readonly params: Tensor[],
+    readonly options: TrainerOptions,
+  ) {
+    if (options.blockSize > model.config.n_positions) {
+      throw new Error(
+        `train: blockSize ${options.blockSize} exceeds the model's n_positions ${model.config.n_positions}`,
+      );
+    }
+    if (params.length === 0) throw new Error('train: no trainable parameters');
+    // no weight decay on biases and LayerNorm weights (1-D), as nanoGPT and HF do
+    const decay = params.filter((p) => p.rank >= 2);
+    const noDecay = params.filter((p) => p.rank < 2);
+    const groups = [
+      { params: decay, weightDecay: options.weightDecay ?? 0.01 },
+      { params: noDecay, weightDecay: 0 },
+    ].filter((g) => g.params.length > 0);
+    this.optimizer = new AdamW(groups, { lr: options.lr, betas: [0.9, 0.95] });
+    this.scheduler = new LambdaLR(
+      this.optimizer,
+      warmupCosineLambda({
+        warmupSteps: options.warmupSteps ?? Math.floor(options.steps * 0.05),
+        totalSteps: options.steps,
+        minLrRatio: options.minLrRatio ?? 0.1,
+      }),
+    );
+    this.sampler = new Generator(options.seed ?? 0);
+  }
+
+  /** One optimisation step on a random batch of `tokens`; resolves to the batch's loss. */
+  async trainStep(tokens: ArrayLike<number>): Promise<number> {
+    const { batchSize, blockSize } = this.options;
+    const batch = randomWindows(tokens, batchSize, blockSize, this.sampler);
+    this.model.train();
+    const device = this.params[0].device;
+    const loss = tidy(() => {
+      const ids = fromTypedArray(batch.ids, [batchSize, blockSize], { dtype: 'int32', device });
+      const l = this.model.forward(ids, { labels: ids }).loss!;
+      l.backward();
+      return l;
+    });
+    const clip = this.options.gradClip ?? 1;
+    if (clip > 0) clipGradNorm(this.params, clip).dispose();
+    this.optimizer.step();
+    this.optimizer.zeroGrad();
+    this.scheduler.step();
+    const value = (await loss.item()) as number;
+    loss.dispose();
+    this.step++;
+    this.losses.push([this.step, value]);
+    return value;
+  }
+
+  /** Mean loss over `batches` random batches of `tokens` (fixed seed: comparable across calls). */
+  async evaluate(tokens: ArrayLike<number>, batches = 4, seed = 1234): Promise<number> {
+    return evaluateLM(this.model, tokens, {
+      batches,
+      batchSize: this.options.batchSize,
+      blockSize: this.options.blockSize,
+      seed,
+    });
+  }
+
+  get lr(): number {
+    return this.optimizer.getLr()[0];
+  }
+
+  state(): TrainerState {
+    return {
+      step: this.step,
+      sampler: this.sampler.getState(),
+      optimizer: this.optimizer.stateDict(),
+      losses: [...this.losses],
+    };
+  }
+
+  loadState(s: TrainerState): void {
+    this.optimizer.loadStateDict(s.optimizer);
+    this.scheduler.loadStateDict({ lastEpoch: s.step });
+    this.sampler.setState(s.sampler);
+    this.step = s.step;
+    this.losses.splice(0, this.losses.length, ...s.losses);
+  }
+}
+
+/** Mean causal-LM loss of a model over random windows of a token stream (no gradients). */
+export async function evaluateLM(
+  model: GPT2LMHeadModel,
+  tokens: ArrayLike<number>,
+  options: { batches: number; batchSize: number; blockSize: number; seed?: number },
+): Promise<number> {
+  const gen = new Generator(options.seed ?? 1234);
+  const wasTraining = model.training;
+  model.eval();
+  const device = model.device;
+  let total = 0;
+  try {
+    for (let i = 0; i < options.batches; i++) {
+      const b = randomWindows(tokens, options.batchSize, options.blockSize, gen);
+      const loss = noGrad(() =>
+        tidy(() => {
+          const ids = fromTypedArray(b.ids, [b.batch, b.block], { dtype: 'int32', device });
+          return model.forward(ids, { labels: ids }).loss!;
+        }),
+      );
+      total += (await loss.item()) as number;
+      loss.dispose();
+    }
+  } finally {
+    model.train(wasTraining);
+  }
+  return total / options.batches;
+}
