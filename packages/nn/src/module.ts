@@ -103,6 +103,7 @@ export abstract class Module {
   ): T {
     this.#checkFree('registerParameter', name, this.#parameters);
     if (t !== null) Parameter(t, options.requiresGrad ?? true);
+    this.#replaceFields(this.#parameters.get(name), t);
     this.#parameters.set(name, t);
     return t;
   }
@@ -111,15 +112,20 @@ export abstract class Module {
   registerBuffer<T extends Tensor | null>(name: string, t: T, options: { persistent?: boolean } = {}): T {
     this.#checkFree('registerBuffer', name, this.#buffers);
     if (t !== null) keep(t);
+    this.#replaceFields(this.#buffers.get(name), t);
     this.#buffers.set(name, t);
     if (options.persistent === false) this.#nonPersistent.add(name);
     else this.#nonPersistent.delete(name);
     return t;
   }
 
-  /** Registers a submodule; its parameters appear under `name.`. */
+  /**
+   * Registers a submodule; its parameters appear under `name.`. Registering a name again
+   * replaces the old value (fields that held it are updated), for parameters and buffers too.
+   */
   registerModule<M extends Module | null>(name: string, m: M): M {
     this.#checkFree('registerModule', name, this.#modules);
+    this.#replaceFields(this.#modules.get(name), m);
     this.#modules.set(name, m);
     return m;
   }
