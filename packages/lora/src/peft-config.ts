@@ -58,6 +58,7 @@ const OFF_VALUES: Record<string, readonly unknown[]> = {
   kasa_config: [null],
   lora_ga_config: [null],
   monteclora_config: [null],
+  velora_config: [null],
 };
 
 function isOff(value: unknown, offs: readonly unknown[]): boolean {
