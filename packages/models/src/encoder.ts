@@ -1,5 +1,14 @@
+import {
+  Dropout,
+  Embedding,
+  F,
+  initializers as init,
+  LayerNorm,
+  Linear,
+  Module,
+  ModuleList,
+} from '@lowrank/nn';
 import { arange, Generator, OpError, type Tensor } from '@lowrank/tensor';
-import { crossEntropy, Dropout, Embedding, init, LayerNorm, Linear, Module, ModuleList } from './_nn.js';
 
 /**
  * A small BERT/RoBERTa-style encoder with a sequence-classification head, for the LoRA paper's
@@ -277,6 +286,6 @@ export class EncoderForSequenceClassification extends Module {
       );
     }
     const logits = this.classifier.forward(this.roberta.forward(ids, options.attentionMask));
-    return options.labels ? { logits, loss: crossEntropy(logits, options.labels) } : { logits };
+    return options.labels ? { logits, loss: F.crossEntropy(logits, options.labels) } : { logits };
   }
 }

@@ -1,5 +1,14 @@
+import {
+  Conv1D,
+  Dropout,
+  Embedding,
+  F,
+  initializers as init,
+  LayerNorm,
+  Module,
+  ModuleList,
+} from '@lowrank/nn';
 import { arange, cat, type Device, Generator, OpError, ones, type Tensor, tidy } from '@lowrank/tensor';
-import { Conv1D, crossEntropy, Dropout, Embedding, init, LayerNorm, Module, ModuleList } from './_nn.js';
 import { type GPT2Config, gpt2Config, innerDim } from './config.js';
 
 /**
@@ -293,5 +302,5 @@ export function lmLoss(logits: Tensor, labels: Tensor): Tensor {
   }
   const shiftLogits = logits.slice(1, 0, T - 1).reshape(B * (T - 1), V);
   const shiftLabels = labels.slice(1, 1, T).reshape(B * (T - 1));
-  return crossEntropy(shiftLogits, shiftLabels, { ignoreIndex: IGNORE_INDEX });
+  return F.crossEntropy(shiftLogits, shiftLabels, { ignoreIndex: IGNORE_INDEX });
 }

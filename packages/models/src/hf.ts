@@ -1,4 +1,4 @@
-import { type HostTensor, parseSafetensors, stateDictToSafetensors } from './_nn.js';
+import { type HostTensor, parseSafetensors, stateDictToSafetensors } from '@lowrank/nn';
 import { configToJSON, type GPT2Config, gpt2Config } from './config.js';
 import { GPT2LMHeadModel } from './gpt2.js';
 

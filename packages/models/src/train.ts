@@ -1,6 +1,6 @@
 import { noGrad } from '@lowrank/autograd';
+import { AdamW, clipGradNorm, LambdaLR, type OptimizerStateDict, warmupCosineLambda } from '@lowrank/nn';
 import { fromTypedArray, Generator, type Tensor, tidy } from '@lowrank/tensor';
-import { AdamW, clipGradNorm, LambdaLR, type OptimizerStateDict, warmupCosineLambda } from './_nn.js';
 import { randomWindows } from './data.js';
 import type { GPT2LMHeadModel } from './gpt2.js';
 

@@ -1,9 +1,10 @@
 import '@lowrank/autograd';
 import { readFileSync } from 'node:fs';
 import { noGrad } from '@lowrank/autograd';
+import { loadAdapterFromBytes } from '@lowrank/lora';
+import { parseSafetensors } from '@lowrank/nn';
 import * as lr from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
-import { parseSafetensors } from '../src/_nn.js';
 import { GPT2_CONV1D_WEIGHTS, gpt2FromSafetensors, gpt2KeysFromHF, loadGPT2Weights } from '../src/hf.js';
 
 /**
@@ -14,6 +15,8 @@ import { GPT2_CONV1D_WEIGHTS, gpt2FromSafetensors, gpt2KeysFromHF, loadGPT2Weigh
 const dir = new URL('./fixtures/peft-gpt2-tiny/', import.meta.url).pathname;
 const config = JSON.parse(readFileSync(`${dir}base/config.json`, 'utf8')) as Record<string, unknown>;
 const baseBytes = new Uint8Array(readFileSync(`${dir}base/model.safetensors`));
+const adapterConfig = readFileSync(`${dir}adapter/adapter_config.json`, 'utf8');
+const adapterBytes = new Uint8Array(readFileSync(`${dir}adapter/adapter_model.safetensors`));
 const ref = parseSafetensors(new Uint8Array(readFileSync(`${dir}reference.safetensors`))).tensors;
 
 /** max |a − b| / max |b|: the relative error the issue's 1e-4 bound is about. */
@@ -48,6 +51,55 @@ function paritySuite(device: lr.Device): void {
     expect(relErr(await logits.data(), ref.base_logits.data)).toBeLessThan(1e-4);
     logits.dispose();
     model.dispose();
+  });
+
+  it('with the PEFT adapter: lora_logits, loss, every LoRA gradient, merged_logits', async () => {
+    const model = gpt2FromSafetensors(config, baseBytes);
+    await model.to(device);
+    const warnings: string[] = [];
+    const lora = loadAdapterFromBytes(model, adapterConfig, adapterBytes, {
+      onWarning: (w) => warnings.push(w),
+    });
+    expect(warnings.every((w) => /unknown key/.test(w))).toBe(true);
+    // eval: unmerged LoRA logits
+    model.eval();
+    const logits = noGrad(() => model.forward(ids()).logits);
+    expect(relErr(await logits.data(), ref.lora_logits.data)).toBeLessThan(1e-4);
+    // train mode (dropout 0): loss with labels = input_ids and the gradients of A and B only
+    model.train();
+    const input = ids();
+    const loss = model.forward(input, { labels: input }).loss!;
+    expect(Math.abs(((await loss.item()) as number) - ref.loss.data[0]) / ref.loss.data[0]).toBeLessThan(
+      1e-4,
+    );
+    loss.backward();
+    const gradKeys = Object.keys(ref).filter((k) => k.endsWith('.grad'));
+    expect(gradKeys).toHaveLength(4);
+    const trainable = new Map(model.namedParameters().filter(([, p]) => p.requiresGrad));
+    expect(trainable.size).toBe(gradKeys.length);
+    for (const key of gradKeys) {
+      // base_model.model.<module>.lora_A.weight.grad → <module>.lora_A.default.weight
+      const name = key
+        .replace(/^base_model\.model\./, '')
+        .replace(/\.(lora_[AB])\.weight\.grad$/, '.$1.default.weight');
+      const p = trainable.get(name);
+      expect(p, name).toBeDefined();
+      expect(p!.grad, name).not.toBeNull();
+      expect(relErr(await p!.grad!.data(), ref[key].data), name).toBeLessThan(1e-4);
+    }
+    for (const [, p] of model.namedParameters()) if (!p.requiresGrad) expect(p.grad).toBeNull();
+    model.zeroGrad();
+    // merged: W ← W + s·B·A, LoRA removed
+    const merged = lora.mergeAndUnload();
+    merged.eval();
+    expect(merged.namedParameters().some(([n]) => n.includes('lora_'))).toBe(false);
+    const mergedLogits = noGrad(() => merged.forward(ids()).logits);
+    const m = await mergedLogits.data();
+    expect(relErr(m, ref.merged_logits.data)).toBeLessThan(1e-4);
+    // merged vs unmerged (ours): the paper's "no additional inference latency" at equal outputs
+    expect(relErr(m, await logits.data())).toBeLessThan(1e-5);
+    lr.dispose(logits, loss, mergedLogits);
+    merged.dispose();
   });
 }
 
