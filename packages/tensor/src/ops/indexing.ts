@@ -46,8 +46,10 @@ export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
   const d = normalizeDim('indexSelect', dim, x.rank);
   const shape = [...x.shape];
   if (x.rank > 0) shape[d] = index.size;
+  // a 0-d index is read as 1-D through its view (no intermediate tensor that could leak)
+  const flat = index.rank === 1 ? index.view_() : { ...index.view_(), shape: [1], strides: [1] };
   return runOp('indexSelect', [x, index], { dim: d }, () =>
-    wrap(kernel('indexSelect', x, 'indexSelect')(x.view_(), d, reshape(index, [index.size]).view_()), shape),
+    wrap(kernel('indexSelect', x, 'indexSelect')(x.view_(), d, flat), shape),
   );
 }
 
