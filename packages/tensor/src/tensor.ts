@@ -426,6 +426,7 @@ export class Tensor {
     return inplace.fill_(this, value);
   }
   zero_(): this {
+    this.assertLive('zero_');
     return inplace.fill_(this, 0);
   }
 }

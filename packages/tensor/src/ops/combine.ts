@@ -57,6 +57,7 @@ export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
       );
     }
   }
+  for (const t of tensors) t.assertLive('stack');
   const d = normalizeDim('stack', dim, first.rank + 1);
   const expanded = tensors.map((t) => unsqueeze(t, d));
   const out = cat(expanded, d);
@@ -66,6 +67,7 @@ export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
 
 /** Splits into views of `size` along dim (the last may be smaller), or into the given section sizes. */
 export function split(x: Tensor, sizeOrSections: number | readonly number[], dim = 0): Tensor[] {
+  x.assertLive('split');
   const d = normalizeDim('split', dim, x.rank);
   const n = x.shape[d];
   let sizes: number[];
@@ -96,6 +98,7 @@ export function split(x: Tensor, sizeOrSections: number | readonly number[], dim
 export function chunk(x: Tensor, chunks: number, dim = 0): Tensor[] {
   if (!Number.isInteger(chunks) || chunks <= 0)
     throw new OpError('chunk', `chunks must be a positive integer, got ${chunks}`);
+  x.assertLive('chunk');
   const d = normalizeDim('chunk', dim, x.rank);
   return split(x, Math.max(1, Math.ceil(x.shape[d] / chunks)), d);
 }

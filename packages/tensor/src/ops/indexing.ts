@@ -58,6 +58,8 @@ export function embedding(weight: Tensor, ids: Tensor): Tensor {
   if (weight.rank !== 2)
     throw new OpError('embedding', `weight must be 2-D [V, D], got ${fmtShape(weight.shape)}`);
   checkIndex('embedding', ids);
+  weight.assertLive('embedding');
+  ids.assertLive('embedding');
   return tidy(() => reshape(indexSelect(weight, 0, reshape(ids, [-1])), [...ids.shape, weight.shape[1]]));
 }
 
@@ -119,6 +121,7 @@ export function oneHot(indices: Tensor, numClasses: number): Tensor {
 }
 
 function triangle(op: 'triu' | 'tril', x: Tensor, diagonal: number): Tensor {
+  x.assertLive(op);
   if (x.rank < 2) throw new OpError(op, `expected at least 2 dims, got ${fmtShape(x.shape)}`);
   const [m, n] = x.shape.slice(-2);
   return tidy(() => {

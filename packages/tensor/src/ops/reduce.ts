@@ -84,6 +84,7 @@ export const max = (x: Tensor, dim?: Dims, keepdim = false) => extreme('max', x,
 export const min = (x: Tensor, dim?: Dims, keepdim = false) => extreme('min', x, dim, keepdim);
 
 function argExtreme(op: 'argmax' | 'argmin', x: Tensor, dim: number | undefined, keepdim: boolean): Tensor {
+  x.assertLive(op);
   if (dim === undefined) {
     // over the flattened tensor, like PyTorch
     const flat = reshape(x, [-1]);
@@ -111,6 +112,7 @@ export function variance(
   dim?: Dims,
   options: { unbiased?: boolean; keepdim?: boolean } = {},
 ): Tensor {
+  x.assertLive('var');
   const unbiased = options.unbiased ?? true;
   const p = plan('var', x, dim, true);
   const n = p.inner;
@@ -123,6 +125,7 @@ export function variance(
 }
 
 export function std(x: Tensor, dim?: Dims, options: { unbiased?: boolean; keepdim?: boolean } = {}): Tensor {
+  x.assertLive('std');
   return tidy(() => variance(x, dim, options).sqrt());
 }
 

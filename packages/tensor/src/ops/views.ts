@@ -67,6 +67,7 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
 }
 
 export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
+  x.assertLive('transpose');
   if (x.rank < 2 && dim0 === -2 && dim1 === -1)
     return permute(
       x,
@@ -121,6 +122,7 @@ export function slice(x: Tensor, dim: number, start?: number, end?: number, step
 
 /** `length` elements from `start` along `dim` (a view); out-of-range is an error, unlike slice. */
 export function narrow(x: Tensor, dim: number, start: number, length: number): Tensor {
+  x.assertLive('narrow');
   const d = normalizeDim('narrow', dim, x.rank);
   const n = x.shape[d];
   const s = start < 0 ? start + n : start;
@@ -131,6 +133,7 @@ export function narrow(x: Tensor, dim: number, start: number, length: number): T
 }
 
 export function squeeze(x: Tensor, dim?: number | readonly number[]): Tensor {
+  x.assertLive('squeeze');
   const dims =
     dim === undefined
       ? x.shape.map((_, i) => i).filter((i) => x.shape[i] === 1)
@@ -140,6 +143,7 @@ export function squeeze(x: Tensor, dim?: number | readonly number[]): Tensor {
 }
 
 export function unsqueeze(x: Tensor, dim: number): Tensor {
+  x.assertLive('unsqueeze');
   const d = normalizeDim('unsqueeze', dim, x.rank + 1);
   const shape = [...x.shape];
   shape.splice(d, 0, 1);
@@ -147,6 +151,7 @@ export function unsqueeze(x: Tensor, dim: number): Tensor {
 }
 
 export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
+  x.assertLive('flatten');
   if (x.rank === 0) return reshape(x, [1]);
   const s = normalizeDim('flatten', startDim, x.rank);
   const e = normalizeDim('flatten', endDim, x.rank);

@@ -23,13 +23,25 @@ const arbMatmulShapes = fc
       case '2x1':
         return [[b, m, k], [k]];
       case '2x2':
-        return [[m, k], [k, n]];
+        return [
+          [m, k],
+          [k, n],
+        ];
       case 'batched':
-        return [[b, m, k], [b, k, n]];
+        return [
+          [b, m, k],
+          [b, k, n],
+        ];
       case 'bcastA':
-        return [[2, 1, m, k], [b, k, n]];
+        return [
+          [2, 1, m, k],
+          [b, k, n],
+        ];
       default:
-        return [[b, m, k], [k, n]];
+        return [
+          [b, m, k],
+          [k, n],
+        ];
     }
   });
 
@@ -38,12 +50,19 @@ export function matmulSuite({ device, tol, numRuns }: SuiteContext): void {
     it('matches the triple loop for 1-D, 2-D and broadcast-batched operands of any layout', async () => {
       await fc.assert(
         fc.asyncProperty(
-          arbMatmulShapes.chain(([sa, sb]) => fc.tuple(arbInputOf(fc.constant(sa), 'float'), arbInputOf(fc.constant(sb), 'float'))),
+          arbMatmulShapes.chain(([sa, sb]) =>
+            fc.tuple(arbInputOf(fc.constant(sa), 'float'), arbInputOf(fc.constant(sb), 'float')),
+          ),
           async ([ia, ib]) => {
             const bag = new Bag();
             try {
               const out = bag.add(lr.matmul(bag.add(ia.make(device)), bag.add(ib.make(device))));
-              assertClose(await read(out), f32(refMatmul(ia.ref, ib.ref)), tol.matmul, `matmul ${ia.layout}@${ib.layout}`);
+              assertClose(
+                await read(out),
+                f32(refMatmul(ia.ref, ib.ref)),
+                tol.matmul,
+                `matmul ${ia.layout}@${ib.layout}`,
+              );
             } finally {
               bag.dispose();
             }
@@ -66,7 +85,12 @@ export function matmulSuite({ device, tol, numRuns }: SuiteContext): void {
             const a = inputOf([m, k], 'unit', layout, m * 31 + k);
             const b = inputOf([k, n], 'unit', layout === 'permuted' ? 'contiguous' : 'permuted', n * 17 + k);
             const out = bag.add(lr.matmul(bag.add(a.make(device)), bag.add(b.make(device))));
-            assertClose(await read(out), f32(refMatmul(a.ref, b.ref)), tol.matmul, `matmul [${m},${k}]@[${k},${n}] ${layout}`);
+            assertClose(
+              await read(out),
+              f32(refMatmul(a.ref, b.ref)),
+              tol.matmul,
+              `matmul [${m},${k}]@[${k},${n}] ${layout}`,
+            );
           }
         }
       } finally {
@@ -77,7 +101,12 @@ export function matmulSuite({ device, tol, numRuns }: SuiteContext): void {
     it('(A@B)ᵀ = Bᵀ@Aᵀ and (A@B)@C = A@(B@C)', async () => {
       await fc.assert(
         fc.asyncProperty(
-          fc.tuple(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 })),
+          fc.tuple(
+            fc.integer({ min: 1, max: 5 }),
+            fc.integer({ min: 1, max: 5 }),
+            fc.integer({ min: 1, max: 5 }),
+            fc.integer({ min: 1, max: 5 }),
+          ),
           fc.nat(),
           async ([m, k, n, p], seed) => {
             const bag = new Bag();
