@@ -1,0 +1,568 @@
+#!/usr/bin/env node
+/**
+ * `lowrank` — train (full or LoRA), generate, merge and inspect GPT-2 checkpoints from a shell.
+ *
+ *   lowrank train --data data/tinyshakespeare/input.txt --out runs/char --steps 200
+ *   lowrank train --init runs/char --data data/e2e/valid.txt --format e2e --lora --r 8 --out runs/e2e
+ *   lowrank generate --model runs/char --adapter runs/e2e --prompt "name : Alimentum||"
+ *   lowrank merge --model runs/char --adapter runs/e2e --out runs/merged
+ *   lowrank inspect runs/e2e
+ *
+ * Errors (bad flags, missing files) print one line and exit with status 1.
+ */
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { noGrad } from '@lowrank/autograd';
+import { applyLora, type LoraModel, loadAdapterFromBytes, trainableParameters } from '@lowrank/lora';
+import { saveAdapter } from '@lowrank/lora/node';
+import { parseSafetensors } from '@lowrank/nn';
+import { loadCheckpoint, saveCheckpoint } from '@lowrank/nn/node';
+import { type Device, init, type Tensor, tensor, tidy } from '@lowrank/tensor';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { gpt2Config } from './config.js';
+import { e2eText, parseE2E, trainValSplit } from './data.js';
+import { generate } from './generate.js';
+import { GPT2LMHeadModel } from './gpt2.js';
+import { fromPretrained, loadTokenizer, readBytes, readJSON, savePretrained } from './node.js';
+import { CharTokenizer, type Tokenizer, type TokenizerSpec, tokenizerFromSpec } from './tokenizer.js';
+import { LMTrainer } from './train.js';
+
+/** A failure the user caused: printed as one line, exit status 1. */
+class CliError extends Error {}
+
+const int =
+  (min = 1) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer ≥ ${min}.`);
+    return n;
+  };
+const num =
+  (min: number, max = Number.POSITIVE_INFINITY) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max)
+      throw new InvalidArgumentError(`expected a number in [${min}, ${max}].`);
+    return n;
+  };
+
+function deviceOption(): Option {
+  return new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'webgpu']).default('cpu');
+}
+
+async function useDevice(wanted: string): Promise<Device> {
+  if (wanted === 'webgpu' || wanted === 'auto') process.env.XDG_RUNTIME_DIR ??= '/tmp';
+  try {
+    const { device } = await init({ backend: wanted as Device | 'auto', onNotice: (m) => console.error(m) });
+    return device;
+  } catch (e) {
+    throw new CliError(`cannot use device '${wanted}': ${(e as Error).message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// train
+
+interface TrainArgs {
+  data: string;
+  format: 'text' | 'e2e';
+  out: string;
+  init?: string;
+  tokenizer: 'char' | 'byte' | 'gpt2';
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nPositions: number;
+  dropout: number;
+  lora: boolean;
+  r: number;
+  alpha: number;
+  targets: string[];
+  loraDropout: number;
+  steps: number;
+  batchSize: number;
+  blockSize: number;
+  lr: number;
+  warmup: number;
+  weightDecay: number;
+  gradClip: number;
+  seed: number;
+  saveEvery: number;
+  evalEvery: number;
+  device: string;
+}
+
+const TRAIN_DEFAULTS: Omit<TrainArgs, 'data' | 'out'> = {
+  format: 'text',
+  tokenizer: 'char',
+  nEmbd: 64,
+  nLayer: 2,
+  nHead: 4,
+  nPositions: 128,
+  dropout: 0,
+  lora: false,
+  r: 8,
+  alpha: 16,
+  targets: ['c_attn'],
+  loraDropout: 0,
+  steps: 100,
+  batchSize: 8,
+  blockSize: 64,
+  lr: 1e-3,
+  warmup: 0,
+  weightDecay: 0.01,
+  gradClip: 1,
+  seed: 0,
+  saveEvery: 50,
+  evalEvery: 0,
+  device: 'cpu',
+};
+
+/** defaults < --config JSON < flags given on the command line. */
+function resolveTrainArgs(cmd: Command): TrainArgs {
+  const opts = cmd.opts<Record<string, unknown>>();
+  const merged: Record<string, unknown> = { ...TRAIN_DEFAULTS };
+  const configPath = opts.config as string | undefined;
+  if (configPath) {
+    const json = readJSON(configPath, 'train config');
+    for (const [k, v] of Object.entries(json)) {
+      if (!(k in TRAIN_DEFAULTS) && k !== 'data' && k !== 'out' && k !== 'init') {
+        throw new CliError(`train config ${configPath}: unknown key '${k}'`);
+      }
+      merged[k] = v;
+    }
+  }
+  for (const [k, v] of Object.entries(opts)) {
+    if (k === 'config' || k === 'resume' || k === 'stopAfter') continue;
+    if (cmd.getOptionValueSource(k) === 'cli' || merged[k] === undefined) merged[k] = v;
+  }
+  for (const k of ['data', 'out'] as const) {
+    if (typeof merged[k] !== 'string')
+      throw new CliError(`train: --${k} is required (or '${k}' in --config)`);
+  }
+  return merged as unknown as TrainArgs;
+}
+
+function readCorpus(a: TrainArgs): string {
+  const text = new TextDecoder().decode(readBytes(a.data, 'training data'));
+  if (a.format === 'text') return text;
+  return parseE2E(text).map(e2eText).join('');
+}
+
+interface BuiltModel {
+  model: GPT2LMHeadModel;
+  tokenizer: Tokenizer;
+  tokenizerSpec: TokenizerSpec;
+  lora: LoraModel<GPT2LMHeadModel> | null;
+}
+
+async function buildModel(a: TrainArgs, corpus: string, device: Device): Promise<BuiltModel> {
+  let model: GPT2LMHeadModel;
+  let tokenizerSpec: TokenizerSpec;
+  if (a.init) {
+    model = await fromPretrained(a.init, { device });
+    const tokPath = join(a.init, 'tokenizer.json');
+    tokenizerSpec = existsSync(tokPath)
+      ? (readJSON(tokPath, 'tokenizer') as unknown as TokenizerSpec)
+      : model.config.vocab_size === 256
+        ? { type: 'byte' }
+        : { type: 'gpt2' };
+  } else {
+    if (a.lora) throw new CliError('train: --lora needs a base model to adapt (--init <model dir>)');
+    tokenizerSpec = a.tokenizer === 'char' ? CharTokenizer.fromText(corpus).toJSON() : { type: a.tokenizer };
+    const vocab = tokenizerFromSpec(tokenizerSpec).vocabSize;
+    let config: ReturnType<typeof gpt2Config>;
+    try {
+      config = gpt2Config({
+        vocab_size: vocab,
+        n_positions: a.nPositions,
+        n_embd: a.nEmbd,
+        n_layer: a.nLayer,
+        n_head: a.nHead,
+        resid_pdrop: a.dropout,
+        embd_pdrop: a.dropout,
+        attn_pdrop: a.dropout,
+        bos_token_id: null,
+        eos_token_id: null,
+      });
+    } catch (e) {
+      throw new CliError((e as Error).message);
+    }
+    model = new GPT2LMHeadModel(config, { seed: a.seed });
+    await model.to(device);
+  }
+  let lora: LoraModel<GPT2LMHeadModel> | null = null;
+  if (a.lora) {
+    try {
+      lora = applyLora(model, {
+        r: a.r,
+        loraAlpha: a.alpha,
+        targetModules: a.targets,
+        loraDropout: a.loraDropout,
+        seed: a.seed,
+      });
+    } catch (e) {
+      throw new CliError((e as Error).message);
+    }
+  }
+  return { model, tokenizer: tokenizerFromSpec(tokenizerSpec), tokenizerSpec, lora };
+}
+
+async function train(cmd: Command): Promise<void> {
+  const opts = cmd.opts<{ resume?: boolean; out?: string }>();
+  let a: TrainArgs;
+  const argsFile = (out: string): string => join(out, 'train_args.json');
+  if (opts.resume) {
+    if (!opts.out) throw new CliError('train --resume: --out <dir> of the run to resume is required');
+    const saved = argsFile(opts.out);
+    if (!existsSync(saved))
+      throw new CliError(`train --resume: no run to resume in ${opts.out} (${saved} not found)`);
+    a = readJSON(saved, 'saved train args') as unknown as TrainArgs;
+    // a resumed run may be extended
+    if (cmd.getOptionValueSource('steps') === 'cli') a.steps = cmd.opts<{ steps: number }>().steps;
+  } else {
+    a = resolveTrainArgs(cmd);
+  }
+  if (a.blockSize > a.nPositions && !a.init)
+    throw new CliError(`train: --block-size ${a.blockSize} exceeds --n-positions ${a.nPositions}`);
+  const device = await useDevice(a.device);
+  const corpus = readCorpus(a);
+  const built = await buildModel(a, corpus, device);
+  const { model, tokenizer, lora } = built;
+  let tokens: Int32Array;
+  try {
+    tokens = Int32Array.from(tokenizer.encode(corpus));
+  } catch (e) {
+    throw new CliError(`train: ${(e as Error).message} (the base model's tokenizer cannot encode ${a.data})`);
+  }
+  const { train: trainTokens, val } = trainValSplit(tokens, 0.05);
+  if (trainTokens.length <= a.blockSize || val.length <= a.blockSize) {
+    throw new CliError(
+      `train: ${a.data} is too short for --block-size ${a.blockSize} (${tokens.length} tokens)`,
+    );
+  }
+  const params = lora ? lora.trainableParameters() : model.parameters();
+  let trainer: LMTrainer;
+  try {
+    trainer = new LMTrainer(model, params, {
+      steps: a.steps,
+      batchSize: a.batchSize,
+      blockSize: a.blockSize,
+      lr: a.lr,
+      warmupSteps: a.warmup,
+      weightDecay: a.weightDecay,
+      gradClip: a.gradClip,
+      seed: a.seed,
+    });
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+  const ckpt = join(a.out, 'checkpoint.safetensors');
+  const state = () => ({
+    model,
+    optimizer: trainer.optimizer,
+    scheduler: trainer.scheduler,
+    generators: { data: trainer.sampler },
+    step: trainer.step,
+    extra: { losses: trainer.losses.map(([s, l]) => [s, l]) },
+  });
+  if (opts.resume) {
+    if (!existsSync(ckpt)) throw new CliError(`train --resume: ${ckpt} not found`);
+    const restored = await loadCheckpoint(ckpt, state());
+    trainer.step = restored.step;
+    const losses = (restored.extra as { losses?: [number, number][] } | null)?.losses ?? [];
+    trainer.losses.push(...losses);
+    console.log(`resumed ${a.out} at step ${trainer.step}/${a.steps}`);
+  } else {
+    mkdirSync(a.out, { recursive: true });
+    writeFileSync(argsFile(a.out), `${JSON.stringify(a, null, 2)}\n`);
+  }
+  const report = trainableParameters(lora ?? model);
+  console.log(
+    `${lora ? 'LoRA' : 'full'} training on ${device}: ${report} | ${tokens.length.toLocaleString('en-US')} tokens`,
+  );
+  const t0 = performance.now();
+  const stopAt = cmd.opts<{ stopAfter?: number }>().stopAfter ?? Number.POSITIVE_INFINITY;
+  while (trainer.step < a.steps) {
+    if (trainer.step >= stopAt) {
+      await saveCheckpoint(ckpt, state());
+      console.log(`stopped at step ${trainer.step} (--stop-after); continue with --resume`);
+      return;
+    }
+    const loss = await trainer.trainStep(trainTokens);
+    const s = trainer.step;
+    const evalNow = a.evalEvery > 0 && (s % a.evalEvery === 0 || s === a.steps);
+    const valText = evalNow ? ` val ${(await trainer.evaluate(val, 2)).toFixed(4)}` : '';
+    console.log(`step ${s}/${a.steps} loss ${loss.toFixed(4)}${valText} lr ${trainer.lr.toExponential(2)}`);
+    if (s % a.saveEvery === 0 || s === a.steps) await saveCheckpoint(ckpt, state());
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  if (lora) {
+    const saved = await saveAdapter(lora, a.out);
+    writeFileSync(join(a.out, 'tokenizer.json'), `${JSON.stringify(built.tokenizerSpec)}\n`);
+    console.log(
+      `saved adapter to ${saved.dir} (${saved.weightsBytes + saved.configBytes} bytes) in ${seconds.toFixed(1)} s`,
+    );
+  } else {
+    const { bytes } = await savePretrained(model, a.out, { tokenizer: built.tokenizerSpec });
+    console.log(`saved model to ${a.out} (${bytes} bytes) in ${seconds.toFixed(1)} s`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// generate, merge, inspect
+
+async function loadWithAdapter(modelDir: string, adapterDir: string | undefined, device: Device) {
+  const model = await fromPretrained(modelDir, { device });
+  let lora: LoraModel<GPT2LMHeadModel> | null = null;
+  if (adapterDir) {
+    const cfg = join(adapterDir, 'adapter_config.json');
+    const weights = join(adapterDir, 'adapter_model.safetensors');
+    const configText = new TextDecoder().decode(readBytes(cfg, 'adapter config'));
+    try {
+      lora = loadAdapterFromBytes(model, configText, readBytes(weights, 'adapter weights'), {
+        onWarning: () => {},
+      });
+    } catch (e) {
+      throw new CliError(
+        `adapter ${adapterDir} does not fit model ${modelDir}: ${(e as Error).message.split('\n')[0]}`,
+      );
+    }
+  }
+  return { model, lora, tokenizer: loadTokenizer(modelDir, model.config.vocab_size) };
+}
+
+async function generateCmd(o: {
+  model: string;
+  adapter?: string;
+  prompt: string;
+  maxTokens: number;
+  temperature: number;
+  topK?: number;
+  topP?: number;
+  greedy?: boolean;
+  seed: number;
+  device: string;
+}): Promise<void> {
+  const device = await useDevice(o.device);
+  const { model, tokenizer } = await loadWithAdapter(o.model, o.adapter, device);
+  let prompt: number[];
+  try {
+    prompt = tokenizer.encode(o.prompt);
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+  if (prompt.length === 0) throw new CliError('generate: --prompt is empty');
+  process.stdout.write(o.prompt);
+  const r = await generate(model, prompt, {
+    maxNewTokens: o.maxTokens,
+    temperature: o.temperature,
+    topK: o.topK,
+    topP: o.topP,
+    greedy: o.greedy,
+    seed: o.seed,
+    onToken: (id) => process.stdout.write(tokenizer.decode([id])),
+  });
+  process.stdout.write(`\n[${r.tokens.length} tokens, stopped by ${r.stoppedBy}]\n`);
+}
+
+async function mergeCmd(o: { model: string; adapter: string; out: string; device: string }): Promise<void> {
+  const device = await useDevice(o.device);
+  const { model, lora } = await loadWithAdapter(o.model, o.adapter, device);
+  if (!lora) throw new CliError('merge: --adapter is required');
+  // probe: the same logits before and after merging (the paper's zero-latency claim, checked)
+  const n = Math.min(16, model.config.n_positions);
+  const probe = Array.from({ length: n }, (_, i) => (i * 7919) % model.config.vocab_size);
+  const before = await logitsOf(model, probe);
+  const merged = lora.mergeAndUnload();
+  const after = await logitsOf(merged, probe);
+  let maxDiff = 0;
+  for (let i = 0; i < before.length; i++) maxDiff = Math.max(maxDiff, Math.abs(before[i] - after[i]));
+  const tok = join(o.model, 'tokenizer.json');
+  const spec = existsSync(tok) ? (readJSON(tok, 'tokenizer') as unknown as TokenizerSpec) : undefined;
+  const { bytes } = await savePretrained(merged, o.out, spec ? { tokenizer: spec } : {});
+  console.log(
+    `merged ${o.adapter} into ${o.model} → ${o.out} (${bytes} bytes); max |merged − unmerged| logit ${maxDiff.toExponential(2)}`,
+  );
+}
+
+async function logitsOf(model: GPT2LMHeadModel, ids: number[]): Promise<Float32Array> {
+  model.eval();
+  const t: Tensor = noGrad(() =>
+    tidy(() => model.forward(tensor([ids], { dtype: 'int32', device: model.device })).logits),
+  );
+  const d = (await t.data()) as Float32Array;
+  t.dispose();
+  return d;
+}
+
+function fmtBytes(n: number): string {
+  return n < 1024
+    ? `${n} B`
+    : n < 1024 ** 2
+      ? `${(n / 1024).toFixed(1)} KiB`
+      : `${(n / 1024 ** 2).toFixed(2)} MiB`;
+}
+
+function inspectCmd(path: string, o: { json?: boolean }): void {
+  if (!existsSync(path)) throw new CliError(`inspect: not found: ${path}`);
+  const files = statSync(path).isDirectory() ? readdirSync(path).map((f) => join(path, f)) : [path];
+  // a run directory also holds checkpoint.safetensors (training state): show the model/adapter
+  const all = files.filter((f) => f.endsWith('.safetensors'));
+  const main = all.filter((f) => /(^|[\\/])(model|adapter_model)\.safetensors$/.test(f));
+  const sts = main.length > 0 ? main : all;
+  if (sts.length === 0) throw new CliError(`inspect: no .safetensors file in ${path}`);
+  const report: Record<string, unknown> = { path: resolve(path) };
+  const lines: string[] = [];
+  const configPath = statSync(path).isDirectory() ? join(path, 'config.json') : '';
+  const adapterPath = statSync(path).isDirectory() ? join(path, 'adapter_config.json') : '';
+  if (configPath && existsSync(configPath)) {
+    const c = readJSON(configPath, 'model config');
+    report.config = c;
+    lines.push(
+      `model: ${String(c.model_type)} vocab ${c.vocab_size}, positions ${c.n_positions}, width ${c.n_embd}, ${c.n_layer} layers, ${c.n_head} heads`,
+    );
+  }
+  if (adapterPath && existsSync(adapterPath)) {
+    const c = readJSON(adapterPath, 'adapter config');
+    report.adapter = c;
+    lines.push(
+      `adapter: ${String(c.peft_type)} r=${c.r}, alpha=${c.lora_alpha}, targets ${JSON.stringify(c.target_modules)}, dropout ${c.lora_dropout}, bias ${c.bias}`,
+    );
+  }
+  const tensors: { file: string; name: string; dtype: string; shape: number[]; params: number }[] = [];
+  let total = 0;
+  let bytes = 0;
+  for (const f of sts) {
+    const raw = readBytes(f);
+    bytes += raw.length;
+    let parsed: ReturnType<typeof parseSafetensors>;
+    try {
+      parsed = parseSafetensors(raw);
+    } catch (e) {
+      throw new CliError(`inspect: ${f}: ${(e as Error).message}`);
+    }
+    for (const [name, t] of Object.entries(parsed.tensors)) {
+      if (name.startsWith('__optim__.')) continue;
+      const params = t.shape.reduce((x, y) => x * y, 1);
+      total += params;
+      tensors.push({ file: f, name, dtype: t.sourceDtype, shape: [...t.shape], params });
+    }
+  }
+  const lora = tensors.filter((t) => /lora_/.test(t.name)).reduce((s, t) => s + t.params, 0);
+  report.tensors = tensors;
+  report.parameters = total;
+  report.loraParameters = lora;
+  report.bytes = bytes;
+  if (o.json) {
+    console.log(JSON.stringify(report, null, 2));
+    return;
+  }
+  for (const t of tensors) lines.push(`  ${t.name.padEnd(60)} ${t.dtype.padEnd(4)} [${t.shape.join(', ')}]`);
+  lines.push(
+    `${tensors.length} tensors, ${total.toLocaleString('en-US')} parameters${lora ? ` (${lora.toLocaleString('en-US')} LoRA)` : ''}, ${fmtBytes(bytes)} in ${sts.length} file(s)`,
+  );
+  console.log(lines.join('\n'));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export function makeProgram(): Command {
+  const program = new Command('lowrank')
+    .description('Train, fine-tune (LoRA), generate with, merge and inspect GPT-2 checkpoints.')
+    .configureOutput({
+      outputError: (s, write) => write(`lowrank: ${s.split('\n')[0].replace(/^error: /, '')} (see --help)\n`),
+    })
+    .exitOverride();
+
+  program
+    .command('train')
+    .description('train a GPT-2 from scratch or fine-tune one (full or LoRA); resumable')
+    .option('--data <file>', 'training text (a plain text file, or E2E lines with --format e2e)')
+    .addOption(new Option('--format <format>', 'how to read --data').choices(['text', 'e2e']))
+    .option('--out <dir>', 'run directory: checkpoint.safetensors, then the model or adapter')
+    .option('--config <file>', 'JSON file with any of these options (camelCase keys); flags override it')
+    .option('--resume', 'continue the run in --out from its last checkpoint')
+    .option('--init <dir>', 'start from this model directory (config.json + model.safetensors)')
+    .addOption(new Option('--tokenizer <kind>', 'tokenizer of a new model').choices(['char', 'byte', 'gpt2']))
+    .option('--n-embd <n>', 'width of a new model', int())
+    .option('--n-layer <n>', 'layers of a new model', int())
+    .option('--n-head <n>', 'attention heads of a new model', int())
+    .option('--n-positions <n>', 'context length of a new model', int())
+    .option('--dropout <p>', 'dropout of a new model', num(0, 0.99))
+    .option('--lora', 'LoRA fine-tuning of --init (only the adapter trains and is saved)')
+    .option('--r <n>', 'LoRA rank', int())
+    .option('--alpha <n>', 'LoRA alpha (scaling alpha / r)', num(0))
+    .option('--targets <names...>', 'LoRA target modules (suffix match)')
+    .option('--lora-dropout <p>', 'dropout on the LoRA path', num(0, 0.99))
+    .option('--steps <n>', 'optimizer steps', int())
+    .option('--batch-size <n>', 'sequences per step', int())
+    .option('--block-size <n>', 'tokens per sequence', int(2))
+    .option('--lr <x>', 'peak learning rate (AdamW, warmup then cosine)', num(0))
+    .option('--warmup <n>', 'warmup steps', int(0))
+    .option('--weight-decay <x>', 'AdamW weight decay', num(0))
+    .option('--grad-clip <x>', 'clip the gradient norm (0: off)', num(0))
+    .option('--seed <n>', 'seed of initialisation and batches', int(0))
+    .option('--save-every <n>', 'checkpoint every n steps', int())
+    .option('--eval-every <n>', 'validation loss every n steps (0: never)', int(0))
+    .addOption(new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'webgpu']))
+    .addOption(
+      new Option('--stop-after <n>', 'stop (with a checkpoint) after step n').argParser(int()).hideHelp(),
+    )
+    .action(async (_o, cmd: Command) => train(cmd));
+
+  program
+    .command('generate')
+    .description('generate text from a model (and optionally a LoRA adapter), with a KV cache')
+    .requiredOption('--model <dir>', 'model directory')
+    .option('--adapter <dir>', 'PEFT adapter directory to apply')
+    .requiredOption('--prompt <text>', 'prompt text')
+    .option('--max-tokens <n>', 'most new tokens', int(0), 100)
+    .option('--temperature <t>', 'sampling temperature (0: greedy)', num(0), 1)
+    .option('--top-k <k>', 'keep the k most likely tokens', int())
+    .option('--top-p <p>', 'nucleus sampling threshold', num(0.000001, 1))
+    .option('--greedy', 'always take the most likely token')
+    .option('--seed <n>', 'sampling seed', int(0), 0)
+    .addOption(deviceOption())
+    .action(generateCmd);
+
+  program
+    .command('merge')
+    .description('merge a LoRA adapter into its base model: W ← W + (alpha/r)·B·A, saved as a plain model')
+    .requiredOption('--model <dir>', 'base model directory')
+    .requiredOption('--adapter <dir>', 'PEFT adapter directory')
+    .requiredOption('--out <dir>', 'output model directory')
+    .addOption(deviceOption())
+    .action(mergeCmd);
+
+  program
+    .command('inspect')
+    .description(
+      'list the tensors, parameters, adapters and sizes of a model/adapter directory or .safetensors file',
+    )
+    .argument('<path>', 'directory or .safetensors file')
+    .option('--json', 'print JSON')
+    .action(inspectCmd);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = makeProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    const err = e as { code?: string; exitCode?: number; message?: string };
+    if (typeof err.code === 'string' && err.code.startsWith('commander.')) {
+      // help and version exit 0; commander already printed its one-line error
+      return err.exitCode ?? 1;
+    }
+    console.error(`lowrank: ${(err.message ?? String(e)).split('\n')[0]}`);
+    if (!(e instanceof CliError) && process.env.LOWRANK_DEBUG) console.error(e);
+    return 1;
+  }
+}
+
+if (process.argv[1] && import.meta.url === new URL(`file://${resolve(process.argv[1])}`).href) {
+  process.exitCode = await main(process.argv.slice(2));
+}
