@@ -116,7 +116,7 @@ describe('target matching (PEFT semantics)', () => {
       seed: 1,
     });
     const ga = await g.layers.get('fc')!.factorParams('default')[0].data();
-    const std = Math.sqrt(ga.reduce((s, v) => s + v * v, 0) / ga.length);
+    const std = Math.sqrt(Array.from(ga).reduce((s, v) => s + v * v, 0) / ga.length);
     expect(std).toBeGreaterThan(0.1);
     expect(std).toBeLessThan(0.15); // 1/r = 0.125 (PEFT: normal_(std=1/r))
   });
