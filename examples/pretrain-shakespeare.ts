@@ -47,7 +47,7 @@ const trainer = new lr.LMTrainer(model, model.parameters(), {
   batchSize: 8,
   blockSize: 128,
   lr: 3e-3,
-  warmupSteps: 30,
+  warmupSteps: Math.min(30, steps),
   minLrRatio: 0.1,
   weightDecay: 0.1,
   seed: 0,
