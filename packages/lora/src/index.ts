@@ -5,7 +5,17 @@
  * analyses. File-system helpers are in `@lowrank/lora/node`.
  */
 export * from './adapter-io.js';
-export * from './analysis/index.js';
+export {
+  type Amplification,
+  amplificationFactor,
+  rightSingularVectors,
+  subspaceSimilarity,
+  subspaceSimilarityGrid,
+  toMatrix,
+} from './analysis/subspace.js';
+export { frobeniusNorm, leadingColumns, type Matrix, matrix, type SVDResult, svd } from './analysis/svd.js';
+/** Host float64 matrix helpers used by the analyses (`linalg.matmul`, `linalg.transpose`, …). */
+export * as linalg from './analysis/svd.js';
 export {
   type LoraBias,
   type LoraConfig,

@@ -5,4 +5,5 @@
 
 export * from '@lowrank/autograd';
 export * from '@lowrank/tensor';
+export * from '@lowrank/lora';
 export * from '@lowrank/models';
