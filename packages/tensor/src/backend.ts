@@ -86,6 +86,7 @@ export type KernelName = keyof KernelTable;
 
 /** A device backend: memory management plus its registered kernels. */
 export interface Backend {
+  /** The device this backend serves (its key in the registry). */
   readonly device: Device;
   /** Copies host data into a new storage. */
   upload(data: TypedArray, dtype: DType): Storage;

@@ -4,8 +4,10 @@
  */
 export type DType = 'float32' | 'int32' | 'bool';
 
+/** The CPU representation of a dtype: Float32Array (float32), Int32Array (int32), Uint8Array (bool). */
 export type TypedArray = Float32Array | Int32Array | Uint8Array;
 
+/** Every dtype: float32, int32, bool. */
 export const DTYPES: readonly DType[] = ['float32', 'int32', 'bool'];
 
 export function isDType(value: unknown): value is DType {
@@ -33,7 +35,12 @@ export function dtypeOfArray(array: TypedArray): DType {
 
 const RANK: Record<DType, number> = { bool: 0, int32: 1, float32: 2 };
 
-/** Result dtype of a binary arithmetic op: the wider of the two (bool < int32 < float32). */
+/**
+ * Result dtype of a binary arithmetic op: the wider of the two (bool < int32 < float32).
+ *
+ * @example
+ * lr.promoteTypes('int32', 'float32'); // "float32"
+ */
 export function promoteTypes(a: DType, b: DType): DType {
   return RANK[a] >= RANK[b] ? a : b;
 }

@@ -13,6 +13,13 @@ const backends = new Map<Device, Backend>();
 const kernelRegistry = new Map<Device, Partial<KernelTable>>();
 let defaultDevice: Device = 'cpu';
 
+/**
+ * Makes a backend available under its device name (`init` does this for CPU and WebGPU).
+ *
+ * @example
+ * lr.registerBackend(myBackend); // a Backend whose device is, say, 'webgpu'
+ * lr.setDefaultDevice(myBackend.device);
+ */
 export function registerBackend(backend: Backend): void {
   backends.set(backend.device, backend);
 }
@@ -21,11 +28,23 @@ export function unregisterBackend(device: Device): void {
   backends.delete(device);
 }
 
-/** Registers kernels for a device by op name (later registrations replace earlier ones). */
+/**
+ * Registers kernels for a device by op name (later registrations replace earlier ones).
+ *
+ * @example
+ * // kernels are looked up by device and name at every op, so this takes effect at once
+ * lr.registerKernels('cpu', { matmul: myMatmul }); // (a, b, batch, m, k, n) => Storage
+ */
 export function registerKernels(device: Device, kernels: Partial<KernelTable>): void {
   kernelRegistry.set(device, { ...kernelRegistry.get(device), ...kernels });
 }
 
+/**
+ * The backend registered for `device`; throws when there is none (call `init` first for WebGPU).
+ *
+ * @example
+ * lr.getBackend('cpu').description; // "CPU (TypeScript)"
+ */
 export function getBackend(device: Device): Backend {
   const b = backends.get(device);
   if (!b) {
@@ -38,6 +57,12 @@ export function getBackend(device: Device): Backend {
   return b;
 }
 
+/**
+ * Whether a backend is registered for `device`.
+ *
+ * @example
+ * lr.hasBackend('cpu'); // true
+ */
 export function hasBackend(device: Device): boolean {
   return backends.has(device);
 }
@@ -48,16 +73,33 @@ export function getKernel<K extends KernelName>(op: string, device: Device, name
   return k;
 }
 
-/** Names of kernels a device lacks (a test asserts this list is empty for every backend). */
+/**
+ * Names of kernels a device lacks (a test asserts this list is empty for every backend).
+ *
+ * @example
+ * lr.missingKernels('cpu', lr.KERNEL_NAMES); // []
+ */
 export function missingKernels(device: Device, all: readonly KernelName[]): KernelName[] {
   const reg = kernelRegistry.get(device) ?? {};
   return all.filter((n) => !reg[n]);
 }
 
+/**
+ * The device new tensors go to when no `device` option is given.
+ *
+ * @example
+ * lr.getDefaultDevice(); // "cpu" until init() picks WebGPU
+ */
 export function getDefaultDevice(): Device {
   return defaultDevice;
 }
 
+/**
+ * Sets the device new tensors go to; throws when no backend is registered for it.
+ *
+ * @example
+ * lr.setDefaultDevice('cpu');
+ */
 export function setDefaultDevice(device: Device): void {
   getBackend(device);
   defaultDevice = device;
@@ -82,7 +124,13 @@ function deviceMemory(device: Device): DeviceMemory {
   return m;
 }
 
-/** Creates a storage and counts it; backends call this for every allocation they hand out. */
+/**
+ * Creates a storage and counts it; backends call this for every allocation they hand out.
+ *
+ * @example
+ * // in a backend's upload(): allocate, then hand the handle to the engine for accounting
+ * const storage = lr.newStorage('cpu', 'float32', data.length, data.byteLength, data);
+ */
 export function newStorage<H>(
   device: Device,
   dtype: DType,
@@ -114,6 +162,7 @@ export function countTensor(device: Device, delta: 1 | -1): void {
   deviceMemory(device).tensors += delta;
 }
 
+/** What `memory()` reports. */
 export interface MemoryInfo {
   /** Live (not disposed) tensors on all devices. */
   numTensors: number;
@@ -123,7 +172,14 @@ export interface MemoryInfo {
   devices: Partial<Record<Device, DeviceMemory>>;
 }
 
-/** Live tensors and bytes, overall and per device. */
+/**
+ * Live tensors and bytes, overall and per device.
+ *
+ * @example
+ * const before = lr.memory().numTensors;
+ * const t = lr.zeros([2]);
+ * lr.memory().numTensors - before; // 1
+ */
 export function memory(): MemoryInfo {
   const devices: Partial<Record<Device, DeviceMemory>> = {};
   let numTensors = 0;
@@ -146,12 +202,22 @@ export function trackTensor(t: Tensor): void {
   scopes[scopes.length - 1]?.add(t);
 }
 
-/** Exempts a tensor from disposal by the enclosing tidy scopes. Returns it. */
+/**
+ * Exempts a tensor from disposal by the enclosing tidy scopes. Returns it.
+ *
+ * @example
+ * let kept!: lr.Tensor;
+ * const y = lr.tidy(() => {
+ *   kept = lr.keep(lr.ones([2]).mul(2)); // survives although not returned
+ *   return kept.add(1);
+ * });
+ */
 export function keep<T extends Tensor>(t: T): T {
   for (const s of scopes) s.delete(t);
   return t;
 }
 
+/** What `tidy` searches for tensors to keep: a tensor, or arrays/objects of them, nested. */
 export type TensorContainer =
   | Tensor
   | readonly TensorContainer[]
@@ -162,6 +228,10 @@ export type TensorContainer =
  * Runs `fn` and disposes every tensor created inside it except those it returns (a tensor, or
  * arrays/objects of tensors, searched recursively) and those passed to `keep`. `fn` must be
  * synchronous. Returned tensors belong to the enclosing scope.
+ *
+ * @example
+ * const x = lr.tensor([1, 2, 3]);
+ * const y = lr.tidy(() => x.exp().sum()); // x.exp() is disposed, y is kept
  */
 export function tidy<T>(fn: () => T): T {
   const scope = new Set<Tensor>();
@@ -217,6 +287,10 @@ function isTensor(v: unknown): v is Tensor {
 // Autograd hook: the autograd package installs itself here. The tensor package only reports
 // which op made which tensor from which inputs; it knows nothing of graphs or gradients.
 
+/**
+ * The interface the autograd package implements and installs with `setAutogradHooks`; the tensor
+ * package calls it at op dispatch and from `Tensor.backward()`.
+ */
 export interface AutogradHooks {
   /** Called after an op ran; `attrs` are the op's parameters (typed per op in ops/attrs.ts). */
   recordOp(op: string, inputs: readonly Tensor[], output: Tensor, attrs: object): void;
@@ -233,10 +307,25 @@ export interface AutogradHooks {
 let hooks: AutogradHooks | null = null;
 let recordingPaused = 0;
 
+/**
+ * Installs (or, with null, removes) the autograd implementation. Importing `@lowrank/autograd`
+ * (or `lowrank`) does this once.
+ *
+ * @example
+ * const hooks = lr.getAutogradHooks();
+ * lr.setAutogradHooks(null); // ops are no longer recorded
+ * lr.setAutogradHooks(hooks);
+ */
 export function setAutogradHooks(h: AutogradHooks | null): void {
   hooks = h;
 }
 
+/**
+ * The installed autograd implementation, or null when none is.
+ *
+ * @example
+ * lr.getAutogradHooks()?.isGradEnabled(); // true
+ */
 export function getAutogradHooks(): AutogradHooks | null {
   return hooks;
 }
@@ -244,6 +333,10 @@ export function getAutogradHooks(): AutogradHooks | null {
 /**
  * Runs an op: checks its inputs are live and on one device, runs `compute` with recording paused
  * (so the ops it is built from are not recorded separately), then records the op once.
+ *
+ * @example
+ * // an op built from recorded ops, recorded once under its own name (attrs typed in OpAttrs)
+ * const out = lr.runOp('square', [x], {}, () => lr.mul(x, x));
  */
 export function runOp(op: string, inputs: readonly Tensor[], attrs: object, compute: () => Tensor): Tensor {
   checkInputs(op, inputs);
@@ -259,7 +352,12 @@ export function runOp(op: string, inputs: readonly Tensor[], attrs: object, comp
   return out;
 }
 
-/** Runs `fn` with op recording paused (used for work that must not enter the graph). */
+/**
+ * Runs `fn` with op recording paused (used for work that must not enter the graph).
+ *
+ * @example
+ * const y = lr.withoutRecording(() => w.mul(2)); // not part of any graph
+ */
 export function withoutRecording<T>(fn: () => T): T {
   recordingPaused++;
   try {

@@ -1,6 +1,7 @@
 /** Error thrown for invalid arguments to an op: the message starts with the op's name. */
 export class OpError extends Error {
   constructor(
+    /** Name of the op that refused its arguments. */
     readonly op: string,
     message: string,
   ) {

@@ -126,7 +126,14 @@ export type { Device, View } from './storage.js';
 export { Storage } from './storage.js';
 export { type NestedArray, Tensor } from './tensor.js';
 
-/** Disposes tensors (arrays and objects of tensors are searched). */
+/**
+ * Disposes tensors (arrays and objects of tensors are searched).
+ *
+ * @example
+ * const a = lr.ones([2]);
+ * const b = lr.zeros([2]);
+ * lr.dispose(a, { b }); // both are disposed
+ */
 export function dispose(...values: unknown[]): void {
   const seen = new Set<unknown>();
   const visit = (v: unknown): void => {

@@ -4,6 +4,7 @@ import type { Device } from './storage.js';
 
 registerCpuBackend();
 
+/** Options of `init`. */
 export interface InitOptions {
   /** 'auto' (default) takes WebGPU when an adapter exists, otherwise the CPU with a one-line notice. */
   backend?: Device | 'auto';
@@ -13,14 +14,21 @@ export interface InitOptions {
   webgpu?: import('./backends/webgpu/index.js').WebGPUInitOptions;
 }
 
+/** What `init` chose. */
 export interface InitResult {
+  /** The device new tensors now go to. */
   device: Device;
+  /** The backend's description (the GPU adapter's name on WebGPU). */
   description: string;
 }
 
 /**
  * Chooses the default device. `await init({ backend: 'webgpu' })` fails when no adapter exists;
  * `'auto'` falls back to the CPU and says so once.
+ *
+ * @example
+ * const { device } = await lr.init({ backend: 'auto' }); // 'webgpu' when an adapter exists
+ * await lr.init({ backend: 'cpu' }); // always available
  */
 export async function init(options: InitOptions = {}): Promise<InitResult> {
   const wanted = options.backend ?? 'auto';

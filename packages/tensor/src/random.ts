@@ -33,6 +33,7 @@ export class Generator {
     return Array.from(this.s);
   }
 
+  /** Restores a state saved from `getState()` (four unsigned 32-bit integers, not all zero). */
   setState(state: readonly number[]): this {
     if (state.length !== 4 || state.some((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff)) {
       throw new Error(`Generator.setState: expected 4 unsigned 32-bit integers, got [${state.join(',')}]`);
@@ -97,12 +98,26 @@ function rotl(x: number, k: number): number {
 
 let globalGenerator = new Generator(0);
 
-/** The generator used when an op is given none. */
+/**
+ * The generator used when an op is given none.
+ *
+ * @example
+ * const state = lr.defaultGenerator().getState(); // save, e.g. in a checkpoint
+ * lr.defaultGenerator().setState(state); // and restore
+ */
 export function defaultGenerator(): Generator {
   return globalGenerator;
 }
 
-/** Seeds the default generator (like torch.manual_seed). */
+/**
+ * Seeds the default generator (like torch.manual_seed).
+ *
+ * @example
+ * lr.manualSeed(42);
+ * const a = await lr.rand([3]).data();
+ * lr.manualSeed(42);
+ * const b = await lr.rand([3]).data(); // the same values as a
+ */
 export function manualSeed(seed: number): Generator {
   globalGenerator = new Generator(seed);
   return globalGenerator;

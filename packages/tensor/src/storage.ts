@@ -1,5 +1,6 @@
 import type { DType } from './dtype.js';
 
+/** Where a tensor's memory lives: the TypeScript CPU backend or WebGPU. */
 export type Device = 'cpu' | 'webgpu';
 
 /**
@@ -10,21 +11,31 @@ export type Device = 'cpu' | 'webgpu';
 export class Storage<H = unknown> {
   /** Number of live tensors viewing this storage. */
   refs = 0;
+  /** True once the storage went back to its backend (no tensor views it any more). */
   released = false;
 
   constructor(
+    /** Device holding the memory. */
     readonly device: Device,
+    /** Element type. */
     readonly dtype: DType,
+    /** Number of elements. */
     readonly size: number,
+    /** Bytes held on the device (bool takes 4 bytes per element on WebGPU). */
     readonly bytes: number,
+    /** The backend's object: a typed array on the CPU, a GPUBuffer on WebGPU. */
     public handle: H,
   ) {}
 }
 
 /** A strided view of a storage: what kernels receive. */
 export interface View {
+  /** The memory viewed. */
   readonly storage: Storage;
+  /** Size of each dimension. */
   readonly shape: readonly number[];
+  /** Storage elements to skip per step along each dimension (0 for a broadcast dimension). */
   readonly strides: readonly number[];
+  /** Index in the storage of element `[0, 0, …]`. */
   readonly offset: number;
 }

@@ -6,79 +6,192 @@ import type { DType } from '../dtype.js';
  */
 export interface OpAttrs {
   // elementwise, one input
+  /** `neg`: no attributes. */
   neg: Empty;
+  /** `abs`: no attributes. */
   abs: Empty;
+  /** `exp`: no attributes. */
   exp: Empty;
+  /** `log`: no attributes. */
   log: Empty;
+  /** `sqrt`: no attributes. */
   sqrt: Empty;
+  /** `rsqrt`: no attributes. */
   rsqrt: Empty;
+  /** `tanh`: no attributes. */
   tanh: Empty;
+  /** `sigmoid`: no attributes. */
   sigmoid: Empty;
+  /** `relu`: no attributes. */
   relu: Empty;
+  /** `silu`: no attributes. */
   silu: Empty;
+  /** `sign`: no attributes. */
   sign: Empty;
+  /** `square`: no attributes. */
   square: Empty;
+  /** `reciprocal`: no attributes. */
   reciprocal: Empty;
+  /** `sin`: no attributes. */
   sin: Empty;
+  /** `cos`: no attributes. */
   cos: Empty;
+  /** `floor`: no attributes. */
   floor: Empty;
+  /** `ceil`: no attributes. */
   ceil: Empty;
+  /** `round`: no attributes. */
   round: Empty;
+  /** `logicalNot`: no attributes. */
   logicalNot: Empty;
-  gelu: { approximate: 'tanh' | 'none' };
-  clamp: { min: number | null; max: number | null };
-  cast: { dtype: DType };
+  /** `gelu(x)`: which GELU form (`tanh` is GPT-2's gelu_new). */
+  gelu: {
+    /** `'tanh'` or `'none'` (exact erf). */
+    approximate: 'tanh' | 'none';
+  };
+  /** `clamp(x, min, max)`: the bounds (null for an open side). */
+  clamp: {
+    /** Lower bound, or null. */
+    min: number | null;
+    /** Upper bound, or null. */
+    max: number | null;
+  };
+  /** `cast(x, dtype)`: the target dtype. */
+  cast: {
+    /** Target dtype. */
+    dtype: DType;
+  };
+  /** `contiguous(x)` when it copies: no attributes. */
   contiguous: Empty;
   // elementwise, two inputs (broadcasting) and where(cond, a, b)
+  /** `add`: no attributes. */
   add: Empty;
+  /** `sub`: no attributes. */
   sub: Empty;
+  /** `mul`: no attributes. */
   mul: Empty;
+  /** `div`: no attributes. */
   div: Empty;
+  /** `pow`: no attributes. */
   pow: Empty;
+  /** `maximum`: no attributes. */
   maximum: Empty;
+  /** `minimum`: no attributes. */
   minimum: Empty;
+  /** `eq`: no attributes. */
   eq: Empty;
+  /** `ne`: no attributes. */
   ne: Empty;
+  /** `lt`: no attributes. */
   lt: Empty;
+  /** `le`: no attributes. */
   le: Empty;
+  /** `gt`: no attributes. */
   gt: Empty;
+  /** `ge`: no attributes. */
   ge: Empty;
+  /** `logicalAnd`: no attributes. */
   logicalAnd: Empty;
+  /** `logicalOr`: no attributes. */
   logicalOr: Empty;
+  /** `where(cond, a, b)`: no attributes. */
   where: Empty;
   // reductions (dims normalised, sorted ascending)
+  /** `sum` reduction: the dims reduced and whether they are kept. */
   sum: Reduction;
+  /** `mean` reduction: the dims reduced and whether they are kept. */
   mean: Reduction;
+  /** `prod` reduction: the dims reduced and whether they are kept. */
   prod: Reduction;
+  /** `max` reduction: the dims reduced and whether they are kept. */
   max: Reduction;
+  /** `min` reduction: the dims reduced and whether they are kept. */
   min: Reduction;
+  /** `argmax` reduction: the dims reduced and whether they are kept. */
   argmax: Reduction;
+  /** `argmin` reduction: the dims reduced and whether they are kept. */
   argmin: Reduction;
+  /** `logsumexp` reduction: the dims reduced and whether they are kept. */
   logsumexp: Reduction;
-  softmax: { dim: number };
-  logSoftmax: { dim: number };
+  /** `softmax(x, dim)`: the dim normalised over. */
+  softmax: {
+    /** The dim, normalised to be non-negative. */
+    dim: number;
+  };
+  /** `logSoftmax(x, dim)`: the dim normalised over. */
+  logSoftmax: {
+    /** The dim, normalised to be non-negative. */
+    dim: number;
+  };
   // linear algebra
+  /** `matmul(a, b)`: no attributes (shapes say everything). */
   matmul: Empty;
   // views: squeeze/unsqueeze/flatten/view are recorded as reshape, transpose as permute,
   // narrow as slice, broadcastTo as expand
-  reshape: { shape: readonly number[] };
-  permute: { dims: readonly number[] };
-  expand: { shape: readonly number[] };
-  slice: { dim: number; start: number; end: number; step: number };
+  /** `reshape` (also squeeze, unsqueeze, flatten, view): the new shape. */
+  reshape: {
+    /** The output shape. */
+    shape: readonly number[];
+  };
+  /** `permute` (also transpose): output dim i is input dim `dims[i]`. */
+  permute: {
+    /** The permutation. */
+    dims: readonly number[];
+  };
+  /** `expand` (also broadcastTo): the broadcast shape. */
+  expand: {
+    /** The output shape. */
+    shape: readonly number[];
+  };
+  /** `slice` (also narrow): a strided range along one dim, indices normalised. */
+  slice: {
+    /** The dim, normalised to be non-negative. */
+    dim: number;
+    /** First index (inclusive). */
+    start: number;
+    /** End index (exclusive). */
+    end: number;
+    /** Stride along the dim (positive). */
+    step: number;
+  };
   // indexing and combining
-  gather: { dim: number };
-  indexSelect: { dim: number };
-  scatterAdd: { dim: number };
-  indexAdd: { dim: number };
-  cat: { dim: number };
+  /** `gather(x, dim, index)`: the dim indexed. */
+  gather: {
+    /** The dim, normalised to be non-negative. */
+    dim: number;
+  };
+  /** `indexSelect(x, dim, index)`: the dim indexed. */
+  indexSelect: {
+    /** The dim, normalised to be non-negative. */
+    dim: number;
+  };
+  /** `scatterAdd(target, dim, index, src)`: the dim indexed. */
+  scatterAdd: {
+    /** The dim, normalised to be non-negative. */
+    dim: number;
+  };
+  /** `indexAdd(target, dim, index, src)`: the dim indexed. */
+  indexAdd: {
+    /** The dim, normalised to be non-negative. */
+    dim: number;
+  };
+  /** `cat(tensors, dim)`: the dim concatenated along. */
+  cat: {
+    /** The dim, normalised to be non-negative. */
+    dim: number;
+  };
 }
 
 type Empty = Record<string, never>;
+/** Attributes of a reduction. */
 export interface Reduction {
+  /** The dims reduced, normalised and sorted ascending. */
   dims: readonly number[];
+  /** Whether reduced dims stay as size 1. */
   keepdim: boolean;
 }
 
+/** Name of an op that autograd can record (a key of `OpAttrs`). */
 export type OpName = keyof OpAttrs;
 
 /** Ops whose outputs carry no gradient (comparisons, arg-reductions, rounding, logical ops). */

@@ -7,7 +7,12 @@ import { cast } from './elementwise.js';
 import { kernel, wrap } from './util.js';
 import { narrow, unsqueeze } from './views.js';
 
-/** Concatenates tensors along an existing dim (shapes must match elsewhere; dtypes promote). */
+/**
+ * Concatenates tensors along an existing dim (shapes must match elsewhere; dtypes promote).
+ *
+ * @example
+ * lr.cat([lr.tensor([[1, 2]]), lr.tensor([[3, 4]])], 0); // [[1, 2], [3, 4]]
+ */
 export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
   if (tensors.length === 0) throw new OpError('cat', 'expected a non-empty list of tensors');
   const first = tensors[0];
@@ -45,7 +50,12 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
   });
 }
 
-/** Stacks same-shaped tensors along a new dim. */
+/**
+ * Stacks same-shaped tensors along a new dim.
+ *
+ * @example
+ * lr.stack([lr.tensor([1, 2]), lr.tensor([3, 4])], 1); // [[1, 3], [2, 4]]
+ */
 export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
   if (tensors.length === 0) throw new OpError('stack', 'expected a non-empty list of tensors');
   const first = tensors[0];
@@ -65,7 +75,13 @@ export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
   return out;
 }
 
-/** Splits into views of `size` along dim (the last may be smaller), or into the given section sizes. */
+/**
+ * Splits into views of `size` along dim (the last may be smaller), or into the given section sizes.
+ *
+ * @example
+ * lr.split(lr.arange(5), 2).map((t) => t.shape); // [[2], [2], [1]]
+ * lr.split(lr.arange(5), [1, 4]).map((t) => t.shape); // [[1], [4]]
+ */
 export function split(x: Tensor, sizeOrSections: number | readonly number[], dim = 0): Tensor[] {
   x.assertLive('split');
   const d = normalizeDim('split', dim, x.rank);
@@ -94,7 +110,12 @@ export function split(x: Tensor, sizeOrSections: number | readonly number[], dim
   return out;
 }
 
-/** Splits into `chunks` nearly equal views (like torch.chunk). */
+/**
+ * Splits into `chunks` nearly equal views (like torch.chunk).
+ *
+ * @example
+ * lr.chunk(lr.arange(6), 3).map((t) => t.shape); // [[2], [2], [2]]
+ */
 export function chunk(x: Tensor, chunks: number, dim = 0): Tensor[] {
   if (!Number.isInteger(chunks) || chunks <= 0)
     throw new OpError('chunk', `chunks must be a positive integer, got ${chunks}`);

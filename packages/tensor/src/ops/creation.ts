@@ -7,13 +7,19 @@ import type { Device } from '../storage.js';
 import type { NestedArray, Tensor } from '../tensor.js';
 import { wrap } from './util.js';
 
+/** Options of the tensor factories. */
 export interface TensorOptions {
+  /** Element type (default: float32 for numbers, bool for booleans, a typed array's own type). */
   dtype?: DType;
+  /** Where the tensor lives (default: `getDefaultDevice()`, set by `init`). */
   device?: Device;
+  /** Marks the new tensor as a leaf that receives gradients. */
   requiresGrad?: boolean;
 }
 
+/** Options of the random factories: a tensor's options and the generator to draw from. */
 export interface RandomOptions extends TensorOptions {
+  /** Generator to draw from (default: the global one, seeded by `manualSeed`). */
   generator?: Generator;
 }
 
@@ -22,7 +28,12 @@ function finish(t: Tensor, options: TensorOptions): Tensor {
   return t;
 }
 
-/** Uploads a host array as a new tensor of `shape`. */
+/**
+ * Uploads a host array as a new tensor of `shape`.
+ *
+ * @example
+ * lr.fromTypedArray(new Int32Array([1, 2, 3, 4]), [2, 2]); // [[1, 2], [3, 4]] (int32)
+ */
 export function fromTypedArray(
   values: TypedArray,
   shape: readonly number[],
@@ -52,6 +63,11 @@ function convert(values: ArrayLike<number>, dtype: DType): TypedArray {
  * Creates a tensor from nested arrays, a typed array or a scalar. Without `dtype`, JS numbers give
  * float32 (JS cannot tell 1 from 1.0: pass `dtype: 'int32'` for integers), booleans give bool, and
  * typed arrays keep their own dtype (Float32Array, Int32Array, Uint8Array = bool).
+ *
+ * @example
+ * lr.tensor([[1, 2], [3, 4]]).shape; // [2, 2]
+ * lr.tensor([1, 2], { dtype: 'int32' }).dtype; // "int32"
+ * lr.tensor(3); // a 0-d tensor
  */
 export function tensor(
   values: NestedArray | TypedArray | readonly NestedArray[],
@@ -102,7 +118,12 @@ function flatten(v: NestedArray, shape: readonly number[], depth: number, out: (
   for (const x of v) flatten(x, shape, depth + 1, out);
 }
 
-/** A tensor of `shape` filled with `value`. */
+/**
+ * A tensor of `shape` filled with `value`.
+ *
+ * @example
+ * lr.full([2], 7); // [7, 7]
+ */
 export function full(shape: readonly number[], value: number | boolean, options: TensorOptions = {}): Tensor {
   assertShape('full', shape);
   const dtype = options.dtype ?? (typeof value === 'boolean' ? 'bool' : 'float32');
@@ -115,27 +136,63 @@ export function full(shape: readonly number[], value: number | boolean, options:
   return finish(wrap(backend.upload(typed, dtype), shape), options);
 }
 
+/**
+ * A tensor of `shape` filled with 0.
+ *
+ * @example
+ * lr.zeros([2, 3]).shape; // [2, 3]
+ */
 export function zeros(shape: readonly number[], options: TensorOptions = {}): Tensor {
   return full(shape, 0, options);
 }
 
+/**
+ * A tensor of `shape` filled with 1.
+ *
+ * @example
+ * lr.ones([2], { dtype: 'int32' }); // [1, 1]
+ */
 export function ones(shape: readonly number[], options: TensorOptions = {}): Tensor {
   return full(shape, 1, options);
 }
 
+/**
+ * Zeros with the shape, dtype and device of `t` (unless `options` say otherwise).
+ *
+ * @example
+ * lr.zerosLike(lr.tensor([[1, 2]])); // [[0, 0]]
+ */
 export function zerosLike(t: Tensor, options: TensorOptions = {}): Tensor {
   return full(t.shape, 0, { dtype: t.dtype, device: t.device, ...options });
 }
 
+/**
+ * Ones with the shape, dtype and device of `t` (unless `options` say otherwise).
+ *
+ * @example
+ * lr.onesLike(lr.tensor([5, 6])); // [1, 1]
+ */
 export function onesLike(t: Tensor, options: TensorOptions = {}): Tensor {
   return full(t.shape, 1, { dtype: t.dtype, device: t.device, ...options });
 }
 
+/**
+ * `value` everywhere, with the shape, dtype and device of `t` (unless `options` say otherwise).
+ *
+ * @example
+ * lr.fullLike(lr.tensor([5, 6]), 2); // [2, 2]
+ */
 export function fullLike(t: Tensor, value: number, options: TensorOptions = {}): Tensor {
   return full(t.shape, value, { dtype: t.dtype, device: t.device, ...options });
 }
 
-/** Values start, start+step, … below end (like torch.arange); `arange(n)` is 0..n-1. */
+/**
+ * Values start, start+step, … below end (like torch.arange); `arange(n)` is 0..n-1.
+ *
+ * @example
+ * lr.arange(4); // [0, 1, 2, 3]
+ * lr.arange(1, 2, 0.25); // [1, 1.25, 1.5, 1.75]
+ */
 export function arange(start: number, end?: number, step = 1, options: TensorOptions = {}): Tensor {
   if (end === undefined) {
     end = start;
@@ -151,7 +208,12 @@ export function arange(start: number, end?: number, step = 1, options: TensorOpt
   return fromTypedArray(typed, [n], { ...options, dtype });
 }
 
-/** Identity matrix n×m (m defaults to n). */
+/**
+ * Identity matrix n×m (m defaults to n).
+ *
+ * @example
+ * lr.eye(2); // [[1, 0], [0, 1]]
+ */
 export function eye(n: number, m = n, options: TensorOptions = {}): Tensor {
   assertShape('eye', [n, m]);
   const dtype = options.dtype ?? 'float32';
@@ -165,7 +227,13 @@ function floatOnly(op: string, dtype: DType | undefined): void {
     throw new OpError(op, `dtype must be float32, got ${dtype}`);
 }
 
-/** Uniform U[0, 1) from the (seedable) generator. */
+/**
+ * Uniform U[0, 1) from the (seedable) generator.
+ *
+ * @example
+ * lr.manualSeed(0);
+ * lr.rand([2, 2]).shape; // [2, 2], values in [0, 1)
+ */
 export function rand(shape: readonly number[], options: RandomOptions = {}): Tensor {
   assertShape('rand', shape);
   floatOnly('rand', options.dtype);
@@ -174,7 +242,12 @@ export function rand(shape: readonly number[], options: RandomOptions = {}): Ten
   return fromTypedArray(values, shape, { ...options, dtype: 'float32' });
 }
 
-/** Uniform U[low, high). */
+/**
+ * Uniform U[low, high).
+ *
+ * @example
+ * lr.uniform([3], -0.1, 0.1).shape; // [3], values in [-0.1, 0.1)
+ */
 export function uniform(
   shape: readonly number[],
   low: number,
@@ -188,7 +261,12 @@ export function uniform(
   return fromTypedArray(values, shape, { ...options, dtype: 'float32' });
 }
 
-/** Standard normal N(0, 1) (or N(mean, std²)). */
+/**
+ * Standard normal N(0, 1) (or N(mean, std²)).
+ *
+ * @example
+ * const w = lr.randn([64, 64], { requiresGrad: true });
+ */
 export function randn(
   shape: readonly number[],
   options: RandomOptions & { mean?: number; std?: number } = {},
@@ -200,7 +278,12 @@ export function randn(
   return fromTypedArray(values, shape, { ...options, dtype: 'float32' });
 }
 
-/** Uniform integers in [low, high) as int32. */
+/**
+ * Uniform integers in [low, high) as int32.
+ *
+ * @example
+ * lr.randint(0, 10, [4]).dtype; // "int32"
+ */
 export function randint(
   low: number,
   high: number,

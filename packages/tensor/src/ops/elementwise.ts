@@ -38,27 +38,147 @@ function unary(name: string, op: UnaryOp, x: Tensor, attrs: object = {}): Tensor
   });
 }
 
+/**
+ * `-x` elementwise.
+ *
+ * @example
+ * lr.neg(lr.tensor([1, -2])); // [-1, 2]
+ */
 export const neg = (x: Tensor) => unary('neg', 'neg', x);
+/**
+ * `|x|` elementwise.
+ *
+ * @example
+ * lr.abs(lr.tensor([-1.5, 2])); // [1.5, 2]
+ */
 export const abs = (x: Tensor) => unary('abs', 'abs', x);
+/**
+ * `e ** x` elementwise.
+ *
+ * @example
+ * lr.exp(lr.tensor([0, 1])); // [1, 2.7182817]
+ */
 export const exp = (x: Tensor) => unary('exp', 'exp', x);
+/**
+ * Natural logarithm, elementwise (`log(0)` is -Infinity).
+ *
+ * @example
+ * lr.log(lr.tensor([1, Math.E])); // [0, 1]
+ */
 export const log = (x: Tensor) => unary('log', 'log', x);
+/**
+ * Square root, elementwise.
+ *
+ * @example
+ * lr.sqrt(lr.tensor([4, 9])); // [2, 3]
+ */
 export const sqrt = (x: Tensor) => unary('sqrt', 'sqrt', x);
+/**
+ * `1 / sqrt(x)` elementwise.
+ *
+ * @example
+ * lr.rsqrt(lr.tensor([4, 16])); // [0.5, 0.25]
+ */
 export const rsqrt = (x: Tensor) => unary('rsqrt', 'rsqrt', x);
+/**
+ * Hyperbolic tangent, elementwise.
+ *
+ * @example
+ * lr.tanh(lr.tensor([0])); // [0]
+ */
 export const tanh = (x: Tensor) => unary('tanh', 'tanh', x);
+/**
+ * Logistic sigmoid `1 / (1 + e ** -x)`, elementwise.
+ *
+ * @example
+ * lr.sigmoid(lr.tensor([0])); // [0.5]
+ */
 export const sigmoid = (x: Tensor) => unary('sigmoid', 'sigmoid', x);
+/**
+ * `max(x, 0)` elementwise (NaN propagates).
+ *
+ * @example
+ * lr.relu(lr.tensor([-1, 2])); // [0, 2]
+ */
 export const relu = (x: Tensor) => unary('relu', 'relu', x);
+/**
+ * SiLU (swish) `x * sigmoid(x)`, elementwise.
+ *
+ * @example
+ * lr.silu(lr.tensor([0, 1])); // [0, 0.7310586]
+ */
 export const silu = (x: Tensor) => unary('silu', 'silu', x);
+/**
+ * -1, 0 or 1 by the sign of each element.
+ *
+ * @example
+ * lr.sign(lr.tensor([-3, 0, 2])); // [-1, 0, 1]
+ */
 export const sign = (x: Tensor) => unary('sign', 'sign', x);
+/**
+ * `x * x` elementwise.
+ *
+ * @example
+ * lr.square(lr.tensor([-3, 2])); // [9, 4]
+ */
 export const square = (x: Tensor) => unary('square', 'square', x);
+/**
+ * `1 / x` elementwise.
+ *
+ * @example
+ * lr.reciprocal(lr.tensor([2, 4])); // [0.5, 0.25]
+ */
 export const reciprocal = (x: Tensor) => unary('reciprocal', 'reciprocal', x);
+/**
+ * Sine (radians), elementwise.
+ *
+ * @example
+ * lr.sin(lr.tensor([0, Math.PI / 2])); // [0, 1]
+ */
 export const sin = (x: Tensor) => unary('sin', 'sin', x);
+/**
+ * Cosine (radians), elementwise.
+ *
+ * @example
+ * lr.cos(lr.tensor([0, Math.PI])); // [1, -1]
+ */
 export const cos = (x: Tensor) => unary('cos', 'cos', x);
+/**
+ * Rounds down, elementwise.
+ *
+ * @example
+ * lr.floor(lr.tensor([1.7, -1.2])); // [1, -2]
+ */
 export const floor = (x: Tensor) => unary('floor', 'floor', x);
+/**
+ * Rounds up, elementwise.
+ *
+ * @example
+ * lr.ceil(lr.tensor([1.2, -1.7])); // [2, -1]
+ */
 export const ceil = (x: Tensor) => unary('ceil', 'ceil', x);
+/**
+ * Rounds to the nearest integer, halves to even (as PyTorch).
+ *
+ * @example
+ * lr.round(lr.tensor([0.5, 1.5, 2.4])); // [0, 2, 2]
+ */
 export const round = (x: Tensor) => unary('round', 'round', x);
+/**
+ * Elementwise NOT of truthiness, as a bool tensor.
+ *
+ * @example
+ * lr.logicalNot(lr.tensor([0, 2])); // [true, false]
+ */
 export const logicalNot = (x: Tensor) => unary('logicalNot', 'logicalNot', x);
 
-/** GELU: exact `x·Φ(x)` (approximate 'none', default) or the tanh form GPT-2 calls gelu_new. */
+/**
+ * GELU: exact `x·Φ(x)` (approximate 'none', default) or the tanh form GPT-2 calls gelu_new.
+ *
+ * @example
+ * lr.gelu(lr.tensor([0, 1])); // [0, 0.8413447]
+ * lr.gelu(lr.tensor([1]), { approximate: 'tanh' }); // [0.841192] (GPT-2's gelu_new)
+ */
 export function gelu(x: Tensor, options: { approximate?: 'tanh' | 'none' } = {}): Tensor {
   const approximate = options.approximate ?? 'none';
   if (approximate !== 'tanh' && approximate !== 'none') {
@@ -67,7 +187,12 @@ export function gelu(x: Tensor, options: { approximate?: 'tanh' | 'none' } = {})
   return unary('gelu', approximate === 'tanh' ? 'geluTanh' : 'geluErf', x, { approximate });
 }
 
-/** Converts to `dtype` (returns `x` itself when it already has that dtype). */
+/**
+ * Converts to `dtype` (returns `x` itself when it already has that dtype).
+ *
+ * @example
+ * lr.cast(lr.tensor([1.7, -1.7]), 'int32'); // [1, -1] (truncates, as PyTorch)
+ */
 export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return x;
   return runOp('cast', [x], { dtype }, () => wrap(kernel('cast', x, 'cast')(x.view_(), dtype), x.shape));
@@ -131,23 +256,119 @@ function binary(op: BinaryOp, a: TensorLike, b: TensorLike): Tensor {
   }
 }
 
+/**
+ * `a + b` elementwise with NumPy broadcasting; either side may be a number.
+ *
+ * @example
+ * lr.add(lr.tensor([[1], [2]]), lr.tensor([10, 20])); // [[11, 21], [12, 22]]
+ */
 export const add = (a: TensorLike, b: TensorLike) => binary('add', a, b);
+/**
+ * `a - b` elementwise with broadcasting.
+ *
+ * @example
+ * lr.sub(lr.tensor([5, 7]), 1); // [4, 6]
+ */
 export const sub = (a: TensorLike, b: TensorLike) => binary('sub', a, b);
+/**
+ * `a * b` elementwise with broadcasting.
+ *
+ * @example
+ * lr.mul(lr.tensor([1, 2]), lr.tensor([3, 4])); // [3, 8]
+ */
 export const mul = (a: TensorLike, b: TensorLike) => binary('mul', a, b);
+/**
+ * `a / b` elementwise with broadcasting (float result).
+ *
+ * @example
+ * lr.div(lr.tensor([1, 3]), 2); // [0.5, 1.5]
+ */
 export const div = (a: TensorLike, b: TensorLike) => binary('div', a, b);
+/**
+ * `a ** b` elementwise with broadcasting.
+ *
+ * @example
+ * lr.pow(lr.tensor([2, 3]), 2); // [4, 9]
+ */
 export const pow = (a: TensorLike, b: TensorLike) => binary('pow', a, b);
+/**
+ * Elementwise maximum with broadcasting (NaN propagates).
+ *
+ * @example
+ * lr.maximum(lr.tensor([1, 5]), 3); // [3, 5]
+ */
 export const maximum = (a: TensorLike, b: TensorLike) => binary('maximum', a, b);
+/**
+ * Elementwise minimum with broadcasting (NaN propagates).
+ *
+ * @example
+ * lr.minimum(lr.tensor([1, 5]), 3); // [1, 3]
+ */
 export const minimum = (a: TensorLike, b: TensorLike) => binary('minimum', a, b);
+/**
+ * `a == b` elementwise with broadcasting, as a bool tensor.
+ *
+ * @example
+ * lr.eq(lr.tensor([1, 2]), 2); // [false, true]
+ */
 export const eq = (a: TensorLike, b: TensorLike) => binary('eq', a, b);
+/**
+ * `a != b` elementwise with broadcasting, as a bool tensor.
+ *
+ * @example
+ * lr.ne(lr.tensor([1, 2]), 2); // [true, false]
+ */
 export const ne = (a: TensorLike, b: TensorLike) => binary('ne', a, b);
+/**
+ * `a < b` elementwise with broadcasting, as a bool tensor.
+ *
+ * @example
+ * lr.lt(lr.tensor([1, 2]), 2); // [true, false]
+ */
 export const lt = (a: TensorLike, b: TensorLike) => binary('lt', a, b);
+/**
+ * `a <= b` elementwise with broadcasting, as a bool tensor.
+ *
+ * @example
+ * lr.le(lr.tensor([1, 2]), 2); // [true, true]
+ */
 export const le = (a: TensorLike, b: TensorLike) => binary('le', a, b);
+/**
+ * `a > b` elementwise with broadcasting, as a bool tensor.
+ *
+ * @example
+ * lr.gt(lr.tensor([1, 2]), 1); // [false, true]
+ */
 export const gt = (a: TensorLike, b: TensorLike) => binary('gt', a, b);
+/**
+ * `a >= b` elementwise with broadcasting, as a bool tensor.
+ *
+ * @example
+ * lr.ge(lr.tensor([1, 2]), 2); // [false, true]
+ */
 export const ge = (a: TensorLike, b: TensorLike) => binary('ge', a, b);
+/**
+ * Elementwise AND of truthiness with broadcasting, as a bool tensor.
+ *
+ * @example
+ * lr.logicalAnd(lr.tensor([true, true]), lr.tensor([true, false])); // [true, false]
+ */
 export const logicalAnd = (a: TensorLike, b: TensorLike) => binary('logicalAnd', a, b);
+/**
+ * Elementwise OR of truthiness with broadcasting, as a bool tensor.
+ *
+ * @example
+ * lr.logicalOr(lr.tensor([false, false]), lr.tensor([true, false])); // [true, false]
+ */
 export const logicalOr = (a: TensorLike, b: TensorLike) => binary('logicalOr', a, b);
 
-/** `cond ? a : b` elementwise with broadcasting; `cond` must be bool. */
+/**
+ * `cond ? a : b` elementwise with broadcasting; `cond` must be bool.
+ *
+ * @example
+ * const x = lr.tensor([-1, 2]);
+ * lr.where(x.gt(0), x, 0); // [0, 2]
+ */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   if (cond.dtype !== 'bool') throw new OpError('where', `condition must be a bool tensor, got ${cond.dtype}`);
   const { tensors, owned } = toTensors('where', [a, b], cond);
@@ -173,7 +394,13 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   }
 }
 
-/** Limits values to [min, max]; either bound may be null. NaN stays NaN. */
+/**
+ * Limits values to [min, max]; either bound may be null. NaN stays NaN.
+ *
+ * @example
+ * lr.clamp(lr.tensor([-2, 0.5, 3]), 0, 1); // [0, 0.5, 1]
+ * lr.clamp(lr.tensor([-2, 3]), 0, null); // [0, 3]
+ */
 export function clamp(x: Tensor, min: number | null, max: number | null): Tensor {
   if (min === null && max === null) throw new OpError('clamp', 'at least one of min and max must be given');
   if (min !== null && max !== null && min > max)

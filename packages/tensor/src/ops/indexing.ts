@@ -15,6 +15,10 @@ function checkIndex(op: string, index: Tensor): void {
  * torch.gather: out[i][j][k] = x[index[i][j][k]][j][k] for dim 0 (and so on). index has x's rank
  * and is no larger than x in the other dims; out has index's shape. Out-of-range indices throw
  * (on WebGPU they are reported at the next read-back).
+ *
+ * @example
+ * const x = lr.tensor([[1, 2], [3, 4]]);
+ * lr.gather(x, 1, lr.tensor([[1], [0]], { dtype: 'int32' })); // [[2], [3]]
  */
 export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   checkIndex('gather', index);
@@ -38,7 +42,13 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   );
 }
 
-/** Selects entries of `x` along `dim` at the positions of a 1-D int32 index. */
+/**
+ * Selects entries of `x` along `dim` at the positions of a 1-D int32 index.
+ *
+ * @example
+ * const ids = lr.tensor([2, 0], { dtype: 'int32' });
+ * lr.indexSelect(lr.tensor([[1, 1], [2, 2], [3, 3]]), 0, ids); // [[3, 3], [1, 1]]
+ */
 export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
   checkIndex('indexSelect', index);
   if (index.rank > 1)
@@ -53,7 +63,13 @@ export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
   );
 }
 
-/** Embedding lookup: rows of `weight` [V, D] at int32 `ids` of any shape → [...ids.shape, D]. */
+/**
+ * Embedding lookup: rows of `weight` [V, D] at int32 `ids` of any shape → [...ids.shape, D].
+ *
+ * @example
+ * const weight = lr.tensor([[0, 0], [1, 1], [2, 2]]);
+ * lr.embedding(weight, lr.tensor([[2, 1]], { dtype: 'int32' })); // [[[2, 2], [1, 1]]]
+ */
 export function embedding(weight: Tensor, ids: Tensor): Tensor {
   if (weight.rank !== 2)
     throw new OpError('embedding', `weight must be 2-D [V, D], got ${fmtShape(weight.shape)}`);
@@ -63,7 +79,13 @@ export function embedding(weight: Tensor, ids: Tensor): Tensor {
   return tidy(() => reshape(indexSelect(weight, 0, reshape(ids, [-1])), [...ids.shape, weight.shape[1]]));
 }
 
-/** Out-of-place torch.scatter_add: a copy of `target` with `src` added at `index` along `dim`. */
+/**
+ * Out-of-place torch.scatter_add: a copy of `target` with `src` added at `index` along `dim`.
+ *
+ * @example
+ * const index = lr.tensor([0, 0, 2], { dtype: 'int32' });
+ * lr.scatterAdd(lr.zeros([3]), 0, index, lr.tensor([1, 2, 3])); // [3, 0, 3]
+ */
 export function scatterAdd(target: Tensor, dim: number, index: Tensor, src: Tensor): Tensor {
   checkIndex('scatterAdd', index);
   const d = normalizeDim('scatterAdd', dim, target.rank);
@@ -91,7 +113,13 @@ export function scatterAdd(target: Tensor, dim: number, index: Tensor, src: Tens
   );
 }
 
-/** Out-of-place torch.index_add: a copy of `target` with slices of `src` added at positions `index` along `dim`. */
+/**
+ * Out-of-place torch.index_add: a copy of `target` with slices of `src` added at positions `index` along `dim`.
+ *
+ * @example
+ * const index = lr.tensor([0, 0], { dtype: 'int32' });
+ * lr.indexAdd(lr.zeros([2, 2]), 0, index, lr.ones([2, 2])); // [[2, 2], [0, 0]]
+ */
 export function indexAdd(target: Tensor, dim: number, index: Tensor, src: Tensor): Tensor {
   checkIndex('indexAdd', index);
   if (index.rank !== 1)
@@ -109,7 +137,12 @@ export function indexAdd(target: Tensor, dim: number, index: Tensor, src: Tensor
   );
 }
 
-/** One-hot encoding of int32 indices: [...shape, numClasses] int32. Not differentiable. */
+/**
+ * One-hot encoding of int32 indices: [...shape, numClasses] int32. Not differentiable.
+ *
+ * @example
+ * lr.oneHot(lr.tensor([0, 2], { dtype: 'int32' }), 3); // [[1, 0, 0], [0, 0, 1]]
+ */
 export function oneHot(indices: Tensor, numClasses: number): Tensor {
   checkIndex('oneHot', indices);
   if (!Number.isInteger(numClasses) || numClasses <= 0) {
@@ -133,7 +166,17 @@ function triangle(op: 'triu' | 'tril', x: Tensor, diagonal: number): Tensor {
   });
 }
 
-/** Upper triangle (j − i ≥ diagonal) of the last two dims; the rest is zero. */
+/**
+ * Upper triangle (j − i ≥ diagonal) of the last two dims; the rest is zero.
+ *
+ * @example
+ * lr.triu(lr.ones([3, 3]), 1); // [[0, 1, 1], [0, 0, 1], [0, 0, 0]]
+ */
 export const triu = (x: Tensor, diagonal = 0) => triangle('triu', x, diagonal);
-/** Lower triangle (j − i ≤ diagonal) of the last two dims; the rest is zero. */
+/**
+ * Lower triangle (j − i ≤ diagonal) of the last two dims; the rest is zero.
+ *
+ * @example
+ * lr.tril(lr.ones([2, 2])); // [[1, 0], [1, 1]] (a causal mask)
+ */
 export const tril = (x: Tensor, diagonal = 0) => triangle('tril', x, diagonal);

@@ -9,6 +9,10 @@ import { expand, reshape } from './views.js';
  * Matrix product with PyTorch semantics: 1-D·1-D is a dot product, a 1-D operand gets a dim
  * prepended (left) or appended (right) and removed afterwards, and leading (batch) dims broadcast.
  * float32 only. Transposed operands are read through their strides without a copy.
+ *
+ * @example
+ * lr.matmul(lr.tensor([[1, 2]]), lr.tensor([[3], [4]])); // [[11]]
+ * lr.matmul(lr.randn([8, 2, 3]), lr.randn([3, 5])).shape; // [8, 2, 5] (batch broadcast)
  */
 export function matmul(a: Tensor, b: Tensor): Tensor {
   if (a.rank === 0 || b.rank === 0) {

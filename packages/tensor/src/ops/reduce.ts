@@ -47,7 +47,15 @@ function checkNonEmpty(op: string, x: Tensor, p: Plan): void {
   if (p.inner === 0) throw new OpError(op, `cannot reduce an empty tensor of shape ${fmtShape(x.shape)}`);
 }
 
-/** Sum over `dim` (all dims when omitted). int/bool inputs sum to int32. */
+/**
+ * Sum over `dim` (all dims when omitted). int/bool inputs sum to int32.
+ *
+ * @example
+ * const x = lr.tensor([[1, 2], [3, 4]]);
+ * lr.sum(x); // 10
+ * lr.sum(x, 0); // [4, 6]
+ * lr.sum(x, 1, true); // [[3], [7]]
+ */
 export function sum(x: Tensor, dim?: Dims, keepdim = false): Tensor {
   const p = plan('sum', x, dim, keepdim);
   return runOp('sum', [x], { dims: p.dims, keepdim }, () =>
@@ -55,6 +63,12 @@ export function sum(x: Tensor, dim?: Dims, keepdim = false): Tensor {
   );
 }
 
+/**
+ * Product over `dim` (all dims when omitted).
+ *
+ * @example
+ * lr.prod(lr.tensor([[1, 2], [3, 4]]), 1); // [2, 12]
+ */
 export function prod(x: Tensor, dim?: Dims, keepdim = false): Tensor {
   const p = plan('prod', x, dim, keepdim);
   return runOp('prod', [x], { dims: p.dims, keepdim }, () =>
@@ -62,7 +76,12 @@ export function prod(x: Tensor, dim?: Dims, keepdim = false): Tensor {
   );
 }
 
-/** Mean over `dim`; always float32. */
+/**
+ * Mean over `dim`; always float32.
+ *
+ * @example
+ * lr.mean(lr.tensor([[1, 2], [3, 4]]), 0); // [2, 3]
+ */
 export function mean(x: Tensor, dim?: Dims, keepdim = false): Tensor {
   const p = plan('mean', x, dim, keepdim);
   return runOp('mean', [x], { dims: p.dims, keepdim }, () =>
@@ -79,8 +98,19 @@ function extreme(op: 'max' | 'min', x: Tensor, dim: Dims, keepdim: boolean): Ten
   return runOp(op, [x], { dims: p.dims, keepdim }, () => reduceKernel(op, op, x, p, x.dtype));
 }
 
-/** Maximum over `dim` (values only; see argmax). Ties: the gradient is shared equally. */
+/**
+ * Maximum over `dim` (values only; see argmax). Ties: the gradient is shared equally.
+ *
+ * @example
+ * lr.max(lr.tensor([[1, 5], [7, 2]]), 1); // [5, 7]
+ */
 export const max = (x: Tensor, dim?: Dims, keepdim = false) => extreme('max', x, dim, keepdim);
+/**
+ * Minimum over `dim` (values only; see argmin). Ties: the gradient is shared equally.
+ *
+ * @example
+ * lr.min(lr.tensor([[1, 5], [7, 2]]), 1); // [1, 2]
+ */
 export const min = (x: Tensor, dim?: Dims, keepdim = false) => extreme('min', x, dim, keepdim);
 
 function argExtreme(op: 'argmax' | 'argmin', x: Tensor, dim: number | undefined, keepdim: boolean): Tensor {
@@ -102,11 +132,29 @@ function argExtreme(op: 'argmax' | 'argmin', x: Tensor, dim: number | undefined,
   return runOp(op, [x], { dims: p.dims, keepdim }, () => reduceKernel(op, op, x, p, 'int32'));
 }
 
-/** Index of the first maximum along `dim` (of the flattened tensor when dim is omitted), int32. */
+/**
+ * Index of the first maximum along `dim` (of the flattened tensor when dim is omitted), int32.
+ *
+ * @example
+ * lr.argmax(lr.tensor([[1, 5], [7, 2]]), 1); // [1, 0] (int32)
+ * lr.argmax(lr.tensor([[1, 5], [7, 2]])); // 2
+ */
 export const argmax = (x: Tensor, dim?: number, keepdim = false) => argExtreme('argmax', x, dim, keepdim);
+/**
+ * Index of the first minimum along `dim` (of the flattened tensor when dim is omitted), int32.
+ *
+ * @example
+ * lr.argmin(lr.tensor([[1, 5], [7, 2]]), 1); // [0, 1]
+ */
 export const argmin = (x: Tensor, dim?: number, keepdim = false) => argExtreme('argmin', x, dim, keepdim);
 
-/** Variance over `dim` (unbiased by default, like PyTorch). Composed of recorded ops. */
+/**
+ * Variance over `dim` (unbiased by default, like PyTorch). Composed of recorded ops.
+ *
+ * @example
+ * lr.var(lr.tensor([1, 2, 3, 4])); // 1.6666666
+ * lr.var(lr.tensor([1, 2, 3, 4]), 0, { unbiased: false }); // 1.25
+ */
 export function variance(
   x: Tensor,
   dim?: Dims,
@@ -124,12 +172,23 @@ export function variance(
   });
 }
 
+/**
+ * Standard deviation over `dim`: `sqrt(var)` (unbiased by default, like PyTorch).
+ *
+ * @example
+ * lr.std(lr.tensor([2, 4, 4, 4, 5, 5, 7, 9]), 0, { unbiased: false }); // 2
+ */
 export function std(x: Tensor, dim?: Dims, options: { unbiased?: boolean; keepdim?: boolean } = {}): Tensor {
   x.assertLive('std');
   return tidy(() => variance(x, dim, options).sqrt());
 }
 
-/** log(Σ exp(x)) over `dim`, computed stably (shifted by the max). */
+/**
+ * log(Σ exp(x)) over `dim`, computed stably (shifted by the max).
+ *
+ * @example
+ * lr.logsumexp(lr.tensor([1000, 1000])); // 1000.6931 (no overflow)
+ */
 export function logsumexp(x: Tensor, dim?: Dims, keepdim = false): Tensor {
   const p = plan('logsumexp', x, dim, keepdim);
   checkNonEmpty('logsumexp', x, p);
@@ -146,7 +205,12 @@ export function logsumexp(x: Tensor, dim?: Dims, keepdim = false): Tensor {
   );
 }
 
-/** softmax along `dim`: exp(x − max) / Σ exp(x − max). */
+/**
+ * softmax along `dim`: exp(x − max) / Σ exp(x − max).
+ *
+ * @example
+ * lr.softmax(lr.tensor([[0, Math.log(3)]]), 1); // [[0.25, 0.75]]
+ */
 export function softmax(x: Tensor, dim: number): Tensor {
   const d = normalizeDim('softmax', dim, x.rank);
   return runOp('softmax', [x], { dim: d }, () =>
@@ -158,7 +222,12 @@ export function softmax(x: Tensor, dim: number): Tensor {
   );
 }
 
-/** log(softmax(x)) along `dim`, computed as x − logsumexp(x). */
+/**
+ * log(softmax(x)) along `dim`, computed as x − logsumexp(x).
+ *
+ * @example
+ * lr.logSoftmax(lr.tensor([0, 0]), 0); // [-0.6931472, -0.6931472]
+ */
 export function logSoftmax(x: Tensor, dim: number): Tensor {
   const d = normalizeDim('logSoftmax', dim, x.rank);
   return runOp('logSoftmax', [x], { dim: d }, () =>

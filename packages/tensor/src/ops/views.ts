@@ -16,13 +16,25 @@ function alias(x: Tensor, shape: readonly number[], strides: readonly number[], 
   return new Tensor(x.storage, shape, strides, offset);
 }
 
-/** A tensor sharing x's storage that is not part of any graph. */
+/**
+ * A tensor sharing x's storage that is not part of any graph.
+ *
+ * @example
+ * const w = lr.randn([2], { requiresGrad: true });
+ * const d = lr.detach(w); // same values, d.requiresGrad === false
+ */
 export function detach(x: Tensor): Tensor {
   x.assertLive('detach');
   return alias(x, x.shape, x.strides, x.offset);
 }
 
-/** Reshape: a view when the layout allows it, otherwise a contiguous copy (like torch.reshape). */
+/**
+ * Reshape: a view when the layout allows it, otherwise a contiguous copy (like torch.reshape).
+ *
+ * @example
+ * lr.reshape(lr.arange(6), [2, 3]); // [[0, 1, 2], [3, 4, 5]]
+ * lr.reshape(lr.arange(6), [-1, 2]).shape; // [3, 2]
+ */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   x.assertLive('reshape');
   const target = inferShape('reshape', x.size, shape);
@@ -33,7 +45,13 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   });
 }
 
-/** Like reshape but never copies: throws when the layout does not allow a view. */
+/**
+ * Like reshape but never copies: throws when the layout does not allow a view.
+ *
+ * @example
+ * lr.view(lr.arange(6), [3, 2]).shape; // [3, 2]
+ * lr.view(lr.arange(6).reshape(2, 3).T, [6]); // throws: a transpose is not contiguous
+ */
 export function view(x: Tensor, shape: readonly number[]): Tensor {
   x.assertLive('view');
   const target = inferShape('view', x.size, shape);
@@ -47,6 +65,12 @@ export function view(x: Tensor, shape: readonly number[]): Tensor {
   return runOp('reshape', [x], { shape: target }, () => alias(x, target, strides, x.offset));
 }
 
+/**
+ * A view with the dims of `x` reordered: output dim i is input dim `dims[i]`.
+ *
+ * @example
+ * lr.permute(lr.zeros([2, 3, 4]), [2, 0, 1]).shape; // [4, 2, 3]
+ */
 export function permute(x: Tensor, dims: readonly number[]): Tensor {
   x.assertLive('permute');
   if (dims.length !== x.rank) {
@@ -66,6 +90,12 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
   );
 }
 
+/**
+ * A view with dims `dim0` and `dim1` swapped (negative dims count from the end).
+ *
+ * @example
+ * lr.transpose(lr.tensor([[1, 2, 3]]), 0, 1); // [[1], [2], [3]]
+ */
 export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
   x.assertLive('transpose');
   if (x.rank < 2 && dim0 === -2 && dim1 === -1)
@@ -81,7 +111,12 @@ export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
   return permute(x, dims);
 }
 
-/** Broadcasts size-1 dims (and new leading dims) to `shape` without copying; -1 keeps a dim. */
+/**
+ * Broadcasts size-1 dims (and new leading dims) to `shape` without copying; -1 keeps a dim.
+ *
+ * @example
+ * lr.expand(lr.tensor([[1], [2]]), [2, 3]); // [[1, 1, 1], [2, 2, 2]], strides [1, 0]
+ */
 export function expand(x: Tensor, shape: readonly number[]): Tensor {
   x.assertLive('expand');
   if (shape.length < x.rank) {
@@ -100,7 +135,13 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   return runOp('expand', [x], { shape: target }, () => alias(x, target, strides, x.offset));
 }
 
-/** Elements start..end (exclusive) by `step` along `dim`, as a view. Negative indices count from the end. */
+/**
+ * Elements start..end (exclusive) by `step` along `dim`, as a view. Negative indices count from the end.
+ *
+ * @example
+ * lr.slice(lr.arange(10), 0, 1, 8, 3); // [1, 4, 7]
+ * lr.slice(lr.arange(10), 0, -2); // [8, 9]
+ */
 export function slice(x: Tensor, dim: number, start?: number, end?: number, step = 1): Tensor {
   x.assertLive('slice');
   const d = normalizeDim('slice', dim, x.rank);
@@ -120,7 +161,12 @@ export function slice(x: Tensor, dim: number, start?: number, end?: number, step
   );
 }
 
-/** `length` elements from `start` along `dim` (a view); out-of-range is an error, unlike slice. */
+/**
+ * `length` elements from `start` along `dim` (a view); out-of-range is an error, unlike slice.
+ *
+ * @example
+ * lr.narrow(lr.arange(10), 0, 2, 3); // [2, 3, 4]
+ */
 export function narrow(x: Tensor, dim: number, start: number, length: number): Tensor {
   x.assertLive('narrow');
   const d = normalizeDim('narrow', dim, x.rank);
@@ -132,6 +178,13 @@ export function narrow(x: Tensor, dim: number, start: number, length: number): T
   return slice(x, d, s, s + length);
 }
 
+/**
+ * Removes size-1 dims (only those in `dim` when given), as a view.
+ *
+ * @example
+ * lr.squeeze(lr.zeros([1, 3, 1])).shape; // [3]
+ * lr.squeeze(lr.zeros([1, 3, 1]), 0).shape; // [3, 1]
+ */
 export function squeeze(x: Tensor, dim?: number | readonly number[]): Tensor {
   x.assertLive('squeeze');
   const dims =
@@ -142,6 +195,13 @@ export function squeeze(x: Tensor, dim?: number | readonly number[]): Tensor {
   return reshape(x, shape);
 }
 
+/**
+ * Inserts a size-1 dim at `dim` (negative counts from the end of the new shape), as a view.
+ *
+ * @example
+ * lr.unsqueeze(lr.tensor([1, 2]), 0).shape; // [1, 2]
+ * lr.unsqueeze(lr.tensor([1, 2]), -1).shape; // [2, 1]
+ */
 export function unsqueeze(x: Tensor, dim: number): Tensor {
   x.assertLive('unsqueeze');
   const d = normalizeDim('unsqueeze', dim, x.rank + 1);
@@ -150,6 +210,13 @@ export function unsqueeze(x: Tensor, dim: number): Tensor {
   return reshape(x, shape);
 }
 
+/**
+ * Merges dims `startDim..endDim` (inclusive) into one; a view when the layout allows it.
+ *
+ * @example
+ * lr.flatten(lr.zeros([2, 3, 4])).shape; // [24]
+ * lr.flatten(lr.zeros([2, 3, 4]), 1).shape; // [2, 12]
+ */
 export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
   x.assertLive('flatten');
   if (x.rank === 0) return reshape(x, [1]);
@@ -160,14 +227,26 @@ export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
   return reshape(x, [...x.shape.slice(0, s), mid, ...x.shape.slice(e + 1)]);
 }
 
-/** x itself when contiguous, otherwise a contiguous copy. */
+/**
+ * x itself when contiguous, otherwise a contiguous copy.
+ *
+ * @example
+ * const t = lr.arange(6).reshape(2, 3).T;
+ * lr.contiguous(t).strides; // [2, 1] (a copy)
+ */
 export function contiguous(x: Tensor): Tensor {
   x.assertLive('contiguous');
   if (x.isContiguous()) return x;
   return clone(x);
 }
 
-/** A contiguous copy that never shares storage with x. */
+/**
+ * A contiguous copy that never shares storage with x.
+ *
+ * @example
+ * const a = lr.tensor([1, 2]);
+ * const b = lr.clone(a); // b.storage !== a.storage
+ */
 export function clone(x: Tensor): Tensor {
   return runOp('contiguous', [x], {}, () => wrap(kernel('clone', x, 'copy')(x.view_()), x.shape));
 }
