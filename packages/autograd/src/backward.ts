@@ -4,6 +4,7 @@ import { blockedReason, type Edge, type Node, nodeOf } from './node.js';
 
 const fmt = (shape: readonly number[]) => `[${shape.join(',')}]`;
 
+/** Options of `tensor.backward()`. */
 export interface BackwardOptions {
   /** Keep the graph's saved tensors so that backward can run through it again (default false). */
   retainGraph?: boolean;

@@ -1,7 +1,14 @@
 import { OpError, type Tensor, tidy, zerosLike } from '@lowrank/tensor';
 import { enableGrad } from './mode.js';
 
-/** Sets `.grad` of each tensor to null, disposing the old gradient. */
+/**
+ * Sets `.grad` of each tensor to null, disposing the old gradient.
+ *
+ * @example
+ * const w = lr.ones([2], { requiresGrad: true });
+ * w.mul(3).sum().backward();
+ * lr.zeroGrad([w]); // w.grad === null
+ */
 export function zeroGrad(tensors: Iterable<Tensor>): void {
   for (const t of tensors) {
     t.grad?.dispose();
@@ -9,11 +16,13 @@ export function zeroGrad(tensors: Iterable<Tensor>): void {
   }
 }
 
+/** Options of `grad` and `valueAndGrad`. */
 export interface GradOptions {
   /** Positions of the arguments to differentiate with respect to (default: every argument). */
   argnums?: readonly number[];
 }
 
+/** What the function returned by `valueAndGrad` returns. */
 export interface ValueAndGrad {
   /** f's value (a tensor that does not require grad). */
   value: Tensor;

@@ -1,6 +1,7 @@
 import { fromTypedArray, type Tensor, tidy } from '@lowrank/tensor';
 import { enableGrad, noGrad } from './mode.js';
 
+/** Options of `gradcheck`. */
 export interface GradcheckOptions {
   /** Finite-difference step (default 1e-2: inputs and outputs are float32). */
   eps?: number;
@@ -12,17 +13,25 @@ export interface GradcheckOptions {
   seed?: number;
 }
 
+/** One element whose analytic and numeric gradients disagree. */
 export interface GradcheckMismatch {
+  /** Position of the input in `inputs`. */
   input: number;
+  /** Flat (row-major) index of the element in that input. */
   index: number;
+  /** The gradient `backward()` computed. */
   analytic: number;
+  /** The central finite difference. */
   numeric: number;
 }
 
+/** What `gradcheck` found. */
 export interface GradcheckResult {
+  /** True when every element is within tolerance. */
   ok: boolean;
   /** Largest |analytic − numeric| / (atol + rtol·|numeric|) over all elements (≤ 1 passes). */
   worst: number;
+  /** The elements out of tolerance (empty when `ok`). */
   mismatches: GradcheckMismatch[];
 }
 
@@ -43,6 +52,11 @@ function mulberry32(seed: number): () => number {
  * backward with gradient r checks the whole Jacobian-vector product; each float32 input element
  * is moved by ±eps (the step actually taken in float32 is used) and L is re-evaluated.
  * Non-float32 inputs (indices) are passed through unchanged. Runs on the inputs' device.
+ *
+ * @example
+ * const x = lr.randn([3, 4], { requiresGrad: true });
+ * const { ok, worst } = await lr.gradcheck((a) => a.tanh().square().sum(), [x]);
+ * ok; // true
  */
 export async function gradcheck(
   f: (...xs: Tensor[]) => Tensor,

@@ -1,6 +1,7 @@
 import type { Tensor } from '@lowrank/tensor';
 import { type InputInfo, type Node, nodeOf } from './node.js';
 
+/** Options of `graph`. */
 export interface GraphOptions {
   /** 'text' (default): an indented tree; 'dot': Graphviz source (`dot -Tsvg`). */
   format?: 'text' | 'dot';

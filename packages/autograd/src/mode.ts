@@ -2,7 +2,13 @@
 
 let enabled = true;
 
-/** Whether ops are recorded (false inside `noGrad`, true inside `enableGrad`). */
+/**
+ * Whether ops are recorded (false inside `noGrad`, true inside `enableGrad`).
+ *
+ * @example
+ * lr.isGradEnabled(); // true
+ * lr.noGrad(() => lr.isGradEnabled()); // false
+ */
 export function isGradEnabled(): boolean {
   return enabled;
 }
@@ -35,7 +41,13 @@ export function noGrad<T>(fn: () => T): T {
   return withMode('noGrad', false, fn);
 }
 
-/** Runs `fn` with recording on, even inside `noGrad`. `fn` must be synchronous. */
+/**
+ * Runs `fn` with recording on, even inside `noGrad`. `fn` must be synchronous.
+ *
+ * @example
+ * const w = lr.ones([2], { requiresGrad: true });
+ * lr.noGrad(() => lr.enableGrad(() => w.mul(2)).requiresGrad); // true
+ */
 export function enableGrad<T>(fn: () => T): T {
   return withMode('enableGrad', true, fn);
 }

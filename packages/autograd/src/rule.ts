@@ -29,6 +29,7 @@ export interface GradRule<A extends object = object> {
   readonly saveInputs?: readonly number[];
   /** Whether the rule reads the output. */
   readonly saveOutput?: boolean;
+  /** Gradients w.r.t. each input, from the output's gradient `ctx.grad` (null where not needed). */
   backward(ctx: BackwardContext<A>): (Tensor | null)[];
 }
 
@@ -40,6 +41,13 @@ const custom = new Map<string, GradRule>();
 /**
  * Registers a gradient rule for an op name that the tensor package does not define (an op built
  * with `runOp` in another package). Built-in ops cannot be overridden.
+ *
+ * @example
+ * // y = x³ as one op, with its own rule: dy/dx = 3x²
+ * const cube = (x: lr.Tensor) => lr.runOp('cube', [x], {}, () => x.mul(x).mul(x));
+ * lr.registerGradRule('cube', { saveInputs: [0], backward: ({ grad, inputs: [x] }) => [grad.mul(x!.square().mul(3))] });
+ * const x = lr.tensor([2], { requiresGrad: true });
+ * cube(x).sum().backward(); // x.grad = [12]
  */
 export function registerGradRule<A extends object>(op: string, rule: GradRule<A>): void {
   custom.set(op, rule as GradRule);
@@ -49,7 +57,13 @@ export function customRule(op: string): GradRule | undefined {
   return custom.get(op);
 }
 
-/** Sums `g` over broadcast dims so that it has `shape` (the inverse of broadcasting). */
+/**
+ * Sums `g` over broadcast dims so that it has `shape` (the inverse of broadcasting).
+ *
+ * @example
+ * // a [3] bias was broadcast to [2, 3]: its gradient sums over the broadcast rows
+ * lr.unbroadcast(lr.ones([2, 3]), [3]); // [2, 2, 2]
+ */
 export function unbroadcast(g: Tensor, shape: readonly number[]): Tensor {
   if (g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i])) return g;
   const lead = g.rank - shape.length;
