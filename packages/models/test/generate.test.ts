@@ -77,3 +77,23 @@ describe('GPT-2 KV cache and generation', () => {
     await expect(generate(model, [1], { maxNewTokens: 2, topP: 2 })).rejects.toThrow(/topP/);
   });
 });
+
+describe('lmLoss (HF causal-LM loss)', () => {
+  it('shifts labels by one, ignores -100 and averages over the rest', async () => {
+    const { lmLoss } = await import('../src/gpt2.js');
+    // logits [1, 3, 2]: positions 0 and 1 predict labels 1 and 2; the last position predicts nothing
+    const logits = tensor([
+      [
+        [0, 1],
+        [2, 0],
+        [5, 5],
+      ],
+    ]);
+    const l = lmLoss(logits, tensor([[1, 0, 1]], { dtype: 'int32' }));
+    const ce = (z: number[], y: number): number => Math.log(Math.exp(z[0]) + Math.exp(z[1])) - z[y];
+    expect((await l.item()) as number).toBeCloseTo((ce([0, 1], 0) + ce([2, 0], 1)) / 2, 6);
+    const ignored = lmLoss(logits, tensor([[1, -100, 1]], { dtype: 'int32' }));
+    expect((await ignored.item()) as number).toBeCloseTo(ce([2, 0], 1), 6);
+    expect(() => lmLoss(logits, tensor([[1, 0]], { dtype: 'int32' }))).toThrow(/labels must be \[1, 3\]/);
+  });
+});
