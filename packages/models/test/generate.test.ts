@@ -1,8 +1,9 @@
 import '@lowrank/autograd';
+import { noGrad as noGradTest } from '@lowrank/autograd';
+import { memory, tensor } from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
 import { generate, generateNoCache } from '../src/generate.js';
-import { GPT2LMHeadModel } from '../src/gpt2.js';
-import { memory, noGradTest, tensor, tidy } from './_helpers.js';
+import { GPT2LMHeadModel, lmLoss } from '../src/gpt2.js';
 
 const tiny = { vocab_size: 37, n_positions: 24, n_embd: 16, n_layer: 2, n_head: 2 };
 
@@ -80,7 +81,6 @@ describe('GPT-2 KV cache and generation', () => {
 
 describe('lmLoss (HF causal-LM loss)', () => {
   it('shifts labels by one, ignores -100 and averages over the rest', async () => {
-    const { lmLoss } = await import('../src/gpt2.js');
     // logits [1, 3, 2]: positions 0 and 1 predict labels 1 and 2; the last position predicts nothing
     const logits = tensor([
       [
