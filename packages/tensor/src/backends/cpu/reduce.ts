@@ -3,64 +3,83 @@ import { typedArrayFor } from '../../dtype.js';
 import { storageOf } from './storage.js';
 import { arrayOf, offsetsOf } from './strided.js';
 
-/** Reduces the `inner` trailing elements of each of `outer` rows (x is [...kept, ...reduced]). */
+/**
+ * Reduces the `inner` trailing elements of each of `outer` rows (x is [...kept, ...reduced]).
+ * Each row is first read into a dense float64 scratch row (through the strides when the view is
+ * not contiguous), so the reduction loops themselves are plain array scans. Sums accumulate in
+ * float64, which keeps float32 results as close to exact as a float32 can hold.
+ */
 export const reduce: KernelTable['reduce'] = (op, x, outer, inner, outDtype) => {
   const out = typedArrayFor(outDtype, outer);
   const src = arrayOf(x);
   const offs = offsetsOf(x);
-  const base = x.offset;
-  const at = offs ? (i: number) => src[offs[i]] : (i: number) => src[base + i];
+  if (!offs && op === 'sum' && src instanceof Float32Array) {
+    // the hot case (losses, means, layer norms) scans the float32 storage directly
+    for (let o = 0; o < outer; o++) out[o] = sumContiguous(src, x.offset + o * inner, inner);
+    return storageOf(out, outDtype);
+  }
+  const row = new Float64Array(inner);
   for (let o = 0; o < outer; o++) {
     const start = o * inner;
-    switch (op) {
-      case 'sum': {
-        // pairwise-free but compensated (Kahan) summation keeps float32 results close to float64
-        let s = 0;
-        let c = 0;
-        for (let j = 0; j < inner; j++) {
-          const y = at(start + j) - c;
-          const t = s + y;
-          c = t - s - y;
-          s = t;
-        }
-        out[o] = s;
-        break;
-      }
-      case 'prod': {
-        let p = 1;
-        for (let j = 0; j < inner; j++) p *= at(start + j);
-        out[o] = p;
-        break;
-      }
-      case 'max':
-      case 'min': {
-        let best = at(start);
-        for (let j = 1; j < inner; j++) {
-          const v = at(start + j);
-          if (Number.isNaN(v)) {
-            best = v; // NaN propagates, as in PyTorch
-            break;
-          }
-          if (op === 'max' ? v > best : v < best) best = v;
-        }
-        out[o] = best;
-        break;
-      }
-      case 'argmax':
-      case 'argmin': {
-        let best = at(start);
-        let bi = 0;
-        for (let j = 1; j < inner && !Number.isNaN(best); j++) {
-          const v = at(start + j);
-          if (Number.isNaN(v) || (op === 'argmax' ? v > best : v < best)) {
-            best = v;
-            bi = j;
-          }
-        }
-        out[o] = bi;
-        break;
-      }
+    if (offs) for (let j = 0; j < inner; j++) row[j] = src[offs[start + j]];
+    else {
+      const base = x.offset + start;
+      for (let j = 0; j < inner; j++) row[j] = src[base + j];
     }
+    out[o] = reduceRow(op, row, inner);
   }
   return storageOf(out, outDtype);
 };
+
+function sumContiguous(src: Float32Array, start: number, n: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let j = 0;
+  for (; j + 1 < n; j += 2) {
+    s0 += src[start + j];
+    s1 += src[start + j + 1];
+  }
+  if (j < n) s0 += src[start + j];
+  return s0 + s1;
+}
+
+function reduceRow(op: Parameters<KernelTable['reduce']>[0], row: Float64Array, n: number): number {
+  switch (op) {
+    case 'sum': {
+      let s = 0;
+      for (let j = 0; j < n; j++) s += row[j];
+      return s;
+    }
+    case 'prod': {
+      let p = 1;
+      for (let j = 0; j < n; j++) p *= row[j];
+      return p;
+    }
+    case 'max':
+    case 'min': {
+      let best = row[0];
+      for (let j = 1; j < n; j++) {
+        const v = row[j];
+        if (Number.isNaN(v)) return v; // NaN propagates, as in PyTorch
+        if (op === 'max' ? v > best : v < best) best = v;
+      }
+      return best;
+    }
+    case 'argmax':
+    case 'argmin': {
+      // first occurrence wins; the first NaN counts as the extreme, as in PyTorch
+      if (Number.isNaN(row[0])) return 0;
+      let best = row[0];
+      let bi = 0;
+      for (let j = 1; j < n; j++) {
+        const v = row[j];
+        if (Number.isNaN(v)) return j;
+        if (op === 'argmax' ? v > best : v < best) {
+          best = v;
+          bi = j;
+        }
+      }
+      return bi;
+    }
+  }
+}
