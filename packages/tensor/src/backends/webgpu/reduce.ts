@@ -40,8 +40,8 @@ function foldSerial(op: ReduceOp, t: string): string {
     case 'argmin': {
       const cmp = op === 'argmax' ? 'v > acc' : 'v < acc';
       return nan
-        ? `if (!is_nan(acc) && (is_nan(v) || ${cmp})) { acc = v; ai = j; }`
-        : `if (${cmp}) { acc = v; ai = j; }`;
+        ? `if (ai == 0xffffffffu || (!is_nan(acc) && (is_nan(v) || ${cmp}))) { acc = v; ai = j; }`
+        : `if (ai == 0xffffffffu || ${cmp}) { acc = v; ai = j; }`;
     }
   }
 }

@@ -52,17 +52,30 @@ fn erf_f(x: f32) -> f32 {
     + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
   return select(1.0 - y, y - 1.0, x < 0.0);
 }
+fn is_inf(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }
 fn pow_f(a: f32, b: f32) -> f32 {
   if (b == 0.0) { return 1.0; }
   if (is_nan(a) || is_nan(b)) { return nan_f(); }
   if (b == 1.0) { return a; }
   if (b == 2.0) { return a * a; }
-  let r = exp2(b * log2(abs(a)));
-  if (a < 0.0) {
-    if (fract(b) != 0.0) { return nan_f(); }
-    if (fract(b * 0.5) != 0.0) { return -r; }
+  let aa = abs(a);
+  if (is_inf(b)) {
+    if (aa == 1.0) { return nan_f(); }
+    return select(0.0, inf_f(), (aa > 1.0) == (b > 0.0));
   }
+  let bint = fract(b) == 0.0;
+  if (a < 0.0 && !bint && !is_inf(a)) { return nan_f(); }
+  var r: f32;
+  if (aa == 0.0) { r = select(inf_f(), 0.0, b > 0.0); }
+  else if (is_inf(a)) { r = select(0.0, inf_f(), b > 0.0); }
+  else { r = exp2(b * log2(aa)); }
+  if (bint && fract(b * 0.5) != 0.0 && (bitcast<u32>(a) >> 31u) == 1u) { r = -r; }
   return r;
+}
+// sin/cos after reducing x to [-pi, pi] (Cody-Waite, accurate for |x| up to ~1e4)
+fn reduce_2pi(x: f32) -> f32 {
+  let k = round(x * 0.15915494309189535);
+  return (x - k * 6.28125) - k * 0.0019353071795864769;
 }
 fn pow_i(a: i32, b: i32) -> i32 {
   if (b < 0) {
