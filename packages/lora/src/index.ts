@@ -13,9 +13,9 @@ export {
   subspaceSimilarityGrid,
   toMatrix,
 } from './analysis/subspace.js';
-export { frobeniusNorm, leadingColumns, type Matrix, matrix, type SVDResult, svd } from './analysis/svd.js';
 /** Host float64 matrix helpers used by the analyses (`linalg.matmul`, `linalg.transpose`, …). */
 export * as linalg from './analysis/svd.js';
+export { frobeniusNorm, leadingColumns, type Matrix, matrix, type SVDResult, svd } from './analysis/svd.js';
 export {
   type LoraBias,
   type LoraConfig,

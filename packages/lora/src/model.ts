@@ -290,11 +290,17 @@ export class LoraModel<M extends Module = Module> {
     const layers = [...this.layers.values()];
     const indices: Tensor[] = [];
     try {
+      const byKey = new Map<string, Tensor>(); // layers with the same adapters share one index upload
       for (const l of layers) {
         const own = distinct.filter((n) => l.specs.has(n));
-        const idx = names.map((n) => (n !== null && l.specs.has(n) ? own.indexOf(n) : own.length));
-        const index = tensor(Int32Array.from(idx), { device: l.baseWeight.device });
-        indices.push(index);
+        const key = `${l.baseWeight.device}|${own.join('|')}`;
+        let index = byKey.get(key);
+        if (!index) {
+          const idx = names.map((n) => (n !== null && l.specs.has(n) ? own.indexOf(n) : own.length));
+          index = tensor(Int32Array.from(idx), { device: l.baseWeight.device });
+          indices.push(index);
+          byKey.set(key, index);
+        }
         l.mixed = { names: own, index };
       }
       return fn();

@@ -72,15 +72,15 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
   /** The adapter as PEFT stores it (fused layers expand theirs). */
   abstract plainFactors(name: string): PlainFactors;
   /**
-   * The mixed-batch LoRA path from stacked A [N+1, R, in] and B [N+1, out, R] (scaling folded into
-   * B, slot N = zeros for the base): gather each sample's pair, then two batched matmuls — four
-   * dispatches whatever the number of adapters (S-LoRA's MBGMV idea, from existing kernels).
+   * The mixed-batch LoRA path from stacked Aᵀ [N+1, in, R] and Bᵀ [N+1, R, out] (scaling folded
+   * into B, slot N = zeros for the base): gather each sample's pair, then two batched matmuls —
+   * four dispatches whatever the number of adapters (S-LoRA's MBGMV idea, from existing kernels).
    */
-  protected mixedDelta(x: Tensor, index: Tensor, A: Tensor, B: Tensor): Tensor {
-    const [b, inF, outF] = [x.shape[0], A.shape[2], B.shape[1]];
+  protected mixedDelta(x: Tensor, index: Tensor, AT: Tensor, BT: Tensor): Tensor {
+    const [b, inF, outF] = [x.shape[0], AT.shape[1], BT.shape[2]];
     const x3 = x.reshape([b, x.size / (b * inF), inF]); // [b, T, in]
-    const h = x3.matmul(A.indexSelect(0, index).transpose(1, 2)); // [b, T, R]
-    const y = h.matmul(B.indexSelect(0, index).transpose(1, 2)); // [b, T, out]
+    const h = x3.matmul(AT.indexSelect(0, index)); // [b, T, in] @ [b, in, R] → [b, T, R]
+    const y = h.matmul(BT.indexSelect(0, index)); // [b, T, R] @ [b, R, out] → [b, T, out]
     return y.reshape([...x.shape.slice(0, -1), outF]);
   }
   /** Creates the adapter's parameters (called by `addAdapter`). */
@@ -179,7 +179,7 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
     return tidy(() => this.base_layer.forward(x).add(this.mixedDelta(x, mixed.index, A, B)));
   }
 
-  /** A [N+1, R, in] and B [N+1, out, R] (scaling folded into B; the last slot is zeros = base). */
+  /** Aᵀ [N+1, in, R] and Bᵀ [N+1, R, out] (scaling folded into B; the last slot is zeros = base). */
   #stacked(names: readonly string[]): { A: Tensor; B: Tensor } {
     const ids = names.map((n) => this.holders().map((h) => h.get(n).id));
     const key = `${this.version}|${names.join('|')}|${ids.join(';')}`;
@@ -196,11 +196,11 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
           shape[dim] = missing;
           return cat([t, zeros(shape, { device: t.device })], dim);
         };
-        const As = factors.map((f) => pad(f.A, 0));
-        const Bs = factors.map((f) => pad(f.B.mul(f.scaling), 1));
-        As.push(zeros([R, inF], { device: As[0].device }));
-        Bs.push(zeros([outF, R], { device: As[0].device }));
-        return { A: keep(stack(As, 0)), B: keep(stack(Bs, 0)) };
+        const As = factors.map((f) => pad(f.A, 0).T); // [in, R] each
+        const Bs = factors.map((f) => pad(f.B.mul(f.scaling), 1).T); // [R, out] each
+        As.push(zeros([inF, R], { device: As[0].device }));
+        Bs.push(zeros([R, outF], { device: As[0].device }));
+        return { A: keep(stack(As, 0)), B: keep(stack(Bs, 0)) }; // contiguous Aᵀ/Bᵀ stacks
       }),
     );
     this.releaseCache();

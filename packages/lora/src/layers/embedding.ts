@@ -40,13 +40,12 @@ export class LoraEmbedding extends LoraLayer<Embedding> {
     const A = this.lora_embedding_A.get(name);
     return { A, B: this.lora_embedding_B.get(name), scaling: this.specs.get(name)!.scaling };
   }
-  protected override mixedDelta(ids: Tensor, index: Tensor, A: Tensor, B: Tensor): Tensor {
-    const [slots, R, num] = A.shape;
+  protected override mixedDelta(ids: Tensor, index: Tensor, AT: Tensor, BT: Tensor): Tensor {
+    const [slots, num, R] = AT.shape; // Aᵀ of every adapter: [N+1, num, R]
     const b = ids.shape[0];
-    const table = A.transpose(1, 2).reshape([slots * num, R]); // [(N+1)·num, R]: Aᵀ of every adapter
     const perSample = index.reshape([b, ...ids.shape.slice(1).map(() => 1)]).mul(num);
-    const h = embedding(table, ids.add(perSample)).reshape([b, -1, R]); // [b, T, R], one gather
-    const y = h.matmul(B.indexSelect(0, index).transpose(1, 2)); // [b, T, dim]
-    return y.reshape([...ids.shape, B.shape[1]]);
+    const h = embedding(AT.reshape([slots * num, R]), ids.add(perSample)).reshape([b, -1, R]); // [b, T, R]: one gather
+    const y = h.matmul(BT.indexSelect(0, index)); // [b, T, dim]
+    return y.reshape([...ids.shape, BT.shape[2]]);
   }
 }
