@@ -51,6 +51,36 @@ function adapterTensors(handle: LoraModel, name: string, use: (key: string, t: T
   }
 }
 
+/**
+ * The adapter's live parameters by PEFT key (`base_model.model.<module>.lora_A.weight`, …): the
+ * tensors themselves, so `.grad` can be compared with PEFT's gradients key by key.
+ * Fused-slice layers have no PEFT-shaped parameters and are refused.
+ *
+ * @example
+ * for (const [key, p] of adapterParameters(lora)) expect(await p.grad!.data()).toBeCloseTo(ref[`${key}.grad`]);
+ */
+export function adapterParameters(handle: LoraModel, adapterName = 'default'): Map<string, Tensor> {
+  if (!handle.configs.has(adapterName)) throw new OpError('adapterParameters', `no adapter '${adapterName}'`);
+  const out = new Map<string, Tensor>();
+  for (const [path, layer] of handle.layers) {
+    if (!layer.specs.has(adapterName)) continue;
+    if (layer instanceof LoraFusedLinear) {
+      throw new OpError(
+        'adapterParameters',
+        `'${path}' adapts fused slices; its parameters are not in PEFT's shape (use exportAdapter)`,
+      );
+    }
+    const [A, B] = layer.factorParams(adapterName);
+    const [a, b] =
+      layer instanceof LoraEmbedding
+        ? ['lora_embedding_A', 'lora_embedding_B']
+        : ['lora_A.weight', 'lora_B.weight'];
+    out.set(`${PREFIX}${path}.${a}`, A);
+    out.set(`${PREFIX}${path}.${b}`, B);
+  }
+  return out;
+}
+
 /** The adapter as PEFT would save it (config object + host tensors). */
 export async function exportAdapter(handle: LoraModel, adapterName = 'default'): Promise<AdapterFiles> {
   const cfg = handle.configs.get(adapterName);

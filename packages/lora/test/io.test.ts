@@ -13,6 +13,7 @@ import {
 import { Generator, randint } from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
 import {
+  adapterParameters,
   applyLora,
   exportAdapter,
   fromPeftConfig,
@@ -238,5 +239,21 @@ describe('browser safety', () => {
     for (const f of files)
       expect([f, /from 'node:/.test(await readFile(join(src, f), 'utf8'))]).toEqual([f, false]);
     expect(await readFile(join(src, 'index.ts'), 'utf8')).not.toMatch(/node\.js/);
+  });
+});
+
+describe('adapterParameters', () => {
+  it('maps PEFT keys to the live parameters (for gradient comparisons)', async () => {
+    const lora = await loadAdapter(new Gpt2Skeleton(), FIXTURE);
+    const params = adapterParameters(lora);
+    expect([...params.keys()]).toEqual(KEYS);
+    expect(params.get(KEYS[0])).toBe(
+      lora.layers.get('transformer.h.0.attn.c_attn')!.factorParams('default')[0],
+    );
+    const fused = applyLora(new TinyNet(), {
+      targetModules: ['c_attn'],
+      fusedSlices: { c_attn: [true, false, true] },
+    });
+    expect(() => adapterParameters(fused)).toThrow(/adapts fused slices/);
   });
 });
