@@ -335,6 +335,29 @@ export class LoraModel<M extends Module = Module> {
     return this;
   }
 
+  /**
+   * PEFT's `safe_merge`: computes every ΔW first and merges only if all are finite; otherwise
+   * throws naming the layers and leaves the weights untouched.
+   */
+  async safeMerge(names: readonly string[] = this.#active): Promise<this> {
+    for (const n of names) this.#require(n);
+    const bad: string[] = [];
+    for (const [path, l] of this.layers) {
+      for (const n of names.filter((a) => l.specs.has(a))) {
+        const d = noGrad(() => tidy(() => l.deltaWeight(n)));
+        const values = await d.data();
+        d.dispose();
+        if (values.some((v) => !Number.isFinite(v))) bad.push(`${path} (${n})`);
+      }
+    }
+    if (bad.length)
+      throw new OpError(
+        'lora.safeMerge',
+        `NaN or infinite values in ΔW of ${bad.join(', ')}; nothing merged`,
+      );
+    return this.merge(names);
+  }
+
   /** Subtracts every merged adapter (W returns to its value before `merge` up to float rounding). */
   unmerge(): this {
     for (const l of this.layers.values()) l.unmerge();

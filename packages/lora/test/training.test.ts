@@ -104,3 +104,58 @@ describe('training only what trains', () => {
     expect(String(fp)).toMatch(/optimizer state: .* \(LoRA\) vs .* \(full fine-tuning\)/);
   });
 });
+
+describe('dropout on the LoRA path only', () => {
+  it('with B = 0 the output equals the base even in training mode; with B ≠ 0 masks vary per call', async () => {
+    const x = ids();
+    const base = new TinyNet();
+    base.train();
+    const plain = base.forward(x);
+    const net = new TinyNet();
+    applyLora(net, { targetModules: ['fc', 'c_attn', 'c_proj'], loraDropout: 0.9, seed: 3 });
+    net.train();
+    expect(await maxAbsDiff(net.forward(x), plain)).toBe(0); // the base path saw no dropout
+    const rnd = new TinyNet();
+    applyLora(rnd, { targetModules: ['fc'], loraDropout: 0.5, initLoraWeights: false, seed: 3 });
+    rnd.train();
+    expect(await maxAbsDiff(rnd.forward(x), rnd.forward(x))).toBeGreaterThan(0);
+    rnd.eval();
+    expect(await maxAbsDiff(rnd.forward(x), rnd.forward(x))).toBe(0);
+  });
+});
+
+describe('memory and safe merging', () => {
+  it('forward (plain and mixed), merge/unmerge and footprint leave no tensors behind', async () => {
+    const net = new TinyNet();
+    net.eval();
+    const lora = applyLora(net, { targetModules: ['emb', 'fc', 'c_attn'], initLoraWeights: false, seed: 1 });
+    lora.addAdapter('b', { targetModules: ['fc'], initLoraWeights: false, seed: 2 });
+    const x = ids();
+    const cycle = async () => {
+      tidy(() => void net.forward(x));
+      tidy(() => void lora.forward(x, { adapterNames: ['b', null] }));
+      lora.merge();
+      lora.unmerge();
+      await lora.safeMerge();
+      lora.unmerge();
+      await trainingFootprint(lora);
+    };
+    await cycle();
+    const before = memory().numTensors;
+    for (let i = 0; i < 3; i++) await cycle();
+    expect(memory().numTensors).toBe(before);
+  });
+
+  it('safeMerge refuses non-finite ΔW and merges nothing', async () => {
+    const net = new TinyNet();
+    const lora = applyLora(net, { targetModules: ['fc', 'c_proj'], initLoraWeights: false, seed: 1 });
+    const w = net.getParameter('c_proj.base_layer.weight').clone();
+    const { noGrad } = await import('@lowrank/autograd');
+    noGrad(() => lora.layers.get('fc')!.factorParams('default')[1].fill_(Number.NaN));
+    await expect(lora.safeMerge()).rejects.toThrow(
+      /NaN or infinite values in ΔW of fc \(default\); nothing merged/,
+    );
+    expect(lora.layers.get('c_proj')!.merged.size).toBe(0);
+    expect(await maxAbsDiff(net.getParameter('c_proj.base_layer.weight'), w)).toBe(0);
+  });
+});
