@@ -11,8 +11,11 @@ import { entriesOf, fmtShape, noGrad } from './internal.js';
 
 /** Values on the host, as a checkpoint reader gives them (row-major). */
 export interface HostTensor {
+  /** Element type. */
   readonly dtype: DType;
+  /** Size of each dimension. */
   readonly shape: readonly number[];
+  /** The values, row-major, in the dtype's CPU representation. */
   readonly data: TypedArray;
 }
 
@@ -24,13 +27,17 @@ export type StateDictSource =
   | Readonly<Record<string, Tensor | HostTensor>>
   | ReadonlyMap<string, Tensor | HostTensor>;
 
+/** Options of `loadStateDict`. */
 export interface LoadStateDictOptions {
   /** Throw when keys are missing or unexpected (default true). Mis-shaped keys always throw. */
   strict?: boolean;
 }
 
+/** What `loadStateDict` did not match (empty lists in strict mode, which throws instead). */
 export interface LoadStateDictResult {
+  /** Keys of this module that the source lacked (left as they were). */
   missingKeys: string[];
+  /** Keys of the source that name nothing in this module (ignored). */
   unexpectedKeys: string[];
 }
 
@@ -196,6 +203,7 @@ export abstract class Module {
     return out;
   }
 
+  /** Direct submodules. */
   children(): Module[] {
     return this.namedChildren().map(([, m]) => m);
   }
@@ -214,6 +222,7 @@ export abstract class Module {
     return out;
   }
 
+  /** This module and all submodules, depth first, each once. */
   modules(): Module[] {
     return this.namedModules().map(([, m]) => m);
   }
@@ -223,14 +232,17 @@ export abstract class Module {
     return this.#namedTensors('parameters', options.recurse ?? true, true);
   }
 
+  /** Every parameter (of submodules too unless `recurse: false`), each once; what optimizers take. */
   parameters(options: { recurse?: boolean } = {}): Tensor[] {
     return this.namedParameters(options).map(([, p]) => p);
   }
 
+  /** Buffers with dotted names (of submodules too unless `recurse: false`). */
   namedBuffers(options: { recurse?: boolean } = {}): [string, Tensor][] {
     return this.#namedTensors('buffers', options.recurse ?? true, true);
   }
 
+  /** Every buffer (of submodules too unless `recurse: false`). */
   buffers(options: { recurse?: boolean } = {}): Tensor[] {
     return this.namedBuffers(options).map(([, b]) => b);
   }
@@ -272,6 +284,7 @@ export abstract class Module {
     return this;
   }
 
+  /** Sets evaluation mode (`train(false)`): dropout off. Returns this. */
   eval(): this {
     return this.train(false);
   }
@@ -395,6 +408,7 @@ export abstract class Module {
     return '';
   }
 
+  /** The module tree, one submodule per line, like PyTorch's `print(model)`. */
   toString(): string {
     const children = this.namedChildren();
     const head = `${this.constructor.name}(${this.extraRepr()}`;
@@ -410,5 +424,6 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 
 /** A module mapping one tensor to one tensor (what `Sequential` chains). */
 export interface UnaryModule extends Module {
+  /** The module's computation. */
   forward(x: Tensor): Tensor;
 }
