@@ -24,13 +24,19 @@ export interface CausalSelfAttentionOptions extends LayerOptions {
  * attn.forward(x); // x [B, T, 64] → [B, T, 64]
  */
 export class CausalSelfAttention extends Module {
+  /** Fused q|k|v projection, [3·nEmbd, nEmbd] (GPT-2's name). */
   readonly c_attn: Linear;
+  /** Output projection back to nEmbd. */
   readonly c_proj: Linear;
+  /** Dropout on the attention weights. */
   readonly attn_dropout: Dropout;
+  /** Dropout on the output. */
   readonly resid_dropout: Dropout;
 
   constructor(
+    /** Model width (input and output features). */
     readonly nEmbd: number,
+    /** Number of heads (nEmbd must be divisible by it). */
     readonly nHead: number,
     options: CausalSelfAttentionOptions = {},
   ) {
@@ -81,6 +87,7 @@ export class CausalSelfAttention extends Module {
 }
 
 export interface MultiheadAttentionOptions extends LayerOptions {
+  /** Biases on the input and output projections (default true). */
   bias?: boolean;
   /** Dropout on the attention weights (default 0). */
   dropout?: number;
@@ -88,6 +95,7 @@ export interface MultiheadAttentionOptions extends LayerOptions {
   batchFirst?: boolean;
 }
 
+/** Options of `MultiheadAttention.forward`. */
 export interface MultiheadAttentionForwardOptions {
   /**
    * PyTorch's MultiheadAttention convention — the OPPOSITE of scaledDotProductAttention's:
@@ -100,6 +108,7 @@ export interface MultiheadAttentionForwardOptions {
   needWeights?: boolean;
   /** Average the weights over heads (default true): [N, L, S]; else [N, numHeads, L, S]. */
   averageAttnWeights?: boolean;
+  /** Mask future positions (query i attends to keys ≤ i), combined with any other mask. */
   isCausal?: boolean;
 }
 
@@ -108,16 +117,24 @@ export interface MultiheadAttentionForwardOptions {
  * `in_proj_bias`, `out_proj`), so its state dicts load as they are. Returns `[output, weights]`.
  */
 export class MultiheadAttention extends Module {
+  /** Stacked q, k, v projection weights, [3·embedDim, embedDim] (PyTorch's name and layout). */
   readonly in_proj_weight: Tensor;
+  /** Stacked q, k, v biases, [3·embedDim], or null without bias. */
   readonly in_proj_bias: Tensor | null;
+  /** Output projection. */
   readonly out_proj: Linear;
+  /** embedDim / numHeads. */
   readonly headDim: number;
+  /** Inputs are [N, L, E] when true, [L, N, E] when false. */
   readonly batchFirst: boolean;
+  /** Dropout probability on the attention weights (training mode only). */
   readonly dropout: number;
   readonly #generator: LayerOptions['generator'];
 
   constructor(
+    /** Model width. */
     readonly embedDim: number,
+    /** Number of heads. */
     readonly numHeads: number,
     options: MultiheadAttentionOptions = {},
   ) {
@@ -145,6 +162,10 @@ export class MultiheadAttention extends Module {
     if (this.out_proj.bias) init.zeros_(this.out_proj.bias);
   }
 
+  /**
+   * `torch.nn.MultiheadAttention`'s forward: attends from `query` to `key`/`value` and returns the
+   * output (batch layout as `batchFirst`) and the attention weights (null with `needWeights: false`).
+   */
   forward(
     query: Tensor,
     key: Tensor,

@@ -18,13 +18,19 @@ const OPTIM_PREFIX = '__optim__.';
 /** JSON values a checkpoint can carry for the caller. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [k: string]: JsonValue };
 
+/** Everything a training run needs to resume exactly: what `checkpointToBytes` saves. */
 export interface TrainingState {
+  /** The model (its state dict). */
   model: Module;
+  /** The optimizer (its state: moments, step counts, group options). */
   optimizer?: Optimizer<BaseOptions>;
+  /** The learning-rate scheduler (its step count). */
   scheduler?: LambdaLR;
   /** Generators whose states are saved (e.g. `{ dropout: gen, data: dataGen }`). */
   generators?: Readonly<Record<string, Generator>>;
+  /** The training step reached (default 0). */
   step?: number;
+  /** Anything else the caller wants back (JSON). */
   extra?: JsonValue;
 }
 
@@ -37,7 +43,12 @@ interface CheckpointMeta {
   extra: JsonValue;
 }
 
-/** Serialises a training state to safetensors bytes. */
+/**
+ * Serialises a training state to safetensors bytes.
+ *
+ * @example
+ * const bytes = await checkpointToBytes({ model, optimizer: opt, scheduler: sched, step: 100 });
+ */
 export async function checkpointToBytes(state: TrainingState): Promise<Uint8Array> {
   const tensors = new Map<string, Tensor>(Object.entries(state.model.stateDict()));
   let optimizer: CheckpointMeta['optimizer'] = null;
@@ -64,14 +75,20 @@ export async function checkpointToBytes(state: TrainingState): Promise<Uint8Arra
   return serializeSafetensors(await toHost(tensors), { [META_KEY]: JSON.stringify(meta), format: 'pt' });
 }
 
+/** What `checkpointFromBytes` returns besides the objects it restored in place. */
 export interface RestoredCheckpoint {
+  /** The step saved. */
   step: number;
+  /** The `extra` saved (null when none). */
   extra: JsonValue;
 }
 
 /**
  * Restores a training state from `checkpointToBytes` output into existing objects (built with
  * the same configuration). The model is loaded strictly.
+ *
+ * @example
+ * const { step } = checkpointFromBytes(bytes, { model, optimizer: opt, scheduler: sched });
  */
 export function checkpointFromBytes(bytes: Uint8Array, target: TrainingState): RestoredCheckpoint {
   const { tensors, metadata } = parseSafetensors(bytes);

@@ -15,6 +15,7 @@ export class Sequential extends Module {
     for (const m of modules) this.append(m);
   }
 
+  /** Number of modules. */
   get length(): number {
     return this.namedChildren().length;
   }
@@ -27,11 +28,13 @@ export class Sequential extends Module {
     return m;
   }
 
+  /** Adds a module at the end (named by its position). Returns this. */
   append(m: UnaryModule): this {
     this.registerModule(String(this.length), m);
     return this;
   }
 
+  /** Runs the modules in order, each on the previous one's output. */
   forward(x: Tensor): Tensor {
     // children() reads the registry, so modules swapped in by setSubmodule are used
     const children = this.children() as UnaryModule[];
@@ -46,10 +49,12 @@ export class ModuleList<M extends Module = Module> extends Module {
     for (const m of modules) this.append(m);
   }
 
+  /** Number of modules. */
   get length(): number {
     return this.namedChildren().length;
   }
 
+  /** The i-th module (negative counts from the end). */
   at(i: number): M {
     const children = this.children() as M[];
     const m = children[i < 0 ? children.length + i : i];
@@ -57,11 +62,13 @@ export class ModuleList<M extends Module = Module> extends Module {
     return m;
   }
 
+  /** Adds a module at the end (named by its position). Returns this. */
   append(m: M): this {
     this.registerModule(String(this.length), m);
     return this;
   }
 
+  /** The modules in order. */
   [Symbol.iterator](): Iterator<M> {
     return (this.children() as M[])[Symbol.iterator]();
   }
@@ -74,26 +81,31 @@ export class ModuleDict<M extends Module = Module> extends Module {
     for (const [k, m] of Object.entries(modules)) this.registerModule(k, m);
   }
 
+  /** The module named `key` (throws when there is none). */
   get(key: string): M {
     const entry = this.namedChildren().find(([k]) => k === key);
     if (!entry) throw new OpError('ModuleDict.get', `no module '${key}'`);
     return entry[1] as M;
   }
 
+  /** Whether a module is named `key`. */
   has(key: string): boolean {
     return this.namedChildren().some(([k]) => k === key);
   }
 
+  /** Registers (or replaces) the module named `key`. Returns this. */
   set(key: string, m: M): this {
     if (this.has(key)) this.setSubmodule(key, m);
     else this.registerModule(key, m);
     return this;
   }
 
+  /** The names, in registration order. */
   keys(): string[] {
     return this.namedChildren().map(([k]) => k);
   }
 
+  /** [name, module] pairs, in registration order. */
   entries(): [string, M][] {
     return this.namedChildren() as [string, M][];
   }

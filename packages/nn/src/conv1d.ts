@@ -11,11 +11,15 @@ import { Module } from './module.js';
  * HF does: W ~ N(0, 0.02²), b = 0.
  */
 export class Conv1D extends Module {
+  /** [nx, nf] = [in, out]: transposed relative to `Linear` (GPT-2's layout). */
   readonly weight: Tensor;
+  /** [nf]. */
   readonly bias: Tensor;
 
   constructor(
+    /** Output features (Hugging Face's name). */
     readonly nf: number,
+    /** Input features (Hugging Face's name). */
     readonly nx: number,
     options: LayerOptions = {},
   ) {
@@ -24,14 +28,17 @@ export class Conv1D extends Module {
     this.bias = this.registerParameter('bias', zeros([nf], { device: options.device }));
   }
 
+  /** Input features (`nx`). */
   get inFeatures(): number {
     return this.nx;
   }
 
+  /** Output features (`nf`). */
   get outFeatures(): number {
     return this.nf;
   }
 
+  /** `x · weight + bias` over the last dim of `x`. */
   forward(x: Tensor): Tensor {
     if (x.rank < 1 || x.shape[x.rank - 1] !== this.nx) {
       throw new OpError('Conv1D', `input's last dim must be ${this.nx}, got ${fmtShape(x.shape)}`);

@@ -65,6 +65,9 @@ function normDims(op: string, x: Tensor, normalizedShape: readonly number[]): nu
 /**
  * Layer normalisation over the trailing `normalizedShape` dims:
  * (x − mean) / √(var + eps) · weight + bias, with the biased variance (as PyTorch).
+ *
+ * @example
+ * F.layerNorm(lr.tensor([[1, 2, 3]]), [3]); // [[-1.2247, 0, 1.2247]]
  */
 export function layerNorm(
   x: Tensor,
@@ -88,6 +91,9 @@ export function layerNorm(
 /**
  * RMS normalisation (Llama, T5): x / √(mean(x²) + eps) · weight over the trailing
  * `normalizedShape` dims.
+ *
+ * @example
+ * F.rmsNorm(lr.tensor([[3, 4]]), [2], null, 0); // [[0.8485, 1.1314]]  (÷ √12.5)
  */
 export function rmsNorm(
   x: Tensor,
@@ -102,7 +108,9 @@ export function rmsNorm(
   });
 }
 
+/** Options of `dropout`. */
 export interface DropoutOptions {
+  /** Generator the mask is drawn from (default: the global one). */
   generator?: Generator;
 }
 
@@ -110,6 +118,10 @@ export interface DropoutOptions {
  * Zeroes each element with probability `p` and scales the rest by 1/(1 − p) while `training`;
  * returns `x` itself otherwise. The mask is drawn on the host from the (seeded) generator, so a
  * seed gives the same mask on every backend.
+ *
+ * @example
+ * F.dropout(lr.ones([4]), 0.5, true, { generator: new lr.Generator(0) }); // values 0 or 2
+ * F.dropout(x, 0.5, false); // x itself (evaluation)
  */
 export function dropout(x: Tensor, p = 0.5, training = true, options: DropoutOptions = {}): Tensor {
   if (!(p >= 0 && p <= 1)) throw new OpError('dropout', `p must be in [0, 1], got ${p}`);
@@ -121,7 +133,12 @@ export function dropout(x: Tensor, p = 0.5, training = true, options: DropoutOpt
   return composite([x], () => x.mul(fromTypedArray(mask, x.shape, { device: x.device })));
 }
 
-/** A [L, S] bool mask, true where query i may attend to key j ≤ i (top-left aligned, as PyTorch). */
+/**
+ * A [L, S] bool mask, true where query i may attend to key j ≤ i (top-left aligned, as PyTorch).
+ *
+ * @example
+ * F.causalMask(2, 2, 'cpu'); // [[true, false], [true, true]]
+ */
 export function causalMask(l: number, s: number, device: Tensor['device']): Tensor {
   return composite([], () => {
     const i = arange(l, undefined, 1, { device }).reshape([l, 1]);
@@ -130,6 +147,7 @@ export function causalMask(l: number, s: number, device: Tensor['device']): Tens
   });
 }
 
+/** Options of `scaledDotProductAttention`. */
 export interface AttentionOptions {
   /**
    * bool: true where attention is ALLOWED (PyTorch's scaled_dot_product_attention convention);
@@ -140,13 +158,19 @@ export interface AttentionOptions {
   isCausal?: boolean;
   /** Score scale; default 1/√E. */
   scale?: number;
+  /** Dropout probability on the attention weights (default 0). */
   dropoutP?: number;
+  /** Generator for the dropout mask (default: the global one). */
   generator?: Generator;
 }
 
 /**
  * softmax(q·kᵀ·scale + mask)·v. q [..., L, E], k [..., S, E], v [..., S, Ev] → [..., L, Ev].
  * A row with every key masked gives NaN, as in PyTorch.
+ *
+ * @example
+ * const q = lr.randn([2, 4, 8]); // [batch, L, E]
+ * F.scaledDotProductAttention(q, q, q, { isCausal: true }).shape; // [2, 4, 8]
  */
 export function scaledDotProductAttention(
   q: Tensor,
@@ -157,13 +181,25 @@ export function scaledDotProductAttention(
   return attentionWithWeights(q, k, v, options).output;
 }
 
-/** `scaledDotProductAttention` that also returns the weights [..., L, S]. */
+/**
+ * `scaledDotProductAttention` that also returns the weights [..., L, S].
+ *
+ * @example
+ * const q = lr.randn([1, 3, 4]);
+ * const { output, weights } = F.attentionWithWeights(q, q, q, { isCausal: true });
+ * weights.shape; // [1, 3, 3] (each row sums to 1)
+ */
 export function attentionWithWeights(
   q: Tensor,
   k: Tensor,
   v: Tensor,
   options: AttentionOptions = {},
-): { output: Tensor; weights: Tensor } {
+): {
+  /** The attention output [..., L, Ev]. */
+  output: Tensor;
+  /** The attention weights [..., L, S] (after dropout, as used). */
+  weights: Tensor;
+} {
   if (q.rank < 2 || k.rank < 2 || v.rank < 2) {
     throw new OpError('attention', `q, k, v need at least 2 dims, got ${fmtShape(q.shape)}`);
   }

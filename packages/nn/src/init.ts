@@ -18,17 +18,27 @@ import { fmtShape, noGrad } from './internal.js';
  * nn.init.kaimingUniform_(w, { a: Math.sqrt(5), generator: new Generator(0) }); // Linear's default
  */
 
+/** Options of the in-place initialisers. */
 export interface InitOptions {
+  /** Generator to draw from (default: the global one). */
   generator?: Generator;
 }
 
+/** Options of the initialisers that create a tensor. */
 export interface CreateOptions extends InitOptions {
+  /** Device of the new tensor (default: the default device). */
   device?: Device;
 }
 
+/** Nonlinearities `calculateGain` knows (PyTorch's names). */
 export type Nonlinearity = 'linear' | 'sigmoid' | 'tanh' | 'relu' | 'leaky_relu' | 'conv2d';
 
-/** fan_in and fan_out of a weight shaped like PyTorch's ([out, in, ...kernel]). */
+/**
+ * fan_in and fan_out of a weight shaped like PyTorch's ([out, in, ...kernel]).
+ *
+ * @example
+ * nn.init.calculateFanInAndFanOut([4, 3]); // { fanIn: 3, fanOut: 4 }
+ */
 export function calculateFanInAndFanOut(shape: readonly number[]): { fanIn: number; fanOut: number } {
   if (shape.length < 2) {
     throw new OpError('init', `fan in and fan out need at least 2 dims, got ${fmtShape(shape)}`);
@@ -37,7 +47,12 @@ export function calculateFanInAndFanOut(shape: readonly number[]): { fanIn: numb
   return { fanIn: shape[1] * receptive, fanOut: shape[0] * receptive };
 }
 
-/** The recommended gain for a nonlinearity (`param` is leaky_relu's negative slope, default 0.01). */
+/**
+ * The recommended gain for a nonlinearity (`param` is leaky_relu's negative slope, default 0.01).
+ *
+ * @example
+ * nn.init.calculateGain('relu'); // 1.4142 (√2)
+ */
 export function calculateGain(nonlinearity: Nonlinearity, param?: number): number {
   switch (nonlinearity) {
     case 'linear':
@@ -69,28 +84,56 @@ function gen(options: InitOptions): Generator {
   return options.generator ?? defaultGenerator();
 }
 
-/** Fills with U[low, high). */
+/**
+ * Fills with U[low, high).
+ *
+ * @example
+ * nn.init.uniform_(lr.zeros([3]), -0.1, 0.1); // values in [-0.1, 0.1)
+ */
 export function uniform_(t: Tensor, low = 0, high = 1, options: InitOptions = {}): Tensor {
   const v = new Float32Array(t.size);
   gen(options).fillUniform(v, low, high);
   return write(t, v);
 }
 
-/** Fills with N(mean, std²). */
+/**
+ * Fills with N(mean, std²).
+ *
+ * @example
+ * nn.init.normal_(lr.zeros([3]), 0, 0.02); // GPT-2's weight init
+ */
 export function normal_(t: Tensor, mean = 0, std = 1, options: InitOptions = {}): Tensor {
   const v = new Float32Array(t.size);
   gen(options).fillNormal(v, mean, std);
   return write(t, v);
 }
 
+/**
+ * Fills with `value` (in place, without recording). Returns `t`.
+ *
+ * @example
+ * nn.init.constant_(lr.zeros([2]), 3); // [3, 3]
+ */
 export function constant_(t: Tensor, value: number): Tensor {
   return write(t, new Float32Array(t.size).fill(value));
 }
 
+/**
+ * Fills with 0 (in place, without recording). Returns `t`.
+ *
+ * @example
+ * nn.init.zeros_(lr.ones([2])); // [0, 0]
+ */
 export function zeros_(t: Tensor): Tensor {
   return constant_(t, 0);
 }
 
+/**
+ * Fills with 1 (in place, without recording). Returns `t`.
+ *
+ * @example
+ * nn.init.ones_(lr.zeros([2])); // [1, 1]
+ */
 export function ones_(t: Tensor): Tensor {
   return constant_(t, 1);
 }
@@ -98,7 +141,9 @@ export function ones_(t: Tensor): Tensor {
 export interface KaimingOptions extends InitOptions {
   /** Negative slope of the rectifier after this layer (leaky_relu), default 0. */
   a?: number;
+  /** Preserve the variance of the forward pass (`fanIn`, default) or of the backward pass (`fanOut`). */
   mode?: 'fanIn' | 'fanOut';
+  /** The nonlinearity after this layer (default `leaky_relu`, as PyTorch). */
   nonlinearity?: Nonlinearity;
 }
 
@@ -111,25 +156,43 @@ function kaimingStd(shape: readonly number[], options: KaimingOptions): number {
 
 /**
  * He-uniform: U(−b, b) with b = gain·√(3/fan). `Linear` uses `a: √5`, which gives b = 1/√fan_in.
+ *
+ * @example
+ * nn.init.kaimingUniform_(lr.zeros([4, 3]), { a: Math.sqrt(5) }); // Linear's default: U(±1/√3)
  */
 export function kaimingUniform_(t: Tensor, options: KaimingOptions = {}): Tensor {
   const bound = Math.sqrt(3) * kaimingStd(t.shape, options);
   return uniform_(t, -bound, bound, options);
 }
 
-/** He-normal: N(0, (gain/√fan)²). */
+/**
+ * He-normal: N(0, (gain/√fan)²).
+ *
+ * @example
+ * nn.init.kaimingNormal_(lr.zeros([4, 3]), { nonlinearity: 'relu' }); // N(0, 2/3)
+ */
 export function kaimingNormal_(t: Tensor, options: KaimingOptions = {}): Tensor {
   return normal_(t, 0, kaimingStd(t.shape, options), options);
 }
 
-/** Glorot-uniform: U(−b, b) with b = gain·√(6/(fan_in + fan_out)). */
+/**
+ * Glorot-uniform: U(−b, b) with b = gain·√(6/(fan_in + fan_out)).
+ *
+ * @example
+ * nn.init.xavierUniform_(lr.zeros([4, 3])); // U(±√(6/7))
+ */
 export function xavierUniform_(t: Tensor, options: InitOptions & { gain?: number } = {}): Tensor {
   const { fanIn, fanOut } = calculateFanInAndFanOut(t.shape);
   const bound = (options.gain ?? 1) * Math.sqrt(6 / (fanIn + fanOut));
   return uniform_(t, -bound, bound, options);
 }
 
-/** Glorot-normal: N(0, gain²·2/(fan_in + fan_out)). */
+/**
+ * Glorot-normal: N(0, gain²·2/(fan_in + fan_out)).
+ *
+ * @example
+ * nn.init.xavierNormal_(lr.zeros([4, 3])); // N(0, 2/7)
+ */
 export function xavierNormal_(t: Tensor, options: InitOptions & { gain?: number } = {}): Tensor {
   const { fanIn, fanOut } = calculateFanInAndFanOut(t.shape);
   return normal_(t, 0, (options.gain ?? 1) * Math.sqrt(2 / (fanIn + fanOut)), options);
@@ -143,7 +206,12 @@ function create(shape: readonly number[], fill: (v: Float32Array) => void, optio
   return fromTypedArray(v, shape, { device: options.device });
 }
 
-/** A new tensor U[low, high). */
+/**
+ * A new tensor U[low, high).
+ *
+ * @example
+ * nn.init.uniform([2, 2], -1, 1).shape; // [2, 2]
+ */
 export function uniform(
   shape: readonly number[],
   low: number,
@@ -153,12 +221,22 @@ export function uniform(
   return create(shape, (v) => gen(options).fillUniform(v, low, high), options);
 }
 
-/** A new tensor N(mean, std²). */
+/**
+ * A new tensor N(mean, std²).
+ *
+ * @example
+ * nn.init.normal([2, 2], 0, 0.02).shape; // [2, 2]
+ */
 export function normal(shape: readonly number[], mean = 0, std = 1, options: CreateOptions = {}): Tensor {
   return create(shape, (v) => gen(options).fillNormal(v, mean, std), options);
 }
 
-/** A new tensor with `kaimingUniform_`'s distribution. */
+/**
+ * A new tensor with `kaimingUniform_`'s distribution.
+ *
+ * @example
+ * nn.init.kaimingUniform([8, 4], { a: Math.sqrt(5) }).shape; // [8, 4]
+ */
 export function kaimingUniform(
   shape: readonly number[],
   options: KaimingOptions & CreateOptions = {},
@@ -167,7 +245,12 @@ export function kaimingUniform(
   return uniform(shape, -bound, bound, options);
 }
 
-/** A new tensor with `xavierUniform_`'s distribution. */
+/**
+ * A new tensor with `xavierUniform_`'s distribution.
+ *
+ * @example
+ * nn.init.xavierUniform([8, 4]).shape; // [8, 4]
+ */
 export function xavierUniform(
   shape: readonly number[],
   options: CreateOptions & { gain?: number } = {},

@@ -6,7 +6,9 @@ import { Module } from './module.js';
 
 /** Where a layer's parameters are created and which generator initialises them. */
 export interface LayerOptions {
+  /** Device the parameters are created on (default: the default device). */
   device?: Device;
+  /** Generator for the initialisation (default: the global one). */
   generator?: Generator;
 }
 
@@ -19,11 +21,15 @@ export interface LayerOptions {
  * fc.forward(x); // x [B, 3] → [B, 4]
  */
 export class Linear extends Module {
+  /** [outFeatures, inFeatures] (PyTorch's layout), Kaiming-uniform at init. */
   readonly weight: Tensor;
+  /** [outFeatures], or null with `bias: false`. */
   readonly bias: Tensor | null;
 
   constructor(
+    /** Input features (last dim of x). */
     readonly inFeatures: number,
+    /** Output features. */
     readonly outFeatures: number,
     options: LayerOptions & { bias?: boolean } = {},
   ) {
@@ -39,6 +45,7 @@ export class Linear extends Module {
     );
   }
 
+  /** `x · weightᵀ + bias` over the last dim of `x`. */
   forward(x: Tensor): Tensor {
     return F.linear(x, this.weight, this.bias);
   }
@@ -53,7 +60,9 @@ export class Embedding extends Module {
   readonly weight: Tensor;
 
   constructor(
+    /** Number of rows (the vocabulary size). */
     readonly numEmbeddings: number,
+    /** Width of each row. */
     readonly embeddingDim: number,
     options: LayerOptions = {},
   ) {
@@ -80,9 +89,11 @@ function toShape(op: string, shape: number | readonly number[]): number[] {
 
 /** Layer normalisation over the trailing dims; weight = 1, bias = 0 at init; eps 1e-5. */
 export class LayerNorm extends Module {
+  /** The trailing dims normalised over. */
   readonly normalizedShape: readonly number[];
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
+  /** Added to the variance for numerical stability. */
   readonly eps: number;
 
   constructor(
@@ -143,6 +154,7 @@ export class Dropout extends Module {
   readonly generator: Generator | undefined;
 
   constructor(
+    /** Probability of zeroing an element (survivors are scaled by 1/(1-p)). */
     readonly p = 0.5,
     options: { generator?: Generator } = {},
   ) {
@@ -160,12 +172,14 @@ export class Dropout extends Module {
   }
 }
 
+/** Returns its input unchanged (a placeholder, e.g. for a removed layer). */
 export class Identity extends Module {
   forward(x: Tensor): Tensor {
     return x;
   }
 }
 
+/** `max(x, 0)` as a module. */
 export class ReLU extends Module {
   forward(x: Tensor): Tensor {
     return x.relu();
@@ -174,6 +188,7 @@ export class ReLU extends Module {
 
 /** GELU: the exact erf form (`approximate: 'none'`, default) or GPT-2's tanh form. */
 export class GELU extends Module {
+  /** @param approximate `'none'` (exact erf form) or `'tanh'` (GPT-2's gelu_new). */
   constructor(readonly approximate: 'none' | 'tanh' = 'none') {
     super();
   }
@@ -187,25 +202,30 @@ export class GELU extends Module {
   }
 }
 
+/** SiLU (swish) `x·sigmoid(x)` as a module. */
 export class SiLU extends Module {
   forward(x: Tensor): Tensor {
     return x.silu();
   }
 }
 
+/** `tanh(x)` as a module. */
 export class Tanh extends Module {
   forward(x: Tensor): Tensor {
     return x.tanh();
   }
 }
 
+/** `sigmoid(x)` as a module. */
 export class Sigmoid extends Module {
   forward(x: Tensor): Tensor {
     return x.sigmoid();
   }
 }
 
+/** Softmax along `dim` (default the last) as a module. */
 export class Softmax extends Module {
+  /** @param dim The dim normalised over (default -1). */
   constructor(readonly dim = -1) {
     super();
   }
@@ -215,9 +235,15 @@ export class Softmax extends Module {
   }
 }
 
+/** Activation names understood by `activation()` and `MLP`. */
 export type Activation = 'relu' | 'gelu' | 'gelu_tanh' | 'silu' | 'tanh' | 'sigmoid';
 
-/** The activation module for a name ('gelu_tanh' is GPT-2's `gelu_new`). */
+/**
+ * The activation module for a name ('gelu_tanh' is GPT-2's `gelu_new`).
+ *
+ * @example
+ * activation('gelu_tanh').forward(lr.tensor([1])); // [0.841192]
+ */
 export function activation(name: Activation): Module & { forward(x: Tensor): Tensor } {
   switch (name) {
     case 'relu':
@@ -237,6 +263,7 @@ export function activation(name: Activation): Module & { forward(x: Tensor): Ten
   }
 }
 
+/** Options of `MLP`. */
 export interface MLPOptions extends LayerOptions {
   /** Hidden width (default 4·in). */
   hiddenFeatures?: number;
@@ -244,7 +271,9 @@ export interface MLPOptions extends LayerOptions {
   outFeatures?: number;
   /** Default 'gelu_tanh' (GPT-2). */
   activation?: Activation;
+  /** Biases on both projections (default true). */
   bias?: boolean;
+  /** Dropout probability on the output (default 0). */
   dropout?: number;
 }
 
@@ -253,9 +282,13 @@ export interface MLPOptions extends LayerOptions {
  * c_fc (in → hidden) → activation → c_proj (hidden → out) → dropout.
  */
 export class MLP extends Module {
+  /** in → hidden projection. */
   readonly c_fc: Linear;
+  /** The activation. */
   readonly act: Module & { forward(x: Tensor): Tensor };
+  /** hidden → out projection. */
   readonly c_proj: Linear;
+  /** Dropout on the output. */
   readonly dropout: Dropout;
 
   constructor(inFeatures: number, options: MLPOptions = {}) {

@@ -19,6 +19,9 @@ import { type ParsedSafetensors, parseSafetensors, serializeSafetensors, toHost 
  * Writes `bytes` to `path` atomically: a temporary file in the same directory is written,
  * flushed to disk and renamed over `path`, so a crash leaves the old file or the new one, never
  * a truncated one.
+ *
+ * @example
+ * await writeFileAtomic('out/config.json', new TextEncoder().encode('{}'));
  */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
@@ -66,17 +69,33 @@ export async function saveSafetensors(
   await writeFileAtomic(path, serializeSafetensors(host, metadata));
 }
 
-/** Reads and validates a safetensors file (see `parseSafetensors`). */
+/**
+ * Reads and validates a safetensors file (see `parseSafetensors`).
+ *
+ * @example
+ * const { tensors, metadata } = await loadSafetensors('model.safetensors');
+ * model.loadStateDict(tensors);
+ */
 export async function loadSafetensors(path: string): Promise<ParsedSafetensors> {
   return parseSafetensors(await readFile(path));
 }
 
-/** Saves model + optimizer + scheduler + generator states + step atomically. */
+/**
+ * Saves model + optimizer + scheduler + generator states + step atomically.
+ *
+ * @example
+ * await saveCheckpoint('run/ckpt.safetensors', { model, optimizer: opt, scheduler: sched, step });
+ */
 export async function saveCheckpoint(path: string, state: TrainingState): Promise<void> {
   await writeFileAtomic(path, await checkpointToBytes(state));
 }
 
-/** Restores a checkpoint written by `saveCheckpoint` into existing objects. */
+/**
+ * Restores a checkpoint written by `saveCheckpoint` into existing objects.
+ *
+ * @example
+ * const { step } = await loadCheckpoint('run/ckpt.safetensors', { model, optimizer: opt, scheduler: sched });
+ */
 export async function loadCheckpoint(path: string, target: TrainingState): Promise<RestoredCheckpoint> {
   return checkpointFromBytes(await readFile(path), target);
 }

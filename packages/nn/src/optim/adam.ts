@@ -7,10 +7,15 @@ import {
   type ParamsSpec,
 } from './optimizer.js';
 
+/** Options of `Adam` and `AdamW` (PyTorch's names, camelCase). */
 export interface AdamOptions extends BaseOptions {
+  /** Decay rates of the first and second moment estimates (default [0.9, 0.999]). */
   betas: readonly [number, number];
+  /** Added to the denominator for numerical stability (default 1e-8). */
   eps: number;
+  /** Adam: L2 penalty added to the gradient; AdamW: decoupled decay of the weights. */
   weightDecay: number;
+  /** Use the maximum of past second moments (AMSGrad; default false). */
   amsgrad: boolean;
 }
 

@@ -6,6 +6,11 @@ import { noGrad } from '../internal.js';
  * (PyTorch's `clip_grad_norm_`: coefficient min(1, maxNorm / (norm + 1e-6))). Returns the norm
  * before clipping as a 0-d tensor (no read-back: call `await norm.item()` to see it).
  * `normType` may be any p ≥ 1 or `Infinity`.
+ *
+ * @example
+ * loss.backward();
+ * const norm = clipGradNorm(model.parameters(), 1.0); // gradients rescaled to a global norm ≤ 1
+ * opt.step();
  */
 export function clipGradNorm(
   params: Iterable<Tensor>,

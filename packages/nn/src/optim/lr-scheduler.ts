@@ -4,7 +4,9 @@ import type { BaseOptions, Optimizer } from './optimizer.js';
 /** A learning-rate multiplier as a function of the step count (0 at construction). */
 export type LrLambda = (step: number) => number;
 
+/** A scheduler's saved state. */
 export interface SchedulerStateDict {
+  /** Steps taken. */
   lastEpoch: number;
 }
 
@@ -13,15 +15,19 @@ export interface SchedulerStateDict {
  * λ(0); call `step()` after each `optimizer.step()`.
  *
  * @example
- * const sched = new LambdaLR(opt, warmupCosine({ warmupSteps: 100, totalSteps: 1000 }));
+ * const sched = new LambdaLR(opt, warmupCosineLambda({ warmupSteps: 100, totalSteps: 1000 }));
  * for (...) { opt.step(); sched.step(); }
  */
 export class LambdaLR {
+  /** Steps taken so far (PyTorch's name). */
   lastEpoch = 0;
+  /** The multiplier function of each group. */
   readonly lambdas: LrLambda[];
+  /** Each group's learning rate before scaling (`initialLr`). */
   readonly baseLrs: number[];
 
   constructor(
+    /** The optimizer whose learning rates are set. */
     readonly optimizer: Optimizer<BaseOptions>,
     lrLambda: LrLambda | readonly LrLambda[],
   ) {
@@ -57,10 +63,12 @@ export class LambdaLR {
     return this.optimizer.paramGroups.map((g) => g.lr);
   }
 
+  /** The state to save (the step count). */
   stateDict(): SchedulerStateDict {
     return { lastEpoch: this.lastEpoch };
   }
 
+  /** Restores the step count and sets the learning rates for it. */
   loadStateDict(sd: SchedulerStateDict): void {
     if (!Number.isInteger(sd.lastEpoch) || sd.lastEpoch < 0) {
       throw new OpError(
@@ -73,11 +81,13 @@ export class LambdaLR {
   }
 }
 
+/** Options of schedules with a linear warmup. */
 export interface WarmupOptions {
   /** Steps of linear warmup from 0 to the base lr (default 0). */
   warmupSteps?: number;
 }
 
+/** Options of schedules with warmup then decay. */
 export interface DecayOptions extends WarmupOptions {
   /** Step at which the decay ends. */
   totalSteps: number;
@@ -102,13 +112,27 @@ function checkDecay(op: string, o: DecayOptions): void {
   }
 }
 
-/** λ = 1 after an optional linear warmup (Hugging Face's `get_constant_schedule_with_warmup`). */
+/**
+ * λ = 1 after an optional linear warmup (Hugging Face's `get_constant_schedule_with_warmup`).
+ *
+ * @example
+ * const f = optim.constantLambda({ warmupSteps: 10 });
+ * f(5); // 0.5
+ * f(100); // 1
+ */
 export function constantLambda(options: WarmupOptions = {}): LrLambda {
   const w = options.warmupSteps ?? 0;
   return (step) => (step < w ? warmup(step, w) : 1);
 }
 
-/** Linear warmup, then linear decay to `minLrRatio` at `totalSteps` (`get_linear_schedule_with_warmup`). */
+/**
+ * Linear warmup, then linear decay to `minLrRatio` at `totalSteps` (`get_linear_schedule_with_warmup`).
+ *
+ * @example
+ * const f = optim.warmupLinearLambda({ warmupSteps: 10, totalSteps: 110 });
+ * f(10); // 1
+ * f(60); // 0.5
+ */
 export function warmupLinearLambda(options: DecayOptions): LrLambda {
   checkDecay('warmupLinearLambda', options);
   const w = options.warmupSteps ?? 0;
@@ -123,6 +147,11 @@ export function warmupLinearLambda(options: DecayOptions): LrLambda {
 /**
  * Linear warmup, then cosine decay to `minLrRatio` at `totalSteps`
  * (`get_cosine_schedule_with_warmup` with half a cycle).
+ *
+ * @example
+ * const f = optim.warmupCosineLambda({ warmupSteps: 10, totalSteps: 110 });
+ * f(60); // 0.5
+ * f(110); // 0
  */
 export function warmupCosineLambda(options: DecayOptions): LrLambda {
   checkDecay('warmupCosineLambda', options);
@@ -135,17 +164,32 @@ export function warmupCosineLambda(options: DecayOptions): LrLambda {
   };
 }
 
-/** A constant schedule (with optional warmup). */
+/**
+ * A constant schedule (with optional warmup).
+ *
+ * @example
+ * const sched = optim.constantSchedule(opt, { warmupSteps: 100 });
+ */
 export function constantSchedule(optimizer: Optimizer<BaseOptions>, options: WarmupOptions = {}): LambdaLR {
   return new LambdaLR(optimizer, constantLambda(options));
 }
 
-/** Linear warmup + linear decay. */
+/**
+ * Linear warmup + linear decay.
+ *
+ * @example
+ * const sched = optim.linearSchedule(opt, { warmupSteps: 100, totalSteps: 1000 });
+ */
 export function linearSchedule(optimizer: Optimizer<BaseOptions>, options: DecayOptions): LambdaLR {
   return new LambdaLR(optimizer, warmupLinearLambda(options));
 }
 
-/** Linear warmup + cosine decay. */
+/**
+ * Linear warmup + cosine decay.
+ *
+ * @example
+ * const sched = optim.cosineSchedule(opt, { warmupSteps: 100, totalSteps: 1000 });
+ */
 export function cosineSchedule(optimizer: Optimizer<BaseOptions>, options: DecayOptions): LambdaLR {
   return new LambdaLR(optimizer, warmupCosineLambda(options));
 }

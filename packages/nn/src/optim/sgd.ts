@@ -7,10 +7,15 @@ import {
   type ParamsSpec,
 } from './optimizer.js';
 
+/** Options of `SGD` (PyTorch's names, camelCase). */
 export interface SGDOptions extends BaseOptions {
+  /** Momentum factor (default 0: plain SGD). */
   momentum: number;
+  /** Dampening of the momentum (default 0). */
   dampening: number;
+  /** L2 penalty added to the gradient (default 0). */
   weightDecay: number;
+  /** Nesterov momentum (default false). */
   nesterov: boolean;
 }
 
