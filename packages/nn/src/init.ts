@@ -39,7 +39,12 @@ export type Nonlinearity = 'linear' | 'sigmoid' | 'tanh' | 'relu' | 'leaky_relu'
  * @example
  * nn.init.calculateFanInAndFanOut([4, 3]); // { fanIn: 3, fanOut: 4 }
  */
-export function calculateFanInAndFanOut(shape: readonly number[]): { fanIn: number; fanOut: number } {
+export function calculateFanInAndFanOut(shape: readonly number[]): {
+  /** Inputs per output unit: `in · receptive field`. */
+  fanIn: number;
+  /** Outputs per input unit: `out · receptive field`. */
+  fanOut: number;
+} {
   if (shape.length < 2) {
     throw new OpError('init', `fan in and fan out need at least 2 dims, got ${fmtShape(shape)}`);
   }

@@ -57,6 +57,7 @@ export class Linear extends Module {
 
 /** A lookup table: int32 ids [...] → rows of weight [num, dim] → [..., dim]. Weight ~ N(0, 1). */
 export class Embedding extends Module {
+  /** [numEmbeddings, embeddingDim], N(0, 1) at init. */
   readonly weight: Tensor;
 
   constructor(
@@ -70,6 +71,7 @@ export class Embedding extends Module {
     this.weight = this.registerParameter('weight', init.normal([numEmbeddings, embeddingDim], 0, 1, options));
   }
 
+  /** The rows at int32 `ids` (any shape) → [...ids.shape, embeddingDim]. */
   forward(ids: Tensor): Tensor {
     return embedding(this.weight, ids);
   }
@@ -91,7 +93,9 @@ function toShape(op: string, shape: number | readonly number[]): number[] {
 export class LayerNorm extends Module {
   /** The trailing dims normalised over. */
   readonly normalizedShape: readonly number[];
+  /** Scale [...normalizedShape] (1 at init), or null without elementwise affine. */
   readonly weight: Tensor | null;
+  /** Shift [...normalizedShape] (0 at init), or null. */
   readonly bias: Tensor | null;
   /** Added to the variance for numerical stability. */
   readonly eps: number;
@@ -112,6 +116,7 @@ export class LayerNorm extends Module {
     );
   }
 
+  /** Normalises `x` over the trailing `normalizedShape` dims. */
   forward(x: Tensor): Tensor {
     return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps);
   }
@@ -123,8 +128,11 @@ export class LayerNorm extends Module {
 
 /** RMS normalisation (Llama's `RMSNorm`): weight = 1 at init; eps 1e-6 (Hugging Face's default). */
 export class RMSNorm extends Module {
+  /** The trailing dims normalised over. */
   readonly normalizedShape: readonly number[];
+  /** Scale [...normalizedShape] (1 at init), or null. */
   readonly weight: Tensor | null;
+  /** Added to the mean square for numerical stability. */
   readonly eps: number;
 
   constructor(
@@ -140,6 +148,7 @@ export class RMSNorm extends Module {
     );
   }
 
+  /** Normalises `x` by its root mean square over the trailing `normalizedShape` dims. */
   forward(x: Tensor): Tensor {
     return F.rmsNorm(x, this.normalizedShape, this.weight, this.eps);
   }
@@ -151,6 +160,7 @@ export class RMSNorm extends Module {
 
 /** Dropout with its own seeded generator (or the default one); the identity in eval mode. */
 export class Dropout extends Module {
+  /** Generator the masks are drawn from (undefined: the global one). */
   readonly generator: Generator | undefined;
 
   constructor(
@@ -163,6 +173,9 @@ export class Dropout extends Module {
     this.generator = options.generator;
   }
 
+  /**
+   * Zeroes elements with probability p and scales the rest by 1/(1-p) in training mode; `x` itself in eval mode.
+   */
   forward(x: Tensor): Tensor {
     return F.dropout(x, this.p, this.training, { generator: this.generator });
   }
@@ -174,6 +187,7 @@ export class Dropout extends Module {
 
 /** Returns its input unchanged (a placeholder, e.g. for a removed layer). */
 export class Identity extends Module {
+  /** Returns `x`. */
   forward(x: Tensor): Tensor {
     return x;
   }
@@ -181,6 +195,7 @@ export class Identity extends Module {
 
 /** `max(x, 0)` as a module. */
 export class ReLU extends Module {
+  /** `max(x, 0)`. */
   forward(x: Tensor): Tensor {
     return x.relu();
   }
@@ -193,6 +208,7 @@ export class GELU extends Module {
     super();
   }
 
+  /** GELU of `x` in the chosen form. */
   forward(x: Tensor): Tensor {
     return x.gelu({ approximate: this.approximate });
   }
@@ -204,6 +220,7 @@ export class GELU extends Module {
 
 /** SiLU (swish) `x·sigmoid(x)` as a module. */
 export class SiLU extends Module {
+  /** `x·sigmoid(x)`. */
   forward(x: Tensor): Tensor {
     return x.silu();
   }
@@ -211,6 +228,7 @@ export class SiLU extends Module {
 
 /** `tanh(x)` as a module. */
 export class Tanh extends Module {
+  /** `tanh(x)`. */
   forward(x: Tensor): Tensor {
     return x.tanh();
   }
@@ -218,6 +236,7 @@ export class Tanh extends Module {
 
 /** `sigmoid(x)` as a module. */
 export class Sigmoid extends Module {
+  /** `sigmoid(x)`. */
   forward(x: Tensor): Tensor {
     return x.sigmoid();
   }
@@ -230,6 +249,7 @@ export class Softmax extends Module {
     super();
   }
 
+  /** Softmax of `x` along `dim`. */
   forward(x: Tensor): Tensor {
     return x.softmax(this.dim);
   }
@@ -244,7 +264,10 @@ export type Activation = 'relu' | 'gelu' | 'gelu_tanh' | 'silu' | 'tanh' | 'sigm
  * @example
  * activation('gelu_tanh').forward(lr.tensor([1])); // [0.841192]
  */
-export function activation(name: Activation): Module & { forward(x: Tensor): Tensor } {
+export function activation(name: Activation): Module & {
+  /** Applies the activation. */
+  forward(x: Tensor): Tensor;
+} {
   switch (name) {
     case 'relu':
       return new ReLU();
@@ -285,7 +308,10 @@ export class MLP extends Module {
   /** in → hidden projection. */
   readonly c_fc: Linear;
   /** The activation. */
-  readonly act: Module & { forward(x: Tensor): Tensor };
+  readonly act: Module & {
+    /** Applies the activation. */
+    forward(x: Tensor): Tensor;
+  };
   /** hidden → out projection. */
   readonly c_proj: Linear;
   /** Dropout on the output. */
@@ -301,6 +327,7 @@ export class MLP extends Module {
     this.dropout = this.registerModule('dropout', new Dropout(options.dropout ?? 0, options));
   }
 
+  /** c_fc → activation → c_proj → dropout. */
   forward(x: Tensor): Tensor {
     return composite([x, ...this.parameters()], () =>
       this.dropout.forward(this.c_proj.forward(this.act.forward(this.c_fc.forward(x)))),

@@ -5,12 +5,15 @@ import type { HostTensor } from '../module.js';
 /** Option values an optimizer group may hold (JSON-serialisable). */
 export type OptionValue = number | boolean | readonly number[];
 
+/** Options every optimizer has. */
 export interface BaseOptions {
+  /** Learning rate. */
   lr: number;
 }
 
 /** A parameter group: its parameters and its own options (PyTorch's `param_groups` entries). */
 export type ParamGroup<O extends BaseOptions> = O & {
+  /** The group's parameters. */
   params: Tensor[];
   /** The learning rate the schedulers scale (set by the first scheduler, as PyTorch's `initial_lr`). */
   initialLr?: number;
@@ -19,11 +22,16 @@ export type ParamGroup<O extends BaseOptions> = O & {
 /** What optimizer constructors accept: parameters, or groups with options overriding the defaults. */
 export type ParamsSpec<O extends BaseOptions> =
   | Iterable<Tensor>
-  | readonly (Partial<O> & { params: Iterable<Tensor> })[];
+  | readonly (Partial<O> & {
+      /** The group's parameters. */
+      params: Iterable<Tensor>;
+    })[];
 
 /** Per-parameter state: a step counter and named tensors (momentum buffers, moments). */
 export interface ParamState {
+  /** Updates applied to this parameter. */
   step: number;
+  /** State tensors by name (e.g. `expAvg`, `expAvgSq`, `momentumBuffer`). */
   tensors: Record<string, Tensor>;
 }
 
@@ -32,8 +40,23 @@ export interface ParamState {
  * holds entries only for parameters that have been updated.
  */
 export interface OptimizerStateDict {
-  state: Record<string, { step: number; tensors: Record<string, Tensor | HostTensor> }>;
-  paramGroups: { params: number[]; options: Record<string, OptionValue> }[];
+  /** Per parameter number: its step count and state tensors. */
+  state: Record<
+    string,
+    {
+      /** Updates applied to the parameter. */
+      step: number;
+      /** State tensors by name. */
+      tensors: Record<string, Tensor | HostTensor>;
+    }
+  >;
+  /** Per group: the numbers of its parameters and its options. */
+  paramGroups: {
+    /** Numbers of the group's parameters. */
+    params: number[];
+    /** The group's options (lr, betas, …). */
+    options: Record<string, OptionValue>;
+  }[];
 }
 
 /**
@@ -42,8 +65,11 @@ export interface OptimizerStateDict {
  * parameters, e.g. a LoRA base model, cost no optimizer memory).
  */
 export abstract class Optimizer<O extends BaseOptions = BaseOptions> {
+  /** The parameter groups, each with its own options (schedulers change their `lr`). */
   readonly paramGroups: ParamGroup<O>[] = [];
+  /** Options used where a group does not set its own. */
   readonly defaults: O;
+  /** Per-parameter state, created at a parameter's first update. */
   protected readonly state = new Map<Tensor, ParamState>();
 
   constructor(params: ParamsSpec<O>, defaults: O) {
