@@ -85,7 +85,13 @@ export function crossEntropy(input: Tensor, target: Tensor, options: CrossEntrop
   });
 }
 
-/** Mean squared error (PyTorch's `mse_loss`); input and target broadcast. */
+/**
+ * Mean squared error (PyTorch's `mse_loss`); input and target broadcast.
+ *
+ * @example
+ * F.mseLoss(lr.tensor([1, 2]), lr.tensor([1, 4])); // 2
+ * F.mseLoss(lr.tensor([1, 2]), lr.tensor([1, 4]), { reduction: 'sum' }); // 4
+ */
 export function mseLoss(input: Tensor, target: Tensor, options: { reduction?: LossReduction } = {}): Tensor {
   return composite([input, target], () =>
     reduce('mseLoss', input.sub(target).square(), options.reduction ?? 'mean'),
@@ -106,6 +112,9 @@ export interface BceWithLogitsOptions {
 /**
  * Binary cross-entropy on logits, computed stably (PyTorch's
  * `binary_cross_entropy_with_logits`): (1 − y)·x + (1 + (pw − 1)·y)·softplus(−x).
+ *
+ * @example
+ * F.bceWithLogits(lr.tensor([0]), lr.tensor([1])); // 0.6931472 (log 2)
  */
 export function bceWithLogits(input: Tensor, target: Tensor, options: BceWithLogitsOptions = {}): Tensor {
   if (input.shape.length !== target.shape.length || input.shape.some((d, i) => d !== target.shape[i])) {
