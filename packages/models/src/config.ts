@@ -3,27 +3,41 @@
  * checkpoint directory's config loads as is. Defaults are GPT-2 small (124M).
  */
 export interface GPT2Config {
+  /** Always 'gpt2'. */
   model_type: 'gpt2';
+  /** Number of tokens (50257 for GPT-2's BPE). */
   vocab_size: number;
   /** Context length (number of learned positions). */
   n_positions: number;
+  /** Model width (embedding and hidden size). */
   n_embd: number;
+  /** Number of transformer blocks. */
   n_layer: number;
+  /** Attention heads per block (n_embd must be divisible by it). */
   n_head: number;
   /** MLP width; null means 4 · n_embd. */
   n_inner: number | null;
+  /** The MLP's activation (`gelu_new`: GELU's tanh form). */
   activation_function: GPT2Activation;
+  /** Dropout on each block's residual branches. */
   resid_pdrop: number;
+  /** Dropout on the embeddings. */
   embd_pdrop: number;
+  /** Dropout on the attention weights. */
   attn_pdrop: number;
+  /** LayerNorm's epsilon. */
   layer_norm_epsilon: number;
+  /** Std of the normal initialisation of weights. */
   initializer_range: number;
   /** Divide attention scores by √head_dim (true in every released GPT-2). */
   scale_attn_weights: boolean;
   /** Also divide by (layer index + 1) (Mistral-style stability trick; false in GPT-2). */
   scale_attn_by_inverse_layer_idx: boolean;
+  /** The output layer is the token embedding (required: true for every released GPT-2). */
   tie_word_embeddings: boolean;
+  /** Beginning-of-text token (null: none). */
   bos_token_id: number | null;
+  /** End-of-text token (null: none); generation stops on it by default. */
   eos_token_id: number | null;
 }
 
@@ -31,6 +45,7 @@ export interface GPT2Config {
 export type GPT2Activation = 'gelu_new' | 'gelu_pytorch_tanh' | 'gelu' | 'relu';
 const ACTIVATIONS: readonly GPT2Activation[] = ['gelu_new', 'gelu_pytorch_tanh', 'gelu', 'relu'];
 
+/** GPT-2 small (124M parameters), as in Hugging Face's `gpt2/config.json`. */
 export const GPT2_SMALL: Readonly<GPT2Config> = Object.freeze({
   model_type: 'gpt2',
   vocab_size: 50257,
@@ -55,6 +70,10 @@ export const GPT2_SMALL: Readonly<GPT2Config> = Object.freeze({
 /**
  * A validated config: GPT-2 small's values overridden by `fields` (for example a parsed HF
  * `config.json`; keys GPT-2 does not use are ignored, wrong types and impossible sizes throw).
+ *
+ * @example
+ * const c = gpt2Config({ vocab_size: 256, n_embd: 64, n_layer: 2, n_head: 4 });
+ * c.n_positions; // 1024 (from GPT-2 small)
  */
 export function gpt2Config(
   fields: Partial<Record<keyof GPT2Config, unknown>> | Record<string, unknown> = {},
@@ -105,12 +124,22 @@ export function gpt2Config(
   return c;
 }
 
-/** The MLP width: n_inner, or 4 · n_embd when it is null. */
+/**
+ * The MLP width: n_inner, or 4 · n_embd when it is null.
+ *
+ * @example
+ * innerDim(GPT2_SMALL); // 3072
+ */
 export function innerDim(c: GPT2Config): number {
   return c.n_inner ?? 4 * c.n_embd;
 }
 
-/** The config as HF's `config.json` (with `architectures`, as `save_pretrained` writes it). */
+/**
+ * The config as HF's `config.json` (with `architectures`, as `save_pretrained` writes it).
+ *
+ * @example
+ * JSON.stringify(configToJSON(model.config)); // what save_pretrained writes as config.json
+ */
 export function configToJSON(c: GPT2Config): Record<string, unknown> {
   return { architectures: ['GPT2LMHeadModel'], ...c };
 }

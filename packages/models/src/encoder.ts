@@ -18,19 +18,31 @@ import { arange, Generator, OpError, type Tensor } from '@lowrank/tensor';
  * Post-LayerNorm blocks, learned absolute positions, exact GELU.
  */
 export interface EncoderConfig {
+  /** Number of tokens. */
   vocab_size: number;
+  /** Context length (learned positions). */
   max_position_embeddings: number;
+  /** Model width. */
   hidden_size: number;
+  /** Number of encoder layers. */
   num_hidden_layers: number;
+  /** Attention heads per layer (hidden_size must be divisible by it). */
   num_attention_heads: number;
+  /** Width of each layer's feed-forward block. */
   intermediate_size: number;
+  /** Dropout on embeddings and residual branches. */
   hidden_dropout_prob: number;
+  /** Dropout on the attention weights. */
   attention_probs_dropout_prob: number;
+  /** LayerNorm's epsilon. */
   layer_norm_eps: number;
+  /** Std of the normal initialisation of weights. */
   initializer_range: number;
+  /** Number of classes of the classification head. */
   num_labels: number;
 }
 
+/** A small default encoder (2 layers, width 64) for tests and examples; override with `encoderConfig`. */
 export const ENCODER_DEFAULTS: Readonly<EncoderConfig> = Object.freeze({
   vocab_size: 1000,
   max_position_embeddings: 128,
@@ -45,6 +57,13 @@ export const ENCODER_DEFAULTS: Readonly<EncoderConfig> = Object.freeze({
   num_labels: 2,
 });
 
+/**
+ * A validated encoder config: `ENCODER_DEFAULTS` overridden by `fields` (sizes must be positive
+ * integers and hidden_size divisible by num_attention_heads).
+ *
+ * @example
+ * encoderConfig({ num_labels: 3 }).hidden_size; // 64
+ */
 export function encoderConfig(fields: Partial<EncoderConfig> = {}): EncoderConfig {
   const c = { ...ENCODER_DEFAULTS, ...fields };
   for (const key of [
@@ -145,9 +164,16 @@ class Intermediate extends Module {
   }
 }
 
+/**
+ * One post-LayerNorm encoder block: self-attention (`attention.self.query/key/value`, then
+ * `attention.output`), then the feed-forward `intermediate` → `output`, with Hugging Face's names.
+ */
 export class EncoderLayer extends Module {
+  /** Self-attention and its add & norm. */
   readonly attention: Attention;
+  /** hidden → intermediate projection with GELU. */
   readonly intermediate: Intermediate;
+  /** intermediate → hidden projection, dropout, add & norm. */
   readonly output: AddNorm;
   constructor(c: EncoderConfig) {
     super();
@@ -155,6 +181,7 @@ export class EncoderLayer extends Module {
     this.intermediate = this.registerModule('intermediate', new Intermediate(c));
     this.output = this.registerModule('output', new AddNorm(c.intermediate_size, c));
   }
+  /** x [B, T, C] → [B, T, C]; `keyMask` [B, 1, 1, T] bool (true = attend) or null. */
   forward(x: Tensor, keyMask: Tensor | null): Tensor {
     const a = this.attention.forward(x, keyMask);
     return this.output.forward(this.intermediate.forward(a), a);
@@ -201,9 +228,13 @@ class Encoder extends Module {
   }
 }
 
+/** The encoder body: embeddings (words + positions, LayerNorm) and the stack of `EncoderLayer`s. */
 export class EncoderModel extends Module {
+  /** Word and position embeddings with LayerNorm and dropout. */
   readonly embeddings: Embeddings;
+  /** The layers (`encoder.layer.N`). */
   readonly encoder: Encoder;
+  /** @param config The validated configuration. */
   constructor(readonly config: EncoderConfig) {
     super();
     this.embeddings = this.registerModule('embeddings', new Embeddings(config));
@@ -219,8 +250,11 @@ export class EncoderModel extends Module {
 
 /** RoBERTa's head on the first token: dense → tanh → out_proj (dropout before each). */
 export class ClassificationHead extends Module {
+  /** hidden → hidden projection (then tanh). */
   dense: Layer;
+  /** hidden → num_labels projection. */
   out_proj: Layer;
+  /** Dropout before each projection. */
   readonly dropout: Dropout;
   constructor(c: EncoderConfig) {
     super();
@@ -228,6 +262,7 @@ export class ClassificationHead extends Module {
     this.dropout = this.registerModule('dropout', new Dropout(c.hidden_dropout_prob));
     this.out_proj = this.registerModule('out_proj', new Linear(c.hidden_size, c.num_labels));
   }
+  /** hidden [B, T, C] → logits [B, num_labels], from the first token's state. */
   forward(hidden: Tensor): Tensor {
     const first = hidden.slice(1, 0, 1).squeeze(1); // [B, C]: the <s>/[CLS] position
     const x = this.dense.forward(this.dropout.forward(first)).tanh();
@@ -245,8 +280,11 @@ export class ClassificationHead extends Module {
  * ```
  */
 export class EncoderForSequenceClassification extends Module {
+  /** The validated configuration. */
   readonly config: EncoderConfig;
+  /** The encoder body (RoBERTa's attribute name). */
   readonly roberta: EncoderModel;
+  /** The classification head (train it in full with LoRA's `modulesToSave: ['classifier']`). */
   classifier: ClassificationHead;
 
   constructor(config: Partial<EncoderConfig> = {}, options: { seed?: number } = {}) {
@@ -272,7 +310,12 @@ export class EncoderForSequenceClassification extends Module {
   forward(
     ids: Tensor,
     options: { attentionMask?: Tensor; labels?: Tensor } = {},
-  ): { logits: Tensor; loss?: Tensor } {
+  ): {
+    /** Class scores [B, num_labels]. */
+    logits: Tensor;
+    /** Mean cross-entropy against `labels` (when given). */
+    loss?: Tensor;
+  } {
     if (ids.rank !== 2 || ids.dtype !== 'int32') {
       throw new OpError(
         'EncoderForSequenceClassification',

@@ -3,6 +3,7 @@ import { Generator, OpError, type Tensor, tensor, tidy } from '@lowrank/tensor';
 import type { GPT2LMHeadModel, KVCache } from './gpt2.js';
 import { checkSamplingOptions, type SamplingOptions, sampleToken } from './sampling.js';
 
+/** Options of `generate`: sampling, length, seed, stop token, streaming. */
 export interface GenerateOptions extends SamplingOptions {
   /** Most new tokens to produce (required: generation always ends). */
   maxNewTokens: number;
@@ -16,9 +17,11 @@ export interface GenerateOptions extends SamplingOptions {
   onToken?: (id: number) => void;
 }
 
+/** What `generate` returns. */
 export interface GenerateResult {
   /** The new tokens only. */
   tokens: number[];
+  /** Why generation stopped: the end-of-text token, or the length limit. */
   stoppedBy: 'eos' | 'maxNewTokens';
 }
 
@@ -27,6 +30,7 @@ export interface GenerateResult {
  * each step feeds only the newest token. When the context fills (n_positions), the cache is
  * rebuilt from the last half of the window and generation goes on. Runs without gradients.
  *
+ * @example
  * ```ts
  * const { tokens } = await generate(model, tok.encode('ROMEO:'), { maxNewTokens: 50, topK: 20, seed: 1 });
  * ```
@@ -102,7 +106,13 @@ function disposeCache(cache: KVCache | undefined): void {
   }
 }
 
-/** Generation without a cache (the whole sequence each step): the reference the cached path is tested against. */
+/**
+ * Generation without a cache (the whole sequence each step): the reference the cached path is tested against.
+ *
+ * @example
+ * const a = await generate(model, prompt, { maxNewTokens: 20, greedy: true });
+ * const b = await generateNoCache(model, prompt, { maxNewTokens: 20, greedy: true }); // same tokens
+ */
 export async function generateNoCache(
   model: GPT2LMHeadModel,
   prompt: readonly number[],

@@ -34,22 +34,30 @@ const MASK_VALUE = -3.4028234663852886e38;
 
 /** Keys and values of one layer for the tokens seen so far: [B, n_head, T_past, head_dim] each. */
 export interface LayerCache {
+  /** Keys [B, n_head, T_past, head_dim]. */
   k: Tensor;
+  /** Values [B, n_head, T_past, head_dim]. */
   v: Tensor;
 }
+/** One `LayerCache` per block, for incremental generation. */
 export type KVCache = LayerCache[];
 
 /** Multi-head causal self-attention with a fused q|k|v projection (`c_attn`). */
 export class GPT2Attention extends Module {
+  /** Fused q|k|v projection (a `Conv1D`, [n_embd, 3·n_embd]); LoRA's usual target. */
   c_attn: Layer;
+  /** Output projection (a `Conv1D`). */
   c_proj: Layer;
+  /** Dropout on the attention weights. */
   readonly attn_dropout: Dropout;
+  /** Dropout on the output. */
   readonly resid_dropout: Dropout;
   private readonly nHead: number;
   private readonly headDim: number;
   private readonly scale: number;
 
   constructor(
+    /** The model's configuration. */
     readonly config: GPT2Config,
     layerIdx: number,
   ) {
@@ -70,7 +78,16 @@ export class GPT2Attention extends Module {
    * x: [B, T, C] → [B, T, C]. With `past`, the new keys/values are appended to it and the
    * updated cache is returned in `present` (the caller owns both and disposes the old one).
    */
-  forward(x: Tensor, mask: Tensor, past?: LayerCache): { out: Tensor; present: LayerCache } {
+  forward(
+    x: Tensor,
+    mask: Tensor,
+    past?: LayerCache,
+  ): {
+    /** [B, T, C]. */
+    out: Tensor;
+    /** The layer's cache including this call's tokens. */
+    present: LayerCache;
+  } {
     const [B, T, C] = x.shape;
     const split = (t: Tensor): Tensor => t.reshape(B, T, this.nHead, this.headDim).permute(0, 2, 1, 3); // (B, nh, T, hs)
     const [q0, k0, v0] = this.c_attn.forward(x).split(C, 2);
@@ -89,10 +106,14 @@ export class GPT2Attention extends Module {
 
 /** The position-wise MLP: c_fc → activation → c_proj → dropout. */
 export class GPT2MLP extends Module {
+  /** n_embd → 4·n_embd projection (a `Conv1D`). */
   c_fc: Layer;
+  /** 4·n_embd → n_embd projection (a `Conv1D`). */
   c_proj: Layer;
+  /** Dropout on the output. */
   readonly dropout: Dropout;
 
+  /** @param config The model's configuration. */
   constructor(readonly config: GPT2Config) {
     super();
     const inner = innerDim(config);
@@ -101,6 +122,7 @@ export class GPT2MLP extends Module {
     this.dropout = this.registerModule('dropout', new Dropout(config.resid_pdrop));
   }
 
+  /** x [B, T, C] → [B, T, C]. */
   forward(x: Tensor): Tensor {
     return this.dropout.forward(this.c_proj.forward(activation(this.c_fc.forward(x), this.config)));
   }
@@ -120,9 +142,13 @@ function activation(x: Tensor, c: GPT2Config): Tensor {
 
 /** One transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)). */
 export class GPT2Block extends Module {
+  /** LayerNorm before attention. */
   readonly ln_1: LayerNorm;
+  /** Causal self-attention. */
   readonly attn: GPT2Attention;
+  /** LayerNorm before the MLP. */
   readonly ln_2: LayerNorm;
+  /** The position-wise MLP. */
   readonly mlp: GPT2MLP;
 
   constructor(config: GPT2Config, layerIdx: number) {
@@ -133,7 +159,17 @@ export class GPT2Block extends Module {
     this.mlp = this.registerModule('mlp', new GPT2MLP(config));
   }
 
-  forward(x: Tensor, mask: Tensor, past?: LayerCache): { out: Tensor; present: LayerCache } {
+  /** x [B, T, C] → `out` [B, T, C], and the block's updated cache in `present`. */
+  forward(
+    x: Tensor,
+    mask: Tensor,
+    past?: LayerCache,
+  ): {
+    /** [B, T, C]. */
+    out: Tensor;
+    /** The layer's cache including this call's tokens. */
+    present: LayerCache;
+  } {
     const a = this.attn.forward(this.ln_1.forward(x), mask, past);
     const h = x.add(a.out);
     return { out: h.add(this.mlp.forward(this.ln_2.forward(h))), present: a.present };
@@ -142,14 +178,20 @@ export class GPT2Block extends Module {
 
 /** Embeddings, blocks and the final LayerNorm (HF's `GPT2Model`, the `transformer.` prefix). */
 export class GPT2Model extends Module {
+  /** Token embeddings [vocab_size, n_embd] (also the output layer: weights are tied). */
   wte: Embedding;
+  /** Learned position embeddings [n_positions, n_embd]. */
   wpe: Embedding;
+  /** Dropout on the summed embeddings. */
   readonly drop: Dropout;
+  /** The blocks (`h.0` … `h.{n_layer-1}`). */
   readonly h: ModuleList<GPT2Block>;
+  /** Final LayerNorm. */
   readonly ln_f: LayerNorm;
   /** Causal mask [n_positions, n_positions]: true where key position ≤ query position. */
   readonly causalMask: Tensor;
 
+  /** @param config The model's configuration. */
   constructor(readonly config: GPT2Config) {
     super();
     this.wte = this.registerModule('wte', new Embedding(config.vocab_size, config.n_embd));
@@ -169,7 +211,15 @@ export class GPT2Model extends Module {
   }
 
   /** ids: [B, T] int32 → hidden states [B, T, C] (and the updated cache when `past` is given). */
-  forward(ids: Tensor, past?: KVCache): { hidden: Tensor; present: KVCache } {
+  forward(
+    ids: Tensor,
+    past?: KVCache,
+  ): {
+    /** Hidden states [B, T, C] after the final LayerNorm. */
+    hidden: Tensor;
+    /** The cache including this call's tokens. */
+    present: KVCache;
+  } {
     const [, T] = ids.shape;
     const pastLen = past?.[0]?.k.shape[2] ?? 0;
     if (pastLen + T > this.config.n_positions) {
@@ -192,6 +242,7 @@ export class GPT2Model extends Module {
   }
 }
 
+/** What `GPT2LMHeadModel.forward` returns. */
 export interface LMOutput {
   /** [B, T, vocab] (or [B, 1, vocab] with `lastOnly`). */
   logits: Tensor;
@@ -201,6 +252,7 @@ export interface LMOutput {
   present?: KVCache;
 }
 
+/** Options of `GPT2LMHeadModel.forward`. */
 export interface LMForwardOptions {
   /** Labels [B, T] (int32; -100 is ignored); shifted by one inside, as in HF. */
   labels?: Tensor;
@@ -219,13 +271,16 @@ export const IGNORE_INDEX = -100;
  * GPT-2 with the language-modelling head (HF's `GPT2LMHeadModel`). The head is the token
  * embedding itself (weight tying): logits = ln_f(h) · wteᵀ.
  *
+ * @example
  * ```ts
  * const model = new GPT2LMHeadModel(gpt2Config({ vocab_size: 65, n_positions: 128, n_embd: 64, n_layer: 2, n_head: 4 }));
  * const { logits, loss } = model.forward(ids, { labels: ids });
  * ```
  */
 export class GPT2LMHeadModel extends Module {
+  /** The validated configuration. */
   readonly config: GPT2Config;
+  /** The body (HF's `transformer.` prefix). */
   readonly transformer: GPT2Model;
 
   /** A freshly initialised model (`initWeights(seed)`, HF's scheme); load a checkpoint to overwrite it. */
@@ -271,6 +326,9 @@ export class GPT2LMHeadModel extends Module {
     return this.lmHeadWeight.device;
   }
 
+  /**
+   * ids [B, T] int32 → logits [B, T, vocab] (and the loss with `labels`, the cache with `useCache`/`past`).
+   */
   forward(ids: Tensor, options: LMForwardOptions = {}): LMOutput {
     if (ids.rank !== 2 || ids.dtype !== 'int32') {
       throw new OpError(
@@ -291,6 +349,10 @@ export class GPT2LMHeadModel extends Module {
 /**
  * Causal-LM loss as HF computes it: logits at position t predict label t + 1; mean over the
  * labels that are not IGNORE_INDEX.
+ *
+ * @example
+ * const { logits } = model.forward(ids); // ids [B, T]
+ * const loss = lmLoss(logits, ids); // logits at t predict ids at t + 1
  */
 export function lmLoss(logits: Tensor, labels: Tensor): Tensor {
   const [B, T, V] = logits.shape;

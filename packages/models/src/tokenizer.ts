@@ -7,7 +7,9 @@ export interface Tokenizer {
   readonly vocabSize: number;
   /** Id that ends a document (GPT-2's `<|endoftext|>`), when the tokenizer has one. */
   readonly eosTokenId: number | null;
+  /** Text → token ids. */
   encode(text: string): number[];
+  /** Token ids → text. */
   decode(ids: readonly number[]): string;
 }
 
@@ -15,6 +17,7 @@ export interface Tokenizer {
  * GPT-2's byte-level BPE (the `r50k_base` ranks, 50,257 tokens) through js-tiktoken. The ranks are
  * bundled in the npm package as JavaScript, so this works offline.
  *
+ * @example
  * ```ts
  * const tok = new GPT2Tokenizer();
  * tok.encode('Hello world'); // [15496, 995]
@@ -30,6 +33,7 @@ export class GPT2Tokenizer implements Tokenizer {
     return this.enc.encode(text, options.allowSpecial === false ? [] : 'all', []);
   }
 
+  /** Token ids → text (throws on an id outside the vocabulary). */
   decode(ids: readonly number[]): string {
     for (const id of ids) {
       if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
@@ -47,9 +51,11 @@ export class GPT2Tokenizer implements Tokenizer {
 export class ByteTokenizer implements Tokenizer {
   readonly vocabSize = 256;
   readonly eosTokenId = null;
+  /** The UTF-8 bytes of `text`. */
   encode(text: string): number[] {
     return Array.from(new TextEncoder().encode(text));
   }
+  /** UTF-8 decoding of the bytes (invalid sequences become U+FFFD). */
   decode(ids: readonly number[]): string {
     return new TextDecoder().decode(Uint8Array.from(ids));
   }
@@ -61,6 +67,7 @@ export class ByteTokenizer implements Tokenizer {
  * characters fail loudly unless `unknown` names a character of the vocabulary to map them to.
  */
 export class CharTokenizer implements Tokenizer {
+  /** The vocabulary: token id i is `chars[i]`. */
   readonly chars: readonly string[];
   readonly eosTokenId: number | null;
   private readonly index: Map<string, number>;
@@ -88,10 +95,12 @@ export class CharTokenizer implements Tokenizer {
     return new CharTokenizer([...set].sort(), options);
   }
 
+  /** Number of characters in the vocabulary. */
   get vocabSize(): number {
     return this.chars.length;
   }
 
+  /** One id per character (unknown characters throw, or map to `unknown` when set). */
   encode(text: string): number[] {
     const out: number[] = [];
     for (const c of text) {
@@ -104,6 +113,7 @@ export class CharTokenizer implements Tokenizer {
     return out;
   }
 
+  /** The characters of the ids, concatenated. */
   decode(ids: readonly number[]): string {
     let s = '';
     for (const id of ids) {
@@ -116,7 +126,14 @@ export class CharTokenizer implements Tokenizer {
   }
 
   /** The vocabulary as JSON (saved next to a checkpoint). */
-  toJSON(): { type: 'char'; chars: string[]; eos: string | null } {
+  toJSON(): {
+    /** Always 'char'. */
+    type: 'char';
+    /** The vocabulary. */
+    chars: string[];
+    /** The end-of-text character, or null. */
+    eos: string | null;
+  } {
     return {
       type: 'char',
       chars: [...this.chars],
@@ -132,12 +149,31 @@ export class CharTokenizer implements Tokenizer {
   }
 }
 
+/** A tokenizer's JSON description (`tokenizer.json` beside our checkpoints). */
 export type TokenizerSpec =
-  | { type: 'gpt2' }
-  | { type: 'byte' }
-  | { type: 'char'; chars: string[]; eos?: string | null };
+  | {
+      /** GPT-2's BPE. */
+      type: 'gpt2';
+    }
+  | {
+      /** UTF-8 bytes. */
+      type: 'byte';
+    }
+  | {
+      /** Characters. */
+      type: 'char';
+      /** The vocabulary, in id order. */
+      chars: string[];
+      /** The end-of-text character. */
+      eos?: string | null;
+    };
 
-/** Builds a tokenizer from its JSON description (as stored in `tokenizer.json` beside our checkpoints). */
+/**
+ * Builds a tokenizer from its JSON description (as stored in `tokenizer.json` beside our checkpoints).
+ *
+ * @example
+ * tokenizerFromSpec({ type: 'char', chars: ['a', 'b', '\n'], eos: '\n' }).encode('ab'); // [0, 1]
+ */
 export function tokenizerFromSpec(spec: TokenizerSpec): Tokenizer {
   switch (spec.type) {
     case 'gpt2':
