@@ -25,6 +25,10 @@ const NOT_PARAMETERS = [/(^|\.)attn\.bias$/, /(^|\.)attn\.masked_bias$/, /^lm_he
  * Renames an HF GPT-2 state dict to ours: files of `GPT2Model` have no `transformer.` prefix
  * (the original `gpt2` checkpoint), files of `GPT2LMHeadModel` do; mask buffers and the tied
  * `lm_head.weight` are dropped.
+ *
+ * @example
+ * const keys = gpt2KeysFromHF({ 'wte.weight': w, 'h.0.attn.bias': mask });
+ * [...keys.keys()]; // ['transformer.wte.weight'] (the mask buffer is dropped)
  */
 export function gpt2KeysFromHF<T>(tensors: Readonly<Record<string, T>>): Map<string, T> {
   const out = new Map<string, T>();
@@ -38,6 +42,11 @@ export function gpt2KeysFromHF<T>(tensors: Readonly<Record<string, T>>): Map<str
 /**
  * A GPT-2 from HF `config.json` (parsed) and `model.safetensors` bytes. Every parameter name and
  * shape is checked: a missing, unexpected or mis-shaped key throws, listing all of them.
+ *
+ * @example
+ * const config = JSON.parse(await (await fetch('gpt2/config.json')).text());
+ * const bytes = new Uint8Array(await (await fetch('gpt2/model.safetensors')).arrayBuffer());
+ * const model = gpt2FromSafetensors(config, bytes);
  */
 export function gpt2FromSafetensors(
   config: Record<string, unknown> | GPT2Config,
@@ -48,7 +57,12 @@ export function gpt2FromSafetensors(
   return model;
 }
 
-/** Loads HF GPT-2 weights (safetensors bytes or parsed tensors) into a model, by name, strictly. */
+/**
+ * Loads HF GPT-2 weights (safetensors bytes or parsed tensors) into a model, by name, strictly.
+ *
+ * @example
+ * loadGPT2Weights(model, bytes); // throws listing every missing, unexpected or mis-shaped key
+ */
 export function loadGPT2Weights(
   model: GPT2LMHeadModel,
   source: Uint8Array | Readonly<Record<string, HostTensor>>,
@@ -61,12 +75,22 @@ export function loadGPT2Weights(
   }
 }
 
-/** The model as HF's `model.safetensors` (keys `transformer.…`, no `lm_head.weight`, format pt). */
+/**
+ * The model as HF's `model.safetensors` (keys `transformer.…`, no `lm_head.weight`, format pt).
+ *
+ * @example
+ * const bytes = await gpt2ToSafetensors(model); // loads in transformers' GPT2LMHeadModel
+ */
 export async function gpt2ToSafetensors(model: GPT2LMHeadModel): Promise<Uint8Array> {
   return stateDictToSafetensors(model.stateDict(), { format: 'pt' });
 }
 
-/** The model's config as HF's `config.json` text. */
+/**
+ * The model's config as HF's `config.json` text.
+ *
+ * @example
+ * JSON.parse(gpt2ConfigJSON(model)).architectures; // ["GPT2LMHeadModel"]
+ */
 export function gpt2ConfigJSON(model: GPT2LMHeadModel): string {
   return `${JSON.stringify(configToJSON(model.config), null, 2)}\n`;
 }

@@ -8,12 +8,23 @@ import type { GPT2LMHeadModel } from './gpt2.js';
 import { gpt2ConfigJSON, gpt2FromSafetensors, gpt2ToSafetensors } from './hf.js';
 import { type Tokenizer, type TokenizerSpec, tokenizerFromSpec } from './tokenizer.js';
 
-/** Reads a file, failing with one line that names it. */
+/**
+ * Reads a file, failing with one line that names it.
+ *
+ * @example
+ * const bytes = readBytes('gpt2/model.safetensors', 'model weights');
+ */
 export function readBytes(path: string, what = 'file'): Uint8Array {
   if (!existsSync(path)) throw new Error(`${what} not found: ${path}`);
   return new Uint8Array(readFileSync(path));
 }
 
+/**
+ * Reads and parses a JSON file, failing with one line that names it.
+ *
+ * @example
+ * const config = readJSON('gpt2/config.json', 'model config');
+ */
 export function readJSON(path: string, what = 'file'): Record<string, unknown> {
   const text = new TextDecoder().decode(readBytes(path, what));
   try {
@@ -26,6 +37,9 @@ export function readJSON(path: string, what = 'file'): Record<string, unknown> {
 /**
  * A GPT-2 from a Hugging Face style directory (`config.json`, `model.safetensors`), moved to
  * `device` when given.
+ *
+ * @example
+ * const model = await fromPretrained('checkpoints/gpt2', { device: 'webgpu' });
  */
 export async function fromPretrained(
   dir: string,
@@ -38,12 +52,20 @@ export async function fromPretrained(
   return model;
 }
 
-/** Writes `config.json` and `model.safetensors` (and `tokenizer.json` when given) into `dir`. */
+/**
+ * Writes `config.json` and `model.safetensors` (and `tokenizer.json` when given) into `dir`.
+ *
+ * @example
+ * await savePretrained(model, 'out/my-gpt2', { tokenizer: { type: 'gpt2' } });
+ */
 export async function savePretrained(
   model: GPT2LMHeadModel,
   dir: string,
   options: { tokenizer?: TokenizerSpec } = {},
-): Promise<{ bytes: number }> {
+): Promise<{
+  /** Size of the written `model.safetensors`. */
+  bytes: number;
+}> {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), gpt2ConfigJSON(model));
   const st = await gpt2ToSafetensors(model);
@@ -52,7 +74,12 @@ export async function savePretrained(
   return { bytes: st.length };
 }
 
-/** The tokenizer saved beside a checkpoint (`tokenizer.json`), else GPT-2's BPE when the vocab is 50257, else bytes. */
+/**
+ * The tokenizer saved beside a checkpoint (`tokenizer.json`), else GPT-2's BPE when the vocab is 50257, else bytes.
+ *
+ * @example
+ * const tok = loadTokenizer('checkpoints/gpt2', model.config.vocab_size);
+ */
 export function loadTokenizer(dir: string, vocabSize: number): Tokenizer {
   const path = join(dir, 'tokenizer.json');
   if (existsSync(path)) return tokenizerFromSpec(readJSON(path, 'tokenizer') as unknown as TokenizerSpec);

@@ -1,7 +1,10 @@
 /** A named series of (x, y) points for `lineChartSvg`. */
 export interface Series {
+  /** Legend label. */
   name: string;
+  /** The (x, y) points, in drawing order. */
   points: readonly (readonly [number, number])[];
+  /** CSS color (default: a palette by position). */
   color?: string;
 }
 
@@ -10,6 +13,9 @@ const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd'];
 /**
  * A self-contained SVG line chart (axes, ticks, legend): enough for loss curves, no dependency.
  * Non-finite points are skipped.
+ *
+ * @example
+ * const svg = lineChartSvg([{ name: 'train loss', points: trainer.losses }], { title: 'LoRA', xLabel: 'step' });
  */
 export function lineChartSvg(
   series: readonly Series[],
@@ -81,7 +87,12 @@ function extent(v: number[]): [number, number] {
   return [Math.min(...v), Math.max(...v)];
 }
 
-/** About `count` round tick values covering [lo, hi]. */
+/**
+ * About `count` round tick values covering [lo, hi].
+ *
+ * @example
+ * ticks(0, 1, 5); // [0, 0.2, 0.4, 0.6, 0.8, 1]
+ */
 export function ticks(lo: number, hi: number, count: number): number[] {
   const raw = (hi - lo) / Math.max(1, count);
   const mag = 10 ** Math.floor(Math.log10(raw));

@@ -1,5 +1,6 @@
 import type { Generator } from '@lowrank/tensor';
 
+/** How the next token is chosen from the logits. */
 export interface SamplingOptions {
   /** Divides the logits; 0 (or `greedy: true`) picks the most likely token. Default 1. */
   temperature?: number;
@@ -11,7 +12,12 @@ export interface SamplingOptions {
   greedy?: boolean;
 }
 
-/** Checks sampling options, naming the one that is wrong. */
+/**
+ * Checks sampling options, naming the one that is wrong.
+ *
+ * @example
+ * checkSamplingOptions({ topP: 1.5 }); // throws: generate: topP must be in (0, 1], …
+ */
 export function checkSamplingOptions(o: SamplingOptions): void {
   if (o.temperature !== undefined && !(o.temperature >= 0 && Number.isFinite(o.temperature))) {
     throw new Error(`generate: temperature must be a finite number ≥ 0, got ${o.temperature}`);
@@ -28,6 +34,10 @@ export function checkSamplingOptions(o: SamplingOptions): void {
  * Picks the next token from one row of logits, in Hugging Face's order: temperature, then top-k,
  * then top-p (nucleus), then a draw from the renormalised distribution with `gen`. Runs on the
  * host: one row of `vocab` numbers per step is small next to the forward pass.
+ *
+ * @example
+ * sampleToken([0, 5, 1], { greedy: true }, new lr.Generator(0)); // 1
+ * sampleToken(logits, { temperature: 0.8, topK: 40, topP: 0.95 }, gen);
  */
 export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, gen: Generator): number {
   const n = logits.length;
