@@ -22,8 +22,10 @@ const MAP_READ = 0x1;
 const BATCH_DISPATCHES = 96;
 /** Size of one uniform arena chunk (≤ the default maxUniformBufferBindingSize). */
 const ARENA_BYTES = 64 * 1024;
+/** Bytes freed while a batch is open that force its submit (so they can be reused). */
+const PENDING_FREE_SUBMIT_BYTES = 256 * 1024 * 1024;
 /** Free bytes the buffer pool keeps before it destroys returned buffers. */
-const POOL_MAX_FREE_BYTES = 1024 * 1024 * 1024;
+const POOL_MAX_FREE_BYTES = 2 * 1024 * 1024 * 1024;
 
 /** Ops that report out-of-range indices through the error-flag buffer (code = position + 1). */
 export const INDEX_OPS = ['gather', 'indexSelect', 'scatterAdd', 'indexAdd'] as const;
@@ -63,6 +65,7 @@ export class WebGPUContext {
   private poolFreeBytes = 0;
   /** Buffers released while the open batch may still use them: pooled after its submit. */
   private pendingFree: GPUBuffer[] = [];
+  private pendingFreeBytes = 0;
   private readonly stagingPool = new Map<number, GPUBuffer[]>();
 
   private encoder: GPUCommandEncoder | null = null;
@@ -199,14 +202,33 @@ export class WebGPUContext {
   /** Returns a storage's buffer to the pool (after the open batch is submitted, if any). */
   release(buffer: GPUBuffer): void {
     if (this.destroyed) return;
-    if (this.dispatches > 0 || this.encoder) this.pendingFree.push(buffer);
-    else this.toPool(buffer);
+    if (this.dispatches > 0 || this.encoder) {
+      this.pendingFree.push(buffer);
+      this.pendingFreeBytes += buffer.size;
+      if (this.pendingFreeBytes >= PENDING_FREE_SUBMIT_BYTES) this.submit();
+    } else this.toPool(buffer);
   }
 
   private toPool(buffer: GPUBuffer): void {
-    if (this.poolFreeBytes + buffer.size > POOL_MAX_FREE_BYTES) {
+    if (buffer.size > POOL_MAX_FREE_BYTES) {
       buffer.destroy();
       return;
+    }
+    // over the cap: evict buffers of other size classes (largest first), never the one being reused
+    if (this.poolFreeBytes + buffer.size > POOL_MAX_FREE_BYTES) {
+      const classes = [...this.pool.keys()].filter((k) => k !== buffer.size).sort((x, y) => y - x);
+      for (const cls of classes) {
+        const list = this.pool.get(cls) ?? [];
+        while (list.length > 0 && this.poolFreeBytes + buffer.size > POOL_MAX_FREE_BYTES) {
+          list.pop()?.destroy();
+          this.poolFreeBytes -= cls;
+        }
+        if (this.poolFreeBytes + buffer.size <= POOL_MAX_FREE_BYTES) break;
+      }
+      if (this.poolFreeBytes + buffer.size > POOL_MAX_FREE_BYTES) {
+        buffer.destroy();
+        return;
+      }
     }
     let list = this.pool.get(buffer.size);
     if (!list) {
@@ -342,6 +364,7 @@ export class WebGPUContext {
     this.dispatches = 0;
     const freed = this.pendingFree;
     this.pendingFree = [];
+    this.pendingFreeBytes = 0;
     for (const b of freed) this.toPool(b);
     this.closeScope();
   }

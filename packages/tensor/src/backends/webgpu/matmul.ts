@@ -31,6 +31,10 @@ export const MATMUL_CONFIGS: Record<string, MatmulConfig> = {
   t64x64x16: { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 },
   t64x64x8r8: { bm: 64, bn: 64, bk: 8, tm: 8, tn: 8 },
   t32x32x16: { bm: 32, bn: 32, bk: 16, tm: 4, tn: 4 },
+  t64x128x32: { bm: 64, bn: 128, bk: 32, tm: 4, tn: 8 },
+  t128x256x8: { bm: 128, bn: 256, bk: 8, tm: 8, tn: 16 },
+  t256x128x8: { bm: 256, bn: 128, bk: 8, tm: 16, tn: 8 },
+  t128x128x8r16: { bm: 128, bn: 128, bk: 8, tm: 8, tn: 16 },
 };
 
 let forced: MatmulConfig | null = null;
@@ -61,14 +65,12 @@ export function chooseConfig(limits: GPUSupportedLimits, batch: number, m: numbe
     smemBytes(c) <= limits.maxComputeWorkgroupStorageSize &&
     (c.bm / c.tm) * (c.bn / c.tn) <= limits.maxComputeInvocationsPerWorkgroup;
   if (forced && fits(forced)) return forced;
-  const order = [
-    MATMUL_CONFIGS.t128x128x16,
-    MATMUL_CONFIGS.t128x128x8,
-    MATMUL_CONFIGS.t128x64x16,
-    MATMUL_CONFIGS.t64x64x8r8,
-    MATMUL_CONFIGS.t64x64x16,
-  ];
-  for (const c of order) if (fits(c) && tiles(c, batch, m, n) >= 256) return c;
+  // measured on an H100 (docs/perf.md): 128×128 tiles win once there are ≥ 512 of them, 64×128
+  // tiles from 128 (1024³: 25 vs 16 TFLOP/s), smaller tiles below
+  const big = MATMUL_CONFIGS.t128x128x8;
+  if (fits(big) && tiles(big, batch, m, n) >= 512) return big;
+  const mid = MATMUL_CONFIGS.t64x128x16;
+  if (fits(mid) && tiles(mid, batch, m, n) >= 128) return mid;
   if (tiles(MATMUL_CONFIGS.t64x64x16, batch, m, n) >= 64) return MATMUL_CONFIGS.t64x64x16;
   return MATMUL_CONFIGS.t32x32x16;
 }
