@@ -4,9 +4,9 @@ export async function acquireGPU(): Promise<GPU> {
   if (nav?.gpu) return nav.gpu;
   const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
   if (!isNode) throw new Error('navigator.gpu is not available in this browser');
-  let mod: typeof import('./gpu-node.js');
+  let mod: typeof import('#gpu-node');
   try {
-    mod = await import('./gpu-node.js');
+    mod = await import('#gpu-node');
   } catch (e) {
     throw new Error(`the 'webgpu' package could not be loaded (${(e as Error).message})`);
   }

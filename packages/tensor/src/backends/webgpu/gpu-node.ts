@@ -1,7 +1,7 @@
 /**
  * Node-only GPU acquisition through the `webgpu` npm package (Dawn). This is the only module that
- * names `webgpu`; a browser build replaces it (see the export conditions of the package) and
- * `navigator.gpu` is used instead.
+ * names `webgpu`; a browser build replaces it with `gpu-browser.ts` (the `browser` condition of
+ * the `#gpu-node` import in package.json) and `navigator.gpu` is used instead.
  */
 
 let instance: GPU | null = null;
