@@ -15,7 +15,9 @@ import { fromPeftConfig, type PeftConfigJson, toPeftConfig } from './peft-config
  * Node helpers that read and write directories live in `@lowrank/lora/node`.
  */
 export interface AdapterFiles {
+  /** The content of `adapter_config.json`. */
   config: PeftConfigJson;
+  /** The content of `adapter_model.safetensors`, by PEFT key. */
   tensors: Record<string, HostTensor>;
 }
 
@@ -81,7 +83,13 @@ export function adapterParameters(handle: LoraModel, adapterName = 'default'): M
   return out;
 }
 
-/** The adapter as PEFT would save it (config object + host tensors). */
+/**
+ * The adapter as PEFT would save it (config object + host tensors).
+ *
+ * @example
+ * const { config, tensors } = await exportAdapter(lora);
+ * Object.keys(tensors)[0]; // "base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"
+ */
 export async function exportAdapter(handle: LoraModel, adapterName = 'default'): Promise<AdapterFiles> {
   const cfg = handle.configs.get(adapterName);
   if (!cfg)
@@ -127,11 +135,21 @@ export async function exportAdapter(handle: LoraModel, adapterName = 'default'):
   return { config: toPeftConfig(saved, { targetModules: written, rankPattern, alphaPattern }), tensors };
 }
 
-/** `adapter_config.json` text and `adapter_model.safetensors` bytes. */
+/**
+ * `adapter_config.json` text and `adapter_model.safetensors` bytes.
+ *
+ * @example
+ * const { configJson, safetensors } = await serializeAdapter(lora); // e.g. offer both as downloads
+ */
 export async function serializeAdapter(
   handle: LoraModel,
   adapterName = 'default',
-): Promise<{ configJson: string; safetensors: Uint8Array }> {
+): Promise<{
+  /** `adapter_config.json` text. */
+  configJson: string;
+  /** `adapter_model.safetensors` bytes. */
+  safetensors: Uint8Array;
+}> {
   const { config, tensors } = await exportAdapter(handle, adapterName);
   return {
     configJson: `${JSON.stringify(config, null, 2)}\n`,
@@ -139,7 +157,9 @@ export async function serializeAdapter(
   };
 }
 
+/** Options of `importAdapter` and `loadAdapterFromBytes`. */
 export interface ImportOptions {
+  /** Name the adapter gets in the model (default 'default'). */
   adapterName?: string;
   /** Called for each unknown config key (default console.warn). */
   onWarning?: (message: string) => void;
@@ -149,6 +169,9 @@ export interface ImportOptions {
  * Adds a PEFT adapter to `model` (applying LoRA first when the model has none) and fills its
  * weights. Every key must name a module of this model and every shape must match; otherwise
  * nothing is added and the error lists each problem.
+ *
+ * @example
+ * const handle = importAdapter(model, { config: JSON.parse(configJson), tensors: parseSafetensors(bytes).tensors });
  */
 export function importAdapter<M extends Module>(
   model: M,
@@ -198,7 +221,13 @@ export function importAdapter<M extends Module>(
   return handle;
 }
 
-/** `importAdapter` from the two files' contents. */
+/**
+ * `importAdapter` from the two files' contents.
+ *
+ * @example
+ * const handle = loadAdapterFromBytes(gpt, configJson, safetensorsBytes, { adapterName: 'e2e' });
+ * handle.setAdapter('e2e');
+ */
 export function loadAdapterFromBytes<M extends Module>(
   model: M,
   configJson: string,

@@ -12,8 +12,15 @@ export type TargetModules =
   | ((name: string, module: unknown) => boolean)
   | 'all-linear';
 
+/** Which biases train alongside the adapters (PEFT's `bias`). */
 export type LoraBias = 'none' | 'all' | 'lora_only';
 
+/**
+ * A LoRA configuration: PEFT's `LoraConfig` fields in camelCase. Only `targetModules` is required.
+ *
+ * @example
+ * const config: LoraConfig = { r: 8, loraAlpha: 16, loraDropout: 0.05, targetModules: ['c_attn'] };
+ */
 export interface LoraConfig {
   /** Rank (default 8, as PEFT). */
   r?: number;
@@ -52,26 +59,45 @@ export interface LoraConfig {
   seed?: number;
 }
 
+/** A `LoraConfig` after `resolveConfig`: validated, with every default filled in. */
 export interface ResolvedLoraConfig {
+  /** Rank. */
   r: number;
+  /** α (the LoRA path is scaled by α/r, or α/√r with `useRslora`). */
   loraAlpha: number;
+  /** Dropout probability on the LoRA path's input. */
   loraDropout: number;
+  /** Modules to adapt. */
   targetModules: TargetModules;
+  /** Names (suffix match) excluded even when targeted. */
   excludeModules: readonly string[];
+  /** Which biases train. */
   bias: LoraBias;
+  /** Base weights stored [in, out] (GPT-2's Conv1D). */
   fanInFanOut: boolean;
+  /** How A and B are initialised. */
   initLoraWeights: boolean | 'gaussian';
+  /** Rank-stabilised scaling α/√r. */
   useRslora: boolean;
+  /** Modules trained in full and saved with the adapter. */
   modulesToSave: readonly string[];
+  /** Per-module rank overrides. */
   rankPattern: Readonly<Record<string, number>>;
+  /** Per-module α overrides. */
   alphaPattern: Readonly<Record<string, number>>;
+  /** Layer indices to adapt, or null for all. */
   layersToTransform: readonly number[] | null;
+  /** Name segments before a layer index. */
   layersPattern: readonly string[];
+  /** Which output slices of fused projections are adapted. */
   fusedSlices: Readonly<Record<string, readonly boolean[]>>;
+  /** Seed for the A/B initialisation (undefined: the global generator). */
   seed: number | undefined;
 }
 
+/** Thrown for an invalid LoRA config; the message names the field and the value that came. */
 export class LoraConfigError extends Error {
+  /** Always 'LoraConfigError'. */
   override name = 'LoraConfigError';
 }
 
@@ -109,7 +135,12 @@ function checkAlpha(what: string, a: unknown): number {
   return a;
 }
 
-/** Validates a config and fills PEFT's defaults. Errors name the field and the value that came. */
+/**
+ * Validates a config and fills PEFT's defaults. Errors name the field and the value that came.
+ *
+ * @example
+ * resolveConfig({ targetModules: ['c_attn'] }).r; // 8 (PEFT's default)
+ */
 export function resolveConfig(config: LoraConfig): ResolvedLoraConfig {
   if (config === null || typeof config !== 'object') fail(`expected an object, got ${String(config)}`);
   for (const key of Object.keys(config)) {
@@ -185,7 +216,13 @@ export function resolveConfig(config: LoraConfig): ResolvedLoraConfig {
   };
 }
 
-/** PEFT's pattern match: `key` (a regex) matches the whole name or its end after a dot. */
+/**
+ * PEFT's pattern match: `key` (a regex) matches the whole name or its end after a dot.
+ *
+ * @example
+ * patternMatches('c_attn', 'transformer.h.0.attn.c_attn'); // true
+ * patternMatches('h\\.0\\.attn\\.c_attn', 'transformer.h.1.attn.c_attn'); // false
+ */
 export function patternMatches(key: string, name: string): boolean {
   return new RegExp(`^(.*\\.)?(${key})$`).test(name);
 }

@@ -20,6 +20,7 @@ const handles = new WeakMap<Module, LoraModel>();
 /** The name PEFT uses in `adapter_names` for "no adapter" (null works too). */
 export const BASE_ADAPTER = '__base__';
 
+/** Options of `LoraModel.forward`. */
 export interface MixedOptions {
   /** One adapter name per sample (dim 0 of the input); null or '__base__' = the base model. */
   adapterNames?: readonly (string | null)[];
@@ -54,7 +55,13 @@ export function applyLora<M extends Module>(
   return handle;
 }
 
-/** The handle of a model that went through `applyLora`, or null. */
+/**
+ * The handle of a model that went through `applyLora`, or null.
+ *
+ * @example
+ * applyLora(model, { targetModules: ['c_attn'] });
+ * getLoraModel(model)?.adapters; // ['default']
+ */
 export function getLoraModel<M extends Module>(model: M): LoraModel<M> | null {
   return (handles.get(model) as LoraModel<M> | undefined) ?? null;
 }
@@ -67,11 +74,13 @@ function checkAdapterName(name: string): void {
 
 /** The handle `applyLora` returns: adapters, merging, mixed batches and what trains. */
 export class LoraModel<M extends Module = Module> {
+  /** The resolved config of each adapter, by name. */
   readonly configs = new Map<string, ResolvedLoraConfig>();
   /** Module paths targeted by each adapter. */
   readonly targets = new Map<string, string[]>();
   #active: string[] = [];
 
+  /** @param model The model LoRA was injected into (modified in place). */
   constructor(readonly model: M) {}
 
   /** LoRA layers by module path. */
@@ -80,9 +89,11 @@ export class LoraModel<M extends Module = Module> {
     for (const [name, m] of this.model.namedModules()) if (m instanceof LoraLayer) out.set(name, m);
     return out;
   }
+  /** Names of every adapter, in creation order. */
   get adapters(): string[] {
     return [...this.configs.keys()];
   }
+  /** Names of the adapters that run in `forward` (and train). */
   get activeAdapters(): string[] {
     return [...this.#active];
   }
@@ -324,6 +335,9 @@ export class LoraModel<M extends Module = Module> {
     return this.withAdapterNames(options.adapterNames, () => model.forward(x));
   }
 
+  /**
+   * Rebuilds the stacked weights of mixed batches at their next use (after training an adapter in place).
+   */
   refreshMixedCache(): void {
     for (const l of this.layers.values()) l.version++;
   }
@@ -467,8 +481,11 @@ function combineInto(
   );
 }
 
+/** What `trainableParameters` counts. */
 export interface TrainableReport {
+  /** Parameter elements that require grad. */
   trainable: number;
+  /** All parameter elements. */
   total: number;
   /** 100 · trainable / total. */
   percentage: number;
@@ -476,7 +493,12 @@ export interface TrainableReport {
   toString(): string;
 }
 
-/** Trainable vs total parameter counts, like PEFT's `print_trainable_parameters()`. */
+/**
+ * Trainable vs total parameter counts, like PEFT's `print_trainable_parameters()`.
+ *
+ * @example
+ * String(trainableParameters(lora)); // "trainable params: 294,912 || all params: 124,734,720 || trainable%: 0.2364"
+ */
 export function trainableParameters(model: Module | LoraModel): TrainableReport {
   const m = model instanceof LoraModel ? model.model : model;
   let trainable = 0;

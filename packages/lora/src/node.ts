@@ -13,17 +13,27 @@ import type { Module } from '@lowrank/nn';
 import { type ImportOptions, loadAdapterFromBytes, serializeAdapter } from './adapter-io.js';
 import type { LoraModel } from './model.js';
 
+/** PEFT's config file name in an adapter directory. */
 export const CONFIG_NAME = 'adapter_config.json';
+/** PEFT's weights file name in an adapter directory. */
 export const WEIGHTS_NAME = 'adapter_model.safetensors';
 
+/** What `saveAdapter` wrote. */
 export interface SavedAdapter {
   /** The directory written (a subfolder named after the adapter unless it is 'default', as PEFT). */
   dir: string;
+  /** Size of `adapter_config.json`. */
   configBytes: number;
+  /** Size of `adapter_model.safetensors`. */
   weightsBytes: number;
 }
 
-/** Writes the adapter in PEFT's format. */
+/**
+ * Writes the adapter in PEFT's format.
+ *
+ * @example
+ * const { dir, weightsBytes } = await saveAdapter(lora, 'out/e2e-adapter'); // loads with PeftModel.from_pretrained
+ */
 export async function saveAdapter(
   handle: LoraModel,
   dir: string,
@@ -48,7 +58,12 @@ async function readOrExplain(path: string, what: string): Promise<Buffer> {
   }
 }
 
-/** Loads a PEFT adapter directory into `model` (applying LoRA when it has none). */
+/**
+ * Loads a PEFT adapter directory into `model` (applying LoRA when it has none).
+ *
+ * @example
+ * const handle = await loadAdapter(gpt, 'out/e2e-adapter'); // applies LoRA when the model has none
+ */
 export async function loadAdapter<M extends Module>(
   model: M,
   dir: string,

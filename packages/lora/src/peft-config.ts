@@ -67,7 +67,9 @@ function isOff(value: unknown, offs: readonly unknown[]): boolean {
   );
 }
 
+/** What `fromPeftConfig` returns. */
 export interface ParsedPeftConfig {
+  /** The options, with our camelCase names. */
   config: LoraConfig;
   /** One line per key we did not recognise. */
   warnings: string[];
@@ -78,6 +80,10 @@ export interface ParsedPeftConfig {
 /**
  * Parses an `adapter_config.json` object. Unknown keys give warnings (also passed to `onWarning`,
  * default console.warn); unsupported features that are switched on throw.
+ *
+ * @example
+ * const { config } = fromPeftConfig({ peft_type: 'LORA', r: 8, lora_alpha: 16, target_modules: ['c_attn'] });
+ * config.loraAlpha; // 16
  */
 export function fromPeftConfig(
   json: unknown,
@@ -127,6 +133,10 @@ export function fromPeftConfig(
  * Writes a PEFT `adapter_config.json` object. `targetModules` is the list to write (function and
  * RegExp targets are saved as the names they matched); `rankPattern`/`alphaPattern` may carry
  * per-module entries added by the layers (fused projections are saved in PEFT's plain form).
+ *
+ * @example
+ * const json = toPeftConfig(resolveConfig(config), { targetModules: ['c_attn'], rankPattern: {}, alphaPattern: {} });
+ * json.lora_alpha; // the α of `config`
  */
 export function toPeftConfig(
   config: ResolvedLoraConfig,

@@ -2,8 +2,11 @@ import { serializeAdapter } from './adapter-io.js';
 import type { LoraModel } from './model.js';
 import { trainableParameters } from './model.js';
 
+/** What `trainingFootprint` measures: LoRA's costs next to full fine-tuning's. */
 export interface Footprint {
+  /** Parameter elements that train (A, B and any `modulesToSave`). */
   trainableParams: number;
+  /** All parameter elements. */
   totalParams: number;
   /** Optimizer state: measured (`optimizer.stateBytes()` after a step) or statesPerParam·4 bytes per trainable value. */
   optimizerStateBytes: number;
@@ -13,6 +16,7 @@ export interface Footprint {
   adapterFileBytes: number;
   /** A full checkpoint's tensor payload (every non-LoRA parameter in float32). */
   fullCheckpointBytes: number;
+  /** A few lines comparing the two, for logs. */
   toString(): string;
 }
 

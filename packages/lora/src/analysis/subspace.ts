@@ -9,13 +9,23 @@ import { frobeniusNorm, leadingColumns, type Matrix, matmul, matrix, svd, transp
  * const phi = subspaceSimilarity(await toMatrix(a8), await toMatrix(a64), 1, 1);
  */
 
-/** Reads a 2-D tensor into a host float64 matrix. */
+/**
+ * Reads a 2-D tensor into a host float64 matrix.
+ *
+ * @example
+ * const A = await toMatrix(lora.layers.get('transformer.h.0.attn.c_attn')!.plainFactors('default').A);
+ */
 export async function toMatrix(t: Tensor): Promise<Matrix> {
   if (t.rank !== 2) throw new Error(`toMatrix: expected a 2-D tensor, got shape [${t.shape.join(',')}]`);
   return matrix(await t.data(), t.shape[0], t.shape[1]);
 }
 
-/** The top right-singular vectors of A ([r, in]) as columns [in, min(r, in)] (the paper's U_A). */
+/**
+ * The top right-singular vectors of A ([r, in]) as columns [in, min(r, in)] (the paper's U_A).
+ *
+ * @example
+ * rightSingularVectors(linalg.matrix([[0, 2, 0]])).data; // Float64Array [0, 1, 0] (up to sign)
+ */
 export function rightSingularVectors(a: Matrix): Matrix {
   return svd(a).V;
 }
@@ -25,6 +35,11 @@ export function rightSingularVectors(a: Matrix): Matrix {
  * φ(A₁, A₂, i, j) = ‖U_{A₁}^{i⊤} U_{A₂}^{j}‖²_F / min(i, j), where U_A^i are the top-i
  * right-singular vectors of A ([r, in]). It lies in [0, 1]: 1 when one subspace contains the
  * other, 0 when they are orthogonal. A₁ and A₂ may have different ranks but need the same `in`.
+ *
+ * @example
+ * const a = linalg.matrix([[1, 0, 0], [0, 1, 0]]);
+ * subspaceSimilarity(a, linalg.matrix([[1, 1, 0]]), 2, 1); // 1: span{(1,1,0)} lies in span{e1, e2}
+ * subspaceSimilarity(a, linalg.matrix([[0, 0, 1]]), 2, 1); // 0: orthogonal
  */
 export function subspaceSimilarity(a1: Matrix, a2: Matrix, i: number, j: number): number {
   if (a1.cols !== a2.cols) {
@@ -46,7 +61,12 @@ function similarityFromBases(u1: Matrix, u2: Matrix, i: number, j: number): numb
   return frobeniusNorm(prod) ** 2 / Math.min(i, j);
 }
 
-/** φ for every i ≤ maxI, j ≤ maxJ (the paper's Figure 3 grid), computing each SVD once. */
+/**
+ * φ for every i ≤ maxI, j ≤ maxJ (the paper's Figure 3 grid), computing each SVD once.
+ *
+ * @example
+ * const grid = subspaceSimilarityGrid(A8, A64, 8, 8); // grid[i-1][j-1] = φ(A8, A64, i, j), the paper's Figure 3
+ */
 export function subspaceSimilarityGrid(a1: Matrix, a2: Matrix, maxI = a1.rows, maxJ = a2.rows): number[][] {
   if (a1.cols !== a2.cols) {
     throw new Error(
@@ -60,6 +80,7 @@ export function subspaceSimilarityGrid(a1: Matrix, a2: Matrix, maxI = a1.rows, m
   );
 }
 
+/** What `amplificationFactor` computes (the paper's Table 7 quantities). */
 export interface Amplification {
   /** ‖ΔW‖_F. */
   deltaNorm: number;

@@ -3,12 +3,15 @@
  * Used only for analysis (the paper's §7), never inside a forward pass, so it runs on the CPU.
  */
 export interface Matrix {
+  /** Number of rows. */
   readonly rows: number;
+  /** Number of columns. */
   readonly cols: number;
   /** Row-major values, length rows·cols. */
   readonly data: Float64Array;
 }
 
+/** The thin SVD A = U·diag(S)·Vᵀ. */
 export interface SVDResult {
   /** Left singular vectors as columns: [rows, k], k = min(rows, cols). */
   U: Matrix;
@@ -18,8 +21,19 @@ export interface SVDResult {
   V: Matrix;
 }
 
-/** A matrix from nested arrays or from a flat array with its shape. */
+/**
+ * A matrix from nested arrays or from a flat array with its shape.
+ *
+ * @example
+ * linalg.matrix([[1, 2], [3, 4]]).data; // Float64Array [1, 2, 3, 4]
+ */
 export function matrix(values: readonly (readonly number[])[]): Matrix;
+/**
+ * A matrix of `rows` × `cols` from a flat row-major array.
+ *
+ * @example
+ * linalg.matrix([1, 2, 3, 4, 5, 6], 2, 3).cols; // 3
+ */
 export function matrix(values: ArrayLike<number>, rows: number, cols: number): Matrix;
 export function matrix(
   values: ArrayLike<number> | readonly (readonly number[])[],
@@ -45,6 +59,12 @@ export function matrix(
   return { rows, cols, data: Float64Array.from(flat) };
 }
 
+/**
+ * Aᵀ.
+ *
+ * @example
+ * linalg.transpose(linalg.matrix([[1, 2]])).rows; // 2
+ */
 export function transpose(a: Matrix): Matrix {
   const out = new Float64Array(a.rows * a.cols);
   for (let i = 0; i < a.rows; i++)
@@ -52,6 +72,12 @@ export function transpose(a: Matrix): Matrix {
   return { rows: a.cols, cols: a.rows, data: out };
 }
 
+/**
+ * A·B (float64, on the host).
+ *
+ * @example
+ * linalg.matmul(linalg.matrix([[1, 2]]), linalg.matrix([[3], [4]])).data; // Float64Array [11]
+ */
 export function matmul(a: Matrix, b: Matrix): Matrix {
   if (a.cols !== b.rows) {
     throw new Error(`matmul: inner dimensions differ: [${a.rows},${a.cols}] @ [${b.rows},${b.cols}]`);
@@ -67,7 +93,12 @@ export function matmul(a: Matrix, b: Matrix): Matrix {
   return { rows: a.rows, cols: b.cols, data: out };
 }
 
-/** The first `k` columns of `a`. */
+/**
+ * The first `k` columns of `a`.
+ *
+ * @example
+ * linalg.leadingColumns(linalg.matrix([[1, 2, 3]]), 2).data; // Float64Array [1, 2]
+ */
 export function leadingColumns(a: Matrix, k: number): Matrix {
   if (!Number.isInteger(k) || k < 1 || k > a.cols) {
     throw new Error(`leadingColumns: k must be an integer in [1, ${a.cols}], got ${k}`);
@@ -77,6 +108,12 @@ export function leadingColumns(a: Matrix, k: number): Matrix {
   return { rows: a.rows, cols: k, data: out };
 }
 
+/**
+ * ‖A‖_F: the square root of the sum of squares.
+ *
+ * @example
+ * linalg.frobeniusNorm(linalg.matrix([[3, 4]])); // 5
+ */
 export function frobeniusNorm(a: Matrix): number {
   let s = 0;
   for (const v of a.data) s += v * v;

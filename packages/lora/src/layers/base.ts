@@ -14,23 +14,31 @@ import { type AdapterParams, composite, noGrad } from '../internal.js';
 
 /** Hyper-parameters of one adapter in one layer. */
 export interface AdapterSpec {
+  /** Rank. */
   r: number;
+  /** α. */
   alpha: number;
   /** α/r, or α/√r with rsLoRA. */
   scaling: number;
+  /** Dropout probability on the LoRA path's input. */
   dropout: number;
+  /** Whether scaling is α/√r (rank-stabilised) rather than α/r. */
   useRslora: boolean;
 }
 
 /** A module with one input and one output tensor (what LoRA wraps). */
 export interface TensorModule extends Module {
+  /** The module's computation. */
   forward(x: Tensor): Tensor;
 }
 
 /** An adapter in PEFT's plain form: ΔW = scaling · B·A with A [R, in] and B [out, R]. */
 export interface PlainFactors {
+  /** Down-projection [R, in] (R = r, times the number of adapted slices for fused layers). */
   A: Tensor;
+  /** Up-projection [out, R]. */
   B: Tensor;
+  /** α/r (or α/√r). */
   scaling: number;
 }
 
@@ -44,14 +52,23 @@ export interface PlainFactors {
  * refused (it would train A and B through a path that is no longer computed); call `unmerge()`.
  */
 export abstract class LoraLayer<M extends TensorModule = TensorModule> extends Module {
+  /** The wrapped layer (PEFT's name), frozen; merging writes into its weight. */
   readonly base_layer: M;
+  /** Hyper-parameters of each adapter, by name. */
   readonly specs = new Map<string, AdapterSpec>();
+  /** The adapters whose paths run in `forward` (several are summed). */
   activeAdapters: string[] = [];
   /** True inside `disableAdapters`: the base layer alone runs. */
   disabled = false;
+  /** Adapters currently added into the base weight. */
   readonly merged = new Set<string>();
   /** Set by the handle for a mixed batch: per sample an index into `names` (names.length = base). */
-  mixed: { names: readonly string[]; index: Tensor } | null = null;
+  mixed: {
+    /** The adapters stacked, in slot order. */
+    names: readonly string[];
+    /** int32 [batch]: each sample's slot (names.length = the base model alone). */
+    index: Tensor;
+  } | null = null;
   /** Draws the LoRA-path dropout masks (seeded by the handle when the config has a seed). */
   generator: Generator = defaultGenerator();
   /** Bumped whenever adapters change (invalidates the stacked weights of mixed batches). */
@@ -93,6 +110,9 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
   /** The base weight that merging changes. */
   abstract get baseWeight(): Tensor;
 
+  /**
+   * Adds an adapter's parameters (A initialised per `init`, B zeros unless `init` is false). Not activated.
+   */
   addAdapter(
     name: string,
     spec: AdapterSpec,
@@ -116,6 +136,7 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
     return 1;
   }
 
+  /** Removes an adapter and its parameters (refused while it is merged). */
   deleteAdapter(name: string): void {
     if (this.merged.has(name))
       throw new OpError('lora', `adapter '${name}' is merged; unmerge() before deleting it`);
@@ -125,6 +146,9 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
     this.version++;
   }
 
+  /**
+   * `base_layer(x)` plus the path of every active, unmerged adapter (or the per-sample adapters of a mixed batch).
+   */
   forward(x: Tensor): Tensor {
     if (this.mixed) return this.#mixedForward(x, this.mixed);
     const live = this.disabled ? [] : this.activeAdapters.filter((n) => !this.merged.has(n));

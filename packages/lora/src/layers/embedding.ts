@@ -10,7 +10,9 @@ import { type AdapterSpec, LoraLayer, type PlainFactors } from './base.js';
  * on this path (as PEFT). Parameters: `lora_embedding_A.<adapter>`, `lora_embedding_B.<adapter>`.
  */
 export class LoraEmbedding extends LoraLayer<Embedding> {
+  /** A of each adapter, [r, numEmbeddings], as `lora_embedding_A.<adapter>` (PEFT's names). */
   readonly lora_embedding_A = this.registerModule('lora_embedding_A', new AdapterParams(null));
+  /** B of each adapter, [embeddingDim, r], as `lora_embedding_B.<adapter>`. */
   readonly lora_embedding_B = this.registerModule('lora_embedding_B', new AdapterParams(null));
 
   get baseWeight(): Tensor {

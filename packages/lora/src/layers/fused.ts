@@ -12,13 +12,18 @@ import { type AdapterSpec, LoraLayer, type PlainFactors } from './base.js';
  * disabled slices' outputs untouched. Saved in PEFT's plain form (rank e·r, zero blocks in B).
  */
 export class LoraFusedLinear extends LoraLayer<Linear | Conv1D> {
+  /** A of each adapter, [e·r, in] (the enabled slices' A_g stacked), as `lora_A.<adapter>.weight`. */
   readonly lora_A = this.registerModule('lora_A', new AdapterParams('weight'));
+  /** B of each adapter, [e·slice, r] (the enabled slices' B_g stacked), as `lora_B.<adapter>.weight`. */
   readonly lora_B = this.registerModule('lora_B', new AdapterParams('weight'));
+  /** Output features of one slice (out / number of slices). */
   readonly sliceOut: number;
 
   constructor(
     base: Linear | Conv1D,
+    /** The base weight is stored [in, out] (GPT-2's Conv1D). */
     readonly fanInFanOut: boolean,
+    /** Which output slices are adapted, e.g. [true, false, true] for q and v of `c_attn`. */
     readonly enable: readonly boolean[],
   ) {
     super(base);
@@ -28,9 +33,11 @@ export class LoraFusedLinear extends LoraLayer<Linear | Conv1D> {
     }
     this.sliceOut = out / enable.length;
   }
+  /** Input features of the base layer. */
   get inFeatures(): number {
     return this.baseWeight.shape[this.fanInFanOut ? 0 : 1];
   }
+  /** Output features of the base layer (all slices). */
   get outFeatures(): number {
     return this.baseWeight.shape[this.fanInFanOut ? 1 : 0];
   }

@@ -10,18 +10,23 @@ import { type AdapterSpec, LoraLayer, type PlainFactors } from './base.js';
  * Parameters: `lora_A.<adapter>.weight`, `lora_B.<adapter>.weight`.
  */
 export class LoraLinear extends LoraLayer<Linear | Conv1D> {
+  /** A of each adapter, [r, in], as `lora_A.<adapter>.weight`. */
   readonly lora_A = this.registerModule('lora_A', new AdapterParams('weight'));
+  /** B of each adapter, [out, r], as `lora_B.<adapter>.weight`. */
   readonly lora_B = this.registerModule('lora_B', new AdapterParams('weight'));
 
   constructor(
     base: Linear | Conv1D,
+    /** The base weight is stored [in, out] (GPT-2's Conv1D). */
     readonly fanInFanOut: boolean,
   ) {
     super(base);
   }
+  /** Input features of the base layer. */
   get inFeatures(): number {
     return this.baseWeight.shape[this.fanInFanOut ? 0 : 1];
   }
+  /** Output features of the base layer. */
   get outFeatures(): number {
     return this.baseWeight.shape[this.fanInFanOut ? 1 : 0];
   }
