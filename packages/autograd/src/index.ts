@@ -2,6 +2,8 @@
  * @lowrank/autograd — reverse-mode differentiation of every tensor op. Importing this package
  * installs the recorder into @lowrank/tensor (`setAutogradHooks`); from then on ops on tensors
  * that require grad build a graph, and `t.backward()` fills the leaves' `.grad`.
+ *
+ * @module @lowrank/autograd
  */
 import { setAutogradHooks } from '@lowrank/tensor';
 import { backward } from './backward.js';

@@ -3,6 +3,8 @@
  * configs with PEFT's names, LoRA Linear / Conv1D / Embedding / fused-projection layers,
  * merging, several adapters, mixed-adapter batches, PEFT adapter files and the paper's §7
  * analyses. File-system helpers are in `@lowrank/lora/node`.
+ *
+ * @module @lowrank/lora
  */
 export * from './adapter-io.js';
 export {

@@ -6,6 +6,8 @@
  * import { saveAdapter, loadAdapter } from '@lowrank/lora/node';
  * await saveAdapter(lora, 'out/my-adapter');          // adapter_config.json + adapter_model.safetensors
  * const handle = await loadAdapter(gpt, 'out/my-adapter');
+ *
+ * @module @lowrank/lora/node
  */
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,6 +1,8 @@
 /**
  * lowrank — the package users import: `import * as lr from 'lowrank'`.
  * Re-exports every layer: tensor → autograd → nn → lora → models.
+ *
+ * @module lowrank
  */
 
 export * from '@lowrank/autograd';

@@ -2,6 +2,8 @@
  * @lowrank/models — GPT-2 (Hugging Face compatible), an encoder classifier, tokenizers, data
  * helpers, generation and the training loop of the demo and CLI. File helpers are in
  * `@lowrank/models/node`.
+ *
+ * @module @lowrank/models
  */
 export * from './config.js';
 export * from './data.js';

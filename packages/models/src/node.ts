@@ -1,5 +1,7 @@
 /**
  * Node-only helpers (files): `import { fromPretrained } from '@lowrank/models/node'`.
+ *
+ * @module @lowrank/models/node
  */
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -11,6 +11,8 @@
  * const opt = new optim.AdamW(model.parameters(), { lr: 1e-2 });
  * const loss = F.crossEntropy(model.forward(x), y);
  * loss.backward(); opt.step(); opt.zeroGrad();
+ *
+ * @module @lowrank/nn
  */
 import '@lowrank/autograd'; // installs the autograd hooks: backward() works for users of nn
 

@@ -1,6 +1,8 @@
 /**
  * @lowrank/tensor — n-dimensional arrays with a kernel registry per backend (CPU in TypeScript,
  * WebGPU in WGSL). Values are read asynchronously so the same code runs on every device.
+ *
+ * @module @lowrank/tensor
  */
 
 export type { Backend, BinaryOp, KernelName, KernelTable, ReduceOp, UnaryOp } from './backend.js';

@@ -1,6 +1,8 @@
 /**
  * @lowrank/nn/node — file helpers for Node.js. Kept out of the main entry so that browser
  * bundles never reach `node:fs`; the byte-level codec they use is in the main entry.
+ *
+ * @module @lowrank/nn/node
  */
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
