@@ -1,6 +1,7 @@
 import type { DType, TypedArray } from './dtype.js';
 import type { Device, Storage, View } from './storage.js';
 
+/** Elementwise one-input ops of the `unary` kernel (gelu has two forms: `geluTanh`, `geluErf`). */
 export type UnaryOp =
   | 'neg'
   | 'abs'
@@ -24,6 +25,7 @@ export type UnaryOp =
   | 'round'
   | 'logicalNot';
 
+/** Elementwise two-input ops of the `binary` kernel (comparisons and logical ops return bool). */
 export type BinaryOp =
   | 'add'
   | 'sub'
@@ -41,6 +43,7 @@ export type BinaryOp =
   | 'logicalAnd'
   | 'logicalOr';
 
+/** Reductions of the `reduce` kernel. */
 export type ReduceOp = 'sum' | 'prod' | 'max' | 'min' | 'argmax' | 'argmin';
 
 /**
@@ -82,6 +85,7 @@ export interface KernelTable {
   assign(dst: View, src: View): void;
 }
 
+/** Name of a kernel in a `KernelTable` (what `registerKernels` and `missingKernels` take). */
 export type KernelName = keyof KernelTable;
 
 /** A device backend: memory management plus its registered kernels. */
