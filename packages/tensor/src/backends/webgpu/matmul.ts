@@ -65,12 +65,13 @@ export function chooseConfig(limits: GPUSupportedLimits, batch: number, m: numbe
     smemBytes(c) <= limits.maxComputeWorkgroupStorageSize &&
     (c.bm / c.tm) * (c.bn / c.tn) <= limits.maxComputeInvocationsPerWorkgroup;
   if (forced && fits(forced)) return forced;
-  // measured on an H100 (docs/perf.md): 128×128 tiles win once there are ≥ 512 of them, 64×128
-  // tiles from 128 (1024³: 25 vs 16 TFLOP/s), smaller tiles below
-  const big = MATMUL_CONFIGS.t128x128x8;
-  if (fits(big) && tiles(big, batch, m, n) >= 512) return big;
-  const mid = MATMUL_CONFIGS.t64x128x16;
-  if (fits(mid) && tiles(mid, batch, m, n) >= 128) return mid;
+  // measured on an H100 (docs/perf.md): 128×128 tiles of 8×16 per invocation once there are ≥ 256
+  // of them (2048³: 34 TFLOP/s), 64×128×32 tiles from 128 (1024³: 29 vs 16 with 128×128), smaller below
+  const big = MATMUL_CONFIGS.t128x128x8r16;
+  if (fits(big) && tiles(big, batch, m, n) >= 256) return big;
+  for (const mid of [MATMUL_CONFIGS.t64x128x32, MATMUL_CONFIGS.t64x128x16]) {
+    if (fits(mid) && tiles(mid, batch, m, n) >= 128) return mid;
+  }
   if (tiles(MATMUL_CONFIGS.t64x64x16, batch, m, n) >= 64) return MATMUL_CONFIGS.t64x64x16;
   return MATMUL_CONFIGS.t32x32x16;
 }

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import * as lr from '../../src/index.js';
+import { initWebGPU } from './helpers.js';
+
+/** Buffer pool, batching and error surfaces of the WebGPU backend. */
+const skip = await initWebGPU();
+
+describe.skipIf(skip !== null)(`webgpu memory and errors${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('a steady-state loop allocates no new GPU buffers and leaks no tensors', async () => {
+    const w = lr.randn([33, 17], { device: 'webgpu' });
+    const step = () =>
+      lr.tidy(() => {
+        const x = lr.randn([8, 33], { device: 'webgpu' });
+        const y = x.matmul(w).relu().sum(1).softmax(0);
+        w.sub_(lr.full([33, 17], 1e-3, { device: 'webgpu' }));
+        return y.sum();
+      });
+    // warm-up: the pool fills until one batch of dispatches finds every buffer it frees reusable
+    for (let i = 0; i < 10; i++) step().dispose();
+    // like a training loop that reads its loss every step
+    const run = async () => {
+      const loss = step();
+      const v = await loss.item();
+      loss.dispose();
+      return v;
+    };
+    for (let i = 0; i < 5; i++) await run();
+    await lr.getBackend('webgpu').flush?.();
+    const before = lr.webgpuStats()!.buffersCreated;
+    const live = lr.memory().numTensors;
+    for (let i = 0; i < 50; i++) await run();
+    expect(lr.webgpuStats()!.buffersCreated).toBe(before);
+    expect(await run()).toBeCloseTo(1, 5);
+    expect(lr.memory().numTensors).toBe(live);
+    w.dispose();
+  });
+
+  it('records many dispatches per submit', async () => {
+    const s0 = { ...lr.webgpuStats()! };
+    const x = lr.ones([100], { device: 'webgpu' });
+    let y = x;
+    for (let i = 0; i < 40; i++) {
+      const next = y.add(1);
+      if (y !== x) y.dispose();
+      y = next;
+    }
+    expect(await y.sum().item()).toBe(4100);
+    const s1 = lr.webgpuStats()!;
+    expect(s1.dispatches - s0.dispatches).toBeGreaterThanOrEqual(41);
+    expect(s1.submits - s0.submits).toBeLessThanOrEqual(2);
+    lr.dispose(x, y);
+  });
+
+  it('a tensor larger than one storage binding is a clear error', () => {
+    const max = lr.getBackend('webgpu').maxStorageBytes;
+    const n = Math.floor(max / 4) + 1;
+    expect(() => lr.zeros([n], { device: 'webgpu' })).toThrow(/exceeds this GPU's largest storage binding/);
+  });
+
+  it('mixing devices in one op is an error; to() moves data both ways', async () => {
+    const a = lr.tensor([1, 2, 3], { device: 'cpu' });
+    const g = await a.to('webgpu');
+    expect(() => a.add(g)).toThrow(/same device/);
+    const back = await g.mul(2).to('cpu');
+    expect(back.device).toBe('cpu');
+    expect(await back.toArray()).toEqual([2, 4, 6]);
+    lr.dispose(a, g, back);
+  });
+
+  it('destroyWebGPU releases the device; later ops fail clearly; init makes a new one', async () => {
+    lr.destroyWebGPU();
+    expect(() => lr.ones([3], { device: 'webgpu' })).toThrow(/not initialised/);
+    await lr.init({ backend: 'webgpu' });
+    lr.setDefaultDevice('cpu');
+    const h = lr.ones([3], { device: 'webgpu' });
+    expect(await h.sum().item()).toBe(3);
+    h.dispose();
+    lr.destroyWebGPU();
+  });
+});
