@@ -155,7 +155,8 @@ export function releaseStorage(s: Storage): void {
   const m = deviceMemory(s.device);
   m.storages--;
   m.bytes -= s.bytes;
-  getBackend(s.device).release(s);
+  // after destroyWebGPU() the device's memory is already gone: there is nothing to give back
+  backends.get(s.device)?.release(s);
 }
 
 export function countTensor(device: Device, delta: 1 | -1): void {

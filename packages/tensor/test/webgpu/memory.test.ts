@@ -74,7 +74,11 @@ describe.skipIf(skip !== null)(`webgpu memory and errors${skip ? ` (skipped: ${s
     lr.setDefaultDevice('cpu');
     const h = lr.ones([3], { device: 'webgpu' });
     expect(await h.sum().item()).toBe(3);
-    h.dispose();
+    const survivor = lr.ones([2], { device: 'webgpu' });
     lr.destroyWebGPU();
+    // tensors that outlive their device can still be disposed (their memory is already gone)
+    expect(() => survivor.dispose()).not.toThrow();
+    expect(() => survivor.exp()).toThrow(/exp: tensor #\d+ \[2\] was disposed/);
+    h.dispose();
   });
 });
