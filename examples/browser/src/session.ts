@@ -1,0 +1,249 @@
+/**
+ * Everything the page does with the engine, without the DOM: initialise a backend, fetch the
+ * checkpoint, train LoRA adapters, switch between them, generate, serialise an adapter. The page
+ * (main.ts) drives it from buttons; the browser test reaches it through `window.lowrankPage`.
+ */
+import * as lr from 'lowrank';
+
+export const BASE = 'base';
+
+export interface TrainSettings {
+  name: string;
+  steps: number;
+  batchSize: number;
+  blockSize: number;
+  lr: number;
+  r: number;
+  targets: string[];
+}
+
+export interface AdapterInfo {
+  name: string;
+  source: string;
+  r: number;
+  alpha: number;
+  targets: string[];
+  steps: number;
+  /** (step, training loss) */
+  losses: [number, number][];
+  evalBefore: number;
+  evalAfter: number;
+  tokensPerSecond: number;
+}
+
+export interface StepReport {
+  step: number;
+  steps: number;
+  loss: number;
+  tokensPerSecond: number;
+}
+
+/** What the user trains on: token ids for training and for the held-out loss. */
+export interface Corpus {
+  label: string;
+  train: Int32Array;
+  heldOut: Int32Array;
+  /** Characters that were not in the vocabulary and became spaces. */
+  replaced: number;
+}
+
+export class Session {
+  readonly adapters = new Map<string, AdapterInfo>();
+  active: string = BASE;
+  lora: lr.LoraModel<lr.GPT2LMHeadModel> | null = null;
+  private stopRequested = false;
+  busy = false;
+
+  private constructor(
+    readonly device: lr.Device,
+    readonly backend: string,
+    readonly model: lr.GPT2LMHeadModel,
+    readonly tokenizer: lr.CharTokenizer,
+    readonly pretrain: { steps: number; valLoss: number },
+  ) {}
+
+  /** Initialises the backend (WebGPU through navigator.gpu when present, else the CPU) and loads the checkpoint. */
+  static async open(options: { backend: lr.Device | 'auto'; base: string; onNotice: (m: string) => void }) {
+    const { device, description } = await lr.init({ backend: options.backend, onNotice: options.onNotice });
+    const get = async (path: string): Promise<Response> => {
+      const res = await fetch(new URL(path, options.base));
+      if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${res.statusText}`);
+      return res;
+    };
+    const [config, weights, tokSpec, training] = await Promise.all([
+      get('checkpoint/config.json').then((r) => r.json() as Promise<Record<string, unknown>>),
+      get('checkpoint/model.safetensors').then(async (r) => new Uint8Array(await r.arrayBuffer())),
+      get('checkpoint/tokenizer.json').then((r) => r.json() as Promise<{ chars: string[]; eos?: string }>),
+      get('checkpoint/training.json').then((r) => r.json() as Promise<{ steps: number; valLoss: number }>),
+    ]);
+    const model = lr.gpt2FromSafetensors(config, weights);
+    if (device !== 'cpu') await model.to(device);
+    model.eval();
+    // characters outside the vocabulary (pasted text) become spaces instead of failing
+    const tokenizer = new lr.CharTokenizer(tokSpec.chars, { eos: tokSpec.eos ?? '\n', unknown: ' ' });
+    return new Session(device, description, model, tokenizer, training);
+  }
+
+  get parameters(): number {
+    return this.model.numParameters();
+  }
+
+  /** Tokens of a text, with the number of characters that were not in the vocabulary. */
+  encode(text: string): { ids: number[]; replaced: number } {
+    const ids = this.tokenizer.encode(text);
+    const space = this.tokenizer.encode(' ')[0];
+    let replaced = 0;
+    [...text].forEach((c, i) => {
+      if (ids[i] === space && c !== ' ') replaced++;
+    });
+    return { ids, replaced };
+  }
+
+  /** The E2E task (the LoRA paper's Table 3): train on the dev split, hold out the test split. */
+  async e2eCorpus(base: string): Promise<Corpus> {
+    const text = async (f: string): Promise<string> => {
+      const res = await fetch(new URL(`data/${f}`, base));
+      if (!res.ok) throw new Error(`GET data/${f}: ${res.status}`);
+      return (await res.text()).replace(/\r/g, '');
+    };
+    const [train, test] = await Promise.all([text('e2e-valid.txt'), text('e2e-test.txt')]);
+    const enc = (t: string) =>
+      this.encode(
+        lr
+          .parseE2E(t)
+          .map((e) => lr.e2eText(e))
+          .join(''),
+      );
+    const a = enc(train);
+    const b = enc(test);
+    return {
+      label: 'E2E NLG (restaurant data-to-text)',
+      train: Int32Array.from(a.ids),
+      heldOut: Int32Array.from(b.ids),
+      replaced: a.replaced + b.replaced,
+    };
+  }
+
+  /** Pasted text: the first 90% trains, the last 10% measures the held-out loss. */
+  textCorpus(text: string, minLength: number): Corpus {
+    const { ids, replaced } = this.encode(text);
+    if (ids.length < minLength + 1) {
+      throw new Error(
+        `the text has ${ids.length} characters; paste at least ${minLength + 1} (the block size)`,
+      );
+    }
+    const { train, val } = lr.trainValSplit(Int32Array.from(ids), 0.1);
+    const heldOut = val.length > minLength ? val : train;
+    return { label: 'pasted text', train, heldOut, replaced };
+  }
+
+  /** Activates an adapter by name, or the base model (`BASE`). */
+  use(name: string): void {
+    if (name !== BASE && !this.adapters.has(name)) throw new Error(`no adapter '${name}'`);
+    if (this.lora) this.lora.setAdapter(name === BASE ? [] : name);
+    this.active = name;
+  }
+
+  stop(): void {
+    this.stopRequested = true;
+  }
+
+  /** Trains a new adapter on `corpus`; resolves when done or stopped. */
+  async train(corpus: Corpus, s: TrainSettings, onStep: (r: StepReport) => void): Promise<AdapterInfo> {
+    if (this.busy) throw new Error('busy: wait for the current run to finish');
+    const name = s.name.trim();
+    if (!/^[A-Za-z0-9_-]+$/.test(name))
+      throw new Error(`adapter name '${name}': use letters, digits, - and _`);
+    if (name === BASE || this.adapters.has(name)) throw new Error(`adapter name '${name}' is taken`);
+    if (s.targets.length === 0) throw new Error('choose at least one module to adapt');
+    this.busy = true;
+    this.stopRequested = false;
+    try {
+      const config: lr.LoraConfig = { r: s.r, loraAlpha: 2 * s.r, targetModules: s.targets, seed: 0 };
+      if (this.lora) this.lora.addAdapter(name, config).setAdapter(name);
+      else this.lora = lr.applyLora(this.model, config, name);
+      this.active = name;
+      const evalOptions = { batches: 2, batchSize: s.batchSize, blockSize: s.blockSize, seed: 7 };
+      const evalBefore = await lr.evaluateLM(this.model, corpus.heldOut, evalOptions);
+      const trainer = new lr.LMTrainer(this.model, this.lora.trainableParameters(), {
+        steps: s.steps,
+        batchSize: s.batchSize,
+        blockSize: s.blockSize,
+        lr: s.lr,
+        warmupSteps: Math.max(1, Math.floor(s.steps / 10)),
+        weightDecay: 0,
+        seed: 0,
+      });
+      const t0 = performance.now();
+      let tokensPerSecond = 0;
+      for (let step = 1; step <= s.steps && !this.stopRequested; step++) {
+        const loss = await trainer.trainStep(corpus.train);
+        tokensPerSecond = (step * s.batchSize * s.blockSize) / ((performance.now() - t0) / 1000);
+        onStep({ step, steps: s.steps, loss, tokensPerSecond });
+        // let the page repaint between steps
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+      this.model.eval();
+      const evalAfter = await lr.evaluateLM(this.model, corpus.heldOut, evalOptions);
+      const info: AdapterInfo = {
+        name,
+        source: corpus.label,
+        r: s.r,
+        alpha: 2 * s.r,
+        targets: s.targets,
+        steps: trainer.step,
+        losses: [...trainer.losses],
+        evalBefore,
+        evalAfter,
+        tokensPerSecond,
+      };
+      this.adapters.set(name, info);
+      return info;
+    } catch (e) {
+      if (this.lora?.adapters.includes(name) && !this.adapters.has(name)) {
+        this.lora.deleteAdapter(name);
+        this.use(BASE);
+      }
+      throw e;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Greedy continuation of `prompt` by the active adapter, or by the base model; `eos`: it ended the text. */
+  async generate(
+    prompt: string,
+    options: { maxNewTokens: number; base?: boolean },
+  ): Promise<{ text: string; eos: boolean }> {
+    const ids = this.encode(prompt).ids;
+    if (ids.length === 0) throw new Error('the prompt is empty');
+    const eosId = this.tokenizer.eosTokenId;
+    const run = async (): Promise<{ text: string; eos: boolean }> => {
+      const r = await lr.generate(this.model, ids, {
+        maxNewTokens: options.maxNewTokens,
+        greedy: true,
+        eosTokenId: eosId,
+      });
+      const eos = r.stoppedBy === 'eos';
+      return { text: this.tokenizer.decode(eos ? r.tokens.slice(0, -1) : r.tokens), eos };
+    };
+    if (options.base && this.lora && this.active !== BASE) return this.lora.disableAdapters(run);
+    return run();
+  }
+
+  /** Logits [T, vocab] of one sequence through the active adapter (the test compares them with Node). */
+  async logits(text: string): Promise<number[]> {
+    const ids = lr.tensor([this.encode(text).ids], { dtype: 'int32' });
+    const logits = lr.noGrad(() => this.model.forward(ids).logits);
+    const out = Array.from(await logits.data());
+    logits.dispose();
+    ids.dispose();
+    return out;
+  }
+
+  /** PEFT's two files for an adapter. */
+  async serialize(name: string): Promise<{ configJson: string; safetensors: Uint8Array }> {
+    if (!this.lora || !this.adapters.has(name)) throw new Error(`no adapter '${name}' to download`);
+    return lr.serializeAdapter(this.lora, name);
+  }
+}

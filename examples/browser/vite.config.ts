@@ -1,0 +1,66 @@
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { defaultClientConditions, defineConfig, type Plugin } from 'vite';
+
+const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url));
+
+/**
+ * Files the page fetches at run time, served as they are (not bundled): the pre-trained
+ * char-level GPT (examples/checkpoints/, made by examples/pretrain-shakespeare.ts) and the E2E
+ * data (data/e2e/). Served by the dev server and copied into dist/ by the build.
+ */
+export const STATIC_FILES: Record<string, string> = {
+  'checkpoint/config.json': here('../checkpoints/shakespeare-char/config.json'),
+  'checkpoint/model.safetensors': here('../checkpoints/shakespeare-char/model.safetensors'),
+  'checkpoint/tokenizer.json': here('../checkpoints/shakespeare-char/tokenizer.json'),
+  'checkpoint/training.json': here('../checkpoints/shakespeare-char/training.json'),
+  'data/e2e-valid.txt': here('../../data/e2e/valid.txt'),
+  'data/e2e-test.txt': here('../../data/e2e/test.txt'),
+};
+
+function staticFiles(): Plugin {
+  return {
+    name: 'lowrank-static-files',
+    configureServer(server) {
+      server.middlewares.use((req, res, next) => {
+        const path = (req.url ?? '').split('?')[0].replace(/^\//, '');
+        const file = STATIC_FILES[path];
+        if (!file) return next();
+        if (!existsSync(file)) {
+          res.statusCode = 404;
+          res.end(`missing ${file}`);
+          return;
+        }
+        res.setHeader(
+          'Content-Type',
+          path.endsWith('.json') ? 'application/json' : 'application/octet-stream',
+        );
+        createReadStream(file).pipe(res);
+      });
+    },
+    generateBundle() {
+      for (const [fileName, file] of Object.entries(STATIC_FILES)) {
+        if (!existsSync(file)) throw new Error(`browser page: ${file} is missing (needed at /${fileName})`);
+        this.emitFile({ type: 'asset', fileName, source: readFileSync(file) });
+      }
+    },
+  };
+}
+
+export default defineConfig({
+  // 'source' maps every workspace package to its TypeScript sources (no package build needed);
+  // 'browser' swaps Node-only modules (the tensor package's #gpu-node) for their browser versions.
+  resolve: {
+    conditions: ['source', ...defaultClientConditions],
+    // The op-suite page runs the tensor package's property suite with a tiny vitest stand-in.
+    alias: { vitest: here('./src/suite/vitest-shim.ts') },
+  },
+  build: {
+    target: 'es2022',
+    chunkSizeWarningLimit: 2000,
+    rollupOptions: { input: { main: here('./index.html'), suite: here('./suite.html') } },
+  },
+  server: { host: '127.0.0.1', fs: { allow: [here('../..')] } },
+  preview: { host: '127.0.0.1' },
+  plugins: [staticFiles()],
+});
