@@ -9,17 +9,13 @@ import fc from 'fast-check';
 import { opSuite, type Tolerances } from '../../../../packages/tensor/test/suite/index.js';
 import { runRegistered, type TestResult } from './vitest-shim.js';
 
-/**
- * WebGPU against the float64 reference: float32 arithmetic in a different order, WGSL's
- * transcendental error bounds, and an approximate erf (as packages/tensor/test/webgpu/ops.test.ts
- * allows against the CPU, plus the CPU's own error against the reference).
- */
+/** As packages/tensor/test/webgpu/suite.test.ts runs the suite on Dawn in Node. */
 export const WEBGPU_TOLERANCES: Tolerances = {
   exact: { rtol: 0, atol: 0 },
-  elementwise: { rtol: 1e-5, atol: 1e-6 },
-  gelu: { rtol: 2e-5, atol: 2e-6 },
-  reduce: { rtol: 1e-5, atol: 1e-5 },
-  matmul: { rtol: 1e-5, atol: 1e-4 },
+  elementwise: { rtol: 2e-5, atol: 2e-6 },
+  gelu: { rtol: 1e-5, atol: 2e-6 },
+  reduce: { rtol: 2e-5, atol: 2e-5 },
+  matmul: { rtol: 2e-5, atol: 2e-5 },
 };
 
 /** Blocks of the suite that run by default (the memory block is left to the Node runs). */
@@ -35,7 +31,7 @@ export const EXCLUDED: readonly { test: RegExp; reason: string }[] = [
   {
     test: /> reductions > softmax sums to 1/,
     reason:
-      'on WebGPU logSoftmax of an underflowing entry is -88.03 (log of float32 min) where the reference says -Infinity',
+      'logsumexp of a row of −∞ gives −88.03 on SwiftShader, not −∞ (its log(0) is finite; WGSL does not require IEEE infinities)',
   },
 ];
 
