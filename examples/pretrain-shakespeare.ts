@@ -7,12 +7,14 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { savePretrained } from '@lowrank/models/node';
+import { fromPretrained, savePretrained } from '@lowrank/models/node';
 import * as lr from 'lowrank';
 
 const { values } = parseArgs({
   options: {
-    steps: { type: 'string', default: '700' },
+    steps: { type: 'string', default: '600' },
+    lr: { type: 'string', default: '3e-3' },
+    init: { type: 'string' },
     device: { type: 'string', default: 'cpu' },
     out: { type: 'string', default: new URL('./checkpoints/shakespeare-char/', import.meta.url).pathname },
   },
@@ -40,17 +42,21 @@ const config = lr.gpt2Config({
   bos_token_id: null,
   eos_token_id: null,
 });
-const model = new lr.GPT2LMHeadModel(config, { seed: 0 });
+// --init continues from a saved checkpoint (weights only; a fresh optimizer and schedule)
+const model = values.init ? await fromPretrained(values.init) : new lr.GPT2LMHeadModel(config, { seed: 0 });
+const before = values.init
+  ? (JSON.parse(readFileSync(`${values.init}/training.json`, 'utf8')) as { steps: number; seconds: number })
+  : { steps: 0, seconds: 0 };
 await model.to(device);
 const trainer = new lr.LMTrainer(model, model.parameters(), {
   steps,
   batchSize: 8,
   blockSize: 128,
-  lr: 3e-3,
+  lr: Number(values.lr),
   warmupSteps: Math.min(30, steps),
   minLrRatio: 0.1,
   weightDecay: 0.1,
-  seed: 0,
+  seed: before.steps, // new batches when continuing
 });
 const t0 = performance.now();
 let last = t0;
@@ -68,7 +74,7 @@ const seconds = (performance.now() - t0) / 1000;
 const { bytes } = await savePretrained(model, values.out, { tokenizer: tok.toJSON() });
 writeFileSync(
   `${values.out}/training.json`,
-  `${JSON.stringify({ corpus: 'data/tinyshakespeare/input.txt (first 90%)', steps, batchSize: 8, blockSize: 128, lr: 3e-3, device, seconds: Math.round(seconds), valLoss, parameters: model.numParameters(), losses: trainer.losses.filter(([s]) => s % 10 === 0) }, null, 1)}\n`,
+  `${JSON.stringify({ corpus: 'data/tinyshakespeare/input.txt (first 90%)', steps: before.steps + steps, runs: [...((before as { runs?: unknown[] }).runs ?? (values.init ? [{ steps: before.steps, lr: 3e-3 }] : [])), { steps, lr: Number(values.lr) }], batchSize: 8, blockSize: 128, device, seconds: before.seconds + Math.round(seconds), valLoss, parameters: model.numParameters(), losses: trainer.losses.filter(([s]) => s % 10 === 0) }, null, 1)}\n`,
 );
 const sample = await lr.generate(model, tok.encode('ROMEO:\n'), {
   maxNewTokens: 200,

@@ -41,9 +41,9 @@ describe('pnpm demo --quick', () => {
       P * d +
       L * (4 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d)) +
       2 * d;
-    // LoRA r=8 on c_attn (d → 3d) and attn.c_proj + mlp.c_proj (d → d and 4d → d): A [r, in] + B [out, r]
+    // LoRA r=8 on c_attn (d → 3d), attn.c_proj (d → d), mlp.c_fc (d → 4d), mlp.c_proj (4d → d): A [r, in] + B [out, r]
     const r = 8;
-    const lora = L * (r * (d + 3 * d) + r * (d + d) + r * (4 * d + d));
+    const lora = L * r * (d + 3 * d + (d + d) + (d + 4 * d) + (4 * d + d));
     expect(s.trainableParams).toBe(lora);
     expect(s.totalParams).toBe(base + lora);
     expect(s.optimizerStateBytes).toBe(2 * 4 * lora); // AdamW: exp_avg + exp_avg_sq, float32

@@ -20,7 +20,7 @@ import { loadCheckpoint, saveCheckpoint } from '@lowrank/nn/node';
 import { type Device, init, type Tensor, tensor, tidy } from '@lowrank/tensor';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { gpt2Config } from './config.js';
-import { e2eText, parseE2E, trainValSplit } from './data.js';
+import { e2eStream, e2eText, parseE2E, trainValSplit } from './data.js';
 import { generate } from './generate.js';
 import { GPT2LMHeadModel } from './gpt2.js';
 import { fromPretrained, loadTokenizer, readBytes, readJSON, savePretrained } from './node.js';
@@ -229,14 +229,27 @@ async function train(cmd: Command): Promise<void> {
   const corpus = readCorpus(a);
   const built = await buildModel(a, corpus, device);
   const { model, tokenizer, lora } = built;
-  let tokens: Int32Array;
+  // text: one stream, 5% held out; e2e: examples held out, loss on the reference text only
+  let train: { tokens: Int32Array; mask?: Uint8Array };
+  let val: { tokens: Int32Array; mask?: Uint8Array };
   try {
-    tokens = Int32Array.from(tokenizer.encode(corpus));
+    const encode = (s: string): number[] => tokenizer.encode(s);
+    if (a.format === 'e2e') {
+      const examples = parseE2E(new TextDecoder().decode(readBytes(a.data, 'training data')));
+      const n = Math.floor(examples.length * 0.95);
+      const [t, v] = [e2eStream(examples.slice(0, n), encode), e2eStream(examples.slice(n), encode)];
+      train = { tokens: t.tokens, mask: t.targetMask };
+      val = { tokens: v.tokens, mask: v.targetMask };
+    } else {
+      const split = trainValSplit(Int32Array.from(encode(corpus)), 0.05);
+      train = { tokens: split.train };
+      val = { tokens: split.val };
+    }
   } catch (e) {
-    throw new CliError(`train: ${(e as Error).message} (the base model's tokenizer cannot encode ${a.data})`);
+    throw new CliError(`train: ${(e as Error).message} (the tokenizer cannot encode ${a.data})`);
   }
-  const { train: trainTokens, val } = trainValSplit(tokens, 0.05);
-  if (trainTokens.length <= a.blockSize || val.length <= a.blockSize) {
+  const tokens = { length: train.tokens.length + val.tokens.length };
+  if (train.tokens.length <= a.blockSize || val.tokens.length <= a.blockSize) {
     throw new CliError(
       `train: ${a.data} is too short for --block-size ${a.blockSize} (${tokens.length} tokens)`,
     );
@@ -289,10 +302,12 @@ async function train(cmd: Command): Promise<void> {
       console.log(`stopped at step ${trainer.step} (--stop-after); continue with --resume`);
       return;
     }
-    const loss = await trainer.trainStep(trainTokens);
+    const loss = await trainer.trainStep(train.tokens, train.mask);
     const s = trainer.step;
     const evalNow = a.evalEvery > 0 && (s % a.evalEvery === 0 || s === a.steps);
-    const valText = evalNow ? ` val ${(await trainer.evaluate(val, 2)).toFixed(4)}` : '';
+    const valText = evalNow
+      ? ` val ${(await trainer.evaluate(val.tokens, 2, 1234, val.mask)).toFixed(4)}`
+      : '';
     console.log(`step ${s}/${a.steps} loss ${loss.toFixed(4)}${valText} lr ${trainer.lr.toExponential(2)}`);
     if (s % a.saveEvery === 0 || s === a.steps) await saveCheckpoint(ckpt, state());
   }

@@ -4,17 +4,21 @@ import { fromTypedArray, Generator, type Tensor, tidy } from '@lowrank/tensor';
 import { randomWindows } from './data.js';
 import type { GPT2LMHeadModel } from './gpt2.js';
 
+/** Options of `LMTrainer`. */
 export interface TrainerOptions {
   /** Steps in the whole run (the cosine schedule ends there). */
   steps: number;
+  /** Windows per batch. */
   batchSize: number;
   /** Tokens per window (≤ n_positions). */
   blockSize: number;
+  /** Peak learning rate (after warmup). */
   lr: number;
   /** Linear warmup steps (default: 5% of the run). */
   warmupSteps?: number;
   /** Final lr as a fraction of `lr` (default 0.1). */
   minLrRatio?: number;
+  /** AdamW's decoupled weight decay on matrices (default 0.01; biases and LayerNorm weights get none). */
   weightDecay?: number;
   /** Clip the global gradient norm to this (default 1; 0 turns it off). */
   gradClip?: number;
@@ -24,9 +28,13 @@ export interface TrainerOptions {
 
 /** Everything needed to continue a run exactly where it stopped. */
 export interface TrainerState {
+  /** Steps done. */
   step: number;
+  /** The batch sampler's generator state. */
   sampler: number[];
+  /** The optimizer's state (moments, step counts). */
   optimizer: OptimizerStateDict;
+  /** (step, loss) of every step so far. */
   losses: [number, number][];
 }
 
@@ -36,16 +44,23 @@ export interface TrainerState {
  * clipping. Only `params` are optimised, so a LoRA run keeps optimizer state for A and B alone.
  */
 export class LMTrainer {
+  /** AdamW over `params`, in two groups (with and without weight decay). */
   readonly optimizer: AdamW;
+  /** Warmup + cosine schedule over `options.steps`. */
   readonly scheduler: LambdaLR;
+  /** Generator of the batch positions (seeded by `options.seed`). */
   readonly sampler: Generator;
+  /** Steps done so far. */
   step = 0;
   /** (step, training loss) of every step so far. */
   readonly losses: [number, number][] = [];
 
   constructor(
+    /** The model trained. */
     readonly model: GPT2LMHeadModel,
+    /** The parameters optimised (a LoRA run passes only A and B). */
     readonly params: Tensor[],
+    /** The run's options. */
     readonly options: TrainerOptions,
   ) {
     if (options.blockSize > model.config.n_positions) {
@@ -73,15 +88,21 @@ export class LMTrainer {
     this.sampler = new Generator(options.seed ?? 0);
   }
 
-  /** One optimisation step on a random batch of `tokens`; resolves to the batch's loss. */
-  async trainStep(tokens: ArrayLike<number>): Promise<number> {
+  /**
+   * One optimisation step on a random batch of `tokens`; resolves to the batch's loss. With
+   * `mask`, only tokens whose mask is set are predicted (see `randomWindows`).
+   */
+  async trainStep(tokens: ArrayLike<number>, mask?: ArrayLike<number>): Promise<number> {
     const { batchSize, blockSize } = this.options;
-    const batch = randomWindows(tokens, batchSize, blockSize, this.sampler);
+    const batch = randomWindows(tokens, batchSize, blockSize, this.sampler, mask);
     this.model.train();
     const device = this.params[0].device;
     const loss = tidy(() => {
       const ids = fromTypedArray(batch.ids, [batchSize, blockSize], { dtype: 'int32', device });
-      const l = this.model.forward(ids, { labels: ids }).loss!;
+      const labels = mask
+        ? fromTypedArray(batch.labels, [batchSize, blockSize], { dtype: 'int32', device })
+        : ids;
+      const l = this.model.forward(ids, { labels }).loss!;
       l.backward();
       return l;
     });
@@ -98,19 +119,27 @@ export class LMTrainer {
   }
 
   /** Mean loss over `batches` random batches of `tokens` (fixed seed: comparable across calls). */
-  async evaluate(tokens: ArrayLike<number>, batches = 4, seed = 1234): Promise<number> {
+  async evaluate(
+    tokens: ArrayLike<number>,
+    batches = 4,
+    seed = 1234,
+    mask?: ArrayLike<number>,
+  ): Promise<number> {
     return evaluateLM(this.model, tokens, {
       batches,
       batchSize: this.options.batchSize,
       blockSize: this.options.blockSize,
       seed,
+      mask,
     });
   }
 
+  /** The current learning rate (of the first group). */
   get lr(): number {
     return this.optimizer.getLr()[0];
   }
 
+  /** Everything needed to resume: step, sampler state, optimizer state, losses. */
   state(): TrainerState {
     return {
       step: this.step,
@@ -120,6 +149,7 @@ export class LMTrainer {
     };
   }
 
+  /** Restores a `state()` into this trainer (built with the same options and parameters). */
   loadState(s: TrainerState): void {
     this.optimizer.loadStateDict(s.optimizer);
     this.scheduler.loadStateDict({ lastEpoch: s.step });
@@ -129,11 +159,16 @@ export class LMTrainer {
   }
 }
 
-/** Mean causal-LM loss of a model over random windows of a token stream (no gradients). */
+/**
+ * Mean causal-LM loss of a model over random windows of a token stream (no gradients).
+ *
+ * @example
+ * const valLoss = await evaluateLM(model, valTokens, { batches: 4, batchSize: 8, blockSize: 128, seed: 7 });
+ */
 export async function evaluateLM(
   model: GPT2LMHeadModel,
   tokens: ArrayLike<number>,
-  options: { batches: number; batchSize: number; blockSize: number; seed?: number },
+  options: { batches: number; batchSize: number; blockSize: number; seed?: number; mask?: ArrayLike<number> },
 ): Promise<number> {
   const gen = new Generator(options.seed ?? 1234);
   const wasTraining = model.training;
@@ -142,11 +177,12 @@ export async function evaluateLM(
   let total = 0;
   try {
     for (let i = 0; i < options.batches; i++) {
-      const b = randomWindows(tokens, options.batchSize, options.blockSize, gen);
+      const b = randomWindows(tokens, options.batchSize, options.blockSize, gen, options.mask);
       const loss = noGrad(() =>
         tidy(() => {
           const ids = fromTypedArray(b.ids, [b.batch, b.block], { dtype: 'int32', device });
-          return model.forward(ids, { labels: ids }).loss!;
+          const labels = fromTypedArray(b.labels, [b.batch, b.block], { dtype: 'int32', device });
+          return model.forward(ids, { labels }).loss!;
         }),
       );
       total += (await loss.item()) as number;

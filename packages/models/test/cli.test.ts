@@ -32,7 +32,17 @@ writeFileSync(
   text,
   readFileSync(new URL('../../../data/tinyshakespeare/input.txt', import.meta.url), 'utf8').slice(0, 20000),
 );
+const e2e = join(dir, 'e2e.txt');
+writeFileSync(
+  e2e,
+  readFileSync(new URL('../../../data/e2e/valid.txt', import.meta.url), 'utf8')
+    .split('\n')
+    .slice(0, 300)
+    .join('\n'),
+);
 const small = [
+  '--tokenizer',
+  'byte',
   '--n-embd',
   '16',
   '--n-layer',
@@ -105,15 +115,19 @@ describe('lowrank CLI', () => {
       '--init',
       base,
       '--data',
-      text,
+      e2e,
+      '--format',
+      'e2e',
       '--out',
       adapter,
       '--steps',
       '3',
+      '--eval-every',
+      '3',
     );
     expect(t.code, t.stderr).toBe(0);
     expect(t.stdout).toMatch(/LoRA training on cpu: trainable params: 128 \|\|/); // A [2, 16] + B [48, 2], one layer
-    expect(t.stdout).toMatch(/step 3\/3/);
+    expect(t.stdout).toMatch(/step 3\/3 loss [\d.]+ val [\d.]+/);
     expect(
       existsSync(join(adapter, 'adapter_config.json')) &&
         existsSync(join(adapter, 'adapter_model.safetensors')),

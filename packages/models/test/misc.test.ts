@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Generator } from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
 import { configToJSON, GPT2_SMALL, gpt2Config, innerDim } from '../src/config.js';
-import { e2eText, groupByMr, parseE2E, randomWindows, trainValSplit } from '../src/data.js';
+import { e2eStream, e2eText, groupByMr, parseE2E, randomWindows, trainValSplit } from '../src/data.js';
 import { lineChartSvg, ticks } from '../src/plot.js';
 
 describe('gpt2Config', () => {
@@ -43,6 +43,16 @@ describe('E2E data', () => {
     expect(valid).toHaveLength(4672);
     expect(groupByMr(valid).length).toBeLessThan(1000);
   });
+  it('e2eStream masks the meaning representation: the loss is on the reference only', () => {
+    const enc = (t: string): number[] => Array.from(t, (c) => c.charCodeAt(0));
+    const { tokens, targetMask } = e2eStream(parseE2E('ab||cd\ne||f\n'), enc);
+    expect(String.fromCharCode(...tokens)).toBe('ab||cd\ne||f\n');
+    expect(Array.from(targetMask).join('')).toBe('0000111' + '00011');
+    const b = randomWindows(tokens, 1, tokens.length, new Generator(0), targetMask);
+    expect(Array.from(b.labels)).toEqual(Array.from(tokens, (t, i) => (targetMask[i] ? t : -100)));
+    expect(() => randomWindows(tokens, 1, 2, new Generator(0), targetMask.subarray(1))).toThrow(/mask has/);
+  });
+
   it('random windows are contiguous slices of the stream', () => {
     const stream = Int32Array.from({ length: 100 }, (_, i) => i);
     const b = randomWindows(stream, 4, 10, new Generator(0));
