@@ -3,7 +3,15 @@ import { describe, expect, it } from 'vitest';
 import { ByteTokenizer, CharTokenizer, GPT2Tokenizer, tokenizerFromSpec } from '../src/tokenizer.js';
 
 describe('GPT2Tokenizer (r50k_base through js-tiktoken, bundled ranks)', () => {
+  // offline: building and using the tokenizer must not touch the network
+  const realFetch = globalThis.fetch;
+  globalThis.fetch = () => Promise.reject(new Error('network access during tokenization'));
   const tok = new GPT2Tokenizer();
+  const offline = tok.encode('offline check');
+  globalThis.fetch = realFetch;
+  it('works offline (ranks ship inside the npm package)', () => {
+    expect(tok.decode(offline)).toBe('offline check');
+  });
   it('matches known GPT-2 ids', () => {
     // ids from Hugging Face's GPT2TokenizerFast('gpt2')
     expect(tok.encode('Hello world')).toEqual([15496, 995]);
