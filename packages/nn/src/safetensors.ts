@@ -49,6 +49,7 @@ export const MAX_HEADER_BYTES = 100_000_000;
 /** Largest rank accepted. */
 export const MAX_RANK = 32;
 
+/** Thrown by the safetensors reader and writer; the message says what was wrong and where. */
 export class SafetensorsError extends Error {
   constructor(message: string) {
     super(`safetensors: ${message}`);
@@ -62,9 +63,11 @@ export interface SafetensorsTensor extends HostTensor {
   readonly sourceDtype: SafetensorsDType;
 }
 
+/** What `parseSafetensors` returns. */
 export interface ParsedSafetensors {
   /** By name, in file order (a null-prototype object: any name is safe). */
   tensors: Record<string, SafetensorsTensor>;
+  /** The header's `__metadata__` strings (e.g. `format: 'pt'`), or {} when absent. */
   metadata: Record<string, string>;
 }
 
@@ -270,7 +273,13 @@ function decode(e: Entry, raw: Uint8Array): { dtype: DType; data: TypedArray } {
   }
 }
 
-/** IEEE half-precision bits → number. */
+/**
+ * IEEE half-precision bits → number.
+ *
+ * @example
+ * halfToFloat(0x3c00); // 1
+ * halfToFloat(0xc000); // -2
+ */
 export function halfToFloat(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const exp = (h >> 10) & 0x1f;
@@ -285,6 +294,10 @@ const WRITE_DTYPE: Record<DType, SafetensorsDType> = { float32: 'F32', int32: 'I
 /**
  * Serialises host tensors (float32 → F32, int32 → I32, bool → BOOL) in the given order, with the
  * header padded to a multiple of 8 bytes.
+ *
+ * @example
+ * const bytes = serializeSafetensors({ w: { dtype: 'float32', shape: [2], data: new Float32Array([1, 2]) } });
+ * parseSafetensors(bytes).tensors.w.shape; // [2]
  */
 export function serializeSafetensors(
   tensors: Readonly<Record<string, HostTensor>> | ReadonlyMap<string, HostTensor>,
@@ -334,7 +347,12 @@ export function serializeSafetensors(
   return out;
 }
 
-/** Reads tensors back to the host (for serialisation). */
+/**
+ * Reads tensors back to the host (for serialisation).
+ *
+ * @example
+ * const host = await toHost(model.stateDict()); // Map name → { dtype, shape, data }
+ */
 export async function toHost(
   tensors: Readonly<Record<string, Tensor>> | ReadonlyMap<string, Tensor>,
 ): Promise<Map<string, HostTensor>> {
