@@ -201,12 +201,16 @@ function checkEntry(name: string, info: unknown, dataLen: number): Entry {
   const size = end - begin;
   const dims = shape as number[];
   let bytesNeeded = dims.includes(0) ? 0 : item;
+  let partial = false;
   for (const d of dims) {
-    if (bytesNeeded > size) break;
+    if (bytesNeeded > size) {
+      partial = true;
+      break;
+    }
     bytesNeeded *= d;
   }
   if (bytesNeeded !== size) {
-    const need = bytesNeeded > size ? `more than ${size}` : String(bytesNeeded);
+    const need = partial ? `more than ${size}` : String(bytesNeeded);
     throw new SafetensorsError(
       `${where}: shape [${dims.join(',')}] of ${dtype} needs ${need} bytes, data_offsets give ${size}`,
     );

@@ -57,7 +57,7 @@ function optimSuite(device: Device, full: boolean): void {
         await expectClose(w, steps[i].w, { rtol: 1e-5, atol: 1e-6 });
         await expectClose(b, steps[i].b, { rtol: 1e-5, atol: 1e-6 });
         const lrs = list(list(kase.lrs)[i]).map(num);
-        opt.getLr().forEach((lr, j) => expect(lr).toBeCloseTo(lrs[j], 12));
+        for (const [j, lr] of opt.getLr().entries()) expect(lr).toBeCloseTo(lrs[j], 12);
         opt.zeroGrad();
         expect(w.grad).toBeNull();
       }
@@ -105,7 +105,7 @@ describe('optimizers against PyTorch on cpu', () => {
         sched.step();
         lrs.push(sched.getLastLr()[0]);
       }
-      list(s.lrs).forEach((v, i) => expect(lrs[i]).toBeCloseTo(num(v), 12));
+      for (const [i, v] of list(s.lrs).entries()) expect(lrs[i]).toBeCloseTo(num(v), 12);
     }
   });
 
