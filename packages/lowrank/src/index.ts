@@ -7,5 +7,6 @@
 
 export * from '@lowrank/autograd';
 export * from '@lowrank/tensor';
+export * from '@lowrank/nn';
 export * from '@lowrank/lora';
 export * from '@lowrank/models';
