@@ -27,39 +27,35 @@ function validate(name: string, o: AdamOptions): void {
   if (!(o.weightDecay >= 0)) throw new OpError(name, `invalid weightDecay ${o.weightDecay}`);
 }
 
-/** The Adam moment update and parameter step, shared by Adam and AdamW (PyTorch 1.13's rule). */
-function adamStep(
-  opt: Adam | AdamW,
-  p: Tensor,
-  grad: Tensor,
-  state: ParamState,
-  g: ParamGroup<AdamOptions>,
-): void {
-  const [b1, b2] = g.betas;
-  const t = state.tensors;
-  if (!t.expAvg) {
-    t.expAvg = opt.zeros(p);
-    t.expAvgSq = opt.zeros(p);
-    if (g.amsgrad) t.maxExpAvgSq = opt.zeros(p);
+/** Adam's moment update and parameter step (PyTorch 1.13's rule), shared by Adam and AdamW. */
+abstract class AdamBase extends Optimizer<AdamOptions> {
+  protected adamStep(p: Tensor, grad: Tensor, state: ParamState, g: ParamGroup<AdamOptions>): void {
+    const [b1, b2] = g.betas;
+    const t = state.tensors;
+    if (!t.expAvg) {
+      t.expAvg = this.zerosLike(p);
+      t.expAvgSq = this.zerosLike(p);
+      if (g.amsgrad) t.maxExpAvgSq = this.zerosLike(p);
+    }
+    t.expAvg.mul_(b1).add_(grad, 1 - b1); // m ← β1·m + (1 − β1)·g
+    t.expAvgSq.mul_(b2).add_(grad.square(), 1 - b2); // v ← β2·v + (1 − β2)·g²
+    const bc1 = 1 - b1 ** state.step;
+    const bc2 = 1 - b2 ** state.step;
+    let v = t.expAvgSq;
+    if (g.amsgrad) {
+      t.maxExpAvgSq.copy_(t.maxExpAvgSq.maximum(t.expAvgSq));
+      v = t.maxExpAvgSq;
+    }
+    const denom = v.sqrt().div(Math.sqrt(bc2)).add(g.eps);
+    p.add_(t.expAvg.div(denom), -g.lr / bc1); // p ← p − lr/bc1 · m / (√v/√bc2 + eps)
   }
-  t.expAvg.mul_(b1).add_(grad, 1 - b1); // m ← β1·m + (1 − β1)·g
-  t.expAvgSq.mul_(b2).add_(grad.square(), 1 - b2); // v ← β2·v + (1 − β2)·g²
-  const bc1 = 1 - b1 ** state.step;
-  const bc2 = 1 - b2 ** state.step;
-  let v = t.expAvgSq;
-  if (g.amsgrad) {
-    t.maxExpAvgSq.copy_(t.maxExpAvgSq.maximum(t.expAvgSq));
-    v = t.maxExpAvgSq;
-  }
-  const denom = v.sqrt().div(Math.sqrt(bc2)).add(g.eps);
-  p.add_(t.expAvg.div(denom), -g.lr / bc1);
 }
 
 /**
  * Adam (Kingma & Ba) with PyTorch's defaults (betas [0.9, 0.999], eps 1e-8); `weightDecay` is L2
  * added to the gradient. State: two moments per trained parameter (three with `amsgrad`).
  */
-export class Adam extends Optimizer<AdamOptions> {
+export class Adam extends AdamBase {
   constructor(params: ParamsSpec<AdamOptions>, options: Partial<AdamOptions> = {}) {
     super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, amsgrad: false, ...options });
   }
@@ -68,13 +64,8 @@ export class Adam extends Optimizer<AdamOptions> {
     validate('Adam', o);
   }
 
-  /** @internal */
-  zeros(p: Tensor): Tensor {
-    return this.zerosLike(p);
-  }
-
   protected update(p: Tensor, grad: Tensor, state: ParamState, g: ParamGroup<AdamOptions>): void {
-    adamStep(this, p, g.weightDecay !== 0 ? grad.add(p.mul(g.weightDecay)) : grad, state, g);
+    this.adamStep(p, g.weightDecay !== 0 ? grad.add(p.mul(g.weightDecay)) : grad, state, g);
   }
 }
 
@@ -88,7 +79,7 @@ export class Adam extends Optimizer<AdamOptions> {
  *   { params: noDecay, weightDecay: 0 },
  * ], { lr: 3e-4 });
  */
-export class AdamW extends Optimizer<AdamOptions> {
+export class AdamW extends AdamBase {
   constructor(params: ParamsSpec<AdamOptions>, options: Partial<AdamOptions> = {}) {
     super(params, {
       lr: 1e-3,
@@ -104,13 +95,8 @@ export class AdamW extends Optimizer<AdamOptions> {
     validate('AdamW', o);
   }
 
-  /** @internal */
-  zeros(p: Tensor): Tensor {
-    return this.zerosLike(p);
-  }
-
   protected update(p: Tensor, grad: Tensor, state: ParamState, g: ParamGroup<AdamOptions>): void {
     if (g.weightDecay !== 0) p.mul_(1 - g.lr * g.weightDecay);
-    adamStep(this, p, grad, state, g);
+    this.adamStep(p, grad, state, g);
   }
 }
