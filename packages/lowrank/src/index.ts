@@ -6,7 +6,7 @@
  */
 
 export * from '@lowrank/autograd';
-export * from '@lowrank/tensor';
-export * from '@lowrank/nn';
 export * from '@lowrank/lora';
 export * from '@lowrank/models';
+export * from '@lowrank/nn';
+export * from '@lowrank/tensor';
