@@ -43,11 +43,14 @@ const { values: args } = parseArgs({
     'pretrain-steps': { type: 'string' },
     'pretrain-seconds': { type: 'string' },
     'ft-steps': { type: 'string' },
-    'ft-seconds': { type: 'string' }, // budget for all fine-tuning + decoding (shrinks ft-steps)
+    'ft-seconds': { type: 'string' },
+    'min-ft-steps': { type: 'string' }, // budget for all fine-tuning + decoding (shrinks ft-steps)
     batch: { type: 'string' },
     'eval-mrs': { type: 'string' },
     'max-new': { type: 'string' },
     only: { type: 'string' }, // comma-separated config names (debugging)
+    deadline: { type: 'string' }, // seconds after start: configurations that would end later are skipped
+    sensitivity: { type: 'boolean', default: true }, // extra learning-rate rows after the main grid
   },
 });
 const quick = args.quick === true;
@@ -56,7 +59,7 @@ const num = (v: string | undefined, quickValue: number, fullValue: number): numb
 
 const S = {
   // pre-training (Tiny Shakespeare)
-  pretrainSteps: num(args['pretrain-steps'], 4, 1500),
+  pretrainSteps: num(args['pretrain-steps'], 4, 2000),
   pretrainSeconds: num(args['pretrain-seconds'], 60, 110),
   pretrainBatch: quick ? 4 : 32,
   pretrainLr: 2e-3,
@@ -64,14 +67,14 @@ const S = {
     ? { n_positions: 512, n_embd: 32, n_layer: 2, n_head: 2 }
     : { n_positions: 512, n_embd: 128, n_layer: 4, n_head: 4 },
   // fine-tuning (E2E)
-  ftSteps: num(args['ft-steps'], 4, 400),
+  ftSteps: num(args['ft-steps'], 4, 600),
   ftSeconds: num(args['ft-seconds'], 1e9, 330),
-  minFtSteps: quick ? 1 : 120,
+  minFtSteps: num(args['min-ft-steps'], 1, 120),
   batch: num(args.batch, 4, 32),
   warmupFrac: 0.1,
   weightDecay: 0.01,
   gradClip: 1,
-  lr: { full: 1e-3, bitfit: 1e-2, lora: 4e-3 },
+  lr: { full: 1e-3, bitfit: 1e-2, lora: 3e-3 },
   loraAlpha: 32, // fixed across r, as the paper (α = 32 for GPT-2 on E2E)
   loraDropout: 0,
   ranks: [1, 2, 4, 8, 64],
@@ -80,6 +83,7 @@ const S = {
   maxNew: num(args['max-new'], 24, 220),
   lossRefs: quick ? 8 : 200, // teacher-forced test loss on one reference of each evaluated MR
   seed: 0,
+  deadline: num(args.deadline, 1e9, 500),
 };
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
@@ -269,7 +273,18 @@ interface RunConfig {
   label: string;
   r?: number;
   targets?: 'qv' | 'qkvo';
+  /** Overrides the method's learning rate (the sensitivity rows). */
+  lr?: number;
 }
+const lrOf = (c: RunConfig): number | undefined =>
+  c.lr ??
+  (c.method === 'full'
+    ? S.lr.full
+    : c.method === 'bitfit'
+      ? S.lr.bitfit
+      : c.method === 'lora'
+        ? S.lr.lora
+        : undefined);
 const configs: RunConfig[] = [
   { name: 'full', method: 'full', label: 'FT (full fine-tuning)' },
   { name: 'bitfit', method: 'bitfit', label: 'BitFit (biases only)' },
@@ -285,6 +300,28 @@ const configs: RunConfig[] = [
     ),
   ),
   { name: 'base', method: 'none', label: 'base model, not fine-tuned' },
+  // learning-rate sensitivity (not tuned on the test set: reported beside the grid)
+  ...(args.sensitivity
+    ? ([
+        { name: 'full-lr3e-4', method: 'full', label: 'FT, lr 3e-4', lr: 3e-4 },
+        {
+          name: 'lora-qv-r4-lr1e-3',
+          method: 'lora',
+          label: 'LoRA W_q, W_v r=4, lr 1e-3',
+          r: 4,
+          targets: 'qv',
+          lr: 1e-3,
+        },
+        {
+          name: 'lora-qv-r4-lr1e-2',
+          method: 'lora',
+          label: 'LoRA W_q, W_v r=4, lr 1e-2',
+          r: 4,
+          targets: 'qv',
+          lr: 1e-2,
+        },
+      ] satisfies RunConfig[])
+    : []),
 ];
 const only = args.only?.split(',');
 const selected = only ? configs.filter((c) => only.includes(c.name)) : configs;
@@ -341,7 +378,7 @@ interface TrainResult {
 }
 async function train(c: RunConfig, p: Prepared, steps: number): Promise<TrainResult> {
   const { model, params } = p;
-  const lrPeak = c.method === 'full' ? S.lr.full : c.method === 'bitfit' ? S.lr.bitfit : S.lr.lora;
+  const lrPeak = lrOf(c) ?? 0;
   const decay = params.filter((t) => t.rank >= 2);
   const noDecay = params.filter((t) => t.rank < 2);
   const opt = new AdamW(
@@ -408,7 +445,7 @@ if (!quick && args['ft-steps'] === undefined) {
   p.model.dispose();
   const loraFactor = 1.3; // LoRA steps run a few more kernels than full fine-tuning's
   const genSeconds = (S.maxNew * genMsPerToken) / 1000 + 3;
-  const perConfig = S.ftSeconds / selected.length - genSeconds;
+  const perConfig = S.ftSeconds / selected.filter((x) => x.method !== 'none').length - genSeconds;
   ftSteps = Math.max(
     S.minFtSteps,
     Math.min(S.ftSteps, Math.floor((perConfig * 1000) / (probe.msPerStep * loraFactor))),
@@ -459,6 +496,7 @@ const writeResults = (): void =>
         evalReferences: evalGroups.reduce((a, g) => a + g.refs.length, 0),
         trainExamples: trainSet.length,
         seconds: elapsed(),
+        skipped,
         results,
       },
       null,
@@ -466,7 +504,15 @@ const writeResults = (): void =>
     )}\n`,
   );
 
+const skipped: string[] = [];
+let lastSeconds = 0;
 for (const c of selected) {
+  if (elapsed() + lastSeconds * 1.1 > S.deadline) {
+    skipped.push(c.name);
+    log(`${c.name}: skipped (would end after the ${S.deadline} s deadline)`);
+    continue;
+  }
+  const tc = performance.now();
   await sync();
   const baselineBytes = liveBytes();
   peakReset();
@@ -517,6 +563,7 @@ for (const c of selected) {
   p.lora?.unload();
   p.model.dispose();
   writeResults();
+  lastSeconds = Math.max(lastSeconds, (performance.now() - tc) / 1000);
   log(
     `${c.name}: ${trainable} trainable, ${tr ? `${tr.msPerStep.toFixed(1)} ms/step, peak ${(rec.peakBytes / 2 ** 20).toFixed(1)} MiB, final loss ${tr.losses.at(-1)?.[1].toFixed(3)}, ` : ''}test loss ${tl.toFixed(3)}, decode ${decodeSeconds.toFixed(1)} s (${gen.steps} steps) | ${outputs[0].slice(0, 100)}`,
   );
@@ -538,4 +585,5 @@ if (quick) {
   log(`check: batched greedy decoding = generate() on ${prompts.length} prompts of different lengths`);
   model.dispose();
 }
+writeResults();
 log(`done in ${elapsed().toFixed(1)} s; live tensors ${lr.memory().numTensors}`);
