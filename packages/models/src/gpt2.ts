@@ -8,7 +8,7 @@ import {
   Module,
   ModuleList,
 } from '@lowrank/nn';
-import { arange, cat, type Device, Generator, OpError, ones, type Tensor, tidy } from '@lowrank/tensor';
+import { arange, cat, type Device, full, Generator, OpError, ones, type Tensor, tidy } from '@lowrank/tensor';
 import { type GPT2Config, gpt2Config, innerDim } from './config.js';
 
 /**
@@ -362,7 +362,12 @@ export function lmLoss(logits: Tensor, labels: Tensor): Tensor {
       `labels must be [${B}, ${T}] like the logits, got [${labels.shape.join(',')}]`,
     );
   }
-  const shiftLogits = logits.slice(1, 0, T - 1).reshape(B * (T - 1), V);
-  const shiftLabels = labels.slice(1, 1, T).reshape(B * (T - 1));
-  return F.crossEntropy(shiftLogits, shiftLabels, { ignoreIndex: IGNORE_INDEX });
+  // NOTE: instead of slicing the logits to T − 1 positions (a copy of B·(T−1)·V floats, and a
+  // zero-padded copy again in the backward pass), the labels are shifted left and the last
+  // position is ignored: the same mean over the same terms.
+  return tidy(() => {
+    const pad = full([B, 1], IGNORE_INDEX, { dtype: 'int32', device: labels.device });
+    const shifted = cat([labels.slice(1, 1, T), pad], 1).reshape(B * T);
+    return F.crossEntropy(logits.reshape(B * T, V), shifted, { ignoreIndex: IGNORE_INDEX });
+  });
 }

@@ -156,6 +156,8 @@ export {
   type MatmulConfig,
   setMatmulConfig,
   type WebGPUInitOptions,
+  type WebGPUProfiler,
   webgpuDevice,
+  webgpuProfiler,
   webgpuStats,
 } from './backends/webgpu/index.js';

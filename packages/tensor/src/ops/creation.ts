@@ -1,5 +1,5 @@
 import { type DType, dtypeOfArray, isDType, type TypedArray, typedArrayFor } from '../dtype.js';
-import { getBackend, getDefaultDevice } from '../engine.js';
+import { getBackend, getDefaultDevice, getKernel } from '../engine.js';
 import { fmtShape, OpError } from '../errors.js';
 import { defaultGenerator, type Generator } from '../random.js';
 import { assertShape, sizeOf } from '../shape.js';
@@ -130,8 +130,14 @@ export function full(shape: readonly number[], value: number | boolean, options:
   const device = options.device ?? getDefaultDevice();
   const backend = getBackend(device);
   const n = sizeOf(shape);
-  const typed = typedArrayFor(dtype, n);
   const v = typeof value === 'boolean' ? Number(value) : dtype === 'int32' ? Math.trunc(value) : value;
+  // on a GPU, fill large tensors with a kernel: no host array of n elements, no upload
+  if (device !== 'cpu' && n >= 16384)
+    return finish(
+      wrap(getKernel('full', device, 'fill')(n, dtype === 'bool' ? (v ? 1 : 0) : v, dtype), shape),
+      options,
+    );
+  const typed = typedArrayFor(dtype, n);
   if (v !== 0) typed.fill(dtype === 'bool' ? (v ? 1 : 0) : v);
   return finish(wrap(backend.upload(typed, dtype), shape), options);
 }

@@ -24,7 +24,14 @@ const BATCH_DISPATCHES = 96;
 const ARENA_BYTES = 64 * 1024;
 /** Bytes freed while a batch is open that force its submit (so they can be reused). */
 const PENDING_FREE_SUBMIT_BYTES = 256 * 1024 * 1024;
-/** Free bytes the buffer pool keeps before it destroys returned buffers. */
+/** Dispatches timed per query set, and at most, while kernels are profiled. */
+const KPROF_PER_SET = 2048;
+const KPROF_MAX = 16 * KPROF_PER_SET;
+/**
+ * Free bytes the buffer pool keeps before it destroys returned buffers: this, or the peak bytes
+ * in use if larger (a training step frees most of its peak at its end and needs it again at the
+ * next one; destroying and re-creating those buffers cost ~1 s per GPT-2 step in Dawn).
+ */
 const POOL_MAX_FREE_BYTES = 2 * 1024 * 1024 * 1024;
 
 /** Ops that report out-of-range indices through the error-flag buffer (code = position + 1). */
@@ -85,8 +92,28 @@ export class WebGPUContext {
   private lostError: Error | null = null;
   private destroyed = false;
 
-  /** Counters for tests and benchmarks. */
-  readonly stats = { buffersCreated: 0, pipelinesCreated: 0, submits: 0, dispatches: 0 };
+  /**
+   * Counters for tests and benchmarks. Bytes are whole GPU buffers (size classes): `bytesInUse`
+   * held by live storages, `bytesReserved` also counting pooled and pending-free ones (PyTorch's
+   * memory_allocated / memory_reserved); the peaks since `resetPeakBytes()`.
+   */
+  readonly stats = {
+    buffersCreated: 0,
+    pipelinesCreated: 0,
+    submits: 0,
+    dispatches: 0,
+    bytesInUse: 0,
+    peakBytesInUse: 0,
+    bytesReserved: 0,
+    peakBytesReserved: 0,
+  };
+
+  /** Per-dispatch GPU timing (benchmarks): one timestamped pass per dispatch while on. */
+  private kprof: { sets: GPUQuerySet[]; keys: string[] } | null = null;
+  private readonly pipelineKeys = new WeakMap<GPUComputePipeline, string>();
+  private querySet: GPUQuerySet | null = null;
+  private queryResolve: GPUBuffer | null = null;
+  private queries = 0;
 
   constructor(device: GPUDevice, description: string) {
     this.device = device;
@@ -158,6 +185,7 @@ export class WebGPUContext {
         label: key,
       });
       this.pipelines.set(key, p);
+      this.pipelineKeys.set(p, key);
       this.stats.pipelinesCreated++;
     }
     return p;
@@ -182,14 +210,37 @@ export class WebGPUContext {
     const reused = free?.pop();
     if (reused) {
       this.poolFreeBytes -= cls;
+      this.countInUse(reused.size);
       return reused;
     }
     this.openScope();
     this.stats.buffersCreated++;
-    return this.device.createBuffer({
+    const buffer = this.device.createBuffer({
       size: Math.max(cls, Math.ceil(bytes / 4) * 4, 16),
       usage: STORAGE_USAGE,
     });
+    const s = this.stats;
+    s.bytesReserved += buffer.size;
+    if (s.bytesReserved > s.peakBytesReserved) s.peakBytesReserved = s.bytesReserved;
+    this.countInUse(buffer.size);
+    return buffer;
+  }
+
+  private countInUse(bytes: number): void {
+    const s = this.stats;
+    s.bytesInUse += bytes;
+    if (s.bytesInUse > s.peakBytesInUse) s.peakBytesInUse = s.bytesInUse;
+  }
+
+  private destroyPooled(buffer: GPUBuffer): void {
+    this.stats.bytesReserved -= buffer.size;
+    buffer.destroy();
+  }
+
+  /** Restarts the peaks of `stats` from the current byte counts. */
+  resetPeakBytes(): void {
+    this.stats.peakBytesInUse = this.stats.bytesInUse;
+    this.stats.peakBytesReserved = this.stats.bytesReserved;
   }
 
   /** A new storage of `size` elements (contents undefined until a kernel writes them). */
@@ -202,6 +253,7 @@ export class WebGPUContext {
   /** Returns a storage's buffer to the pool (after the open batch is submitted, if any). */
   release(buffer: GPUBuffer): void {
     if (this.destroyed) return;
+    this.stats.bytesInUse -= buffer.size;
     if (this.dispatches > 0 || this.encoder) {
       this.pendingFree.push(buffer);
       this.pendingFreeBytes += buffer.size;
@@ -210,23 +262,25 @@ export class WebGPUContext {
   }
 
   private toPool(buffer: GPUBuffer): void {
-    if (buffer.size > POOL_MAX_FREE_BYTES) {
-      buffer.destroy();
+    const cap = Math.max(POOL_MAX_FREE_BYTES, this.stats.peakBytesInUse);
+    if (buffer.size > cap) {
+      this.destroyPooled(buffer);
       return;
     }
     // over the cap: evict buffers of other size classes (largest first), never the one being reused
-    if (this.poolFreeBytes + buffer.size > POOL_MAX_FREE_BYTES) {
+    if (this.poolFreeBytes + buffer.size > cap) {
       const classes = [...this.pool.keys()].filter((k) => k !== buffer.size).sort((x, y) => y - x);
       for (const cls of classes) {
         const list = this.pool.get(cls) ?? [];
-        while (list.length > 0 && this.poolFreeBytes + buffer.size > POOL_MAX_FREE_BYTES) {
-          list.pop()?.destroy();
+        while (list.length > 0 && this.poolFreeBytes + buffer.size > cap) {
+          const b = list.pop();
+          if (b) this.destroyPooled(b);
           this.poolFreeBytes -= cls;
         }
-        if (this.poolFreeBytes + buffer.size <= POOL_MAX_FREE_BYTES) break;
+        if (this.poolFreeBytes + buffer.size <= cap) break;
       }
-      if (this.poolFreeBytes + buffer.size > POOL_MAX_FREE_BYTES) {
-        buffer.destroy();
+      if (this.poolFreeBytes + buffer.size > cap) {
+        this.destroyPooled(buffer);
         return;
       }
     }
@@ -241,7 +295,7 @@ export class WebGPUContext {
 
   /** Destroys every pooled buffer (memory held for reuse goes back to the driver). */
   emptyPool(): void {
-    for (const list of this.pool.values()) for (const b of list) b.destroy();
+    for (const list of this.pool.values()) for (const b of list) this.destroyPooled(b);
     this.pool.clear();
     this.poolFreeBytes = 0;
   }
@@ -311,10 +365,28 @@ export class WebGPUContext {
       });
     }
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const kp = this.kprof;
+    const profiled = kp !== null && kp.keys.length < KPROF_MAX;
+    if (profiled) {
+      const i = kp.keys.length;
+      if (i % KPROF_PER_SET === 0)
+        kp.sets.push(this.device.createQuerySet({ type: 'timestamp', count: 2 * KPROF_PER_SET }));
+      const q = 2 * (i % KPROF_PER_SET);
+      const querySet = kp.sets[kp.sets.length - 1];
+      this.copyEncoder();
+      this.pass = this.copyEncoder().beginComputePass({
+        timestampWrites: { querySet, beginningOfPassWriteIndex: q, endOfPassWriteIndex: q + 1 },
+      });
+      kp.keys.push(this.pipelineKeys.get(pipeline) ?? 'unknown');
+    }
     const pass = this.computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    if (profiled) {
+      pass.end();
+      this.pass = null;
+    }
     this.dispatches++;
     this.stats.dispatches++;
     if (this.dispatches >= BATCH_DISPATCHES) this.submit();
@@ -418,6 +490,65 @@ export class WebGPUContext {
       throw new OpError(op, `index ${value} is out of bounds for a dimension of size ${flag[3]}`);
     }
     return out;
+  }
+
+  // ---- GPU timestamps (benchmarks)
+
+  /**
+   * Records a GPU timestamp taken once the work recorded so far has run (an empty compute pass
+   * whose end is timestamped); returns its index for `readTimestamps`, or -1 without the
+   * 'timestamp-query' feature or beyond 256 marks.
+   */
+  timestamp(): number {
+    if (!this.features.has('timestamp-query') || this.queries >= 256) return -1;
+    if (!this.querySet) {
+      this.querySet = this.device.createQuerySet({ type: 'timestamp', count: 256 });
+      this.queryResolve = this.device.createBuffer({ size: 256 * 8, usage: 0x200 | 0x04 }); // QUERY_RESOLVE | COPY_SRC
+    }
+    const index = this.queries++;
+    const enc = this.copyEncoder();
+    enc.beginComputePass({ timestampWrites: { querySet: this.querySet, endOfPassWriteIndex: index } }).end();
+    return index;
+  }
+
+  /** Starts (or stops) timing every dispatch on the GPU, one timestamped pass each (slows recording). */
+  profileKernels(on: boolean): void {
+    if (on && !this.features.has('timestamp-query')) return;
+    this.kprof = on ? (this.kprof ?? { sets: [], keys: [] }) : null;
+  }
+
+  /** GPU nanoseconds per pipeline key of the dispatches profiled so far (waits for the GPU); clears them. */
+  async readKernelProfile(): Promise<Map<string, { count: number; ns: number }>> {
+    const kp = this.kprof;
+    const out = new Map<string, { count: number; ns: number }>();
+    if (!kp) return out;
+    this.kprof = { sets: [], keys: [] };
+    for (let s = 0; s < kp.sets.length; s++) {
+      const n = Math.min(KPROF_PER_SET, kp.keys.length - s * KPROF_PER_SET);
+      const buf = this.device.createBuffer({ size: 16 * KPROF_PER_SET, usage: 0x200 | 0x04 });
+      this.copyEncoder().resolveQuerySet(kp.sets[s], 0, 2 * n, buf, 0);
+      const t = new BigUint64Array(await this.read(buf, 16 * n));
+      for (let i = 0; i < n; i++) {
+        const key = kp.keys[s * KPROF_PER_SET + i];
+        const e = out.get(key) ?? { count: 0, ns: 0 };
+        e.count++;
+        e.ns += Number(t[2 * i + 1] - t[2 * i]);
+        out.set(key, e);
+      }
+      buf.destroy();
+      kp.sets[s].destroy();
+    }
+    return out;
+  }
+
+  /** Nanoseconds of the marks recorded since the last call (waits for the GPU); clears them. */
+  async readTimestamps(): Promise<number[]> {
+    const n = this.queries;
+    if (n === 0 || !this.querySet || !this.queryResolve) return [];
+    this.copyEncoder().resolveQuerySet(this.querySet, 0, n, this.queryResolve, 0);
+    this.queries = 0;
+    const raw = new BigUint64Array(await this.read(this.queryResolve, n * 8));
+    return Array.from(raw, (t) => Number(t));
   }
 
   /** Submits queued work and waits for the GPU; reports asynchronous errors. */

@@ -138,4 +138,40 @@ export function webgpuStats(): WebGPUContext['stats'] | null {
   return currentContext()?.stats ?? null;
 }
 
+/** What `webgpuProfiler` returns: GPU timestamps and peak-memory reset, for benchmarks. */
+export interface WebGPUProfiler {
+  /** Marks the GPU timeline once the work queued so far has run; the mark's index, or -1 without 'timestamp-query'. */
+  timestamp(): number;
+  /** Nanoseconds of the marks since the last call, in order (waits for the GPU). */
+  readTimestamps(): Promise<number[]>;
+  /** Starts or stops timing every dispatch on the GPU (one timestamped pass each; slows recording). */
+  profileKernels(on: boolean): void;
+  /** GPU nanoseconds and dispatch counts per kernel (pipeline key) since profiling started; clears them. */
+  readKernelProfile(): Promise<Map<string, { count: number; ns: number }>>;
+  /** Restarts `webgpuStats()`'s peakBytesInUse / peakBytesReserved from the current counts. */
+  resetPeakBytes(): void;
+}
+
+/**
+ * Profiling hooks of the live context (null before init).
+ *
+ * @example
+ * const p = lr.webgpuProfiler()!;
+ * p.timestamp();
+ * model.forward(x);
+ * p.timestamp();
+ * const [t0, t1] = await p.readTimestamps(); // (t1 - t0) / 1e6 ms on the GPU
+ */
+export function webgpuProfiler(): WebGPUProfiler | null {
+  const c = currentContext();
+  if (!c) return null;
+  return {
+    timestamp: () => c.timestamp(),
+    readTimestamps: () => c.readTimestamps(),
+    resetPeakBytes: () => c.resetPeakBytes(),
+    profileKernels: (on) => c.profileKernels(on),
+    readKernelProfile: () => c.readKernelProfile(),
+  };
+}
+
 export { MATMUL_CONFIGS, type MatmulConfig, setMatmulConfig } from './matmul.js';
