@@ -29,6 +29,7 @@ function validate(name: string, o: AdamOptions): void {
 
 /** Adam's moment update and parameter step (PyTorch 1.13's rule), shared by Adam and AdamW. */
 abstract class AdamBase extends Optimizer<AdamOptions> {
+  /** One Adam step for `p`: updates the moments in `state` from `grad` and moves `p` in place. */
   protected adamStep(p: Tensor, grad: Tensor, state: ParamState, g: ParamGroup<AdamOptions>): void {
     const [b1, b2] = g.betas;
     const t = state.tensors;
