@@ -147,7 +147,17 @@ export interface WebGPUProfiler {
   /** Starts or stops timing every dispatch on the GPU (one timestamped pass each; slows recording). */
   profileKernels(on: boolean): void;
   /** GPU nanoseconds and dispatch counts per kernel (pipeline key) since profiling started; clears them. */
-  readKernelProfile(): Promise<Map<string, { count: number; ns: number }>>;
+  readKernelProfile(): Promise<
+    Map<
+      string,
+      {
+        /** Dispatches of this kernel. */
+        count: number;
+        /** Their GPU time in nanoseconds. */
+        ns: number;
+      }
+    >
+  >;
   /** Restarts `webgpuStats()`'s peakBytesInUse / peakBytesReserved from the current counts. */
   resetPeakBytes(): void;
 }
