@@ -43,6 +43,29 @@ export type BinaryOp =
   | 'logicalAnd'
   | 'logicalOr';
 
+/**
+ * Scalars of the fused `adamUpdate` kernel, derived on the host (in float64) from the optimizer's
+ * options and step so that every backend applies the same arithmetic:
+ * `p ← p·decay; g ← g + l2·p; m ← β1·m + (1 − β1)·g; v ← β2·v + (1 − β2)·g²;
+ * v̂ ← max(v̂, v) (AMSGrad); p ← p − stepSize · m / (√v̂ / sqrtBc2 + eps)`.
+ */
+export interface AdamUpdateParams {
+  /** Multiplier of the parameter before the step: `1 − lr·weightDecay` (AdamW), else 1. */
+  decay: number;
+  /** L2 coefficient added to the gradient (`weightDecay` for Adam, 0 for AdamW). */
+  l2: number;
+  /** First-moment decay β1. */
+  beta1: number;
+  /** Second-moment decay β2. */
+  beta2: number;
+  /** `lr / (1 − β1^step)`. */
+  stepSize: number;
+  /** `√(1 − β2^step)`. */
+  sqrtBc2: number;
+  /** Added to the denominator. */
+  eps: number;
+}
+
 /** Reductions of the `reduce` kernel. */
 export type ReduceOp = 'sum' | 'prod' | 'max' | 'min' | 'argmax' | 'argmin';
 
@@ -83,6 +106,19 @@ export interface KernelTable {
   indexAdd(target: View, dim: number, index: View, src: View): Storage;
   /** In place: writes src (same shape and dtype) into the strided destination view. */
   assign(dst: View, src: View): void;
+  /**
+   * Fused Adam/AdamW step, in place: `param`, `expAvg`, `expAvgSq` (and `maxExpAvgSq` for
+   * AMSGrad) are updated from `grad`. All views are contiguous float32 views of one size over
+   * distinct storages (the op checks this and falls back to unfused ops otherwise).
+   */
+  adamUpdate(
+    param: View,
+    grad: View,
+    expAvg: View,
+    expAvgSq: View,
+    maxExpAvgSq: View | null,
+    params: AdamUpdateParams,
+  ): void;
 }
 
 /** Name of a kernel in a `KernelTable` (what `registerKernels` and `missingKernels` take). */

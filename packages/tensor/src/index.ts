@@ -5,7 +5,15 @@
  * @module @lowrank/tensor
  */
 
-export type { Backend, BinaryOp, KernelName, KernelTable, ReduceOp, UnaryOp } from './backend.js';
+export type {
+  AdamUpdateParams,
+  Backend,
+  BinaryOp,
+  KernelName,
+  KernelTable,
+  ReduceOp,
+  UnaryOp,
+} from './backend.js';
 export type { DType, TypedArray } from './dtype.js';
 export { DTYPES, promoteTypes } from './dtype.js';
 export {
@@ -94,6 +102,7 @@ export {
 } from './ops/elementwise.js';
 export { embedding, gather, indexAdd, indexSelect, oneHot, scatterAdd, tril, triu } from './ops/indexing.js';
 export { matmul } from './ops/matmul.js';
+export { type AdamUpdateOptions, adamUpdate_ } from './ops/optim.js';
 export {
   argmax,
   argmin,

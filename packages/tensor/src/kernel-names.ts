@@ -15,4 +15,5 @@ export const KERNEL_NAMES: readonly KernelName[] = [
   'scatterAdd',
   'indexAdd',
   'assign',
+  'adamUpdate',
 ];

@@ -1,4 +1,4 @@
-import { OpError, type Tensor } from '@lowrank/tensor';
+import { adamUpdate_, OpError, type Tensor } from '@lowrank/tensor';
 import {
   type BaseOptions,
   Optimizer,
@@ -29,26 +29,34 @@ function validate(name: string, o: AdamOptions): void {
 
 /** Adam's moment update and parameter step (PyTorch 1.13's rule), shared by Adam and AdamW. */
 abstract class AdamBase extends Optimizer<AdamOptions> {
-  /** One Adam step for `p`: updates the moments in `state` from `grad` and moves `p` in place. */
-  protected adamStep(p: Tensor, grad: Tensor, state: ParamState, g: ParamGroup<AdamOptions>): void {
-    const [b1, b2] = g.betas;
+  /**
+   * One Adam step for `p`: updates the moments in `state` from `grad` and moves `p` in place, in
+   * one fused kernel (`adamUpdate_`). `decoupled` selects AdamW's weight decay over Adam's L2.
+   */
+  protected adamStep(
+    p: Tensor,
+    grad: Tensor,
+    state: ParamState,
+    g: ParamGroup<AdamOptions>,
+    decoupled: boolean,
+  ): void {
+    const [beta1, beta2] = g.betas;
     const t = state.tensors;
     if (!t.expAvg) {
       t.expAvg = this.zerosLike(p);
       t.expAvgSq = this.zerosLike(p);
-      if (g.amsgrad) t.maxExpAvgSq = this.zerosLike(p);
     }
-    t.expAvg.mul_(b1).add_(grad, 1 - b1); // m ← β1·m + (1 − β1)·g
-    t.expAvgSq.mul_(b2).add_(grad.square(), 1 - b2); // v ← β2·v + (1 − β2)·g²
-    const bc1 = 1 - b1 ** state.step;
-    const bc2 = 1 - b2 ** state.step;
-    let v = t.expAvgSq;
-    if (g.amsgrad) {
-      t.maxExpAvgSq.copy_(t.maxExpAvgSq.maximum(t.expAvgSq));
-      v = t.maxExpAvgSq;
-    }
-    const denom = v.sqrt().div(Math.sqrt(bc2)).add(g.eps);
-    p.add_(t.expAvg.div(denom), -g.lr / bc1); // p ← p − lr/bc1 · m / (√v/√bc2 + eps)
+    if (g.amsgrad && !t.maxExpAvgSq) t.maxExpAvgSq = this.zerosLike(p);
+    adamUpdate_(p, grad, t.expAvg, t.expAvgSq, {
+      lr: g.lr,
+      beta1,
+      beta2,
+      eps: g.eps,
+      weightDecay: g.weightDecay,
+      decoupled,
+      step: state.step,
+      maxExpAvgSq: g.amsgrad ? t.maxExpAvgSq : null,
+    });
   }
 }
 
@@ -66,7 +74,7 @@ export class Adam extends AdamBase {
   }
 
   protected update(p: Tensor, grad: Tensor, state: ParamState, g: ParamGroup<AdamOptions>): void {
-    this.adamStep(p, g.weightDecay !== 0 ? grad.add(p.mul(g.weightDecay)) : grad, state, g);
+    this.adamStep(p, grad, state, g, false);
   }
 }
 
@@ -97,7 +105,6 @@ export class AdamW extends AdamBase {
   }
 
   protected update(p: Tensor, grad: Tensor, state: ParamState, g: ParamGroup<AdamOptions>): void {
-    if (g.weightDecay !== 0) p.mul_(1 - g.lr * g.weightDecay);
-    this.adamStep(p, grad, state, g);
+    this.adamStep(p, grad, state, g, true);
   }
 }

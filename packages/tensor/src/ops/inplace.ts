@@ -10,7 +10,7 @@ import { kernel, type TensorLike, viewAs, wrap } from './util.js';
  * view of it sees the change) and are refused on tensors that require grad unless gradients are
  * off (inside `noGrad`), since the graph may have saved the old values.
  */
-function checkInPlace(op: string, t: Tensor): void {
+export function checkInPlace(op: string, t: Tensor): void {
   t.assertLive(op);
   const hooks = getAutogradHooks();
   if (t.requiresGrad && hooks?.isGradEnabled()) {

@@ -13,6 +13,7 @@ import type { Tol } from './gen.js';
 import { indexingSuite } from './indexing.js';
 import { matmulSuite } from './matmul.js';
 import { memorySuite } from './memory.js';
+import { optimSuite } from './optim.js';
 import { reduceSuite } from './reduce.js';
 import { viewsSuite } from './views.js';
 
@@ -79,6 +80,7 @@ export function opSuite(device: Device, tolerances: Tolerances, options: SuiteOp
     matmulSuite(ctx);
     indexingSuite(ctx);
     memorySuite(ctx);
+    optimSuite(ctx);
 
     it('leaves no live tensors behind (every property disposed what it made)', () => {
       expect(lr.memory().numTensors).toBe(before);

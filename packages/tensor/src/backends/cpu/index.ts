@@ -5,6 +5,7 @@ import type { Storage } from '../../storage.js';
 import { assign, binary, cast, copy, fill, unary, where } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { matmul } from './matmul.js';
+import { adamUpdate } from './optim.js';
 import { reduce } from './reduce.js';
 import { storageOf } from './storage.js';
 
@@ -38,6 +39,7 @@ export const cpuKernels = {
   indexSelect,
   scatterAdd,
   indexAdd,
+  adamUpdate,
 } satisfies KernelTable;
 
 export function registerCpuBackend(): void {

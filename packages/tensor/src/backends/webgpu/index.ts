@@ -13,6 +13,7 @@ import { ELEMENT_BYTES, WebGPUContext } from './context.js';
 import { assign, binary, cast, copy, fill, unary, where } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { matmul } from './matmul.js';
+import { adamUpdate } from './optim.js';
 import { reduce } from './reduce.js';
 import { currentContext, setContext } from './state.js';
 
@@ -39,6 +40,7 @@ export const webgpuKernels = {
   indexSelect,
   scatterAdd,
   indexAdd,
+  adamUpdate,
 } satisfies KernelTable;
 
 const OPTIONAL_FEATURES = ['subgroups', 'timestamp-query'] as const;
