@@ -142,6 +142,7 @@ const legend = lossSeries
   .join('\n');
 const svg = [
   '<svg xmlns="http://www.w3.org/2000/svg" width="860" height="356" viewBox="0 0 860 356" font-family="sans-serif" font-size="11">',
+  '<title>E2E: test loss and BLEU vs trainable parameters</title>',
   '<rect width="860" height="356" fill="white"/>',
   panel(0, 'E2E test loss (nats/char, lower is better)', 'test loss', lossSeries, base?.testLoss),
   panel(
