@@ -1,7 +1,8 @@
 import type { KernelTable } from '../../backend.js';
 import { type DType, typedArrayFor } from '../../dtype.js';
-import { sizeOf } from '../../shape.js';
+import { isContiguous, sizeOf } from '../../shape.js';
 import type { View } from '../../storage.js';
+import { binaryF32, compareF32, copyF32, geometry, unaryF32, whereF32 } from './fast.js';
 import { BINARY, UNARY } from './math.js';
 import { storageOf } from './storage.js';
 import { arrayOf, offsetsOf } from './strided.js';
@@ -10,6 +11,13 @@ export const unary: KernelTable['unary'] = (op, x, outDtype) => {
   const n = sizeOf(x.shape);
   const out = typedArrayFor(outDtype, n);
   const src = arrayOf(x);
+  if (
+    src instanceof Float32Array &&
+    out instanceof Float32Array &&
+    isContiguous(x.shape, x.strides) &&
+    unaryF32(op, src, x.offset, out, n)
+  )
+    return storageOf(out, outDtype);
   const offs = offsetsOf(x);
   const f = UNARY[op];
   const base = x.offset;
@@ -23,6 +31,13 @@ export const binary: KernelTable['binary'] = (op, a, b, outShape, outDtype) => {
   const out = typedArrayFor(outDtype, n);
   const sa = arrayOf(a);
   const sb = arrayOf(b);
+  if (sa instanceof Float32Array && sb instanceof Float32Array) {
+    const g = geometry(outShape, [a, b]);
+    if (g) {
+      if (out instanceof Float32Array && binaryF32(op, sa, sb, out, g)) return storageOf(out, outDtype);
+      if (out instanceof Uint8Array && compareF32(op, sa, sb, out, g)) return storageOf(out, outDtype);
+    }
+  }
   const oa = offsetsOf(a);
   const ob = offsetsOf(b);
   const f = BINARY[op];
@@ -47,6 +62,18 @@ export const where: KernelTable['where'] = (cond, a, b, outShape) => {
   const sc = arrayOf(cond);
   const sa = arrayOf(a);
   const sb = arrayOf(b);
+  if (
+    sc instanceof Uint8Array &&
+    sa instanceof Float32Array &&
+    sb instanceof Float32Array &&
+    out instanceof Float32Array
+  ) {
+    const g = geometry(outShape, [cond, a, b]);
+    if (g) {
+      whereF32(sc, sa, sb, out, g);
+      return storageOf(out, dtype);
+    }
+  }
   const oc = offsetsOf(cond);
   const oa = offsetsOf(a);
   const ob = offsetsOf(b);
@@ -77,6 +104,15 @@ export const copy: KernelTable['copy'] = (x) => {
   const dtype = x.storage.dtype;
   const n = sizeOf(x.shape);
   const src = arrayOf(x);
+  if (isContiguous(x.shape, x.strides)) return storageOf(src.slice(x.offset, x.offset + n), dtype);
+  if (src instanceof Float32Array) {
+    const g = geometry(x.shape, [x]);
+    if (g) {
+      const out = new Float32Array(n);
+      copyF32(src, out, g);
+      return storageOf(out, dtype);
+    }
+  }
   const offs = offsetsOf(x);
   if (!offs) return storageOf(src.slice(x.offset, x.offset + n), dtype);
   const out = typedArrayFor(dtype, n);
