@@ -1,8 +1,8 @@
 import type { KernelTable } from '../../backend.js';
-import { typedArrayFor } from '../../dtype.js';
+import { type TypedArray, typedArrayFor } from '../../dtype.js';
 import { OpError } from '../../errors.js';
 import { contiguousStrides, sizeOf } from '../../shape.js';
-import type { View } from '../../storage.js';
+import type { Storage, View } from '../../storage.js';
 import { copy } from './elementwise.js';
 import { storageOf } from './storage.js';
 import { arrayOf } from './strided.js';
@@ -72,15 +72,20 @@ export const indexSelect: KernelTable['indexSelect'] = (x, dim, index) => {
   return storageOf(out, dtype);
 };
 
-export const scatterAdd: KernelTable['scatterAdd'] = (target, dim, index, src) => {
+/** A dense copy of `target` to accumulate into, with its array and a view of it. */
+function copyOfTarget(target: View): { result: Storage; out: TypedArray; outView: View } {
   const result = copy(target);
-  const out = result.handle as ReturnType<typeof typedArrayFor>;
   const outView: View = {
     storage: result,
     shape: target.shape,
     strides: contiguousStrides(target.shape),
     offset: 0,
   };
+  return { result, out: result.handle as TypedArray, outView };
+}
+
+export const scatterAdd: KernelTable['scatterAdd'] = (target, dim, index, src) => {
+  const { result, out, outView } = copyOfTarget(target);
   const is = arrayOf(index);
   const ss = arrayOf(src);
   forEachIndex(index.shape, (_, idx) => {
@@ -94,14 +99,7 @@ export const scatterAdd: KernelTable['scatterAdd'] = (target, dim, index, src) =
 };
 
 export const indexAdd: KernelTable['indexAdd'] = (target, dim, index, src) => {
-  const result = copy(target);
-  const out = result.handle as ReturnType<typeof typedArrayFor>;
-  const outView: View = {
-    storage: result,
-    shape: target.shape,
-    strides: contiguousStrides(target.shape),
-    offset: 0,
-  };
+  const { result, out, outView } = copyOfTarget(target);
   const is = arrayOf(index);
   const ss = arrayOf(src);
   const positions = new Int32Array(index.shape[0]);
