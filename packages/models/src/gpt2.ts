@@ -39,6 +39,14 @@ export interface LayerCache {
   /** Values [B, n_head, T_past, head_dim]. */
   v: Tensor;
 }
+
+/** What an attention layer or a block returns: its output and its updated KV cache. */
+export interface CachedOutput {
+  /** [B, T, C]. */
+  out: Tensor;
+  /** The layer's cache including this call's tokens. */
+  present: LayerCache;
+}
 /** One `LayerCache` per block, for incremental generation. */
 export type KVCache = LayerCache[];
 
@@ -78,16 +86,7 @@ export class GPT2Attention extends Module {
    * x: [B, T, C] → [B, T, C]. With `past`, the new keys/values are appended to it and the
    * updated cache is returned in `present` (the caller owns both and disposes the old one).
    */
-  forward(
-    x: Tensor,
-    mask: Tensor,
-    past?: LayerCache,
-  ): {
-    /** [B, T, C]. */
-    out: Tensor;
-    /** The layer's cache including this call's tokens. */
-    present: LayerCache;
-  } {
+  forward(x: Tensor, mask: Tensor, past?: LayerCache): CachedOutput {
     const [B, T, C] = x.shape;
     const split = (t: Tensor): Tensor => t.reshape(B, T, this.nHead, this.headDim).permute(0, 2, 1, 3); // (B, nh, T, hs)
     const [q0, k0, v0] = this.c_attn.forward(x).split(C, 2);
@@ -160,16 +159,7 @@ export class GPT2Block extends Module {
   }
 
   /** x [B, T, C] → `out` [B, T, C], and the block's updated cache in `present`. */
-  forward(
-    x: Tensor,
-    mask: Tensor,
-    past?: LayerCache,
-  ): {
-    /** [B, T, C]. */
-    out: Tensor;
-    /** The layer's cache including this call's tokens. */
-    present: LayerCache;
-  } {
+  forward(x: Tensor, mask: Tensor, past?: LayerCache): CachedOutput {
     const a = this.attn.forward(this.ln_1.forward(x), mask, past);
     const h = x.add(a.out);
     return { out: h.add(this.mlp.forward(this.ln_2.forward(h))), present: a.present };
