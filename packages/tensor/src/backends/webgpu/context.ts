@@ -57,6 +57,14 @@ const BIND_GROUP_CACHE_MAX = 8192;
 
 /** The explicit layout of a pipeline: binding 0 a uniform with a dynamic offset, then storages. */
 interface PipelineInfo {
+  /**
+   * Bind-group layout of each binding when every binding has a group of its own (kernels with at
+   * most maxBindGroups bindings): one cached bind group per buffer, hit whichever buffers a
+   * dispatch combines. Null: all bindings in group 0, bind groups cached by their buffer tuple.
+   */
+  split: GPUBindGroupLayout[] | null;
+  /** Binding types' tags ('u', 's', 'r') of the split groups. */
+  tags: string[];
   layout: GPUBindGroupLayout;
   /** Identifies the layout in bind-group cache keys. */
   layoutId: number;
@@ -85,6 +93,12 @@ export function layoutEntries(code: string): GPUBindGroupLayoutEntry[] {
   return entries.sort((a, b) => a.binding - b.binding);
 }
 
+const TYPE_TAG: Record<GPUBufferBindingType, string> = {
+  uniform: 'u',
+  storage: 's',
+  'read-only-storage': 'r',
+};
+
 /** Rounds a byte size up to its pool size class (≤ 12.5% waste above 64 KiB, powers of two below). */
 export function sizeClass(bytes: number): number {
   const b = Math.max(16, Math.ceil(bytes / 16) * 16);
@@ -107,8 +121,15 @@ export class WebGPUContext {
   /** Bind-group layouts by their entries (pipelines that declare the same bindings share one). */
   private readonly layouts = new Map<
     string,
-    { layout: GPUBindGroupLayout; pipelineLayout: GPUPipelineLayout; id: number }
+    {
+      layout: GPUBindGroupLayout;
+      pipelineLayout: GPUPipelineLayout;
+      id: number;
+      single: GPUBindGroupLayout[] | null;
+    }
   >();
+  /** One-binding layouts by binding type (the split groups). */
+  private readonly singleLayouts = new Map<string, GPUBindGroupLayout>();
   /**
    * Bind groups by layout, arena chunk, meta size and storage buffers (the uniform offset is
    * dynamic): a training step reuses the same pooled buffers step after step, so most dispatches
@@ -121,9 +142,17 @@ export class WebGPUContext {
   private readonly dynamicOffset = new Uint32Array(1);
   private readonly pool = new Map<number, GPUBuffer[]>();
   private poolFreeBytes = 0;
-  /** Buffers released while the open batch may still use them: pooled after its submit. */
-  private pendingFree: GPUBuffer[] = [];
+  /**
+   * Pooled buffers released while the open batch may still use them: kernels recorded after the
+   * release may take them (commands run in recording order), but not uploads (queue writes run
+   * before the batch) and they are not destroyed before its submit. Reuse does not wait for the
+   * submit, so a step that allocates and frees in the same order gets the same buffers every
+   * time, wherever the batch boundaries fall, and finds its bind groups cached.
+   */
+  private readonly pending = new Set<GPUBuffer>();
   private pendingFreeBytes = 0;
+  /** Pending buffers evicted from the pool: destroyed after the submit. */
+  private deferredDestroy: GPUBuffer[] = [];
   private readonly stagingPool = new Map<number, GPUBuffer[]>();
 
   private encoder: GPUCommandEncoder | null = null;
@@ -231,24 +260,65 @@ export class WebGPUContext {
       const source = code();
       const entries = layoutEntries(source);
       const sig = entries.map((e) => `${e.binding}:${e.buffer?.type}`).join(',');
+      const splittable =
+        entries.length <= this.limits.maxBindGroups && entries.every((e, i) => e.binding === i);
       let l = this.layouts.get(sig);
       if (!l) {
         const layout = this.device.createBindGroupLayout({ entries, label: sig });
-        const pipelineLayout = this.device.createPipelineLayout({ bindGroupLayouts: [layout] });
-        l = { layout, pipelineLayout, id: this.nextId++ };
+        const single = splittable ? entries.map((e) => this.singleLayout(e)) : null;
+        const pipelineLayout = this.device.createPipelineLayout({ bindGroupLayouts: single ?? [layout] });
+        l = { layout, pipelineLayout, id: this.nextId++, single };
         this.layouts.set(sig, l);
       }
-      const module = this.device.createShaderModule({ code: source, label: key });
+      // split: binding N of group 0 becomes binding 0 of group N
+      const wgsl = l.single
+        ? source.replace(
+            /@group\(0\)(\s*)@binding\((\d+)\)/g,
+            (_, sp: string, b: string) => `@group(${b})${sp}@binding(0)`,
+          )
+        : source;
+      const module = this.device.createShaderModule({ code: wgsl, label: key });
       p = this.device.createComputePipeline({
         layout: l.pipelineLayout,
         compute: { module, entryPoint: 'main' },
         label: key,
       });
       this.pipelines.set(key, p);
-      this.pipelineInfo.set(p, { layout: l.layout, layoutId: l.id, key });
+      const tags = entries.map((e) => TYPE_TAG[e.buffer?.type ?? 'storage']);
+      this.pipelineInfo.set(p, { split: l.single, tags, layout: l.layout, layoutId: l.id, key });
       this.stats.pipelinesCreated++;
     }
     return p;
+  }
+
+  private singleLayout(e: GPUBindGroupLayoutEntry): GPUBindGroupLayout {
+    const type = e.buffer?.type ?? 'storage';
+    let l = this.singleLayouts.get(type);
+    if (!l) {
+      l = this.device.createBindGroupLayout({ entries: [{ ...e, binding: 0 }], label: type });
+      this.singleLayouts.set(type, l);
+    }
+    return l;
+  }
+
+  /** The one-binding bind group of `buffer` (cached by binding type, buffer and size). */
+  private singleGroup(
+    layout: GPUBindGroupLayout,
+    tag: string,
+    buffer: GPUBuffer,
+    size: number,
+  ): GPUBindGroup {
+    const key = `${tag}|${this.bufferId(buffer)}:${size}`;
+    let group = this.bindGroups.get(key);
+    if (!group) {
+      group = this.device.createBindGroup({
+        layout,
+        entries: [{ binding: 0, resource: { buffer, offset: 0, size } }],
+      });
+      if (this.bindGroups.size >= BIND_GROUP_CACHE_MAX) this.bindGroups = new Map();
+      this.bindGroups.set(key, group);
+    }
+    return group;
   }
 
   private bufferId(buffer: GPUBuffer): number {
@@ -299,11 +369,24 @@ export class WebGPUContext {
     }
   }
 
-  private acquireBuffer(op: string, bytes: number): GPUBuffer {
+  /** A buffer for `bytes`: the last one freed of its size class (for uploads, one not pending). */
+  private acquireBuffer(op: string, bytes: number, forUpload: boolean): GPUBuffer {
     this.checkSize(op, bytes);
     const cls = Math.min(sizeClass(bytes), Math.max(16, Math.ceil(this.maxStorageBytes / 4) * 4));
     const free = this.pool.get(cls);
-    const reused = free?.pop();
+    let reused: GPUBuffer | undefined;
+    if (free && free.length > 0) {
+      if (!forUpload || this.pending.size === 0) reused = free.pop();
+      else {
+        for (let i = free.length - 1; i >= 0; i--) {
+          if (!this.pending.has(free[i])) {
+            reused = free[i];
+            free.splice(i, 1);
+            break;
+          }
+        }
+      }
+    }
     if (reused) {
       this.poolFreeBytes -= cls;
       this.countInUse(reused.size);
@@ -331,7 +414,8 @@ export class WebGPUContext {
   private destroyPooled(buffer: GPUBuffer): void {
     this.stats.bytesReserved -= buffer.size;
     this.forgetBindGroups(buffer);
-    buffer.destroy();
+    if (this.pending.has(buffer)) this.deferredDestroy.push(buffer);
+    else buffer.destroy();
   }
 
   /** Drops the cached bind groups that bind `buffer` (about to be destroyed). */
@@ -351,17 +435,18 @@ export class WebGPUContext {
   /** A new storage of `size` elements (contents undefined until a kernel writes them). */
   allocate(op: string, dtype: DType, size: number): Storage<GPUBuffer> {
     const bytes = size * ELEMENT_BYTES;
-    const buffer = this.acquireBuffer(op, bytes);
+    const buffer = this.acquireBuffer(op, bytes, false);
     return newStorage('webgpu', dtype, size, bytes, buffer);
   }
 
-  /** Returns a storage's buffer to the pool (after the open batch is submitted, if any). */
+  /** Returns a storage's buffer to the pool (pending until the open batch is submitted, if any). */
   release(buffer: GPUBuffer): void {
     if (this.destroyed) return;
     this.stats.bytesInUse -= buffer.size;
     if (this.dispatches > 0 || this.encoder) {
-      this.pendingFree.push(buffer);
+      this.pending.add(buffer);
       this.pendingFreeBytes += buffer.size;
+      this.toPool(buffer);
       if (this.pendingFreeBytes >= PENDING_FREE_SUBMIT_BYTES) this.submit();
     } else this.toPool(buffer);
   }
@@ -408,7 +493,8 @@ export class WebGPUContext {
 
   upload(op: string, data: ArrayBufferView, dtype: DType, size: number): Storage<GPUBuffer> {
     this.check(op);
-    const storage = this.allocate(op, dtype, size);
+    const bytes = size * ELEMENT_BYTES;
+    const storage = newStorage('webgpu', dtype, size, bytes, this.acquireBuffer(op, bytes, true));
     if (size > 0) {
       this.openScope();
       this.queue.writeBuffer(storage.handle, 0, data.buffer, data.byteOffset, size * ELEMENT_BYTES);
@@ -465,7 +551,10 @@ export class WebGPUContext {
     const metaBytes = Math.max(16, Math.ceil((meta.length * 4) / 16) * 16);
     this.dynamicOffset[0] = this.meta(meta, metaBytes);
     const chunk = this.arena as ArenaChunk;
-    const bindGroup = this.bindGroup(info, chunk, metaBytes, buffers);
+    const split = info.split;
+    const bindGroup = split
+      ? this.singleGroup(split[0], `u${chunk.id}`, chunk.gpu, metaBytes)
+      : this.bindGroup(info, chunk, metaBytes, buffers);
     const kp = this.kprof;
     const profiled = kp !== null && kp.keys.length < KPROF_MAX;
     if (profiled) {
@@ -483,6 +572,12 @@ export class WebGPUContext {
     const pass = this.computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup, this.dynamicOffset, 0, 1);
+    if (split) {
+      for (let i = 0; i < buffers.length; i++) {
+        const b = buffers[i];
+        pass.setBindGroup(i + 1, this.singleGroup(split[i + 1], info.tags[i + 1], b.buffer, b.size));
+      }
+    }
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     if (profiled) {
       pass.end();
@@ -535,10 +630,11 @@ export class WebGPUContext {
     this.arenaFree.push(...this.arenaUsed);
     this.arenaUsed = [];
     this.dispatches = 0;
-    const freed = this.pendingFree;
-    this.pendingFree = [];
+    this.pending.clear();
     this.pendingFreeBytes = 0;
-    for (const b of freed) this.toPool(b);
+    const doomed = this.deferredDestroy;
+    this.deferredDestroy = [];
+    for (const b of doomed) b.destroy();
     this.closeScope();
   }
 
