@@ -138,6 +138,10 @@ export class WebGPUContext {
   private bindGroups = new Map<string, GPUBindGroup>();
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextId = 1;
+  /** What the open pass has set (to skip redundant setPipeline / setBindGroup calls). */
+  private boundPass: GPUComputePassEncoder | null = null;
+  private boundPipeline: GPUComputePipeline | null = null;
+  private readonly bound: (GPUBindGroup | null)[] = [];
   /** Reused per dispatch: the dynamic offset of the meta binding. */
   private readonly dynamicOffset = new Uint32Array(1);
   private readonly pool = new Map<number, GPUBuffer[]>();
@@ -570,12 +574,28 @@ export class WebGPUContext {
       kp.keys.push(info.key);
     }
     const pass = this.computePass();
-    pass.setPipeline(pipeline);
+    const bound = this.bound;
+    if (this.boundPass !== pass) {
+      // a new pass starts with nothing set
+      this.boundPass = pass;
+      this.boundPipeline = null;
+      bound.fill(null);
+    }
+    if (this.boundPipeline !== pipeline) {
+      pass.setPipeline(pipeline);
+      this.boundPipeline = pipeline;
+    }
     pass.setBindGroup(0, bindGroup, this.dynamicOffset, 0, 1);
+    bound[0] = null;
     if (split) {
+      // groups set by earlier dispatches of the pass stay set: skip the calls that change nothing
       for (let i = 0; i < buffers.length; i++) {
         const b = buffers[i];
-        pass.setBindGroup(i + 1, this.singleGroup(split[i + 1], info.tags[i + 1], b.buffer, b.size));
+        const group = this.singleGroup(split[i + 1], info.tags[i + 1], b.buffer, b.size);
+        if (bound[i + 1] !== group) {
+          pass.setBindGroup(i + 1, group);
+          bound[i + 1] = group;
+        }
       }
     }
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
