@@ -8,22 +8,16 @@
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import * as lr from '../packages/tensor/src/index.js';
+import { numberArg } from './args.js';
 import { lowrankMlp, type MlpShape, tfjsMlp } from './mlp-common.js';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i >= 0) return Number(process.argv[i + 1]);
-  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
-  return a ? Number(a.slice(name.length + 3)) : fallback;
-}
-
 const shape: MlpShape = {
-  batch: arg('batch', 64),
-  inp: arg('inp', 256),
-  hidden: arg('hidden', 512),
-  out: arg('out', 256),
+  batch: numberArg('batch', 64),
+  inp: numberArg('inp', 256),
+  hidden: numberArg('hidden', 512),
+  out: numberArg('out', 256),
 };
-const MS = arg('ms', 3000);
+const MS = numberArg('ms', 3000);
 
 /** Median ms per call after a warm-up of MS/3; samples for MS. */
 async function median(once: () => Promise<void>): Promise<{ med: number; min: number; n: number }> {

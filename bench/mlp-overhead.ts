@@ -9,24 +9,18 @@
  */
 import '@tensorflow/tfjs-backend-cpu';
 import * as lr from '../packages/tensor/src/index.js';
+import { numberArg } from './args.js';
 import { lowrankMlp, type MlpShape, tfjsMlp } from './mlp-common.js';
 import { setup, syncTf } from './webgpu-common.js';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i >= 0) return Number(process.argv[i + 1]);
-  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
-  return a ? Number(a.slice(name.length + 3)) : fallback;
-}
-
 const shape: MlpShape = {
-  batch: arg('batch', 512),
-  inp: arg('inp', 1024),
-  hidden: arg('hidden', 4096),
-  out: arg('out', 1024),
+  batch: numberArg('batch', 512),
+  inp: numberArg('inp', 1024),
+  hidden: numberArg('hidden', 4096),
+  out: numberArg('out', 1024),
 };
-const STEPS = arg('steps', 50);
-const TFJS = arg('tfjs', 1) !== 0;
+const STEPS = numberArg('steps', 50);
+const TFJS = numberArg('tfjs', 1) !== 0;
 
 const s = await setup();
 console.log(

@@ -16,30 +16,21 @@ import { applyLora } from '../packages/lora/src/index.js';
 import { GPT2LMHeadModel } from '../packages/models/src/index.js';
 import { AdamW } from '../packages/nn/src/index.js';
 import * as lr from '../packages/tensor/src/index.js';
-
-function arg(name: string, fallback: string): string {
-  const argv = process.argv;
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === `--${name}` && i + 1 < argv.length) return argv[i + 1];
-    if (argv[i].startsWith(`--${name}=`)) return argv[i].slice(name.length + 3);
-  }
-  return fallback;
-}
-const num = (name: string, fallback: number): number => Number(arg(name, String(fallback)));
+import { arg, numberArg } from './args.js';
 
 const mode = arg('mode', 'both');
 const device = arg('device', 'webgpu') as lr.Device;
-const L = num('layers', 12);
-const B = num('batch', 8);
-const T = num('seq', 512);
-const C = num('embd', 768);
-const H = num('heads', 12);
-const V = num('vocab', 50257);
-const STEPS = num('steps', 10);
-const WARMUP = num('warmup', 3);
-const DROPOUT = num('dropout', 0);
-const INFER = num('infer', 1) !== 0;
-const KPROF = num('kprof', 0);
+const L = numberArg('layers', 12);
+const B = numberArg('batch', 8);
+const T = numberArg('seq', 512);
+const C = numberArg('embd', 768);
+const H = numberArg('heads', 12);
+const V = numberArg('vocab', 50257);
+const STEPS = numberArg('steps', 10);
+const WARMUP = numberArg('warmup', 3);
+const DROPOUT = numberArg('dropout', 0);
+const INFER = numberArg('infer', 1) !== 0;
+const KPROF = numberArg('kprof', 0);
 
 const gpu = device === 'webgpu';
 const MiB = 1024 * 1024;

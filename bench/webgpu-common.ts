@@ -6,12 +6,8 @@ import * as lr from '@lowrank/tensor';
 import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 
+export { arg } from './args.js';
 export { lr, tf };
-
-export function arg(name: string, fallback: string): string {
-  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
-  return a ? a.slice(name.length + 3) : fallback;
-}
 
 export interface Setup {
   device: GPUDevice;
