@@ -1,4 +1,4 @@
-import { fromTypedArray, type Tensor, tidy } from '@lowrank/tensor';
+import { fromTypedArray, Generator, type Tensor, tidy } from '@lowrank/tensor';
 import { enableGrad, noGrad } from './mode.js';
 
 /** Options of `gradcheck`. */
@@ -35,17 +35,6 @@ export interface GradcheckResult {
   mismatches: GradcheckMismatch[];
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Checks the gradients `backward` computes for `f` against central finite differences.
  * The output is projected on a random vector r (L = Σ rᵢ·f(x)ᵢ, accumulated in float64), so one
@@ -66,7 +55,8 @@ export async function gradcheck(
   const eps = options.eps ?? 1e-2;
   const atol = options.atol ?? 1e-3;
   const rtol = options.rtol ?? 1e-2;
-  const rand = mulberry32(options.seed ?? 1);
+  const gen = new Generator(options.seed ?? 1);
+  const rand = () => gen.nextFloat();
   const diff = inputs.map((x) => x.dtype === 'float32');
   const values = await Promise.all(inputs.map((x) => x.data()));
 

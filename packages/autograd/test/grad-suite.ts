@@ -30,15 +30,10 @@ export interface GradCase {
 
 // ---- value generators (deterministic from a fast-check seed)
 
+/** Uniform [0, 1) numbers from the tensor package's seedable generator. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const gen = new lr.Generator(seed);
+  return () => gen.nextFloat();
 }
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
