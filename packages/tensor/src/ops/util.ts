@@ -1,5 +1,4 @@
 import type { KernelName, KernelTable } from '../backend.js';
-import type { DType } from '../dtype.js';
 import { getKernel } from '../engine.js';
 import { contiguousStrides } from '../shape.js';
 import type { Storage, View } from '../storage.js';
@@ -21,7 +20,3 @@ export function viewAs(t: Tensor, shape: readonly number[], strides: readonly nu
 }
 
 export type TensorLike = Tensor | number | boolean;
-
-export function isFloat(dtype: DType): boolean {
-  return dtype === 'float32';
-}
