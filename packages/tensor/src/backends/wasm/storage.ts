@@ -1,0 +1,109 @@
+import type { DType, TypedArray } from '../../dtype.js';
+import { newStorage } from '../../engine.js';
+import type { Storage, View } from '../../storage.js';
+import { WasmHeap } from './heap.js';
+
+const BYTES: Record<DType, number> = { float32: 4, int32: 4, bool: 1 };
+
+function viewOver(buffer: ArrayBufferLike, dtype: DType, ptr: number, size: number): TypedArray {
+  switch (dtype) {
+    case 'float32':
+      return new Float32Array(buffer, ptr, size);
+    case 'int32':
+      return new Int32Array(buffer, ptr, size);
+    case 'bool':
+      return new Uint8Array(buffer, ptr, size);
+  }
+}
+
+/**
+ * CPU storages whose typed arrays are views into a `WasmHeap`: the TypeScript kernels read them
+ * like any typed array, and the Wasm kernels take their addresses with no copy. Each storage's
+ * block is freed when the engine releases it. Over a non-shared memory (a browser page that is
+ * not cross-origin isolated), a grow detaches the views: they are re-derived in place
+ * (`storage.handle` is replaced), so a kernel must take its views after it allocated.
+ */
+export class WasmStorages {
+  private readonly addresses = new WeakMap<object, number>();
+  private readonly storages = new Map<number, Storage>();
+
+  constructor(readonly heap: WasmHeap = new WasmHeap()) {
+    if (!heap.shared) heap.onGrow(() => this.rederive());
+  }
+
+  /**
+   * A new counted 'cpu' storage of `size` elements in the heap (contents undefined).
+   *
+   * @example
+   * const mem = new WasmStorages();
+   * const s = mem.allocate('float32', 1024);
+   * (s.handle as Float32Array).fill(0);
+   */
+  allocate(dtype: DType, size: number): Storage<TypedArray> {
+    const bytes = size * BYTES[dtype];
+    const ptr = this.heap.alloc(bytes);
+    const view = viewOver(this.heap.memory.buffer, dtype, ptr, size);
+    const s = newStorage('cpu', dtype, size, bytes, view);
+    this.addresses.set(view, ptr);
+    this.storages.set(ptr, s);
+    return s;
+  }
+
+  /**
+   * A heap storage holding a copy of `data`.
+   *
+   * @example
+   * const s = mem.upload(new Float32Array([1, 2, 3]), 'float32');
+   */
+  upload(data: TypedArray, dtype: DType): Storage<TypedArray> {
+    const s = this.allocate(dtype, data.length);
+    s.handle.set(data);
+    return s;
+  }
+
+  /**
+   * Byte address of the storage's element 0 in the heap, or null for a storage outside it
+   * (a plain typed array made by a TypeScript kernel).
+   *
+   * @example
+   * mem.address(s.storage); // e.g. 1024
+   */
+  address(storage: Storage): number | null {
+    const h = storage.handle;
+    return h !== null && typeof h === 'object' ? (this.addresses.get(h) ?? null) : null;
+  }
+
+  /**
+   * Byte address of a view's first element (`offset` included), or null outside the heap.
+   *
+   * @example
+   * mem.viewAddress(view); // address(view.storage) + 4 * view.offset for float32
+   */
+  viewAddress(v: View): number | null {
+    const base = this.address(v.storage);
+    return base === null ? null : base + v.offset * BYTES[v.storage.dtype];
+  }
+
+  /**
+   * Frees the block behind a heap storage; other storages are left to the garbage collector.
+   *
+   * @example
+   * mem.release(s); // what the backend's release() calls
+   */
+  release(storage: Storage): void {
+    const ptr = this.address(storage);
+    storage.handle = null;
+    if (ptr === null) return;
+    this.storages.delete(ptr);
+    this.heap.free(ptr);
+  }
+
+  private rederive(): void {
+    const buffer = this.heap.memory.buffer;
+    for (const [ptr, s] of this.storages) {
+      const view = viewOver(buffer, s.dtype, ptr, s.size);
+      this.addresses.set(view, ptr);
+      s.handle = view;
+    }
+  }
+}
