@@ -6,7 +6,7 @@ type Fn = (...args: number[]) => number;
 function instantiate(m: ModuleBuilder, memory?: WebAssembly.Memory): Record<string, Fn> {
   const bytes = m.encode();
   expect(WebAssembly.validate(bytes)).toBe(true);
-  const imports = memory ? { env: { memory } } : {};
+  const imports: WebAssembly.Imports = memory ? { env: { memory } } : {};
   const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), imports);
   return inst.exports as unknown as Record<string, Fn>;
 }
