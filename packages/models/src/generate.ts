@@ -1,6 +1,7 @@
 import { noGrad } from '@lowrank/autograd';
 import { Generator, OpError, type Tensor, tensor, tidy } from '@lowrank/tensor';
-import type { GPT2LMHeadModel, KVCache } from './gpt2.js';
+import type { CausalLM } from './causal-lm.js';
+import type { KVCache } from './gpt2.js';
 import { checkSamplingOptions, type SamplingOptions, sampleToken } from './sampling.js';
 
 /** Options of `generate`: sampling, length, seed, stop token, streaming. */
@@ -11,8 +12,8 @@ export interface GenerateOptions extends SamplingOptions {
   seed?: number;
   /** Or a generator to draw from (its state advances). */
   generator?: Generator;
-  /** Stop after producing this token (it is included in the output). Default: the config's eos. */
-  eosTokenId?: number | null;
+  /** Stop after producing this token, or any of these (it is included in the output). Default: the config's eos. */
+  eosTokenId?: number | readonly number[] | null;
   /** Called with each new token as it is chosen (streaming). */
   onToken?: (id: number) => void;
 }
@@ -27,7 +28,7 @@ export interface GenerateResult {
 
 /**
  * Autoregressive generation for one prompt with a key/value cache: the prompt is run once, then
- * each step feeds only the newest token. When the context fills (n_positions), the cache is
+ * each step feeds only the newest token. When the context fills (`contextLength`: n_positions, max_position_embeddings), the cache is
  * rebuilt from the last half of the window and generation goes on. Runs without gradients.
  *
  * @example
@@ -36,7 +37,7 @@ export interface GenerateResult {
  * ```
  */
 export async function generate(
-  model: GPT2LMHeadModel,
+  model: CausalLM,
   prompt: readonly number[],
   options: GenerateOptions,
 ): Promise<GenerateResult> {
@@ -51,8 +52,8 @@ export async function generate(
       throw new OpError('generate', `prompt token ${id} is outside [0, ${V})`);
   }
   const gen = options.generator ?? new Generator(options.seed ?? 0);
-  const eos = options.eosTokenId === undefined ? model.config.eos_token_id : options.eosTokenId;
-  const nPos = model.config.n_positions;
+  const eos = stopSet(options.eosTokenId === undefined ? model.config.eos_token_id : options.eosTokenId);
+  const nPos = model.contextLength;
   const device = model.device;
   const wasTraining = model.training;
   model.eval();
@@ -86,7 +87,7 @@ export async function generate(
       out.push(next);
       all.push(next);
       options.onToken?.(next);
-      if (eos !== null && next === eos) {
+      if (eos.has(next)) {
         stoppedBy = 'eos';
         break;
       }
@@ -97,6 +98,10 @@ export async function generate(
     model.train(wasTraining);
   }
   return { tokens: out, stoppedBy };
+}
+
+function stopSet(eos: number | readonly number[] | null): Set<number> {
+  return new Set(eos === null ? [] : typeof eos === 'number' ? [eos] : eos);
 }
 
 function disposeCache(cache: KVCache | undefined): void {
@@ -114,13 +119,13 @@ function disposeCache(cache: KVCache | undefined): void {
  * const b = await generateNoCache(model, prompt, { maxNewTokens: 20, greedy: true }); // same tokens
  */
 export async function generateNoCache(
-  model: GPT2LMHeadModel,
+  model: CausalLM,
   prompt: readonly number[],
   options: GenerateOptions,
 ): Promise<GenerateResult> {
   checkSamplingOptions(options);
   const gen = options.generator ?? new Generator(options.seed ?? 0);
-  const eos = options.eosTokenId === undefined ? model.config.eos_token_id : options.eosTokenId;
+  const eos = stopSet(options.eosTokenId === undefined ? model.config.eos_token_id : options.eosTokenId);
   const device = model.device;
   const wasTraining = model.training;
   model.eval();
@@ -128,7 +133,7 @@ export async function generateNoCache(
   const out: number[] = [];
   try {
     while (out.length < options.maxNewTokens) {
-      const window = all.slice(-model.config.n_positions);
+      const window = all.slice(-model.contextLength);
       const logits: Tensor = noGrad(() =>
         tidy(() => model.forward(tensor([window], { dtype: 'int32', device }), { lastOnly: true }).logits),
       );
@@ -137,7 +142,7 @@ export async function generateNoCache(
       const next = sampleToken(row as Float32Array, options, gen);
       out.push(next);
       all.push(next);
-      if (eos !== null && next === eos) return { tokens: out, stoppedBy: 'eos' };
+      if (eos.has(next)) return { tokens: out, stoppedBy: 'eos' };
     }
   } finally {
     model.train(wasTraining);

@@ -316,6 +316,11 @@ export class GPT2LMHeadModel extends Module {
     return this.lmHeadWeight.device;
   }
 
+  /** Positions the model handles (`n_positions`). */
+  get contextLength(): number {
+    return this.config.n_positions;
+  }
+
   /**
    * ids [B, T] int32 → logits [B, T, vocab] (and the loss with `labels`, the cache with `useCache`/`past`).
    */

@@ -5,13 +5,19 @@
  *
  * @module @lowrank/models
  */
+
+export * from './causal-lm.js';
 export * from './config.js';
 export * from './data.js';
 export * from './encoder.js';
 export * from './generate.js';
 export * from './gpt2.js';
 export * from './hf.js';
+export * from './llama.js';
+export * from './llama-config.js';
 export * from './plot.js';
+export * from './rope.js';
 export * from './sampling.js';
 export * from './tokenizer.js';
 export * from './train.js';
+export * from './weights.js';

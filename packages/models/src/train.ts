@@ -1,8 +1,8 @@
 import { noGrad } from '@lowrank/autograd';
 import { AdamW, clipGradNorm, LambdaLR, type OptimizerStateDict, warmupCosineLambda } from '@lowrank/nn';
 import { fromTypedArray, Generator, type Tensor, tidy } from '@lowrank/tensor';
+import type { CausalLM } from './causal-lm.js';
 import { randomWindows } from './data.js';
-import type { GPT2LMHeadModel } from './gpt2.js';
 
 /** Options of `LMTrainer`. */
 export interface TrainerOptions {
@@ -57,15 +57,15 @@ export class LMTrainer {
 
   constructor(
     /** The model trained. */
-    readonly model: GPT2LMHeadModel,
+    readonly model: CausalLM,
     /** The parameters optimised (a LoRA run passes only A and B). */
     readonly params: Tensor[],
     /** The run's options. */
     readonly options: TrainerOptions,
   ) {
-    if (options.blockSize > model.config.n_positions) {
+    if (options.blockSize > model.contextLength) {
       throw new Error(
-        `train: blockSize ${options.blockSize} exceeds the model's n_positions ${model.config.n_positions}`,
+        `train: blockSize ${options.blockSize} exceeds the model's context length ${model.contextLength}`,
       );
     }
     if (params.length === 0) throw new Error('train: no trainable parameters');
@@ -166,7 +166,7 @@ export class LMTrainer {
  * const valLoss = await evaluateLM(model, valTokens, { batches: 4, batchSize: 8, blockSize: 128, seed: 7 });
  */
 export async function evaluateLM(
-  model: GPT2LMHeadModel,
+  model: CausalLM,
   tokens: ArrayLike<number>,
   options: { batches: number; batchSize: number; blockSize: number; seed?: number; mask?: ArrayLike<number> },
 ): Promise<number> {

@@ -1,0 +1,291 @@
+import { Embedding, F, initializers as init, Linear, Module, ModuleList, RMSNorm } from '@lowrank/nn';
+import { arange, cat, type Device, Generator, OpError, type Tensor } from '@lowrank/tensor';
+import type { CausalLM } from './causal-lm.js';
+import type { CachedOutput, KVCache, LayerCache, LMForwardOptions, LMOutput } from './gpt2.js';
+import { lmLoss } from './gpt2.js';
+import { type LlamaConfig, llamaConfig } from './llama-config.js';
+import { applyRotary, rotaryTables } from './rope.js';
+
+/**
+ * The Llama decoder (Touvron et al. 2023) and its relatives Qwen2 and Mistral, with Hugging
+ * Face's module names so `model.safetensors` loads by name:
+ *
+ *   model.embed_tokens                                 token embeddings (no position embeddings)
+ *   model.layers.N.input_layernorm                     RMSNorm before attention
+ *   model.layers.N.self_attn.{q,k,v,o}_proj            grouped-query attention with RoPE on q, k
+ *   model.layers.N.post_attention_layernorm            RMSNorm before the MLP
+ *   model.layers.N.mlp.{gate,up,down}_proj             SwiGLU: down(silu(gate(x)) · up(x))
+ *   model.norm                                         final RMSNorm
+ *   lm_head                                            [vocab, hidden], or embed_tokens when tied
+ *
+ * Every projection is an `nn.Linear` (weights [out, in], as the files), so LoRA targets them by name.
+ */
+
+/** A layer mapping one tensor to one (Linear, or the LoRA layer that replaced it). */
+interface Layer extends Module {
+  forward(x: Tensor): Tensor;
+}
+
+/**
+ * softmax(q·kᵀ·scale, masked)·v with n_head query heads sharing n_kv key/value heads (GQA:
+ * query head h reads kv head ⌊h / (n_head/n_kv)⌋, as HF's `repeat_kv`). The kv heads are
+ * broadcast, not copied. The one place a fused attention kernel would replace.
+ * q [B, n_head, T, d], k/v [B, n_kv, S, d], mask bool [T, S] (true = may attend) → [B, n_head, T, d].
+ *
+ * @example
+ * const y = groupedQueryAttention(q, k, v, causal, 1 / Math.sqrt(16));
+ */
+export function groupedQueryAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: number): Tensor {
+  const [B, H, T, D] = q.shape;
+  const [, KV, S] = k.shape;
+  const g = (t: Tensor, rows: number): Tensor => t.reshape(B, KV, 1, rows, D); // (B, kv, 1, S, d)
+  const y = F.scaledDotProductAttention(q.reshape(B, KV, H / KV, T, D), g(k, S), g(v, S), {
+    attnMask: mask,
+    scale,
+  }); // (B, kv, rep, T, d)
+  return y.reshape(B, H, T, D);
+}
+
+/** Self-attention: q/k/v projections, RoPE on q and k, grouped-query attention, o_proj. */
+export class LlamaAttention extends Module {
+  /** hidden → n_head·head_dim. */
+  q_proj: Layer;
+  /** hidden → n_kv·head_dim. */
+  k_proj: Layer;
+  /** hidden → n_kv·head_dim. */
+  v_proj: Layer;
+  /** n_head·head_dim → hidden. */
+  o_proj: Layer;
+
+  constructor(readonly config: LlamaConfig) {
+    super();
+    const { hidden_size: C, num_attention_heads: H, num_key_value_heads: KV, head_dim: D } = config;
+    this.q_proj = this.registerModule('q_proj', new Linear(C, H * D, { bias: config.qkv_bias }));
+    this.k_proj = this.registerModule('k_proj', new Linear(C, KV * D, { bias: config.qkv_bias }));
+    this.v_proj = this.registerModule('v_proj', new Linear(C, KV * D, { bias: config.qkv_bias }));
+    this.o_proj = this.registerModule('o_proj', new Linear(H * D, C, { bias: config.o_bias }));
+  }
+
+  /**
+   * x [B, T, C] → [B, T, C]. `rope` holds cos/sin [T, head_dim] of the new positions; `past` the
+   * rotated keys and values so far, [B, n_kv, T_past, head_dim] (returned extended in `present`).
+   */
+  forward(x: Tensor, rope: { cos: Tensor; sin: Tensor }, mask: Tensor, past?: LayerCache): CachedOutput {
+    const [B, T] = x.shape;
+    const { num_attention_heads: H, num_key_value_heads: KV, head_dim: D } = this.config;
+    const heads = (t: Tensor, n: number): Tensor => t.reshape(B, T, n, D).permute(0, 2, 1, 3); // (B, n, T, d)
+    const q = applyRotary(heads(this.q_proj.forward(x), H), rope.cos, rope.sin);
+    const k1 = applyRotary(heads(this.k_proj.forward(x), KV), rope.cos, rope.sin);
+    const v1 = heads(this.v_proj.forward(x), KV);
+    const k = past ? cat([past.k, k1], 2) : k1;
+    const v = past ? cat([past.v, v1], 2) : v1;
+    const y = groupedQueryAttention(q, k, v, mask, 1 / Math.sqrt(D)); // (B, H, T, d)
+    const out = this.o_proj.forward(y.permute(0, 2, 1, 3).reshape(B, T, H * D));
+    return { out, present: { k, v } };
+  }
+}
+
+/** The SwiGLU MLP (Shazeer 2020): down_proj(act(gate_proj(x)) · up_proj(x)). */
+export class LlamaMLP extends Module {
+  /** hidden → intermediate (gate). */
+  gate_proj: Layer;
+  /** hidden → intermediate. */
+  up_proj: Layer;
+  /** intermediate → hidden. */
+  down_proj: Layer;
+
+  constructor(readonly config: LlamaConfig) {
+    super();
+    const [C, I, bias] = [config.hidden_size, config.intermediate_size, config.mlp_bias];
+    this.gate_proj = this.registerModule('gate_proj', new Linear(C, I, { bias }));
+    this.up_proj = this.registerModule('up_proj', new Linear(C, I, { bias }));
+    this.down_proj = this.registerModule('down_proj', new Linear(I, C, { bias }));
+  }
+
+  /** x [B, T, C] → [B, T, C]. */
+  forward(x: Tensor): Tensor {
+    const g = this.gate_proj.forward(x);
+    const act =
+      this.config.hidden_act === 'silu'
+        ? g.silu()
+        : g.gelu({ approximate: this.config.hidden_act === 'gelu' ? 'none' : 'tanh' });
+    return this.down_proj.forward(act.mul(this.up_proj.forward(x)));
+  }
+}
+
+/** One pre-norm decoder layer: h = x + attn(norm(x)); out = h + mlp(norm(h)). */
+export class LlamaDecoderLayer extends Module {
+  /** RMSNorm before attention. */
+  readonly input_layernorm: RMSNorm;
+  /** Self-attention. */
+  readonly self_attn: LlamaAttention;
+  /** RMSNorm before the MLP. */
+  readonly post_attention_layernorm: RMSNorm;
+  /** The SwiGLU MLP. */
+  readonly mlp: LlamaMLP;
+
+  constructor(config: LlamaConfig) {
+    super();
+    const eps = config.rms_norm_eps;
+    this.input_layernorm = this.registerModule('input_layernorm', new RMSNorm(config.hidden_size, { eps }));
+    this.self_attn = this.registerModule('self_attn', new LlamaAttention(config));
+    this.post_attention_layernorm = this.registerModule(
+      'post_attention_layernorm',
+      new RMSNorm(config.hidden_size, { eps }),
+    );
+    this.mlp = this.registerModule('mlp', new LlamaMLP(config));
+  }
+
+  /** x [B, T, C] → `out` [B, T, C] and the layer's extended cache in `present`. */
+  forward(x: Tensor, rope: { cos: Tensor; sin: Tensor }, mask: Tensor, past?: LayerCache): CachedOutput {
+    const a = this.self_attn.forward(this.input_layernorm.forward(x), rope, mask, past);
+    const h = x.add(a.out);
+    return { out: h.add(this.mlp.forward(this.post_attention_layernorm.forward(h))), present: a.present };
+  }
+}
+
+/**
+ * The mask [T, S] of T new queries at positions past…past+T−1 over S = past+T keys: true where
+ * key j ≤ query i (and, with a window w, j > i − w, as HF's sliding attention).
+ *
+ * @example
+ * causalWindowMask(2, 1, null, 'cpu'); // [[true, true, false], [true, true, true]]
+ */
+export function causalWindowMask(T: number, past: number, window: number | null, device: Device): Tensor {
+  const i = arange(past, past + T, 1, { dtype: 'int32', device }).reshape(T, 1);
+  const j = arange(0, past + T, 1, { dtype: 'int32', device }).reshape(1, past + T);
+  const causal = j.le(i);
+  return window === null ? causal : causal.logicalAnd(j.gt(i.sub(window)));
+}
+
+/** Embeddings, decoder layers and the final norm (HF's `LlamaModel`, the `model.` prefix). */
+export class LlamaModel extends Module {
+  /** Token embeddings [vocab, hidden]. */
+  embed_tokens: Embedding;
+  /** The decoder layers (`layers.0` …). */
+  readonly layers: ModuleList<LlamaDecoderLayer>;
+  /** Final RMSNorm. */
+  readonly norm: RMSNorm;
+
+  constructor(readonly config: LlamaConfig) {
+    super();
+    this.embed_tokens = this.registerModule(
+      'embed_tokens',
+      new Embedding(config.vocab_size, config.hidden_size),
+    );
+    const layers = Array.from({ length: config.num_hidden_layers }, () => new LlamaDecoderLayer(config));
+    this.layers = this.registerModule('layers', new ModuleList(layers));
+    this.norm = this.registerModule('norm', new RMSNorm(config.hidden_size, { eps: config.rms_norm_eps }));
+  }
+
+  /** ids [B, T] int32 → hidden states [B, T, C] after the final norm, and the extended cache. */
+  forward(
+    ids: Tensor,
+    past?: KVCache,
+  ): {
+    /** Hidden states [B, T, C]. */
+    hidden: Tensor;
+    /** The cache including this call's tokens. */
+    present: KVCache;
+  } {
+    const T = ids.shape[1];
+    const pastLen = past?.[0]?.k.shape[2] ?? 0;
+    const c = this.config;
+    const rope = rotaryTables(c.head_dim, c.rope, pastLen, T, ids.device);
+    const full = causalWindowMask(T, pastLen, null, ids.device);
+    const windowed =
+      c.sliding_window === null ? full : causalWindowMask(T, pastLen, c.sliding_window, ids.device);
+    let x = this.embed_tokens.forward(ids); // (B, T, C)
+    const present: KVCache = [];
+    for (let i = 0; i < this.layers.length; i++) {
+      const mask = c.layer_types[i] === 'sliding_attention' ? windowed : full;
+      const r = this.layers.at(i).forward(x, rope, mask, past?.[i]);
+      x = r.out;
+      present.push(r.present);
+    }
+    return { hidden: this.norm.forward(x), present };
+  }
+}
+
+/**
+ * A Llama-family decoder with the language-modelling head (HF's `LlamaForCausalLM`, also
+ * `Qwen2ForCausalLM` and `MistralForCausalLM`), driven by `config.json`.
+ *
+ * @example
+ * ```ts
+ * const model = new LlamaForCausalLM({ model_type: 'llama', vocab_size: 512, hidden_size: 64,
+ *   intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 });
+ * const { logits, loss } = model.forward(ids, { labels: ids });
+ * ```
+ */
+export class LlamaForCausalLM extends Module implements CausalLM {
+  /** The validated configuration. */
+  readonly config: LlamaConfig;
+  /** The `config.json` fields as given (written back by `savePretrained`). */
+  readonly rawConfig: Readonly<Record<string, unknown>>;
+  /** The body (HF's `model.` prefix). */
+  readonly model: LlamaModel;
+  /** The output projection [vocab, hidden], or null when tied to `model.embed_tokens`. */
+  lm_head: Layer | null;
+
+  /** A freshly initialised model (HF's scheme, seeded); load a checkpoint to overwrite it. */
+  constructor(config: Record<string, unknown> | LlamaConfig, options: { seed?: number } = {}) {
+    super();
+    const raw = config as Record<string, unknown>;
+    this.config = 'rope' in raw && 'qkv_bias' in raw ? (raw as unknown as LlamaConfig) : llamaConfig(raw);
+    this.rawConfig = 'rope' in raw && 'qkv_bias' in raw ? {} : { ...raw };
+    this.model = this.registerModule('model', new LlamaModel(this.config));
+    const c = this.config;
+    this.lm_head = this.registerModule(
+      'lm_head',
+      c.tie_word_embeddings ? null : new Linear(c.hidden_size, c.vocab_size, { bias: false }),
+    );
+    this.initWeights(options.seed ?? 0);
+  }
+
+  /** HF's `_init_weights`: Linear and Embedding weights ~ N(0, initializer_range²), biases 0, norms 1. */
+  initWeights(seed = 0): this {
+    const generator = new Generator(seed);
+    for (const [name, p] of this.namedParameters()) {
+      if (name.endsWith('norm.weight')) init.ones_(p);
+      else if (name.endsWith('.bias')) init.zeros_(p);
+      else init.normal_(p, 0, this.config.initializer_range, { generator });
+    }
+    return this;
+  }
+
+  /** The output projection's weight [vocab, hidden] (embed_tokens' base weight when tied, as PEFT). */
+  get lmHeadWeight(): Tensor {
+    const m: Module = this.lm_head ?? this.model.embed_tokens;
+    return 'base_layer' in m && m.base_layer instanceof Module
+      ? m.base_layer.getParameter('weight')
+      : m.getParameter('weight');
+  }
+
+  /** The device the parameters live on. */
+  get device(): Device {
+    return this.lmHeadWeight.device;
+  }
+
+  /** Positions the model was trained for (`max_position_embeddings`). */
+  get contextLength(): number {
+    return this.config.max_position_embeddings;
+  }
+
+  /** ids [B, T] int32 → logits [B, T, vocab] (loss with `labels`, cache with `useCache`/`past`). */
+  forward(ids: Tensor, options: LMForwardOptions = {}): LMOutput {
+    if (ids.rank !== 2 || ids.dtype !== 'int32') {
+      throw new OpError(
+        'LlamaForCausalLM',
+        `input_ids must be int32 [B, T], got ${ids.dtype} [${ids.shape.join(',')}]`,
+      );
+    }
+    const { hidden, present } = this.model.forward(ids, options.past);
+    const h = options.lastOnly ? hidden.slice(1, -1) : hidden;
+    const logits = this.lm_head ? this.lm_head.forward(h) : h.matmul(this.lmHeadWeight.transpose(0, 1)); // (B, T, vocab)
+    const out: LMOutput = { logits };
+    if (options.past || options.useCache) out.present = present;
+    if (options.labels) out.loss = lmLoss(logits, options.labels);
+    return out;
+  }
+}
