@@ -354,7 +354,7 @@ export class FunctionBuilder {
 
   /**
    * `for (i = from; i < to; i += step) body()` over signed i32s; `to` is re-read each turn.
-   * Inside `body`, label 0 continues and label 1 breaks.
+   * Inside `body`, `br(0)` continues and `br(2)` breaks.
    */
   for(i: Local, from: Local | number, to: Local | number, step: number, body: () => void): this {
     this.push(from).set(i);
