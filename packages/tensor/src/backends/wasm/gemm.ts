@@ -75,6 +75,9 @@ export function emitGemm(module: ModuleBuilder, cfg: GemmConfig): void {
   const [bi, j0, p0, i0, ncCur, kcCur, mcCur, kcStep, slices, aB, bB, cB] = Array.from({ length: 12 }, () =>
     f.local('i32'),
   );
+  f.get(k)
+    .op('i32.eqz')
+    .if(() => f.op('return')); // C is left as it is: the caller zero-fills
   // K in equal slices of at most KC: k = 257 gives two of 129 and 128, not 256 and 1
   f.get(k)
     .i32(cfg.kc - 1)

@@ -1,0 +1,285 @@
+import type { Executor } from './matmul.js';
+import type { WasmRuntime } from './runtime.js';
+
+/**
+ * A pool of worker threads running the kernel module over the runtime's shared memory.
+ * Kernels are synchronous, so dispatch is too: the caller writes each worker's call into a
+ * slot of a shared control block, wakes it with `Atomics.notify`, runs its own part, then
+ * `Atomics.wait`s for the others. No message is posted per call (a postMessage round trip costs
+ * ~100 µs in Node; a futex wake costs ~10–30 µs).
+ *
+ * Node uses `worker_threads` (unref'd: an idle pool never keeps the process alive); a browser
+ * page uses Web Workers when it is cross-origin isolated (SharedArrayBuffer exists), and the
+ * caller spins instead of waiting (the main thread of a page may not `Atomics.wait`).
+ */
+
+// Slot layout (bytes): int32 [seq, done, fn, argc, failed] at 0, float64 args at 32.
+const SLOT_BYTES = 256;
+const MAX_ARGS = (SLOT_BYTES - 32) / 8;
+const SEQ = 0;
+const DONE = 1;
+const FN = 2;
+const ARGC = 3;
+const FAILED = 4;
+
+/**
+ * What a worker runs, as plain JavaScript (no TypeScript, no imports of the package: it must
+ * run from a string in both Node and a Blob URL). `start(data, post)` instantiates the module
+ * and serves calls until told to stop (fn = −1).
+ */
+const WORKER_LOOP = `
+function start(data, post) {
+  const inst = new WebAssembly.Instance(data.module, { env: { memory: data.memory } });
+  const fns = data.names.map((n) => inst.exports[n]);
+  const ctl = new Int32Array(data.control, data.slot * ${SLOT_BYTES}, 8);
+  const args = new Float64Array(data.control, data.slot * ${SLOT_BYTES} + 32, ${MAX_ARGS});
+  post({ ready: true });
+  let seen = 0;
+  for (;;) {
+    Atomics.wait(ctl, ${SEQ}, seen);
+    const seq = Atomics.load(ctl, ${SEQ});
+    if (seq === seen) continue;
+    seen = seq;
+    const fn = ctl[${FN}];
+    if (fn < 0) return;
+    try {
+      const argc = ctl[${ARGC}];
+      const a = new Array(argc);
+      for (let i = 0; i < argc; i++) a[i] = args[i];
+      fns[fn](...a);
+    } catch (e) {
+      ctl[${FAILED}] = 1;
+      post({ error: String(e && e.stack ? e.stack : e) });
+    }
+    Atomics.store(ctl, ${DONE}, seq);
+    Atomics.notify(ctl, ${DONE});
+  }
+}
+`;
+
+interface WorkerHandle {
+  terminate(): void;
+  /** Reads a message the worker posted, synchronously (Node), or null. */
+  poll(): unknown;
+}
+
+interface WorkerInit {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  control: SharedArrayBuffer;
+  names: string[];
+  slot: number;
+}
+
+/**
+ * Whether worker threads can share the runtime's memory here: Node, or a page that is
+ * cross-origin isolated. Otherwise the pool has one thread (the caller).
+ *
+ * @example
+ * threadsAvailable(rt); // true in Node
+ */
+export function threadsAvailable(rt: WasmRuntime): boolean {
+  if (!rt.heap.shared) return false;
+  if (isNode()) return true;
+  const g = globalThis as { crossOriginIsolated?: boolean; Worker?: unknown };
+  return g.crossOriginIsolated === true && typeof g.Worker === 'function';
+}
+
+function isNode(): boolean {
+  const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return typeof p?.versions?.node === 'string';
+}
+
+/** A pool of `threads − 1` workers plus the calling thread; an `Executor` for the kernels. */
+export class WorkerPool implements Executor {
+  private seq = 0;
+  private readonly slots: Int32Array[];
+  private readonly args: Float64Array[];
+  private readonly names: Map<string, number>;
+  private terminated = false;
+
+  private constructor(
+    private readonly rt: WasmRuntime,
+    private readonly workers: WorkerHandle[],
+    control: SharedArrayBuffer,
+    names: string[],
+  ) {
+    this.slots = workers.map((_, i) => new Int32Array(control, i * SLOT_BYTES, 8));
+    this.args = workers.map((_, i) => new Float64Array(control, i * SLOT_BYTES + 32, MAX_ARGS));
+    this.names = new Map(names.map((n, i) => [n, i]));
+  }
+
+  /** Threads that run kernels: the workers and the caller. */
+  get threads(): number {
+    return this.workers.length + 1;
+  }
+
+  /**
+   * Starts `threads − 1` workers (fewer when threads are unavailable: see `threadsAvailable`)
+   * and resolves once each has instantiated the kernel module.
+   *
+   * @example
+   * const pool = await WorkerPool.create(rt, 2);
+   * registerKernels('cpu', { matmul: wasmMatmul(rt, pool) });
+   * pool.terminate(); // when done (an idle pool does not keep Node alive anyway)
+   */
+  static async create(rt: WasmRuntime, threads: number): Promise<WorkerPool> {
+    const n = threadsAvailable(rt) ? Math.max(0, Math.floor(threads) - 1) : 0;
+    const control = new SharedArrayBuffer(Math.max(1, n) * SLOT_BYTES);
+    const names = Object.keys(rt.exports);
+    const workers: WorkerHandle[] = [];
+    const spawn = isNode() ? spawnNode : spawnBrowser;
+    try {
+      await Promise.all(
+        Array.from({ length: n }, async (_, i) => {
+          rt.scratchFor(i + 1);
+          workers[i] = await spawn({ module: rt.module, memory: rt.heap.memory, control, names, slot: i });
+        }),
+      );
+    } catch (e) {
+      for (const w of workers) w?.terminate();
+      throw e;
+    }
+    return new WorkerPool(rt, workers, control, names);
+  }
+
+  /**
+   * Runs `fn(...tasks[t], ...scratch of thread t)` on thread t; task 0 on the caller. Returns
+   * when all are done; rethrows a worker's error.
+   *
+   * @example
+   * pool.run('gemm', [argsForRows0to63, argsForRows64to127]);
+   */
+  run(fn: string, tasks: readonly (readonly number[])[]): void {
+    if (tasks.length > this.threads)
+      throw new Error(`pool: ${tasks.length} tasks for ${this.threads} threads`);
+    if (this.terminated && tasks.length > 1) throw new Error('pool: terminated');
+    const index = this.names.get(fn);
+    if (index === undefined) throw new Error(`pool: no kernel '${fn}'`);
+    const seq = ++this.seq;
+    for (let t = 1; t < tasks.length; t++) {
+      const s = this.rt.scratchFor(t);
+      const task = [...tasks[t], s.packA, s.packB, s.tile];
+      if (task.length > MAX_ARGS) throw new Error(`pool: ${fn} takes more than ${MAX_ARGS} arguments`);
+      const slot = this.slots[t - 1];
+      this.args[t - 1].set(task);
+      slot[FN] = index;
+      slot[ARGC] = task.length;
+      slot[FAILED] = 0;
+      Atomics.store(slot, SEQ, seq);
+      Atomics.notify(slot, SEQ);
+    }
+    const s = this.rt.scratch;
+    let error: unknown = null;
+    try {
+      if (tasks.length > 0) this.rt.exports[fn](...tasks[0], s.packA, s.packB, s.tile);
+    } catch (e) {
+      error = e;
+    }
+    const spin = !isNode();
+    for (let t = 1; t < tasks.length; t++) {
+      const slot = this.slots[t - 1];
+      while (Atomics.load(slot, DONE) !== seq) {
+        if (!spin) Atomics.wait(slot, DONE, seq - 1, 1000);
+      }
+      if (slot[FAILED] && !error) {
+        const message = this.workers[t - 1].poll() as { error?: string } | null;
+        error = new Error(`wasm worker ${t} failed in ${fn}: ${message?.error ?? 'unknown error'}`);
+      }
+    }
+    if (error) throw error;
+  }
+
+  /**
+   * Stops the workers; the pool then runs single tasks on the caller only.
+   *
+   * @example
+   * pool.terminate();
+   */
+  terminate(): void {
+    if (this.terminated) return;
+    this.terminated = true;
+    const seq = ++this.seq;
+    for (let i = 0; i < this.workers.length; i++) {
+      const slot = this.slots[i];
+      slot[FN] = -1;
+      Atomics.store(slot, SEQ, seq);
+      Atomics.notify(slot, SEQ);
+      this.workers[i].terminate();
+    }
+  }
+}
+
+interface NodeWorker {
+  once(event: 'message' | 'error', listener: (value: unknown) => void): void;
+  unref(): void;
+  terminate(): Promise<number>;
+}
+interface NodeWorkerThreads {
+  Worker: new (
+    code: string,
+    options: { eval: true; workerData: unknown; transferList?: unknown[] },
+  ) => NodeWorker;
+  MessageChannel: new () => { port1: NodePort; port2: NodePort };
+  receiveMessageOnPort(port: NodePort): { message: unknown } | undefined;
+}
+interface NodePort {
+  unref(): void;
+  close(): void;
+}
+
+async function spawnNode(init: WorkerInit): Promise<WorkerHandle> {
+  // a computed specifier keeps browser bundlers from resolving a Node built-in
+  const specifier = 'node:worker_threads';
+  const wt = (await import(/* @vite-ignore */ specifier)) as NodeWorkerThreads;
+  const { port1, port2 } = new wt.MessageChannel();
+  const code = `${WORKER_LOOP}
+const { workerData } = require('node:worker_threads');
+const port = workerData.port;
+start(workerData.init, (m) => port.postMessage(m));`;
+  const worker = new wt.Worker(code, {
+    eval: true,
+    workerData: { init, port: port2 },
+    transferList: [port2],
+  });
+  await new Promise<void>((resolve, reject) => {
+    const poll = setInterval(() => {
+      const got = wt.receiveMessageOnPort(port1);
+      if (got) {
+        clearInterval(poll);
+        resolve();
+      }
+    }, 1);
+    worker.once('error', (e) => {
+      clearInterval(poll);
+      reject(e);
+    });
+  });
+  worker.unref();
+  port1.unref();
+  return {
+    terminate: () => {
+      port1.close();
+      void worker.terminate();
+    },
+    poll: () => wt.receiveMessageOnPort(port1)?.message ?? null,
+  };
+}
+
+async function spawnBrowser(init: WorkerInit): Promise<WorkerHandle> {
+  const source = `${WORKER_LOOP}
+self.onmessage = (e) => start(e.data, (m) => self.postMessage(m));`;
+  const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
+  const worker = new Worker(url);
+  const errors: unknown[] = [];
+  await new Promise<void>((resolve, reject) => {
+    worker.onmessage = (e: MessageEvent<{ ready?: boolean; error?: string }>) => {
+      if (e.data.ready) resolve();
+      else errors.push(e.data);
+    };
+    worker.onerror = (e) => reject(new Error(e.message));
+    worker.postMessage(init);
+  });
+  URL.revokeObjectURL(url);
+  return { terminate: () => worker.terminate(), poll: () => errors.shift() ?? null };
+}
