@@ -6,6 +6,7 @@
  * @module @lowrank/models
  */
 
+export * from './auto.js';
 export * from './causal-lm.js';
 export * from './config.js';
 export * from './data.js';
@@ -13,6 +14,7 @@ export * from './encoder.js';
 export * from './generate.js';
 export * from './gpt2.js';
 export * from './hf.js';
+export * from './hf-tokenizer.js';
 export * from './llama.js';
 export * from './llama-config.js';
 export * from './plot.js';

@@ -3,12 +3,24 @@
  *
  * @module @lowrank/models/node
  */
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { stateDictToSafetensors } from '@lowrank/nn';
 import type { Device } from '@lowrank/tensor';
-import type { GPT2LMHeadModel } from './gpt2.js';
+import { type AutoCausalLM, AutoModelForCausalLM as AutoModelFromFiles } from './auto.js';
+import { GPT2LMHeadModel } from './gpt2.js';
 import { gpt2ConfigJSON, gpt2FromSafetensors, gpt2ToSafetensors } from './hf.js';
+import { HFTokenizer, isHFTokenizerJson } from './hf-tokenizer.js';
+import type { LlamaForCausalLM } from './llama.js';
 import { type Tokenizer, type TokenizerSpec, tokenizerFromSpec } from './tokenizer.js';
+
+/** The files of a Hugging Face tokenizer that `savePretrained` copies beside a model. */
+export const HF_TOKENIZER_FILES: readonly string[] = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'chat_template.jinja',
+  'special_tokens_map.json',
+];
 
 /**
  * Reads a file, failing with one line that names it.
@@ -55,36 +67,100 @@ export async function fromPretrained(
 }
 
 /**
- * Writes `config.json` and `model.safetensors` (and `tokenizer.json` when given) into `dir`.
+ * Writes `config.json` and `model.safetensors` into `dir`, and a tokenizer: lowrank's spec as
+ * `tokenizer.json` (`tokenizer`), or the HF tokenizer files copied from another directory
+ * (`tokenizerFrom`).
  *
  * @example
  * await savePretrained(model, 'out/my-gpt2', { tokenizer: { type: 'gpt2' } });
+ * await savePretrained(llama, 'out/merged', { tokenizerFrom: 'models/smollm2' });
  */
 export async function savePretrained(
-  model: GPT2LMHeadModel,
+  model: GPT2LMHeadModel | LlamaForCausalLM,
   dir: string,
-  options: { tokenizer?: TokenizerSpec } = {},
+  options: { tokenizer?: TokenizerSpec; tokenizerFrom?: string } = {},
 ): Promise<{
   /** Size of the written `model.safetensors`. */
   bytes: number;
 }> {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'config.json'), gpt2ConfigJSON(model));
-  const st = await gpt2ToSafetensors(model);
+  let st: Uint8Array;
+  if (model instanceof GPT2LMHeadModel) {
+    writeFileSync(join(dir, 'config.json'), gpt2ConfigJSON(model));
+    st = await gpt2ToSafetensors(model);
+  } else {
+    const config = { architectures: ['LlamaForCausalLM'], ...model.rawConfig };
+    writeFileSync(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    st = await stateDictToSafetensors(model.stateDict(), { format: 'pt' });
+  }
   writeFileSync(join(dir, 'model.safetensors'), st);
   if (options.tokenizer) writeFileSync(join(dir, 'tokenizer.json'), `${JSON.stringify(options.tokenizer)}\n`);
+  if (options.tokenizerFrom) {
+    for (const f of HF_TOKENIZER_FILES) {
+      const src = join(options.tokenizerFrom, f);
+      if (existsSync(src)) copyFileSync(src, join(dir, f));
+    }
+  }
   return { bytes: st.length };
 }
 
 /**
- * The tokenizer saved beside a checkpoint (`tokenizer.json`), else GPT-2's BPE when the vocab is 50257, else bytes.
+ * `AutoModelForCausalLM` with `fromPretrained(dir)`: the class comes from `config.json`'s
+ * `model_type` (gpt2, llama, qwen2, mistral); weights from `model.safetensors` or the shards of
+ * `model.safetensors.index.json`.
+ */
+export class AutoModelForCausalLM extends AutoModelFromFiles {
+  /**
+   * The model in a Hugging Face directory, moved to `device` when given.
+   *
+   * @example
+   * const model = await AutoModelForCausalLM.fromPretrained('models/SmolLM2-135M', { device: 'webgpu' });
+   */
+  static async fromPretrained(dir: string, options: { device?: Device } = {}): Promise<AutoCausalLM> {
+    if (!existsSync(dir) || !statSync(dir).isDirectory())
+      throw new Error(`model directory not found: ${dir}`);
+    const read = async (name: string): Promise<Uint8Array | null> => {
+      const path = join(dir, name);
+      return existsSync(path) ? new Uint8Array(readFileSync(path)) : null;
+    };
+    return AutoModelFromFiles.fromFiles(read, options);
+  }
+}
+
+/**
+ * The HF tokenizer of a directory: `tokenizer.json`, with `tokenizer_config.json` and
+ * `chat_template.jinja` when present.
+ *
+ * @example
+ * const tok = loadHFTokenizer('models/SmolLM2-135M');
+ * tok.applyChatTemplate([{ role: 'user', content: 'Hi' }], { addGenerationPrompt: true });
+ */
+export function loadHFTokenizer(dir: string): HFTokenizer {
+  const tokenizer = readJSON(join(dir, 'tokenizer.json'), 'tokenizer');
+  const configPath = join(dir, 'tokenizer_config.json');
+  const templatePath = join(dir, 'chat_template.jinja');
+  return new HFTokenizer({
+    tokenizer,
+    config: existsSync(configPath) ? readJSON(configPath, 'tokenizer config') : {},
+    chatTemplate: existsSync(templatePath) ? readFileSync(templatePath, 'utf8') : null,
+  });
+}
+
+/**
+ * The tokenizer saved beside a checkpoint: an HF `tokenizer.json` (with its config and chat
+ * template), or lowrank's own spec in `tokenizer.json`; else GPT-2's BPE when the vocab is
+ * 50257, else bytes.
  *
  * @example
  * const tok = loadTokenizer('checkpoints/gpt2', model.config.vocab_size);
  */
 export function loadTokenizer(dir: string, vocabSize: number): Tokenizer {
   const path = join(dir, 'tokenizer.json');
-  if (existsSync(path)) return tokenizerFromSpec(readJSON(path, 'tokenizer') as unknown as TokenizerSpec);
+  if (existsSync(path)) {
+    const json = readJSON(path, 'tokenizer');
+    if (isHFTokenizerJson(json)) return loadHFTokenizer(dir);
+    return tokenizerFromSpec(json as unknown as TokenizerSpec);
+  }
   if (vocabSize >= 50257) return tokenizerFromSpec({ type: 'gpt2' });
   if (vocabSize === 256) return tokenizerFromSpec({ type: 'byte' });
   throw new Error(`no tokenizer.json in ${dir} and vocab_size ${vocabSize} is neither GPT-2's nor bytes'`);

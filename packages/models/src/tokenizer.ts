@@ -182,5 +182,9 @@ export function tokenizerFromSpec(spec: TokenizerSpec): Tokenizer {
       return new ByteTokenizer();
     case 'char':
       return new CharTokenizer(spec.chars, spec.eos == null ? {} : { eos: spec.eos });
+    default:
+      throw new Error(
+        `tokenizer spec ${JSON.stringify((spec as { type?: unknown }).type ?? null)} is not one of gpt2, byte, char (an HF tokenizer.json loads with HFTokenizer / loadTokenizer)`,
+      );
   }
 }

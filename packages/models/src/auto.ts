@@ -1,0 +1,113 @@
+import type { HostTensor } from '@lowrank/nn';
+import { parseSafetensors } from '@lowrank/nn';
+import type { Device } from '@lowrank/tensor';
+import { gpt2Config } from './config.js';
+import { GPT2LMHeadModel } from './gpt2.js';
+import { loadGPT2Weights } from './hf.js';
+import { LlamaForCausalLM } from './llama.js';
+import { loadHFWeights, mergeShards, shardFiles } from './weights.js';
+
+/**
+ * Picking the model class from `config.json`'s `model_type`, as transformers'
+ * `AutoModelForCausalLM`. Browser-safe: files come through a reader function;
+ * `@lowrank/models/node` adds `fromPretrained(dir)`.
+ */
+
+/** The `model_type` values `AutoModelForCausalLM` knows, and the class each one gets. */
+export const CAUSAL_LM_CLASSES = {
+  gpt2: 'GPT2LMHeadModel',
+  llama: 'LlamaForCausalLM',
+  qwen2: 'LlamaForCausalLM',
+  mistral: 'LlamaForCausalLM',
+} as const;
+
+/** A `model_type` that `AutoModelForCausalLM` supports. */
+export type CausalLMType = keyof typeof CAUSAL_LM_CLASSES;
+
+/** Any model `AutoModelForCausalLM` makes. */
+export type AutoCausalLM = GPT2LMHeadModel | LlamaForCausalLM;
+
+/** Reads one file of a model directory by name; null when the file does not exist. */
+export type FileReader = (name: string) => Promise<Uint8Array | null>;
+
+function modelType(config: Record<string, unknown>): CausalLMType {
+  const t = config.model_type;
+  if (typeof t === 'string' && Object.hasOwn(CAUSAL_LM_CLASSES, t)) return t as CausalLMType;
+  const supported = Object.keys(CAUSAL_LM_CLASSES).join(', ');
+  throw new Error(
+    `AutoModelForCausalLM: model_type ${JSON.stringify(t ?? null)} is not supported (supported: ${supported})`,
+  );
+}
+
+/** Builds the right causal LM for a `config.json`, and loads weights into it. */
+// biome-ignore lint/complexity/noStaticOnlyClass: transformers' API (AutoModelForCausalLM.from_pretrained), subclassed in /node
+export class AutoModelForCausalLM {
+  /**
+   * A freshly initialised model of the config's `model_type`.
+   *
+   * @example
+   * const m = AutoModelForCausalLM.fromConfig(JSON.parse(configText)); // LlamaForCausalLM for 'qwen2'
+   */
+  static fromConfig(config: Record<string, unknown>, options: { seed?: number } = {}): AutoCausalLM {
+    return modelType(config) === 'gpt2'
+      ? new GPT2LMHeadModel(gpt2Config(config), options)
+      : new LlamaForCausalLM(config, options);
+  }
+
+  /**
+   * The model of the config with `tensors` (HF names) loaded; every missing, unexpected or
+   * mis-shaped tensor is listed in the error.
+   *
+   * @example
+   * const m = AutoModelForCausalLM.fromWeights(config, parseSafetensors(bytes).tensors);
+   */
+  static fromWeights(
+    config: Record<string, unknown>,
+    tensors: Readonly<Record<string, HostTensor>>,
+  ): AutoCausalLM {
+    const model = AutoModelForCausalLM.fromConfig(config);
+    if (model instanceof GPT2LMHeadModel) loadGPT2Weights(model, tensors);
+    else loadHFWeights(model, tensors, model.config.model_type);
+    return model;
+  }
+
+  /**
+   * A model from the files of an HF directory: `config.json` and `model.safetensors`, or the
+   * shards of `model.safetensors.index.json`. Moved to `device` when given.
+   *
+   * @example
+   * const model = await AutoModelForCausalLM.fromFiles(async (f) => bytesFromFolderPicker(f));
+   */
+  static async fromFiles(read: FileReader, options: { device?: Device } = {}): Promise<AutoCausalLM> {
+    const need = async (name: string, what: string): Promise<Uint8Array> => {
+      const bytes = await read(name);
+      if (!bytes) throw new Error(`${what} not found: ${name}`);
+      return bytes;
+    };
+    const json = async (name: string, what: string): Promise<unknown> => {
+      try {
+        return JSON.parse(new TextDecoder().decode(await need(name, what)));
+      } catch (e) {
+        if (e instanceof SyntaxError) throw new Error(`${what} is not valid JSON: ${name} (${e.message})`);
+        throw e;
+      }
+    };
+    const config = (await json('config.json', 'model config')) as Record<string, unknown>;
+    modelType(config); // fail on the type before reading the weights
+    const single = await read('model.safetensors');
+    let tensors: Readonly<Record<string, HostTensor>>;
+    if (single) tensors = parseSafetensors(single).tensors;
+    else {
+      const index = await json(
+        'model.safetensors.index.json',
+        'model weights (model.safetensors or its index)',
+      );
+      const shards = new Map<string, Uint8Array>();
+      for (const file of shardFiles(index)) shards.set(file, await need(file, 'weight shard'));
+      tensors = mergeShards(index, (file) => shards.get(file) as Uint8Array);
+    }
+    const model = AutoModelForCausalLM.fromWeights(config, tensors);
+    if (options.device && options.device !== 'cpu') await model.to(options.device);
+    return model;
+  }
+}
