@@ -1,47 +1,8 @@
 import type { DType, TypedArray } from './dtype.js';
+import type { ElementwiseProgram } from './expr/program.js';
 import type { Device, Storage, View } from './storage.js';
 
-/** Elementwise one-input ops of the `unary` kernel (gelu has two forms: `geluTanh`, `geluErf`). */
-export type UnaryOp =
-  | 'neg'
-  | 'abs'
-  | 'exp'
-  | 'log'
-  | 'sqrt'
-  | 'rsqrt'
-  | 'tanh'
-  | 'sigmoid'
-  | 'relu'
-  | 'geluTanh'
-  | 'geluErf'
-  | 'silu'
-  | 'sign'
-  | 'square'
-  | 'reciprocal'
-  | 'sin'
-  | 'cos'
-  | 'floor'
-  | 'ceil'
-  | 'round'
-  | 'logicalNot';
-
-/** Elementwise two-input ops of the `binary` kernel (comparisons and logical ops return bool). */
-export type BinaryOp =
-  | 'add'
-  | 'sub'
-  | 'mul'
-  | 'div'
-  | 'pow'
-  | 'maximum'
-  | 'minimum'
-  | 'eq'
-  | 'ne'
-  | 'lt'
-  | 'le'
-  | 'gt'
-  | 'ge'
-  | 'logicalAnd'
-  | 'logicalOr';
+export type { BinaryOp, UnaryOp } from './expr/table.js';
 
 /**
  * Scalars of the fused `adamUpdate` kernel, derived on the host (in float64) from the optimizer's
@@ -76,24 +37,22 @@ export type ReduceOp = 'sum' | 'prod' | 'max' | 'min' | 'argmax' | 'argmin';
  * storage (except `assign`, which writes into its destination).
  */
 export interface KernelTable {
-  /** `out = op(x)` elementwise; the output dtype is given (bool for logicalNot, x's otherwise). */
-  unary(op: UnaryOp, x: View, outDtype: DType): Storage;
-  /** `out = op(a, b)`; a and b share a dtype and the output shape (broadcast dims have stride 0). */
-  binary(op: BinaryOp, a: View, b: View, outShape: readonly number[], outDtype: DType): Storage;
-  /** `out = cond ? a : b`; all three views have the output shape; cond is bool. */
-  where(cond: View, a: View, b: View, outShape: readonly number[]): Storage;
-  /** Converts to `dtype` (float→int truncates toward zero; anything→bool is `!= 0`). */
-  cast(x: View, dtype: DType): Storage;
-  /** Contiguous copy of a strided view. */
-  copy(x: View): Storage;
-  /** A new storage of `size` elements all equal to `value`. */
-  fill(size: number, value: number, dtype: DType): Storage;
   /**
-   * Reduction: `x` has shape [...kept, ...reduced] (already permuted); each of the `outer` outputs
-   * reduces the `inner` trailing elements (row-major over the reduced dims). Arg-reductions
-   * return the index within those `inner` elements (first occurrence) as int32.
+   * Evaluates an elementwise program (expr/program.ts) over its shape: into a new contiguous
+   * storage, or, given `dst` (a strided view of that shape), into dst's memory in place (then
+   * dst's storage is returned). Every program input is real memory. Unary and binary ops, where,
+   * casts, copies, fills and assignment are all programs: backends generate one kernel per
+   * program structure and cache it.
    */
-  reduce(op: ReduceOp, x: View, outer: number, inner: number, outDtype: DType): Storage;
+  elementwise(program: ElementwiseProgram, dst?: View): Storage;
+  /**
+   * Reduction of the values of an elementwise program (a plain view is a program of one load,
+   * and a fused chain is its prologue): its shape is [...kept, ...reduced] (already permuted);
+   * each of the `outer` outputs reduces the `inner` trailing elements (row-major over the
+   * reduced dims). Arg-reductions return the index within those `inner` elements (first
+   * occurrence) as int32.
+   */
+  reduce(op: ReduceOp, x: ElementwiseProgram, outer: number, inner: number, outDtype: DType): Storage;
   /** Batched float32 matmul: a is [B, M, K], b is [B, K, N] (any strides); out is [B, M, N]. */
   matmul(a: View, b: View, batch: number, m: number, k: number, n: number): Storage;
   /** torch.gather: out[i…] = x[i… with index[i…] at `dim`]; out has index's shape. */
@@ -104,8 +63,6 @@ export interface KernelTable {
   scatterAdd(target: View, dim: number, index: View, src: View): Storage;
   /** Copy of `target` with src's slices added at the 1-D `index` along `dim` (torch.index_add). */
   indexAdd(target: View, dim: number, index: View, src: View): Storage;
-  /** In place: writes src (same shape and dtype) into the strided destination view. */
-  assign(dst: View, src: View): void;
   /**
    * Fused Adam/AdamW step, in place: `param`, `expAvg`, `expAvgSq` (and `maxExpAvgSq` for
    * AMSGrad) are updated from `grad`. All views are contiguous float32 views of one size over
@@ -140,4 +97,8 @@ export interface Backend {
   readonly maxStorageBytes: number;
   /** Short description of the device (adapter name) for notices and benchmarks. */
   readonly description: string;
+  /** Bytes a storage of `size` elements of `dtype` takes (what memory() counts for it). */
+  storageBytes(dtype: DType, size: number): number;
+  /** Distinct storages one fused elementwise kernel may read (binding limits). */
+  readonly maxFusedInputs: number;
 }

@@ -1,5 +1,5 @@
 import { registerCpuBackend } from './backends/cpu/index.js';
-import { getBackend, getDefaultDevice, hasBackend, setDefaultDevice } from './engine.js';
+import { getBackend, getDefaultDevice, hasBackend, setDefaultDevice } from './engine/registry.js';
 import type { Device } from './storage.js';
 
 registerCpuBackend();

@@ -2,18 +2,12 @@ import type { KernelName } from './backend.js';
 
 /** Every kernel a complete backend registers (tests check each backend against this list). */
 export const KERNEL_NAMES: readonly KernelName[] = [
-  'unary',
-  'binary',
-  'where',
-  'cast',
-  'copy',
-  'fill',
+  'elementwise',
   'reduce',
   'matmul',
   'gather',
   'indexSelect',
   'scatterAdd',
   'indexAdd',
-  'assign',
   'adamUpdate',
 ];

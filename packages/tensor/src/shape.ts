@@ -157,3 +157,30 @@ export function assertShape(op: string, shape: Shape): void {
     if (!Number.isInteger(d) || d < 0) throw new OpError(op, `invalid shape ${fmtShape(shape)}`);
   }
 }
+
+export interface Coalesced {
+  shape: number[];
+  strides: number[][];
+}
+
+/**
+ * Drops size-1 dims and merges neighbouring dims that are contiguous with each other in every
+ * operand (so most views become rank 1 or 2 and share one pipeline).
+ */
+export function coalesce(shape: readonly number[], strides: readonly (readonly number[])[]): Coalesced {
+  const outShape: number[] = [];
+  const outStrides: number[][] = strides.map(() => []);
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 1) continue;
+    const last = outShape.length - 1;
+    if (last >= 0 && strides.every((st, k) => outStrides[k][last] === st[d] * shape[d])) {
+      outShape[last] *= shape[d];
+      for (let k = 0; k < strides.length; k++) outStrides[k][last] = strides[k][d];
+    } else {
+      outShape.push(shape[d]);
+      for (let k = 0; k < strides.length; k++) outStrides[k].push(strides[k][d]);
+    }
+  }
+  return { shape: outShape, strides: outStrides };
+}
+

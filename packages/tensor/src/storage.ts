@@ -1,4 +1,5 @@
 import type { DType } from './dtype.js';
+import type { ElementwiseProgram } from './expr/program.js';
 
 /** Where a tensor's memory lives: the TypeScript CPU backend or WebGPU. */
 export type Device = 'cpu' | 'webgpu';
@@ -8,11 +9,32 @@ export type Device = 'cpu' | 'webgpu';
  * several tensors may share one, and it is returned to its backend when the last of them is
  * disposed. `handle` is the backend's own object (a typed array on the CPU, a GPUBuffer on WebGPU).
  */
+let nextStorageId = 0;
+
+/**
+ * What a lazy storage will hold: the elementwise program that computes it (its inputs may be
+ * lazy too), the op the user called (for errors), and the chain length so far (for the cap).
+ */
+export interface LazyValue {
+  readonly program: ElementwiseProgram;
+  readonly op: string;
+  readonly nodes: number;
+}
+
 export class Storage<H = unknown> {
-  /** Number of live tensors viewing this storage. */
+  /** Unique id, in creation order (kernel caches key bound buffers by it). */
+  readonly id = nextStorageId++;
+  /** Number of holders: live tensors viewing this storage, and lazy storages that read it. */
   refs = 0;
   /** True once the storage went back to its backend (no tensor views it any more). */
   released = false;
+  /**
+   * Not computed yet (engine/lazy.ts): the program that will compute it when something needs the
+   * values. `handle` is null until then.
+   */
+  lazy: LazyValue | null = null;
+  /** Lazy storages whose programs read this one (computed first when this one is written in place). */
+  users: Set<Storage> | null = null;
 
   constructor(
     /** Device holding the memory. */

@@ -1,12 +1,8 @@
 import type { DType, TypedArray } from './dtype.js';
-import {
-  countTensor,
-  getAutogradHooks,
-  releaseStorage,
-  retainStorage,
-  setTensorClass,
-  trackTensor,
-} from './engine.js';
+import { getAutogradHooks } from './engine/dispatch.js';
+import { realize } from './engine/lazy.js';
+import { countTensor, releaseStorage, retainStorage } from './engine/memory.js';
+import { TENSOR_BRAND, trackTensor } from './engine/scopes.js';
 import { OpError } from './errors.js';
 import * as combine from './ops/combine.js';
 import * as data from './ops/data.js';
@@ -32,6 +28,8 @@ let nextId = 0;
  * so the same code works on the CPU and on a GPU.
  */
 export class Tensor {
+  /** Marks tensors for `tidy` (engine/scopes.ts), which does not import this class. */
+  readonly [TENSOR_BRAND] = true as const;
   /** Unique id, in creation order (printed by `toString()` and in error messages). */
   readonly id = nextId++;
   /** Size of each dimension; `[]` for a scalar. */
@@ -93,8 +91,14 @@ export class Tensor {
     return this.gradFn === null;
   }
 
-  /** The strided view kernels receive. */
+  /** The strided view kernels receive: its storage is computed first if it is lazy. */
   view_(): View {
+    realize(this.storage);
+    return { storage: this.storage, shape: this.shape, strides: this.strides, offset: this.offset };
+  }
+
+  /** The strided view elementwise ops read: a lazy storage stays lazy (engine/lazy.ts). */
+  lazyView_(): View {
     return { storage: this.storage, shape: this.shape, strides: this.strides, offset: this.offset };
   }
 
@@ -519,7 +523,6 @@ export class Tensor {
   }
 }
 
-setTensorClass(Tensor);
 
 function fmt(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;

@@ -1,9 +1,12 @@
 import { promoteTypes } from '../dtype.js';
-import { runOp } from '../engine.js';
+import type { DType } from '../dtype.js';
+import { runOp } from '../engine/dispatch.js';
+import { flatten } from '../engine/lazy.js';
+import type { Expr } from '../expr/program.js';
+import type { Storage } from '../storage.js';
 import { fmtShape, OpError } from '../errors.js';
 import { contiguousStrides, normalizeDim, sizeOf } from '../shape.js';
 import type { Tensor } from '../tensor.js';
-import { cast } from './elementwise.js';
 import { kernel, wrap } from './util.js';
 import { narrow, unsqueeze } from './views.js';
 
@@ -32,18 +35,22 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
     const shape = [...first.shape];
     shape[d] = tensors.reduce((n, t) => n + t.shape[d], 0);
     const strides = contiguousStrides(shape);
-    const out = kernel('cat', first, 'fill')(sizeOf(shape), 0, dtype);
+    // each input is one program written into its slice of the output (casts fuse into it)
+    const out = allocateLike(first, dtype, sizeOf(shape));
     let at = 0;
     for (const t of tensors) {
-      const src = cast(t, dtype);
       if (t.size > 0) {
-        kernel(
-          'cat',
-          first,
-          'assign',
-        )({ storage: out, shape: t.shape, strides, offset: at * strides[d] }, src.view_());
+        const program = flatten(
+          {
+            root: castNode(t.dtype, dtype),
+            inputs: [t.lazyView_()],
+            consts: [],
+            shape: t.shape,
+          },
+          t.device,
+        );
+        kernel('cat', first, 'elementwise')(program, { storage: out, shape: t.shape, strides, offset: at * strides[d] });
       }
-      if (src !== t) src.dispose();
       at += t.shape[d];
     }
     return wrap(out, shape);
@@ -122,4 +129,20 @@ export function chunk(x: Tensor, chunks: number, dim = 0): Tensor[] {
   x.assertLive('chunk');
   const d = normalizeDim('chunk', dim, x.rank);
   return split(x, Math.max(1, Math.ceil(x.shape[d] / chunks)), d);
+}
+
+function castNode(from: DType, to: DType): Expr {
+  const load: Expr = { kind: 'load', input: 0, dtype: from };
+  return from === to ? load : { kind: 'cast', arg: load, dtype: to };
+}
+
+/** An uninitialised storage for cat's output: a program with no inputs that the slices overwrite. */
+function allocateLike(t: Tensor, dtype: DType, size: number): Storage {
+  // a zero fill when some input is empty keeps every element defined; the slices cover the rest
+  return kernel('cat', t, 'elementwise')({
+    root: { kind: 'const', index: 0, dtype },
+    inputs: [],
+    consts: [0],
+    shape: [size],
+  });
 }

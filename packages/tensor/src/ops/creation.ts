@@ -1,5 +1,7 @@
 import { type DType, dtypeOfArray, isDType, type TypedArray, typedArrayFor } from '../dtype.js';
-import { getBackend, getDefaultDevice, getKernel } from '../engine.js';
+import { constValue, lazyStorage } from '../engine/lazy.js';
+import { getBackend, getDefaultDevice } from '../engine/registry.js';
+import type { ElementwiseProgram } from '../expr/program.js';
 import { fmtShape, OpError } from '../errors.js';
 import { defaultGenerator, type Generator } from '../random.js';
 import { assertShape, sizeOf } from '../shape.js';
@@ -128,18 +130,16 @@ export function full(shape: readonly number[], value: number | boolean, options:
   assertShape('full', shape);
   const dtype = options.dtype ?? (typeof value === 'boolean' ? 'bool' : 'float32');
   const device = options.device ?? getDefaultDevice();
-  const backend = getBackend(device);
-  const n = sizeOf(shape);
-  const v = typeof value === 'boolean' ? Number(value) : dtype === 'int32' ? Math.trunc(value) : value;
-  // on a GPU, fill large tensors with a kernel: no host array of n elements, no upload
-  if (device !== 'cpu' && n >= 16384)
-    return finish(
-      wrap(getKernel('full', device, 'fill')(n, dtype === 'bool' ? (v ? 1 : 0) : v, dtype), shape),
-      options,
-    );
-  const typed = typedArrayFor(dtype, n);
-  if (v !== 0) typed.fill(dtype === 'bool' ? (v ? 1 : 0) : v);
-  return finish(wrap(backend.upload(typed, dtype), shape), options);
+  getBackend(device); // throws for a device with no backend
+  // a constant program: no host array and no upload. The backend decides how to materialise it
+  // when it is needed (a fill kernel on WebGPU); a consumer that fuses it reads a kernel constant.
+  const program: ElementwiseProgram = {
+    root: { kind: 'const', index: 0, dtype },
+    inputs: [],
+    consts: [constValue(value, dtype)],
+    shape,
+  };
+  return finish(wrap(lazyStorage('full', device, program), shape), options);
 }
 
 /**

@@ -1,18 +1,22 @@
 import { type TypedArray, typedArrayFor } from '../dtype.js';
-import { getBackend, releaseStorage, retainStorage } from '../engine.js';
+import { lazyStorage, realize } from '../engine/lazy.js';
+import { releaseStorage, retainStorage } from '../engine/memory.js';
+import { getBackend } from '../engine/registry.js';
+import { loadProgram } from '../expr/program.js';
 import { fmtShape, OpError } from '../errors.js';
 import type { Device } from '../storage.js';
 import type { NestedArray, Tensor } from '../tensor.js';
-import { kernel, wrap } from './util.js';
+import { wrap } from './util.js';
 
 /** Reads t's values (row-major) into a fresh typed array. */
 export async function readData(t: Tensor): Promise<TypedArray> {
   t.assertLive('data');
   // a contiguous view over the whole storage reads directly; anything else is compacted first
   const whole = t.isContiguous() && t.offset === 0 && t.size === t.storage.size;
-  const src = whole || t.size === 0 ? t : wrap(kernel('data', t, 'copy')(t.view_()), t.shape);
   if (t.size === 0) return typedArrayFor(t.dtype, 0);
+  const src = whole ? t : wrap(lazyStorage('data', t.device, loadProgram(t.lazyView_())), t.shape);
   const storage = src.storage;
+  realize(storage);
   retainStorage(storage); // keep the storage alive while the read is in flight, even if t is disposed
   try {
     return await getBackend(t.device).read(storage);

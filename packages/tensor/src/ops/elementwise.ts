@@ -1,40 +1,53 @@
-import type { BinaryOp, UnaryOp } from '../backend.js';
 import { type DType, promoteTypes, scalarDType } from '../dtype.js';
-import { runOp } from '../engine.js';
+import { runOp } from '../engine/dispatch.js';
+import { lazyStorage } from '../engine/lazy.js';
 import { OpError } from '../errors.js';
+import type { ElementwiseProgram, Expr } from '../expr/program.js';
+import { type BinaryOp, TABLE, type ScalarOpName, type UnaryOp } from '../expr/table.js';
 import { broadcastShapes, broadcastStrides } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { scalar } from './creation.js';
-import { kernel, type TensorLike, viewAs, wrap } from './util.js';
+import { lazyViewAs, type TensorLike, wrap } from './util.js';
+
+// ---- building programs ----------------------------------------------------------------------
+
+/** One operand of an elementwise op: a tensor broadcast to the output shape, read as `as`. */
+interface Operand {
+  readonly t: Tensor;
+  readonly as: DType;
+}
+
+/**
+ * The tensor of `make(operands)` over `shape`: a lazy storage whose program loads each operand
+ * (broadcast, cast where its dtype differs). Nothing runs until the values are needed.
+ */
+function emit(op: string, shape: readonly number[], operands: readonly Operand[], make: (args: Expr[]) => Expr): Tensor {
+  const inputs = operands.map(({ t }) =>
+    lazyViewAs(t, shape, broadcastStrides(op, t.shape, t.strides, shape)),
+  );
+  const args = operands.map(({ t, as }, i): Expr => {
+    const load: Expr = { kind: 'load', input: i, dtype: t.dtype };
+    return t.dtype === as ? load : { kind: 'cast', arg: load, dtype: as };
+  });
+  const program: ElementwiseProgram = { root: make(args), inputs, consts: [], shape };
+  return wrap(lazyStorage(op, operands[0].t.device, program), shape);
+}
+
+function opNode(op: ScalarOpName, args: Expr[], dtype: DType): Expr {
+  return { kind: 'op', op, args, dtype };
+}
 
 // ---- unary ---------------------------------------------------------------------------------
 
-/** Ops that turn int/bool inputs into float32 (like PyTorch's exp(int) → float). */
-const FLOAT_RESULT = new Set<UnaryOp>([
-  'exp',
-  'log',
-  'sqrt',
-  'rsqrt',
-  'tanh',
-  'sigmoid',
-  'geluTanh',
-  'geluErf',
-  'silu',
-  'reciprocal',
-  'sin',
-  'cos',
-]);
-
 function unary(name: string, op: UnaryOp, x: Tensor, attrs: object = {}): Tensor {
   return runOp(name, [x], attrs, () => {
-    if (op === 'logicalNot') return wrap(kernel(name, x, 'unary')(op, x.view_(), 'bool'), x.shape);
-    if (x.dtype === 'bool' && !FLOAT_RESULT.has(op)) {
+    const row = TABLE[op];
+    if (x.dtype === 'bool' && row.inputs === 'numeric') {
       throw new OpError(name, 'expected a float32 or int32 tensor, got bool');
     }
-    const input = FLOAT_RESULT.has(op) && x.dtype !== 'float32' ? cast(x, 'float32') : x;
-    const out = wrap(kernel(name, x, 'unary')(op, input.view_(), input.dtype), x.shape);
-    if (input !== x) input.dispose();
-    return out;
+    const as = row.result === 'float' ? 'float32' : x.dtype;
+    const out = row.result === 'bool' ? 'bool' : as;
+    return emit(name, x.shape, [{ t: x, as }], (args) => opNode(op, args, out));
   });
 }
 
@@ -195,13 +208,11 @@ export function gelu(x: Tensor, options: { approximate?: 'tanh' | 'none' } = {})
  */
 export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return x;
-  return runOp('cast', [x], { dtype }, () => wrap(kernel('cast', x, 'cast')(x.view_(), dtype), x.shape));
+  return runOp('cast', [x], { dtype }, () => emit('cast', x.shape, [{ t: x, as: dtype }], ([a]) => a));
 }
 
 // ---- binary --------------------------------------------------------------------------------
 
-const COMPARISON = new Set<BinaryOp>(['eq', 'ne', 'lt', 'le', 'gt', 'ge']);
-const LOGICAL = new Set<BinaryOp>(['logicalAnd', 'logicalOr']);
 
 /** Turns number/boolean operands into 0-d tensors next to the tensor operand. */
 function toTensors(
@@ -233,23 +244,13 @@ function binary(op: BinaryOp, a: TensorLike, b: TensorLike): Tensor {
   try {
     return runOp(op, [ta, tb], {}, () => {
       const outShape = broadcastShapes(op, ta.shape, tb.shape);
-      let computeDtype = promoteTypes(ta.dtype, tb.dtype);
-      if (op === 'div') computeDtype = 'float32'; // true division, as in PyTorch
-      if (LOGICAL.has(op)) computeDtype = 'bool';
-      else if (!COMPARISON.has(op) && computeDtype === 'bool') computeDtype = 'int32'; // bool arithmetic counts
-      const outDtype = COMPARISON.has(op) || LOGICAL.has(op) ? 'bool' : computeDtype;
-      const ca = cast(ta, computeDtype);
-      const cb = cast(tb, computeDtype);
-      const storage = kernel(op, ta, 'binary')(
-        op,
-        viewAs(ca, outShape, broadcastStrides(op, ca.shape, ca.strides, outShape)),
-        viewAs(cb, outShape, broadcastStrides(op, cb.shape, cb.strides, outShape)),
-        outShape,
-        outDtype,
-      );
-      if (ca !== ta) ca.dispose();
-      if (cb !== tb) cb.dispose();
-      return wrap(storage, outShape);
+      const row = TABLE[op];
+      let as = promoteTypes(ta.dtype, tb.dtype);
+      if (row.result === 'float') as = 'float32'; // true division, as in PyTorch
+      else if (op === 'logicalAnd' || op === 'logicalOr') as = 'bool';
+      else if (row.inputs === 'numeric' && as === 'bool') as = 'int32'; // bool arithmetic counts
+      const out = row.result === 'bool' ? 'bool' : as;
+      return emit(op, outShape, [{ t: ta, as }, { t: tb, as }], (args) => opNode(op, args, out));
     });
   } finally {
     for (const s of owned) s.dispose();
@@ -377,17 +378,16 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
     return runOp('where', [cond, ta, tb], {}, () => {
       const outShape = broadcastShapes('where', broadcastShapes('where', cond.shape, ta.shape), tb.shape);
       const dtype = promoteTypes(ta.dtype, tb.dtype);
-      const ca = cast(ta, dtype);
-      const cb = cast(tb, dtype);
-      const storage = kernel('where', cond, 'where')(
-        viewAs(cond, outShape, broadcastStrides('where', cond.shape, cond.strides, outShape)),
-        viewAs(ca, outShape, broadcastStrides('where', ca.shape, ca.strides, outShape)),
-        viewAs(cb, outShape, broadcastStrides('where', cb.shape, cb.strides, outShape)),
+      return emit(
+        'where',
         outShape,
+        [
+          { t: cond, as: 'bool' },
+          { t: ta, as: dtype },
+          { t: tb, as: dtype },
+        ],
+        (args) => opNode('where', args, dtype),
       );
-      if (ca !== ta) ca.dispose();
-      if (cb !== tb) cb.dispose();
-      return wrap(storage, outShape);
     });
   } finally {
     for (const s of owned) s.dispose();

@@ -1,9 +1,14 @@
-import { getAutogradHooks } from '../engine.js';
+import type { DType } from '../dtype.js';
+import { getAutogradHooks } from '../engine/dispatch.js';
+import { flatten, prepareWrite } from '../engine/lazy.js';
+import { releaseStorage, retainStorage } from '../engine/memory.js';
 import { fmtShape, OpError } from '../errors.js';
+import type { ElementwiseProgram, Expr } from '../expr/program.js';
 import { broadcastStrides } from '../shape.js';
 import type { Tensor } from '../tensor.js';
-import { add, cast, div, mul, sub } from './elementwise.js';
-import { kernel, type TensorLike, viewAs, wrap } from './util.js';
+import { scalar } from './creation.js';
+import { add, div, mul, sub } from './elementwise.js';
+import { kernel, lazyViewAs, type TensorLike } from './util.js';
 
 /**
  * In-place updates, for optimizers and initialisers. They write into the tensor's storage (every
@@ -21,30 +26,50 @@ export function checkInPlace(op: string, t: Tensor): void {
   }
 }
 
-/** Writes `value` (broadcast to t's shape, cast to t's dtype) into t. */
-function writeInto(op: string, t: Tensor, value: Tensor): void {
-  const src = cast(value, t.dtype);
+/**
+ * Writes `value` (broadcast to t's shape, cast to t's dtype) into t as one kernel: a lazy value
+ * (the chain computing an update) is fused into the write. `owned` values are disposed.
+ */
+function writeInto(op: string, t: Tensor, value: Tensor, owned: boolean): void {
   if (value.device !== t.device)
     throw new OpError(op, `expected tensors on one device, got '${t.device}' and '${value.device}'`);
   let strides: number[];
   try {
-    strides = broadcastStrides(op, src.shape, src.strides, t.shape);
+    strides = broadcastStrides(op, value.shape, value.strides, t.shape);
   } catch {
     throw new OpError(
       op,
       `cannot write a tensor of shape ${fmtShape(value.shape)} into one of shape ${fmtShape(t.shape)}`,
     );
   }
-  if (t.size > 0) kernel(op, t, 'assign')(t.view_(), viewAs(src, t.shape, strides));
-  if (src !== value) src.dispose();
+  const source: ElementwiseProgram = {
+    root: castTo({ kind: 'load', input: 0, dtype: value.dtype }, t.dtype),
+    inputs: [lazyViewAs(value, t.shape, strides)],
+    consts: [],
+    shape: t.shape,
+  };
+  const program = flatten(source, t.device);
+  // the program reads real memory only; hold it while the value's chain goes away
+  for (const v of program.inputs) retainStorage(v.storage);
+  if (owned) value.dispose();
+  try {
+    // chains still reading t's old values are computed before t changes
+    prepareWrite(t.storage);
+    if (t.size > 0) kernel(op, t, 'elementwise')(program, t.view_());
+  } finally {
+    for (const v of program.inputs) releaseStorage(v.storage);
+  }
+}
+
+function castTo(e: Expr, dtype: DType): Expr {
+  return e.dtype === dtype ? e : { kind: 'cast', arg: e, dtype };
 }
 
 function update(op: string, t: Tensor, compute: () => Tensor): void {
   checkInPlace(op, t);
   const hooks = getAutogradHooks();
   const result = hooks ? hooks.noGrad(compute) : compute();
-  writeInto(op, t, result);
-  result.dispose();
+  writeInto(op, t, result, true);
 }
 
 export function add_<T extends Tensor>(t: T, other: TensorLike, alpha = 1): T {
@@ -80,26 +105,12 @@ export function div_<T extends Tensor>(t: T, other: TensorLike): T {
 export function copy_<T extends Tensor>(t: T, src: Tensor): T {
   checkInPlace('copy_', t);
   src.assertLive('copy_');
-  writeInto('copy_', t, src);
+  writeInto('copy_', t, src, false);
   return t;
 }
 
 export function fill_<T extends Tensor>(t: T, value: number): T {
   checkInPlace('fill_', t);
-  const one = wrap(kernel('fill_', t, 'fill')(1, value, t.dtype), []);
-  if (t.size > 0)
-    kernel(
-      'fill_',
-      t,
-      'assign',
-    )(
-      t.view_(),
-      viewAs(
-        one,
-        t.shape,
-        t.shape.map(() => 0),
-      ),
-    );
-  one.dispose();
+  writeInto('fill_', t, scalar(value, t.dtype, t.device), true);
   return t;
 }

@@ -1,4 +1,5 @@
-import { runOp, tidy } from '../engine.js';
+import { runOp } from '../engine/dispatch.js';
+import { tidy } from '../engine/scopes.js';
 import { fmtShape, OpError } from '../errors.js';
 import { broadcastShapes, sizeOf } from '../shape.js';
 import type { Tensor } from '../tensor.js';

@@ -4,6 +4,7 @@ import type { Tensor } from '../tensor.js';
 import { add, div, maximum, mul, sqrt, square } from './elementwise.js';
 import { add_, checkInPlace, copy_, mul_ } from './inplace.js';
 import { kernel } from './util.js';
+import { prepareWrite } from '../engine/lazy.js';
 
 /** Options of `adamUpdate_` (PyTorch 1.13's Adam/AdamW hyper-parameters for one step). */
 export interface AdamUpdateOptions {
@@ -81,6 +82,8 @@ export function adamUpdate_(
   if (param.size === 0) return param;
   const storages = new Set(all.map((t) => t.storage));
   if (storages.size === all.length && all.every((t) => t.isContiguous())) {
+    // chains still reading the old values are computed before the step overwrites them
+    for (const t of all) if (t !== grad) prepareWrite(t.storage);
     kernel(op, param, 'adamUpdate')(
       param.view_(),
       grad.view_(),

@@ -1,10 +1,13 @@
 import type { ReduceOp } from '../backend.js';
-import { runOp, tidy } from '../engine.js';
+import { runOp } from '../engine/dispatch.js';
+import { flatten } from '../engine/lazy.js';
+import { tidy } from '../engine/scopes.js';
+import { loadProgram } from '../expr/program.js';
 import { fmtShape, OpError } from '../errors.js';
 import { normalizeDim, normalizeDims, sizeOf } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { cast, div, exp, log, mul, sub } from './elementwise.js';
-import { kernel, viewAs, wrap } from './util.js';
+import { kernel, lazyViewAs, wrap } from './util.js';
 import { reshape } from './views.js';
 
 type Dims = number | readonly number[] | undefined;
@@ -28,13 +31,15 @@ function plan(op: string, x: Tensor, dim: Dims, keepdim: boolean): Plan {
 /** Runs the reduce kernel over `p.dims` of x (kept dims first, reduced dims last, as a view). */
 function reduceKernel(op: string, rop: ReduceOp, x: Tensor, p: Plan, outDtype: Tensor['dtype']): Tensor {
   const perm = [...p.kept, ...p.dims];
-  const view = viewAs(
+  const view = lazyViewAs(
     x,
     perm.map((i) => x.shape[i]),
     perm.map((i) => x.strides[i]),
   );
+  // a lazy chain feeding the reduction becomes its prologue: one kernel (sum of squares, say)
+  const program = flatten(loadProgram(view), x.device);
   const outer = sizeOf(p.keptShape);
-  return wrap(kernel(op, x, 'reduce')(rop, view, outer, p.inner, outDtype), p.outShape);
+  return wrap(kernel(op, x, 'reduce')(rop, program, outer, p.inner, outDtype), p.outShape);
 }
 
 function checkNonEmpty(op: string, x: Tensor, p: Plan): void {

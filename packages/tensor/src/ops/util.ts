@@ -1,5 +1,6 @@
 import type { KernelName, KernelTable } from '../backend.js';
-import { getKernel } from '../engine.js';
+import { realize } from '../engine/lazy.js';
+import { getKernel } from '../engine/registry.js';
 import { contiguousStrides } from '../shape.js';
 import type { Storage, View } from '../storage.js';
 import { Tensor } from '../tensor.js';
@@ -14,8 +15,14 @@ export function wrap(storage: Storage, shape: readonly number[]): Tensor {
   return new Tensor(storage, shape, contiguousStrides(shape), 0);
 }
 
-/** The view of `t` read as `shape` via strides (used for broadcasting). */
+/** The view of `t` read as `shape` via strides (for broadcasting), its storage computed for a kernel. */
 export function viewAs(t: Tensor, shape: readonly number[], strides: readonly number[]): View {
+  realize(t.storage);
+  return { storage: t.storage, shape, strides, offset: t.offset };
+}
+
+/** Like `viewAs`, for an elementwise program: a lazy storage stays lazy. */
+export function lazyViewAs(t: Tensor, shape: readonly number[], strides: readonly number[]): View {
   return { storage: t.storage, shape, strides, offset: t.offset };
 }
 

@@ -1,4 +1,6 @@
-import { runOp } from '../engine.js';
+import { runOp } from '../engine/dispatch.js';
+import { lazyStorage } from '../engine/lazy.js';
+import { loadProgram } from '../expr/program.js';
 import { fmtShape, OpError } from '../errors.js';
 import {
   broadcastStrides,
@@ -9,7 +11,7 @@ import {
   viewStrides,
 } from '../shape.js';
 import { Tensor } from '../tensor.js';
-import { kernel, wrap } from './util.js';
+import { wrap } from './util.js';
 
 /** A new tensor sharing x's storage with another shape/strides/offset. */
 function alias(x: Tensor, shape: readonly number[], strides: readonly number[], offset: number): Tensor {
@@ -41,7 +43,8 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   return runOp('reshape', [x], { shape: target }, () => {
     const strides = viewStrides(x.shape, x.strides, target);
     if (strides) return alias(x, target, strides, x.offset);
-    return wrap(kernel('reshape', x, 'copy')(x.view_()), target);
+    // a copy that stays lazy: a consumer that fuses it reads x through the composed view instead
+    return wrap(lazyStorage('reshape', x.device, loadProgram(x.lazyView_())), target);
   });
 }
 
@@ -248,5 +251,5 @@ export function contiguous(x: Tensor): Tensor {
  * const b = lr.clone(a); // b.storage !== a.storage
  */
 export function clone(x: Tensor): Tensor {
-  return runOp('contiguous', [x], {}, () => wrap(kernel('clone', x, 'copy')(x.view_()), x.shape));
+  return runOp('contiguous', [x], {}, () => wrap(lazyStorage('contiguous', x.device, loadProgram(x.lazyView_())), x.shape));
 }

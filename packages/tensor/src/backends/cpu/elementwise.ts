@@ -1,144 +1,282 @@
 import type { KernelTable } from '../../backend.js';
-import { type DType, typedArrayFor } from '../../dtype.js';
-import { isContiguous, sizeOf } from '../../shape.js';
-import type { View } from '../../storage.js';
-import { binaryF32, compareF32, copyF32, geometry, unaryF32, whereF32 } from './fast.js';
-import { BINARY, UNARY } from './math.js';
+import { type DType, type TypedArray, typedArrayFor } from '../../dtype.js';
+import { type ElementwiseProgram, exprKey, linearize, type Step } from '../../expr/program.js';
+import { SCALAR_OPS, TABLE } from '../../expr/table.js';
+import { coalesce, contiguousStrides, sizeOf } from '../../shape.js';
+import { Storage, type View } from '../../storage.js';
 import { storageOf } from './storage.js';
-import { arrayOf, offsetsOf } from './strided.js';
+import { arrayOf } from './strided.js';
 
-export const unary: KernelTable['unary'] = (op, x, outDtype) => {
-  const n = sizeOf(x.shape);
-  const out = typedArrayFor(outDtype, n);
-  const src = arrayOf(x);
-  if (
-    src instanceof Float32Array &&
-    out instanceof Float32Array &&
-    isContiguous(x.shape, x.strides) &&
-    unaryF32(op, src, x.offset, out, n)
-  )
-    return storageOf(out, outDtype);
-  const offs = offsetsOf(x);
-  const f = UNARY[op];
-  const base = x.offset;
-  if (offs) for (let i = 0; i < n; i++) out[i] = f(src[offs[i]]);
-  else for (let i = 0; i < n; i++) out[i] = f(src[base + i]);
-  return storageOf(out, outDtype);
-};
+/**
+ * The CPU's one elementwise kernel. Each program structure compiles once to a monomorphic
+ * JavaScript loop nest (one loop per coalesced dim, an offset per operand stepped by its
+ * stride), cached by the program's key. V8 then sees one typed-array kind per access site, which
+ * is what made the old hand-written per-op loops fast; now they are generated from the op table.
+ * Where code generation is not allowed (a Content-Security-Policy without 'unsafe-eval'),
+ * `evaluateProgram` interprets the same program: it is also the reference the generated code is
+ * tested against.
+ *
+ * Semantics match one kernel per op exactly: every intermediate is rounded to its dtype
+ * (float32 by Math.fround, int32 by wrapping), as if it had been stored.
+ */
 
-export const binary: KernelTable['binary'] = (op, a, b, outShape, outDtype) => {
-  const n = sizeOf(outShape);
-  const out = typedArrayFor(outDtype, n);
-  const sa = arrayOf(a);
-  const sb = arrayOf(b);
-  if (sa instanceof Float32Array && sb instanceof Float32Array) {
-    const g = geometry(outShape, [a, b]);
-    if (g) {
-      if (out instanceof Float32Array && binaryF32(op, sa, sb, out, g)) return storageOf(out, outDtype);
-      if (out instanceof Uint8Array && compareF32(op, sa, sb, out, g)) return storageOf(out, outDtype);
+/** Runs a compiled loop nest: arrays of the inputs, the output, then layout words and constants. */
+type Compiled = (
+  inputs: readonly TypedArray[],
+  out: TypedArray,
+  offsets: Int32Array,
+  shape: Int32Array,
+  strides: Int32Array,
+  consts: readonly number[],
+) => void;
+
+const compiled = new Map<string, Compiled | null>();
+let codegenAllowed: boolean | null = null;
+
+/** Whether `new Function` works here (it throws under a CSP without 'unsafe-eval'). */
+function canGenerate(): boolean {
+  if (codegenAllowed === null) {
+    try {
+      codegenAllowed = new Function('return 1')() === 1;
+    } catch {
+      codegenAllowed = false;
     }
   }
-  const oa = offsetsOf(a);
-  const ob = offsetsOf(b);
-  const f = BINARY[op];
-  const ba = a.offset;
-  const bb = b.offset;
-  if (!oa && !ob) {
-    // the common contiguous cases get dedicated loops (no per-element closure call)
-    if (op === 'add') for (let i = 0; i < n; i++) out[i] = sa[ba + i] + sb[bb + i];
-    else if (op === 'mul') for (let i = 0; i < n; i++) out[i] = sa[ba + i] * sb[bb + i];
-    else if (op === 'sub') for (let i = 0; i < n; i++) out[i] = sa[ba + i] - sb[bb + i];
-    else for (let i = 0; i < n; i++) out[i] = f(sa[ba + i], sb[bb + i]);
-  } else {
-    for (let i = 0; i < n; i++) out[i] = f(sa[oa ? oa[i] : ba + i], sb[ob ? ob[i] : bb + i]);
-  }
-  return storageOf(out, outDtype);
-};
-
-export const where: KernelTable['where'] = (cond, a, b, outShape) => {
-  const n = sizeOf(outShape);
-  const dtype = a.storage.dtype;
-  const out = typedArrayFor(dtype, n);
-  const sc = arrayOf(cond);
-  const sa = arrayOf(a);
-  const sb = arrayOf(b);
-  if (
-    sc instanceof Uint8Array &&
-    sa instanceof Float32Array &&
-    sb instanceof Float32Array &&
-    out instanceof Float32Array
-  ) {
-    const g = geometry(outShape, [cond, a, b]);
-    if (g) {
-      whereF32(sc, sa, sb, out, g);
-      return storageOf(out, dtype);
-    }
-  }
-  const oc = offsetsOf(cond);
-  const oa = offsetsOf(a);
-  const ob = offsetsOf(b);
-  for (let i = 0; i < n; i++) {
-    out[i] = sc[oc ? oc[i] : cond.offset + i] ? sa[oa ? oa[i] : a.offset + i] : sb[ob ? ob[i] : b.offset + i];
-  }
-  return storageOf(out, dtype);
-};
-
-function convertInto(out: ReturnType<typeof typedArrayFor>, x: View, dtype: DType): void {
-  const n = out.length;
-  const src = arrayOf(x);
-  const offs = offsetsOf(x);
-  const at = (i: number) => src[offs ? offs[i] : x.offset + i];
-  if (dtype === 'bool') for (let i = 0; i < n; i++) out[i] = at(i) !== 0 ? 1 : 0;
-  else if (dtype === 'int32')
-    for (let i = 0; i < n; i++) out[i] = Number.isFinite(at(i)) ? Math.trunc(at(i)) : 0;
-  else for (let i = 0; i < n; i++) out[i] = at(i);
+  return codegenAllowed;
 }
 
-export const cast: KernelTable['cast'] = (x, dtype) => {
-  const out = typedArrayFor(dtype, sizeOf(x.shape));
-  convertInto(out, x, dtype);
-  return storageOf(out, dtype);
+/**
+ * Forces the interpreter (true) or allows generated code again (false): for tests of the
+ * fallback path.
+ *
+ * @example
+ * useCpuInterpreter(true); // every CPU elementwise kernel now runs evaluateProgram
+ */
+export function useCpuInterpreter(on: boolean): void {
+  codegenAllowed = on ? false : null;
+}
+
+export const elementwise: KernelTable['elementwise'] = (program, dst) => {
+  if (dst) {
+    // writing into memory the program also reads: compute it aside first
+    if (program.inputs.some((v) => v.storage === dst.storage)) {
+      const values = evaluate(program, null);
+      // scratch that no tensor owns: an uncounted storage wraps it for the copy
+      const scratch = new Storage('cpu', program.root.dtype, values.length, values.byteLength, values);
+      const tmp = { storage: scratch, shape: dst.shape, strides: contiguousStrides(dst.shape), offset: 0 };
+      evaluate(
+        { root: { kind: 'load', input: 0, dtype: program.root.dtype }, inputs: [tmp], consts: [], shape: dst.shape },
+        dst,
+      );
+      return dst.storage;
+    }
+    evaluate(program, dst);
+    return dst.storage;
+  }
+  return storageOf(evaluate(program, null), program.root.dtype);
 };
 
-export const copy: KernelTable['copy'] = (x) => {
-  const dtype = x.storage.dtype;
-  const n = sizeOf(x.shape);
-  const src = arrayOf(x);
-  if (isContiguous(x.shape, x.strides)) return storageOf(src.slice(x.offset, x.offset + n), dtype);
-  if (src instanceof Float32Array) {
-    const g = geometry(x.shape, [x]);
-    if (g) {
-      const out = new Float32Array(n);
-      copyF32(src, out, g);
-      return storageOf(out, dtype);
+/**
+ * Evaluates a program into `dst` (a strided view of its shape), or into a new contiguous typed
+ * array, which it returns.
+ */
+export function evaluate(program: ElementwiseProgram, dst: View | null): TypedArray {
+  const dtype = program.root.dtype;
+  const n = sizeOf(program.shape);
+  const out = dst ? arrayOf(dst) : typedArrayFor(dtype, n);
+  if (n === 0) return out;
+  if (!dst && program.root.kind === 'const') {
+    const v = program.consts[program.root.index];
+    if (v !== 0) out.fill(v);
+    return out;
+  }
+  const outStrides = dst ? dst.strides : contiguousStrides(program.shape);
+  const co = coalesce(program.shape, [outStrides, ...program.inputs.map((v) => v.strides)]);
+  const rank = co.shape.length;
+  const offsets = Int32Array.from([dst ? dst.offset : 0, ...program.inputs.map((v) => v.offset)]);
+  const strides = Int32Array.from(co.strides.flat());
+  const shape = Int32Array.from(co.shape);
+  const arrays = program.inputs.map(arrayOf);
+  const fn = canGenerate() ? compile(program, rank) : null;
+  if (fn) fn(arrays, out, offsets, shape, strides, program.consts);
+  else interpret(program, arrays, out, offsets, shape, strides, rank);
+  return out;
+}
+
+// ---- code generation ------------------------------------------------------------------------
+
+function compile(program: ElementwiseProgram, rank: number): Compiled | null {
+  const inTypes = program.inputs.map((v) => v.storage.dtype[0]).join('');
+  const key = `${exprKey(program.root)}|${inTypes}|${rank}`;
+  let fn = compiled.get(key);
+  if (fn === undefined) {
+    fn = generate(program, rank);
+    compiled.set(key, fn);
+  }
+  return fn;
+}
+
+function generate(program: ElementwiseProgram, rank: number): Compiled | null {
+  const { steps, result } = linearize(program.root);
+  const k = program.inputs.length;
+  const ops = [...new Set(steps.flatMap((s) => (s.node.kind === 'op' ? [s.node.op] : [])))];
+  const lines: string[] = ['"use strict";', 'const fr = Math.fround;'];
+  for (const op of ops) {
+    const row = TABLE[op];
+    lines.push(`const f_${op} = T.${op}.ts;`);
+    if (row.tsInt) lines.push(`const fi_${op} = T.${op}.tsInt;`);
+  }
+  lines.push('return function (A, out, offs, shape, st, C) {');
+  for (let i = 0; i < k; i++) lines.push(`const a${i} = A[${i}];`);
+  const nConsts = program.consts.length;
+  for (let i = 0; i < nConsts; i++) lines.push(`const c${i} = C[${i}];`);
+  const operands = ['o', ...Array.from({ length: k }, (_, i) => `p${i}`)];
+  for (let d = 0; d < rank; d++) {
+    lines.push(`const n${d} = shape[${d}];`);
+    operands.forEach((name, j) => lines.push(`const s${name}_${d} = st[${j * rank + d}];`));
+  }
+  operands.forEach((name, j) => lines.push(`let ${name}_0 = offs[${j}];`));
+  const body = steps.map((s, i) => `const t${i} = ${stepCode(s, `_${rank}`)};`);
+  body.push(`out[o_${rank}] = t${result};`);
+  if (rank === 0) {
+    // a one-element program: no loops, the level-0 offsets are the addresses
+    lines.push(...body);
+  } else {
+    for (let d = 0; d < rank; d++) {
+      lines.push(`for (let i${d} = 0; i${d} < n${d}; i${d}++) {`);
+      operands.forEach((name) => lines.push(`let ${name}_${d + 1} = ${name}_${d};`));
+      if (d === rank - 1) lines.push(...body);
+    }
+    for (let d = rank - 1; d >= 0; d--) {
+      // step the offsets of this level's parent, then close the loop
+      operands.forEach((name) => lines.push(`${name}_${d} += s${name}_${d};`));
+      lines.push('}');
     }
   }
-  const offs = offsetsOf(x);
-  if (!offs) return storageOf(src.slice(x.offset, x.offset + n), dtype);
-  const out = typedArrayFor(dtype, n);
-  for (let i = 0; i < n; i++) out[i] = src[offs[i]];
-  return storageOf(out, dtype);
-};
-
-export const fill: KernelTable['fill'] = (size, value, dtype) => {
-  const out = typedArrayFor(dtype, size);
-  const v = dtype === 'bool' ? (value ? 1 : 0) : value;
-  if (v !== 0) out.fill(v);
-  return storageOf(out, dtype);
-};
-
-export const assign: KernelTable['assign'] = (dst, src) => {
-  const n = sizeOf(dst.shape);
-  const d = arrayOf(dst);
-  const s = arrayOf(src);
-  const od = offsetsOf(dst);
-  const os = offsetsOf(src);
-  if (!od && !os && d !== s) {
-    d.set(s.subarray(src.offset, src.offset + n), dst.offset);
-    return;
+  lines.push('};');
+  const source = lines.join('\n');
+  try {
+    return new Function('T', source)(SCALAR_OPS) as Compiled;
+  } catch {
+    codegenAllowed = false;
+    return null;
   }
-  // read everything first: src and dst may overlap (x.copy_(x.flip()), say)
-  const values = new Float64Array(n);
-  for (let i = 0; i < n; i++) values[i] = s[os ? os[i] : src.offset + i];
-  for (let i = 0; i < n; i++) d[od ? od[i] : dst.offset + i] = values[i];
-};
+}
+
+/** JavaScript for one step; `level` is the suffix of the innermost offsets (`p3_2`, say). */
+function stepCode(s: Step, level: string): string {
+  const e = s.node;
+  const arg = (i: number) => `t${s.args[i]}`;
+  switch (e.kind) {
+    case 'load':
+      return `a${e.input}[p${e.input}${level}]`;
+    case 'const':
+      return `c${e.index}`;
+    case 'cast':
+      return castCode(arg(0), e.arg.dtype, e.dtype);
+    case 'op': {
+      const row = TABLE[e.op];
+      const args = s.args.map((_, i) => arg(i)).join(', ');
+      if (e.dtype === 'int32' && row.tsInt) return `fi_${e.op}(${args})`;
+      return wrapTo(`f_${e.op}(${args})`, e.dtype);
+    }
+  }
+}
+
+function wrapTo(code: string, dtype: DType): string {
+  if (dtype === 'float32') return `fr(${code})`;
+  if (dtype === 'int32') return `(${code} | 0)`;
+  return code;
+}
+
+function castCode(v: string, from: DType, to: DType): string {
+  if (from === to) return v;
+  if (to === 'bool') return `(${v} !== 0 ? 1 : 0)`;
+  if (to === 'int32') return from === 'float32' ? `(${v} | 0)` : v;
+  return from === 'int32' ? `fr(${v})` : v;
+}
+
+// ---- the interpreter ------------------------------------------------------------------------
+
+/**
+ * Evaluates a program element by element, walking the output in row-major order with an
+ * odometer over the coalesced dims: the fallback without code generation, and the reference.
+ */
+function interpret(
+  program: ElementwiseProgram,
+  arrays: readonly TypedArray[],
+  out: TypedArray,
+  offsets: Int32Array,
+  shape: Int32Array,
+  strides: Int32Array,
+  rank: number,
+): void {
+  const { steps, result } = linearize(program.root);
+  const t = new Float64Array(steps.length);
+  const k = arrays.length + 1;
+  const pos = Int32Array.from(offsets);
+  const idx = new Int32Array(rank);
+  const n = sizeOf(Array.from(shape));
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < steps.length; j++) t[j] = evalStep(steps[j], t, arrays, pos, program.consts);
+    out[pos[0]] = t[result];
+    for (let d = rank - 1; d >= 0; d--) {
+      idx[d]++;
+      for (let o = 0; o < k; o++) pos[o] += strides[o * rank + d];
+      if (idx[d] < shape[d]) break;
+      for (let o = 0; o < k; o++) pos[o] -= idx[d] * strides[o * rank + d];
+      idx[d] = 0;
+    }
+  }
+}
+
+function evalStep(
+  s: Step,
+  t: Float64Array,
+  arrays: readonly TypedArray[],
+  pos: Int32Array,
+  consts: readonly number[],
+): number {
+  const e = s.node;
+  switch (e.kind) {
+    case 'load':
+      return arrays[e.input][pos[e.input + 1]];
+    case 'const':
+      return consts[e.index];
+    case 'cast':
+      return castValue(t[s.args[0]], e.arg.dtype, e.dtype);
+    case 'op': {
+      const row = TABLE[e.op];
+      const a = t[s.args[0]];
+      const b = s.args.length > 1 ? t[s.args[1]] : 0;
+      const c = s.args.length > 2 ? t[s.args[2]] : 0;
+      if (e.dtype === 'int32' && row.tsInt) return row.tsInt(a, b);
+      const v = row.ts(a, b, c);
+      return e.dtype === 'float32' ? Math.fround(v) : e.dtype === 'int32' ? v | 0 : v;
+    }
+  }
+}
+
+function castValue(v: number, from: DType, to: DType): number {
+  if (from === to) return v;
+  if (to === 'bool') return v !== 0 ? 1 : 0;
+  if (to === 'int32') return v | 0;
+  return Math.fround(v);
+}
+
+/**
+ * Evaluates a program by the interpreter alone (the reference the generated loops are tested
+ * against).
+ *
+ * @example
+ * const values = evaluateProgram(program); // a new contiguous typed array
+ */
+export function evaluateProgram(program: ElementwiseProgram): TypedArray {
+  const saved = codegenAllowed;
+  codegenAllowed = false;
+  try {
+    return evaluate(program, null);
+  } finally {
+    codegenAllowed = saved;
+  }
+}

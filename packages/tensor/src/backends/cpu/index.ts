@@ -2,7 +2,7 @@ import type { Backend, KernelTable } from '../../backend.js';
 import type { TypedArray } from '../../dtype.js';
 import { registerBackend, registerKernels } from '../../engine.js';
 import type { Storage } from '../../storage.js';
-import { assign, binary, cast, copy, fill, unary, where } from './elementwise.js';
+import { elementwise } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { matmul } from './matmul.js';
 import { adamUpdate } from './optim.js';
@@ -14,6 +14,9 @@ export const cpuBackend: Backend = {
   device: 'cpu',
   description: 'CPU (TypeScript)',
   maxStorageBytes: 2 ** 31 - 1,
+  // generated loops take any number of operands; this bounds the size of one loop nest
+  maxFusedInputs: 16,
+  storageBytes: (dtype, size) => size * (dtype === 'bool' ? 1 : 4),
   upload(data, dtype) {
     return storageOf(data.slice(), dtype);
   },
@@ -26,13 +29,7 @@ export const cpuBackend: Backend = {
 };
 
 export const cpuKernels = {
-  unary,
-  binary,
-  where,
-  cast,
-  copy,
-  fill,
-  assign,
+  elementwise,
   reduce,
   matmul,
   gather,

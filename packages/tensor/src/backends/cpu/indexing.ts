@@ -3,7 +3,8 @@ import { type TypedArray, typedArrayFor } from '../../dtype.js';
 import { OpError } from '../../errors.js';
 import { contiguousStrides, sizeOf } from '../../shape.js';
 import type { Storage, View } from '../../storage.js';
-import { copy } from './elementwise.js';
+import { elementwise } from './elementwise.js';
+import { loadProgram } from '../../expr/program.js';
 import { storageOf } from './storage.js';
 import { arrayOf } from './strided.js';
 
@@ -74,7 +75,7 @@ export const indexSelect: KernelTable['indexSelect'] = (x, dim, index) => {
 
 /** A dense copy of `target` to accumulate into, with its array and a view of it. */
 function copyOfTarget(target: View): { result: Storage; out: TypedArray; outView: View } {
-  const result = copy(target);
+  const result = elementwise(loadProgram(target));
   const outView: View = {
     storage: result,
     shape: target.shape,

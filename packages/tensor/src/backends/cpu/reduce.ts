@@ -1,5 +1,6 @@
 import type { KernelTable } from '../../backend.js';
 import { typedArrayFor } from '../../dtype.js';
+import { evaluate } from './elementwise.js';
 import { storageOf } from './storage.js';
 import { arrayOf, offsetsOf } from './strided.js';
 
@@ -9,10 +10,13 @@ import { arrayOf, offsetsOf } from './strided.js';
  * not contiguous), so the reduction loops themselves are plain array scans. Sums accumulate in
  * float64, which keeps float32 results as close to exact as a float32 can hold.
  */
-export const reduce: KernelTable['reduce'] = (op, x, outer, inner, outDtype) => {
+export const reduce: KernelTable['reduce'] = (op, program, outer, inner, outDtype) => {
   const out = typedArrayFor(outDtype, outer);
-  const src = arrayOf(x);
-  const offs = offsetsOf(x);
+  // a plain view is read where it lies; a fused prologue is evaluated into a dense row-major array
+  const plain = program.root.kind === 'load' ? program.inputs[program.root.input] : null;
+  const src = plain ? arrayOf(plain) : evaluate(program, null);
+  const offs = plain ? offsetsOf(plain) : null;
+  const x = { offset: plain ? plain.offset : 0 };
   if (!offs && op === 'sum' && src instanceof Float32Array) {
     // the hot case (losses, means, layer norms) scans the float32 storage directly
     for (let o = 0; o < outer; o++) out[o] = sumContiguous(src, x.offset + o * inner, inner);

@@ -134,6 +134,11 @@ export class BufferPool {
   }
 
   /** A new storage of `size` elements (contents undefined until a kernel writes them). */
+  /** A pooled buffer for `size` elements that no tensor owns (a kernel's scratch; see release). */
+  scratch(op: string, size: number): GPUBuffer {
+    return this.acquireBuffer(op, Math.max(1, size) * ELEMENT_BYTES, false);
+  }
+
   allocate(op: string, dtype: DType, size: number): Storage<GPUBuffer> {
     const bytes = size * ELEMENT_BYTES;
     const buffer = this.acquireBuffer(op, bytes, false);

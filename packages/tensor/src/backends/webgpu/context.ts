@@ -107,6 +107,15 @@ export class WebGPUContext {
     return this.pool.allocate(op, dtype, size);
   }
 
+  /**
+   * A buffer of `size` elements for work inside one kernel call (partial sums, a copy that must
+   * not alias its destination). It is not a storage: the engine never sees it, and the kernel
+   * gives it back with `release` once its dispatches are recorded.
+   */
+  scratch(op: string, size: number): GPUBuffer {
+    return this.pool.scratch(op, size);
+  }
+
   /** Returns a storage's buffer to the pool (pending until the open batch is submitted, if any). */
   release(buffer: GPUBuffer): void {
     if (this.pool.release(buffer, this.recorder.isOpen)) this.recorder.submit();

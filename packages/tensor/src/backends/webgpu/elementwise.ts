@@ -1,75 +1,128 @@
-import type { BinaryOp, KernelTable, UnaryOp } from '../../backend.js';
-import type { DType } from '../../dtype.js';
-import { releaseStorage } from '../../engine.js';
-import { contiguousStrides, sizeOf } from '../../shape.js';
-import type { Storage, View } from '../../storage.js';
+import type { KernelTable } from '../../backend.js';
+import type { ElementwiseProgram } from '../../expr/program.js';
+import { coalesce, contiguousStrides, sizeOf } from '../../shape.js';
+import { Storage, type View } from '../../storage.js';
 import { type Binding, ELEMENT_BYTES, type WebGPUContext } from './context.js';
+import {
+  bindingOf,
+  constBits,
+  constDtypes,
+  expressionCode,
+  type InputBindings,
+  inputBindings,
+  programKey,
+} from './program.js';
 import { ctx } from './state.js';
-import { coalesce, linearIndex, MAIN_ARGS, metaStruct, PRELUDE, unravel, WG, WGSL_TYPE } from './wgsl.js';
-
-/** The bound range of a storage: all of its elements (at least one word). */
-export function bindingOf(storage: Storage): Binding {
-  return {
-    buffer: storage.handle as GPUBuffer,
-    size: Math.max(ELEMENT_BYTES, storage.size * ELEMENT_BYTES),
-  };
-}
-
-export interface ElementwiseSpec {
-  /** Identifies the expression (with the dtypes, rank and layout it joins the pipeline key). */
-  key: string;
-  inputs: readonly DType[];
-  out: DType;
-  /** WGSL expression of the output value from the input values `x0`, `x1`, …. */
-  expr: string;
-  /** Extra words read by the expression as `P0` (a u32 parameter). */
-  param?: number;
-}
+import { linearIndex, MAIN_ARGS, metaStruct, PRELUDE, s, u, unravel, WG, WGSL_TYPE } from './wgsl.js';
 
 /**
- * Runs `out[i] = expr(inputs at i)` over `shape`. Inputs are strided views of that shape (stride 0
- * on broadcast dims); the output is a new contiguous storage, or the strided `dst` view (assign).
+ * The one elementwise kernel of the WebGPU backend: WGSL generated for each program structure
+ * (cached by a key of its ops, dtypes, bindings and coalesced rank; sizes, strides and constants
+ * are uniform words, so new shapes and values compile nothing). Contiguous, 16-byte-aligned
+ * programs read and write vec4s, four elements per invocation.
  */
-export function elementwise(
-  c: WebGPUContext,
-  op: string,
-  spec: ElementwiseSpec,
-  inputs: readonly View[],
-  shape: readonly number[],
-  dst?: View,
-): Storage {
-  c.check(op);
-  const n = sizeOf(shape);
-  const out = dst ? dst.storage : c.allocate(op, spec.out, n);
-  if (n === 0) return out;
-  const outStrides = dst ? dst.strides : contiguousStrides(shape);
-  const co = coalesce(shape, [outStrides, ...inputs.map((v) => v.strides)]);
+
+/** Fills of fewer elements are uploaded from the host: a queue write costs less than a dispatch. */
+const UPLOAD_FILL_BELOW = 16384;
+
+export const elementwise: KernelTable['elementwise'] = (program, dst) => {
+  const c = ctx('elementwise');
+  c.check('elementwise');
+  const n = sizeOf(program.shape);
+  if (dst) {
+    if (n === 0) return dst.storage;
+    if (program.inputs.some((v) => v.storage === dst.storage)) {
+      // one buffer cannot be bound for reading and writing in one dispatch: compute it aside
+      const scratch = c.scratch('elementwise', n);
+      const tmp = new Storage('webgpu', program.root.dtype, n, n * ELEMENT_BYTES, scratch);
+      run(c, program, { storage: tmp, shape: program.shape, strides: contiguousStrides(program.shape), offset: 0 });
+      const view = { storage: tmp, shape: program.shape, strides: contiguousStrides(program.shape), offset: 0 };
+      run(c, { root: { kind: 'load', input: 0, dtype: tmp.dtype }, inputs: [view], consts: [], shape: program.shape }, dst);
+      c.release(scratch);
+      return dst.storage;
+    }
+    run(c, program, dst);
+    return dst.storage;
+  }
+  const dtype = program.root.dtype;
+  if (program.root.kind === 'const' && n < UPLOAD_FILL_BELOW) {
+    const words = new Uint32Array(n).fill(constBits(program.consts[program.root.index], dtype));
+    return c.upload('fill', words, dtype, n);
+  }
+  const out = c.allocate('elementwise', dtype, n);
+  if (n > 0) run(c, program, { storage: out, shape: program.shape, strides: contiguousStrides(program.shape), offset: 0 });
+  return out;
+};
+
+/** Records the dispatch of `program` into the strided view `dst`. */
+function run(c: WebGPUContext, program: ElementwiseProgram, dst: View): void {
+  const n = sizeOf(program.shape);
+  const b = inputBindings(program);
+  const k = program.inputs.length;
+  const co = coalesce(program.shape, [dst.strides, ...program.inputs.map((v) => v.strides)]);
   const rank = co.shape.length;
-  const k = inputs.length;
-  // words: n, param, outOffset, in offsets[k], shape[rank], strides[(k+1) * rank]
-  const shapeAt = 3 + k;
+  const vec4 = vectorizable(program, b, dst, co.shape, co.strides, n);
+  const m = program.consts.length;
+  // words: n, out offset, input offsets[k], shape[rank], strides[(k+1)·rank], constants[m]
+  const shapeAt = 2 + k;
   const strideAt = Array.from({ length: k + 1 }, (_, i) => shapeAt + rank + i * rank);
-  const words = new Uint32Array(shapeAt + rank * (k + 2));
-  words[0] = n;
-  words[1] = spec.param ?? 0;
-  words[2] = dst ? dst.offset : 0;
-  for (let i = 0; i < k; i++) words[3 + i] = inputs[i].offset;
+  const constAt = shapeAt + rank * (k + 2);
+  const words = new Uint32Array(constAt + m);
   const ints = new Int32Array(words.buffer);
+  words[0] = vec4 ? n / 4 : n;
+  words[1] = vec4 ? dst.offset / 4 : dst.offset;
+  for (let i = 0; i < k; i++) {
+    const v = program.inputs[i];
+    words[2 + i] = vec4 && vec4[i] ? v.offset / 4 : v.offset;
+  }
   for (let d = 0; d < rank; d++) {
     words[shapeAt + d] = co.shape[d];
     for (let j = 0; j <= k; j++) ints[strideAt[j] + d] = co.strides[j][d];
   }
-  const key = `ew|${spec.key}|${spec.inputs.join(',')}>${spec.out}|r${rank}|${words.length}`;
+  const cd = constDtypes(program);
+  for (let i = 0; i < m; i++) words[constAt + i] = constBits(program.consts[i], cd[i]);
+  const outT = WGSL_TYPE[program.root.dtype];
+  const key = `ew|${programKey(program, b)}>${program.root.dtype[0]}|r${rank}|k${k}|m${m}${vec4 ? `|v${vec4.map(Number).join('')}` : ''}`;
   const pipeline = c.pipeline(key, () => {
-    const decls = [`@group(0) @binding(1) var<storage, read_write> y: array<${WGSL_TYPE[spec.out]}>;`];
-    for (let i = 0; i < k; i++) {
-      decls.push(
-        `@group(0) @binding(${i + 2}) var<storage, read> in${i}: array<${WGSL_TYPE[spec.inputs[i]]}>;`,
-      );
+    const types = b.storages.map((st) => WGSL_TYPE[st.dtype]);
+    // a binding is vec4 when its inputs step through it one element at a time
+    const vecSlot = b.storages.map((_, j) => vec4 !== null && program.inputs.some((_, i) => b.slot[i] === j && vec4[i]));
+    const decls = [
+      `@group(0) @binding(1) var<storage, read_write> y: array<${vec4 ? `vec4<${outT}>` : outT}>;`,
+      ...types.map(
+        (t, j) => `@group(0) @binding(${j + 2}) var<storage, read> in${j}: array<${vecSlot[j] ? `vec4<${t}>` : t}>;`,
+      ),
+    ];
+    const constWord = (i: number) => u(constAt + i);
+    const value = expressionCode(program.root, 'r_', constWord);
+    let body: string;
+    if (vec4) {
+      const vecLoads: string[] = [];
+      const laneLoads: string[] = [];
+      for (let i = 0; i < k; i++) {
+        const off = u(2 + i);
+        if (vec4[i]) {
+          vecLoads.push(`let v${i} = in${b.slot[i]}[${off} + idx];`);
+          laneLoads.push(`let x${i} = v${i}[lane];`);
+        } else laneLoads.push(`let x${i} = in${b.slot[i]}[${off}];`);
+      }
+      body = `${vecLoads.join('\n  ')}
+  var out_: vec4<${outT}>;
+  for (var lane = 0u; lane < 4u; lane++) {
+    ${laneLoads.join('\n    ')}
+    ${value}
+    out_[lane] = r_;
+  }
+  y[${u(1)} + idx] = out_;`;
+    } else {
+      const names = ['oy', ...program.inputs.map((_, i) => `o${i}`)];
+      const offsets = ['i32(U.v[0].y)', ...program.inputs.map((_, i) => s(2 + i))];
+      const loads = program.inputs.map((_, i) => `let x${i} = in${b.slot[i]}[o${i}];`).join('\n  ');
+      body = `${unravel('idx', rank, shapeAt, names, offsets, strideAt)}
+  ${loads}
+  ${value}
+  y[oy] = r_;`;
     }
-    const names = ['oy', ...inputs.map((_, i) => `o${i}`)];
-    const offsets = ['i32(U.v[0].z)', ...inputs.map((_, i) => `bitcast<i32>(${uWord(3 + i)})`)];
-    const loads = inputs.map((_, i) => `let x${i} = in${i}[o${i}];`).join('\n  ');
     return `${PRELUDE}
 ${metaStruct(words.length)}
 ${decls.join('\n')}
@@ -77,197 +130,37 @@ ${decls.join('\n')}
 fn main(${MAIN_ARGS}) {
   let idx = ${linearIndex(WG)};
   if (idx >= U.v[0].x) { return; }
-  let P0 = U.v[0].y;
-  ${unravel('idx', rank, shapeAt, names, offsets, strideAt)}
-  ${loads}
-  y[oy] = ${spec.expr};
+  ${body}
 }`;
   });
-  const bindings = [bindingOf(out), ...inputs.map((v) => bindingOf(v.storage))];
-  c.dispatch(pipeline, words, bindings, c.grid(Math.ceil(n / WG)));
-  return out;
+  const bindings: Binding[] = [bindingOf(dst.storage), ...b.storages.map(bindingOf)];
+  c.dispatch(pipeline, words, bindings, c.grid(Math.ceil(words[0] / WG)));
 }
 
-function uWord(i: number): string {
-  return `U.v[${i >> 2}].${'xyzw'[i & 3]}`;
-}
-
-// ---- unary --------------------------------------------------------------------------------
-
-const UNARY_F: Record<UnaryOp, string> = {
-  neg: '-x0',
-  abs: 'abs(x0)',
-  exp: 'exp(x0)',
-  log: 'log(x0)',
-  sqrt: 'sqrt(x0)',
-  rsqrt: '1.0 / sqrt(x0)',
-  tanh: 'tanh_s(x0)',
-  sigmoid: 'sigmoid_s(x0)',
-  relu: 'select(0.0, x0, !(x0 <= 0.0))',
-  geluTanh: '0.5 * x0 * (1.0 + tanh_s(0.7978845608028654 * (x0 + 0.044715 * x0 * x0 * x0)))',
-  geluErf: '0.5 * x0 * (1.0 + erf_f(x0 * 0.7071067811865476))',
-  silu: 'x0 * sigmoid_s(x0)',
-  sign: 'select(sign(x0), x0, is_nan(x0))',
-  square: 'x0 * x0',
-  reciprocal: '1.0 / x0',
-  sin: 'sin(reduce_2pi(x0))',
-  cos: 'cos(reduce_2pi(x0))',
-  floor: 'floor(x0)',
-  ceil: 'ceil(x0)',
-  round: 'round(x0)',
-  logicalNot: 'select(0u, 1u, !f_nonzero(x0))',
-};
-
-const UNARY_I: Partial<Record<UnaryOp, string>> = {
-  neg: '-x0',
-  abs: 'abs(x0)',
-  relu: 'max(x0, 0)',
-  sign: 'sign(x0)',
-  square: 'x0 * x0',
-  floor: 'x0',
-  ceil: 'x0',
-  round: 'x0',
-  logicalNot: 'select(0u, 1u, x0 == 0)',
-};
-
-export const unary: KernelTable['unary'] = (op, x, outDtype) => {
-  const c = ctx(op);
-  const dt = x.storage.dtype;
-  let expr: string | undefined;
-  if (op === 'logicalNot')
-    expr =
-      dt === 'float32'
-        ? UNARY_F.logicalNot
-        : dt === 'int32'
-          ? UNARY_I.logicalNot
-          : 'select(0u, 1u, x0 == 0u)';
-  else if (dt === 'float32') expr = UNARY_F[op];
-  else if (dt === 'int32') expr = UNARY_I[op];
-  if (!expr) throw new Error(`webgpu: unary '${op}' has no ${dt} kernel`);
-  return elementwise(c, op, { key: `u:${op}`, inputs: [dt], out: outDtype, expr }, [x], x.shape);
-};
-
-// ---- binary -------------------------------------------------------------------------------
-
-const BINARY_F: Record<BinaryOp, string> = {
-  add: 'x0 + x1',
-  sub: 'x0 - x1',
-  mul: 'x0 * x1',
-  div: 'x0 / x1',
-  pow: 'pow_f(x0, x1)',
-  maximum: 'select(select(x1, x0, x0 > x1), nan_f(), is_nan(x0) || is_nan(x1))',
-  minimum: 'select(select(x1, x0, x0 < x1), nan_f(), is_nan(x0) || is_nan(x1))',
-  eq: 'select(0u, 1u, x0 == x1 && !is_nan(x0) && !is_nan(x1))',
-  ne: 'select(0u, 1u, !(x0 == x1) || is_nan(x0) || is_nan(x1))',
-  lt: 'select(0u, 1u, x0 < x1)',
-  le: 'select(0u, 1u, x0 <= x1)',
-  gt: 'select(0u, 1u, x0 > x1)',
-  ge: 'select(0u, 1u, x0 >= x1)',
-  logicalAnd: 'select(0u, 1u, f_nonzero(x0) && f_nonzero(x1))',
-  logicalOr: 'select(0u, 1u, f_nonzero(x0) || f_nonzero(x1))',
-};
-
-/** int32 and bool (u32) share these (integer division never reaches a kernel: div is float). */
-const BINARY_I: Record<BinaryOp, string> = {
-  add: 'x0 + x1',
-  sub: 'x0 - x1',
-  mul: 'x0 * x1',
-  div: 'x0 / x1',
-  pow: 'pow_i(x0, x1)',
-  maximum: 'max(x0, x1)',
-  minimum: 'min(x0, x1)',
-  eq: 'select(0u, 1u, x0 == x1)',
-  ne: 'select(0u, 1u, x0 != x1)',
-  lt: 'select(0u, 1u, x0 < x1)',
-  le: 'select(0u, 1u, x0 <= x1)',
-  gt: 'select(0u, 1u, x0 > x1)',
-  ge: 'select(0u, 1u, x0 >= x1)',
-  logicalAnd: 'select(0u, 1u, x0 != Z && x1 != Z)',
-  logicalOr: 'select(0u, 1u, x0 != Z || x1 != Z)',
-};
-
-export const binary: KernelTable['binary'] = (op, a, b, outShape, outDtype) => {
-  const c = ctx(op);
-  const dt = a.storage.dtype;
-  let expr: string;
-  if (dt === 'float32') expr = BINARY_F[op];
-  else if (dt === 'int32') expr = BINARY_I[op].replaceAll('Z', '0');
-  else {
-    // bool operands reach kernels only for comparisons and logical ops (arithmetic promotes to int32)
-    expr = BINARY_I[op].replaceAll('Z', '0u');
-    if (op === 'pow') expr = 'pow_i(i32(x0), i32(x1))';
-    else if (outDtype === 'int32') expr = `i32(${expr})`;
+/**
+ * Per input, whether it is read as vec4s (true) or as one broadcast scalar (false), or null when
+ * the program cannot take the vec4 path: the output and every stepping input must be contiguous
+ * and 16-byte aligned, and a storage must not be read both ways.
+ */
+function vectorizable(
+  program: ElementwiseProgram,
+  b: InputBindings,
+  dst: View,
+  shape: readonly number[],
+  strides: readonly (readonly number[])[],
+  n: number,
+): boolean[] | null {
+  if (n % 4 !== 0 || shape.length !== 1 || strides[0][0] !== 1 || dst.offset % 4 !== 0) return null;
+  const stepping = program.inputs.map((v, i) => {
+    const st = strides[i + 1][0];
+    if (st === 1 && v.offset % 4 === 0) return true;
+    if (st === 0) return false;
+    return null;
+  });
+  if (stepping.some((x) => x === null)) return null;
+  for (let j = 0; j < b.storages.length; j++) {
+    const modes = new Set(stepping.filter((_, i) => b.slot[i] === j));
+    if (modes.size > 1) return null;
   }
-  return elementwise(c, op, { key: `b:${op}`, inputs: [dt, dt], out: outDtype, expr }, [a, b], outShape);
-};
-
-export const where: KernelTable['where'] = (cond, a, b, outShape) => {
-  const c = ctx('where');
-  const dt = a.storage.dtype;
-  return elementwise(
-    c,
-    'where',
-    { key: 'where', inputs: ['bool', dt, dt], out: dt, expr: 'select(x2, x1, x0 != 0u)' },
-    [cond, a, b],
-    outShape,
-  );
-};
-
-function castExpr(from: DType, to: DType): string {
-  if (from === to) return 'x0';
-  if (to === 'bool')
-    return from === 'float32'
-      ? 'select(0u, 1u, f_nonzero(x0))'
-      : `select(0u, 1u, x0 != ${from === 'int32' ? '0' : '0u'})`;
-  if (to === 'float32') return 'f32(x0)';
-  // to int32
-  return from === 'float32' ? 'f2i(x0)' : 'i32(x0)';
-}
-
-export const cast: KernelTable['cast'] = (x, dtype) => {
-  const c = ctx('cast');
-  const from = x.storage.dtype;
-  return elementwise(
-    c,
-    'cast',
-    { key: 'cast', inputs: [from], out: dtype, expr: castExpr(from, dtype) },
-    [x],
-    x.shape,
-  );
-};
-
-export const copy: KernelTable['copy'] = (x) => {
-  const c = ctx('copy');
-  const dt = x.storage.dtype;
-  return elementwise(c, 'copy', { key: 'copy', inputs: [dt], out: dt, expr: 'x0' }, [x], x.shape);
-};
-
-export const fill: KernelTable['fill'] = (size, value, dtype) => {
-  const c = ctx('fill');
-  const bits = new Uint32Array(1);
-  if (dtype === 'float32') new Float32Array(bits.buffer)[0] = value;
-  else if (dtype === 'int32') new Int32Array(bits.buffer)[0] = Math.trunc(value);
-  else bits[0] = value ? 1 : 0;
-  const expr = `bitcast<${WGSL_TYPE[dtype]}>(P0)`;
-  return elementwise(c, 'fill', { key: 'fill', inputs: [], out: dtype, expr, param: bits[0] }, [], [size]);
-};
-
-export const assign: KernelTable['assign'] = (dst, src) => {
-  const c = ctx('assign');
-  const dt = dst.storage.dtype;
-  let source = src;
-  let temp: Storage | null = null;
-  if (src.storage === dst.storage) {
-    // the same buffer cannot be bound for reading and writing in one dispatch: copy src first
-    temp = copy(src);
-    source = { storage: temp, shape: src.shape, strides: contiguousStrides(src.shape), offset: 0 };
-  }
-  elementwise(c, 'assign', { key: 'assign', inputs: [dt], out: dt, expr: 'x0' }, [source], dst.shape, dst);
-  if (temp) releaseTemp(temp);
-};
-
-/** Frees a scratch storage made inside a kernel (it never reached a tensor). */
-export function releaseTemp(s: Storage): void {
-  s.refs = 1;
-  releaseStorage(s);
+  return stepping as boolean[];
 }

@@ -10,7 +10,7 @@ import {
 import type { Storage } from '../../storage.js';
 import { acquireGPU } from './acquire.js';
 import { ELEMENT_BYTES, WebGPUContext } from './context.js';
-import { assign, binary, cast, copy, fill, unary, where } from './elementwise.js';
+import { elementwise } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { matmul } from './matmul.js';
 import { adamUpdate } from './optim.js';
@@ -27,13 +27,7 @@ export interface WebGPUInitOptions {
 }
 
 export const webgpuKernels = {
-  unary,
-  binary,
-  where,
-  cast,
-  copy,
-  fill,
-  assign,
+  elementwise,
   reduce,
   matmul,
   gather,
@@ -73,6 +67,9 @@ function createBackend(c: WebGPUContext): Backend {
     device: 'webgpu',
     description: c.description,
     maxStorageBytes: c.maxStorageBytes,
+    // one binding is the output; the rest may be inputs of a fused kernel
+    maxFusedInputs: Math.max(2, c.limits.maxStorageBuffersPerShaderStage - 1),
+    storageBytes: (_dtype, size) => size * ELEMENT_BYTES,
     upload(data: TypedArray, dtype: DType): Storage {
       if (dtype === 'bool') {
         const words = new Uint32Array(data.length);

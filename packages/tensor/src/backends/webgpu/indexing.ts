@@ -1,8 +1,10 @@
 import type { KernelTable } from '../../backend.js';
 import { contiguousStrides, sizeOf } from '../../shape.js';
-import type { Storage, View } from '../../storage.js';
+import { Storage, type View } from '../../storage.js';
 import { INDEX_OPS, type IndexOp, type WebGPUContext } from './context.js';
-import { bindingOf, copy, releaseTemp } from './elementwise.js';
+import { loadProgram } from '../../expr/program.js';
+import { elementwise } from './elementwise.js';
+import { bindingOf } from './program.js';
 import { ctx } from './state.js';
 import { coalesce, linearIndex, MAIN_ARGS, metaStruct, u, unravel, WG, WGSL_TYPE } from './wgsl.js';
 
@@ -37,10 +39,12 @@ function gatherLike(
   dim: number,
   index: View,
   shape: readonly number[],
+  scratch?: GPUBuffer,
 ): Storage {
   const dt = x.storage.dtype;
   const n = sizeOf(shape);
-  const out = c.allocate(op, dt, n);
+  // into a scratch buffer when only the index check matters (an uncounted storage wraps it)
+  const out = scratch ? new Storage('webgpu', dt, n, n * 4, scratch) : c.allocate(op, dt, n);
   if (n === 0) return out;
   const xStrides = x.strides.map((st, d) => (d === dim ? 0 : st));
   const co = coalesce(shape, [index.strides, xStrides]);
@@ -95,9 +99,11 @@ export const indexSelect: KernelTable['indexSelect'] = (x, dim, index) => {
   if (x.shape.length === 0) {
     // a 0-d input: every index must be 0 or -1; the result is x itself
     const xs: View = { storage: x.storage, shape: [1], strides: [0], offset: x.offset };
-    const checked = gatherLike(c, 'indexSelect', xs, 0, index, [rows]);
-    releaseTemp(checked);
-    return copy(x);
+    // the gather only checks the indices (into a scratch buffer); the result is a copy of x
+    const scratch = c.scratch('indexSelect', rows);
+    gatherLike(c, 'indexSelect', xs, 0, index, [rows], scratch);
+    c.release(scratch);
+    return elementwise(loadProgram(x));
   }
   const shape = [...x.shape];
   shape[dim] = rows;
@@ -120,7 +126,7 @@ function scatterLike(
   count: number,
 ): Storage {
   const dt = target.storage.dtype;
-  const result = copy(target);
+  const result = elementwise(loadProgram(target));
   const shape = index.shape;
   const columnsShape = shape.map((d, i) => (i === dim ? 1 : d));
   const columns = sizeOf(columnsShape);

@@ -1,7 +1,8 @@
 import type { KernelTable } from '../../backend.js';
 import type { Storage, View } from '../../storage.js';
 import type { WebGPUContext } from './context.js';
-import { bindingOf, fill } from './elementwise.js';
+import { elementwise } from './elementwise.js';
+import { bindingOf } from './program.js';
 import { ctx } from './state.js';
 import { metaStruct, u } from './wgsl.js';
 
@@ -373,7 +374,7 @@ export const matmul: KernelTable['matmul'] = (a, b, batch, m, k, n) => {
   const c = ctx('matmul');
   c.check('matmul');
   if (batch * m * n === 0) return c.allocate('matmul', 'float32', batch * m * n);
-  if (k === 0) return fill(batch * m * n, 0, 'float32');
+  if (k === 0) return elementwise({ root: { kind: 'const', index: 0, dtype: 'float32' }, inputs: [], consts: [0], shape: [batch * m * n] });
   const out = c.allocate('matmul', 'float32', batch * m * n);
   matmulInto(c, out, a, b, batch, m, k, n);
   return out;

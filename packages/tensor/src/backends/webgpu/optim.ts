@@ -1,6 +1,6 @@
 import type { KernelTable } from '../../backend.js';
 import { sizeOf } from '../../shape.js';
-import { bindingOf } from './elementwise.js';
+import { bindingOf } from './program.js';
 import { ctx } from './state.js';
 import { linearIndex, MAIN_ARGS, metaStruct, u, WG } from './wgsl.js';
 

@@ -1,8 +1,10 @@
 import type { KernelTable, ReduceOp } from '../../backend.js';
 import type { DType } from '../../dtype.js';
-import type { Storage } from '../../storage.js';
+import { type ElementwiseProgram, loadProgram } from '../../expr/program.js';
+import { Storage } from '../../storage.js';
 import type { WebGPUContext } from './context.js';
-import { bindingOf, fill, releaseTemp } from './elementwise.js';
+import { elementwise } from './elementwise.js';
+import { bindingOf, constBits, constDtypes, expressionCode, inputBindings, programKey } from './program.js';
 import { ctx } from './state.js';
 import { coalesce, MAIN_ARGS, metaStruct, PRELUDE, u, unravel, WGSL_TYPE } from './wgsl.js';
 
@@ -73,55 +75,87 @@ function foldTree(op: ReduceOp, t: string): string {
 }
 
 /**
- * One pass: each of `outer * chunks` outputs reduces up to `chunkLen` of its row's `inner` elements.
- * x has shape [...kept, ...reduced] (coalesced per part).
+ * One pass: each of `outer * chunks` outputs reduces up to `chunkLen` of its row's `inner` elements
+ * of the program's values (shape [...kept, ...reduced], coalesced per part across its inputs).
  */
 function reducePass(
   c: WebGPUContext,
   op: ReduceOp,
-  x: { storage: Storage; shape: readonly number[]; strides: readonly number[]; offset: number },
+  x: ElementwiseProgram,
   split: number,
   outer: number,
   inner: number,
   chunks: number,
   outDtype: DType,
+  into?: Storage,
 ): Storage {
-  const inT = WGSL_TYPE[x.storage.dtype];
+  const inDtype = x.root.dtype;
+  const inT = WGSL_TYPE[inDtype];
   const isArg = op === 'argmax' || op === 'argmin';
   const accT = isArg || op === 'max' || op === 'min' ? inT : WGSL_TYPE[outDtype];
   const outT = WGSL_TYPE[outDtype];
-  const kept = coalesce(x.shape.slice(0, split), [x.strides.slice(0, split)]);
-  const red = coalesce(x.shape.slice(split), [x.strides.slice(split)]);
+  const b = inputBindings(x);
+  const k = x.inputs.length;
+  const kept = coalesce(
+    x.shape.slice(0, split),
+    x.inputs.map((v) => v.strides.slice(0, split)),
+  );
+  const red = coalesce(
+    x.shape.slice(split),
+    x.inputs.map((v) => v.strides.slice(split)),
+  );
   const rk = kept.shape.length;
   const rr = red.shape.length;
   const chunkLen = Math.ceil(inner / chunks);
-  // words: outer, inner, chunks, chunkLen, offset, keptShape, keptStrides, redShape, redStrides
-  const words = new Uint32Array(5 + 2 * rk + 2 * rr);
+  const m = x.consts.length;
+  // words: outer, inner, chunks, chunkLen, offsets[k], keptShape, keptStrides[k], redShape,
+  // redStrides[k], constants[m]
+  const offAt = 4;
+  const keptAt = offAt + k;
+  const keptStrideAt = Array.from({ length: k }, (_, i) => keptAt + rk + i * rk);
+  const redAt = keptAt + rk * (k + 1);
+  const redStrideAt = Array.from({ length: k }, (_, i) => redAt + rr + i * rr);
+  const constAt = redAt + rr * (k + 1);
+  const words = new Uint32Array(constAt + m);
   const ints = new Int32Array(words.buffer);
-  words.set([outer, inner, chunks, chunkLen, x.offset]);
-  for (let d = 0; d < rk; d++) {
-    words[5 + d] = kept.shape[d];
-    ints[5 + rk + d] = kept.strides[0][d];
+  words.set([outer, inner, chunks, chunkLen]);
+  for (let i = 0; i < k; i++) {
+    words[offAt + i] = x.inputs[i].offset;
+    for (let d = 0; d < rk; d++) ints[keptStrideAt[i] + d] = kept.strides[i][d];
+    for (let d = 0; d < rr; d++) ints[redStrideAt[i] + d] = red.strides[i][d];
   }
-  for (let d = 0; d < rr; d++) {
-    words[5 + 2 * rk + d] = red.shape[d];
-    ints[5 + 2 * rk + rr + d] = red.strides[0][d];
-  }
+  for (let d = 0; d < rk; d++) words[keptAt + d] = kept.shape[d];
+  for (let d = 0; d < rr; d++) words[redAt + d] = red.shape[d];
+  const cd = constDtypes(x);
+  for (let i = 0; i < m; i++) words[constAt + i] = constBits(x.consts[i], cd[i]);
   const perThread = inner < ROW_PER_THREAD_BELOW && chunks === 1;
   const rows = outer * chunks;
-  const out = c.allocate(op, outDtype, rows);
+  const out = into ?? c.allocate(op, outDtype, rows);
   const nan = accT === 'f32';
   const conv = (v: string) => (accT === inT ? v : `${accT}(${v})`);
-  const key = `red|${op}|${x.storage.dtype}>${outDtype}|k${rk}|r${rr}|${perThread ? 't' : 'w'}`;
+  const key = `red|${op}|${programKey(x, b)}>${outDtype}|k${rk}|r${rr}|m${m}|${perThread ? 't' : 'w'}`;
   const pipeline = c.pipeline(key, () => {
-    const rowOffset = unravel('row', rk, 5, ['ro'], [`bitcast<i32>(${u(4)})`], [5 + rk]);
-    const elemOffset = unravel('j', rr, 5 + 2 * rk, ['eo'], ['ro'], [5 + 2 * rk + rr]);
+    const rowNames = x.inputs.map((_, i) => `ro${i}`);
+    const elemNames = x.inputs.map((_, i) => `eo${i}`);
+    const rowOffset = unravel(
+      'row',
+      rk,
+      keptAt,
+      rowNames,
+      x.inputs.map((_, i) => `bitcast<i32>(${u(offAt + i)})`),
+      keptStrideAt,
+    );
+    const elemOffset = unravel('j', rr, redAt, elemNames, rowNames, redStrideAt);
+    const loads = x.inputs.map((_, i) => `let x${i} = in${b.slot[i]}[eo${i}];`).join('\n    ');
+    const value = `${loads}
+    ${expressionCode(x.root, 'xv_', (i) => u(constAt + i))}
+    let v = ${conv('xv_')};`;
     const init = `var acc: ${accT} = ${identity(op, accT)};${op === 'sum' && nan ? ` var comp: ${accT} = 0.0;` : ''}${isArg ? ' var ai: u32 = 0xffffffffu;' : ''}`;
     const store = isArg ? 'y[o] = i32(ai);' : `y[o] = ${accT === outT ? 'acc' : `${outT}(acc)`};`;
     const head = `${PRELUDE}
 ${metaStruct(words.length)}
 @group(0) @binding(1) var<storage, read_write> y: array<${outT}>;
-@group(0) @binding(2) var<storage, read> x: array<${inT}>;`;
+${b.storages.map((st, j) => `@group(0) @binding(${j + 2}) var<storage, read> in${j}: array<${WGSL_TYPE[st.dtype]}>;`).join('\n')}`;
     if (perThread) {
       return `${head}
 @compute @workgroup_size(${RWG})
@@ -133,7 +167,7 @@ fn main(${MAIN_ARGS}) {
   ${init}
   for (var j: u32 = 0u; j < ${u(1)}; j++) {
     ${elemOffset}
-    let v = ${conv('x[eo]')};
+    ${value}
     ${foldSerial(op, accT)}
   }
   ${store}
@@ -159,7 +193,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let j1 = min(${u(1)}, j0 + ${u(3)});
   for (var j = j0 + lid; j < j1; j += ${RWG}u) {
     ${elemOffset}
-    let v = ${conv('x[eo]')};
+    ${value}
     ${foldSerial(op, accT)}
   }
   sv[lid] = acc;
@@ -174,7 +208,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`;
   });
   const groups = perThread ? c.grid(Math.ceil(rows / RWG)) : c.grid(rows);
-  c.dispatch(pipeline, words, [bindingOf(out), bindingOf(x.storage)], groups);
+  c.dispatch(pipeline, words, [bindingOf(out), ...b.storages.map(bindingOf)], groups);
   return out;
 }
 
@@ -182,7 +216,10 @@ export const reduce: KernelTable['reduce'] = (op, x, outer, inner, outDtype) => 
   const c = ctx(op);
   c.check(op);
   if (outer === 0) return c.allocate(op, outDtype, 0);
-  if (inner === 0) return fill(outer, op === 'prod' ? 1 : 0, outDtype);
+  if (inner === 0) {
+    const identityValue = op === 'prod' ? 1 : 0;
+    return elementwise({ root: { kind: 'const', index: 0, dtype: outDtype }, inputs: [], consts: [identityValue], shape: [outer] });
+  }
   // the first `split` dims are the kept ones
   let split = 0;
   let prod = 1;
@@ -190,9 +227,12 @@ export const reduce: KernelTable['reduce'] = (op, x, outer, inner, outDtype) => 
   const isArg = op === 'argmax' || op === 'argmin';
   const chunks = !isArg && outer < 512 && inner >= 4 * CHUNK ? Math.min(1024, Math.ceil(inner / CHUNK)) : 1;
   if (chunks === 1) return reducePass(c, op, x, split, outer, inner, 1, outDtype);
-  const partial = reducePass(c, op, x, split, outer, inner, chunks, outDtype);
+  // partial results per chunk go to a scratch buffer (no tensor owns it), then reduce again
+  const scratch = c.scratch(op, outer * chunks);
+  const partial = new Storage('webgpu', outDtype, outer * chunks, outer * chunks * 4, scratch);
+  reducePass(c, op, x, split, outer, inner, chunks, outDtype, partial);
   const view = { storage: partial, shape: [outer, chunks], strides: [chunks, 1], offset: 0 };
-  const out = reducePass(c, op, view, 1, outer, chunks, 1, outDtype);
-  releaseTemp(partial);
+  const out = reducePass(c, op, loadProgram(view), 1, outer, chunks, 1, outDtype);
+  c.release(scratch);
   return out;
 };

@@ -1,5 +1,7 @@
 import type { DType } from '../../dtype.js';
 
+export { type Coalesced, coalesce } from '../../shape.js';
+
 /** WGSL element type of each dtype on the GPU (bool is a u32 holding 0 or 1). */
 export const WGSL_TYPE: Record<DType, string> = { float32: 'f32', int32: 'i32', bool: 'u32' };
 
@@ -103,32 +105,6 @@ fn f2i(x: f32) -> i32 {
 }
 fn f_nonzero(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) != 0u; }
 `;
-
-export interface Coalesced {
-  shape: number[];
-  strides: number[][];
-}
-
-/**
- * Drops size-1 dims and merges neighbouring dims that are contiguous with each other in every
- * operand (so most views become rank 1 or 2 and share one pipeline).
- */
-export function coalesce(shape: readonly number[], strides: readonly (readonly number[])[]): Coalesced {
-  const outShape: number[] = [];
-  const outStrides: number[][] = strides.map(() => []);
-  for (let d = 0; d < shape.length; d++) {
-    if (shape[d] === 1) continue;
-    const last = outShape.length - 1;
-    if (last >= 0 && strides.every((st, k) => outStrides[k][last] === st[d] * shape[d])) {
-      outShape[last] *= shape[d];
-      for (let k = 0; k < strides.length; k++) outStrides[k][last] = strides[k][d];
-    } else {
-      outShape.push(shape[d]);
-      for (let k = 0; k < strides.length; k++) outStrides[k].push(strides[k][d]);
-    }
-  }
-  return { shape: outShape, strides: outStrides };
-}
 
 /**
  * WGSL statements that turn the flat row-major index `idxVar` into element offsets of several

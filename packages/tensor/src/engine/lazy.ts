@@ -1,0 +1,231 @@
+import type { DType } from '../dtype.js';
+import { composeView, type Layout } from '../expr/compose.js';
+import { type ElementwiseProgram, type Expr, exprSize } from '../expr/program.js';
+import { sizeOf } from '../shape.js';
+import type { Device, Storage, View } from '../storage.js';
+import { adoptMemory, newStorage, releaseLazyInputs, retainLazyInputs } from './memory.js';
+import { getBackend, getKernel } from './registry.js';
+
+/**
+ * Lazy fusion. An elementwise op does not run: it returns a tensor over a *lazy* storage that
+ * holds the program computing it. Programs read other storages through strided views, lazy ones
+ * included, so a chain of elementwise ops (with the views between them) is a tree of programs.
+ * When something needs the values (a kernel other than an elementwise one, a read-back, an
+ * in-place write to an input, or the chain-length cap), the tree is flattened into one program
+ * over real memory and runs as one kernel. Intermediates that are never needed take no memory.
+ *
+ * Autograd is unaffected: ops are recorded as they are called, and the tensors it saves are views
+ * of lazy storages like any other, computed when backward reads them (usually inlined into the
+ * gradient's own fused kernel).
+ */
+
+let fusion = readFusionDefault();
+
+function readFusionDefault(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.LOWRANK_FUSION !== '0';
+}
+
+/**
+ * Turns lazy fusion on (the default) or off. Off, every elementwise op runs its own kernel at
+ * once, as an eager engine would: use it to bisect a problem (results must agree), or set the
+ * environment variable `LOWRANK_FUSION=0` before the engine loads.
+ *
+ * @example
+ * lr.setFusion(false); // one kernel per op from now on
+ * const y = x.mul(2).add(1); // two kernels
+ * lr.setFusion(true);
+ */
+export function setFusion(on: boolean): void {
+  fusion = on;
+}
+
+/**
+ * Whether elementwise chains are fused (see `setFusion`).
+ *
+ * @example
+ * lr.isFusionEnabled(); // true unless LOWRANK_FUSION=0
+ */
+export function isFusionEnabled(): boolean {
+  return fusion;
+}
+
+/** Ops and casts a chain may hold before its lazy inputs are computed (bounds kernel size). */
+export const MAX_CHAIN_NODES = 48;
+/** Nodes of one flattened kernel, inlined chains included. */
+const MAX_KERNEL_NODES = 96;
+
+/**
+ * A new lazy storage computing `program` (whose inputs may be lazy). The caller wraps it in a
+ * tensor. With fusion off, or when the chain grew past the cap, work is done now.
+ */
+export function lazyStorage(op: string, device: Device, program: ElementwiseProgram): Storage {
+  let nodes = chainNodes(program);
+  if (nodes > MAX_CHAIN_NODES) {
+    // compute the longest lazy inputs first until the chain fits
+    const lazies = [...new Set(program.inputs.map((v) => v.storage))].filter((s) => s.lazy);
+    lazies.sort((a, b) => (b.lazy?.nodes ?? 0) - (a.lazy?.nodes ?? 0));
+    for (const s of lazies) {
+      if (nodes <= MAX_CHAIN_NODES) break;
+      realize(s);
+      nodes = chainNodes(program);
+    }
+  }
+  const dtype = program.root.dtype;
+  const size = sizeOf(program.shape);
+  const storage = newStorage(device, dtype, size, getBackend(device).storageBytes(dtype, size), null);
+  storage.lazy = { program, op, nodes };
+  retainLazyInputs(storage);
+  if (!fusion) realize(storage);
+  return storage;
+}
+
+function chainNodes(program: ElementwiseProgram): number {
+  let n = exprSize(program.root);
+  for (const s of new Set(program.inputs.map((v) => v.storage))) n += s.lazy?.nodes ?? 0;
+  return n;
+}
+
+/**
+ * Computes a lazy storage (no-op for a real one): flattens its program tree into one program over
+ * real memory and runs the backend's elementwise kernel; every view of the storage then reads
+ * the values. Errors name the op the user called.
+ */
+export function realize(storage: Storage): void {
+  const lazy = storage.lazy;
+  if (!lazy) return;
+  const program = flatten(lazy.program, storage.device);
+  const fresh = getKernel(lazy.op, storage.device, 'elementwise')(program);
+  adoptMemory(storage, fresh);
+  releaseLazyInputs(storage);
+}
+
+/** Computes every lazy storage that reads `storage` (before `storage` is written in place). */
+export function realizeUsers(storage: Storage): void {
+  if (!storage.users) return;
+  for (const user of [...storage.users]) realize(user);
+}
+
+/** Makes `storage` real and safe to overwrite: it is computed, and so is every chain reading it. */
+export function prepareWrite(storage: Storage): void {
+  realize(storage);
+  realizeUsers(storage);
+}
+
+/** A view ready for a kernel: its storage computed. */
+export function realView(v: View): View {
+  realize(v.storage);
+  return v;
+}
+
+/**
+ * One program over real memory that computes `program`: lazy inputs are inlined (their views
+ * composed with the view that reads them) where the backend's input limit and the node cap
+ * allow, and computed first otherwise.
+ */
+export function flatten(program: ElementwiseProgram, device: Device): ElementwiseProgram {
+  const b = new Builder(getBackend(device).maxFusedInputs);
+  const root = b.inline(program, (v) => v, true);
+  if (!root) throw new Error('internal: the outermost program always flattens');
+  return { root, inputs: b.inputs, consts: b.consts, shape: program.shape };
+}
+
+class Builder {
+  readonly inputs: View[] = [];
+  readonly consts: number[] = [];
+  private readonly index = new Map<string, number>();
+  private readonly storages = new Map<Storage, number>();
+  private nodes = 0;
+
+  constructor(private readonly maxStorages: number) {}
+
+  /**
+   * The expression of `p` with its loads rewritten to read root-space views (`toRoot` maps a view
+   * over p's shape to one over the root shape, or null). Null when it does not fit or a view does
+   * not compose: then nothing was added. `force` is for the root program, which always fits.
+   */
+  inline(p: ElementwiseProgram, toRoot: (v: View) => View | null, force: boolean): Expr | null {
+    const mark = { inputs: this.inputs.length, consts: this.consts.length, nodes: this.nodes };
+    const consts = p.consts.map((v) => this.constant(v));
+    const visit = (e: Expr): Expr | null => {
+      switch (e.kind) {
+        case 'const':
+          return { kind: 'const', index: consts[e.index], dtype: e.dtype };
+        case 'cast': {
+          this.nodes++;
+          const arg = visit(e.arg);
+          return arg && { kind: 'cast', arg, dtype: e.dtype };
+        }
+        case 'op': {
+          this.nodes++;
+          const args: Expr[] = [];
+          for (const a of e.args) {
+            const v = visit(a);
+            if (!v) return null;
+            args.push(v);
+          }
+          return { kind: 'op', op: e.op, args, dtype: e.dtype };
+        }
+        case 'load':
+          return this.load(p.inputs[e.input], toRoot, force);
+      }
+    };
+    const out = visit(p.root);
+    const fits = this.nodes <= MAX_KERNEL_NODES && this.storages.size <= this.maxStorages;
+    if (out && (fits || force)) return out;
+    this.rollback(mark);
+    return null;
+  }
+
+  private load(v: View, toRoot: (v: View) => View | null, force: boolean): Expr | null {
+    const lazy = v.storage.lazy;
+    if (lazy) {
+      // read the lazy input's own inputs through v: inner views compose with v, then go to root
+      const layout: Layout = v;
+      const inner = lazy.program;
+      const nested = (w: View) => {
+        const mid = composeView(layout, inner.shape, w);
+        return mid && toRoot(mid);
+      };
+      const e = this.inline(inner, nested, false);
+      if (e) return e;
+      realize(v.storage); // does not fit or compose: compute it, then read it as memory
+    }
+    const r = toRoot(v);
+    if (!r) return null;
+    const key = `${r.storage.id}|${r.offset}|${r.strides.join(',')}`;
+    let i = this.index.get(key);
+    if (i === undefined) {
+      i = this.inputs.length;
+      this.inputs.push(r);
+      this.index.set(key, i);
+      this.storages.set(r.storage, (this.storages.get(r.storage) ?? 0) + 1);
+    }
+    if (!force && this.storages.size > this.maxStorages) return null;
+    return { kind: 'load', input: i, dtype: r.storage.dtype };
+  }
+
+  private constant(value: number): number {
+    this.consts.push(value);
+    return this.consts.length - 1;
+  }
+
+  private rollback(mark: { inputs: number; consts: number; nodes: number }): void {
+    for (const r of this.inputs.splice(mark.inputs)) {
+      this.index.delete(`${r.storage.id}|${r.offset}|${r.strides.join(',')}`);
+      const n = (this.storages.get(r.storage) ?? 1) - 1;
+      if (n === 0) this.storages.delete(r.storage);
+      else this.storages.set(r.storage, n);
+    }
+    this.consts.length = mark.consts;
+    this.nodes = mark.nodes;
+  }
+}
+
+/** A constant's value as the dtype holds it (float32 rounding, int32 truncation, bool 0/1). */
+export function constValue(value: number | boolean, dtype: DType): number {
+  const v = Number(value);
+  if (dtype === 'float32') return Math.fround(v);
+  if (dtype === 'int32') return Math.trunc(v) | 0;
+  return v ? 1 : 0;
+}

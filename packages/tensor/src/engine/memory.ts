@@ -1,0 +1,138 @@
+import type { DType } from '../dtype.js';
+import { type Device, Storage } from '../storage.js';
+import { backendIfAny } from './registry.js';
+
+/**
+ * Memory accounting: every storage a backend hands out is counted here, with the tensors viewing
+ * it, per device. A storage returns to its backend when its last holder lets go.
+ */
+
+interface DeviceMemory {
+  tensors: number;
+  storages: number;
+  bytes: number;
+}
+const memoryByDevice = new Map<Device, DeviceMemory>();
+
+function deviceMemory(device: Device): DeviceMemory {
+  let m = memoryByDevice.get(device);
+  if (!m) {
+    m = { tensors: 0, storages: 0, bytes: 0 };
+    memoryByDevice.set(device, m);
+  }
+  return m;
+}
+
+/**
+ * Creates a storage and counts it; backends call this for every allocation they hand out.
+ *
+ * @example
+ * // in a backend's upload(): allocate, then hand the handle to the engine for accounting
+ * const storage = lr.newStorage('cpu', 'float32', data.length, data.byteLength, data);
+ */
+export function newStorage<H>(
+  device: Device,
+  dtype: DType,
+  size: number,
+  bytes: number,
+  handle: H,
+): Storage<H> {
+  const m = deviceMemory(device);
+  m.storages++;
+  m.bytes += bytes;
+  return new Storage(device, dtype, size, bytes, handle);
+}
+
+export function retainStorage(s: Storage): void {
+  if (s.released) throw new Error('internal: retaining a released storage');
+  s.refs++;
+}
+
+export function releaseStorage(s: Storage): void {
+  if (--s.refs > 0 || s.released) return;
+  s.released = true;
+  const m = deviceMemory(s.device);
+  m.storages--;
+  m.bytes -= s.bytes;
+  // after destroyWebGPU() the device's memory is already gone: there is nothing to give back
+  if (s.lazy) releaseLazyInputs(s);
+  else backendIfAny(s.device)?.release(s);
+}
+
+/**
+ * Lets go of what a lazy storage holds: the storages its program reads (it retained each once,
+ * and registered itself as their user). Called when it is computed or released uncomputed.
+ */
+export function releaseLazyInputs(s: Storage): void {
+  const lazy = s.lazy;
+  if (!lazy) return;
+  s.lazy = null;
+  for (const input of distinctStorages(lazy.program.inputs)) {
+    input.users?.delete(s);
+    releaseStorage(input);
+  }
+}
+
+/** Retains each distinct storage `s`'s program reads and registers `s` as its user. */
+export function retainLazyInputs(s: Storage): void {
+  const lazy = s.lazy;
+  if (!lazy) return;
+  for (const input of distinctStorages(lazy.program.inputs)) {
+    retainStorage(input);
+    (input.users ??= new Set()).add(s);
+  }
+}
+
+function distinctStorages(views: readonly { readonly storage: Storage }[]): Set<Storage> {
+  const out = new Set<Storage>();
+  for (const v of views) out.add(v.storage);
+  return out;
+}
+
+/**
+ * Gives the memory of `fresh` (just computed by a kernel) to `target` (the lazy storage it was
+ * computed for), so every tensor viewing `target` sees the values; `fresh` is uncounted.
+ */
+export function adoptMemory(target: Storage, fresh: Storage): void {
+  target.handle = fresh.handle;
+  fresh.handle = null;
+  fresh.released = true;
+  const m = deviceMemory(fresh.device);
+  m.storages--;
+  m.bytes -= fresh.bytes;
+}
+
+export function countTensor(device: Device, delta: 1 | -1): void {
+  deviceMemory(device).tensors += delta;
+}
+
+/** What `memory()` reports. */
+export interface MemoryInfo {
+  /** Live (not disposed) tensors on all devices. */
+  numTensors: number;
+  /** Bytes held by live storages on all devices. */
+  numBytes: number;
+  /** Per device: live tensors, storages and bytes. */
+  devices: Partial<Record<Device, DeviceMemory>>;
+}
+
+/**
+ * Live tensors and bytes, overall and per device.
+ *
+ * @example
+ * const before = lr.memory().numTensors;
+ * const t = lr.zeros([2]);
+ * lr.memory().numTensors - before; // 1
+ */
+export function memory(): MemoryInfo {
+  const devices: Partial<Record<Device, DeviceMemory>> = {};
+  let numTensors = 0;
+  let numBytes = 0;
+  for (const [d, m] of memoryByDevice) {
+    devices[d] = { ...m };
+    numTensors += m.tensors;
+    numBytes += m.bytes;
+  }
+  return { numTensors, numBytes, devices };
+}
+
