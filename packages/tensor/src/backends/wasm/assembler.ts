@@ -301,6 +301,14 @@ export class FunctionBuilder {
     return this;
   }
 
+  /** `v128.store64_lane`: stores lane `lane` (64 bits) of the v128 on the stack at the address below it. */
+  store64Lane(lane: number, offset = 0): this {
+    this.code.push(0xfd, 0x5b, 3);
+    uleb(this.code, offset);
+    this.code.push(lane);
+    return this;
+  }
+
   lane(op: LaneOp, lane: number): this {
     this.code.push(0xfd);
     uleb(this.code, LANE[op]);

@@ -1,0 +1,154 @@
+import type { KernelTable } from '../../backend.js';
+import type { TypedArray } from '../../dtype.js';
+import { isContiguous, sizeOf } from '../../shape.js';
+import type { View } from '../../storage.js';
+import { gather as tsGather, indexSelect as tsIndexSelect } from '../cpu/indexing.js';
+import { adamUpdate as tsAdamUpdate } from '../cpu/optim.js';
+import { reduce as tsReduce } from '../cpu/reduce.js';
+import { type Executor, wasmMatmul } from './matmul.js';
+import type { WasmRuntime } from './runtime.js';
+
+// Below these sizes a worker's wake-up (~20–50 µs) costs more than it saves.
+const MIN_PARALLEL_REDUCE = 2 ** 18;
+const MIN_PARALLEL_ADAM = 2 ** 16;
+
+/** Splits [0, total) into `parts` contiguous ranges, each starting at a multiple of `unit`. */
+function ranges(total: number, parts: number, unit = 1): [number, number][] {
+  const out: [number, number][] = [];
+  for (let t = 0; t < parts; t++) {
+    const a = Math.min(total, unit * Math.round((t * total) / parts / unit));
+    const b = t === parts - 1 ? total : Math.min(total, unit * Math.round(((t + 1) * total) / parts / unit));
+    if (b > a) out.push([a, b]);
+  }
+  return out;
+}
+
+function contiguous(v: View): boolean {
+  return isContiguous(v.shape, v.strides);
+}
+
+/**
+ * The Wasm kernels as a `KernelTable` part for device 'cpu'. Each takes the Wasm path when its
+ * operands live in the heap in the layout it handles (contiguous float32 rows for reduce and
+ * Adam, rank ≤ 3 for gather) and falls back to the TypeScript kernel otherwise, so it is always
+ * correct to register; matmul copies operands from outside the heap in.
+ *
+ * @example
+ * const rt = await WasmRuntime.create();
+ * registerKernels('cpu', wasmKernelTable(rt, await WorkerPool.create(rt, 2)));
+ */
+export function wasmKernelTable(
+  rt: WasmRuntime,
+  exec: Executor,
+): Pick<KernelTable, 'matmul' | 'reduce' | 'adamUpdate' | 'gather' | 'indexSelect'> {
+  const mem = rt.storages;
+
+  const reduce: KernelTable['reduce'] = (op, program, outer, inner, outDtype) => {
+    // a plain view (a program of one load) is reduced in place; a fused prologue goes to the
+    // TypeScript kernel until the Wasm elementwise kernels exist
+    const x = program.root.kind === 'load' ? program.inputs[program.root.input] : null;
+    const base = x && mem.viewAddress(x);
+    if (!x || base === null || x.storage.dtype !== 'float32' || inner === 0 || !contiguous(x)) {
+      return tsReduce(op, program, outer, inner, outDtype);
+    }
+    const out = mem.allocate(outDtype, outer);
+    if (outer === 0) return out;
+    const o = mem.address(out)!;
+    const x0 = mem.viewAddress(x)!;
+    const threads = outer * inner >= MIN_PARALLEL_REDUCE ? exec.threads : 1;
+    // whole rows per thread: a row's result never depends on the thread count
+    const tasks = ranges(outer, threads).map(([a, b]) => [x0 + 4 * a * inner, o + 4 * a, b - a, inner]);
+    exec.run(`reduce_${op}`, tasks);
+    return out;
+  };
+
+  const adamUpdate: KernelTable['adamUpdate'] = (param, grad, expAvg, expAvgSq, maxExpAvgSq, s) => {
+    const views = maxExpAvgSq
+      ? [param, grad, expAvg, expAvgSq, maxExpAvgSq]
+      : [param, grad, expAvg, expAvgSq];
+    const addrs = views.map((v) => mem.viewAddress(v));
+    if (addrs.some((a) => a === null) || views.some((v) => v.storage.dtype !== 'float32' || !contiguous(v))) {
+      tsAdamUpdate(param, grad, expAvg, expAvgSq, maxExpAvgSq, s);
+      return;
+    }
+    const n = sizeOf(param.shape);
+    const threads = n >= MIN_PARALLEL_ADAM ? exec.threads : 1;
+    const scalars = [s.decay, s.l2, s.beta1, s.beta2, s.stepSize, s.sqrtBc2, s.eps];
+    // elementwise: any split gives the same bits (the odd tail uses the same float64 arithmetic)
+    const tasks = ranges(n, threads, 2).map(([a, b]) => [...addrs.map((p) => p! + 4 * a), b - a, ...scalars]);
+    exec.run(maxExpAvgSq ? 'adam_amsgrad' : 'adam', tasks);
+  };
+
+  const gather: KernelTable['gather'] = (x, dim, index) => {
+    const rank = x.shape.length;
+    const xa = mem.viewAddress(x);
+    const ia = mem.viewAddress(index);
+    if (xa === null || ia === null || x.storage.dtype === 'bool' || rank === 0 || rank > 3) {
+      return tsGather(x, dim, index);
+    }
+    // as [d0, d1, d2] with the gathered axis in the middle (size-1 axes of stride 0 added)
+    const to3 = (shape: readonly number[], st: readonly number[]) => {
+      if (rank === 1) return { dims: [1, shape[0], 1], strides: [0, st[0], 0] };
+      if (rank === 2 && dim === 0) return { dims: [1, shape[0], shape[1]], strides: [0, st[0], st[1]] };
+      if (rank === 2) return { dims: [shape[0], shape[1], 1], strides: [st[0], st[1], 0] };
+      return dim === 1 ? { dims: [...shape], strides: [...st] } : null;
+    };
+    const xs = to3(x.shape, x.strides);
+    const is = to3(index.shape, index.strides);
+    if (!xs || !is) return tsGather(x, dim, index);
+    const [d0, d1, d2] = is.dims;
+    const idx = index.storage.handle as Int32Array;
+    // check the indices first, so a bad one raises the TypeScript kernel's error
+    const size = x.shape[dim];
+    for (let a = 0; a < d0; a++)
+      for (let b = 0; b < d1; b++)
+        for (let c = 0; c < d2; c++) {
+          const i = idx[index.offset + a * is.strides[0] + b * is.strides[1] + c * is.strides[2]];
+          if (i < 0 || i >= size) return tsGather(x, dim, index);
+        }
+    const out = mem.allocate(x.storage.dtype, d0 * d1 * d2);
+    const b4 = (s: number[]) => s.map((v) => 4 * v);
+    exec.run('gather32', [
+      [
+        mem.viewAddress(x)!,
+        ...b4(xs.strides),
+        mem.viewAddress(index)!,
+        ...b4(is.strides),
+        mem.address(out)!,
+        d0,
+        d1,
+        d2,
+      ],
+    ]);
+    return out;
+  };
+
+  const indexSelect: KernelTable['indexSelect'] = (x, dim, index) => {
+    if (x.shape.length === 0 || !contiguous(x)) return tsIndexSelect(x, dim, index);
+    const rows = index.shape[0];
+    const size = x.shape[dim];
+    const idx = index.storage.handle as Int32Array;
+    const picked = new Int32Array(rows);
+    for (let r = 0; r < rows; r++) {
+      let i = idx[index.offset + r * index.strides[0]];
+      if (i < -size || i >= size) return tsIndexSelect(x, dim, index); // raises its error
+      if (i < 0) i += size;
+      picked[r] = i;
+    }
+    const outer = sizeOf(x.shape.slice(0, dim));
+    const inner = sizeOf(x.shape.slice(dim + 1));
+    const out = mem.allocate(x.storage.dtype, outer * rows * inner);
+    // contiguous blocks of `inner` elements: a native copy each (an embedding lookup copies rows)
+    const src = x.storage.handle as TypedArray;
+    const dst = out.handle;
+    for (let o = 0; o < outer; o++) {
+      for (let r = 0; r < rows; r++) {
+        const from = x.offset + (o * size + picked[r]) * inner;
+        dst.set(src.subarray(from, from + inner), (o * rows + r) * inner);
+      }
+    }
+    return out;
+  };
+
+  return { matmul: wasmMatmul(rt, exec), reduce, adamUpdate, gather, indexSelect };
+}

@@ -1,0 +1,206 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import type { AdamUpdateParams, ReduceOp } from '../../src/backend.js';
+import { gather as tsGather, indexSelect as tsIndexSelect } from '../../src/backends/cpu/indexing.js';
+import { adamUpdate as tsAdamUpdate } from '../../src/backends/cpu/optim.js';
+import { reduce as tsReduce } from '../../src/backends/cpu/reduce.js';
+import { serialExecutor } from '../../src/backends/wasm/matmul.js';
+import { WorkerPool } from '../../src/backends/wasm/pool.js';
+import { WasmRuntime } from '../../src/backends/wasm/runtime.js';
+import { wasmKernelTable } from '../../src/backends/wasm/table.js';
+import type { DType, TypedArray } from '../../src/dtype.js';
+import { loadProgram } from '../../src/expr/program.js';
+import { contiguousStrides } from '../../src/shape.js';
+import type { Storage, View } from '../../src/storage.js';
+import '../../src/index.js';
+
+const rt = new WasmRuntime();
+// records which Wasm kernels ran, so a silent fallback to TypeScript would fail the last test
+const ran = new Set<string>();
+const direct = serialExecutor(rt);
+const serial = wasmKernelTable(rt, {
+  threads: 1,
+  run(fn, tasks) {
+    ran.add(fn);
+    direct.run(fn, tasks);
+  },
+});
+const pools: WorkerPool[] = [];
+afterAll(() => {
+  for (const p of pools) p.terminate();
+});
+
+let seed = 11;
+function rand(): number {
+  seed = (seed * 1103515245 + 12345) >>> 0;
+  return seed / 2 ** 32;
+}
+function randomArray(n: number, special = false): Float32Array {
+  const specials = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 0, -0];
+  return Float32Array.from({ length: n }, () =>
+    special && rand() < 0.05 ? specials[Math.floor(rand() * specials.length)] : rand() * 4 - 2,
+  );
+}
+function dense(storage: Storage, shape: number[], offset = 0): View {
+  return { storage, shape, strides: contiguousStrides(shape), offset };
+}
+function upload(data: TypedArray, dtype: DType = 'float32'): Storage {
+  return rt.storages.upload(data, dtype);
+}
+function values(s: Storage): number[] {
+  return Array.from(s.handle as TypedArray);
+}
+
+describe('wasm reduce', () => {
+  const ops: ReduceOp[] = ['sum', 'prod', 'max', 'min', 'argmax', 'argmin'];
+  it('matches the TypeScript kernel on odd sizes with NaN, ±Inf and ±0', () => {
+    for (const special of [false, true])
+      for (const outer of [1, 3, 17])
+        for (const inner of [1, 3, 4, 17, 257]) {
+          const data = randomArray(outer * inner + 2, special);
+          const view = dense(upload(data), [outer, inner], 2);
+          for (const op of ops) {
+            const dtype: DType = op.startsWith('arg') ? 'int32' : 'float32';
+            const got = values(serial.reduce(op, loadProgram(view), outer, inner, dtype));
+            const want = values(tsReduce(op, loadProgram(view), outer, inner, dtype));
+            for (let i = 0; i < outer; i++) {
+              const [g, w] = [got[i], want[i]];
+              if (op === 'sum' && Number.isFinite(w)) {
+                // float64 partial sums in another order: at most one float32 rounding apart
+                expect(Math.abs(g - w)).toBeLessThanOrEqual(Math.abs(w) * 2 ** -23 + 1e-37);
+              } else if (op === 'max' || op === 'min') {
+                // only the sign of an extreme zero may differ (±0 tie in different lanes)
+                expect(g === w || (Number.isNaN(g) && Number.isNaN(w))).toBe(true);
+              } else {
+                expect(Object.is(g, w), `${op} [${outer},${inner}] row ${i}: ${g} vs ${w}`).toBe(true);
+              }
+            }
+          }
+        }
+  });
+
+  it('falls back to the TypeScript kernel for strided views and storages outside the heap', () => {
+    const data = randomArray(24);
+    const strided: View = { storage: upload(data), shape: [4, 3], strides: [1, 4], offset: 0 };
+    expect(values(serial.reduce('sum', loadProgram(strided), 4, 3, 'float32'))).toEqual(
+      values(tsReduce('sum', loadProgram(strided), 4, 3, 'float32')),
+    );
+  });
+
+  it('gives the same bits with 1, 2 and 4 threads (whole rows per thread)', async () => {
+    const execs = [serialExecutor(rt), await WorkerPool.create(rt, 2), await WorkerPool.create(rt, 4)];
+    pools.push(execs[1] as WorkerPool, execs[2] as WorkerPool);
+    const [outer, inner] = [1000, 301];
+    const view = dense(upload(randomArray(outer * inner, true)), [outer, inner]);
+    for (const op of ops) {
+      const dtype: DType = op.startsWith('arg') ? 'int32' : 'float32';
+      const outs = execs.map((e) =>
+        values(wasmKernelTable(rt, e).reduce(op, loadProgram(view), outer, inner, dtype)),
+      );
+      for (const o of outs) expect(o.every((v, i) => Object.is(v, outs[0][i]))).toBe(true);
+    }
+  });
+});
+
+describe('wasm adamUpdate', () => {
+  const hyper = (amsgrad: number): AdamUpdateParams => ({
+    decay: amsgrad ? 1 : 1 - 1e-3 * 0.01,
+    l2: amsgrad ? 0.01 : 0,
+    beta1: 0.9,
+    beta2: 0.999,
+    stepSize: 1e-3 / (1 - 0.9 ** 3),
+    sqrtBc2: Math.sqrt(1 - 0.999 ** 3),
+    eps: 1e-8,
+  });
+
+  function state(n: number, withMax: boolean): Storage[] {
+    const v = randomArray(n).map(Math.abs);
+    const arrays = [randomArray(n, true), randomArray(n), randomArray(n), v];
+    if (withMax) arrays.push(randomArray(n).map(Math.abs));
+    return arrays.map((a) => upload(a));
+  }
+
+  it('is bit-identical to the TypeScript kernel (Adam, AdamW, AMSGrad; odd sizes)', () => {
+    for (const amsgrad of [0, 1])
+      for (const n of [1, 3, 17, 257, 10_001]) {
+        const mine = state(n, amsgrad === 1);
+        const ref = mine.map((s) => upload((s.handle as Float32Array).slice()));
+        const views = (ss: Storage[]) => ss.map((s) => dense(s, [n]));
+        const [p, g, m, v, h] = views(mine);
+        const [rp, rg, rm, rv, rh] = views(ref);
+        for (let step = 0; step < 3; step++) {
+          serial.adamUpdate(p, g, m, v, h ?? null, hyper(amsgrad));
+          tsAdamUpdate(rp, rg, rm, rv, rh ?? null, hyper(amsgrad));
+        }
+        mine.forEach((s, i) => {
+          const a = values(s);
+          const b = values(ref[i]);
+          for (let j = 0; j < n; j++)
+            if (!Object.is(a[j], b[j])) throw new Error(`n=${n} buffer ${i} at ${j}`);
+        });
+      }
+  });
+
+  it('gives the same bits with 1 and 2 threads', async () => {
+    const pool = await WorkerPool.create(rt, 2);
+    pools.push(pool);
+    const n = 100_001;
+    const a = state(n, true);
+    const b = a.map((s) => upload((s.handle as Float32Array).slice()));
+    const [p, g, m, v, h] = a.map((s) => dense(s, [n]));
+    const [bp, bg, bm, bv, bh] = b.map((s) => dense(s, [n]));
+    serial.adamUpdate(p, g, m, v, h, hyper(1));
+    wasmKernelTable(rt, pool).adamUpdate(bp, bg, bm, bv, bh, hyper(1));
+    for (let i = 0; i < a.length; i++) expect(values(a[i])).toEqual(values(b[i]));
+  });
+});
+
+describe('wasm gather and indexSelect', () => {
+  it('gather matches the TypeScript kernel for ranks 1–3, and raises its errors', () => {
+    const x3 = dense(upload(randomArray(3 * 5 * 4)), [3, 5, 4]);
+    const idx = (shape: number[], bound: number) =>
+      dense(
+        upload(
+          Int32Array.from({ length: shape.reduce((p, q) => p * q, 1) }, () => Math.floor(rand() * bound)),
+          'int32',
+        ),
+        shape,
+      );
+    const cases: [View, number, View][] = [
+      [dense(upload(randomArray(7)), [7]), 0, idx([9], 7)],
+      [dense(upload(randomArray(12)), [3, 4]), 1, idx([3, 2], 4)], // cross-entropy's pick
+      [dense(upload(randomArray(12)), [3, 4]), 0, idx([2, 4], 3)],
+      [x3, 1, idx([2, 6, 3], 5)],
+      [x3, 2, idx([3, 5, 2], 4)], // not the middle axis: the TypeScript kernel
+      [{ ...x3, shape: [5, 3, 4], strides: [4, 20, 1] }, 1, idx([5, 2, 4], 3)], // strided x
+    ];
+    for (const [x, dim, index] of cases) {
+      expect(values(serial.gather(x, dim, index))).toEqual(values(tsGather(x, dim, index)));
+    }
+    const bad = dense(upload(new Int32Array([0, 9]), 'int32'), [2]);
+    expect(() => serial.gather(cases[0][0], 0, bad)).toThrow(/out of bounds/);
+    const negative = dense(upload(new Int32Array([-1, 2]), 'int32'), [2]);
+    expect(values(serial.gather(cases[0][0], 0, negative))).toEqual(
+      values(tsGather(cases[0][0], 0, negative)),
+    );
+  });
+
+  it('indexSelect matches the TypeScript kernel (dims, negative indices, bool), raises its errors', () => {
+    const x = dense(upload(randomArray(3 * 4 * 5)), [3, 4, 5]);
+    const index = dense(upload(new Int32Array([2, 0, -1, 2]), 'int32'), [4]);
+    for (const dim of [0, 1, 2]) {
+      const i = dim === 0 ? dense(upload(new Int32Array([2, 0, -1]), 'int32'), [3]) : index;
+      expect(values(serial.indexSelect(x, dim, i))).toEqual(values(tsIndexSelect(x, dim, i)));
+    }
+    const b = dense(upload(new Uint8Array([1, 0, 1, 1, 0, 0]), 'bool'), [3, 2]);
+    expect(values(serial.indexSelect(b, 0, dense(index.storage, [2], 1)))).toEqual(
+      values(tsIndexSelect(b, 0, dense(index.storage, [2], 1))),
+    );
+    const bad = dense(upload(new Int32Array([7]), 'int32'), [1]);
+    expect(() => serial.indexSelect(x, 0, bad)).toThrow(/out of bounds/);
+  });
+});
+
+it('ran every Wasm kernel above (no silent fallback)', () => {
+  const names = ['sum', 'prod', 'max', 'min', 'argmax', 'argmin'].map((op) => `reduce_${op}`);
+  expect([...ran].sort()).toEqual([...names, 'adam', 'adam_amsgrad', 'gather32'].sort());
+});
