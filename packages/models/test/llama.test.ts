@@ -19,8 +19,6 @@ import { AutoModelForCausalLM } from '../src/node.js';
  * tokens with the KV cache.
  */
 const TOL = 1e-4;
-/** Fixtures whose LoRA references came from a model cast to 16 bits and back (state the files lack). */
-const STALE_LORA_REFERENCES: string[] = ['llama3-bf16-sharded', 'qwen2-f16-dynamic'];
 
 interface Fixture {
   name: string;
@@ -86,8 +84,7 @@ function paritySuite(f: Fixture, device: lr.Device): void {
     model.dispose();
   });
 
-  const loraTest = STALE_LORA_REFERENCES.includes(f.name) ? it.skip : it;
-  loraTest('with the PEFT adapter: LoRA logits, loss, every adapter gradient, merged logits', async () => {
+  it('with the PEFT adapter: LoRA logits, loss, every adapter gradient, merged logits', async () => {
     const model = await load(f, device);
     const config = readFileSync(`${f.dir}adapter/adapter_config.json`, 'utf8');
     const bytes = new Uint8Array(readFileSync(`${f.dir}adapter/adapter_model.safetensors`));
