@@ -99,6 +99,8 @@ export interface Backend {
   readonly description: string;
   /** Bytes a storage of `size` elements of `dtype` takes (what memory() counts for it). */
   storageBytes(dtype: DType, size: number): number;
+  /** Throws an error naming `op` when a storage of `bytes` cannot exist on this device. */
+  checkStorageBytes(op: string, bytes: number): void;
   /** Distinct storages one fused elementwise kernel may read (binding limits). */
   readonly maxFusedInputs: number;
 }

@@ -19,29 +19,36 @@ export { DTYPES, promoteTypes } from './dtype.js';
 export {
   type AutogradHooks,
   getAutogradHooks,
-  isFusionEnabled,
-  realize,
-  setFusion,
   getBackend,
   getDefaultDevice,
   hasBackend,
+  isFusionEnabled,
   keep,
   type MemoryInfo,
   memory,
   missingKernels,
   newStorage,
+  realize,
   registerBackend,
   registerKernels,
   runOp,
   setAutogradHooks,
   setDefaultDevice,
+  setFusion,
   type TensorContainer,
   tidy,
   withoutRecording,
 } from './engine.js';
 export { OpError } from './errors.js';
 export { type ElementwiseProgram, type Expr, exprKey } from './expr/program.js';
-export { BINARY_OPS, NON_DIFFERENTIABLE_SCALAR_OPS, SCALAR_OPS, type ScalarOpDef, type ScalarOpName, UNARY_OPS } from './expr/table.js';
+export {
+  BINARY_OPS,
+  NON_DIFFERENTIABLE_SCALAR_OPS,
+  SCALAR_OPS,
+  type ScalarOpDef,
+  type ScalarOpName,
+  UNARY_OPS,
+} from './expr/table.js';
 export { type InitOptions, type InitResult, init } from './init.js';
 export { KERNEL_NAMES } from './kernel-names.js';
 export type { OpAttrs, OpName, Reduction } from './ops/attrs.js';

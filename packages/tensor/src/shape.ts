@@ -183,4 +183,3 @@ export function coalesce(shape: readonly number[], strides: readonly (readonly n
   }
   return { shape: outShape, strides: outStrides };
 }
-

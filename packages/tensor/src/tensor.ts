@@ -523,7 +523,6 @@ export class Tensor {
   }
 }
 
-
 function fmt(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;
 }

@@ -73,7 +73,11 @@ export function lazyStorage(op: string, device: Device, program: ElementwiseProg
   }
   const dtype = program.root.dtype;
   const size = sizeOf(program.shape);
-  const storage = newStorage(device, dtype, size, getBackend(device).storageBytes(dtype, size), null);
+  const backend = getBackend(device);
+  const bytes = backend.storageBytes(dtype, size);
+  // a tensor too large for the device is refused now, naming the op, not when it is computed
+  backend.checkStorageBytes(op, bytes);
+  const storage = newStorage(device, dtype, size, bytes, null);
   storage.lazy = { program, op, nodes };
   retainLazyInputs(storage);
   if (!fusion) realize(storage);

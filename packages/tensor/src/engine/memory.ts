@@ -135,4 +135,3 @@ export function memory(): MemoryInfo {
   }
   return { numTensors, numBytes, devices };
 }
-

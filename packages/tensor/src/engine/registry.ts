@@ -108,4 +108,3 @@ export function setDefaultDevice(device: Device): void {
   getBackend(device);
   defaultDevice = device;
 }
-

@@ -98,4 +98,3 @@ function collectTensors(value: unknown, out: Set<Tensor>, depth: number): void {
 function isTensor(v: object): v is Tensor {
   return TENSOR_BRAND in v;
 }
-

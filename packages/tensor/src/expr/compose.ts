@@ -21,7 +21,8 @@ export interface Layout {
 export function composeView(outer: Layout, innerShape: readonly number[], inner: View): View | null {
   const n = sizeOf(innerShape);
   const outN = sizeOf(outer.shape);
-  if (outN === 0) return { storage: inner.storage, shape: outer.shape, strides: outer.shape.map(() => 0), offset: 0 };
+  if (outN === 0)
+    return { storage: inner.storage, shape: outer.shape, strides: outer.shape.map(() => 0), offset: 0 };
   // the identity: same elements in the same order (a reshape of the lazy result)
   if (outN === n && outer.offset === 0 && isRowMajor(outer)) {
     const strides = viewStrides(innerShape, inner.strides, outer.shape);

@@ -133,7 +133,10 @@ export const SCALAR_OPS = {
     (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))),
     '0.5 * $0 * (1.0 + tanh_s(0.7978845608028654 * ($0 + 0.044715 * $0 * $0 * $0)))',
   ),
-  geluErf: unaryF((x) => 0.5 * x * (1 + erf(x / Math.SQRT2)), '0.5 * $0 * (1.0 + erf_f($0 * 0.7071067811865476))'),
+  geluErf: unaryF(
+    (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
+    '0.5 * $0 * (1.0 + erf_f($0 * 0.7071067811865476))',
+  ),
   silu: unaryF(
     (x) => (x >= 0 ? x / (1 + Math.exp(-x)) : (x * Math.exp(x)) / (1 + Math.exp(x))),
     '$0 * sigmoid_s($0)',

@@ -1,11 +1,11 @@
-import { promoteTypes } from '../dtype.js';
 import type { DType } from '../dtype.js';
+import { promoteTypes } from '../dtype.js';
 import { runOp } from '../engine/dispatch.js';
 import { flatten } from '../engine/lazy.js';
-import type { Expr } from '../expr/program.js';
-import type { Storage } from '../storage.js';
 import { fmtShape, OpError } from '../errors.js';
+import type { Expr } from '../expr/program.js';
 import { contiguousStrides, normalizeDim, sizeOf } from '../shape.js';
+import type { Storage } from '../storage.js';
 import type { Tensor } from '../tensor.js';
 import { kernel, wrap } from './util.js';
 import { narrow, unsqueeze } from './views.js';
@@ -49,7 +49,11 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
           },
           t.device,
         );
-        kernel('cat', first, 'elementwise')(program, { storage: out, shape: t.shape, strides, offset: at * strides[d] });
+        kernel(
+          'cat',
+          first,
+          'elementwise',
+        )(program, { storage: out, shape: t.shape, strides, offset: at * strides[d] });
       }
       at += t.shape[d];
     }
@@ -139,7 +143,11 @@ function castNode(from: DType, to: DType): Expr {
 /** An uninitialised storage for cat's output: a program with no inputs that the slices overwrite. */
 function allocateLike(t: Tensor, dtype: DType, size: number): Storage {
   // a zero fill when some input is empty keeps every element defined; the slices cover the rest
-  return kernel('cat', t, 'elementwise')({
+  return kernel(
+    'cat',
+    t,
+    'elementwise',
+  )({
     root: { kind: 'const', index: 0, dtype },
     inputs: [],
     consts: [0],

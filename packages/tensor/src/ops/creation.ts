@@ -1,8 +1,8 @@
 import { type DType, dtypeOfArray, isDType, type TypedArray, typedArrayFor } from '../dtype.js';
 import { constValue, lazyStorage } from '../engine/lazy.js';
 import { getBackend, getDefaultDevice } from '../engine/registry.js';
-import type { ElementwiseProgram } from '../expr/program.js';
 import { fmtShape, OpError } from '../errors.js';
+import type { ElementwiseProgram } from '../expr/program.js';
 import { defaultGenerator, type Generator } from '../random.js';
 import { assertShape, sizeOf } from '../shape.js';
 import type { Device } from '../storage.js';

@@ -3,7 +3,7 @@ import { runOp } from '../engine/dispatch.js';
 import { lazyStorage } from '../engine/lazy.js';
 import { OpError } from '../errors.js';
 import type { ElementwiseProgram, Expr } from '../expr/program.js';
-import { type BinaryOp, TABLE, type ScalarOpName, type UnaryOp } from '../expr/table.js';
+import { type BinaryOp, type ScalarOpName, TABLE, type UnaryOp } from '../expr/table.js';
 import { broadcastShapes, broadcastStrides } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { scalar } from './creation.js';
@@ -21,7 +21,12 @@ interface Operand {
  * The tensor of `make(operands)` over `shape`: a lazy storage whose program loads each operand
  * (broadcast, cast where its dtype differs). Nothing runs until the values are needed.
  */
-function emit(op: string, shape: readonly number[], operands: readonly Operand[], make: (args: Expr[]) => Expr): Tensor {
+function emit(
+  op: string,
+  shape: readonly number[],
+  operands: readonly Operand[],
+  make: (args: Expr[]) => Expr,
+): Tensor {
   const inputs = operands.map(({ t }) =>
     lazyViewAs(t, shape, broadcastStrides(op, t.shape, t.strides, shape)),
   );
@@ -213,7 +218,6 @@ export function cast(x: Tensor, dtype: DType): Tensor {
 
 // ---- binary --------------------------------------------------------------------------------
 
-
 /** Turns number/boolean operands into 0-d tensors next to the tensor operand. */
 function toTensors(
   op: string,
@@ -246,11 +250,20 @@ function binary(op: BinaryOp, a: TensorLike, b: TensorLike): Tensor {
       const outShape = broadcastShapes(op, ta.shape, tb.shape);
       const row = TABLE[op];
       let as = promoteTypes(ta.dtype, tb.dtype);
-      if (row.result === 'float') as = 'float32'; // true division, as in PyTorch
+      if (row.result === 'float')
+        as = 'float32'; // true division, as in PyTorch
       else if (op === 'logicalAnd' || op === 'logicalOr') as = 'bool';
       else if (row.inputs === 'numeric' && as === 'bool') as = 'int32'; // bool arithmetic counts
       const out = row.result === 'bool' ? 'bool' : as;
-      return emit(op, outShape, [{ t: ta, as }, { t: tb, as }], (args) => opNode(op, args, out));
+      return emit(
+        op,
+        outShape,
+        [
+          { t: ta, as },
+          { t: tb, as },
+        ],
+        (args) => opNode(op, args, out),
+      );
     });
   } finally {
     for (const s of owned) s.dispose();

@@ -1,10 +1,10 @@
 import type { AdamUpdateParams } from '../backend.js';
+import { prepareWrite } from '../engine/lazy.js';
 import { fmtShape, OpError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { add, div, maximum, mul, sqrt, square } from './elementwise.js';
 import { add_, checkInPlace, copy_, mul_ } from './inplace.js';
 import { kernel } from './util.js';
-import { prepareWrite } from '../engine/lazy.js';
 
 /** Options of `adamUpdate_` (PyTorch 1.13's Adam/AdamW hyper-parameters for one step). */
 export interface AdamUpdateOptions {

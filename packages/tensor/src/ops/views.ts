@@ -1,7 +1,7 @@
 import { runOp } from '../engine/dispatch.js';
 import { lazyStorage } from '../engine/lazy.js';
-import { loadProgram } from '../expr/program.js';
 import { fmtShape, OpError } from '../errors.js';
+import { loadProgram } from '../expr/program.js';
 import {
   broadcastStrides,
   inferShape,
@@ -251,5 +251,7 @@ export function contiguous(x: Tensor): Tensor {
  * const b = lr.clone(a); // b.storage !== a.storage
  */
 export function clone(x: Tensor): Tensor {
-  return runOp('contiguous', [x], {}, () => wrap(lazyStorage('contiguous', x.device, loadProgram(x.lazyView_())), x.shape));
+  return runOp('contiguous', [x], {}, () =>
+    wrap(lazyStorage('contiguous', x.device, loadProgram(x.lazyView_())), x.shape),
+  );
 }

@@ -9,6 +9,7 @@ import type { Device } from '../../src/index.js';
 import * as lr from '../../src/index.js';
 import { creationSuite } from './creation.js';
 import { elementwiseSuite } from './elementwise.js';
+import { fusionSuite } from './fusion.js';
 import type { Tol } from './gen.js';
 import { indexingSuite } from './indexing.js';
 import { matmulSuite } from './matmul.js';
@@ -76,6 +77,7 @@ export function opSuite(device: Device, tolerances: Tolerances, options: SuiteOp
     creationSuite(ctx);
     viewsSuite(ctx);
     elementwiseSuite(ctx);
+    fusionSuite(ctx);
     reduceSuite(ctx);
     matmulSuite(ctx);
     indexingSuite(ctx);

@@ -35,7 +35,8 @@ describe.skipIf(skip !== null)(`webgpu memory and errors${skip ? ` (skipped: ${s
     w.dispose();
   });
 
-  it('records many dispatches per submit', async () => {
+  it('records many dispatches per submit (fusion off: one kernel per op)', async () => {
+    lr.setFusion(false);
     const s0 = { ...lr.webgpuStats()! };
     const x = lr.ones([100], { device: 'webgpu' });
     let y = x;
@@ -49,6 +50,7 @@ describe.skipIf(skip !== null)(`webgpu memory and errors${skip ? ` (skipped: ${s
     expect(s1.dispatches - s0.dispatches).toBeGreaterThanOrEqual(41);
     expect(s1.submits - s0.submits).toBeLessThanOrEqual(2);
     lr.dispose(x, y);
+    lr.setFusion(true);
   });
 
   it('a tensor larger than one storage binding is a clear error', () => {

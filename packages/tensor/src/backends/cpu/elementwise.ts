@@ -65,7 +65,12 @@ export const elementwise: KernelTable['elementwise'] = (program, dst) => {
       const scratch = new Storage('cpu', program.root.dtype, values.length, values.byteLength, values);
       const tmp = { storage: scratch, shape: dst.shape, strides: contiguousStrides(dst.shape), offset: 0 };
       evaluate(
-        { root: { kind: 'load', input: 0, dtype: program.root.dtype }, inputs: [tmp], consts: [], shape: dst.shape },
+        {
+          root: { kind: 'load', input: 0, dtype: program.root.dtype },
+          inputs: [tmp],
+          consts: [],
+          shape: dst.shape,
+        },
         dst,
       );
       return dst.storage;

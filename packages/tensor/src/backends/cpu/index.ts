@@ -1,6 +1,7 @@
 import type { Backend, KernelTable } from '../../backend.js';
 import type { TypedArray } from '../../dtype.js';
-import { registerBackend, registerKernels } from '../../engine.js';
+import { registerBackend, registerKernels } from '../../engine/registry.js';
+import { OpError } from '../../errors.js';
 import type { Storage } from '../../storage.js';
 import { elementwise } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
@@ -17,6 +18,13 @@ export const cpuBackend: Backend = {
   // generated loops take any number of operands; this bounds the size of one loop nest
   maxFusedInputs: 16,
   storageBytes: (dtype, size) => size * (dtype === 'bool' ? 1 : 4),
+  checkStorageBytes(op, bytes) {
+    if (bytes > cpuBackend.maxStorageBytes)
+      throw new OpError(
+        op,
+        `a tensor of ${bytes} bytes exceeds the CPU backend's largest storage (${cpuBackend.maxStorageBytes} bytes)`,
+      );
+  },
   upload(data, dtype) {
     return storageOf(data.slice(), dtype);
   },

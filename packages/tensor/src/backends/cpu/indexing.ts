@@ -1,10 +1,10 @@
 import type { KernelTable } from '../../backend.js';
 import { type TypedArray, typedArrayFor } from '../../dtype.js';
 import { OpError } from '../../errors.js';
+import { loadProgram } from '../../expr/program.js';
 import { contiguousStrides, sizeOf } from '../../shape.js';
 import type { Storage, View } from '../../storage.js';
 import { elementwise } from './elementwise.js';
-import { loadProgram } from '../../expr/program.js';
 import { storageOf } from './storage.js';
 import { arrayOf } from './strided.js';
 

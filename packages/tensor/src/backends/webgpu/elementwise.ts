@@ -35,9 +35,28 @@ export const elementwise: KernelTable['elementwise'] = (program, dst) => {
       // one buffer cannot be bound for reading and writing in one dispatch: compute it aside
       const scratch = c.scratch('elementwise', n);
       const tmp = new Storage('webgpu', program.root.dtype, n, n * ELEMENT_BYTES, scratch);
-      run(c, program, { storage: tmp, shape: program.shape, strides: contiguousStrides(program.shape), offset: 0 });
-      const view = { storage: tmp, shape: program.shape, strides: contiguousStrides(program.shape), offset: 0 };
-      run(c, { root: { kind: 'load', input: 0, dtype: tmp.dtype }, inputs: [view], consts: [], shape: program.shape }, dst);
+      run(c, program, {
+        storage: tmp,
+        shape: program.shape,
+        strides: contiguousStrides(program.shape),
+        offset: 0,
+      });
+      const view = {
+        storage: tmp,
+        shape: program.shape,
+        strides: contiguousStrides(program.shape),
+        offset: 0,
+      };
+      run(
+        c,
+        {
+          root: { kind: 'load', input: 0, dtype: tmp.dtype },
+          inputs: [view],
+          consts: [],
+          shape: program.shape,
+        },
+        dst,
+      );
       c.release(scratch);
       return dst.storage;
     }
@@ -50,7 +69,13 @@ export const elementwise: KernelTable['elementwise'] = (program, dst) => {
     return c.upload('fill', words, dtype, n);
   }
   const out = c.allocate('elementwise', dtype, n);
-  if (n > 0) run(c, program, { storage: out, shape: program.shape, strides: contiguousStrides(program.shape), offset: 0 });
+  if (n > 0)
+    run(c, program, {
+      storage: out,
+      shape: program.shape,
+      strides: contiguousStrides(program.shape),
+      offset: 0,
+    });
   return out;
 };
 
@@ -86,11 +111,14 @@ function run(c: WebGPUContext, program: ElementwiseProgram, dst: View): void {
   const pipeline = c.pipeline(key, () => {
     const types = b.storages.map((st) => WGSL_TYPE[st.dtype]);
     // a binding is vec4 when its inputs step through it one element at a time
-    const vecSlot = b.storages.map((_, j) => vec4 !== null && program.inputs.some((_, i) => b.slot[i] === j && vec4[i]));
+    const vecSlot = b.storages.map(
+      (_, j) => vec4 !== null && program.inputs.some((_, i) => b.slot[i] === j && vec4[i]),
+    );
     const decls = [
       `@group(0) @binding(1) var<storage, read_write> y: array<${vec4 ? `vec4<${outT}>` : outT}>;`,
       ...types.map(
-        (t, j) => `@group(0) @binding(${j + 2}) var<storage, read> in${j}: array<${vecSlot[j] ? `vec4<${t}>` : t}>;`,
+        (t, j) =>
+          `@group(0) @binding(${j + 2}) var<storage, read> in${j}: array<${vecSlot[j] ? `vec4<${t}>` : t}>;`,
       ),
     ];
     const constWord = (i: number) => u(constAt + i);

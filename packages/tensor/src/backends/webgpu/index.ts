@@ -70,6 +70,7 @@ function createBackend(c: WebGPUContext): Backend {
     // one binding is the output; the rest may be inputs of a fused kernel
     maxFusedInputs: Math.max(2, c.limits.maxStorageBuffersPerShaderStage - 1),
     storageBytes: (_dtype, size) => size * ELEMENT_BYTES,
+    checkStorageBytes: (op, bytes) => c.checkSize(op, bytes),
     upload(data: TypedArray, dtype: DType): Storage {
       if (dtype === 'bool') {
         const words = new Uint32Array(data.length);

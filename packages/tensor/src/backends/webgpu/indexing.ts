@@ -1,8 +1,8 @@
 import type { KernelTable } from '../../backend.js';
+import { loadProgram } from '../../expr/program.js';
 import { contiguousStrides, sizeOf } from '../../shape.js';
 import { Storage, type View } from '../../storage.js';
 import { INDEX_OPS, type IndexOp, type WebGPUContext } from './context.js';
-import { loadProgram } from '../../expr/program.js';
 import { elementwise } from './elementwise.js';
 import { bindingOf } from './program.js';
 import { ctx } from './state.js';

@@ -374,7 +374,13 @@ export const matmul: KernelTable['matmul'] = (a, b, batch, m, k, n) => {
   const c = ctx('matmul');
   c.check('matmul');
   if (batch * m * n === 0) return c.allocate('matmul', 'float32', batch * m * n);
-  if (k === 0) return elementwise({ root: { kind: 'const', index: 0, dtype: 'float32' }, inputs: [], consts: [0], shape: [batch * m * n] });
+  if (k === 0)
+    return elementwise({
+      root: { kind: 'const', index: 0, dtype: 'float32' },
+      inputs: [],
+      consts: [0],
+      shape: [batch * m * n],
+    });
   const out = c.allocate('matmul', 'float32', batch * m * n);
   matmulInto(c, out, a, b, batch, m, k, n);
   return out;

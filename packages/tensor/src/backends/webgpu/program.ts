@@ -87,7 +87,10 @@ export function expressionCode(root: Expr, result: string, constWord: (i: number
 
 function castCode(v: string, from: DType, to: DType): string {
   if (from === to) return v;
-  if (to === 'bool') return from === 'float32' ? `select(0u, 1u, f_nonzero(${v}))` : `select(0u, 1u, ${v} != ${from === 'int32' ? '0' : '0u'})`;
+  if (to === 'bool')
+    return from === 'float32'
+      ? `select(0u, 1u, f_nonzero(${v}))`
+      : `select(0u, 1u, ${v} != ${from === 'int32' ? '0' : '0u'})`;
   if (to === 'float32') return `f32(${v})`;
   return from === 'float32' ? `f2i(${v})` : `i32(${v})`;
 }

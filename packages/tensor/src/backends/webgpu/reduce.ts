@@ -218,7 +218,12 @@ export const reduce: KernelTable['reduce'] = (op, x, outer, inner, outDtype) => 
   if (outer === 0) return c.allocate(op, outDtype, 0);
   if (inner === 0) {
     const identityValue = op === 'prod' ? 1 : 0;
-    return elementwise({ root: { kind: 'const', index: 0, dtype: outDtype }, inputs: [], consts: [identityValue], shape: [outer] });
+    return elementwise({
+      root: { kind: 'const', index: 0, dtype: outDtype },
+      inputs: [],
+      consts: [identityValue],
+      shape: [outer],
+    });
   }
   // the first `split` dims are the kept ones
   let split = 0;
