@@ -19,11 +19,13 @@ import { parseSafetensors } from '@lowrank/nn';
 import { loadCheckpoint, saveCheckpoint } from '@lowrank/nn/node';
 import { type Device, init, type Tensor, tensor, tidy } from '@lowrank/tensor';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import type { AutoCausalLM } from './auto.js';
 import { gpt2Config } from './config.js';
 import { e2eStream, e2eText, parseE2E, trainValSplit } from './data.js';
 import { generate } from './generate.js';
 import { GPT2LMHeadModel } from './gpt2.js';
-import { fromPretrained, loadTokenizer, readBytes, readJSON, savePretrained } from './node.js';
+import { HFTokenizer, isHFTokenizerJson } from './hf-tokenizer.js';
+import { AutoModelForCausalLM, loadTokenizer, readBytes, readJSON, savePretrained } from './node.js';
 import { CharTokenizer, type Tokenizer, type TokenizerSpec, tokenizerFromSpec } from './tokenizer.js';
 import { LMTrainer } from './train.js';
 
@@ -68,6 +70,7 @@ interface TrainArgs {
   format: 'text' | 'e2e';
   out: string;
   init?: string;
+  model?: string;
   tokenizer: 'char' | 'byte' | 'gpt2';
   nEmbd: number;
   nLayer: number;
@@ -122,14 +125,16 @@ const TRAIN_DEFAULTS: Omit<TrainArgs, 'data' | 'out'> = {
 function resolveTrainArgs(cmd: Command): TrainArgs {
   const opts = cmd.opts<Record<string, unknown>>();
   const merged: Record<string, unknown> = { ...TRAIN_DEFAULTS };
+  const fromConfig = new Set<string>();
   const configPath = opts.config as string | undefined;
   if (configPath) {
     const json = readJSON(configPath, 'train config');
     for (const [k, v] of Object.entries(json)) {
-      if (!(k in TRAIN_DEFAULTS) && k !== 'data' && k !== 'out' && k !== 'init') {
+      if (!(k in TRAIN_DEFAULTS) && k !== 'data' && k !== 'out' && k !== 'init' && k !== 'model') {
         throw new CliError(`train config ${configPath}: unknown key '${k}'`);
       }
       merged[k] = v;
+      fromConfig.add(k);
     }
   }
   for (const [k, v] of Object.entries(opts)) {
@@ -139,6 +144,17 @@ function resolveTrainArgs(cmd: Command): TrainArgs {
   for (const k of ['data', 'out'] as const) {
     if (typeof merged[k] !== 'string')
       throw new CliError(`train: --${k} is required (or '${k}' in --config)`);
+  }
+  // --model is the name users know from HF; --init is the original spelling
+  if (typeof merged.model === 'string') merged.init ??= merged.model;
+  // LoRA's default targets: c_attn for GPT-2, q_proj/v_proj (the paper's choice) for Llama-family models
+  if (
+    typeof merged.init === 'string' &&
+    cmd.getOptionValueSource('targets') !== 'cli' &&
+    !fromConfig.has('targets')
+  ) {
+    const type = (readJSON(join(merged.init, 'config.json'), 'model config').model_type ?? 'gpt2') as string;
+    if (type !== 'gpt2') merged.targets = ['q_proj', 'v_proj'];
   }
   return merged as unknown as TrainArgs;
 }
@@ -150,27 +166,48 @@ function readCorpus(a: TrainArgs): string {
 }
 
 interface BuiltModel {
-  model: GPT2LMHeadModel;
+  model: AutoCausalLM;
   tokenizer: Tokenizer;
-  tokenizerSpec: TokenizerSpec;
-  lora: LoraModel<GPT2LMHeadModel> | null;
+  /** lowrank's tokenizer spec, or null when the tokenizer is an HF one (its files are copied from `tokenizerDir`). */
+  tokenizerSpec: TokenizerSpec | null;
+  tokenizerDir: string | null;
+  lora: LoraModel<AutoCausalLM> | null;
+}
+
+async function loadModel(dir: string, device: Device): Promise<AutoCausalLM> {
+  try {
+    return await AutoModelForCausalLM.fromPretrained(dir, { device });
+  } catch (e) {
+    throw new CliError((e as Error).message.split('\n')[0]);
+  }
 }
 
 async function buildModel(a: TrainArgs, corpus: string, device: Device): Promise<BuiltModel> {
-  let model: GPT2LMHeadModel;
-  let tokenizerSpec: TokenizerSpec;
+  let model: AutoCausalLM;
+  let tokenizerSpec: TokenizerSpec | null;
+  let tokenizer: Tokenizer;
+  let tokenizerDir: string | null = null;
   if (a.init) {
-    model = await fromPretrained(a.init, { device });
+    model = await loadModel(a.init, device);
+    tokenizer = loadTokenizer(a.init, model.config.vocab_size);
     const tokPath = join(a.init, 'tokenizer.json');
-    tokenizerSpec = existsSync(tokPath)
-      ? (readJSON(tokPath, 'tokenizer') as unknown as TokenizerSpec)
-      : model.config.vocab_size === 256
-        ? { type: 'byte' }
-        : { type: 'gpt2' };
+    if (tokenizer instanceof HFTokenizer) {
+      tokenizerSpec = null;
+      tokenizerDir = a.init;
+    } else {
+      tokenizerSpec = existsSync(tokPath)
+        ? (readJSON(tokPath, 'tokenizer') as unknown as TokenizerSpec)
+        : model.config.vocab_size === 256
+          ? { type: 'byte' }
+          : { type: 'gpt2' };
+    }
   } else {
     if (a.lora) throw new CliError('train: --lora needs a base model to adapt (--init <model dir>)');
-    tokenizerSpec = a.tokenizer === 'char' ? CharTokenizer.fromText(corpus).toJSON() : { type: a.tokenizer };
-    const vocab = tokenizerFromSpec(tokenizerSpec).vocabSize;
+    const spec: TokenizerSpec =
+      a.tokenizer === 'char' ? CharTokenizer.fromText(corpus).toJSON() : { type: a.tokenizer };
+    tokenizerSpec = spec;
+    tokenizer = tokenizerFromSpec(spec);
+    const vocab = tokenizer.vocabSize;
     let config: ReturnType<typeof gpt2Config>;
     try {
       config = gpt2Config({
@@ -191,7 +228,7 @@ async function buildModel(a: TrainArgs, corpus: string, device: Device): Promise
     model = new GPT2LMHeadModel(config, { seed: a.seed });
     await model.to(device);
   }
-  let lora: LoraModel<GPT2LMHeadModel> | null = null;
+  let lora: LoraModel<AutoCausalLM> | null = null;
   if (a.lora) {
     try {
       lora = applyLora(model, {
@@ -205,7 +242,7 @@ async function buildModel(a: TrainArgs, corpus: string, device: Device): Promise
       throw new CliError((e as Error).message);
     }
   }
-  return { model, tokenizer: tokenizerFromSpec(tokenizerSpec), tokenizerSpec, lora };
+  return { model, tokenizer, tokenizerSpec, tokenizerDir, lora };
 }
 
 async function train(cmd: Command): Promise<void> {
@@ -314,12 +351,17 @@ async function train(cmd: Command): Promise<void> {
   const seconds = (performance.now() - t0) / 1000;
   if (lora) {
     const saved = await saveAdapter(lora, a.out);
-    writeFileSync(join(a.out, 'tokenizer.json'), `${JSON.stringify(built.tokenizerSpec)}\n`);
+    if (built.tokenizerSpec)
+      writeFileSync(join(a.out, 'tokenizer.json'), `${JSON.stringify(built.tokenizerSpec)}\n`);
     console.log(
       `saved adapter to ${saved.dir} (${saved.weightsBytes + saved.configBytes} bytes) in ${seconds.toFixed(1)} s`,
     );
   } else {
-    const { bytes } = await savePretrained(model, a.out, { tokenizer: built.tokenizerSpec });
+    const { bytes } = await savePretrained(
+      model,
+      a.out,
+      tokenizerOptions(built.tokenizerSpec, built.tokenizerDir),
+    );
     console.log(`saved model to ${a.out} (${bytes} bytes) in ${seconds.toFixed(1)} s`);
   }
 }
@@ -327,9 +369,17 @@ async function train(cmd: Command): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // generate, merge, inspect
 
+/** What `savePretrained` needs to write the tokenizer: lowrank's spec, or the HF files to copy. */
+function tokenizerOptions(
+  spec: TokenizerSpec | null | undefined,
+  dir: string | null,
+): { tokenizer?: TokenizerSpec; tokenizerFrom?: string } {
+  return spec ? { tokenizer: spec } : dir ? { tokenizerFrom: dir } : {};
+}
+
 async function loadWithAdapter(modelDir: string, adapterDir: string | undefined, device: Device) {
-  const model = await fromPretrained(modelDir, { device });
-  let lora: LoraModel<GPT2LMHeadModel> | null = null;
+  const model = await loadModel(modelDir, device);
+  let lora: LoraModel<AutoCausalLM> | null = null;
   if (adapterDir) {
     const cfg = join(adapterDir, 'adapter_config.json');
     const weights = join(adapterDir, 'adapter_model.safetensors');
@@ -356,19 +406,30 @@ async function generateCmd(o: {
   topK?: number;
   topP?: number;
   greedy?: boolean;
+  chat?: boolean;
   seed: number;
   device: string;
 }): Promise<void> {
   const device = await useDevice(o.device);
   const { model, tokenizer } = await loadWithAdapter(o.model, o.adapter, device);
   let prompt: number[];
+  let text = o.prompt;
   try {
-    prompt = tokenizer.encode(o.prompt);
+    if (o.chat) {
+      if (!(tokenizer instanceof HFTokenizer) || tokenizer.chatTemplate === null)
+        throw new CliError(
+          `generate --chat: ${o.model} has no chat template (tokenizer_config.json / chat_template.jinja)`,
+        );
+      text = tokenizer.applyChatTemplate([{ role: 'user', content: o.prompt }], {
+        addGenerationPrompt: true,
+      });
+    }
+    prompt = tokenizer.encode(text);
   } catch (e) {
     throw new CliError((e as Error).message);
   }
   if (prompt.length === 0) throw new CliError('generate: --prompt is empty');
-  process.stdout.write(o.prompt);
+  process.stdout.write(text);
   const r = await generate(model, prompt, {
     maxNewTokens: o.maxTokens,
     temperature: o.temperature,
@@ -386,7 +447,7 @@ async function mergeCmd(o: { model: string; adapter: string; out: string; device
   const { model, lora } = await loadWithAdapter(o.model, o.adapter, device);
   if (!lora) throw new CliError('merge: --adapter is required');
   // probe: the same logits before and after merging (the paper's zero-latency claim, checked)
-  const n = Math.min(16, model.config.n_positions);
+  const n = Math.min(16, model.contextLength);
   const probe = Array.from({ length: n }, (_, i) => (i * 7919) % model.config.vocab_size);
   const before = await logitsOf(model, probe);
   const merged = lora.mergeAndUnload();
@@ -394,14 +455,16 @@ async function mergeCmd(o: { model: string; adapter: string; out: string; device
   let maxDiff = 0;
   for (let i = 0; i < before.length; i++) maxDiff = Math.max(maxDiff, Math.abs(before[i] - after[i]));
   const tok = join(o.model, 'tokenizer.json');
-  const spec = existsSync(tok) ? (readJSON(tok, 'tokenizer') as unknown as TokenizerSpec) : undefined;
-  const { bytes } = await savePretrained(merged, o.out, spec ? { tokenizer: spec } : {});
+  const json = existsSync(tok) ? readJSON(tok, 'tokenizer') : undefined;
+  const hf = json !== undefined && isHFTokenizerJson(json);
+  const spec = json && !hf ? (json as unknown as TokenizerSpec) : undefined;
+  const { bytes } = await savePretrained(merged, o.out, tokenizerOptions(spec, hf ? o.model : null));
   console.log(
     `merged ${o.adapter} into ${o.model} → ${o.out} (${bytes} bytes); max |merged − unmerged| logit ${maxDiff.toExponential(2)}`,
   );
 }
 
-async function logitsOf(model: GPT2LMHeadModel, ids: number[]): Promise<Float32Array> {
+async function logitsOf(model: AutoCausalLM, ids: number[]): Promise<Float32Array> {
   model.eval();
   const t: Tensor = noGrad(() =>
     tidy(() => model.forward(tensor([ids], { dtype: 'int32', device: model.device })).logits),
@@ -435,7 +498,9 @@ function inspectCmd(path: string, o: { json?: boolean }): void {
     const c = readJSON(configPath, 'model config');
     report.config = c;
     lines.push(
-      `model: ${String(c.model_type)} vocab ${c.vocab_size}, positions ${c.n_positions}, width ${c.n_embd}, ${c.n_layer} layers, ${c.n_head} heads`,
+      c.model_type === 'gpt2' || c.model_type === undefined
+        ? `model: ${String(c.model_type)} vocab ${c.vocab_size}, positions ${c.n_positions}, width ${c.n_embd}, ${c.n_layer} layers, ${c.n_head} heads`
+        : `model: ${String(c.model_type)} vocab ${c.vocab_size}, positions ${c.max_position_embeddings}, width ${c.hidden_size}, ${c.num_hidden_layers} layers, ${c.num_attention_heads} heads (${c.num_key_value_heads ?? c.num_attention_heads} key/value)`,
     );
   }
   if (adapterPath && existsSync(adapterPath)) {
@@ -499,6 +564,7 @@ export function makeProgram(): Command {
     .option('--config <file>', 'JSON file with any of these options (camelCase keys); flags override it')
     .option('--resume', 'continue the run in --out from its last checkpoint')
     .option('--init <dir>', 'start from this model directory (config.json + model.safetensors)')
+    .option('--model <dir>', 'same as --init: a GPT-2 or Llama-family (llama, qwen2, mistral) HF directory')
     .addOption(new Option('--tokenizer <kind>', 'tokenizer of a new model').choices(['char', 'byte', 'gpt2']))
     .option('--n-embd <n>', 'width of a new model', int())
     .option('--n-layer <n>', 'layers of a new model', int())
@@ -537,6 +603,7 @@ export function makeProgram(): Command {
     .option('--top-k <k>', 'keep the k most likely tokens', int())
     .option('--top-p <p>', 'nucleus sampling threshold', num(0.000001, 1))
     .option('--greedy', 'always take the most likely token')
+    .option('--chat', "wrap the prompt as a user message in the model's chat template")
     .option('--seed <n>', 'sampling seed', int(0), 0)
     .addOption(deviceOption())
     .action(generateCmd);
