@@ -5,6 +5,9 @@
  * @module @lowrank/tensor
  */
 
+// the op methods of Tensor (x.add(y), …) are attached to its prototype by this module
+import './tensor-methods.js';
+
 export type {
   AdamUpdateParams,
   Backend,
@@ -147,7 +150,7 @@ export {
 export { defaultGenerator, Generator, manualSeed } from './random.js';
 export type { Device, View } from './storage.js';
 export { Storage } from './storage.js';
-export { type NestedArray, Tensor } from './tensor.js';
+export { type Dims, type NestedArray, type Operand, Tensor } from './tensor.js';
 
 /**
  * Disposes tensors (arrays and objects of tensors are searched).
