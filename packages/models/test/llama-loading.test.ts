@@ -3,6 +3,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { noGrad } from '@lowrank/autograd';
+import { applyLora, loadAdapterFromBytes, serializeAdapter } from '@lowrank/lora';
 import { parseSafetensors, serializeSafetensors } from '@lowrank/nn';
 import * as lr from '@lowrank/tensor';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -188,5 +189,27 @@ describe('AutoModelForCausalLM and the weight files', () => {
     lr.dispose(ids);
     model.dispose();
     back.dispose();
+  });
+});
+
+describe('LoRA targets on Llama-family models', () => {
+  it("'all-linear' adapts the 7 projections of every layer and leaves the untied lm_head out; a saved adapter loads back", async () => {
+    const model = PureAuto.fromConfig(readConfig('llama3-bf16-sharded'));
+    const lora = applyLora(model, { r: 2, targetModules: 'all-linear', initLoraWeights: false, seed: 3 });
+    const names = [...lora.layers.keys()];
+    expect(names).toHaveLength(14);
+    expect(new Set(names.map((n) => n.split('.').pop()))).toEqual(
+      new Set(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']),
+    );
+    expect(names.some((n) => n.includes('lm_head'))).toBe(false);
+    const ids = lr.tensor([[5, 6, 7, 8]], { dtype: 'int32' });
+    const before = await logitsOf(model as LlamaForCausalLM, ids);
+    const { configJson, safetensors } = await serializeAdapter(lora);
+    const fresh = PureAuto.fromConfig(readConfig('llama3-bf16-sharded'));
+    loadAdapterFromBytes(fresh, configJson, safetensors, { onWarning: () => {} });
+    expect(await logitsOf(fresh as LlamaForCausalLM, ids)).toEqual(before);
+    lr.dispose(ids);
+    model.dispose();
+    fresh.dispose();
   });
 });
