@@ -15,9 +15,13 @@ import { loadHFWeights, mergeShards, shardFiles } from './weights.js';
 
 /** The `model_type` values `AutoModelForCausalLM` knows, and the class each one gets. */
 export const CAUSAL_LM_CLASSES = {
+  /** GPT-2. */
   gpt2: 'GPT2LMHeadModel',
+  /** Llama 2/3.x, SmolLM. */
   llama: 'LlamaForCausalLM',
+  /** Qwen2/2.5 (q/k/v biases). */
   qwen2: 'LlamaForCausalLM',
+  /** Mistral (sliding window). */
   mistral: 'LlamaForCausalLM',
 } as const;
 

@@ -57,7 +57,10 @@ export class LlamaAttention extends Module {
   /** n_head·head_dim → hidden. */
   o_proj: Layer;
 
-  constructor(readonly config: LlamaConfig) {
+  constructor(
+    /** The model's configuration. */
+    readonly config: LlamaConfig,
+  ) {
     super();
     const { hidden_size: C, num_attention_heads: H, num_key_value_heads: KV, head_dim: D } = config;
     this.q_proj = this.registerModule('q_proj', new Linear(C, H * D, { bias: config.qkv_bias }));
@@ -94,7 +97,10 @@ export class LlamaMLP extends Module {
   /** intermediate → hidden. */
   down_proj: Layer;
 
-  constructor(readonly config: LlamaConfig) {
+  constructor(
+    /** The model's configuration. */
+    readonly config: LlamaConfig,
+  ) {
     super();
     const [C, I, bias] = [config.hidden_size, config.intermediate_size, config.mlp_bias];
     this.gate_proj = this.registerModule('gate_proj', new Linear(C, I, { bias }));
@@ -167,7 +173,10 @@ export class LlamaModel extends Module {
   /** Final RMSNorm. */
   readonly norm: RMSNorm;
 
-  constructor(readonly config: LlamaConfig) {
+  constructor(
+    /** The model's configuration. */
+    readonly config: LlamaConfig,
+  ) {
     super();
     this.embed_tokens = this.registerModule(
       'embed_tokens',
