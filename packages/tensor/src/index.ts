@@ -43,13 +43,23 @@ export {
   withoutRecording,
 } from './engine.js';
 export { OpError } from './errors.js';
-export { type ElementwiseProgram, type Expr, exprKey } from './expr/program.js';
+export {
+  type CastExpr,
+  type ConstExpr,
+  type ElementwiseProgram,
+  type Expr,
+  exprKey,
+  type LoadExpr,
+  linearize,
+  type OpExpr,
+  type Step,
+} from './expr/program.js';
 export {
   BINARY_OPS,
   NON_DIFFERENTIABLE_SCALAR_OPS,
-  SCALAR_OPS,
   type ScalarOpDef,
   type ScalarOpName,
+  TABLE as SCALAR_OPS,
   UNARY_OPS,
 } from './expr/table.js';
 export { type InitOptions, type InitResult, init } from './init.js';

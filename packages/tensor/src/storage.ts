@@ -4,11 +4,6 @@ import type { ElementwiseProgram } from './expr/program.js';
 /** Where a tensor's memory lives: the TypeScript CPU backend or WebGPU. */
 export type Device = 'cpu' | 'webgpu';
 
-/**
- * A block of device memory holding `size` elements of `dtype`. Tensors are views over a storage;
- * several tensors may share one, and it is returned to its backend when the last of them is
- * disposed. `handle` is the backend's own object (a typed array on the CPU, a GPUBuffer on WebGPU).
- */
 let nextStorageId = 0;
 
 /**
@@ -21,6 +16,11 @@ export interface LazyValue {
   readonly nodes: number;
 }
 
+/**
+ * A block of device memory holding `size` elements of `dtype`. Tensors are views over a storage;
+ * several tensors may share one, and it is returned to its backend when the last of them is
+ * disposed. `handle` is the backend's own object (a typed array on the CPU, a GPUBuffer on WebGPU).
+ */
 export class Storage<H = unknown> {
   /** Unique id, in creation order (kernel caches key bound buffers by it). */
   readonly id = nextStorageId++;

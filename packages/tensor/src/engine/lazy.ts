@@ -94,6 +94,10 @@ function chainNodes(program: ElementwiseProgram): number {
  * Computes a lazy storage (no-op for a real one): flattens its program tree into one program over
  * real memory and runs the backend's elementwise kernel; every view of the storage then reads
  * the values. Errors name the op the user called.
+ *
+ * @example
+ * const y = x.mul(2).exp(); // lazy: nothing ran yet
+ * lr.realize(y.storage); // one fused kernel computes it
  */
 export function realize(storage: Storage): void {
   const lazy = storage.lazy;
@@ -128,10 +132,16 @@ export function realView(v: View): View {
  * allow, and computed first otherwise.
  */
 export function flatten(program: ElementwiseProgram, device: Device): ElementwiseProgram {
-  const b = new Builder(getBackend(device).maxFusedInputs);
-  const root = b.inline(program, (v) => v, true);
-  if (!root) throw new Error('internal: the outermost program always flattens');
-  return { root, inputs: b.inputs, consts: b.consts, shape: program.shape };
+  const max = getBackend(device).maxFusedInputs;
+  // inlined chains may use up the limit before the root's last inputs are loaded: then try again
+  // leaving them room (chains computed by a failed try stay computed; the root has ≤ 3 inputs)
+  for (let cap = max; ; cap--) {
+    const b = new Builder(Math.max(0, cap));
+    const root = b.inline(program, (v) => v, true);
+    if (!root) throw new Error('internal: the outermost program always flattens');
+    if (b.storageCount <= max || cap <= 0)
+      return { root, inputs: b.inputs, consts: b.consts, shape: program.shape };
+  }
 }
 
 class Builder {
@@ -142,6 +152,10 @@ class Builder {
   private nodes = 0;
 
   constructor(private readonly maxStorages: number) {}
+
+  get storageCount(): number {
+    return this.storages.size;
+  }
 
   /**
    * The expression of `p` with its loads rewritten to read root-space views (`toRoot` maps a view

@@ -79,7 +79,8 @@ export function retainLazyInputs(s: Storage): void {
   if (!lazy) return;
   for (const input of distinctStorages(lazy.program.inputs)) {
     retainStorage(input);
-    (input.users ??= new Set()).add(s);
+    input.users ??= new Set();
+    input.users.add(s);
   }
 }
 

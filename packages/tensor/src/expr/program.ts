@@ -2,18 +2,53 @@ import type { DType } from '../dtype.js';
 import type { View } from '../storage.js';
 import type { ScalarOpName } from './table.js';
 
+/** The element of input view `input` at the current position. */
+export interface LoadExpr {
+  /** Discriminant. */
+  readonly kind: 'load';
+  /** Index into the program's `inputs`. */
+  readonly input: number;
+  /** The input storage's dtype. */
+  readonly dtype: DType;
+}
+
+/** Constant `consts[index]` of the program (a kernel parameter, so new values compile nothing). */
+export interface ConstExpr {
+  /** Discriminant. */
+  readonly kind: 'const';
+  /** Index into the program's `consts`. */
+  readonly index: number;
+  /** The constant's dtype (its value is already rounded to it). */
+  readonly dtype: DType;
+}
+
+/** A scalar op (a row of the op table) applied to its arguments. */
+export interface OpExpr {
+  /** Discriminant. */
+  readonly kind: 'op';
+  /** The row of `SCALAR_OPS`. */
+  readonly op: ScalarOpName;
+  /** One expression per operand (all of one dtype, except where's bool condition). */
+  readonly args: readonly Expr[];
+  /** The result dtype. */
+  readonly dtype: DType;
+}
+
+/** A conversion: float→int truncates toward zero (and wraps like a C cast); anything→bool is `!= 0`. */
+export interface CastExpr {
+  /** Discriminant. */
+  readonly kind: 'cast';
+  /** The value converted. */
+  readonly arg: Expr;
+  /** The target dtype. */
+  readonly dtype: DType;
+}
+
 /**
  * An elementwise expression: a tree of scalar ops over the elements of strided input views and
  * constants. Every node knows its dtype, so backends never infer types.
  */
-export type Expr =
-  /** The element of input view `input` at the current position. */
-  | { readonly kind: 'load'; readonly input: number; readonly dtype: DType }
-  /** Constant `consts[index]` of the program (a kernel parameter, so new values compile nothing). */
-  | { readonly kind: 'const'; readonly index: number; readonly dtype: DType }
-  | { readonly kind: 'op'; readonly op: ScalarOpName; readonly args: readonly Expr[]; readonly dtype: DType }
-  /** float→int truncates toward zero (and wraps like a C cast); anything→bool is `!= 0`. */
-  | { readonly kind: 'cast'; readonly arg: Expr; readonly dtype: DType };
+export type Expr = LoadExpr | ConstExpr | OpExpr | CastExpr;
 
 /**
  * What an elementwise kernel evaluates: `out[i] = root(inputs at i)` over `shape` (row-major).
@@ -22,15 +57,23 @@ export type Expr =
  * storage (engine/lazy.ts) inputs may be lazy themselves, and are inlined when it runs.
  */
 export interface ElementwiseProgram {
+  /** The expression of one output element. */
   readonly root: Expr;
+  /** Strided views read by the loads, each of the program's shape. */
   readonly inputs: readonly View[];
+  /** Constant values, read by const nodes (already rounded to their dtype). */
   readonly consts: readonly number[];
+  /** The output shape (row-major). */
   readonly shape: readonly number[];
 }
 
 /**
  * A string that identifies the program's structure (ops, dtypes, which input each load reads),
  * not its sizes, strides or constant values: backends cache generated code under it.
+ *
+ * @example
+ * lr.exprKey({ kind: 'op', op: 'exp', args: [{ kind: 'load', input: 0, dtype: 'float32' }], dtype: 'float32' });
+ * // "exp(L0)"
  */
 export function exprKey(e: Expr): string {
   let key = keys.get(e);
@@ -83,16 +126,31 @@ export function loadProgram(view: View): ElementwiseProgram {
 }
 
 /**
- * The nodes of `e` in evaluation order with duplicates merged (structurally equal subtrees are
- * computed once), each with the indices of its arguments: what code generators emit, one
- * statement per entry.
+ * One node of a linearized expression with the indices of its arguments' steps: what code
+ * generators emit, one statement per step.
  */
 export interface Step {
+  /** The node computed by this step. */
   readonly node: Expr;
+  /** Indices of the steps that computed its arguments. */
   readonly args: readonly number[];
 }
 
-export function linearize(root: Expr): { steps: Step[]; result: number } {
+/** What `linearize` returns. */
+export interface Linearized {
+  /** The steps in evaluation order. */
+  readonly steps: Step[];
+  /** The index of the step whose value is the root's. */
+  readonly result: number;
+}
+
+/**
+ * `root`'s nodes as steps in evaluation order, structurally equal subtrees merged.
+ *
+ * @example
+ * const { steps, result } = linearize(program.root); // steps[result] is the value
+ */
+export function linearize(root: Expr): Linearized {
   const steps: Step[] = [];
   const seen = new Map<string, number>();
   const visit = (e: Expr): number => {

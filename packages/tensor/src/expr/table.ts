@@ -23,14 +23,19 @@ export type InputRule = 'numeric' | 'any';
  * integer form (its inputs are cast to float32 first, per `result: 'float'`).
  */
 export interface WgslForms {
+  /** The expression for f32 operands. */
   readonly f: string;
+  /** The expression for i32 and u32 (bool) operands; absent when the op has no integer form. */
   readonly i?: string;
 }
 
 /** One row of the table. */
 export interface ScalarOpDef {
+  /** Number of operands. */
   readonly arity: 1 | 2 | 3;
+  /** How the result dtype follows from the operands'. */
   readonly result: ResultRule;
+  /** Which operand dtypes the op accepts. */
   readonly inputs: InputRule;
   /** False for ops whose output carries no gradient (comparisons, rounding, logical ops). */
   readonly differentiable: boolean;
@@ -38,6 +43,7 @@ export interface ScalarOpDef {
   readonly ts: (a: number, b: number, c: number) => number;
   /** Integer definition where it differs from `ts` followed by int32 wrapping (e.g. `Math.imul`). */
   readonly tsInt?: (a: number, b: number) => number;
+  /** The WGSL forms. */
   readonly wgsl: WgslForms;
 }
 
@@ -114,7 +120,8 @@ const compare = (ts: (a: number, b: number) => number, f: string, i: string): Bi
  * `f_nonzero`, `reduce_2pi`) are defined once in backends/webgpu/wgsl.ts: they are NaN-safe under
  * any compiler assumptions, which WGSL's built-ins do not promise.
  */
-export const SCALAR_OPS = {
+/** The rows, by op name (read them through `TABLE`, typed by the row interface). */
+const SCALAR_OPS = {
   // ---- one input
   neg: unaryN((x) => -x, '-$0', '-$0'),
   abs: unaryN(Math.abs, 'abs($0)', 'abs($0)'),
@@ -222,12 +229,13 @@ export type UnaryOp = OpsOfArity<1>;
 /** Elementwise two-input ops (comparisons and logical ops return bool). */
 export type BinaryOp = OpsOfArity<2>;
 
-/** The row of `op`. */
-export function scalarOp(op: ScalarOpName): ScalarOpDef {
-  return TABLE[op];
-}
-
-/** The table seen through the row interface (every field readable on every row). */
+/**
+ * The table: every scalar op's row, by name.
+ *
+ * @example
+ * lr.SCALAR_OPS.exp.wgsl.f; // "exp($0)"
+ * lr.SCALAR_OPS.eq.differentiable; // false
+ */
 export const TABLE: Readonly<Record<ScalarOpName, ScalarOpDef>> = SCALAR_OPS;
 
 const names = Object.keys(SCALAR_OPS) as ScalarOpName[];

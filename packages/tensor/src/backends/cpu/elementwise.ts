@@ -1,7 +1,7 @@
 import type { KernelTable } from '../../backend.js';
 import { type DType, type TypedArray, typedArrayFor } from '../../dtype.js';
 import { type ElementwiseProgram, exprKey, linearize, type Step } from '../../expr/program.js';
-import { SCALAR_OPS, TABLE } from '../../expr/table.js';
+import { TABLE } from '../../expr/table.js';
 import { coalesce, contiguousStrides, sizeOf } from '../../shape.js';
 import { Storage, type View } from '../../storage.js';
 import { storageOf } from './storage.js';
@@ -138,9 +138,9 @@ function generate(program: ElementwiseProgram, rank: number): Compiled | null {
   const operands = ['o', ...Array.from({ length: k }, (_, i) => `p${i}`)];
   for (let d = 0; d < rank; d++) {
     lines.push(`const n${d} = shape[${d}];`);
-    operands.forEach((name, j) => lines.push(`const s${name}_${d} = st[${j * rank + d}];`));
+    lines.push(...operands.map((name, j) => `const s${name}_${d} = st[${j * rank + d}];`));
   }
-  operands.forEach((name, j) => lines.push(`let ${name}_0 = offs[${j}];`));
+  lines.push(...operands.map((name, j) => `let ${name}_0 = offs[${j}];`));
   const body = steps.map((s, i) => `const t${i} = ${stepCode(s, `_${rank}`)};`);
   body.push(`out[o_${rank}] = t${result};`);
   if (rank === 0) {
@@ -149,19 +149,19 @@ function generate(program: ElementwiseProgram, rank: number): Compiled | null {
   } else {
     for (let d = 0; d < rank; d++) {
       lines.push(`for (let i${d} = 0; i${d} < n${d}; i${d}++) {`);
-      operands.forEach((name) => lines.push(`let ${name}_${d + 1} = ${name}_${d};`));
+      lines.push(...operands.map((name) => `let ${name}_${d + 1} = ${name}_${d};`));
       if (d === rank - 1) lines.push(...body);
     }
     for (let d = rank - 1; d >= 0; d--) {
       // step the offsets of this level's parent, then close the loop
-      operands.forEach((name) => lines.push(`${name}_${d} += s${name}_${d};`));
+      lines.push(...operands.map((name) => `${name}_${d} += s${name}_${d};`));
       lines.push('}');
     }
   }
   lines.push('};');
   const source = lines.join('\n');
   try {
-    return new Function('T', source)(SCALAR_OPS) as Compiled;
+    return new Function('T', source)(TABLE) as Compiled;
   } catch {
     codegenAllowed = false;
     return null;
