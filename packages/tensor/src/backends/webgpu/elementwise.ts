@@ -1,8 +1,8 @@
-import type { KernelTable } from '../../backend.js';
 import type { ElementwiseProgram } from '../../expr/program.js';
 import { coalesce, contiguousStrides, sizeOf } from '../../shape.js';
 import { Storage, type View } from '../../storage.js';
 import { type Binding, ELEMENT_BYTES, type WebGPUContext } from './context.js';
+import type { GpuKernel } from './kernel.js';
 import {
   bindingOf,
   constBits,
@@ -12,7 +12,6 @@ import {
   inputBindings,
   programKey,
 } from './program.js';
-import { ctx } from './state.js';
 import { linearIndex, MAIN_ARGS, metaStruct, PRELUDE, s, u, unravel, WG, WGSL_TYPE } from './wgsl.js';
 
 /**
@@ -25,8 +24,7 @@ import { linearIndex, MAIN_ARGS, metaStruct, PRELUDE, s, u, unravel, WG, WGSL_TY
 /** Fills of fewer elements are uploaded from the host: a queue write costs less than a dispatch. */
 const UPLOAD_FILL_BELOW = 16384;
 
-export const elementwise: KernelTable['elementwise'] = (program, dst) => {
-  const c = ctx('elementwise');
+export const elementwise: GpuKernel<'elementwise'> = (c, program, dst) => {
   c.check('elementwise');
   const n = sizeOf(program.shape);
   if (dst) {
@@ -98,7 +96,7 @@ function run(c: WebGPUContext, program: ElementwiseProgram, dst: View): void {
   words[1] = vec4 ? dst.offset / 4 : dst.offset;
   for (let i = 0; i < k; i++) {
     const v = program.inputs[i];
-    words[2 + i] = vec4 && vec4[i] ? v.offset / 4 : v.offset;
+    words[2 + i] = vec4?.[i] ? v.offset / 4 : v.offset;
   }
   for (let d = 0; d < rank; d++) {
     words[shapeAt + d] = co.shape[d];

@@ -26,16 +26,20 @@ export interface WebGPUInitOptions {
   gpu?: GPU;
 }
 
-export const webgpuKernels = {
-  elementwise,
-  reduce,
-  matmul,
-  gather,
-  indexSelect,
-  scatterAdd,
-  indexAdd,
-  adamUpdate,
-} satisfies KernelTable;
+/** The WebGPU kernels bound to the context they run on. */
+function kernelsOf(c: WebGPUContext): KernelTable {
+  return {
+    elementwise: (program, dst) => elementwise(c, program, dst),
+    reduce: (op, x, outer, inner, outDtype) => reduce(c, op, x, outer, inner, outDtype),
+    matmul: (a, b, batch, m, k, n) => matmul(c, a, b, batch, m, k, n),
+    gather: (x, dim, index) => gather(c, x, dim, index),
+    indexSelect: (x, dim, index) => indexSelect(c, x, dim, index),
+    scatterAdd: (target, dim, index, src) => scatterAdd(c, target, dim, index, src),
+    indexAdd: (target, dim, index, src) => indexAdd(c, target, dim, index, src),
+    adamUpdate: (param, grad, expAvg, expAvgSq, maxExpAvgSq, s) =>
+      adamUpdate(c, param, grad, expAvg, expAvgSq, maxExpAvgSq, s),
+  };
+}
 
 const OPTIONAL_FEATURES = ['subgroups', 'timestamp-query'] as const;
 
@@ -112,7 +116,7 @@ export async function createWebGPUBackend(options: WebGPUInitOptions): Promise<v
   const c = new WebGPUContext(device, description);
   setContext(c);
   registerBackend(createBackend(c));
-  registerKernels('webgpu', webgpuKernels);
+  registerKernels('webgpu', kernelsOf(c));
 }
 
 /**

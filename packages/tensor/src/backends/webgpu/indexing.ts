@@ -1,11 +1,10 @@
-import type { KernelTable } from '../../backend.js';
 import { loadProgram } from '../../expr/program.js';
 import { contiguousStrides, sizeOf } from '../../shape.js';
 import { Storage, type View } from '../../storage.js';
 import { INDEX_OPS, type IndexOp, type WebGPUContext } from './context.js';
 import { elementwise } from './elementwise.js';
+import type { GpuKernel } from './kernel.js';
 import { bindingOf } from './program.js';
-import { ctx } from './state.js';
 import { coalesce, linearIndex, MAIN_ARGS, metaStruct, u, unravel, WG, WGSL_TYPE } from './wgsl.js';
 
 /**
@@ -86,14 +85,12 @@ fn main(${MAIN_ARGS}) {
   return out;
 }
 
-export const gather: KernelTable['gather'] = (x, dim, index) => {
-  const c = ctx('gather');
+export const gather: GpuKernel<'gather'> = (c, x, dim, index) => {
   c.check('gather');
   return gatherLike(c, 'gather', x, dim, index, index.shape);
 };
 
-export const indexSelect: KernelTable['indexSelect'] = (x, dim, index) => {
-  const c = ctx('indexSelect');
+export const indexSelect: GpuKernel<'indexSelect'> = (c, x, dim, index) => {
   c.check('indexSelect');
   const rows = index.shape[0];
   if (x.shape.length === 0) {
@@ -103,7 +100,7 @@ export const indexSelect: KernelTable['indexSelect'] = (x, dim, index) => {
     const scratch = c.scratch('indexSelect', rows);
     gatherLike(c, 'indexSelect', xs, 0, index, [rows], scratch);
     c.release(scratch);
-    return elementwise(loadProgram(x));
+    return elementwise(c, loadProgram(x));
   }
   const shape = [...x.shape];
   shape[dim] = rows;
@@ -126,7 +123,7 @@ function scatterLike(
   count: number,
 ): Storage {
   const dt = target.storage.dtype;
-  const result = elementwise(loadProgram(target));
+  const result = elementwise(c, loadProgram(target));
   const shape = index.shape;
   const columnsShape = shape.map((d, i) => (i === dim ? 1 : d));
   const columns = sizeOf(columnsShape);
@@ -179,14 +176,12 @@ fn main(${MAIN_ARGS}) {
   return result;
 }
 
-export const scatterAdd: KernelTable['scatterAdd'] = (target, dim, index, src) => {
-  const c = ctx('scatterAdd');
+export const scatterAdd: GpuKernel<'scatterAdd'> = (c, target, dim, index, src) => {
   c.check('scatterAdd');
   return scatterLike(c, 'scatterAdd', target, dim, index, src, index.shape[dim]);
 };
 
-export const indexAdd: KernelTable['indexAdd'] = (target, dim, index, src) => {
-  const c = ctx('indexAdd');
+export const indexAdd: GpuKernel<'indexAdd'> = (c, target, dim, index, src) => {
   c.check('indexAdd');
   const strides = src.shape.map((_, d) => (d === dim ? index.strides[0] : 0));
   const view: View = { storage: index.storage, shape: src.shape, strides, offset: index.offset };

@@ -1,9 +1,8 @@
-import type { KernelTable } from '../../backend.js';
 import type { Storage, View } from '../../storage.js';
 import type { WebGPUContext } from './context.js';
 import { elementwise } from './elementwise.js';
+import type { GpuKernel } from './kernel.js';
 import { bindingOf } from './program.js';
-import { ctx } from './state.js';
 import { metaStruct, u } from './wgsl.js';
 
 /**
@@ -370,12 +369,11 @@ export function matmulInto(
   }
 }
 
-export const matmul: KernelTable['matmul'] = (a, b, batch, m, k, n) => {
-  const c = ctx('matmul');
+export const matmul: GpuKernel<'matmul'> = (c, a, b, batch, m, k, n) => {
   c.check('matmul');
   if (batch * m * n === 0) return c.allocate('matmul', 'float32', batch * m * n);
   if (k === 0)
-    return elementwise({
+    return elementwise(c, {
       root: { kind: 'const', index: 0, dtype: 'float32' },
       inputs: [],
       consts: [0],

@@ -1,7 +1,6 @@
-import type { KernelTable } from '../../backend.js';
 import { sizeOf } from '../../shape.js';
+import type { GpuKernel } from './kernel.js';
 import { bindingOf } from './program.js';
-import { ctx } from './state.js';
 import { linearIndex, MAIN_ARGS, metaStruct, u, WG } from './wgsl.js';
 
 // words: n, offsets of p, g, m, v, vmax; then the float scalars (bit patterns)
@@ -37,8 +36,7 @@ fn main(${MAIN_ARGS}) {
 }
 
 /** Fused Adam/AdamW step: one dispatch per parameter, scalars in the uniform block. */
-export const adamUpdate: KernelTable['adamUpdate'] = (param, grad, expAvg, expAvgSq, maxExpAvgSq, s) => {
-  const c = ctx('adamUpdate_');
+export const adamUpdate: GpuKernel<'adamUpdate'> = (c, param, grad, expAvg, expAvgSq, maxExpAvgSq, s) => {
   c.check('adamUpdate_');
   const n = sizeOf(param.shape);
   if (n === 0) return;

@@ -1,11 +1,11 @@
-import type { KernelTable, ReduceOp } from '../../backend.js';
+import type { ReduceOp } from '../../backend.js';
 import type { DType } from '../../dtype.js';
 import { type ElementwiseProgram, loadProgram } from '../../expr/program.js';
 import { Storage } from '../../storage.js';
 import type { WebGPUContext } from './context.js';
 import { elementwise } from './elementwise.js';
+import type { GpuKernel } from './kernel.js';
 import { bindingOf, constBits, constDtypes, expressionCode, inputBindings, programKey } from './program.js';
-import { ctx } from './state.js';
 import { coalesce, MAIN_ARGS, metaStruct, PRELUDE, u, unravel, WGSL_TYPE } from './wgsl.js';
 
 const RWG = 256;
@@ -212,13 +212,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   return out;
 }
 
-export const reduce: KernelTable['reduce'] = (op, x, outer, inner, outDtype) => {
-  const c = ctx(op);
+export const reduce: GpuKernel<'reduce'> = (c, op, x, outer, inner, outDtype) => {
   c.check(op);
   if (outer === 0) return c.allocate(op, outDtype, 0);
   if (inner === 0) {
     const identityValue = op === 'prod' ? 1 : 0;
-    return elementwise({
+    return elementwise(c, {
       root: { kind: 'const', index: 0, dtype: outDtype },
       inputs: [],
       consts: [identityValue],
