@@ -41,28 +41,14 @@ const UNARY_TOL: Record<string, Tolerance> = {
   cos: TOL.transcendental,
 };
 
-const FLOAT_UNARY = [
-  'neg',
-  'abs',
-  'exp',
-  'log',
-  'sqrt',
-  'rsqrt',
-  'tanh',
-  'sigmoid',
-  'relu',
-  'silu',
-  'sign',
-  'square',
-  'reciprocal',
-  'sin',
-  'cos',
-  'floor',
-  'ceil',
-  'round',
-  'logicalNot',
-] as const;
-const INT_UNARY = ['neg', 'abs', 'relu', 'sign', 'square', 'floor', 'ceil', 'round', 'logicalNot'] as const;
+// The one-input ops of the table (expr/table.ts): the gelus get their own cases below (they take
+// an option), and the integer forms are the ops with an integer WGSL form that stay integer.
+type MethodOp = Exclude<lr.UnaryOp, 'geluTanh' | 'geluErf'>;
+const isMethod = (op: lr.UnaryOp): op is MethodOp => op !== 'geluTanh' && op !== 'geluErf';
+const FLOAT_UNARY = lr.UNARY_OPS.filter(isMethod);
+const INT_UNARY = lr.UNARY_OPS.filter(
+  (op) => lr.SCALAR_OPS[op].wgsl.i && lr.SCALAR_OPS[op].result !== 'float',
+);
 
 /** Shapes and views: each gives a tensor of the same values through a different layout. */
 const VIEWS: { name: string; shape: number[]; view: (t: Tensor) => Tensor }[] = [
@@ -127,23 +113,8 @@ describe.skipIf(skip !== null)(`webgpu vs cpu${skip ? ` (skipped: ${skip})` : ''
     }
   });
 
-  const BINARY: BinaryOp[] = [
-    'add',
-    'sub',
-    'mul',
-    'div',
-    'pow',
-    'maximum',
-    'minimum',
-    'eq',
-    'ne',
-    'lt',
-    'le',
-    'gt',
-    'ge',
-    'logicalAnd',
-    'logicalOr',
-  ];
+  // every two-input op of the table (expr/table.ts), compared with the CPU
+  const BINARY: readonly BinaryOp[] = lr.BINARY_OPS;
   const PAIRS: [number[], number[]][] = [
     [[], []],
     [[257], [257]],
