@@ -46,7 +46,7 @@ const UNARY_TOL: Record<string, Tolerance> = {
 type MethodOp = Exclude<lr.UnaryOp, 'geluTanh' | 'geluErf'>;
 const isMethod = (op: lr.UnaryOp): op is MethodOp => op !== 'geluTanh' && op !== 'geluErf';
 const FLOAT_UNARY = lr.UNARY_OPS.filter(isMethod);
-const INT_UNARY = lr.UNARY_OPS.filter(
+const INT_UNARY = FLOAT_UNARY.filter(
   (op) => lr.SCALAR_OPS[op].wgsl.i && lr.SCALAR_OPS[op].result !== 'float',
 );
 
