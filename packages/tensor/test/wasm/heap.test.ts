@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { storageOf } from '../../src/backends/cpu/storage.js';
 import { canShare, sizeClass, WasmHeap } from '../../src/backends/wasm/heap.js';
 import { WasmStorages } from '../../src/backends/wasm/storage.js';
 import { memory } from '../../src/engine.js';
@@ -73,6 +74,19 @@ describe('wasm storages', () => {
     mem.release(s);
     expect(s.handle).toBe(null);
     expect(mem.heap.blocks).toBe(1);
+  });
+
+  it('adopts a plain TypeScript storage into the heap (values kept, handle swapped, freed on release)', () => {
+    const mem = new WasmStorages(new WasmHeap({ initialBytes: 65536 }));
+    const s = storageOf(new Int32Array([4, 5, 6]), 'int32');
+    expect(mem.address(s)).toBe(null);
+    const addr = mem.adopt(s);
+    expect(mem.adopt(s)).toBe(addr); // once
+    expect(Array.from(s.handle as Int32Array)).toEqual([4, 5, 6]);
+    expect(new Int32Array(mem.heap.memory.buffer, addr, 3)[1]).toBe(5);
+    expect(mem.adoptView({ storage: s, shape: [1], strides: [1], offset: 2 })).toBe(addr + 8);
+    mem.release(s);
+    expect(mem.heap.blocks).toBe(0);
   });
 
   it('re-derives views over a non-shared memory after it grew (they detach)', () => {

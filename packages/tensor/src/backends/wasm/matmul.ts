@@ -1,5 +1,4 @@
 import type { KernelTable } from '../../backend.js';
-import type { View } from '../../storage.js';
 import type { WasmRuntime } from './runtime.js';
 
 /**
@@ -31,20 +30,6 @@ export function serialExecutor(rt: WasmRuntime): Executor {
 
 // Below about 2 MFLOP, waking a worker (~20–50 µs) costs more than it saves.
 const MIN_PARALLEL_FLOPS = 2 ** 21;
-
-/**
- * Address of a float32 view's element 0 in the heap; a view of a storage outside the heap is
- * copied in first (the whole storage, so its strides stay valid) into a block pushed on `temps`.
- */
-function addressOf(rt: WasmRuntime, v: View, temps: number[]): number {
-  const direct = rt.storages.viewAddress(v);
-  if (direct !== null) return direct;
-  const data = v.storage.handle as Float32Array;
-  const ptr = rt.heap.alloc(data.byteLength);
-  new Float32Array(rt.heap.memory.buffer, ptr, data.length).set(data);
-  temps.push(ptr);
-  return ptr + 4 * v.offset;
-}
 
 /**
  * Splits C's work between threads: whole batches when there are at least as many as threads,
@@ -103,9 +88,9 @@ export function wasmMatmul(rt: WasmRuntime, exec: Executor): KernelTable['matmul
       out.handle.fill(0);
       return out;
     }
-    const temps: number[] = [];
-    const pa = addressOf(rt, a, temps);
-    const pb = addressOf(rt, b, temps);
+    // operands outside the heap move into it (once: a weight is then read in place every step)
+    const pa = rt.storages.adoptView(a);
+    const pb = rt.storages.adoptView(b);
     const pc = rt.storages.address(out)!;
     const [bsa, rsa, csa] = a.strides.map((s) => 4 * s);
     const [bsb, rsb, csb] = b.strides.map((s) => 4 * s);
@@ -130,7 +115,6 @@ export function wasmMatmul(rt: WasmRuntime, exec: Executor): KernelTable['matmul
       p.c1 - p.c0,
     ]);
     exec.run('gemm', tasks);
-    for (const t of temps) rt.heap.free(t);
     return out;
   };
 }

@@ -85,6 +85,40 @@ export class WasmStorages {
   }
 
   /**
+   * Moves a storage outside the heap (a typed array made by a TypeScript kernel) into it: its
+   * values are copied into a new block and `storage.handle` becomes a view of that block, as
+   * the lazy engine's `adoptMemory` swaps handles. Kernels hold no typed array across calls, so
+   * nothing else sees the old array; from then on every Wasm kernel reads the storage with no
+   * copy (weights migrate on their first matmul or Adam step, once). Returns the address.
+   *
+   * @example
+   * const s = storageOf(new Float32Array([1, 2]), 'float32'); // a plain TypeScript storage
+   * mem.adopt(s); // its address; s.handle is now a view of the heap
+   */
+  adopt(storage: Storage): number {
+    const known = this.address(storage);
+    if (known !== null) return known;
+    const data = storage.handle as TypedArray;
+    const ptr = this.heap.alloc(data.byteLength);
+    const view = viewOver(this.heap.memory.buffer, storage.dtype, ptr, data.length);
+    view.set(data);
+    storage.handle = view;
+    this.addresses.set(view, ptr);
+    this.storages.set(ptr, storage);
+    return ptr;
+  }
+
+  /**
+   * Address of a view's first element, adopting its storage into the heap first if needed.
+   *
+   * @example
+   * mem.adoptView(view); // = viewAddress(view) once adopted
+   */
+  adoptView(v: View): number {
+    return this.adopt(v.storage) + v.offset * BYTES[v.storage.dtype];
+  }
+
+  /**
    * Frees the block behind a heap storage; other storages are left to the garbage collector.
    *
    * @example

@@ -28,10 +28,10 @@ function contiguous(v: View): boolean {
 }
 
 /**
- * The Wasm kernels as a `KernelTable` part for device 'cpu'. Each takes the Wasm path when its
- * operands live in the heap in the layout it handles (contiguous float32 rows for reduce and
- * Adam, rank ≤ 3 for gather) and falls back to the TypeScript kernel otherwise, so it is always
- * correct to register; matmul copies operands from outside the heap in.
+ * The Wasm kernels as a `KernelTable` part for device 'cpu'. Each takes the Wasm path for the
+ * layouts it handles (contiguous float32 rows for reduce and Adam, rank ≤ 3 for gather; any
+ * strides for matmul) and falls back to the TypeScript kernel otherwise, so it is always
+ * correct to register. Operands outside the heap are adopted into it (`WasmStorages.adopt`).
  *
  * @example
  * const rt = await WasmRuntime.create();
@@ -47,14 +47,13 @@ export function wasmKernelTable(
     // a plain view (a program of one load) is reduced in place; a fused prologue goes to the
     // TypeScript kernel until the Wasm elementwise kernels exist
     const x = program.root.kind === 'load' ? program.inputs[program.root.input] : null;
-    const base = x && mem.viewAddress(x);
-    if (!x || base === null || x.storage.dtype !== 'float32' || inner === 0 || !contiguous(x)) {
+    if (x?.storage.dtype !== 'float32' || inner === 0 || !contiguous(x)) {
       return tsReduce(op, program, outer, inner, outDtype);
     }
     const out = mem.allocate(outDtype, outer);
     if (outer === 0) return out;
     const o = mem.address(out)!;
-    const x0 = mem.viewAddress(x)!;
+    const x0 = mem.adoptView(x);
     const threads = outer * inner >= MIN_PARALLEL_REDUCE ? exec.threads : 1;
     // whole rows per thread: a row's result never depends on the thread count
     const tasks = ranges(outer, threads).map(([a, b]) => [x0 + 4 * a * inner, o + 4 * a, b - a, inner]);
@@ -66,11 +65,12 @@ export function wasmKernelTable(
     const views = maxExpAvgSq
       ? [param, grad, expAvg, expAvgSq, maxExpAvgSq]
       : [param, grad, expAvg, expAvgSq];
-    const addrs = views.map((v) => mem.viewAddress(v));
-    if (addrs.some((a) => a === null) || views.some((v) => v.storage.dtype !== 'float32' || !contiguous(v))) {
+    if (views.some((v) => v.storage.dtype !== 'float32' || !contiguous(v))) {
       tsAdamUpdate(param, grad, expAvg, expAvgSq, maxExpAvgSq, s);
       return;
     }
+    // parameters and moments move into the heap on their first step and stay there
+    const addrs = views.map((v) => mem.adoptView(v));
     const n = sizeOf(param.shape);
     const threads = n >= MIN_PARALLEL_ADAM ? exec.threads : 1;
     const scalars = [s.decay, s.l2, s.beta1, s.beta2, s.stepSize, s.sqrtBc2, s.eps];
@@ -81,9 +81,7 @@ export function wasmKernelTable(
 
   const gather: KernelTable['gather'] = (x, dim, index) => {
     const rank = x.shape.length;
-    const xa = mem.viewAddress(x);
-    const ia = mem.viewAddress(index);
-    if (xa === null || ia === null || x.storage.dtype === 'bool' || rank === 0 || rank > 3) {
+    if (x.storage.dtype === 'bool' || rank === 0 || rank > 3) {
       return tsGather(x, dim, index);
     }
     // as [d0, d1, d2] with the gathered axis in the middle (size-1 axes of stride 0 added)
@@ -108,18 +106,9 @@ export function wasmKernelTable(
         }
     const out = mem.allocate(x.storage.dtype, d0 * d1 * d2);
     const b4 = (s: number[]) => s.map((v) => 4 * v);
-    exec.run('gather32', [
-      [
-        mem.viewAddress(x)!,
-        ...b4(xs.strides),
-        mem.viewAddress(index)!,
-        ...b4(is.strides),
-        mem.address(out)!,
-        d0,
-        d1,
-        d2,
-      ],
-    ]);
+    const xa = mem.adoptView(x);
+    const ia = mem.adoptView(index);
+    exec.run('gather32', [[xa, ...b4(xs.strides), ia, ...b4(is.strides), mem.address(out)!, d0, d1, d2]]);
     return out;
   };
 
