@@ -244,4 +244,6 @@ export const UNARY_OPS = names.filter((n) => SCALAR_OPS[n].arity === 1) as Unary
 /** Every two-input op, in table order. */
 export const BINARY_OPS = names.filter((n) => SCALAR_OPS[n].arity === 2) as BinaryOp[];
 /** Scalar ops whose output carries no gradient. */
-export const NON_DIFFERENTIABLE_SCALAR_OPS = names.filter((n) => !SCALAR_OPS[n].differentiable);
+export const NON_DIFFERENTIABLE_SCALAR_OPS: readonly ScalarOpName[] = names.filter(
+  (n) => !SCALAR_OPS[n].differentiable,
+);

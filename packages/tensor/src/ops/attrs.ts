@@ -1,49 +1,17 @@
 import type { DType } from '../dtype.js';
+import { NON_DIFFERENTIABLE_SCALAR_OPS, type ScalarOpName } from '../expr/table.js';
+
+/**
+ * Elementwise ops take no attributes: one `Empty` entry per row of the op table (the two gelu
+ * rows are one public op, `gelu`, whose form is an attribute).
+ */
+type ElementwiseAttrs = { [K in Exclude<ScalarOpName, 'geluTanh' | 'geluErf'>]: Empty };
 
 /**
  * The parameters each recorded op reports to the autograd hook, by op name. Gradient rules in
  * the autograd package read these; keeping them typed here is the contract between the two.
  */
-export interface OpAttrs {
-  // elementwise, one input
-  /** `neg`: no attributes. */
-  neg: Empty;
-  /** `abs`: no attributes. */
-  abs: Empty;
-  /** `exp`: no attributes. */
-  exp: Empty;
-  /** `log`: no attributes. */
-  log: Empty;
-  /** `sqrt`: no attributes. */
-  sqrt: Empty;
-  /** `rsqrt`: no attributes. */
-  rsqrt: Empty;
-  /** `tanh`: no attributes. */
-  tanh: Empty;
-  /** `sigmoid`: no attributes. */
-  sigmoid: Empty;
-  /** `relu`: no attributes. */
-  relu: Empty;
-  /** `silu`: no attributes. */
-  silu: Empty;
-  /** `sign`: no attributes. */
-  sign: Empty;
-  /** `square`: no attributes. */
-  square: Empty;
-  /** `reciprocal`: no attributes. */
-  reciprocal: Empty;
-  /** `sin`: no attributes. */
-  sin: Empty;
-  /** `cos`: no attributes. */
-  cos: Empty;
-  /** `floor`: no attributes. */
-  floor: Empty;
-  /** `ceil`: no attributes. */
-  ceil: Empty;
-  /** `round`: no attributes. */
-  round: Empty;
-  /** `logicalNot`: no attributes. */
-  logicalNot: Empty;
+export interface OpAttrs extends ElementwiseAttrs {
   /** `gelu(x)`: which GELU form (`tanh` is GPT-2's gelu_new). */
   gelu: {
     /** `'tanh'` or `'none'` (exact erf). */
@@ -63,39 +31,6 @@ export interface OpAttrs {
   };
   /** `contiguous(x)` when it copies: no attributes. */
   contiguous: Empty;
-  // elementwise, two inputs (broadcasting) and where(cond, a, b)
-  /** `add`: no attributes. */
-  add: Empty;
-  /** `sub`: no attributes. */
-  sub: Empty;
-  /** `mul`: no attributes. */
-  mul: Empty;
-  /** `div`: no attributes. */
-  div: Empty;
-  /** `pow`: no attributes. */
-  pow: Empty;
-  /** `maximum`: no attributes. */
-  maximum: Empty;
-  /** `minimum`: no attributes. */
-  minimum: Empty;
-  /** `eq`: no attributes. */
-  eq: Empty;
-  /** `ne`: no attributes. */
-  ne: Empty;
-  /** `lt`: no attributes. */
-  lt: Empty;
-  /** `le`: no attributes. */
-  le: Empty;
-  /** `gt`: no attributes. */
-  gt: Empty;
-  /** `ge`: no attributes. */
-  ge: Empty;
-  /** `logicalAnd`: no attributes. */
-  logicalAnd: Empty;
-  /** `logicalOr`: no attributes. */
-  logicalOr: Empty;
-  /** `where(cond, a, b)`: no attributes. */
-  where: Empty;
   // reductions (dims normalised, sorted ascending)
   /** `sum` reduction: the dims reduced and whether they are kept. */
   sum: Reduction;
@@ -194,21 +129,11 @@ export interface Reduction {
 /** Name of an op that autograd can record (a key of `OpAttrs`). */
 export type OpName = keyof OpAttrs;
 
-/** Ops whose outputs carry no gradient (comparisons, arg-reductions, rounding, logical ops). */
+/** Ops whose outputs carry no gradient: the table's non-differentiable rows and the arg-reductions. */
 export const NON_DIFFERENTIABLE_OPS: readonly OpName[] = [
-  'eq',
-  'ne',
-  'lt',
-  'le',
-  'gt',
-  'ge',
-  'logicalAnd',
-  'logicalOr',
-  'logicalNot',
+  ...NON_DIFFERENTIABLE_SCALAR_OPS.filter(
+    (op): op is keyof ElementwiseAttrs => op !== 'geluTanh' && op !== 'geluErf',
+  ),
   'argmax',
   'argmin',
-  'sign',
-  'floor',
-  'ceil',
-  'round',
 ];
