@@ -1,5 +1,7 @@
 import type { Backend } from '../../backend.js';
+import type { DType, TypedArray } from '../../dtype.js';
 import { registerBackend, registerKernels } from '../../engine.js';
+import type { Storage } from '../../storage.js';
 import { cpuBackend, cpuKernels } from '../cpu/index.js';
 import { WasmHeap } from './heap.js';
 import { threadsAvailable, WorkerPool } from './pool.js';
@@ -22,6 +24,13 @@ export interface WasmCpu {
   readonly pool: WorkerPool;
   /** The 'cpu' backend it registered: uploads go to the Wasm heap, releases free heap blocks. */
   readonly backend: Backend;
+  /**
+   * The allocation hook for the TypeScript kernels: a zero-filled counted 'cpu' storage of `size`
+   * elements in the heap (what `typedArrayFor` + `storageOf` give today, outside it). Once
+   * backends/cpu/storage.ts routes its allocations through a settable hook, every CPU tensor
+   * lives in the heap and no Wasm kernel ever adopts (copies) an operand.
+   */
+  allocate(dtype: DType, size: number): Storage<TypedArray>;
   /** Puts the TypeScript backend and kernels back and stops the workers. */
   unregister(): void;
 }
@@ -77,6 +86,11 @@ export async function registerWasmKernels(options: WasmKernelOptions = {}): Prom
     runtime,
     pool,
     backend,
+    allocate(dtype, size) {
+      const s = runtime.storages.allocate(dtype, size);
+      s.handle.fill(0);
+      return s;
+    },
     unregister() {
       registerBackend(cpuBackend);
       registerKernels('cpu', cpuKernels);
