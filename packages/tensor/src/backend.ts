@@ -53,6 +53,12 @@ export interface KernelTable {
    * occurrence) as int32.
    */
   reduce(op: ReduceOp, x: ElementwiseProgram, outer: number, inner: number, outDtype: DType): Storage;
+  /**
+   * Softmax over the last dim of a float32 program of shape [rows, cols] (its elementwise chain,
+   * a scale and a mask say, is the prologue): `exp(x − max) / Σ exp(x − max)` per row, NaN in a
+   * row with a NaN, +∞ or only −∞ (as the composite definition gives). A new contiguous storage.
+   */
+  softmax(x: ElementwiseProgram, rows: number, cols: number): Storage;
   /** Batched float32 matmul: a is [B, M, K], b is [B, K, N] (any strides); out is [B, M, N]. */
   matmul(a: View, b: View, batch: number, m: number, k: number, n: number): Storage;
   /** torch.gather: out[i…] = x[i… with index[i…] at `dim`]; out has index's shape. */

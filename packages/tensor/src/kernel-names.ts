@@ -4,6 +4,7 @@ import type { KernelName } from './backend.js';
 export const KERNEL_NAMES: readonly KernelName[] = [
   'elementwise',
   'reduce',
+  'softmax',
   'matmul',
   'gather',
   'indexSelect',

@@ -1,9 +1,10 @@
 import type { ReduceOp } from '../backend.js';
+import type { DType } from '../dtype.js';
 import { runOp } from '../engine/dispatch.js';
 import { flatten } from '../engine/lazy.js';
 import { tidy } from '../engine/scopes.js';
 import { fmtShape, OpError } from '../errors.js';
-import { loadProgram } from '../expr/program.js';
+import { type ElementwiseProgram, loadProgram } from '../expr/program.js';
 import { normalizeDim, normalizeDims, sizeOf } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { cast, div, exp, log, mul, sub } from './elementwise.js';
@@ -218,13 +219,27 @@ export function logsumexp(x: Tensor, dim?: Dims, keepdim = false): Tensor {
  */
 export function softmax(x: Tensor, dim: number): Tensor {
   const d = normalizeDim('softmax', dim, x.rank);
-  return runOp('softmax', [x], { dim: d }, () =>
-    tidy(() => {
+  return runOp('softmax', [x], { dim: d }, () => {
+    if (d === x.rank - 1 && x.size > 0) {
+      // one kernel per row set: the max, the sum of exponentials and the quotient in one pass
+      // (with x's elementwise chain as its prologue) instead of three kernels and two reads more
+      const cols = x.shape[d];
+      const rows = x.size / cols;
+      const view = lazyViewAs(x, x.shape, x.strides);
+      const program = flatten(castProgram(loadProgram(view), 'float32'), x.device);
+      return wrap(kernel('softmax', x, 'softmax')(program, rows, cols), x.shape);
+    }
+    return tidy(() => {
       const xf = cast(x, 'float32');
       const e = exp(sub(xf, max(xf, d, true)));
       return div(e, sum(e, d, true));
-    }),
-  );
+    });
+  });
+}
+
+/** `p` with its root cast to `dtype` (unchanged when it already has it). */
+function castProgram(p: ElementwiseProgram, dtype: DType): ElementwiseProgram {
+  return p.root.dtype === dtype ? p : { ...p, root: { kind: 'cast', arg: p.root, dtype } };
 }
 
 /**

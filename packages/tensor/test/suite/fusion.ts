@@ -191,6 +191,38 @@ export function fusionSuite({ device, numRuns, tol }: SuiteContext): void {
       );
     });
 
+    it('the one-kernel softmax matches its composite definition on masked, −∞, NaN and +∞ rows', async () => {
+      const bag = new Bag();
+      try {
+        const ninf = Number.NEGATIVE_INFINITY;
+        const rows = [
+          [1, 2, 3, 4, 5],
+          [0.5, ninf, 2, ninf, -1], // a causal mask
+          [ninf, ninf, ninf, ninf, ninf], // NaN, as exp(x − max) / Σ gives
+          [1, Number.NaN, 2, 3, 4],
+          [1, Number.POSITIVE_INFINITY, 2, 3, 4],
+          [-1000, -1001, -999, -1000, -1000.5], // no underflow: shifted by the max
+        ];
+        const x = bag.add(lr.tensor(rows, { device }));
+        // a scale before the softmax is its prologue (one kernel on WebGPU)
+        const got = await bag.add(lr.tidy(() => x.mul(0.5).softmax(-1))).data();
+        for (let r = 0; r < rows.length; r++) {
+          const v = rows[r].map((a) => a * 0.5);
+          const m = v.some(Number.isNaN) ? Number.NaN : Math.max(...v);
+          const e = v.map((a) => Math.exp(a - m));
+          const sum = e.reduce((a, b) => a + b, 0);
+          for (let j = 0; j < v.length; j++) {
+            const want = e[j] / sum;
+            const g = got[r * v.length + j];
+            if (Number.isNaN(want)) expect(g, `row ${r}`).toBeNaN();
+            else expect(Math.abs(g - want), `row ${r} col ${j}`).toBeLessThan(1e-6);
+          }
+        }
+      } finally {
+        bag.dispose();
+      }
+    });
+
     it('an in-place write computes the chains still reading the old values first', async () => {
       const bag = new Bag();
       try {

@@ -7,7 +7,7 @@ import { elementwise } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { matmul } from './matmul.js';
 import { adamUpdate } from './optim.js';
-import { reduce } from './reduce.js';
+import { reduce, softmax } from './reduce.js';
 import { storageOf } from './storage.js';
 
 /** The CPU backend: plain TypeScript over typed arrays. It is the executable specification. */
@@ -39,6 +39,7 @@ export const cpuBackend: Backend = {
 export const cpuKernels = {
   elementwise,
   reduce,
+  softmax,
   matmul,
   gather,
   indexSelect,

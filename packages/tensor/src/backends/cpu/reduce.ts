@@ -87,3 +87,37 @@ function reduceRow(op: Parameters<KernelTable['reduce']>[0], row: Float64Array, 
     }
   }
 }
+
+/**
+ * Row softmax with the composite's arithmetic and roundings (so fused and unfused agree bit for
+ * bit): m = max (NaN-propagating), e = f32(exp(x − m)), s = f32(Σ e in float64), y = f32(e / s).
+ */
+export const softmax: KernelTable['softmax'] = (program, rows, cols) => {
+  const plain = program.root.kind === 'load' && program.inputs[0].storage.dtype === 'float32';
+  const view = plain ? program.inputs[0] : null;
+  const src = view ? arrayOf(view) : evaluate(program, null);
+  const offs = view ? offsetsOf(view) : null;
+  const base = view ? view.offset : 0;
+  const out = new Float32Array(rows * cols);
+  const e = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    const at = (j: number) => src[offs ? offs[r * cols + j] : base + r * cols + j];
+    let m = Number.NEGATIVE_INFINITY;
+    for (let j = 0; j < cols; j++) {
+      const v = at(j);
+      if (Number.isNaN(v)) {
+        m = v;
+        break;
+      }
+      if (v > m) m = v;
+    }
+    let s = 0;
+    for (let j = 0; j < cols; j++) {
+      e[j] = Math.exp(at(j) - m);
+      s += e[j];
+    }
+    const sf = Math.fround(s);
+    for (let j = 0; j < cols; j++) out[r * cols + j] = e[j] / sf;
+  }
+  return storageOf(out, 'float32');
+};

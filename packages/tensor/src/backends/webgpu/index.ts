@@ -15,6 +15,7 @@ import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { matmul } from './matmul.js';
 import { adamUpdate } from './optim.js';
 import { reduce } from './reduce.js';
+import { softmax } from './softmax.js';
 import { currentContext, setContext } from './state.js';
 
 /** Options for the WebGPU backend. */
@@ -31,6 +32,7 @@ function kernelsOf(c: WebGPUContext): KernelTable {
   return {
     elementwise: (program, dst) => elementwise(c, program, dst),
     reduce: (op, x, outer, inner, outDtype) => reduce(c, op, x, outer, inner, outDtype),
+    softmax: (x, rows, cols) => softmax(c, x, rows, cols),
     matmul: (a, b, batch, m, k, n) => matmul(c, a, b, batch, m, k, n),
     gather: (x, dim, index) => gather(c, x, dim, index),
     indexSelect: (x, dim, index) => indexSelect(c, x, dim, index),
