@@ -1,4 +1,5 @@
 import type { DType } from '../dtype.js';
+import { OpError } from '../errors.js';
 import { composeView, type Layout } from '../expr/compose.js';
 import { type ElementwiseProgram, type Expr, exprSize } from '../expr/program.js';
 import { sizeOf } from '../shape.js';
@@ -103,7 +104,15 @@ export function realize(storage: Storage): void {
   const lazy = storage.lazy;
   if (!lazy) return;
   const program = flatten(lazy.program, storage.device);
-  const fresh = getKernel(lazy.op, storage.device, 'elementwise')(program);
+  let fresh: Storage;
+  try {
+    fresh = getKernel(lazy.op, storage.device, 'elementwise')(program);
+  } catch (e) {
+    // the user called `lazy.op`, not the fused kernel: say so
+    if (e instanceof OpError && e.op !== lazy.op)
+      throw new OpError(lazy.op, e.message.slice(e.op.length + 2));
+    throw e;
+  }
   adoptMemory(storage, fresh);
   releaseLazyInputs(storage);
 }
