@@ -9,7 +9,8 @@
  *   XDG_RUNTIME_DIR=/tmp pnpm bench bench/elementwise-gpu.ts --quick      (lavapipe: small sizes)
  *   pnpm bench bench/elementwise-gpu.ts [--n 16777216] [--rows 4096 --cols 4096] [--ms 300]
  *   on a GPU machine: bash bench/bundle.sh .gpu bench/elementwise-gpu.ts (next to a kit made by
- *   ../shared/gpu/pack.sh), then bash .gpu/run.sh elementwise-gpu
+ *   ../shared/gpu/pack.sh; bundle.sh needs esbuild on the PATH, e.g.
+ *   PATH=$PWD/node_modules/.pnpm/node_modules/.bin:$PATH), then bash .gpu/run.sh elementwise-gpu
  *
  * Lazy fusion means `a.add(b)` alone computes nothing: each lowrank call realizes its result
  * (`lr.realize`), as a consumer would, so the kernel really runs. `--fusion 0` measures the
