@@ -1,4 +1,4 @@
-import type { DType, TypedArray } from './dtype.js';
+import type { DType } from './dtype.js';
 import { getAutogradHooks } from './engine/dispatch.js';
 import { realize } from './engine/lazy.js';
 import { countTensor, releaseStorage, retainStorage } from './engine/memory.js';
