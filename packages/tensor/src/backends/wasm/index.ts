@@ -92,7 +92,8 @@ export async function registerWasmKernels(options: WasmKernelOptions = {}): Prom
       return s;
     },
     unregister() {
-      registerBackend(cpuBackend);
+      // heap storages still alive keep freeing their blocks when released
+      registerBackend({ ...cpuBackend, release: (storage) => runtime.storages.release(storage) });
       registerKernels('cpu', cpuKernels);
       pool.terminate();
     },

@@ -5,8 +5,8 @@ import type { WasmRuntime } from './runtime.js';
  * A pool of worker threads running the kernel module over the runtime's shared memory.
  * Kernels are synchronous, so dispatch is too: the caller writes each worker's call into a
  * slot of a shared control block, wakes it with `Atomics.notify`, runs its own part, then
- * `Atomics.wait`s for the others. No message is posted per call (a postMessage round trip costs
- * ~100 µs in Node; a futex wake costs ~10–30 µs).
+ * `Atomics.wait`s for the others. No message is posted per call: a call to one worker and back
+ * costs 9 µs (median, p90 14 µs, on the 2-core VM under load), against 0.6 µs on the caller alone.
  *
  * Node uses `worker_threads` (unref'd: an idle pool never keeps the process alive); a browser
  * page uses Web Workers when it is cross-origin isolated (SharedArrayBuffer exists), and the

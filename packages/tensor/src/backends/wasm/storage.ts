@@ -22,6 +22,11 @@ function viewOver(buffer: ArrayBufferLike, dtype: DType, ptr: number, size: numb
  * block is freed when the engine releases it. Over a non-shared memory (a browser page that is
  * not cross-origin isolated), a grow detaches the views: they are re-derived in place
  * (`storage.handle` is replaced), so a kernel must take its views after it allocated.
+ *
+ * NOTE: re-deriving finds a storage by the block it was allocated with. The lazy engine's
+ * `adoptMemory(target, fresh)` moves a handle to another Storage object, which this map does not
+ * see; in Node (always shared memory) nothing is re-derived, but a non-isolated page needs the
+ * engine to tell the backend about such moves before the Wasm backend can be its default there.
  */
 export class WasmStorages {
   private readonly addresses = new WeakMap<object, number>();
