@@ -1,14 +1,17 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { AdamUpdateParams, ReduceOp } from '../../src/backend.js';
+import { elementwise as tsElementwise } from '../../src/backends/cpu/elementwise.js';
 import { gather as tsGather, indexSelect as tsIndexSelect } from '../../src/backends/cpu/indexing.js';
 import { adamUpdate as tsAdamUpdate } from '../../src/backends/cpu/optim.js';
 import { reduce as tsReduce } from '../../src/backends/cpu/reduce.js';
+import { WasmElementwise } from '../../src/backends/wasm/elementwise.js';
 import { serialExecutor } from '../../src/backends/wasm/matmul.js';
 import { WorkerPool } from '../../src/backends/wasm/pool.js';
 import { WasmRuntime } from '../../src/backends/wasm/runtime.js';
 import { wasmKernelTable } from '../../src/backends/wasm/table.js';
 import type { DType, TypedArray } from '../../src/dtype.js';
-import { loadProgram } from '../../src/expr/program.js';
+import { type ElementwiseProgram, type Expr, loadProgram } from '../../src/expr/program.js';
+import type { ScalarOpName } from '../../src/expr/table.js';
 import { contiguousStrides } from '../../src/shape.js';
 import type { Storage, View } from '../../src/storage.js';
 import '../../src/index.js';
@@ -203,4 +206,112 @@ describe('wasm gather and indexSelect', () => {
 it('ran every Wasm kernel above (no silent fallback)', () => {
   const names = ['sum', 'prod', 'max', 'min', 'argmax', 'argmin'].map((op) => `reduce_${op}`);
   expect([...ran].sort()).toEqual([...names, 'adam', 'adam_amsgrad', 'gather32'].sort());
+});
+
+describe('wasm elementwise', () => {
+  const ew = new WasmElementwise(rt);
+  const load = (input: number, dtype: DType = 'float32'): Expr => ({ kind: 'load', input, dtype });
+  const op = (name: ScalarOpName, args: Expr[], dtype: DType = 'float32'): Expr => ({
+    kind: 'op',
+    op: name,
+    args,
+    dtype,
+  });
+  const c0: Expr = { kind: 'const', index: 0, dtype: 'float32' };
+  const exprs: [string, Expr][] = [
+    ['add·mul·const', op('mul', [op('add', [load(0), load(1)]), c0])],
+    [
+      'div, sqrt, rsqrt, reciprocal',
+      op('div', [op('sqrt', [op('abs', [load(0)])]), op('rsqrt', [op('reciprocal', [load(1)])])]),
+    ],
+    [
+      'relu, square, neg, max, min',
+      op('maximum', [op('relu', [load(0)]), op('minimum', [op('square', [load(1)]), op('neg', [load(0)])])]),
+    ],
+    [
+      'where(a > b, a, b·c)',
+      op('where', [op('gt', [load(0), load(1)], 'bool'), load(0), op('mul', [load(1), c0])]),
+    ],
+    [
+      'bool: (a ≤ b) or not (a = b)',
+      op(
+        'logicalOr',
+        [
+          op('le', [load(0), load(1)], 'bool'),
+          op('logicalNot', [op('eq', [load(0), load(1)], 'bool')], 'bool'),
+        ],
+        'bool',
+      ),
+    ],
+    [
+      'cast to bool and back',
+      {
+        kind: 'cast',
+        dtype: 'float32',
+        arg: { kind: 'cast', dtype: 'bool', arg: op('sub', [load(0), load(1)]) },
+      },
+    ],
+  ];
+  // [shape, strides of input 0, strides of input 1] (broadcast, transposed, offset, odd sizes)
+  const layouts: [number[], number[], number[]][] = [
+    [[257], [1], [1]],
+    [
+      [3, 17],
+      [17, 1],
+      [0, 1],
+    ],
+    [
+      [17, 3],
+      [1, 17],
+      [3, 1],
+    ],
+    [
+      [2, 3, 5],
+      [15, 5, 1],
+      [0, 5, 0],
+    ],
+    [
+      [2, 1, 3, 5],
+      [15, 15, 1, 3],
+      [5, 5, 0, 1],
+    ], // rank 4 that coalesces to 3
+    [[1], [1], [0]],
+  ];
+  it('is bit-identical to the TypeScript kernel on float32/bool programs, strided and broadcast, with NaN/±Inf/±0', () => {
+    for (const [, root] of exprs)
+      for (const [shape, s0, s1] of layouts) {
+        const inputs: View[] = [s0, s1].map((strides) => {
+          const span = 1 + shape.reduce((acc, d, i) => acc + (d - 1) * strides[i], 0);
+          return { storage: upload(randomArray(span + 3, true)), shape, strides, offset: 3 };
+        });
+        const program: ElementwiseProgram = { root, inputs, consts: [0.1], shape };
+        const got = ew.run(program);
+        expect(got).not.toBe(null);
+        const want = tsElementwise(program);
+        const a = values(got!);
+        const b = values(want);
+        for (let i = 0; i < b.length; i++)
+          if (!Object.is(a[i], b[i])) throw new Error(`${shape}: ${a[i]} vs ${b[i]} at ${i}`);
+        // into a strided destination
+        const dst: View = {
+          storage: upload(new Float32Array(2 * b.length + 1)),
+          shape,
+          strides: contiguousStrides(shape).map((x) => 2 * x),
+          offset: 1,
+        };
+        if (root.dtype === 'float32') {
+          ew.run(program, dst);
+          const d = values(dst.storage);
+          for (let i = 0; i < b.length; i++) expect(Object.is(d[1 + 2 * i], b[i])).toBe(true);
+        }
+      }
+  });
+
+  it('declines int32 programs, unsupported ops and a destination the program reads', () => {
+    const v = dense(upload(randomArray(4)), [4]);
+    const iv = dense(upload(new Int32Array(4), 'int32'), [4]);
+    expect(ew.run({ root: op('exp', [load(0)]), inputs: [v], consts: [], shape: [4] })).toBe(null);
+    expect(ew.run({ root: load(0, 'int32'), inputs: [iv], consts: [], shape: [4] })).toBe(null);
+    expect(ew.run({ root: op('neg', [load(0)]), inputs: [v], consts: [], shape: [4] }, v)).toBe(null);
+  });
 });

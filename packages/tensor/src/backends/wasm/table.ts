@@ -1,10 +1,12 @@
-import type { KernelTable } from '../../backend.js';
-import type { TypedArray } from '../../dtype.js';
+import type { KernelTable, ReduceOp } from '../../backend.js';
+import type { DType, TypedArray } from '../../dtype.js';
 import { isContiguous, sizeOf } from '../../shape.js';
 import type { View } from '../../storage.js';
+import { elementwise as tsElementwise } from '../cpu/elementwise.js';
 import { gather as tsGather, indexSelect as tsIndexSelect } from '../cpu/indexing.js';
 import { adamUpdate as tsAdamUpdate } from '../cpu/optim.js';
 import { reduce as tsReduce } from '../cpu/reduce.js';
+import { WasmElementwise } from './elementwise.js';
 import { type Executor, wasmMatmul } from './matmul.js';
 import type { WasmRuntime } from './runtime.js';
 
@@ -40,25 +42,43 @@ function contiguous(v: View): boolean {
 export function wasmKernelTable(
   rt: WasmRuntime,
   exec: Executor,
-): Pick<KernelTable, 'matmul' | 'reduce' | 'adamUpdate' | 'gather' | 'indexSelect'> {
+): Pick<KernelTable, 'elementwise' | 'matmul' | 'reduce' | 'adamUpdate' | 'gather' | 'indexSelect'> {
   const mem = rt.storages;
 
-  const reduce: KernelTable['reduce'] = (op, program, outer, inner, outDtype) => {
-    // a plain view (a program of one load) is reduced in place; a fused prologue goes to the
-    // TypeScript kernel until the Wasm elementwise kernels exist
-    const x = program.root.kind === 'load' ? program.inputs[program.root.input] : null;
-    if (x?.storage.dtype !== 'float32' || inner === 0 || !contiguous(x)) {
-      return tsReduce(op, program, outer, inner, outDtype);
-    }
+  const ew = new WasmElementwise(rt);
+
+  const elementwise: KernelTable['elementwise'] = (program, dst) =>
+    ew.run(program, dst) ?? tsElementwise(program, dst);
+
+  /** Reduces contiguous float32 rows at `x0` into a new storage. */
+  const reduceRows = (op: ReduceOp, x0: number, outer: number, inner: number, outDtype: DType) => {
     const out = mem.allocate(outDtype, outer);
-    if (outer === 0) return out;
     const o = mem.address(out)!;
-    const x0 = mem.adoptView(x);
     const threads = outer * inner >= MIN_PARALLEL_REDUCE ? exec.threads : 1;
     // whole rows per thread: a row's result never depends on the thread count
     const tasks = ranges(outer, threads).map(([a, b]) => [x0 + 4 * a * inner, o + 4 * a, b - a, inner]);
     exec.run(`reduce_${op}`, tasks);
     return out;
+  };
+
+  const reduce: KernelTable['reduce'] = (op, program, outer, inner, outDtype) => {
+    if (inner === 0 || outer === 0 || program.root.dtype !== 'float32') {
+      return tsReduce(op, program, outer, inner, outDtype);
+    }
+    // a plain view (a program of one load) is reduced where it lies
+    const x = program.root.kind === 'load' ? program.inputs[program.root.input] : null;
+    if (x) {
+      if (!contiguous(x)) return tsReduce(op, program, outer, inner, outDtype);
+      return reduceRows(op, mem.adoptView(x), outer, inner, outDtype);
+    }
+    // a fused prologue is evaluated into scratch by the Wasm elementwise kernel first
+    const scratch = rt.heap.alloc(4 * outer * inner);
+    try {
+      if (!ew.evaluateAt(program, scratch)) return tsReduce(op, program, outer, inner, outDtype);
+      return reduceRows(op, scratch, outer, inner, outDtype);
+    } finally {
+      rt.heap.free(scratch);
+    }
   };
 
   const adamUpdate: KernelTable['adamUpdate'] = (param, grad, expAvg, expAvgSq, maxExpAvgSq, s) => {
@@ -139,5 +159,5 @@ export function wasmKernelTable(
     return out;
   };
 
-  return { matmul: wasmMatmul(rt, exec), reduce, adamUpdate, gather, indexSelect };
+  return { elementwise, matmul: wasmMatmul(rt, exec), reduce, adamUpdate, gather, indexSelect };
 }

@@ -1,0 +1,289 @@
+import type { DType } from '../../dtype.js';
+import { type ElementwiseProgram, exprKey, linearize, type Step } from '../../expr/program.js';
+import { coalesce, contiguousStrides, sizeOf } from '../../shape.js';
+import type { Storage, View } from '../../storage.js';
+import { type Local, ModuleBuilder } from './assembler.js';
+import type { WasmRuntime } from './runtime.js';
+
+/**
+ * Elementwise programs (expr/program.ts) compiled to Wasm: one module per program structure,
+ * cached like the TypeScript code generator's loops. Two elements go through each step at once,
+ * as float64x2, and every float32 intermediate is rounded to float32 as it is made (demote, then
+ * promote): exactly the TypeScript kernel's arithmetic (float64, then `Math.fround` per step), so
+ * results are bit-identical to it. Handled: float32 and bool values (int32 programs go to the
+ * TypeScript kernel), the ops below, and layouts of up to 3 coalesced dims with any strides.
+ */
+
+const FLOAT_OPS = {
+  add: 'f64x2.add',
+  sub: 'f64x2.sub',
+  mul: 'f64x2.mul',
+  div: 'f64x2.div',
+  maximum: 'f64x2.max',
+  minimum: 'f64x2.min',
+} as const;
+const COMPARE_OPS = {
+  eq: 'f64x2.eq',
+  ne: 'f64x2.ne',
+  lt: 'f64x2.lt',
+  le: 'f64x2.le',
+  gt: 'f64x2.gt',
+  ge: 'f64x2.ge',
+} as const;
+const UNARY = new Set(['neg', 'abs', 'sqrt', 'rsqrt', 'reciprocal', 'relu', 'square', 'logicalNot']);
+const OTHER = new Set(['where', 'logicalAnd', 'logicalOr']);
+
+type Run = (...args: number[]) => void;
+
+/**
+ * Whether every node of the program is one this compiler handles (float32/bool values, the ops
+ * above); others run on the TypeScript kernel.
+ *
+ * @example
+ * wasmSupports(loadProgram(view)); // true for a float32 or bool view
+ */
+export function wasmSupports(program: ElementwiseProgram): boolean {
+  const ok = (d: DType) => d === 'float32' || d === 'bool';
+  if (!ok(program.root.dtype) || program.inputs.some((v) => !ok(v.storage.dtype))) return false;
+  const { steps } = linearize(program.root);
+  return steps.every((s) => {
+    const e = s.node;
+    if (!ok(e.dtype)) return false;
+    if (e.kind === 'op')
+      return e.op in FLOAT_OPS || e.op in COMPARE_OPS || UNARY.has(e.op) || OTHER.has(e.op);
+    if (e.kind === 'cast') return ok(e.arg.dtype);
+    return true;
+  });
+}
+
+const BYTES: Record<DType, number> = { float32: 4, int32: 4, bool: 1 };
+
+/** The Wasm elementwise kernel over a runtime's heap. */
+export class WasmElementwise {
+  private readonly cache = new Map<string, Run | null>();
+
+  constructor(private readonly rt: WasmRuntime) {}
+
+  /**
+   * Evaluates `program` into a new heap storage (or into `dst`, a strided view of its shape,
+   * which is returned); null when the program is outside what this compiler handles, or `dst`
+   * is read by the program (the caller then runs the TypeScript kernel).
+   *
+   * @example
+   * const out = wasm.run(program) ?? tsElementwise(program);
+   */
+  run(program: ElementwiseProgram, dst?: View): Storage | null {
+    if (dst && program.inputs.some((v) => v.storage === dst.storage)) return null;
+    const fn = this.compiled(program, dst ? dst.strides : contiguousStrides(program.shape));
+    if (!fn) return null;
+    const mem = this.rt.storages;
+    const out = dst ? dst.storage : mem.allocate(program.root.dtype, sizeOf(program.shape));
+    fn.launch(dst ? mem.adoptView(dst) : mem.address(out)!);
+    return out;
+  }
+
+  /**
+   * Evaluates `program` into contiguous memory at heap address `ptr` (a reduction's prologue,
+   * say); false when the program is outside what this compiler handles.
+   *
+   * @example
+   * const tmp = heap.alloc(4 * n);
+   * if (wasm.evaluateAt(program, tmp)) reduceRows(tmp);
+   */
+  evaluateAt(program: ElementwiseProgram, ptr: number): boolean {
+    const fn = this.compiled(program, contiguousStrides(program.shape));
+    if (!fn) return false;
+    fn.launch(ptr);
+    return true;
+  }
+
+  /** The compiled kernel bound to this program's operands, or null. */
+  private compiled(
+    program: ElementwiseProgram,
+    outStrides: readonly number[],
+  ): { launch(out: number): void } | null {
+    const n = sizeOf(program.shape);
+    const outDtype = program.root.dtype;
+    if (n === 0 || !wasmSupports(program)) return null;
+    const co = coalesce(program.shape, [outStrides, ...program.inputs.map((v) => v.strides)]);
+    if (co.shape.length > 3) return null;
+    const pad = 3 - co.shape.length;
+    const shape = [...Array<number>(pad).fill(1), ...co.shape];
+    const strides = co.strides.map((st) => [...Array<number>(pad).fill(0), ...st]);
+    // operands with an inner stride of 1 element are read and written two elements at a time
+    const dtypes = [outDtype, ...program.inputs.map((v) => v.storage.dtype)];
+    const unit = strides.map((st) => st[2] === 1);
+    const key = `${exprKey(program.root)}|${dtypes.join(',')}|${unit.map(Number).join('')}`;
+    let fn = this.cache.get(key);
+    if (fn === undefined) {
+      fn = compile(this.rt, program, dtypes, unit);
+      this.cache.set(key, fn);
+    }
+    if (!fn) return null;
+    const run = fn;
+    const inputs = program.inputs.map((v) => this.rt.storages.adoptView(v));
+    const byteStrides = strides.flatMap((st, k) => st.map((x) => x * BYTES[dtypes[k]]));
+    return { launch: (out) => run(out, ...inputs, ...shape, ...byteStrides, ...program.consts) };
+  }
+}
+
+/**
+ * `run(out, in…, n0, n1, n2, strides (3 per operand, bytes), consts…)`: three nested loops, the
+ * innermost two elements per turn (a last odd one alone).
+ */
+function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], unit: boolean[]): Run | null {
+  const k = dtypes.length; // operands: the output, then the inputs
+  const m = new ModuleBuilder({
+    initial: 1,
+    maximum: rt.heap.shared ? rt.heap.maximumPages : undefined,
+    shared: rt.heap.shared,
+  });
+  const f = m.function(
+    'run',
+    [...Array<'i32'>(k + 3 + 3 * k).fill('i32'), ...Array<'f64'>(program.consts.length).fill('f64')],
+    [],
+  );
+  const ptr = Array.from({ length: k }, (_, i) => f.param(i));
+  const [n0, n1, n2] = [f.param(k), f.param(k + 1), f.param(k + 2)];
+  const st = (op: number, d: number) => f.param(k + 3 + 3 * op + d);
+  const consts = program.consts.map((_, i) => f.param(k + 3 + 3 * k + i));
+  const [i0, i1, i2, end2] = Array.from({ length: 4 }, () => f.local('i32'));
+  const base0 = ptr.map(() => f.local('i32'));
+  const p = ptr.map(() => f.local('i32'));
+  const one = f.local('v128');
+  const zero = f.local('v128');
+  const { steps, result } = linearize(program.root);
+  const t = steps.map(() => f.local('v128'));
+  f.f64(1).op('f64x2.splat').set(one);
+  f.f64(0).op('f64x2.splat').set(zero);
+  f.get(n2).i32(-2).op('i32.and').set(end2);
+  const fround = () => f.op('f32x4.demote_f64x2_zero', 'f64x2.promote_low_f32x4');
+  const toBool = () => f.get(one).op('v128.and'); // a lane mask → 1.0 / 0.0
+
+  const load = (input: number, pair: boolean) => {
+    const o = input + 1;
+    const scalar = (offset: Local | null) => {
+      f.get(p[o]);
+      if (offset) f.get(offset).op('i32.add');
+      if (dtypes[o] === 'float32') f.mem('f32.load').op('f64.promote_f32');
+      else f.mem('i32.load8_u').op('f64.convert_i32_u');
+    };
+    if (pair && unit[o] && dtypes[o] === 'float32') {
+      f.get(p[o]).mem('v128.load64_zero').op('f64x2.promote_low_f32x4');
+      return;
+    }
+    scalar(null);
+    f.op('f64x2.splat');
+    if (pair) {
+      scalar(st(o, 2));
+      f.lane('f64x2.replace_lane', 1);
+    }
+  };
+
+  const step = (s: Step, pair: boolean) => {
+    const e = s.node;
+    const arg = (i: number) => f.get(t[s.args[i]]);
+    switch (e.kind) {
+      case 'load':
+        load(e.input, pair);
+        return;
+      case 'const':
+        f.get(consts[e.index]).op('f64x2.splat');
+        return;
+      case 'cast':
+        arg(0);
+        // float → bool is `!= 0`; bool → float and same-dtype casts keep the value
+        if (e.dtype === 'bool' && e.arg.dtype !== 'bool') {
+          f.get(zero).op('f64x2.ne');
+          toBool();
+        }
+        return;
+      case 'op': {
+        const op = e.op;
+        if (op in FLOAT_OPS) {
+          arg(0);
+          arg(1);
+          f.op(FLOAT_OPS[op as keyof typeof FLOAT_OPS]);
+        } else if (op in COMPARE_OPS) {
+          arg(0);
+          arg(1);
+          f.op(COMPARE_OPS[op as keyof typeof COMPARE_OPS]);
+          toBool();
+        } else if (op === 'where') {
+          arg(1);
+          arg(2);
+          arg(0);
+          f.get(zero).op('f64x2.ne', 'v128.bitselect');
+        } else if (op === 'logicalAnd' || op === 'logicalOr') {
+          arg(0);
+          f.get(zero).op('f64x2.ne');
+          arg(1);
+          f.get(zero).op('f64x2.ne', op === 'logicalAnd' ? 'v128.and' : 'v128.or');
+          toBool();
+        } else if (op === 'logicalNot') {
+          arg(0);
+          f.get(zero).op('f64x2.eq');
+          toBool();
+        } else if (op === 'neg') arg(0).op('f64x2.neg');
+        else if (op === 'abs') arg(0).op('f64x2.abs');
+        else if (op === 'sqrt') arg(0).op('f64x2.sqrt');
+        else if (op === 'rsqrt') f.get(one).get(t[s.args[0]]).op('f64x2.sqrt', 'f64x2.div');
+        else if (op === 'reciprocal') f.get(one).get(t[s.args[0]]).op('f64x2.div');
+        else if (op === 'relu') arg(0).get(zero).op('f64x2.max');
+        else if (op === 'square') arg(0).get(t[s.args[0]]).op('f64x2.mul');
+        else throw new Error(`wasm elementwise: unsupported op ${op}`);
+        if (e.dtype === 'float32') fround();
+        return;
+      }
+    }
+  };
+
+  const store = (pair: boolean) => {
+    const value = t[result];
+    if (dtypes[0] === 'float32') {
+      if (pair && unit[0]) {
+        f.get(p[0]).get(value).op('f32x4.demote_f64x2_zero').store64Lane(0);
+        return;
+      }
+      f.get(p[0]).get(value).lane('f64x2.extract_lane', 0).op('f32.demote_f64').mem('f32.store');
+      if (pair) {
+        f.get(p[0]).get(st(0, 2)).op('i32.add');
+        f.get(value).lane('f64x2.extract_lane', 1).op('f32.demote_f64').mem('f32.store');
+      }
+      return;
+    }
+    f.get(p[0]).get(value).lane('f64x2.extract_lane', 0).op('i32.trunc_f64_s').mem('i32.store8');
+    if (pair) {
+      f.get(p[0]).get(st(0, 2)).op('i32.add');
+      f.get(value).lane('f64x2.extract_lane', 1).op('i32.trunc_f64_s').mem('i32.store8');
+    }
+  };
+
+  const body = (pair: boolean) => {
+    steps.forEach((s, i) => {
+      step(s, pair);
+      f.set(t[i]);
+    });
+    store(pair);
+  };
+
+  f.for(i0, 0, n0, 1, () => {
+    for (let o = 0; o < k; o++) f.get(ptr[o]).get(i0).get(st(o, 0)).op('i32.mul', 'i32.add').set(base0[o]);
+    f.for(i1, 0, n1, 1, () => {
+      for (let o = 0; o < k; o++) f.get(base0[o]).get(i1).get(st(o, 1)).op('i32.mul', 'i32.add').set(p[o]);
+      f.for(i2, 0, end2, 2, () => {
+        body(true);
+        for (let o = 0; o < k; o++) f.get(p[o]).get(st(o, 2)).i32(1).op('i32.shl', 'i32.add').set(p[o]);
+      });
+      f.get(end2).get(n2).op('i32.lt_s');
+      f.if(() => body(false));
+    });
+  });
+  try {
+    const module = new WebAssembly.Module(m.encode());
+    const inst = new WebAssembly.Instance(module, { env: { memory: rt.heap.memory } });
+    return inst.exports.run as Run;
+  } catch {
+    return null;
+  }
+}
