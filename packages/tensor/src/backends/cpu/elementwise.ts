@@ -253,10 +253,15 @@ function evalStep(
     case 'op': {
       const row = TABLE[e.op];
       const a = t[s.args[0]];
-      const b = s.args.length > 1 ? t[s.args[1]] : 0;
-      const c = s.args.length > 2 ? t[s.args[2]] : 0;
+      const b = t[s.args[1]];
       if (e.dtype === 'int32' && row.tsInt) return row.tsInt(a, b);
-      const v = row.ts(a, b, c);
+      // exactly `arity` arguments: Math.max and friends are variadic
+      const v =
+        row.arity === 1
+          ? (row.ts as (x: number) => number)(a)
+          : row.arity === 2
+            ? (row.ts as (x: number, y: number) => number)(a, b)
+            : row.ts(a, b, t[s.args[2]]);
       return e.dtype === 'float32' ? Math.fround(v) : e.dtype === 'int32' ? v | 0 : v;
     }
   }
