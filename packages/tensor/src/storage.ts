@@ -1,20 +1,9 @@
 import type { DType } from './dtype.js';
-import type { ElementwiseProgram } from './expr/program.js';
 
 /** Where a tensor's memory lives: the TypeScript CPU backend or WebGPU. */
 export type Device = 'cpu' | 'webgpu';
 
 let nextStorageId = 0;
-
-/**
- * What a lazy storage will hold: the elementwise program that computes it (its inputs may be
- * lazy too), the op the user called (for errors), and the chain length so far (for the cap).
- */
-export interface LazyValue {
-  readonly program: ElementwiseProgram;
-  readonly op: string;
-  readonly nodes: number;
-}
 
 /**
  * A block of device memory holding `size` elements of `dtype`. Tensors are views over a storage;
@@ -28,11 +17,6 @@ export class Storage<H = unknown> {
   refs = 0;
   /** True once the storage went back to its backend (no tensor views it any more). */
   released = false;
-  /**
-   * Not computed yet (engine/lazy.ts): the program that will compute it when something needs the
-   * values. `handle` is null until then.
-   */
-  lazy: LazyValue | null = null;
   /** Lazy storages whose programs read this one (computed first when this one is written in place). */
   users: Set<Storage> | null = null;
 

@@ -1,12 +1,24 @@
 import { OpError } from '../errors.js';
 import type { Device } from '../storage.js';
-import type { Tensor } from '../tensor.js';
 
 /**
  * Op dispatch: `runOp` checks inputs, runs an op's computation with recording paused, and reports
  * the op once to the autograd hook. The autograd package installs itself here; the tensor package
  * only reports which op made which tensor from which inputs, and knows nothing of gradients.
  */
+
+/**
+ * A tensor as op dispatch sees it: the Tensor class, described structurally so that this module
+ * needs no import of it (tensor.ts imports this one).
+ */
+export interface RecordedTensor {
+  /** The device its values live on. */
+  readonly device: Device;
+  /** Throws if the tensor was disposed, naming `op`. */
+  assertLive(op: string): void;
+}
+
+type Tensor = RecordedTensor;
 
 /**
  * The interface the autograd package implements and installs with `setAutogradHooks`; the tensor
@@ -59,11 +71,16 @@ export function getAutogradHooks(): AutogradHooks | null {
  * // an op built from recorded ops, recorded once under its own name (attrs typed in OpAttrs)
  * const out = lr.runOp('square', [x], {}, () => lr.mul(x, x));
  */
-export function runOp(op: string, inputs: readonly Tensor[], attrs: object, compute: () => Tensor): Tensor {
+export function runOp<T extends RecordedTensor>(
+  op: string,
+  inputs: readonly RecordedTensor[],
+  attrs: object,
+  compute: () => T,
+): T {
   checkInputs(op, inputs);
   if (!hooks) return compute();
   recordingPaused++;
-  let out: Tensor;
+  let out: T;
   try {
     out = compute();
   } finally {

@@ -4,7 +4,7 @@ import { composeView, type Layout } from '../expr/compose.js';
 import { type ElementwiseProgram, type Expr, exprSize } from '../expr/program.js';
 import { sizeOf } from '../shape.js';
 import type { Device, Storage, View } from '../storage.js';
-import { adoptMemory, newStorage, releaseLazyInputs, retainLazyInputs } from './memory.js';
+import { adoptMemory, lazyOf, newStorage, releaseLazyInputs, retainLazyInputs, setLazy } from './memory.js';
 import { getBackend, getKernel } from './registry.js';
 
 /**
@@ -64,8 +64,8 @@ export function lazyStorage(op: string, device: Device, program: ElementwiseProg
   let nodes = chainNodes(program);
   if (nodes > MAX_CHAIN_NODES) {
     // compute the longest lazy inputs first until the chain fits
-    const lazies = [...new Set(program.inputs.map((v) => v.storage))].filter((s) => s.lazy);
-    lazies.sort((a, b) => (b.lazy?.nodes ?? 0) - (a.lazy?.nodes ?? 0));
+    const lazies = [...new Set(program.inputs.map((v) => v.storage))].filter((s) => lazyOf(s));
+    lazies.sort((a, b) => (lazyOf(b)?.nodes ?? 0) - (lazyOf(a)?.nodes ?? 0));
     for (const s of lazies) {
       if (nodes <= MAX_CHAIN_NODES) break;
       realize(s);
@@ -79,7 +79,7 @@ export function lazyStorage(op: string, device: Device, program: ElementwiseProg
   // a tensor too large for the device is refused now, naming the op, not when it is computed
   backend.checkStorageBytes(op, bytes);
   const storage = newStorage(device, dtype, size, bytes, null);
-  storage.lazy = { program, op, nodes };
+  setLazy(storage, { program, op, nodes });
   retainLazyInputs(storage);
   if (!fusion) realize(storage);
   return storage;
@@ -87,7 +87,7 @@ export function lazyStorage(op: string, device: Device, program: ElementwiseProg
 
 function chainNodes(program: ElementwiseProgram): number {
   let n = exprSize(program.root);
-  for (const s of new Set(program.inputs.map((v) => v.storage))) n += s.lazy?.nodes ?? 0;
+  for (const s of new Set(program.inputs.map((v) => v.storage))) n += lazyOf(s)?.nodes ?? 0;
   return n;
 }
 
@@ -101,7 +101,7 @@ function chainNodes(program: ElementwiseProgram): number {
  * lr.realize(y.storage); // one fused kernel computes it
  */
 export function realize(storage: Storage): void {
-  const lazy = storage.lazy;
+  const lazy = lazyOf(storage);
   if (!lazy) return;
   const program = flatten(lazy.program, storage.device);
   let fresh: Storage;
@@ -205,7 +205,7 @@ class Builder {
   }
 
   private load(v: View, toRoot: (v: View) => View | null, force: boolean): Expr | null {
-    const lazy = v.storage.lazy;
+    const lazy = lazyOf(v.storage);
     if (lazy) {
       // read the lazy input's own inputs through v: inner views compose with v, then go to root
       const layout: Layout = v;

@@ -1,4 +1,5 @@
 import type { DType } from '../dtype.js';
+import type { ElementwiseProgram } from '../expr/program.js';
 import { type Device, Storage } from '../storage.js';
 import { backendIfAny } from './registry.js';
 
@@ -6,6 +7,29 @@ import { backendIfAny } from './registry.js';
  * Memory accounting: every storage a backend hands out is counted here, with the tensors viewing
  * it, per device. A storage returns to its backend when its last holder lets go.
  */
+
+/**
+ * What a lazy storage will hold: the elementwise program that computes it (its inputs may be
+ * lazy too), the op the user called (for errors), and the chain length so far (for the cap).
+ * Kept beside the storage rather than in it, so storage.ts knows nothing of programs.
+ */
+export interface LazyValue {
+  readonly program: ElementwiseProgram;
+  readonly op: string;
+  readonly nodes: number;
+}
+
+const lazyValues = new WeakMap<Storage, LazyValue>();
+
+/** The program that will compute `s`, or undefined once it holds memory (engine/lazy.ts). */
+export function lazyOf(s: Storage): LazyValue | undefined {
+  return lazyValues.get(s);
+}
+
+/** Makes `s` lazy: it holds no memory until `value.program` runs. */
+export function setLazy(s: Storage, value: LazyValue): void {
+  lazyValues.set(s, value);
+}
 
 interface DeviceMemory {
   tensors: number;
@@ -55,7 +79,7 @@ export function releaseStorage(s: Storage): void {
   m.storages--;
   m.bytes -= s.bytes;
   // after destroyWebGPU() the device's memory is already gone: there is nothing to give back
-  if (s.lazy) releaseLazyInputs(s);
+  if (lazyValues.has(s)) releaseLazyInputs(s);
   else backendIfAny(s.device)?.release(s);
 }
 
@@ -64,9 +88,9 @@ export function releaseStorage(s: Storage): void {
  * and registered itself as their user). Called when it is computed or released uncomputed.
  */
 export function releaseLazyInputs(s: Storage): void {
-  const lazy = s.lazy;
+  const lazy = lazyValues.get(s);
   if (!lazy) return;
-  s.lazy = null;
+  lazyValues.delete(s);
   for (const input of distinctStorages(lazy.program.inputs)) {
     input.users?.delete(s);
     releaseStorage(input);
@@ -75,7 +99,7 @@ export function releaseLazyInputs(s: Storage): void {
 
 /** Retains each distinct storage `s`'s program reads and registers `s` as its user. */
 export function retainLazyInputs(s: Storage): void {
-  const lazy = s.lazy;
+  const lazy = lazyValues.get(s);
   if (!lazy) return;
   for (const input of distinctStorages(lazy.program.inputs)) {
     retainStorage(input);

@@ -1,4 +1,5 @@
 import type { DType } from '../../dtype.js';
+import { lazyOf } from '../../engine/memory.js';
 import { type ElementwiseProgram, type Expr, exprKey, linearize } from '../../expr/program.js';
 import { TABLE } from '../../expr/table.js';
 import type { Storage } from '../../storage.js';
@@ -13,7 +14,7 @@ import { WGSL_TYPE } from './wgsl.js';
 
 /** The bound range of a storage: all of its elements (at least one word). */
 export function bindingOf(storage: Storage): Binding {
-  if (storage.lazy) throw new Error('internal: a lazy storage reached a WebGPU kernel');
+  if (lazyOf(storage)) throw new Error('internal: a lazy storage reached a WebGPU kernel');
   return {
     buffer: storage.handle as GPUBuffer,
     size: Math.max(ELEMENT_BYTES, storage.size * ELEMENT_BYTES),
