@@ -93,10 +93,10 @@ function run(c: WebGPUContext, program: ElementwiseProgram, dst: View): void {
   const words = new Uint32Array(constAt + m);
   const ints = new Int32Array(words.buffer);
   words[0] = vec4 ? n / 4 : n;
-  words[1] = vec4 ? dst.offset / 4 : dst.offset;
+  words[1] = dst.offset;
   for (let i = 0; i < k; i++) {
     const v = program.inputs[i];
-    words[2 + i] = vec4?.[i] ? v.offset / 4 : v.offset;
+    words[2 + i] = v.offset;
   }
   for (let d = 0; d < rank; d++) {
     words[shapeAt + d] = co.shape[d];
@@ -123,23 +123,35 @@ function run(c: WebGPUContext, program: ElementwiseProgram, dst: View): void {
     const value = expressionCode(program.root, 'r_', constWord);
     let body: string;
     if (vec4) {
+      // four consecutive elements of one row per invocation: element e = 4·idx is at
+      // (row, col) of the coalesced [rows, cols] (or [n]) shape; an operand stepping along the
+      // row is read as one vec4 there, one broadcast along it as a single scalar
+      const pos =
+        rank === 2
+          ? `let e = idx * 4u; let row = i32(e / ${u(shapeAt + 1)}); let col = i32(e % ${u(shapeAt + 1)});`
+          : 'let row = 0; let col = i32(idx * 4u);';
+      const addr = (j: number, base: string) =>
+        rank === 2
+          ? `${base} + row * ${s(strideAt[j])} + col * ${s(strideAt[j] + 1)}`
+          : `${base} + col * ${s(strideAt[j])}`;
       const vecLoads: string[] = [];
       const laneLoads: string[] = [];
       for (let i = 0; i < k; i++) {
-        const off = u(2 + i);
+        const at = addr(i + 1, s(2 + i));
         if (vec4[i]) {
-          vecLoads.push(`let v${i} = in${b.slot[i]}[${off} + idx];`);
+          vecLoads.push(`let v${i} = in${b.slot[i]}[(${at}) >> 2u];`);
           laneLoads.push(`let x${i} = v${i}[lane];`);
-        } else laneLoads.push(`let x${i} = in${b.slot[i]}[${off}];`);
+        } else laneLoads.push(`let x${i} = in${b.slot[i]}[${at}];`);
       }
-      body = `${vecLoads.join('\n  ')}
+      body = `${pos}
+  ${vecLoads.join('\n  ')}
   var out_: vec4<${outT}>;
   for (var lane = 0u; lane < 4u; lane++) {
     ${laneLoads.join('\n    ')}
     ${value}
     out_[lane] = r_;
   }
-  y[${u(1)} + idx] = out_;`;
+  y[(${addr(0, 'i32(U.v[0].y)')}) >> 2u] = out_;`;
     } else {
       const names = ['oy', ...program.inputs.map((_, i) => `o${i}`)];
       const offsets = ['i32(U.v[0].y)', ...program.inputs.map((_, i) => s(2 + i))];
@@ -164,9 +176,10 @@ fn main(${MAIN_ARGS}) {
 }
 
 /**
- * Per input, whether it is read as vec4s (true) or as one broadcast scalar (false), or null when
- * the program cannot take the vec4 path: the output and every stepping input must be contiguous
- * and 16-byte aligned, and a storage must not be read both ways.
+ * Per input, whether it is read as vec4s (true) or as one scalar broadcast along the row (false),
+ * or null when the program cannot take the vec4 path: the coalesced shape is [n] or [rows, cols]
+ * with cols a multiple of 4 (a bias add over [B·T, C], say), the output and every stepping input
+ * step through rows with stride 1 from 16-byte-aligned starts, and no storage is read both ways.
  */
 function vectorizable(
   program: ElementwiseProgram,
@@ -176,11 +189,17 @@ function vectorizable(
   strides: readonly (readonly number[])[],
   n: number,
 ): boolean[] | null {
-  if (n % 4 !== 0 || shape.length !== 1 || strides[0][0] !== 1 || dst.offset % 4 !== 0) return null;
+  // the row (the last coalesced dim) must split into whole vec4s, every row must start 16-byte
+  // aligned, and the output must step through it
+  const rank = shape.length;
+  if (n % 4 !== 0 || rank < 1 || rank > 2 || shape[rank - 1] % 4 !== 0) return null;
+  const aligned = (offset: number, st: readonly number[]) =>
+    offset % 4 === 0 && (rank === 1 || st[0] % 4 === 0);
+  if (strides[0][rank - 1] !== 1 || !aligned(dst.offset, strides[0])) return null;
   const stepping = program.inputs.map((v, i) => {
-    const st = strides[i + 1][0];
-    if (st === 1 && v.offset % 4 === 0) return true;
-    if (st === 0) return false;
+    const st = strides[i + 1];
+    if (st[rank - 1] === 1 && aligned(v.offset, st)) return true;
+    if (st[rank - 1] === 0) return false;
     return null;
   });
   if (stepping.some((x) => x === null)) return null;
