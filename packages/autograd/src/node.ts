@@ -1,4 +1,4 @@
-import { keep, NON_DIFFERENTIABLE_OPS, type OpName, type Tensor } from '@lowrank/tensor';
+import { keep, NON_DIFFERENTIABLE_OPS, type OpName, onSavedForBackward, type Tensor } from '@lowrank/tensor';
 import { isGradEnabled } from './mode.js';
 import { customRule, type GradRule } from './rule.js';
 import { RULES } from './rules/index.js';
@@ -72,7 +72,9 @@ export function blockedReason(t: Tensor): string | undefined {
 
 function saveView(t: Tensor): Tensor {
   // A new tensor over the same storage: the user may dispose `t` (or a tidy scope may), the
-  // graph still holds the values. Exempt from tidy scopes; released after backward.
+  // graph still holds the values. Exempt from tidy scopes; released after backward. A lazy
+  // value stays lazy unless fusion's `computeSaved` option says otherwise.
+  onSavedForBackward(t.storage);
   return keep(t.detach());
 }
 

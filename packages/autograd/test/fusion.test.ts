@@ -67,5 +67,30 @@ describe.skipIf(unavailable !== null)(
       expect(used).toBeLessThanOrEqual(2);
       lr.dispose(x, seed, y);
     });
+
+    it('computeSaved computes the tensors autograd saves at once (one more kernel here), same gradient', async () => {
+      const x = lr.randn([16, 40], { device: 'webgpu', requiresGrad: true });
+      await x.data();
+      const run = async (computeSaved: boolean) => {
+        lr.setFusion(true, { computeSaved });
+        await lr.getBackend('webgpu').flush?.();
+        const before = lr.webgpuStats()!.dispatches;
+        const loss = lr.tidy(() => x.mul(2).exp().sum()); // exp saves its output
+        await loss.data();
+        const forward = lr.webgpuStats()!.dispatches - before;
+        loss.backward();
+        const g = await x.grad!.data();
+        lr.dispose(loss, x.grad!);
+        x.grad = null;
+        return { forward, g };
+      };
+      const lazy = await run(false);
+      const eager = await run(true);
+      lr.setFusion(true, { computeSaved: false });
+      expect(lazy.forward).toBe(1); // the sum with mul and exp as its prologue
+      expect(eager.forward).toBe(2); // exp's output is computed when saved, then summed
+      for (let i = 0; i < lazy.g.length; i++) expect(Math.abs(lazy.g[i] - eager.g[i])).toBeLessThan(1e-5);
+      x.dispose();
+    });
   },
 );

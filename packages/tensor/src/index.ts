@@ -21,6 +21,7 @@ export type { DType, TypedArray } from './dtype.js';
 export { DTYPES, promoteTypes } from './dtype.js';
 export {
   type AutogradHooks,
+  type FusionOptions,
   getAutogradHooks,
   getBackend,
   getDefaultDevice,
@@ -31,6 +32,7 @@ export {
   memory,
   missingKernels,
   newStorage,
+  onSavedForBackward,
   realize,
   registerBackend,
   registerKernels,

@@ -20,11 +20,18 @@ import { getBackend, getKernel } from './registry.js';
  * gradient's own fused kernel).
  */
 
-let fusion = readFusionDefault();
+const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+let fusion = env?.LOWRANK_FUSION !== '0';
+let computeSaved = env?.LOWRANK_COMPUTE_SAVED === '1';
 
-function readFusionDefault(): boolean {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  return env?.LOWRANK_FUSION !== '0';
+/** Options of `setFusion`. */
+export interface FusionOptions {
+  /**
+   * Compute a lazy tensor when autograd saves it for backward (default false: it stays lazy and
+   * is usually recomputed inside the gradient's own fused kernel, which stores less: on GPT-2
+   * 124M LoRA at 8×512 the peak fell from 13.1 to 7.6 GiB). Also `LOWRANK_COMPUTE_SAVED=1`.
+   */
+  computeSaved?: boolean;
 }
 
 /**
@@ -36,9 +43,11 @@ function readFusionDefault(): boolean {
  * lr.setFusion(false); // one kernel per op from now on
  * const y = x.mul(2).add(1); // two kernels
  * lr.setFusion(true);
+ * lr.setFusion(true, { computeSaved: true }); // tensors saved for backward are computed at once
  */
-export function setFusion(on: boolean): void {
+export function setFusion(on: boolean, options: FusionOptions = {}): void {
   fusion = on;
+  if (options.computeSaved !== undefined) computeSaved = options.computeSaved;
 }
 
 /**
@@ -49,6 +58,17 @@ export function setFusion(on: boolean): void {
  */
 export function isFusionEnabled(): boolean {
   return fusion;
+}
+
+/**
+ * Called by autograd for each tensor it saves for backward: computes a lazy one when the
+ * `computeSaved` option asks for it (see `setFusion`), else leaves it lazy.
+ *
+ * @example
+ * lr.onSavedForBackward(y.storage); // what autograd does when a rule saves y
+ */
+export function onSavedForBackward(storage: Storage): void {
+  if (computeSaved) realize(storage);
 }
 
 /** Ops and casts a chain may hold before its lazy inputs are computed (bounds kernel size). */
