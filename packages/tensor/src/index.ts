@@ -33,6 +33,7 @@ export {
   missingKernels,
   newStorage,
   onSavedForBackward,
+  pendingProgram,
   realize,
   registerBackend,
   registerKernels,

@@ -61,6 +61,18 @@ export function isFusionEnabled(): boolean {
 }
 
 /**
+ * The program that will compute `storage`, or null once it holds memory: for learners and
+ * debugging (what a chain fused into), not needed to use the engine.
+ *
+ * @example
+ * const y = lr.tensor([1, 2]).mul(2);
+ * lr.exprKey(lr.pendingProgram(y.storage)!.root); // "mul(L0,L1)"
+ */
+export function pendingProgram(storage: Storage): ElementwiseProgram | null {
+  return lazyOf(storage)?.program ?? null;
+}
+
+/**
  * Called by autograd for each tensor it saves for backward: computes a lazy one when the
  * `computeSaved` option asks for it (see `setFusion`), else leaves it lazy.
  *
