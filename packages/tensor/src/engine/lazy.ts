@@ -252,7 +252,7 @@ class Builder {
     }
     const r = toRoot(v);
     if (!r) return null;
-    const key = `${r.storage.id}|${r.offset}|${r.strides.join(',')}`;
+    const key = inputKey(r);
     let i = this.index.get(key);
     if (i === undefined) {
       i = this.inputs.length;
@@ -271,7 +271,7 @@ class Builder {
 
   private rollback(mark: { inputs: number; consts: number; nodes: number }): void {
     for (const r of this.inputs.splice(mark.inputs)) {
-      this.index.delete(`${r.storage.id}|${r.offset}|${r.strides.join(',')}`);
+      this.index.delete(inputKey(r));
       const n = (this.storages.get(r.storage) ?? 1) - 1;
       if (n === 0) this.storages.delete(r.storage);
       else this.storages.set(r.storage, n);
@@ -279,6 +279,11 @@ class Builder {
     this.consts.length = mark.consts;
     this.nodes = mark.nodes;
   }
+}
+
+/** Identifies a root-space input: loads of the same storage, offset and strides share one. */
+function inputKey(v: View): string {
+  return `${v.storage.id}|${v.offset}|${v.strides.join(',')}`;
 }
 
 /** A constant's value as the dtype holds it (float32 rounding, int32 truncation, bool 0/1). */

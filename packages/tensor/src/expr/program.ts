@@ -115,14 +115,20 @@ export function exprSize(e: Expr): number {
   }
 }
 
-/** A program that reads one view as it is (a copy; `shape` is the view's). */
-export function loadProgram(view: View): ElementwiseProgram {
-  return {
-    root: { kind: 'load', input: 0, dtype: view.storage.dtype },
-    inputs: [view],
-    consts: [],
-    shape: view.shape,
-  };
+/** `e` converted to `dtype` (itself when it already has that dtype). */
+export function castExpr(e: Expr, dtype: DType): Expr {
+  return e.dtype === dtype ? e : { kind: 'cast', arg: e, dtype };
+}
+
+/**
+ * A program that reads one view (a copy; `shape` is the view's), converted to `dtype` when given.
+ *
+ * @example
+ * const p = loadProgram(x.lazyView_(), 'float32'); // x's values as float32
+ */
+export function loadProgram(view: View, dtype?: DType): ElementwiseProgram {
+  const load: Expr = { kind: 'load', input: 0, dtype: view.storage.dtype };
+  return { root: dtype ? castExpr(load, dtype) : load, inputs: [view], consts: [], shape: view.shape };
 }
 
 /**

@@ -3,7 +3,7 @@ import { promoteTypes } from '../dtype.js';
 import { runOp } from '../engine/dispatch.js';
 import { flatten } from '../engine/lazy.js';
 import { fmtShape, OpError } from '../errors.js';
-import type { Expr } from '../expr/program.js';
+import { loadProgram } from '../expr/program.js';
 import { contiguousStrides, normalizeDim, sizeOf } from '../shape.js';
 import type { Storage } from '../storage.js';
 import type { Tensor } from '../tensor.js';
@@ -40,15 +40,7 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
     let at = 0;
     for (const t of tensors) {
       if (t.size > 0) {
-        const program = flatten(
-          {
-            root: castNode(t.dtype, dtype),
-            inputs: [t.lazyView_()],
-            consts: [],
-            shape: t.shape,
-          },
-          t.device,
-        );
+        const program = flatten(loadProgram(t.lazyView_(), dtype), t.device);
         kernel(
           'cat',
           first,
@@ -133,11 +125,6 @@ export function chunk(x: Tensor, chunks: number, dim = 0): Tensor[] {
   x.assertLive('chunk');
   const d = normalizeDim('chunk', dim, x.rank);
   return split(x, Math.max(1, Math.ceil(x.shape[d] / chunks)), d);
-}
-
-function castNode(from: DType, to: DType): Expr {
-  const load: Expr = { kind: 'load', input: 0, dtype: from };
-  return from === to ? load : { kind: 'cast', arg: load, dtype: to };
 }
 
 /** An uninitialised storage for cat's output: a program with no inputs that the slices overwrite. */

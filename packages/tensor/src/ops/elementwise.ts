@@ -2,7 +2,7 @@ import { type DType, promoteTypes, scalarDType } from '../dtype.js';
 import { runOp } from '../engine/dispatch.js';
 import { lazyStorage } from '../engine/lazy.js';
 import { OpError } from '../errors.js';
-import type { ElementwiseProgram, Expr } from '../expr/program.js';
+import { castExpr, type ElementwiseProgram, type Expr } from '../expr/program.js';
 import { type BinaryOp, type ScalarOpName, TABLE, type UnaryOp } from '../expr/table.js';
 import { broadcastShapes, broadcastStrides } from '../shape.js';
 import type { Tensor } from '../tensor.js';
@@ -31,8 +31,7 @@ function emit(
     lazyViewAs(t, shape, broadcastStrides(op, t.shape, t.strides, shape)),
   );
   const args = operands.map(({ t, as }, i): Expr => {
-    const load: Expr = { kind: 'load', input: i, dtype: t.dtype };
-    return t.dtype === as ? load : { kind: 'cast', arg: load, dtype: as };
+    return castExpr({ kind: 'load', input: i, dtype: t.dtype }, as);
   });
   const program: ElementwiseProgram = { root: make(args), inputs, consts: [], shape };
   return wrap(lazyStorage(op, operands[0].t.device, program), shape);

@@ -1,9 +1,8 @@
-import type { DType } from '../dtype.js';
 import { getAutogradHooks } from '../engine/dispatch.js';
 import { flatten, prepareWrite } from '../engine/lazy.js';
 import { releaseStorage, retainStorage } from '../engine/memory.js';
 import { fmtShape, OpError } from '../errors.js';
-import type { ElementwiseProgram, Expr } from '../expr/program.js';
+import { loadProgram } from '../expr/program.js';
 import { broadcastStrides } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { scalar } from './creation.js';
@@ -42,13 +41,7 @@ function writeInto(op: string, t: Tensor, value: Tensor, owned: boolean): void {
       `cannot write a tensor of shape ${fmtShape(value.shape)} into one of shape ${fmtShape(t.shape)}`,
     );
   }
-  const source: ElementwiseProgram = {
-    root: castTo({ kind: 'load', input: 0, dtype: value.dtype }, t.dtype),
-    inputs: [lazyViewAs(value, t.shape, strides)],
-    consts: [],
-    shape: t.shape,
-  };
-  const program = flatten(source, t.device);
+  const program = flatten(loadProgram(lazyViewAs(value, t.shape, strides), t.dtype), t.device);
   // the program reads real memory only; hold it while the value's chain goes away
   for (const v of program.inputs) retainStorage(v.storage);
   if (owned) value.dispose();
@@ -59,10 +52,6 @@ function writeInto(op: string, t: Tensor, value: Tensor, owned: boolean): void {
   } finally {
     for (const v of program.inputs) releaseStorage(v.storage);
   }
-}
-
-function castTo(e: Expr, dtype: DType): Expr {
-  return e.dtype === dtype ? e : { kind: 'cast', arg: e, dtype };
 }
 
 function update(op: string, t: Tensor, compute: () => Tensor): void {

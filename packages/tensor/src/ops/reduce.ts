@@ -1,10 +1,9 @@
 import type { ReduceOp } from '../backend.js';
-import type { DType } from '../dtype.js';
 import { runOp } from '../engine/dispatch.js';
 import { flatten } from '../engine/lazy.js';
 import { tidy } from '../engine/scopes.js';
 import { fmtShape, OpError } from '../errors.js';
-import { type ElementwiseProgram, loadProgram } from '../expr/program.js';
+import { loadProgram } from '../expr/program.js';
 import { normalizeDim, normalizeDims, sizeOf } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { cast, div, exp, log, mul, sub } from './elementwise.js';
@@ -226,7 +225,7 @@ export function softmax(x: Tensor, dim: number): Tensor {
       const cols = x.shape[d];
       const rows = x.size / cols;
       const view = lazyViewAs(x, x.shape, x.strides);
-      const program = flatten(castProgram(loadProgram(view), 'float32'), x.device);
+      const program = flatten(loadProgram(view, 'float32'), x.device);
       return wrap(kernel('softmax', x, 'softmax')(program, rows, cols), x.shape);
     }
     return tidy(() => {
@@ -235,11 +234,6 @@ export function softmax(x: Tensor, dim: number): Tensor {
       return div(e, sum(e, d, true));
     });
   });
-}
-
-/** `p` with its root cast to `dtype` (unchanged when it already has it). */
-function castProgram(p: ElementwiseProgram, dtype: DType): ElementwiseProgram {
-  return p.root.dtype === dtype ? p : { ...p, root: { kind: 'cast', arg: p.root, dtype } };
 }
 
 /**
