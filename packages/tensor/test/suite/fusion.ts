@@ -191,6 +191,22 @@ export function fusionSuite({ device, numRuns, tol }: SuiteContext): void {
       );
     });
 
+    it("a fused kernel keeps each op's IEEE result (no rewriting across ops by the compiler)", async () => {
+      // found by the property above on lavapipe: square(sqrt(−x)) became −x, exp(−2·log 0) became 0
+      const bag = new Bag();
+      try {
+        const x = bag.add(lr.tensor([0.5, 0, 2], { device }));
+        const a = await bag.add(lr.tidy(() => x.neg().sqrt().square())).data();
+        expect(Number.isNaN(a[0]) && Number.isNaN(a[2])).toBe(true);
+        expect(a[1]).toBe(0);
+        const b = await bag.add(lr.tidy(() => x.log().mul(-2).exp().neg())).data();
+        expect(b[1]).toBe(Number.NEGATIVE_INFINITY);
+        expect(Math.abs(b[0] + 4)).toBeLessThan(1e-5);
+      } finally {
+        bag.dispose();
+      }
+    });
+
     it('the one-kernel softmax matches its composite definition on masked, −∞, NaN and +∞ rows', async () => {
       const bag = new Bag();
       try {

@@ -10,6 +10,7 @@ import {
   expressionCode,
   type InputBindings,
   inputBindings,
+  ONE_BITS,
   programKey,
 } from './program.js';
 import { linearIndex, MAIN_ARGS, metaStruct, PRELUDE, s, u, unravel, WG, WGSL_TYPE } from './wgsl.js';
@@ -90,7 +91,8 @@ function run(c: WebGPUContext, program: ElementwiseProgram, dst: View): void {
   const shapeAt = 2 + k;
   const strideAt = Array.from({ length: k + 1 }, (_, i) => shapeAt + rank + i * rank);
   const constAt = shapeAt + rank * (k + 2);
-  const words = new Uint32Array(constAt + m);
+  const words = new Uint32Array(constAt + m + 1);
+  words[constAt + m] = ONE_BITS;
   const ints = new Int32Array(words.buffer);
   words[0] = vec4 ? n / 4 : n;
   words[1] = dst.offset;
@@ -120,7 +122,7 @@ function run(c: WebGPUContext, program: ElementwiseProgram, dst: View): void {
       ),
     ];
     const constWord = (i: number) => u(constAt + i);
-    const value = expressionCode(program.root, 'r_', constWord);
+    const value = expressionCode(program.root, 'r_', constWord, u(constAt + m));
     let body: string;
     if (vec4) {
       // four consecutive elements of one row per invocation: element e = 4·idx is at

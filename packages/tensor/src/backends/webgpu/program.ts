@@ -50,7 +50,17 @@ export function programKey(program: ElementwiseProgram, b: InputBindings): strin
  * WGSL statements computing the program's value into `let <result> = …;` from loaded inputs
  * named `x<i>`; constant i is read by `constWord(i)` (a u32 word of the uniform block).
  */
-export function expressionCode(root: Expr, result: string, constWord: (i: number) => string): string {
+export function expressionCode(
+  root: Expr,
+  result: string,
+  constWord: (i: number) => string,
+  oneWord: string,
+): string {
+  // every float op's result is multiplied by a 1.0 the compiler cannot see (a uniform word):
+  // without it a driver's fast math rewrites across what were separate ops, e.g. lavapipe turned
+  // square(sqrt(x)) into x for x < 0 and exp(−2·log(0)) into 0, where one kernel per op gives NaN
+  // and +Inf. The multiply keeps NaN, ±Inf and −0, and costs nothing in memory-bound kernels.
+  const one = `bitcast<f32>(${oneWord})`;
   const { steps, result: last } = linearize(root);
   const lines = steps.map((s, i) => {
     const e = s.node;
@@ -65,6 +75,7 @@ export function expressionCode(root: Expr, result: string, constWord: (i: number
         break;
       case 'cast':
         code = castCode(arg(0), e.arg.dtype, e.dtype);
+        if (e.dtype === 'float32') code = `(${code}) * ${one}`;
         break;
       case 'op': {
         const row = TABLE[e.op];
@@ -77,6 +88,7 @@ export function expressionCode(root: Expr, result: string, constWord: (i: number
           template = row.wgsl.i.replaceAll('Z', operand === 'int32' ? '0' : '0u');
         }
         code = template.replace(/\$(\d)/g, (_, d: string) => arg(Number(d)));
+        if (e.dtype === 'float32') code = `(${code}) * ${one}`;
         break;
       }
     }
@@ -95,6 +107,9 @@ function castCode(v: string, from: DType, to: DType): string {
   if (to === 'float32') return `f32(${v})`;
   return from === 'float32' ? `f2i(${v})` : `i32(${v})`;
 }
+
+/** The bits of 1.0f: the uniform word `expressionCode` multiplies float results by. */
+export const ONE_BITS = 0x3f800000;
 
 /** The 32-bit word of a constant of `dtype` (what `bitcast` reads back in WGSL). */
 export function constBits(value: number, dtype: DType): number {

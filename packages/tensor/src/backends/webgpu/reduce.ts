@@ -5,7 +5,15 @@ import { Storage } from '../../storage.js';
 import type { WebGPUContext } from './context.js';
 import { elementwise } from './elementwise.js';
 import type { GpuKernel } from './kernel.js';
-import { bindingOf, constBits, constDtypes, expressionCode, inputBindings, programKey } from './program.js';
+import {
+  bindingOf,
+  constBits,
+  constDtypes,
+  expressionCode,
+  inputBindings,
+  ONE_BITS,
+  programKey,
+} from './program.js';
 import { coalesce, MAIN_ARGS, metaStruct, PRELUDE, u, unravel, WGSL_TYPE } from './wgsl.js';
 
 const RWG = 256;
@@ -116,7 +124,8 @@ function reducePass(
   const redAt = keptAt + rk * (k + 1);
   const redStrideAt = Array.from({ length: k }, (_, i) => redAt + rr + i * rr);
   const constAt = redAt + rr * (k + 1);
-  const words = new Uint32Array(constAt + m);
+  const words = new Uint32Array(constAt + m + 1);
+  words[constAt + m] = ONE_BITS;
   const ints = new Int32Array(words.buffer);
   words.set([outer, inner, chunks, chunkLen]);
   for (let i = 0; i < k; i++) {
@@ -148,7 +157,7 @@ function reducePass(
     const elemOffset = unravel('j', rr, redAt, elemNames, rowNames, redStrideAt);
     const loads = x.inputs.map((_, i) => `let x${i} = in${b.slot[i]}[eo${i}];`).join('\n    ');
     const value = `${loads}
-    ${expressionCode(x.root, 'xv_', (i) => u(constAt + i))}
+    ${expressionCode(x.root, 'xv_', (i) => u(constAt + i), u(constAt + m))}
     let v = ${conv('xv_')};`;
     const init = `var acc: ${accT} = ${identity(op, accT)};${op === 'sum' && nan ? ` var comp: ${accT} = 0.0;` : ''}${isArg ? ' var ai: u32 = 0xffffffffu;' : ''}`;
     const store = isArg ? 'y[o] = i32(ai);' : `y[o] = ${accT === outT ? 'acc' : `${outT}(acc)`};`;

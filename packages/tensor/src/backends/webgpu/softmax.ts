@@ -1,6 +1,14 @@
 import { coalesce } from '../../shape.js';
 import type { GpuKernel } from './kernel.js';
-import { bindingOf, constBits, constDtypes, expressionCode, inputBindings, programKey } from './program.js';
+import {
+  bindingOf,
+  constBits,
+  constDtypes,
+  expressionCode,
+  inputBindings,
+  ONE_BITS,
+  programKey,
+} from './program.js';
 import { metaStruct, PRELUDE, u, unravel, WGSL_TYPE } from './wgsl.js';
 
 /**
@@ -32,7 +40,8 @@ export const softmax: GpuKernel<'softmax'> = (c, x, rows, cols) => {
   const rowStrideAt = Array.from({ length: k }, (_, i) => shapeAt + rk + i * rk);
   const colStrideAt = shapeAt + rk * (k + 1);
   const constAt = colStrideAt + k;
-  const words = new Uint32Array(constAt + m);
+  const words = new Uint32Array(constAt + m + 1);
+  words[constAt + m] = ONE_BITS;
   const ints = new Int32Array(words.buffer);
   words[0] = rows;
   words[1] = cols;
@@ -60,7 +69,7 @@ export const softmax: GpuKernel<'softmax'> = (c, x, rows, cols) => {
       .map((_, i) => `let x${i} = in${b.slot[i]}[ro${i} + i32(j) * bitcast<i32>(${u(colStrideAt + i)})];`)
       .join('\n    ');
     const value = `${loads}
-    ${expressionCode(x.root, 'v', (i) => u(constAt + i))}`;
+    ${expressionCode(x.root, 'v', (i) => u(constAt + i), u(constAt + m))}`;
     const decls = b.storages
       .map(
         (st, j) => `@group(0) @binding(${j + 2}) var<storage, read> in${j}: array<${WGSL_TYPE[st.dtype]}>;`,
