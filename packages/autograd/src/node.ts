@@ -1,4 +1,4 @@
-import { keep, NON_DIFFERENTIABLE_OPS, type OpName, onSavedForBackward, type Tensor } from '@lowrank/tensor';
+import { keep, NON_DIFFERENTIABLE_OPS, type OpName, onSavedForBackward, Tensor } from '@lowrank/tensor';
 import { isGradEnabled } from './mode.js';
 import { customRule, type GradRule } from './rule.js';
 import { RULES } from './rules/index.js';
@@ -38,9 +38,11 @@ export class Node {
     readonly savedOutput: Tensor | null,
     readonly outputId: number,
     readonly outputShape: readonly number[],
+    savedResiduals: readonly Tensor[] = [],
   ) {
     for (const t of savedInputs) if (t) this.saved.push(t);
     if (savedOutput) this.saved.push(savedOutput);
+    this.saved.push(...savedResiduals);
   }
 
   /** Frees the saved tensors (idempotent). */
@@ -76,6 +78,23 @@ function saveView(t: Tensor): Tensor {
   // value stays lazy unless fusion's `computeSaved` option says otherwise.
   onSavedForBackward(t.storage);
   return keep(t.detach());
+}
+
+/**
+ * A fused op hands its residuals (attention's logsumexp, a norm's 1/σ) to its gradient as
+ * Tensor-valued attrs: they are saved like inputs (a detached, kept view each, released with the
+ * node), and the rule's `ctx.attrs` holds the saved views.
+ */
+function saveResiduals(attrs: object, saved: Tensor[]): object {
+  let copy: Record<string, unknown> | null = null;
+  for (const [key, value] of Object.entries(attrs)) {
+    if (!(value instanceof Tensor)) continue;
+    copy ??= { ...attrs };
+    const view = saveView(value);
+    copy[key] = view;
+    saved.push(view);
+  }
+  return copy ?? attrs;
 }
 
 /** The autograd hook's `recordOp`: builds a node when an input requires grad. */
@@ -118,7 +137,20 @@ export function recordOp(op: string, inputs: readonly Tensor[], output: Tensor, 
     dtype: t.dtype,
     requiresGrad: t.requiresGrad,
   }));
-  output.gradFn = new Node(op, rule, attrs, edges, info, savedInputs, savedOutput, output.id, output.shape);
+  const residuals: Tensor[] = [];
+  const nodeAttrs = saveResiduals(attrs, residuals);
+  output.gradFn = new Node(
+    op,
+    rule,
+    nodeAttrs,
+    edges,
+    info,
+    savedInputs,
+    savedOutput,
+    output.id,
+    output.shape,
+    residuals,
+  );
   output.requiresGrad = true;
 }
 

@@ -117,3 +117,37 @@ describe('gradcheck can fail', () => {
     x.dispose();
   });
 });
+
+describe('residuals saved through Tensor-valued attrs', () => {
+  // y = x·s with s = 2x computed in the forward and handed to the rule as a residual:
+  // dy/dx = 2·s = 4x. The op disposes its own handle of s; the node's saved view keeps it.
+  registerGradRule<{ s: Tensor }>('test.residual', {
+    backward: ({ grad, attrs }) => [grad.mul(attrs.s).mul(2)],
+  });
+  const op = (x: Tensor) => {
+    const attrs: { s: Tensor | null } = { s: null };
+    const recorded = lr.willRecord([x]);
+    const y = lr.runOp('test.residual', [x], attrs, () => {
+      const s = x.mul(2);
+      if (recorded) attrs.s = s;
+      return x.mul(s);
+    });
+    attrs.s?.dispose();
+    return y;
+  };
+
+  it('reads the residual in backward and frees it with the node', async () => {
+    const x = lr.tensor([1, -2, 3], { requiresGrad: true });
+    const before = lr.memory().numTensors;
+    const y = op(x);
+    expect(lr.memory().numTensors).toBe(before + 2); // y and the saved residual
+    const total = y.sum();
+    total.backward();
+    expect(await x.grad!.toArray()).toEqual([4, -8, 12]);
+    total.dispose();
+    y.dispose();
+    expect(lr.memory().numTensors).toBe(before + 1); // x.grad only
+    expect(lr.willRecord([lr.tensor([1])])).toBe(false);
+    x.dispose();
+  });
+});

@@ -43,6 +43,7 @@ export {
   setFusion,
   type TensorContainer,
   tidy,
+  willRecord,
   withoutRecording,
 } from './engine.js';
 export { OpError } from './errors.js';

@@ -91,6 +91,20 @@ export function runOp<T extends RecordedTensor>(
 }
 
 /**
+ * Whether an op run now on `inputs` would be recorded for autograd: recording is on (no
+ * `noGrad`, not inside another op's computation) and some input requires grad. Fused ops use it
+ * to skip residuals only their gradient reads (attention's logsumexp, a norm's mean and 1/σ).
+ *
+ * @example
+ * lr.willRecord([x]); // true when x.requiresGrad and grad mode is on
+ */
+export function willRecord(inputs: readonly { readonly requiresGrad: boolean }[]): boolean {
+  return (
+    hooks !== null && recordingPaused === 0 && hooks.isGradEnabled() && inputs.some((t) => t.requiresGrad)
+  );
+}
+
+/**
  * Runs `fn` with op recording paused (used for work that must not enter the graph).
  *
  * @example
