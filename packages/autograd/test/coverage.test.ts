@@ -65,6 +65,8 @@ const ALL_OPS: Record<OpName, true> = {
   scatterAdd: true,
   indexAdd: true,
   cat: true,
+  rowCrossEntropy: true,
+  linearCrossEntropy: true,
 };
 
 describe('rule coverage', () => {

@@ -491,7 +491,54 @@ export const GRAD_CASES: GradCase[] = [
       f: (x: Tensor) => x.triu(diag).mul(3).add(x.tril(diag)),
     })),
   },
+  {
+    ops: ['rowCrossEntropy'],
+    name: 'rowCrossEntropy (ignored labels, label smoothing, each reduction)',
+    arb: fc
+      .tuple(
+        dimArb,
+        fc.integer({ min: 1, max: 5 }),
+        seedArb,
+        fc.constantFrom('mean', 'sum', 'none'),
+        fc.nat(3),
+      )
+      .map(([n, v, seed, reduction, s]) => ({
+        inputs: [uniform(seed, [n, v], -2, 2), classLabels(seed + 1, n, v)],
+        f: (x: Tensor, t: Tensor) => lr.rowCrossEntropy(x, t, { reduction, labelSmoothing: s * 0.1 }),
+      })),
+  },
+  {
+    ops: ['linearCrossEntropy'],
+    name: 'linearCrossEntropy (chunks, bias, ignored labels, smoothing)',
+    arb: fc
+      .tuple(
+        fc.integer({ min: 1, max: 5 }),
+        dimArb,
+        fc.integer({ min: 1, max: 5 }),
+        seedArb,
+        fc.constantFrom('mean', 'sum'),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 5 }),
+      )
+      .map(([n, c, v, seed, reduction, withBias, chunkSize]) => ({
+        inputs: [
+          uniform(seed, [n, c], -1, 1),
+          uniform(seed + 1, [v, c], -1, 1),
+          classLabels(seed + 2, n, v),
+          ...(withBias ? [uniform(seed + 3, [v], -1, 1)] : []),
+        ],
+        f: (h: Tensor, w: Tensor, t: Tensor, b?: Tensor) =>
+          lr.linearCrossEntropy(h, w, t, { bias: b, reduction, chunkSize, labelSmoothing: 0.1 }),
+      })),
+  },
 ];
+
+/** Class indices below `v`, about one in four ignored (−100) but never the first (a 'mean' of none is NaN). */
+function classLabels(seed: number, n: number, v: number): Input {
+  const r = prng(seed);
+  const values = Array.from({ length: n }, (_, i) => (i > 0 && r() < 0.25 ? -100 : Math.floor(r() * v)));
+  return { shape: [n], values, dtype: 'int32' };
+}
 
 function build(device: Device, input: Input): Tensor {
   const dtype = input.dtype ?? 'float32';

@@ -27,6 +27,16 @@ export interface AdamUpdateParams {
   eps: number;
 }
 
+/** Options of the `crossEntropyRows` kernel. */
+export interface CrossEntropyRowsParams {
+  /** Rows whose label equals this get loss 0 (and gradient 0). */
+  ignoreIndex: number;
+  /** ε of label smoothing: the target is (1 − ε)·one-hot + ε/cols. */
+  labelSmoothing: number;
+  /** Overwrite x's memory with d(loss_row)/d(x_row) = softmax(x_row) − target_row. */
+  writeGrad: boolean;
+}
+
 /** Reductions of the `reduce` kernel. */
 export type ReduceOp = 'sum' | 'prod' | 'max' | 'min' | 'argmax' | 'argmin';
 
@@ -59,6 +69,21 @@ export interface KernelTable {
    * row with a NaN, +∞ or only −∞ (as the composite definition gives). A new contiguous storage.
    */
   softmax(x: ElementwiseProgram, rows: number, cols: number): Storage;
+  /**
+   * Cross-entropy of each row of float32 logits x [rows, cols] (a row-major view: strides
+   * [cols, 1], any offset, real memory) against int32 class indices `labels` [rows] (any stride):
+   * loss_r = logsumexp(x_r) − (1 − ε)·x_r[t] − (ε/cols)·Σ_j x_r[j], 0 where t = ignoreIndex, NaN
+   * where t is out of [0, cols). Returns the losses [rows]; with `writeGrad`, x's memory is
+   * overwritten with softmax(x_r) − ((1 − ε)·onehot(t) + ε/cols) (0 on ignored rows), so a
+   * chunk of LM-head logits becomes its own gradient without a second [rows, cols] buffer.
+   */
+  crossEntropyRows(
+    x: View,
+    labels: View,
+    rows: number,
+    cols: number,
+    params: CrossEntropyRowsParams,
+  ): Storage;
   /** Batched float32 matmul: a is [B, M, K], b is [B, K, N] (any strides); out is [B, M, N]. */
   matmul(a: View, b: View, batch: number, m: number, k: number, n: number): Storage;
   /** torch.gather: out[i…] = x[i… with index[i…] at `dim`]; out has index's shape. */

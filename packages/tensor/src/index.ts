@@ -12,6 +12,7 @@ export type {
   AdamUpdateParams,
   Backend,
   BinaryOp,
+  CrossEntropyRowsParams,
   KernelName,
   KernelTable,
   ReduceOp,
@@ -33,10 +34,12 @@ export {
   missingKernels,
   newStorage,
   onSavedForBackward,
+  peakMemory,
   pendingProgram,
   realize,
   registerBackend,
   registerKernels,
+  resetPeakMemory,
   runOp,
   setAutogradHooks,
   setDefaultDevice,
@@ -68,7 +71,7 @@ export {
 } from './expr/table.js';
 export { type InitOptions, type InitResult, init } from './init.js';
 export { KERNEL_NAMES } from './kernel-names.js';
-export type { OpAttrs, OpName, Reduction } from './ops/attrs.js';
+export type { CrossEntropyAttrs, OpAttrs, OpName, Reduction } from './ops/attrs.js';
 export { NON_DIFFERENTIABLE_OPS } from './ops/attrs.js';
 export { cat, chunk, split, stack } from './ops/combine.js';
 export {
@@ -130,6 +133,12 @@ export {
   where,
 } from './ops/elementwise.js';
 export { embedding, gather, indexAdd, indexSelect, oneHot, scatterAdd, tril, triu } from './ops/indexing.js';
+export {
+  type FusedCrossEntropyOptions,
+  type LinearCrossEntropyOptions,
+  linearCrossEntropy,
+  rowCrossEntropy,
+} from './ops/loss.js';
 export { matmul } from './ops/matmul.js';
 export { type AdamUpdateOptions, adamUpdate_ } from './ops/optim.js';
 export {

@@ -5,6 +5,7 @@ export const KERNEL_NAMES: readonly KernelName[] = [
   'elementwise',
   'reduce',
   'softmax',
+  'crossEntropyRows',
   'matmul',
   'gather',
   'indexSelect',

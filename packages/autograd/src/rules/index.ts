@@ -2,6 +2,7 @@ import type { RuleTable } from '../rule.js';
 import { combineRules } from './combine.js';
 import { elementwiseRules } from './elementwise.js';
 import { indexingRules } from './indexing.js';
+import { lossRules } from './loss.js';
 import { matmulRules } from './matmul.js';
 import { reduceRules } from './reduce.js';
 import { viewRules } from './views.js';
@@ -14,4 +15,5 @@ export const RULES: RuleTable = {
   ...viewRules,
   ...indexingRules,
   ...combineRules,
+  ...lossRules,
 };

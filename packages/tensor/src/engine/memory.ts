@@ -37,6 +37,15 @@ interface DeviceMemory {
   bytes: number;
 }
 const memoryByDevice = new Map<Device, DeviceMemory>();
+/** Bytes of live storages on all devices, and their largest value since `resetPeakMemory()`. */
+let totalBytes = 0;
+let peakBytes = 0;
+
+function countBytes(m: DeviceMemory, delta: number): void {
+  m.bytes += delta;
+  totalBytes += delta;
+  if (totalBytes > peakBytes) peakBytes = totalBytes;
+}
 
 function deviceMemory(device: Device): DeviceMemory {
   let m = memoryByDevice.get(device);
@@ -63,7 +72,7 @@ export function newStorage<H>(
 ): Storage<H> {
   const m = deviceMemory(device);
   m.storages++;
-  m.bytes += bytes;
+  countBytes(m, bytes);
   return new Storage(device, dtype, size, bytes, handle);
 }
 
@@ -77,7 +86,7 @@ export function releaseStorage(s: Storage): void {
   s.released = true;
   const m = deviceMemory(s.device);
   m.storages--;
-  m.bytes -= s.bytes;
+  countBytes(m, -s.bytes);
   // after destroyWebGPU() the device's memory is already gone: there is nothing to give back
   if (lazyValues.has(s)) releaseLazyInputs(s);
   else backendIfAny(s.device)?.release(s);
@@ -124,7 +133,7 @@ export function adoptMemory(target: Storage, fresh: Storage): void {
   fresh.released = true;
   const m = deviceMemory(fresh.device);
   m.storages--;
-  m.bytes -= fresh.bytes;
+  countBytes(m, -fresh.bytes);
 }
 
 export function countTensor(device: Device, delta: 1 | -1): void {
@@ -159,4 +168,29 @@ export function memory(): MemoryInfo {
     numBytes += m.bytes;
   }
   return { numTensors, numBytes, devices };
+}
+
+/**
+ * The largest `memory().numBytes` since `resetPeakMemory()` (or the start), on all devices. A
+ * lazy storage counts at its full size from its creation, and for a moment twice when it is
+ * computed (its value and its memory). Kept out of `memory()` so that snapshots of it compare
+ * equal across a step that frees what it made.
+ *
+ * @example
+ * lr.resetPeakMemory();
+ * lr.tidy(() => x.matmul(x).sum());
+ * lr.peakMemory(); // bytes live at the step's highest point
+ */
+export function peakMemory(): number {
+  return peakBytes;
+}
+
+/**
+ * Restarts `peakMemory()` from the bytes live now (to measure one step's peak).
+ *
+ * @example
+ * lr.resetPeakMemory();
+ */
+export function resetPeakMemory(): void {
+  peakBytes = totalBytes;
 }

@@ -1,5 +1,6 @@
 import type { DType } from '../dtype.js';
 import { NON_DIFFERENTIABLE_SCALAR_OPS, type ScalarOpName } from '../expr/table.js';
+import type { Tensor } from '../tensor.js';
 
 /**
  * Elementwise ops take no attributes: one `Empty` entry per row of the op table (the two gelu
@@ -110,6 +111,22 @@ export interface OpAttrs extends ElementwiseAttrs {
     /** The dim, normalised to be non-negative. */
     dim: number;
   };
+  /** `rowCrossEntropy(logits, labels)` (ops/loss.ts): see `CrossEntropyAttrs`. */
+  rowCrossEntropy: CrossEntropyAttrs & {
+    /** d(loss)/d(logits) [N, V] (per row for 'none'), when recorded. */
+    grad: Tensor | null;
+  };
+  /** `linearCrossEntropy(hidden, weight, labels, bias?)` (ops/loss.ts): see `CrossEntropyAttrs`. */
+  linearCrossEntropy: CrossEntropyAttrs & {
+    /** Rows of logits computed at a time. */
+    chunkSize: number;
+    /** d(loss)/d(hidden) [N, C] (per row, unscaled, for 'none'), when hidden is recorded. */
+    dHidden: Tensor | null;
+    /** d(loss)/d(weight) [V, C], when the weight requires grad. */
+    dWeight: Tensor | null;
+    /** d(loss)/d(bias) [V], when the bias requires grad. */
+    dBias: Tensor | null;
+  };
   /** `cat(tensors, dim)`: the dim concatenated along. */
   cat: {
     /** The dim, normalised to be non-negative. */
@@ -118,6 +135,16 @@ export interface OpAttrs extends ElementwiseAttrs {
 }
 
 type Empty = Record<string, never>;
+/** Options shared by the fused cross-entropy ops (PyTorch's meaning for each). */
+export interface CrossEntropyAttrs {
+  /** Rows with this label have no loss and are not counted in the mean. */
+  ignoreIndex: number;
+  /** ε: the target is (1 − ε)·one-hot + ε/V. */
+  labelSmoothing: number;
+  /** 'mean' over the rows not ignored, 'sum', or 'none' (a loss per row, 0 where ignored). */
+  reduction: 'mean' | 'sum' | 'none';
+}
+
 /** Attributes of a reduction. */
 export interface Reduction {
   /** The dims reduced, normalised and sorted ascending. */

@@ -3,6 +3,7 @@ import type { TypedArray } from '../../dtype.js';
 import { registerBackend, registerKernels } from '../../engine/registry.js';
 import { OpError } from '../../errors.js';
 import type { Storage } from '../../storage.js';
+import { crossEntropyRows } from './cross-entropy.js';
 import { elementwise } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { matmul } from './matmul.js';
@@ -40,6 +41,7 @@ export const cpuKernels = {
   elementwise,
   reduce,
   softmax,
+  crossEntropyRows,
   matmul,
   gather,
   indexSelect,

@@ -10,6 +10,7 @@ import {
 import type { Storage } from '../../storage.js';
 import { acquireGPU } from './acquire.js';
 import { ELEMENT_BYTES, WebGPUContext } from './context.js';
+import { crossEntropyRows } from './cross-entropy.js';
 import { elementwise } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { matmul } from './matmul.js';
@@ -33,6 +34,7 @@ function kernelsOf(c: WebGPUContext): KernelTable {
     elementwise: (program, dst) => elementwise(c, program, dst),
     reduce: (op, x, outer, inner, outDtype) => reduce(c, op, x, outer, inner, outDtype),
     softmax: (x, rows, cols) => softmax(c, x, rows, cols),
+    crossEntropyRows: (x, labels, rows, cols, params) => crossEntropyRows(c, x, labels, rows, cols, params),
     matmul: (a, b, batch, m, k, n) => matmul(c, a, b, batch, m, k, n),
     gather: (x, dim, index) => gather(c, x, dim, index),
     indexSelect: (x, dim, index) => indexSelect(c, x, dim, index),

@@ -1,0 +1,280 @@
+import type { CrossEntropyRowsParams } from '../backend.js';
+import { runOp, willRecord } from '../engine/dispatch.js';
+import { tidy } from '../engine/scopes.js';
+import { fmtShape, OpError } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+import type { CrossEntropyAttrs, OpAttrs } from './attrs.js';
+import { cat } from './combine.js';
+import { zeros } from './creation.js';
+import { cast, div, maximum, mul, ne } from './elementwise.js';
+import { add_ } from './inplace.js';
+import { matmul } from './matmul.js';
+import { sum } from './reduce.js';
+import { kernel, viewAs, wrap } from './util.js';
+import { clone, contiguous, slice, transpose } from './views.js';
+
+/** Options of the fused cross-entropy ops (PyTorch's `cross_entropy` meanings). */
+export interface FusedCrossEntropyOptions {
+  /** Rows whose label equals this have no loss and are not counted in the mean. Default −100. */
+  ignoreIndex?: number;
+  /** ε in [0, 1]: the target is (1 − ε)·one-hot + ε/V. Default 0. */
+  labelSmoothing?: number;
+  /** 'mean' over the rows not ignored (NaN when all are), 'sum', or 'none' ([N], 0 where ignored). Default 'mean'. */
+  reduction?: 'mean' | 'sum' | 'none';
+}
+
+/** Options of `linearCrossEntropy`. */
+export interface LinearCrossEntropyOptions extends FusedCrossEntropyOptions {
+  /** Added to every row of logits ([V]). */
+  bias?: Tensor | null;
+  /** Rows of logits computed at a time (default: as many as fit in 2^24 floats, 64 MiB). */
+  chunkSize?: number;
+}
+
+/** Floats of logits one chunk may hold by default: 64 MiB, 333 rows of GPT-2's 50,257. */
+const CHUNK_FLOATS = 2 ** 24;
+
+function resolve(op: string, options: FusedCrossEntropyOptions): CrossEntropyAttrs {
+  const ignoreIndex = options.ignoreIndex ?? -100;
+  const labelSmoothing = options.labelSmoothing ?? 0;
+  const reduction = options.reduction ?? 'mean';
+  if (!Number.isInteger(ignoreIndex))
+    throw new OpError(op, `ignoreIndex must be an integer, got ${ignoreIndex}`);
+  if (!(labelSmoothing >= 0 && labelSmoothing <= 1))
+    throw new OpError(op, `labelSmoothing must be in [0, 1], got ${labelSmoothing}`);
+  if (reduction !== 'mean' && reduction !== 'sum' && reduction !== 'none')
+    throw new OpError(op, `reduction must be 'mean', 'sum' or 'none', got '${String(reduction)}'`);
+  return { ignoreIndex, labelSmoothing, reduction };
+}
+
+function checkLabels(op: string, labels: Tensor, n: number): void {
+  if (labels.dtype !== 'int32' || labels.rank !== 1 || labels.shape[0] !== n) {
+    throw new OpError(
+      op,
+      `labels must be int32 [${n}] (class indices), got ${labels.dtype} ${fmtShape(labels.shape)}`,
+    );
+  }
+}
+
+/** Runs the row kernel over a contiguous [rows, V] float32 tensor; with `writeGrad` it becomes the gradient. */
+function rowsKernel(op: string, x: Tensor, labels: Tensor, a: CrossEntropyAttrs, writeGrad: boolean): Tensor {
+  const [rows, cols] = x.shape;
+  const params: CrossEntropyRowsParams = {
+    ignoreIndex: a.ignoreIndex,
+    labelSmoothing: a.labelSmoothing,
+    writeGrad,
+  };
+  const xv = viewAs(x, x.shape, x.strides);
+  const lv = viewAs(labels, labels.shape, labels.strides);
+  return wrap(kernel(op, x, 'crossEntropyRows')(xv, lv, rows, cols, params), [rows]);
+}
+
+/** The reduced loss from per-row losses, and the factor the summed gradients take ('mean': 1/N_valid). */
+function reduceRows(
+  lossRows: Tensor,
+  labels: Tensor,
+  a: CrossEntropyAttrs,
+): { loss: Tensor; scale: Tensor | null } {
+  if (a.reduction === 'none') return { loss: lossRows, scale: null };
+  const total = sum(lossRows);
+  if (a.reduction === 'sum') return { loss: total, scale: null };
+  // N_valid stays on the device (no host read); 0/0 gives PyTorch's NaN when every label is ignored
+  const valid = cast(sum(ne(labels, a.ignoreIndex)), 'float32');
+  // the gradients of ignored rows are exact zeros: 1/max(N_valid, 1) keeps them 0 instead of 0·∞
+  return { loss: div(total, valid), scale: div(1, maximum(valid, 1)) };
+}
+
+/**
+ * Cross-entropy of logits [N, V] against int32 class indices [N], fused into one row kernel
+ * (logsumexp, the loss and, when recorded, the gradient softmax − target in one pass) instead of
+ * logSoftmax, gather and the smoothing sum. `F.crossEntropy` calls it for this case. When the op
+ * is recorded, the gradient [N, V] is computed in the forward and saved (it replaces the saved
+ * log-probabilities of the composite, so the memory is the same). A label outside [0, V) that is
+ * not `ignoreIndex` makes that row's loss NaN (labels are never read on the host).
+ *
+ * @example
+ * const logits = lr.tensor([[2, 0], [0, 2]]);
+ * lr.rowCrossEntropy(logits, lr.tensor([0, 1], { dtype: 'int32' })); // 0.126928 (log(1 + e^-2))
+ */
+export function rowCrossEntropy(
+  logits: Tensor,
+  labels: Tensor,
+  options: FusedCrossEntropyOptions = {},
+): Tensor {
+  const op = 'rowCrossEntropy';
+  const a = resolve(op, options);
+  if (logits.dtype !== 'float32' || logits.rank !== 2 || logits.shape[1] === 0) {
+    throw new OpError(
+      op,
+      `expected float32 logits [N, V] with V > 0, got ${logits.dtype} ${fmtShape(logits.shape)}`,
+    );
+  }
+  checkLabels(op, labels, logits.shape[0]);
+  const recorded = willRecord([logits]);
+  const attrs: OpAttrs['rowCrossEntropy'] = { ...a, grad: null };
+  const out = runOp(
+    op,
+    [logits, labels],
+    attrs,
+    () =>
+      tidy(() => {
+        // recorded: a copy of the logits becomes their gradient in place; else the logits are only read
+        const x = recorded ? clone(logits) : contiguous(logits);
+        const { loss, scale } = reduceRows(rowsKernel(op, x, labels, a, recorded), labels, a);
+        if (recorded) attrs.grad = scale ? mul(x, scale) : x;
+        return attrs.grad ? [loss, attrs.grad] : [loss];
+      })[0],
+  );
+  attrs.grad?.dispose();
+  return out;
+}
+
+/**
+ * Fused LM-head cross-entropy: `crossEntropy(hidden · weightᵀ + bias, labels)` computed a chunk
+ * of rows at a time, so the [N, V] logits and their gradient never exist in full (the extra
+ * memory is about chunkSize·V floats, plus [V, C] for the weight's gradient when it requires
+ * grad). When the op is recorded, each chunk's logits are turned in place into their gradient by
+ * the row kernel, then multiplied into d(hidden) and accumulated into d(weight) and d(bias) (only
+ * for inputs that require grad: a frozen, tied LM head costs no [V, C] gradient); the backward
+ * pass only scales these by the incoming gradient. Without recording (eval) no gradient work is
+ * done. hidden [N, C] float32, weight [V, C] float32, labels [N] int32, bias [V].
+ *
+ * NOTE: with reduction 'none', d(weight) and d(bias) need each row's upstream gradient inside the
+ * chunk sum, which the forward does not have: that case is refused (use 'sum' or 'mean', or the
+ * unfused composition). d(hidden) is per row and works with every reduction.
+ *
+ * @example
+ * const h = lr.randn([6, 4], { requiresGrad: true });
+ * const w = lr.randn([10, 4]);
+ * const loss = lr.linearCrossEntropy(h, w, lr.tensor([1, 2, 3, -100, 4, 5], { dtype: 'int32' }), { chunkSize: 4 });
+ * loss.backward(); // h.grad [6, 4]; w (frozen) gets none
+ */
+export function linearCrossEntropy(
+  hidden: Tensor,
+  weight: Tensor,
+  labels: Tensor,
+  options: LinearCrossEntropyOptions = {},
+): Tensor {
+  const op = 'linearCrossEntropy';
+  const a = resolve(op, options);
+  const bias = options.bias ?? null;
+  if (hidden.dtype !== 'float32' || hidden.rank !== 2)
+    throw new OpError(op, `hidden must be float32 [N, C], got ${hidden.dtype} ${fmtShape(hidden.shape)}`);
+  const [n, c] = hidden.shape;
+  if (weight.dtype !== 'float32' || weight.rank !== 2 || weight.shape[1] !== c || weight.shape[0] === 0) {
+    throw new OpError(
+      op,
+      `weight must be float32 [V, ${c}] with V > 0, got ${weight.dtype} ${fmtShape(weight.shape)}`,
+    );
+  }
+  const v = weight.shape[0];
+  if (bias && (bias.dtype !== 'float32' || bias.rank !== 1 || bias.shape[0] !== v))
+    throw new OpError(op, `bias must be float32 [${v}], got ${bias.dtype} ${fmtShape(bias.shape)}`);
+  checkLabels(op, labels, n);
+  const chunkSize = options.chunkSize ?? Math.max(1, Math.floor(CHUNK_FLOATS / v));
+  if (!Number.isInteger(chunkSize) || chunkSize < 1)
+    throw new OpError(op, `chunkSize must be a positive integer, got ${chunkSize}`);
+  const needH = willRecord([hidden]);
+  const needW = willRecord([weight]);
+  const needB = bias !== null && willRecord([bias]);
+  if (a.reduction === 'none' && (needW || needB)) {
+    throw new OpError(
+      op,
+      "reduction 'none' cannot give the weight's or bias's gradient (each row's upstream gradient is needed inside the chunk sum); use 'sum' or 'mean', or F.crossEntropy(F.linear(...)) for this case",
+    );
+  }
+  const attrs: OpAttrs['linearCrossEntropy'] = { ...a, chunkSize, dHidden: null, dWeight: null, dBias: null };
+  const inputs = bias ? [hidden, weight, labels, bias] : [hidden, weight, labels];
+  const out = runOp(
+    op,
+    inputs,
+    attrs,
+    () =>
+      tidy(() => {
+        const g = chunkLoop(op, hidden, weight, bias, labels, a, chunkSize, needH, needW, needB);
+        const { loss, scale } = reduceRows(g.lossRows, labels, a);
+        const scaled = (t: Tensor | null) => (t && scale ? mul(t, scale) : t);
+        attrs.dHidden = scaled(g.dHidden);
+        attrs.dWeight = scaled(g.dWeight);
+        attrs.dBias = scaled(g.dBias);
+        return [loss, attrs.dHidden, attrs.dWeight, attrs.dBias].filter((t) => t !== null);
+      })[0],
+  );
+  for (const t of [attrs.dHidden, attrs.dWeight, attrs.dBias]) t?.dispose();
+  return out;
+}
+
+interface ChunkResult {
+  lossRows: Tensor;
+  dHidden: Tensor | null;
+  dWeight: Tensor | null;
+  dBias: Tensor | null;
+}
+
+/**
+ * The loss of every row and the (unscaled) gradients of their sum, one chunk of rows at a time:
+ * logits_c = h_c·Wᵀ (+ b) → row kernel (loss, and logits_c overwritten by d/d logits_c) →
+ * dh_c = dlogits_c·W, dW += dlogits_cᵀ·h_c, db += Σ dlogits_c. Each chunk's logits are freed
+ * before the next chunk's exist.
+ */
+function chunkLoop(
+  op: string,
+  h: Tensor,
+  w: Tensor,
+  b: Tensor | null,
+  labels: Tensor,
+  a: CrossEntropyAttrs,
+  chunkSize: number,
+  needH: boolean,
+  needW: boolean,
+  needB: boolean,
+): ChunkResult {
+  const [n, c] = h.shape;
+  const v = w.shape[0];
+  const grads = needH || needW || needB;
+  const wt = transpose(w, 0, 1); // [C, V], read through its strides
+  const losses: Tensor[] = [];
+  const dh: Tensor[] = [];
+  let dW: Tensor | null = null;
+  let dB: Tensor | null = null;
+  for (let r0 = 0; r0 < n; r0 += chunkSize) {
+    const r1 = Math.min(n, r0 + chunkSize);
+    const part = tidy(() => {
+      const hc = slice(h, 0, r0, r1);
+      const logits = matmul(hc, wt); // [rows, V], fresh memory the kernel may overwrite
+      if (b) add_(logits, b);
+      const loss = rowsKernel(op, logits, slice(labels, 0, r0, r1), a, grads);
+      // logits now holds d(Σ loss_c)/d(logits_c)
+      return {
+        loss,
+        dh: needH ? matmul(logits, w) : null,
+        dw: needW ? matmul(transpose(logits, 0, 1), hc) : null,
+        db: needB ? sum(logits, 0) : null,
+      };
+    });
+    losses.push(part.loss);
+    if (part.dh) dh.push(part.dh);
+    dW = accumulate(dW, part.dw);
+    dB = accumulate(dB, part.db);
+  }
+  const device = h.device;
+  const joined = (parts: Tensor[], empty: number[]) =>
+    parts.length === 1 ? parts[0] : parts.length === 0 ? zeros(empty, { device }) : cat(parts, 0);
+  const lossRows = joined(losses, [0]);
+  const dHidden = needH ? joined(dh, [0, c]) : null;
+  return {
+    lossRows,
+    dHidden,
+    dWeight: needW ? (dW ?? zeros([v, c], { device })) : null,
+    dBias: needB ? (dB ?? zeros([v], { device })) : null,
+  };
+}
+
+/** acc + x in place (x freed), so a sum over chunks holds one [V, C] buffer and one chunk's term. */
+function accumulate(acc: Tensor | null, x: Tensor | null): Tensor | null {
+  if (!x) return acc;
+  if (!acc) return x;
+  add_(acc, x);
+  x.dispose();
+  return acc;
+}
