@@ -65,6 +65,9 @@ const ALL_OPS: Record<OpName, true> = {
   scatterAdd: true,
   indexAdd: true,
   cat: true,
+  layerNorm: true,
+  rmsNorm: true,
+  swiglu: true,
   rowCrossEntropy: true,
   linearCrossEntropy: true,
 };

@@ -68,6 +68,11 @@ function distinct(seed: number, shape: number[]): Input {
   return { shape, values };
 }
 
+/** `input` with its values multiplied by `k`. */
+function spread(input: Input, k: number): Input {
+  return { ...input, values: input.values.map((v) => v * k) };
+}
+
 function ints(seed: number, shape: number[], below: number): Input {
   const r = prng(seed);
   return {
@@ -483,6 +488,35 @@ export const GRAD_CASES: GradCase[] = [
         };
       }),
   },
+  binaryCase('swiglu', (a, b) => lr.swiglu(a, b), [-3, 3], [-2, 2]),
+  ...(['layerNorm', 'rmsNorm'] as const).map(
+    (op): GradCase => ({
+      ops: [op],
+      name: `${op} (fused; over 1 or 2 trailing dims, with and without weight/bias)`,
+      arb: fc
+        .tuple(shapeArb(1, 3), fc.integer({ min: 1, max: 2 }), fc.nat(2), seedArb)
+        .map(([shape, k, affine, seed]) => {
+          const norm = shape.slice(Math.max(0, shape.length - k));
+          const params = Array.from({ length: op === 'layerNorm' ? affine : Math.min(affine, 1) }, (_, i) =>
+            uniform(seed + 1 + i, norm, 0.5, 1.5),
+          );
+          return {
+            // values ≥ 1 apart, so that no row's spread is near the finite-difference step (a norm is
+            // steep there); the output is centred per row, so a fixed readout makes the gradient non-trivial
+            inputs: [spread(distinct(seed, shape), 4), ...params],
+            f: (x: Tensor, w?: Tensor, b?: Tensor) => {
+              const y =
+                op === 'layerNorm'
+                  ? lr.layerNorm(x, norm, w ?? null, b ?? null)
+                  : lr.rmsNorm(x, norm, w ?? null);
+              return y
+                .mul(lr.arange(y.size, undefined, 1, { device: x.device }).reshape(y.shape).sin())
+                .sum();
+            },
+          };
+        }),
+    }),
+  ),
   {
     ops: ['where'],
     name: 'triu / tril (composite)',

@@ -111,11 +111,11 @@ export class LlamaMLP extends Module {
   /** x [B, T, C] → [B, T, C]. */
   forward(x: Tensor): Tensor {
     const g = this.gate_proj.forward(x);
-    const act =
-      this.config.hidden_act === 'silu'
-        ? g.silu()
-        : g.gelu({ approximate: this.config.hidden_act === 'gelu' ? 'none' : 'tanh' });
-    return this.down_proj.forward(act.mul(this.up_proj.forward(x)));
+    const up = this.up_proj.forward(x);
+    // silu(gate)·up is one recorded op (F.swiglu): it saves gate and up only
+    if (this.config.hidden_act === 'silu') return this.down_proj.forward(F.swiglu(g, up));
+    const act = g.gelu({ approximate: this.config.hidden_act === 'gelu' ? 'none' : 'tanh' });
+    return this.down_proj.forward(act.mul(up));
   }
 }
 

@@ -2,6 +2,8 @@ import {
   arange,
   defaultGenerator,
   fromTypedArray,
+  layerNorm as fusedLayerNorm,
+  rmsNorm as fusedRmsNorm,
   type Generator,
   matmul,
   OpError,
@@ -22,8 +24,10 @@ export {
   sigmoid,
   silu,
   softmax,
+  swiglu,
   tanh,
 } from '@lowrank/tensor';
+export { type LinearCrossEntropyOptions, linearCrossEntropy } from './linear-ce.js';
 export { bceWithLogits, binaryCrossEntropyWithLogits, crossEntropy, mse, mseLoss } from './losses.js';
 
 /**
@@ -50,21 +54,10 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   });
 }
 
-function normDims(op: string, x: Tensor, normalizedShape: readonly number[]): number[] {
-  const k = normalizedShape.length;
-  const tail = x.shape.slice(x.rank - k);
-  if (k === 0 || k > x.rank || tail.some((d, i) => d !== normalizedShape[i])) {
-    throw new OpError(
-      op,
-      `input ${fmtShape(x.shape)} does not end with normalized shape ${fmtShape(normalizedShape)}`,
-    );
-  }
-  return normalizedShape.map((_, i) => x.rank - k + i);
-}
-
 /**
  * Layer normalisation over the trailing `normalizedShape` dims:
- * (x − mean) / √(var + eps) · weight + bias, with the biased variance (as PyTorch).
+ * (x − mean) / √(var + eps) · weight + bias, with the biased variance (as PyTorch). One fused
+ * kernel (`lr.layerNorm`): x's elementwise chain, a residual add, runs inside it.
  *
  * @example
  * F.layerNorm(lr.tensor([[1, 2, 3]]), [3]); // [[-1.2247, 0, 1.2247]]
@@ -76,21 +69,12 @@ export function layerNorm(
   bias: Tensor | null = null,
   eps = 1e-5,
 ): Tensor {
-  const dims = normDims('layerNorm', x, normalizedShape);
-  return composite([x, weight, bias], () => {
-    const mu = x.mean(dims, true);
-    const d = x.sub(mu);
-    const v = d.square().mean(dims, true);
-    let y = d.mul(v.add(eps).rsqrt());
-    if (weight) y = y.mul(weight);
-    if (bias) y = y.add(bias);
-    return y;
-  });
+  return fusedLayerNorm(x, normalizedShape, weight, bias, eps);
 }
 
 /**
  * RMS normalisation (Llama, T5): x / √(mean(x²) + eps) · weight over the trailing
- * `normalizedShape` dims.
+ * `normalizedShape` dims. One fused kernel (`lr.rmsNorm`).
  *
  * @example
  * F.rmsNorm(lr.tensor([[3, 4]]), [2], null, 0); // [[0.8485, 1.1314]]  (÷ √12.5)
@@ -101,11 +85,7 @@ export function rmsNorm(
   weight: Tensor | null = null,
   eps = 1e-6,
 ): Tensor {
-  const dims = normDims('rmsNorm', x, normalizedShape);
-  return composite([x, weight], () => {
-    const y = x.mul(x.square().mean(dims, true).add(eps).rsqrt());
-    return weight ? y.mul(weight) : y;
-  });
+  return fusedRmsNorm(x, normalizedShape, weight, eps);
 }
 
 /** Options of `dropout`. */

@@ -27,6 +27,27 @@ export interface AdamUpdateParams {
   eps: number;
 }
 
+/** Which normalisation the `norm` kernels compute: LayerNorm or RMSNorm. */
+export type NormKind = 'layer' | 'rms';
+
+/** What the `norm` kernel returns: the normalised rows, and their statistics when asked for. */
+export interface NormOutput {
+  /** The output, contiguous, of the program's shape. */
+  readonly y: Storage;
+  /** Each row's mean ([rows]; layer kind with `stats` only, else null). */
+  readonly mean: Storage | null;
+  /** Each row's 1/σ ([rows]; with `stats` only, else null). */
+  readonly rstd: Storage | null;
+}
+
+/** What the `normParamGrad` kernel returns. */
+export interface NormParamGrads {
+  /** The weight's gradient [cols]. */
+  readonly weight: Storage;
+  /** The bias's gradient [cols], or null when not asked for. */
+  readonly bias: Storage | null;
+}
+
 /** Options of the `crossEntropyRows` kernel. */
 export interface CrossEntropyRowsParams {
   /** Rows whose label equals this get loss 0 (and gradient 0). */
@@ -69,6 +90,49 @@ export interface KernelTable {
    * row with a NaN, +∞ or only −∞ (as the composite definition gives). A new contiguous storage.
    */
   softmax(x: ElementwiseProgram, rows: number, cols: number): Storage;
+  /**
+   * Fused layer/RMS normalisation of each row of a float32 program of shape [...rows, cols]
+   * (its elementwise chain, a residual add say, is the prologue): layer: `(x − mean)·rstd·w + b`,
+   * rms: `x·rstd·w`, with `rstd = 1/√(var + eps)` (biased variance) or `1/√(mean(x²) + eps)`.
+   * `weight`/`bias` are 1-D float32 views of `cols` (null: 1 and 0). With `stats`, also returns
+   * the rows' mean (layer only) and rstd, [rows] each, which the backward kernels read.
+   */
+  norm(
+    kind: NormKind,
+    x: ElementwiseProgram,
+    rows: number,
+    cols: number,
+    weight: View | null,
+    bias: View | null,
+    eps: number,
+    stats: boolean,
+  ): NormOutput;
+  /**
+   * Input gradient of `norm`, per row: with x̂ = (x − mean)·rstd (rms: x·rstd) and g' = g·w,
+   * `dx = rstd·(g' − mean(g') − x̂·mean(g'·x̂))` (rms: without the `mean(g')` term). `x` and `grad`
+   * are float32 programs of shape [...rows, cols]; `mean` (null for rms) and `rstd` are [rows].
+   */
+  normBackward(
+    kind: NormKind,
+    x: ElementwiseProgram,
+    grad: ElementwiseProgram,
+    rows: number,
+    cols: number,
+    weight: View | null,
+    mean: View | null,
+    rstd: View,
+  ): Storage;
+  /** Weight (and, with `bias`, bias) gradients of `norm`: `dw = Σ_rows g·x̂`, `db = Σ_rows g`, [cols] each. */
+  normParamGrad(
+    kind: NormKind,
+    x: ElementwiseProgram,
+    grad: ElementwiseProgram,
+    rows: number,
+    cols: number,
+    mean: View | null,
+    rstd: View,
+    bias: boolean,
+  ): NormParamGrads;
   /**
    * Cross-entropy of each row of float32 logits x [rows, cols] (a row-major view: strides
    * [cols, 1], any offset, real memory) against int32 class indices `labels` [rows] (any stride):

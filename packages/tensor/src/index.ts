@@ -15,6 +15,9 @@ export type {
   CrossEntropyRowsParams,
   KernelName,
   KernelTable,
+  NormKind,
+  NormOutput,
+  NormParamGrads,
   ReduceOp,
   UnaryOp,
 } from './backend.js';
@@ -71,7 +74,7 @@ export {
 } from './expr/table.js';
 export { type InitOptions, type InitResult, init } from './init.js';
 export { KERNEL_NAMES } from './kernel-names.js';
-export type { CrossEntropyAttrs, OpAttrs, OpName, Reduction } from './ops/attrs.js';
+export type { CrossEntropyAttrs, NormAttrs, OpAttrs, OpName, Reduction } from './ops/attrs.js';
 export { NON_DIFFERENTIABLE_OPS } from './ops/attrs.js';
 export { cat, chunk, split, stack } from './ops/combine.js';
 export {
@@ -140,6 +143,13 @@ export {
   rowCrossEntropy,
 } from './ops/loss.js';
 export { matmul } from './ops/matmul.js';
+export {
+  layerNorm,
+  type NormGrads,
+  type NormNeeds,
+  normBackward,
+  rmsNorm,
+} from './ops/norm.js';
 export { type AdamUpdateOptions, adamUpdate_ } from './ops/optim.js';
 export {
   argmax,
@@ -155,6 +165,7 @@ export {
   sum,
   variance as var,
 } from './ops/reduce.js';
+export { swiglu } from './ops/swiglu.js';
 export {
   clone,
   contiguous,

@@ -4,7 +4,9 @@ import { elementwiseRules } from './elementwise.js';
 import { indexingRules } from './indexing.js';
 import { lossRules } from './loss.js';
 import { matmulRules } from './matmul.js';
+import { normRules } from './norm.js';
 import { reduceRules } from './reduce.js';
+import { swigluRules } from './swiglu.js';
 import { viewRules } from './views.js';
 
 /** Every gradient rule, by op name (a test checks each op of OpAttrs has one or is non-differentiable). */
@@ -15,5 +17,7 @@ export const RULES: RuleTable = {
   ...viewRules,
   ...indexingRules,
   ...combineRules,
+  ...normRules,
+  ...swigluRules,
   ...lossRules,
 };

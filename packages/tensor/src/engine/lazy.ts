@@ -170,10 +170,11 @@ export function realView(v: View): View {
 /**
  * One program over real memory that computes `program`: lazy inputs are inlined (their views
  * composed with the view that reads them) where the backend's input limit and the node cap
- * allow, and computed first otherwise.
+ * allow, and computed first otherwise. `maxInputs` (default: the backend's `maxFusedInputs`) is
+ * lower for a kernel that binds more than one program (a norm's backward reads x and its gradient).
  */
-export function flatten(program: ElementwiseProgram, device: Device): ElementwiseProgram {
-  const max = getBackend(device).maxFusedInputs;
+export function flatten(program: ElementwiseProgram, device: Device, maxInputs?: number): ElementwiseProgram {
+  const max = maxInputs ?? getBackend(device).maxFusedInputs;
   // inlined chains may use up the limit before the root's last inputs are loaded: then try again
   // leaving them room (chains computed by a failed try stay computed; the root has ≤ 3 inputs)
   for (let cap = max; ; cap--) {

@@ -54,6 +54,12 @@ export interface OpAttrs extends ElementwiseAttrs {
     /** The dim, normalised to be non-negative. */
     dim: number;
   };
+  /** `swiglu(gate, up)`: no attributes. */
+  swiglu: Empty;
+  /** `layerNorm(x, shape, weight?, bias?, eps)`: see `NormAttrs`. */
+  layerNorm: NormAttrs;
+  /** `rmsNorm(x, shape, weight?, eps)`: see `NormAttrs` (bias is always false). */
+  rmsNorm: NormAttrs;
   /** `logSoftmax(x, dim)`: the dim normalised over. */
   logSoftmax: {
     /** The dim, normalised to be non-negative. */
@@ -135,6 +141,25 @@ export interface OpAttrs extends ElementwiseAttrs {
 }
 
 type Empty = Record<string, never>;
+/**
+ * Attributes of a fused norm (ops/norm.ts). Its inputs are `[x, weight?, bias?]` (those present);
+ * `mean` (layer norm) and `rstd` are residuals, [rows] each, computed only when the op is recorded.
+ */
+export interface NormAttrs {
+  /** The trailing dims normalised over. */
+  normalizedShape: readonly number[];
+  /** Added to the variance (mean square for RMS). */
+  eps: number;
+  /** Whether a weight is among the inputs (at position 1). */
+  weight: boolean;
+  /** Whether a bias is among the inputs (after the weight). */
+  bias: boolean;
+  /** Each row's mean (layer norm, when recorded). */
+  mean?: Tensor;
+  /** Each row's 1/√(var + eps) (when recorded). */
+  rstd?: Tensor;
+}
+
 /** Options shared by the fused cross-entropy ops (PyTorch's meaning for each). */
 export interface CrossEntropyAttrs {
   /** Rows with this label have no loss and are not counted in the mean. */

@@ -7,6 +7,7 @@ import { crossEntropyRows } from './cross-entropy.js';
 import { elementwise } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { matmul } from './matmul.js';
+import { norm, normBackward, normParamGrad } from './norm.js';
 import { adamUpdate } from './optim.js';
 import { reduce, softmax } from './reduce.js';
 import { storageOf } from './storage.js';
@@ -42,6 +43,9 @@ export const cpuKernels = {
   reduce,
   softmax,
   crossEntropyRows,
+  norm,
+  normBackward,
+  normParamGrad,
   matmul,
   gather,
   indexSelect,

@@ -14,6 +14,7 @@ import { crossEntropyRows } from './cross-entropy.js';
 import { elementwise } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { matmul } from './matmul.js';
+import { norm, normBackward, normParamGrad } from './norm.js';
 import { adamUpdate } from './optim.js';
 import { reduce } from './reduce.js';
 import { softmax } from './softmax.js';
@@ -34,6 +35,12 @@ function kernelsOf(c: WebGPUContext): KernelTable {
     elementwise: (program, dst) => elementwise(c, program, dst),
     reduce: (op, x, outer, inner, outDtype) => reduce(c, op, x, outer, inner, outDtype),
     softmax: (x, rows, cols) => softmax(c, x, rows, cols),
+    norm: (kind, x, rows, cols, weight, bias, eps, stats) =>
+      norm(c, kind, x, rows, cols, weight, bias, eps, stats),
+    normBackward: (kind, x, grad, rows, cols, weight, mean, rstd) =>
+      normBackward(c, kind, x, grad, rows, cols, weight, mean, rstd),
+    normParamGrad: (kind, x, grad, rows, cols, mean, rstd, bias) =>
+      normParamGrad(c, kind, x, grad, rows, cols, mean, rstd, bias),
     crossEntropyRows: (x, labels, rows, cols, params) => crossEntropyRows(c, x, labels, rows, cols, params),
     matmul: (a, b, batch, m, k, n) => matmul(c, a, b, batch, m, k, n),
     gather: (x, dim, index) => gather(c, x, dim, index),
