@@ -1,4 +1,4 @@
-import { OpError, stack, type Tensor, where, zerosLike } from '@lowrank/tensor';
+import { OpError, rowCrossEntropy, stack, type Tensor, where, zerosLike } from '@lowrank/tensor';
 import { composite, fmtShape } from './internal.js';
 
 /** How a loss reduces its per-element values, as in PyTorch. */
@@ -30,6 +30,9 @@ export interface CrossEntropyOptions {
  * semantics. Logits [C], [N, C] or [N, C, d1, …] (classes in dim 1); int32 targets [], [N] or
  * [N, d1, …]; or float32 probability targets shaped like the logits. 'mean' over index targets
  * divides by the number of non-ignored targets (NaN when all are ignored, as in PyTorch).
+ * Logits [N, C] with index targets (the language-modelling case) take one fused row kernel
+ * (`lr.rowCrossEntropy`: logsumexp, loss and gradient in one pass); the other forms are composed
+ * from logSoftmax and gather.
  *
  * @example
  * // language modelling: logits [B, T, V], targets [B, T]
@@ -60,6 +63,13 @@ export function crossEntropy(input: Tensor, target: Tensor, options: CrossEntrop
       `targets must be int32 ${fmtShape(expected)} (class indices) or float32 ${fmtShape(input.shape)} (probabilities), got ${target.dtype} ${fmtShape(target.shape)}`,
     );
   }
+  if (reduction !== 'mean' && reduction !== 'sum' && reduction !== 'none')
+    throw new OpError(
+      'crossEntropy',
+      `reduction must be 'mean', 'sum' or 'none', got '${String(reduction)}'`,
+    );
+  if (!probs && input.rank === 2)
+    return rowCrossEntropy(input, target, { ignoreIndex, labelSmoothing: eps, reduction });
   return composite([input], () => {
     // classes last: [N, d..., C]
     const x = input.rank > 2 ? input.permute([0, ...input.shape.slice(2).map((_, i) => i + 2), 1]) : input;
