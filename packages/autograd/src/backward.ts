@@ -1,6 +1,7 @@
 import { keep, OpError, ones, type Tensor, tidy } from '@lowrank/tensor';
 import { noGrad } from './mode.js';
 import { blockedReason, type Edge, type Node, nodeOf } from './node.js';
+import { PendingGrad } from './pieces.js';
 
 const fmt = (shape: readonly number[]) => `[${shape.join(',')}]`;
 
@@ -108,26 +109,40 @@ export function backward(t: Tensor, gradient: Tensor | undefined, options: Backw
   const retain = options.retainGraph ?? false;
   noGrad(() =>
     tidy(() => {
-      const pending = new Map<Node, Tensor>();
-      pending.set(root, gradient ? gradient.detach() : ones(t.shape, { device: t.device }));
+      const pending = new Map<Node, PendingGrad>();
+      // parts of a leaf's gradient (a split parameter) are placed once the walk is over
+      const leafParts = new Map<Tensor, PendingGrad>();
+      const seed = new PendingGrad();
+      seed.add(gradient ? gradient.detach() : ones(t.shape, { device: t.device }));
+      pending.set(root, seed);
       try {
         for (const node of order) {
-          const g = pending.get(node);
+          const p = pending.get(node);
           pending.delete(node);
-          if (g !== undefined) runNode(node, g, pending);
+          if (p !== undefined) runNode(node, p.take(node.outputShape), pending, leafParts);
           if (!retain) {
             node.consumed = true;
             node.releaseSaved();
           }
         }
+        for (const [leaf, p] of leafParts) {
+          leafParts.delete(leaf);
+          accumulateLeaf(leaf, p.take(leaf.shape));
+        }
       } finally {
-        for (const g of pending.values()) g.dispose();
+        for (const p of pending.values()) p.dispose();
+        for (const p of leafParts.values()) p.dispose();
       }
     }),
   );
 }
 
-function runNode(node: Node, g: Tensor, pending: Map<Node, Tensor>): void {
+function runNode(
+  node: Node,
+  g: Tensor,
+  pending: Map<Node, PendingGrad>,
+  leafParts: Map<Tensor, PendingGrad>,
+): void {
   const rule = node.rule;
   if (!rule) {
     g.dispose();
@@ -135,6 +150,14 @@ function runNode(node: Node, g: Tensor, pending: Map<Node, Tensor>): void {
       'backward',
       `op '${node.op}' has no gradient rule (register one with registerGradRule)`,
     );
+  }
+  const place = rule.placement?.(node.attrs, node.inputs[0].shape) ?? null;
+  const edge = node.edges[0];
+  if (place && edge && node.edges.length === 1) {
+    // g belongs in a region of the input's gradient: it waits there for the other parts
+    const target = 'leaf' in edge ? partsOf(leafParts, edge.leaf) : partsOf(pending, edge.node);
+    target.addPiece(place, g);
+    return;
   }
   const needs = node.edges.map((e) => e !== null);
   const saved = [...node.savedInputs, node.savedOutput];
@@ -168,17 +191,19 @@ function runNode(node: Node, g: Tensor, pending: Map<Node, Tensor>): void {
   g.dispose();
 }
 
-function send(edge: NonNullable<Edge>, g: Tensor, pending: Map<Node, Tensor>): void {
+function partsOf<K>(map: Map<K, PendingGrad>, key: K): PendingGrad {
+  let p = map.get(key);
+  if (!p) {
+    p = new PendingGrad();
+    map.set(key, p);
+  }
+  return p;
+}
+
+function send(edge: NonNullable<Edge>, g: Tensor, pending: Map<Node, PendingGrad>): void {
   if ('leaf' in edge) {
     accumulateLeaf(edge.leaf, g);
     return;
   }
-  const prev = pending.get(edge.node);
-  if (prev === undefined) {
-    pending.set(edge.node, g);
-    return;
-  }
-  pending.set(edge.node, prev.add(g));
-  prev.dispose();
-  g.dispose();
+  partsOf(pending, edge.node).add(g);
 }

@@ -1,4 +1,5 @@
 import { type OpAttrs, OpError, type OpName, reshape, sum, type Tensor } from '@lowrank/tensor';
+import type { Placement } from './pieces.js';
 
 /**
  * What a gradient rule sees during `backward()`. Saved tensors are detached views sharing the
@@ -31,6 +32,12 @@ export interface GradRule<A extends object = object> {
   readonly saveOutput?: boolean;
   /** Gradients w.r.t. each input, from the output's gradient `ctx.grad` (null where not needed). */
   backward(ctx: BackwardContext<A>): (Tensor | null)[];
+  /**
+   * For an op of one input whose gradient is the output's gradient placed in a region of zeros
+   * (a step-1 slice): that region, or null where `backward` must run instead. Autograd then
+   * gathers the parts of a split with one cat (pieces.ts) rather than padding each.
+   */
+  placement?(attrs: A, inputShape: readonly number[]): Placement | null;
 }
 
 /** A table of rules for some of the tensor package's ops, typed by their attrs. */

@@ -182,6 +182,11 @@ export interface Backend {
   readonly device: Device;
   /** Copies host data into a new storage. */
   upload(data: TypedArray, dtype: DType): Storage;
+  /**
+   * A new storage of `size` elements whose contents are undefined until a kernel writes them
+   * (cat writes every element, one input's slice at a time, so a zero fill would be wasted).
+   */
+  allocate(dtype: DType, size: number): Storage;
   /** Reads a whole storage back (a fresh copy in the CPU representation of its dtype). */
   read(storage: Storage): Promise<TypedArray>;
   /** Returns the storage's memory to the backend. */

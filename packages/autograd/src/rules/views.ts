@@ -17,8 +17,11 @@ export const viewRules = {
     },
   },
   expand: { backward: ({ grad, inputShapes: [shape] }) => [unbroadcast(grad, shape)] },
-  // the slice's gradient lands at positions start, start+step, … of a zero tensor
+  // the slice's gradient lands at positions start, start+step, … of a zero tensor. A step-1
+  // slice says where instead (placement), and autograd places the parts of a split with one cat
+  // (pieces.ts); backward (zeros + indexAdd) serves strided slices.
   slice: {
+    placement: (attrs) => (attrs.step === 1 ? { dim: attrs.dim, start: attrs.start, end: attrs.end } : null),
     backward: ({ grad, inputShapes: [shape], attrs }) => {
       const out = zeros(shape, { device: grad.device });
       if (grad.size === 0) return [out];

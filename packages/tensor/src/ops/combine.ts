@@ -2,6 +2,7 @@ import type { DType } from '../dtype.js';
 import { promoteTypes } from '../dtype.js';
 import { runOp } from '../engine/dispatch.js';
 import { flatten } from '../engine/lazy.js';
+import { getBackend } from '../engine/registry.js';
 import { fmtShape, OpError } from '../errors.js';
 import { loadProgram } from '../expr/program.js';
 import { contiguousStrides, normalizeDim, sizeOf } from '../shape.js';
@@ -127,17 +128,10 @@ export function chunk(x: Tensor, chunks: number, dim = 0): Tensor[] {
   return split(x, Math.max(1, Math.ceil(x.shape[d] / chunks)), d);
 }
 
-/** An uninitialised storage for cat's output: a program with no inputs that the slices overwrite. */
+/**
+ * cat's output, uninitialised: the inputs tile it exactly (an empty input covers nothing), so each
+ * element is written once by one input's copy and a zero fill first would be a wasted kernel.
+ */
 function allocateLike(t: Tensor, dtype: DType, size: number): Storage {
-  // a zero fill when some input is empty keeps every element defined; the slices cover the rest
-  return kernel(
-    'cat',
-    t,
-    'elementwise',
-  )({
-    root: { kind: 'const', index: 0, dtype },
-    inputs: [],
-    consts: [0],
-    shape: [size],
-  });
+  return getBackend(t.device).allocate(dtype, size);
 }

@@ -10,7 +10,7 @@ import { matmul } from './matmul.js';
 import { norm, normBackward, normParamGrad } from './norm.js';
 import { adamUpdate } from './optim.js';
 import { reduce, softmax } from './reduce.js';
-import { storageOf } from './storage.js';
+import { allocate, storageOf } from './storage.js';
 
 /** The CPU backend: plain TypeScript over typed arrays. It is the executable specification. */
 export const cpuBackend: Backend = {
@@ -30,6 +30,7 @@ export const cpuBackend: Backend = {
   upload(data, dtype) {
     return storageOf(data.slice(), dtype);
   },
+  allocate: (dtype, size) => allocate(dtype, size),
   async read(storage: Storage) {
     return (storage.handle as TypedArray).slice();
   },

@@ -78,6 +78,7 @@ export async function registerWasmKernels(options: WasmKernelOptions = {}): Prom
     description: `CPU (Wasm ${simd}, ${threads})`,
     maxStorageBytes: 2 ** 32 - 1,
     upload: (data, dtype) => runtime.storages.upload(data, dtype),
+    allocate: (dtype, size) => runtime.storages.allocate(dtype, size),
     release: (storage) => runtime.storages.release(storage),
   };
   registerBackend(backend);

@@ -86,6 +86,7 @@ function createBackend(c: WebGPUContext): Backend {
     maxFusedInputs: Math.max(2, c.limits.maxStorageBuffersPerShaderStage - 1),
     storageBytes: (_dtype, size) => size * ELEMENT_BYTES,
     checkStorageBytes: (op, bytes) => c.checkSize(op, bytes),
+    allocate: (dtype, size) => c.allocate('tensor', dtype, size),
     upload(data: TypedArray, dtype: DType): Storage {
       if (dtype === 'bool') {
         const words = new Uint32Array(data.length);
