@@ -1,15 +1,7 @@
-import {
-  Conv1D,
-  Dropout,
-  Embedding,
-  F,
-  initializers as init,
-  LayerNorm,
-  Module,
-  ModuleList,
-} from '@lowrank/nn';
-import { arange, cat, type Device, full, Generator, OpError, ones, type Tensor, tidy } from '@lowrank/tensor';
+import { Conv1D, Dropout, Embedding, initializers as init, LayerNorm, Module, ModuleList } from '@lowrank/nn';
+import { arange, cat, type Device, Generator, OpError, ones, type Tensor, tidy } from '@lowrank/tensor';
 import { type GPT2Config, gpt2Config, innerDim } from './config.js';
+import { lmHeadLoss, lmLoss, outputWithLabels } from './lm-head.js';
 
 /**
  * GPT-2 as in the paper (Radford et al. 2019) and nanoGPT, with Hugging Face's module names so a
@@ -234,7 +226,11 @@ export class GPT2Model extends Module {
 
 /** What `GPT2LMHeadModel.forward` returns. */
 export interface LMOutput {
-  /** [B, T, vocab] (or [B, 1, vocab] with `lastOnly`). */
+  /**
+   * [B, T, vocab] (or [B, 1, vocab] with `lastOnly`). With `labels` (and no `lastOnly`) the loss
+   * is computed from the hidden states without them (`lmHeadLoss`, fused), and `logits` is a
+   * getter that computes them on first read: read it inside the scope (tidy) of the forward.
+   */
   logits: Tensor;
   /** Mean cross-entropy of the shifted labels (when labels were given). */
   loss?: Tensor;
@@ -254,8 +250,7 @@ export interface LMForwardOptions {
   lastOnly?: boolean;
 }
 
-/** HF's ignore index for labels. */
-export const IGNORE_INDEX = -100;
+export { IGNORE_INDEX, lmHeadLoss, lmLoss } from './lm-head.js';
 
 /**
  * GPT-2 with the language-modelling head (HF's `GPT2LMHeadModel`). The head is the token
@@ -332,37 +327,15 @@ export class GPT2LMHeadModel extends Module {
       );
     }
     const { hidden, present } = this.transformer.forward(ids, options.past);
-    const h = options.lastOnly ? hidden.slice(1, -1) : hidden;
-    const logits = h.matmul(this.lmHeadWeight.transpose(0, 1)); // (B, T, vocab)
-    const out: LMOutput = { logits };
-    if (options.past || options.useCache) out.present = present;
-    if (options.labels) out.loss = lmLoss(logits, options.labels);
+    const cache = options.past || options.useCache ? present : undefined;
+    const project = (h: Tensor) => h.matmul(this.lmHeadWeight.transpose(0, 1)); // (B, T, vocab)
+    if (options.labels && !options.lastOnly) {
+      const loss = lmHeadLoss(hidden, this.lmHeadWeight, options.labels);
+      return outputWithLabels('GPT2LMHeadModel', hidden, project, loss, cache);
+    }
+    const out: LMOutput = { logits: project(options.lastOnly ? hidden.slice(1, -1) : hidden) };
+    if (cache) out.present = cache;
+    if (options.labels) out.loss = lmLoss(out.logits, options.labels);
     return out;
   }
-}
-
-/**
- * Causal-LM loss as HF computes it: logits at position t predict label t + 1; mean over the
- * labels that are not IGNORE_INDEX.
- *
- * @example
- * const { logits } = model.forward(ids); // ids [B, T]
- * const loss = lmLoss(logits, ids); // logits at t predict ids at t + 1
- */
-export function lmLoss(logits: Tensor, labels: Tensor): Tensor {
-  const [B, T, V] = logits.shape;
-  if (labels.rank !== 2 || labels.shape[0] !== B || labels.shape[1] !== T) {
-    throw new OpError(
-      'lmLoss',
-      `labels must be [${B}, ${T}] like the logits, got [${labels.shape.join(',')}]`,
-    );
-  }
-  // NOTE: instead of slicing the logits to T − 1 positions (a copy of B·(T−1)·V floats, and a
-  // zero-padded copy again in the backward pass), the labels are shifted left and the last
-  // position is ignored: the same mean over the same terms.
-  return tidy(() => {
-    const pad = full([B, 1], IGNORE_INDEX, { dtype: 'int32', device: labels.device });
-    const shifted = cat([labels.slice(1, 1, T), pad], 1).reshape(B * T);
-    return F.crossEntropy(logits.reshape(B * T, V), shifted, { ignoreIndex: IGNORE_INDEX });
-  });
 }

@@ -2,8 +2,8 @@ import { Embedding, F, initializers as init, Linear, Module, ModuleList, RMSNorm
 import { arange, cat, type Device, Generator, OpError, type Tensor } from '@lowrank/tensor';
 import type { CausalLM } from './causal-lm.js';
 import type { CachedOutput, KVCache, LayerCache, LMForwardOptions, LMOutput } from './gpt2.js';
-import { lmLoss } from './gpt2.js';
 import { type LlamaConfig, llamaConfig } from './llama-config.js';
+import { lmHeadLoss, lmLoss, outputWithLabels } from './lm-head.js';
 import { applyRotary, rotaryTables } from './rope.js';
 
 /**
@@ -281,7 +281,12 @@ export class LlamaForCausalLM extends Module implements CausalLM {
     return this.config.max_position_embeddings;
   }
 
-  /** ids [B, T] int32 → logits [B, T, vocab] (loss with `labels`, cache with `useCache`/`past`). */
+  /**
+   * ids [B, T] int32 → logits [B, T, vocab] (loss with `labels`, cache with `useCache`/`past`).
+   * With labels, the loss skips the logits (`lmHeadLoss`) when the head is tied or a plain
+   * `Linear`; a LoRA-wrapped `lm_head` computes the logits and `lmLoss` over them (the fused loss
+   * knows one weight and bias, not an adapter).
+   */
   forward(ids: Tensor, options: LMForwardOptions = {}): LMOutput {
     if (ids.rank !== 2 || ids.dtype !== 'int32') {
       throw new OpError(
@@ -290,11 +295,19 @@ export class LlamaForCausalLM extends Module implements CausalLM {
       );
     }
     const { hidden, present } = this.model.forward(ids, options.past);
-    const h = options.lastOnly ? hidden.slice(1, -1) : hidden;
-    const logits = this.lm_head ? this.lm_head.forward(h) : h.matmul(this.lmHeadWeight.transpose(0, 1)); // (B, T, vocab)
-    const out: LMOutput = { logits };
-    if (options.past || options.useCache) out.present = present;
-    if (options.labels) out.loss = lmLoss(logits, options.labels);
+    const cache = options.past || options.useCache ? present : undefined;
+    const head = this.lm_head;
+    const project = (h: Tensor) => (head ? head.forward(h) : h.matmul(this.lmHeadWeight.transpose(0, 1))); // (B, T, vocab)
+    // exactly nn.Linear: a subclass or a LoRA layer may change what the head computes
+    const linear = head instanceof Linear && head.constructor === Linear ? head : null;
+    if (options.labels && !options.lastOnly && (head === null || linear)) {
+      const bias = linear?.bias ?? null;
+      const loss = lmHeadLoss(hidden, this.lmHeadWeight, options.labels, { bias });
+      return outputWithLabels('LlamaForCausalLM', hidden, project, loss, cache);
+    }
+    const out: LMOutput = { logits: project(options.lastOnly ? hidden.slice(1, -1) : hidden) };
+    if (cache) out.present = cache;
+    if (options.labels) out.loss = lmLoss(out.logits, options.labels);
     return out;
   }
 }
