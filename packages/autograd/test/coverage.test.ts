@@ -56,6 +56,8 @@ const ALL_OPS: Record<OpName, true> = {
   softmax: true,
   logSoftmax: true,
   matmul: true,
+  loraExpand: true,
+  gatherMatmul: true,
   reshape: true,
   permute: true,
   expand: true,

@@ -337,6 +337,44 @@ export const GRAD_CASES: GradCase[] = [
     })),
   },
   {
+    ops: ['loraExpand'],
+    name: 'loraExpand: base + s·h·Bᵀ (B read transposed), and per-sample slices of a stack',
+    arb: fc
+      .tuple(dimArb, dimArb, dimArb, fc.integer({ min: 1, max: 3 }), fc.boolean(), seedArb)
+      .map(([t, r, n, b, indexed, seed]) => ({
+        inputs: indexed
+          ? [
+              uniform(seed, [b, t, n], -1, 1),
+              uniform(seed + 1, [b, t, r], -1, 1),
+              uniform(seed + 2, [2, r, n], -1, 1),
+              ints(seed + 3, [b], 2),
+            ]
+          : [
+              uniform(seed, [b, t, n], -1, 1),
+              uniform(seed + 1, [b, t, r], -1, 1),
+              uniform(seed + 2, [n, r], -1, 1),
+            ],
+        f: (base: Tensor, h: Tensor, w: Tensor, index?: Tensor) =>
+          index
+            ? lr.loraExpand(base, h, w, { scale: 0.7, index })
+            : lr.loraExpand(base, h, w.T, { scale: 0.7 }),
+      })),
+  },
+  {
+    ops: ['gatherMatmul'],
+    name: 'gatherMatmul (slices shared by several samples)',
+    arb: fc
+      .tuple(dimArb, dimArb, dimArb, fc.integer({ min: 1, max: 4 }), seedArb)
+      .map(([t, k, n, b, seed]) => ({
+        inputs: [
+          uniform(seed, [b, t, k], -1, 1),
+          uniform(seed + 1, [3, k, n], -1, 1),
+          ints(seed + 2, [b], 3),
+        ],
+        f: (x: Tensor, w: Tensor, index: Tensor) => lr.gatherMatmul(x, w, index),
+      })),
+  },
+  {
     ops: ['reshape'],
     name: 'reshape / view / flatten / squeeze / unsqueeze',
     arb: fc.tuple(shapeArb(1, 3), seedArb, fc.nat(3)).map(([shape, seed, kind]) => ({

@@ -150,6 +150,23 @@ export interface KernelTable {
   ): Storage;
   /** Batched float32 matmul: a is [B, M, K], b is [B, K, N] (any strides); out is [B, M, N]. */
   matmul(a: View, b: View, batch: number, m: number, k: number, n: number): Storage;
+  /**
+   * out[i] = residual[i] + alpha · a[i] · w[index[i]] for i < batch (float32, any strides): a is
+   * [B, M, K]; w is [S, K, N] gathered per batch entry by the int32 [B] `index` (negative counts
+   * from the end; out of range is an error), or [B, K, N] when index is null; residual [B, M, N]
+   * or null (0). LoRA's fused expand and its per-sample-adapter (BGMV) matmuls. Out: [B, M, N].
+   */
+  loraMatmul(
+    a: View,
+    w: View,
+    index: View | null,
+    residual: View | null,
+    alpha: number,
+    batch: number,
+    m: number,
+    k: number,
+    n: number,
+  ): Storage;
   /** torch.gather: out[i…] = x[i… with index[i…] at `dim`]; out has index's shape. */
   gather(x: View, dim: number, index: View): Storage;
   /** torch.index_select with a 1-D int32 index. */

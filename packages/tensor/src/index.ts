@@ -74,7 +74,14 @@ export {
 } from './expr/table.js';
 export { type InitOptions, type InitResult, init } from './init.js';
 export { KERNEL_NAMES } from './kernel-names.js';
-export type { CrossEntropyAttrs, NormAttrs, OpAttrs, OpName, Reduction } from './ops/attrs.js';
+export type {
+  CrossEntropyAttrs,
+  LoraMatmulAttrs,
+  NormAttrs,
+  OpAttrs,
+  OpName,
+  Reduction,
+} from './ops/attrs.js';
 export { NON_DIFFERENTIABLE_OPS } from './ops/attrs.js';
 export { cat, chunk, split, stack } from './ops/combine.js';
 export {
@@ -143,6 +150,7 @@ export {
   rowCrossEntropy,
 } from './ops/loss.js';
 export { matmul } from './ops/matmul.js';
+export { gatherMatmul, type LoraExpandOptions, loraExpand } from './ops/lora.js';
 export {
   layerNorm,
   type NormGrads,
@@ -213,6 +221,7 @@ export {
   MATMUL_CONFIGS,
   type MatmulConfig,
   setMatmulConfig,
+  setSkinnyMatmul,
   type WebGPUInitOptions,
   type WebGPUProfiler,
   webgpuDevice,

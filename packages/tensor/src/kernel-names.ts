@@ -10,6 +10,7 @@ export const KERNEL_NAMES: readonly KernelName[] = [
   'normBackward',
   'normParamGrad',
   'matmul',
+  'loraMatmul',
   'gather',
   'indexSelect',
   'scatterAdd',

@@ -3,6 +3,7 @@ import { combineRules } from './combine.js';
 import { elementwiseRules } from './elementwise.js';
 import { indexingRules } from './indexing.js';
 import { lossRules } from './loss.js';
+import { loraRules } from './lora.js';
 import { matmulRules } from './matmul.js';
 import { normRules } from './norm.js';
 import { reduceRules } from './reduce.js';
@@ -14,6 +15,7 @@ export const RULES: RuleTable = {
   ...elementwiseRules,
   ...reduceRules,
   ...matmulRules,
+  ...loraRules,
   ...viewRules,
   ...indexingRules,
   ...combineRules,

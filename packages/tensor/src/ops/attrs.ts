@@ -68,6 +68,10 @@ export interface OpAttrs extends ElementwiseAttrs {
   // linear algebra
   /** `matmul(a, b)`: no attributes (shapes say everything). */
   matmul: Empty;
+  /** `loraExpand(base, h, w, { scale, index })`: base + scale·h·w (w[index[b]] per sample when indexed). */
+  loraExpand: LoraMatmulAttrs;
+  /** `gatherMatmul(x, w, index)`: x[b]·w[index[b]] (scale 1, always indexed). */
+  gatherMatmul: LoraMatmulAttrs;
   // views: squeeze/unsqueeze/flatten/view are recorded as reshape, transpose as permute,
   // narrow as slice, broadcastTo as expand
   /** `reshape` (also squeeze, unsqueeze, flatten, view): the new shape. */
@@ -189,3 +193,11 @@ export const NON_DIFFERENTIABLE_OPS: readonly OpName[] = [
   'argmax',
   'argmin',
 ];
+
+/** Attributes of the LoRA matmul ops (`loraExpand`, `gatherMatmul`). */
+export interface LoraMatmulAttrs {
+  /** Factor of the product. */
+  scale: number;
+  /** Whether the last input is a per-sample index into a stacked weight [S, K, N]. */
+  indexed: boolean;
+}

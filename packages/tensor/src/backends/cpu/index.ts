@@ -6,6 +6,7 @@ import type { Storage } from '../../storage.js';
 import { crossEntropyRows } from './cross-entropy.js';
 import { elementwise } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
+import { loraMatmul } from './lora-matmul.js';
 import { matmul } from './matmul.js';
 import { norm, normBackward, normParamGrad } from './norm.js';
 import { adamUpdate } from './optim.js';
@@ -48,6 +49,7 @@ export const cpuKernels = {
   normBackward,
   normParamGrad,
   matmul,
+  loraMatmul,
   gather,
   indexSelect,
   scatterAdd,

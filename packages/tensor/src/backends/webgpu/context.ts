@@ -21,7 +21,7 @@ export { type Binding, layoutEntries } from './pipelines.js';
 const MAP_READ = 0x1;
 
 /** Ops that report out-of-range indices through the error-flag buffer (code = position + 1). */
-export const INDEX_OPS = ['gather', 'indexSelect', 'scatterAdd', 'indexAdd'] as const;
+export const INDEX_OPS = ['gather', 'indexSelect', 'scatterAdd', 'indexAdd', 'loraMatmul'] as const;
 export type IndexOp = (typeof INDEX_OPS)[number];
 
 export class WebGPUContext {

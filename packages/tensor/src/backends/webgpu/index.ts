@@ -14,6 +14,7 @@ import { crossEntropyRows } from './cross-entropy.js';
 import { elementwise } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { matmul } from './matmul.js';
+import { loraMatmul, skinnyMatmul } from './matmul-skinny.js';
 import { norm, normBackward, normParamGrad } from './norm.js';
 import { adamUpdate } from './optim.js';
 import { reduce } from './reduce.js';
@@ -42,7 +43,10 @@ function kernelsOf(c: WebGPUContext): KernelTable {
     normParamGrad: (kind, x, grad, rows, cols, mean, rstd, bias) =>
       normParamGrad(c, kind, x, grad, rows, cols, mean, rstd, bias),
     crossEntropyRows: (x, labels, rows, cols, params) => crossEntropyRows(c, x, labels, rows, cols, params),
-    matmul: (a, b, batch, m, k, n) => matmul(c, a, b, batch, m, k, n),
+    // LoRA's skinny shapes (one of M, N, K ≤ 64) first; null hands the rest to the general kernel
+    matmul: (a, b, batch, m, k, n) => skinnyMatmul(c, a, b, batch, m, k, n) ?? matmul(c, a, b, batch, m, k, n),
+    loraMatmul: (a, w, index, residual, alpha, batch, m, k, n) =>
+      loraMatmul(c, a, w, index, residual, alpha, batch, m, k, n),
     gather: (x, dim, index) => gather(c, x, dim, index),
     indexSelect: (x, dim, index) => indexSelect(c, x, dim, index),
     scatterAdd: (target, dim, index, src) => scatterAdd(c, target, dim, index, src),
@@ -201,3 +205,4 @@ export function webgpuProfiler(): WebGPUProfiler | null {
 }
 
 export { MATMUL_CONFIGS, type MatmulConfig, setMatmulConfig } from './matmul.js';
+export { setSkinnyMatmul } from './matmul-skinny.js';
