@@ -3,7 +3,9 @@ import {
   cat,
   defaultGenerator,
   Generator,
+  gatherMatmul,
   keep,
+  loraExpand,
   OpError,
   stack,
   type Tensor,
@@ -45,7 +47,7 @@ export interface PlainFactors {
 /**
  * What every LoRA layer shares: the wrapped `base_layer`, per-adapter parameters registered under
  * PEFT's names, the active/merged/disabled state, merging, and mixed-batch dispatch. A subclass
- * supplies the LoRA path (`loraDelta`), ΔW in the base weight's layout (`deltaWeight`), and its
+ * supplies the LoRA path added into the base output (`addPath`), ΔW in the base weight's layout (`deltaWeight`), and its
  * adapters in PEFT's plain form (`plainFactors`).
  *
  * Merged adapters and training: a forward pass in training mode while an adapter is merged is
@@ -82,23 +84,22 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
 
   /** The parameter holders whose entries are named by adapter. */
   protected abstract holders(): AdapterParams[];
-  /** scaling · B·A·dropout(x) for one adapter. */
-  protected abstract loraDelta(x: Tensor, name: string, spec: AdapterSpec): Tensor;
+  /** y + scaling · B·A·dropout(x) for one adapter (y: the base layer's output, or the sum so far). */
+  protected abstract addPath(y: Tensor, x: Tensor, name: string, spec: AdapterSpec): Tensor;
   /** ΔW = scaling · B·A laid out like the base weight. */
   abstract deltaWeight(name: string): Tensor;
   /** The adapter as PEFT stores it (fused layers expand theirs). */
   abstract plainFactors(name: string): PlainFactors;
   /**
-   * The mixed-batch LoRA path from stacked Aᵀ [N+1, in, R] and Bᵀ [N+1, R, out] (scaling folded
-   * into B, slot N = zeros for the base): gather each sample's pair, then two batched matmuls —
-   * four dispatches whatever the number of adapters (S-LoRA's MBGMV idea, from existing kernels).
+   * y plus the mixed-batch LoRA path from stacked Aᵀ [N+1, in, R] and Bᵀ [N+1, R, out] (scaling
+   * folded into B, slot N = zeros for the base): Punica's BGMV — two kernels that read each
+   * sample's slices of the stacks by its index (no gathered per-sample copies), the second one
+   * adding into y as it stores, whatever the number of adapters.
    */
-  protected mixedDelta(x: Tensor, index: Tensor, AT: Tensor, BT: Tensor): Tensor {
+  protected addMixedPath(y: Tensor, x: Tensor, index: Tensor, AT: Tensor, BT: Tensor): Tensor {
     const [b, inF, outF] = [x.shape[0], AT.shape[1], BT.shape[2]];
-    const x3 = x.reshape([b, x.size / (b * inF), inF]); // [b, T, in]
-    const h = x3.matmul(AT.indexSelect(0, index)); // [b, T, in] @ [b, in, R] → [b, T, R]
-    const y = h.matmul(BT.indexSelect(0, index)); // [b, T, R] @ [b, R, out] → [b, T, out]
-    return y.reshape([...x.shape.slice(0, -1), outF]);
+    const h = gatherMatmul(x.reshape([b, -1, inF]), AT, index); // [b, T, in] · Aᵀ[index[b]] → [b, T, R]
+    return loraExpand(y.reshape([b, -1, outF]), h, BT, { index }).reshape(y.shape); // y + h · Bᵀ[index[b]]
   }
   /** Creates the adapter's parameters (called by `addAdapter`). */
   protected abstract createParams(
@@ -162,7 +163,7 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
     if (live.length === 0) return y;
     return composite([x, ...live.flatMap((n) => this.holders().map((h) => h.get(n)))], () => {
       let out = y;
-      for (const n of live) out = out.add(this.loraDelta(x, n, this.specs.get(n)!));
+      for (const n of live) out = this.addPath(out, x, n, this.specs.get(n)!);
       return out;
     });
   }
@@ -200,7 +201,7 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
     }
     if (mixed.names.length === 0) return this.base_layer.forward(x);
     const { A, B } = this.#stacked(mixed.names);
-    return tidy(() => this.base_layer.forward(x).add(this.mixedDelta(x, mixed.index, A, B)));
+    return tidy(() => this.addMixedPath(this.base_layer.forward(x), x, mixed.index, A, B));
   }
 
   /** Aᵀ [N+1, in, R] and Bᵀ [N+1, R, out] (scaling folded into B; the last slot is zeros = base). */

@@ -1,5 +1,5 @@
 import type { Embedding } from '@lowrank/nn';
-import { embedding, type Generator, type Tensor, zeros } from '@lowrank/tensor';
+import { embedding, type Generator, loraExpand, type Tensor, zeros } from '@lowrank/tensor';
 import { normal } from '../init.js';
 import { AdapterParams } from '../internal.js';
 import { type AdapterSpec, LoraLayer, type PlainFactors } from './base.js';
@@ -30,9 +30,9 @@ export class LoraEmbedding extends LoraLayer<Embedding> {
     );
     this.lora_embedding_B.set(name, normal([dim, spec.r], 1, gen, device));
   }
-  protected loraDelta(ids: Tensor, name: string, spec: AdapterSpec): Tensor {
+  protected addPath(y: Tensor, ids: Tensor, name: string, spec: AdapterSpec): Tensor {
     const h = embedding(this.lora_embedding_A.get(name).T, ids); // [..., r]
-    return h.matmul(this.lora_embedding_B.get(name).T).mul(spec.scaling); // [..., dim]
+    return loraExpand(y, h, this.lora_embedding_B.get(name).T, { scale: spec.scaling }); // y + s·h·Bᵀ
   }
   deltaWeight(name: string): Tensor {
     const d = this.lora_embedding_B.get(name).matmul(this.lora_embedding_A.get(name)); // [dim, num]
@@ -42,12 +42,11 @@ export class LoraEmbedding extends LoraLayer<Embedding> {
     const A = this.lora_embedding_A.get(name);
     return { A, B: this.lora_embedding_B.get(name), scaling: this.specs.get(name)!.scaling };
   }
-  protected override mixedDelta(ids: Tensor, index: Tensor, AT: Tensor, BT: Tensor): Tensor {
+  protected override addMixedPath(y: Tensor, ids: Tensor, index: Tensor, AT: Tensor, BT: Tensor): Tensor {
     const [slots, num, R] = AT.shape; // Aᵀ of every adapter: [N+1, num, R]
     const b = ids.shape[0];
     const perSample = index.reshape([b, ...ids.shape.slice(1).map(() => 1)]).mul(num);
     const h = embedding(AT.reshape([slots * num, R]), ids.add(perSample)).reshape([b, -1, R]); // [b, T, R]: one gather
-    const y = h.matmul(BT.indexSelect(0, index)); // [b, T, dim]
-    return y.reshape([...ids.shape, BT.shape[2]]);
+    return loraExpand(y.reshape([b, -1, BT.shape[2]]), h, BT, { index }).reshape(y.shape); // y + h·Bᵀ[index[b]]
   }
 }

@@ -1,5 +1,5 @@
 import type { Conv1D, Linear } from '@lowrank/nn';
-import { cat, type Generator, OpError, type Tensor, zeros } from '@lowrank/tensor';
+import { cat, type Generator, loraExpand, OpError, type Tensor, zeros } from '@lowrank/tensor';
 import { kaimingUniform, normal } from '../init.js';
 import { AdapterParams, dropout } from '../internal.js';
 import { type AdapterSpec, LoraLayer, type PlainFactors } from './base.js';
@@ -67,18 +67,19 @@ export class LoraFusedLinear extends LoraLayer<Linear | Conv1D> {
     this.lora_A.set(name, A);
     this.lora_B.set(name, B);
   }
-  protected loraDelta(x: Tensor, name: string, spec: AdapterSpec): Tensor {
+  protected addPath(y: Tensor, x: Tensor, name: string, spec: AdapterSpec): Tensor {
     const [A, B, r, s] = [this.lora_A.get(name), this.lora_B.get(name), spec.r, this.sliceOut];
     const h = dropout(x, spec.dropout, this.training, this.generator).matmul(A.T); // [..., e·r]
     let g = 0;
-    const lead = x.shape.slice(0, -1);
-    const parts = this.enable.map((on) => {
-      if (!on) return zeros([...lead, s], { device: x.device });
-      const y = h.narrow(-1, g * r, r).matmul(B.narrow(0, g * s, s).T); // [..., slice]
+    const parts = this.enable.map((on, j) => {
+      const yj = y.narrow(-1, j * s, s); // [..., slice]
+      if (!on) return yj;
+      const hg = h.narrow(-1, g * r, r);
+      const out = loraExpand(yj, hg, B.narrow(0, g * s, s).T, { scale: spec.scaling }); // yj + s·h_g·B_gᵀ
       g++;
-      return y;
+      return out;
     });
-    return cat(parts, -1).mul(spec.scaling); // [..., out]
+    return cat(parts, -1); // [..., out]
   }
   deltaWeight(name: string): Tensor {
     const { A, B, scaling } = this.plainFactors(name);

@@ -1,12 +1,13 @@
 import type { Conv1D, Linear } from '@lowrank/nn';
-import { type Generator, type Tensor, zeros } from '@lowrank/tensor';
+import { type Generator, loraExpand, type Tensor, zeros } from '@lowrank/tensor';
 import { kaimingUniform, normal } from '../init.js';
 import { AdapterParams, dropout } from '../internal.js';
 import { type AdapterSpec, LoraLayer, type PlainFactors } from './base.js';
 
 /**
  * LoRA on a `Linear` (W [out, in]) or a `Conv1D` (W [in, out], fanInFanOut):
- * y = base(x) + scaling · dropout(x)·Aᵀ·Bᵀ with A [r, in], B [out, r] (PEFT's shapes for both).
+ * y = base(x) + scaling · dropout(x)·Aᵀ·Bᵀ with A [r, in], B [out, r] (PEFT's shapes for both);
+ * the expand is scaled and added into the base output by one kernel (`loraExpand`).
  * Parameters: `lora_A.<adapter>.weight`, `lora_B.<adapter>.weight`.
  */
 export class LoraLinear extends LoraLayer<Linear | Conv1D> {
@@ -46,9 +47,9 @@ export class LoraLinear extends LoraLayer<Linear | Conv1D> {
     this.lora_A.set(name, A);
     this.lora_B.set(name, B);
   }
-  protected loraDelta(x: Tensor, name: string, spec: AdapterSpec): Tensor {
+  protected addPath(y: Tensor, x: Tensor, name: string, spec: AdapterSpec): Tensor {
     const h = dropout(x, spec.dropout, this.training, this.generator).matmul(this.lora_A.get(name).T); // [..., r]
-    return h.matmul(this.lora_B.get(name).T).mul(spec.scaling); // [..., out]
+    return loraExpand(y, h, this.lora_B.get(name).T, { scale: spec.scaling }); // y + s·h·Bᵀ in one kernel
   }
   deltaWeight(name: string): Tensor {
     const d = this.lora_B.get(name).matmul(this.lora_A.get(name)).mul(this.specs.get(name)!.scaling); // [out, in]
