@@ -581,14 +581,14 @@ export const GRAD_CASES: GradCase[] = [
   },
   {
     ops: ['linearCrossEntropy'],
-    name: 'linearCrossEntropy (chunks, bias, ignored labels, smoothing)',
+    name: 'linearCrossEntropy (chunks, bias, ignored labels, smoothing; none recomputes in backward)',
     arb: fc
       .tuple(
         fc.integer({ min: 1, max: 5 }),
         dimArb,
         fc.integer({ min: 1, max: 5 }),
         seedArb,
-        fc.constantFrom('mean', 'sum'),
+        fc.constantFrom('mean', 'sum', 'none'),
         fc.boolean(),
         fc.integer({ min: 1, max: 5 }),
       )

@@ -22,9 +22,9 @@ export interface LinearCrossEntropyOptions {
  * straight into the loss and, when recorded, the gradients (Liger's fused linear cross-entropy;
  * lowrank's own code). Extra memory ≈ chunkSize·V floats instead of 2–3 copies of [N, V]; the
  * weight's gradient [V, C] is only formed when the weight requires grad (in LoRA the tied GPT-2
- * head is frozen). `labels` are int32 shaped like hidden's leading dims. With reduction 'none',
- * a weight or bias that requires grad is refused (the per-row upstream gradient would be needed
- * inside the chunk sum); the hidden states' gradient works with every reduction.
+ * head is frozen). `labels` are int32 shaped like hidden's leading dims. With reduction 'none'
+ * and a weight or bias that requires grad, the backward pass recomputes the chunks (each row's
+ * upstream gradient is needed inside the weight's sum): one head matmul more.
  *
  * @example
  * // GPT-2's tied head: logits = h · wteᵀ, never materialised

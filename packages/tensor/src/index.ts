@@ -145,8 +145,11 @@ export {
 export { embedding, gather, indexAdd, indexSelect, oneHot, scatterAdd, tril, triu } from './ops/indexing.js';
 export {
   type FusedCrossEntropyOptions,
+  type LinearCrossEntropyGrads,
+  type LinearCrossEntropyNeeds,
   type LinearCrossEntropyOptions,
   linearCrossEntropy,
+  linearCrossEntropyBackward,
   rowCrossEntropy,
 } from './ops/loss.js';
 export { matmul } from './ops/matmul.js';

@@ -1,11 +1,12 @@
-import { mul, type Tensor, unsqueeze } from '@lowrank/tensor';
+import { linearCrossEntropyBackward, mul, type Tensor, unsqueeze } from '@lowrank/tensor';
 import type { RuleTable } from '../rule.js';
 
 /**
  * The fused cross-entropy ops (packages/tensor/src/ops/loss.ts) compute their gradients in the
  * forward pass, as residuals already scaled for 'mean'; the backward pass only multiplies them
  * by the incoming gradient: a scalar for 'mean'/'sum', one value per row for 'none' (the
- * residual is then each row's own gradient, so row i scales by g[i]).
+ * residual is then each row's own gradient, so row i scales by g[i]). linearCrossEntropy with
+ * 'none' and a weight or bias to train recomputes its chunks here instead.
  */
 function scaleBy(residual: Tensor | null, grad: Tensor, perRow: boolean): Tensor | null {
   if (!residual) return null;
@@ -29,6 +30,22 @@ export const lossRules = {
   },
   linearCrossEntropy: {
     backward: ({ grad, attrs, needs }) => {
+      if (attrs.recompute) {
+        // reduction 'none' with a weight or bias to train: the chunks are recomputed, each row
+        // scaled by its own upstream gradient inside the sums
+        const g = linearCrossEntropyBackward(
+          attrs.recompute,
+          attrs.recomputeWeight ?? missing('linearCrossEntropy', 'weight'),
+          attrs.recomputeLabels ?? missing('linearCrossEntropy', 'labels'),
+          grad,
+          {
+            ...attrs,
+            bias: attrs.recomputeBias,
+            needs: { hidden: needs[0], weight: needs[1], bias: needs[3] ?? false },
+          },
+        );
+        return needs.length > 3 ? [g.dHidden, g.dWeight, null, g.dBias] : [g.dHidden, g.dWeight, null];
+      }
       const perRow = attrs.reduction === 'none';
       const dh = needs[0]
         ? scaleBy(attrs.dHidden ?? missing('linearCrossEntropy', 'dHidden'), grad, perRow)

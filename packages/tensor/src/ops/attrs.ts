@@ -136,6 +136,18 @@ export interface OpAttrs extends ElementwiseAttrs {
     dWeight: Tensor | null;
     /** d(loss)/d(bias) [V], when the bias requires grad. */
     dBias: Tensor | null;
+    /**
+     * The inputs, kept for the backward pass to recompute the chunks, only with reduction 'none'
+     * and a weight or bias that requires grad (their gradient needs each row's upstream gradient
+     * inside the chunk sum); null otherwise.
+     */
+    recompute: Tensor | null;
+    /** The weight, kept with `recompute` (the hidden states) for the recomputation. */
+    recomputeWeight: Tensor | null;
+    /** The labels, kept with `recompute`. */
+    recomputeLabels: Tensor | null;
+    /** The bias (if any), kept with `recompute`. */
+    recomputeBias: Tensor | null;
   };
   /** `cat(tensors, dim)`: the dim concatenated along. */
   cat: {

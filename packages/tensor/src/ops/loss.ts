@@ -1,5 +1,5 @@
 import type { CrossEntropyRowsParams } from '../backend.js';
-import { runOp, willRecord } from '../engine/dispatch.js';
+import { runOp, willRecord, withoutRecording } from '../engine/dispatch.js';
 import { tidy } from '../engine/scopes.js';
 import { fmtShape, OpError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
@@ -7,11 +7,11 @@ import type { CrossEntropyAttrs, OpAttrs } from './attrs.js';
 import { cat } from './combine.js';
 import { zeros } from './creation.js';
 import { cast, div, maximum, mul, ne } from './elementwise.js';
-import { add_ } from './inplace.js';
+import { add_, mul_ } from './inplace.js';
 import { matmul } from './matmul.js';
 import { sum } from './reduce.js';
 import { kernel, viewAs, wrap } from './util.js';
-import { clone, contiguous, slice, transpose } from './views.js';
+import { clone, contiguous, slice, transpose, unsqueeze } from './views.js';
 
 /** Options of the fused cross-entropy ops (PyTorch's `cross_entropy` meanings). */
 export interface FusedCrossEntropyOptions {
@@ -139,9 +139,11 @@ export function rowCrossEntropy(
  * pass only scales these by the incoming gradient. Without recording (eval) no gradient work is
  * done. hidden [N, C] float32, weight [V, C] float32, labels [N] int32, bias [V].
  *
- * NOTE: with reduction 'none', d(weight) and d(bias) need each row's upstream gradient inside the
- * chunk sum, which the forward does not have: that case is refused (use 'sum' or 'mean', or the
- * unfused composition). d(hidden) is per row and works with every reduction.
+ * NOTE: with reduction 'none' and a weight or bias that requires grad, their gradient needs each
+ * row's upstream gradient inside the chunk sum, which the forward does not have: the forward then
+ * computes the losses only and keeps the inputs, and the backward pass recomputes the chunks
+ * (`linearCrossEntropyBackward`: one more head matmul). d(hidden) alone is per row and is
+ * computed in the forward with every reduction.
  *
  * @example
  * const h = lr.randn([6, 4], { requiresGrad: true });
@@ -158,6 +160,114 @@ export function linearCrossEntropy(
   const op = 'linearCrossEntropy';
   const a = resolve(op, options);
   const bias = options.bias ?? null;
+  const chunkSize = checkLinear(op, hidden, weight, labels, bias, options.chunkSize);
+  const needs = {
+    hidden: willRecord([hidden]),
+    weight: willRecord([weight]),
+    bias: bias !== null && willRecord([bias]),
+  };
+  const recompute = a.reduction === 'none' && (needs.weight || needs.bias);
+  const attrs: OpAttrs['linearCrossEntropy'] = {
+    ...a,
+    chunkSize,
+    dHidden: null,
+    dWeight: null,
+    dBias: null,
+    recompute: recompute ? hidden : null,
+    recomputeWeight: recompute ? weight : null,
+    recomputeLabels: recompute ? labels : null,
+    recomputeBias: recompute ? bias : null,
+  };
+  const inputs = bias ? [hidden, weight, labels, bias] : [hidden, weight, labels];
+  const forwardNeeds = recompute ? NO_GRADS : needs;
+  const out = runOp(
+    op,
+    inputs,
+    attrs,
+    () =>
+      tidy(() => {
+        const g = chunkLoop(op, hidden, weight, bias, labels, a, chunkSize, forwardNeeds, null);
+        const { loss, scale } = reduceRows(g.lossRows, labels, a);
+        const scaled = (t: Tensor | null) => (t && scale ? mul(t, scale) : t);
+        attrs.dHidden = scaled(g.dHidden);
+        attrs.dWeight = scaled(g.dWeight);
+        attrs.dBias = scaled(g.dBias);
+        return [loss, attrs.dHidden, attrs.dWeight, attrs.dBias].filter((t) => t !== null);
+      })[0],
+  );
+  for (const t of [attrs.dHidden, attrs.dWeight, attrs.dBias]) t?.dispose();
+  return out;
+}
+
+const NO_GRADS: Needs = { hidden: false, weight: false, bias: false };
+
+/** Which gradients the chunk loop forms. */
+export interface LinearCrossEntropyNeeds {
+  /** d(hidden) [N, C]. */
+  hidden: boolean;
+  /** d(weight) [V, C]. */
+  weight: boolean;
+  /** d(bias) [V]. */
+  bias: boolean;
+}
+type Needs = LinearCrossEntropyNeeds;
+
+/** The gradients `linearCrossEntropyBackward` returns (null where not asked for). */
+export interface LinearCrossEntropyGrads {
+  /** d(hidden) [N, C]. */
+  dHidden: Tensor | null;
+  /** d(weight) [V, C]. */
+  dWeight: Tensor | null;
+  /** d(bias) [V]. */
+  dBias: Tensor | null;
+}
+
+/**
+ * The gradients of Σ_i rowGrad[i]·loss_i (reduction 'none' of `linearCrossEntropy`) with respect
+ * to hidden, weight and bias, recomputing the logits a chunk at a time: each chunk's gradient
+ * rows are scaled by their upstream gradient before they enter d(weight) and d(bias). The
+ * gradient rule calls it; it records nothing.
+ *
+ * @example
+ * const g = lr.linearCrossEntropyBackward(h, w, labels, lr.onesLike(labels, { dtype: 'float32' }), {
+ *   needs: { hidden: true, weight: true, bias: false },
+ * }); // = the gradients of the 'sum' reduction
+ */
+export function linearCrossEntropyBackward(
+  hidden: Tensor,
+  weight: Tensor,
+  labels: Tensor,
+  rowGrad: Tensor,
+  options: LinearCrossEntropyOptions & { needs: LinearCrossEntropyNeeds },
+): LinearCrossEntropyGrads {
+  const op = 'linearCrossEntropyBackward';
+  const a = resolve(op, options);
+  const bias = options.bias ?? null;
+  const chunkSize = checkLinear(op, hidden, weight, labels, bias, options.chunkSize);
+  if (rowGrad.dtype !== 'float32' || rowGrad.rank !== 1 || rowGrad.shape[0] !== hidden.shape[0]) {
+    throw new OpError(
+      op,
+      `rowGrad must be float32 [${hidden.shape[0]}], got ${rowGrad.dtype} ${fmtShape(rowGrad.shape)}`,
+    );
+  }
+  return withoutRecording(() =>
+    tidy(() => {
+      const needs = { ...options.needs, bias: options.needs.bias && bias !== null };
+      const g = chunkLoop(op, hidden, weight, bias, labels, a, chunkSize, needs, rowGrad);
+      return { dHidden: g.dHidden, dWeight: g.dWeight, dBias: g.dBias };
+    }),
+  );
+}
+
+/** Checks the operands of the linear cross-entropy ops; returns the chunk size. */
+function checkLinear(
+  op: string,
+  hidden: Tensor,
+  weight: Tensor,
+  labels: Tensor,
+  bias: Tensor | null,
+  chunk: number | undefined,
+): number {
   if (hidden.dtype !== 'float32' || hidden.rank !== 2)
     throw new OpError(op, `hidden must be float32 [N, C], got ${hidden.dtype} ${fmtShape(hidden.shape)}`);
   const [n, c] = hidden.shape;
@@ -171,37 +281,10 @@ export function linearCrossEntropy(
   if (bias && (bias.dtype !== 'float32' || bias.rank !== 1 || bias.shape[0] !== v))
     throw new OpError(op, `bias must be float32 [${v}], got ${bias.dtype} ${fmtShape(bias.shape)}`);
   checkLabels(op, labels, n);
-  const chunkSize = options.chunkSize ?? Math.max(1, Math.floor(CHUNK_FLOATS / v));
+  const chunkSize = chunk ?? Math.max(1, Math.floor(CHUNK_FLOATS / v));
   if (!Number.isInteger(chunkSize) || chunkSize < 1)
     throw new OpError(op, `chunkSize must be a positive integer, got ${chunkSize}`);
-  const needH = willRecord([hidden]);
-  const needW = willRecord([weight]);
-  const needB = bias !== null && willRecord([bias]);
-  if (a.reduction === 'none' && (needW || needB)) {
-    throw new OpError(
-      op,
-      "reduction 'none' cannot give the weight's or bias's gradient (each row's upstream gradient is needed inside the chunk sum); use 'sum' or 'mean', or F.crossEntropy(F.linear(...)) for this case",
-    );
-  }
-  const attrs: OpAttrs['linearCrossEntropy'] = { ...a, chunkSize, dHidden: null, dWeight: null, dBias: null };
-  const inputs = bias ? [hidden, weight, labels, bias] : [hidden, weight, labels];
-  const out = runOp(
-    op,
-    inputs,
-    attrs,
-    () =>
-      tidy(() => {
-        const g = chunkLoop(op, hidden, weight, bias, labels, a, chunkSize, needH, needW, needB);
-        const { loss, scale } = reduceRows(g.lossRows, labels, a);
-        const scaled = (t: Tensor | null) => (t && scale ? mul(t, scale) : t);
-        attrs.dHidden = scaled(g.dHidden);
-        attrs.dWeight = scaled(g.dWeight);
-        attrs.dBias = scaled(g.dBias);
-        return [loss, attrs.dHidden, attrs.dWeight, attrs.dBias].filter((t) => t !== null);
-      })[0],
-  );
-  for (const t of [attrs.dHidden, attrs.dWeight, attrs.dBias]) t?.dispose();
-  return out;
+  return chunkSize;
 }
 
 interface ChunkResult {
@@ -212,10 +295,10 @@ interface ChunkResult {
 }
 
 /**
- * The loss of every row and the (unscaled) gradients of their sum, one chunk of rows at a time:
- * logits_c = h_c·Wᵀ (+ b) → row kernel (loss, and logits_c overwritten by d/d logits_c) →
- * dh_c = dlogits_c·W, dW += dlogits_cᵀ·h_c, db += Σ dlogits_c. Each chunk's logits are freed
- * before the next chunk's exist.
+ * The loss of every row and the gradients of Σ_i s_i·loss_i (s = rowScale, or 1), one chunk of
+ * rows at a time: logits_c = h_c·Wᵀ (+ b) → row kernel (loss, and logits_c overwritten by
+ * d/d logits_c) → rows scaled by s_c → dh_c = dlogits_c·W, dW += dlogits_cᵀ·h_c,
+ * db += Σ dlogits_c. Each chunk's logits are freed before the next chunk's exist.
  */
 function chunkLoop(
   op: string,
@@ -225,13 +308,12 @@ function chunkLoop(
   labels: Tensor,
   a: CrossEntropyAttrs,
   chunkSize: number,
-  needH: boolean,
-  needW: boolean,
-  needB: boolean,
+  needs: Needs,
+  rowScale: Tensor | null,
 ): ChunkResult {
   const [n, c] = h.shape;
   const v = w.shape[0];
-  const grads = needH || needW || needB;
+  const grads = needs.hidden || needs.weight || needs.bias;
   const wt = transpose(w, 0, 1); // [C, V], read through its strides
   const losses: Tensor[] = [];
   const dh: Tensor[] = [];
@@ -245,11 +327,12 @@ function chunkLoop(
       if (b) add_(logits, b);
       const loss = rowsKernel(op, logits, slice(labels, 0, r0, r1), a, grads);
       // logits now holds d(Σ loss_c)/d(logits_c)
+      if (grads && rowScale) mul_(logits, unsqueeze(slice(rowScale, 0, r0, r1), 1));
       return {
         loss,
-        dh: needH ? matmul(logits, w) : null,
-        dw: needW ? matmul(transpose(logits, 0, 1), hc) : null,
-        db: needB ? sum(logits, 0) : null,
+        dh: needs.hidden ? matmul(logits, w) : null,
+        dw: needs.weight ? matmul(transpose(logits, 0, 1), hc) : null,
+        db: needs.bias ? sum(logits, 0) : null,
       };
     });
     losses.push(part.loss);
@@ -260,13 +343,11 @@ function chunkLoop(
   const device = h.device;
   const joined = (parts: Tensor[], empty: number[]) =>
     parts.length === 1 ? parts[0] : parts.length === 0 ? zeros(empty, { device }) : cat(parts, 0);
-  const lossRows = joined(losses, [0]);
-  const dHidden = needH ? joined(dh, [0, c]) : null;
   return {
-    lossRows,
-    dHidden,
-    dWeight: needW ? (dW ?? zeros([v, c], { device })) : null,
-    dBias: needB ? (dB ?? zeros([v], { device })) : null,
+    lossRows: joined(losses, [0]),
+    dHidden: needs.hidden ? joined(dh, [0, c]) : null,
+    dWeight: needs.weight ? (dW ?? zeros([v, c], { device })) : null,
+    dBias: needs.bias ? (dB ?? zeros([v], { device })) : null,
   };
 }
 
