@@ -71,10 +71,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let v = x[base + j];
     if (is_nan(v)) { nan = 1u; }
     sumx += v;
-    let mn = max(mx, v);
-    if (mn != -inf_f()) {
-      se = merge_s(mx, se, v, 1.0, mn);
-      mx = mn;
+    // one exp per element: rescale the sum when the max grows, else add the term
+    if (v > mx) {
+      se = se * exp(mx - v) + 1.0;
+      mx = v;
+    } else if (v != -inf_f()) {
+      se += exp(v - mx);
     }
   }
   sm[lid] = mx;
