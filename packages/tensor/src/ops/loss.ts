@@ -6,7 +6,7 @@ import type { Tensor } from '../tensor.js';
 import type { CrossEntropyAttrs, OpAttrs } from './attrs.js';
 import { cat } from './combine.js';
 import { zeros } from './creation.js';
-import { cast, div, maximum, mul, ne } from './elementwise.js';
+import { cast, div, maximum, ne } from './elementwise.js';
 import { add_, mul_ } from './inplace.js';
 import { matmul } from './matmul.js';
 import { sum } from './reduce.js';
@@ -121,7 +121,7 @@ export function rowCrossEntropy(
         // recorded: a copy of the logits becomes their gradient in place; else the logits are only read
         const x = recorded ? clone(logits) : contiguous(logits);
         const { loss, scale } = reduceRows(rowsKernel(op, x, labels, a, recorded), labels, a);
-        if (recorded) attrs.grad = scale ? mul(x, scale) : x;
+        if (recorded) attrs.grad = scale ? mul_(x, scale) : x; // x is our copy: scaled in place
         return attrs.grad ? [loss, attrs.grad] : [loss];
       })[0],
   );
@@ -188,7 +188,9 @@ export function linearCrossEntropy(
       tidy(() => {
         const g = chunkLoop(op, hidden, weight, bias, labels, a, chunkSize, forwardNeeds, null);
         const { loss, scale } = reduceRows(g.lossRows, labels, a);
-        const scaled = (t: Tensor | null) => (t && scale ? mul(t, scale) : t);
+        // in place: the chunk loop's sums are this op's own, and a lazy product would be a
+        // second [V, C] value (memory() counts it) until the backward pass computes it
+        const scaled = (t: Tensor | null) => (t && scale ? mul_(t, scale) : t);
         attrs.dHidden = scaled(g.dHidden);
         attrs.dWeight = scaled(g.dWeight);
         attrs.dBias = scaled(g.dBias);
