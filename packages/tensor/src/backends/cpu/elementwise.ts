@@ -4,7 +4,7 @@ import { type ElementwiseProgram, exprKey, linearize, type Step } from '../../ex
 import { TABLE } from '../../expr/table.js';
 import { coalesce, contiguousStrides, sizeOf } from '../../shape.js';
 import { Storage, type View } from '../../storage.js';
-import { storageOf } from './storage.js';
+import { cpuArray, storageOf } from './storage.js';
 import { arrayOf } from './strided.js';
 
 /**
@@ -78,17 +78,19 @@ export const elementwise: KernelTable['elementwise'] = (program, dst) => {
     evaluate(program, dst);
     return dst.storage;
   }
-  return storageOf(evaluate(program, null), program.root.dtype);
+  const dtype = program.root.dtype;
+  return storageOf(evaluate(program, null, cpuArray(dtype, sizeOf(program.shape))), dtype);
 };
 
 /**
  * Evaluates a program into `dst` (a strided view of its shape), or into a new contiguous typed
  * array, which it returns.
  */
-export function evaluate(program: ElementwiseProgram, dst: View | null): TypedArray {
+export function evaluate(program: ElementwiseProgram, dst: View | null, into?: TypedArray): TypedArray {
   const dtype = program.root.dtype;
   const n = sizeOf(program.shape);
-  const out = dst ? arrayOf(dst) : typedArrayFor(dtype, n);
+  // `into`: a zero-filled contiguous array of n elements to write (a kernel's output from cpuArray)
+  const out = dst ? arrayOf(dst) : (into ?? typedArrayFor(dtype, n));
   if (n === 0) return out;
   if (!dst && program.root.kind === 'const') {
     const v = program.consts[program.root.index];

@@ -1,11 +1,11 @@
 import type { KernelTable } from '../../backend.js';
-import { type TypedArray, typedArrayFor } from '../../dtype.js';
+import type { TypedArray } from '../../dtype.js';
 import { OpError } from '../../errors.js';
 import { loadProgram } from '../../expr/program.js';
 import { contiguousStrides, sizeOf } from '../../shape.js';
 import type { Storage, View } from '../../storage.js';
 import { elementwise } from './elementwise.js';
-import { storageOf } from './storage.js';
+import { cpuArray, storageOf } from './storage.js';
 import { arrayOf } from './strided.js';
 
 /** Calls fn(flat, multiIndex) for every position of `shape` in row-major order. */
@@ -35,7 +35,7 @@ function checked(op: string, i: number, size: number): number {
 
 export const gather: KernelTable['gather'] = (x, dim, index) => {
   const dtype = x.storage.dtype;
-  const out = typedArrayFor(dtype, sizeOf(index.shape));
+  const out = cpuArray(dtype, sizeOf(index.shape));
   const xs = arrayOf(x);
   const is = arrayOf(index);
   forEachIndex(index.shape, (flat, idx) => {
@@ -51,7 +51,7 @@ export const indexSelect: KernelTable['indexSelect'] = (x, dim, index) => {
   const dtype = x.storage.dtype;
   const shape = [...x.shape];
   if (shape.length > 0) shape[dim] = index.shape[0];
-  const out = typedArrayFor(dtype, sizeOf(shape));
+  const out = cpuArray(dtype, sizeOf(shape));
   const xs = arrayOf(x);
   const is = arrayOf(index);
   if (x.shape.length === 0) {

@@ -1,5 +1,5 @@
 import type { KernelTable } from '../../backend.js';
-import { storageOf } from './storage.js';
+import { cpuArray, storageOf } from './storage.js';
 import { arrayOf } from './strided.js';
 
 /** A strided matrix: element (r, c) is `data[offset + r * rowStride + c * colStride]`. */
@@ -164,7 +164,7 @@ function roundUp(x: number, to: number): number {
 }
 
 export const matmul: KernelTable['matmul'] = (a, b, batch, m, k, n) => {
-  const out = new Float32Array(batch * m * n);
+  const out = cpuArray('float32', batch * m * n) as Float32Array;
   const sa = arrayOf(a) as Float32Array;
   const sb = arrayOf(b) as Float32Array;
   const [bsa, rsa, csa] = a.strides;

@@ -1,7 +1,6 @@
 import type { KernelTable } from '../../backend.js';
-import { typedArrayFor } from '../../dtype.js';
 import { evaluate } from './elementwise.js';
-import { storageOf } from './storage.js';
+import { cpuArray, storageOf } from './storage.js';
 import { arrayOf, offsetsOf } from './strided.js';
 
 /**
@@ -11,7 +10,7 @@ import { arrayOf, offsetsOf } from './strided.js';
  * float64, which keeps float32 results as close to exact as a float32 can hold.
  */
 export const reduce: KernelTable['reduce'] = (op, program, outer, inner, outDtype) => {
-  const out = typedArrayFor(outDtype, outer);
+  const out = cpuArray(outDtype, outer);
   // a plain view is read where it lies; a fused prologue is evaluated into a dense row-major array
   const plain = program.root.kind === 'load' ? program.inputs[program.root.input] : null;
   const src = plain ? arrayOf(plain) : evaluate(program, null);
@@ -98,7 +97,7 @@ export const softmax: KernelTable['softmax'] = (program, rows, cols) => {
   const src = view ? arrayOf(view) : evaluate(program, null);
   const offs = view ? offsetsOf(view) : null;
   const base = view ? view.offset : 0;
-  const out = new Float32Array(rows * cols);
+  const out = cpuArray('float32', rows * cols);
   const e = new Float32Array(cols);
   for (let r = 0; r < rows; r++) {
     const at = (j: number) => src[offs ? offs[r * cols + j] : base + r * cols + j];

@@ -8,5 +8,41 @@ export function storageOf(data: TypedArray, dtype: DType): Storage<TypedArray> {
 }
 
 export function allocate(dtype: DType, size: number): Storage<TypedArray> {
-  return storageOf(typedArrayFor(dtype, size), dtype);
+  return storageOf(cpuArray(dtype, size), dtype);
+}
+
+/**
+ * Where the CPU kernels get the arrays they return as storages: `(dtype, size) => array` of
+ * `size` elements, zero-filled. The Wasm backend sets it to views into its heap, so the
+ * TypeScript kernels' outputs already live where the Wasm kernels read them (no copy when a Wasm
+ * kernel takes an operand a TypeScript kernel made); the heap block is freed when the engine
+ * releases the storage. Null (the default): plain typed arrays, reclaimed by the GC.
+ */
+export type CpuArrayAllocator = (dtype: DType, size: number) => TypedArray;
+
+let allocator: CpuArrayAllocator | null = null;
+
+/**
+ * Sets (or with null, removes) the allocator of the CPU kernels' output arrays.
+ *
+ * @example
+ * setCpuArrayAllocator((dtype, size) => heapView(dtype, size)); // the Wasm backend does this
+ * setCpuArrayAllocator(null); // plain typed arrays again
+ */
+export function setCpuArrayAllocator(a: CpuArrayAllocator | null): void {
+  allocator = a;
+}
+
+/**
+ * A zero-filled array of `size` elements for a kernel's output storage (wrap it with
+ * `storageOf` at once: an array from the Wasm heap that never becomes a storage is never freed).
+ * Scratch arrays a kernel drops itself should stay plain typed arrays.
+ *
+ * @example
+ * const out = cpuArray('float32', n);
+ * // … fill out …
+ * return storageOf(out, 'float32');
+ */
+export function cpuArray(dtype: DType, size: number): TypedArray {
+  return allocator ? allocator(dtype, size) : typedArrayFor(dtype, size);
 }

@@ -55,6 +55,24 @@ export class WasmStorages {
   }
 
   /**
+   * A zero-filled typed array of `size` elements in the heap, not yet a storage: the CPU
+   * kernels' output allocator (`setCpuArrayAllocator`). Its block is freed when the storage that
+   * wraps it is released (`release` finds the block by the array). Only over a shared memory,
+   * whose views a grow never detaches (these arrays are not re-derived).
+   *
+   * @example
+   * const out = mem.array('float32', 1024);
+   * storageOf(out, 'float32'); // a counted storage; releasing it frees the block
+   */
+  array(dtype: DType, size: number): TypedArray {
+    const ptr = this.heap.alloc(size * BYTES[dtype]);
+    const view = viewOver(this.heap.memory.buffer, dtype, ptr, size);
+    view.fill(0);
+    this.addresses.set(view, ptr);
+    return view;
+  }
+
+  /**
    * A heap storage holding a copy of `data`.
    *
    * @example
