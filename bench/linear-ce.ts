@@ -8,7 +8,8 @@
  *   node --conditions=source --import tsx bench/linear-ce.ts --device cpu --n 512 --v 8192
  *   bash bench/bundle.sh .gpu bench/linear-ce.ts && bash .gpu/run.sh linear-ce --device webgpu
  *
- * Defaults are GPT-2's head at B·T = 4096 (C = 768, V = 50257); `--frozen 0` trains the weight too.
+ * Defaults are GPT-2's head at B·T = 4096 (C = 768, V = 50257); `--frozen 0` trains the weight too;
+ * `--ref composite` makes the unfused side the logSoftmax/gather composition (before the row kernel).
  */
 import { F } from '../packages/nn/src/index.js';
 import * as lr from '../packages/tensor/src/index.js';
@@ -21,11 +22,24 @@ const v = numberArg('v', 50257);
 const chunk = numberArg('chunk', 0); // 0: the op's default
 const iters = numberArg('iters', 5);
 const frozen = arg('frozen', '1') !== '0';
+// --ref composite: the unfused side uses the composition F.crossEntropy had before the row kernel
+const composite = arg('ref', 'rows') === 'composite';
 
 if (device === 'webgpu') await lr.init({ backend: 'webgpu' });
 const h = lr.randn([n, c], { device, requiresGrad: true });
 const w = lr.randn([v, c], { device, requiresGrad: !frozen }).mul(0.02).detach().requiresGrad_(!frozen);
 const labels = lr.randint(0, v, [n], { device, dtype: 'int32' });
+
+/** The cross-entropy as F.crossEntropy composed it before the row kernel (logSoftmax, gather, mask). */
+function composed(logits: lr.Tensor): lr.Tensor {
+  const valid = labels.ne(-100);
+  const nll = logits
+    .logSoftmax(-1)
+    .gather(1, lr.where(valid, labels, 0).unsqueeze(1))
+    .squeeze(1)
+    .neg();
+  return lr.where(valid, nll, 0).sum().div(valid.sum());
+}
 
 async function step(fused: boolean): Promise<{ ms: number; peak: number; loss: number }> {
   const base = lr.memory().numBytes;
@@ -34,7 +48,9 @@ async function step(fused: boolean): Promise<{ ms: number; peak: number; loss: n
   const loss = lr.tidy(() => {
     const l = fused
       ? F.linearCrossEntropy(h, w, labels, chunk > 0 ? { chunkSize: chunk } : {})
-      : F.crossEntropy(F.linear(h, w), labels);
+      : composite
+        ? composed(F.linear(h, w))
+        : F.crossEntropy(F.linear(h, w), labels);
     l.backward();
     return l;
   });
@@ -63,7 +79,7 @@ for (const fused of [true, false]) {
     .sort((a, b) => a - b); // the first run compiles
   const median = timed[Math.floor(timed.length / 2)];
   console.log(
-    `${fused ? 'fused  ' : 'unfused'} median ${median.toFixed(1)} ms  peak ${mib(runs[1].peak)} MiB  loss ${runs[1].loss.toFixed(5)}`,
+    `${fused ? 'fused  ' : composite ? 'composite' : 'unfused'} median ${median.toFixed(1)} ms  peak ${mib(runs[1].peak)} MiB  loss ${runs[1].loss.toFixed(5)}`,
   );
 }
 console.log(`one [N, V] float32 tensor: ${mib(n * v * 4)} MiB`);
