@@ -15,7 +15,7 @@ import { metaStruct, u } from './wgsl.js';
  *  - split-K when there are too few tiles for the GPU (K = 4096 reductions to [768, r]): each
  *    K chunk writes its partial block to a scratch buffer and a second kernel sums the chunks in
  *    order (deterministic: no float atomics);
- *  - tiny inner dim (K ≤ 64): 64×64 tiles, every K step staged once.
+ *  - tiny inner dim (K ≤ 64, `loraMatmul`'s fused expand): 64×64 tiles.
  * Operand loads are mapped so that neighbouring invocations read along whichever dim is
  * contiguous. The same generator serves `loraMatmul`: out = residual + α·a·w[index[b]], the
  * fused "scaled and added into the base output" expand and the per-sample-adapter (BGMV) gather.
@@ -207,27 +207,43 @@ function skinnyTile(n: number): Tile {
   const tn = Math.min(bn, 4);
   const ntx = bn / tn;
   // 64 rows, 64–256 invocations: TM = 4 at N = 64, 1 at N ≤ 16
-  return { bm: 64, bn, bk: 16, tm: Math.max(1, ntx / 4), tn };
+  return { bm: 64, bn, bk: forcedBk ?? 16, tm: Math.max(1, ntx / 4), tn };
 }
 
 const SQUARE: Tile = { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 };
 
-/** K chunks per output tile: enough workgroups to fill the GPU, each chunk ≥ 256 deep. */
+/**
+ * K chunks per output tile: about 1024 workgroups in all, each chunk ≥ 128 deep, at most 32. H200
+ * sweep (bench/results/h200-2026-12-02-fused/lora-kernels.txt, r = 4..64): the K = 4096
+ * reductions to [768, r] and [r, 2304] were fastest at 16–32 chunks (r = 64 dAᵀ: 786 µs unsplit,
+ * 111 µs at 16), where the first heuristic (256 workgroups) chose 4–8.
+ */
 function splitCount(tiles: number, k: number): number {
   if (forcedSplit !== null) return Math.max(1, Math.min(forcedSplit, Math.ceil(k / 16)));
-  const wanted = Math.ceil(256 / tiles);
-  return Math.max(1, Math.min(wanted, Math.floor(k / 256), 32));
+  const wanted = Math.ceil(1024 / tiles);
+  return Math.max(1, Math.min(wanted, Math.floor(k / 128), 32));
 }
 
 let forcedSplit: number | null = null;
+let forcedBk: number | null = null;
 let skinnyEnabled = true;
 
 /**
  * Benchmarks and tests: `enabled: false` sends every matmul to the general kernel (loraMatmul
- * still runs here); `split` forces the number of K chunks (1 = no split-K; null = the heuristic).
+ * still runs here); `split` forces the number of K chunks (1 = no split-K; null = the heuristic);
+ * `bk` the K depth staged per step of the skinny tiles (16 by default).
+ *
+ * @example
+ * lr.setSkinnyMatmul({ split: 1 }); // no split-K
+ * lr.setSkinnyMatmul({ enabled: true, split: null }); // the defaults
  */
-export function setSkinnyMatmul(options: { enabled?: boolean; split?: number | null }): void {
+export function setSkinnyMatmul(options: {
+  enabled?: boolean;
+  split?: number | null;
+  bk?: number | null;
+}): void {
   if (options.enabled !== undefined) skinnyEnabled = options.enabled;
+  if (options.bk !== undefined) forcedBk = options.bk;
   if (options.split !== undefined) forcedSplit = options.split;
 }
 
@@ -264,7 +280,8 @@ function record(c: WebGPUContext, op: string, call: Call): Storage {
   const [M, N] = swap ? [n, m] : [m, n];
   const A = swap ? swapped(call.b) : call.a;
   const B = swap ? swapped(call.a) : call.b;
-  const tile = N <= 64 ? skinnyTile(N) : SQUARE;
+  let tile = N <= 64 ? skinnyTile(N) : SQUARE;
+  if ((tile.bm + tile.bn) * tile.bk * 4 > c.limits.maxComputeWorkgroupStorageSize) tile = { ...tile, bk: 16 };
   const tiles = Math.ceil(M / tile.bm) * Math.ceil(N / tile.bn);
   let S = splitCount(tiles * batch, k);
   const kch = Math.max(tile.bk, Math.ceil(Math.ceil(k / S) / tile.bk) * tile.bk);
@@ -352,9 +369,22 @@ function record(c: WebGPUContext, op: string, call: Call): Storage {
 }
 
 /**
- * The KernelTable `matmul` for the shapes above (batch 1 or more, any strides); null for shapes
- * it does not take (all of M, N, K above 64, or `setSkinnyMatmul({ enabled: false })`), which the
- * general kernel then runs.
+ * Whether `matmul` takes a shape here. Measured on the H200 at M = 4096, K = 768, N = 2304
+ * (lora-kernels.txt): with the skinny side ≤ 32 (r = 4, 16) these kernels beat or tie the
+ * general one on every LoRA shape; at 64 they win only the K-reductions that need split-K
+ * (dAᵀ, dBᵀ: K = 4096 ≥ the long side), and a tiny inner dim with both M and N large (dx = dh·A)
+ * is no faster than the general kernel's 128×128 tiles, so those stay there. Batched matmuls
+ * with a 64-wide side (attention heads) are left to the general kernel too.
+ */
+function takes(batch: number, m: number, k: number, n: number): boolean {
+  const skinny = Math.min(m, n);
+  if (skinny <= 32) return true;
+  return skinny <= 64 && batch === 1 && k >= Math.max(m, n);
+}
+
+/**
+ * The KernelTable `matmul` for the shapes above (any strides); null for shapes it does not take
+ * (see `takes`, or `setSkinnyMatmul({ enabled: false })`), which the general kernel then runs.
  */
 export function skinnyMatmul(
   c: WebGPUContext,
@@ -365,8 +395,7 @@ export function skinnyMatmul(
   k: number,
   n: number,
 ): Storage | null {
-  if (!skinnyEnabled || k === 0 || batch * m * n === 0) return null;
-  if (n > 64 && m > 64 && k > 64) return null;
+  if (!skinnyEnabled || k === 0 || batch * m * n === 0 || !takes(batch, m, k, n)) return null;
   c.check('matmul');
   return record(c, 'matmul', { a, b, index: null, slots: 0, residual: null, alpha: 1, batch, m, k, n });
 }
