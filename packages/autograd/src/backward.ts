@@ -1,5 +1,5 @@
 import { keep, OpError, ones, type Tensor, tidy } from '@lowrank/tensor';
-import { noGrad } from './mode.js';
+import { noGrad, pendingNoGradAsync } from './mode.js';
 import { blockedReason, type Edge, type Node, nodeOf } from './node.js';
 import { PendingGrad } from './pieces.js';
 
@@ -86,7 +86,11 @@ export function backward(t: Tensor, gradient: Tensor | undefined, options: Backw
       'backward',
       why
         ? `the tensor does not require grad: its value comes from a tensor that requires grad only through ${why}, which is not differentiable`
-        : 'the tensor does not require grad: no tensor it was computed from has requiresGrad (or it was computed inside noGrad)',
+        : `the tensor does not require grad: no tensor it was computed from has requiresGrad (or it was computed inside noGrad)${
+            pendingNoGradAsync() > 0
+              ? `; ${pendingNoGradAsync()} noGradAsync call(s) are pending, and recording stays off until they settle`
+              : ''
+          }`,
     );
   }
   checkGradient(t, gradient);

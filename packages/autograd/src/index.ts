@@ -21,7 +21,7 @@ export {
   gradcheck,
 } from './gradcheck.js';
 export { type GraphOptions, graph } from './graph.js';
-export { enableGrad, isGradEnabled, noGrad } from './mode.js';
+export { enableGrad, isGradEnabled, noGrad, noGradAsync } from './mode.js';
 export {
   type BackwardContext,
   type GradRule,
