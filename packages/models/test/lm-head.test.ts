@@ -1,4 +1,5 @@
 import '@lowrank/autograd';
+import { applyLora } from '@lowrank/lora';
 import type { Tensor } from '@lowrank/tensor';
 import * as lr from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
@@ -79,6 +80,19 @@ describe('causal-LM forward with labels (fused LM-head loss)', () => {
       lr.dispose(ids, labels);
     });
   }
+
+  it('a LoRA-wrapped lm_head keeps the logits path: the adapter is in the loss', async () => {
+    const model = new LlamaForCausalLM(llama, { seed: 1 });
+    const { ids, labels } = batch(llama.vocab_size);
+    const base = (await lr.tidy(() => model.forward(ids, { labels }).loss!).item()) as number;
+    // B random too (PEFT's init_lora_weights=False), so the adapter changes the logits
+    applyLora(model, { targetModules: ['lm_head'], r: 2, loraAlpha: 16, initLoraWeights: false, seed: 4 });
+    const withLabels = (await lr.tidy(() => model.forward(ids, { labels }).loss!).item()) as number;
+    const viaLogits = (await lr.tidy(() => lmLoss(model.forward(ids).logits, labels)).item()) as number;
+    expect(Math.abs(withLabels - viaLogits)).toBeLessThan(1e-6);
+    expect(Math.abs(withLabels - base)).toBeGreaterThan(1e-3);
+    lr.dispose(ids, labels);
+  });
 
   it('logits are computed on first read, equal forward(ids).logits, and say why when read too late', async () => {
     const model = new GPT2LMHeadModel(gpt2, { seed: 2 }).eval(); // dropout off: two forwards agree
