@@ -4,6 +4,7 @@ import type { Tensor } from '@lowrank/tensor';
 import * as lr from '@lowrank/tensor';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { webgpuUnavailable } from './helpers.js';
 
 /**
  * F.linearCrossEntropy against the unfused composition written out here (linear, logSoftmax,
@@ -167,3 +168,48 @@ describe('F.linearCrossEntropy (cpu)', () => {
     });
   }
 });
+
+const unavailable = await webgpuUnavailable();
+
+describe.skipIf(unavailable !== null)(
+  `F.linearCrossEntropy on webgpu${unavailable ? ` (skipped: ${unavailable})` : ''}`,
+  () => {
+    it('matches the composition and holds no [N, V] buffer (GPU bytes in use)', async () => {
+      const device = 'webgpu';
+      const [n, c, v] = [128, 16, 1000];
+      const g = new lr.Generator(8);
+      const hv = Array.from({ length: n * c }, () => g.nextFloat() - 0.5);
+      const wv = Array.from({ length: v * c }, () => g.nextFloat() - 0.5);
+      const t = lr.tensor(
+        Array.from({ length: n }, (_, i) => (i % 5 === 0 ? -100 : (i * 31) % v)),
+        { dtype: 'int32', device },
+      );
+      const stats = lr.webgpuStats()!;
+      const results: { loss: number[]; dh: number[]; peak: number }[] = [];
+      for (const fused of [true, false]) {
+        const h = lr.tensor(hv, { shape: [n, c], device, requiresGrad: true });
+        const w = lr.tensor(wv, { shape: [v, c], device });
+        await lr.getBackend(device).flush?.();
+        const base = stats.bytesInUse;
+        lr.webgpuProfiler().resetPeakBytes();
+        const loss = lr.tidy(() => {
+          const l = fused
+            ? F.linearCrossEntropy(h, w, t, { chunkSize: 16, labelSmoothing: 0.1 })
+            : composed(h, w, null, t, { eps: 0.1, reduction: 'mean' });
+          l.backward();
+          return l;
+        });
+        const dh = await values(h.grad);
+        results.push({ loss: await values(loss), dh, peak: stats.peakBytesInUse - base });
+        lr.dispose(h, w, loss, h.grad);
+      }
+      const [fused, ref] = results;
+      expectClose(fused.loss, ref.loss, 'loss');
+      expectClose(fused.dh, ref.dh, 'dHidden');
+      const full = n * v * 4;
+      expect(fused.peak).toBeLessThan(full / 2); // a 16-row chunk is 64 kB of 512 kB
+      expect(ref.peak).toBeGreaterThan(full);
+      t.dispose();
+    });
+  },
+);
