@@ -3,6 +3,7 @@ import { type ElementwiseProgram, exprKey, linearize, type Step } from '../../ex
 import { coalesce, contiguousStrides, sizeOf } from '../../shape.js';
 import type { Storage, View } from '../../storage.js';
 import { type Local, ModuleBuilder } from './assembler.js';
+import { F64x2Math, MATH_OPS } from './math.js';
 import type { WasmRuntime } from './runtime.js';
 
 /**
@@ -30,7 +31,18 @@ const COMPARE_OPS = {
   gt: 'f64x2.gt',
   ge: 'f64x2.ge',
 } as const;
-const UNARY = new Set(['neg', 'abs', 'sqrt', 'rsqrt', 'reciprocal', 'relu', 'square', 'logicalNot']);
+const UNARY = new Set([
+  'neg',
+  'abs',
+  'sqrt',
+  'rsqrt',
+  'reciprocal',
+  'relu',
+  'square',
+  'logicalNot',
+  ...MATH_OPS,
+]);
+const ROUNDING = { floor: 'f64x2.floor', ceil: 'f64x2.ceil', round: 'f64x2.nearest' } as const;
 const OTHER = new Set(['where', 'logicalAnd', 'logicalOr']);
 
 type Run = (...args: number[]) => void;
@@ -50,7 +62,9 @@ export function wasmSupports(program: ElementwiseProgram): boolean {
     const e = s.node;
     if (!ok(e.dtype)) return false;
     if (e.kind === 'op')
-      return e.op in FLOAT_OPS || e.op in COMPARE_OPS || UNARY.has(e.op) || OTHER.has(e.op);
+      return (
+        e.op in FLOAT_OPS || e.op in COMPARE_OPS || e.op in ROUNDING || UNARY.has(e.op) || OTHER.has(e.op)
+      );
     if (e.kind === 'cast') return ok(e.arg.dtype);
     return true;
   });
@@ -154,6 +168,7 @@ function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], 
   const zero = f.local('v128');
   const { steps, result } = linearize(program.root);
   const t = steps.map(() => f.local('v128'));
+  const math = new F64x2Math(f);
   f.f64(1).op('f64x2.splat').set(one);
   f.f64(0).op('f64x2.splat').set(zero);
   f.get(n2).i32(-2).op('i32.and').set(end2);
@@ -231,6 +246,8 @@ function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], 
         else if (op === 'reciprocal') f.get(one).get(t[s.args[0]]).op('f64x2.div');
         else if (op === 'relu') arg(0).get(zero).op('f64x2.max');
         else if (op === 'square') arg(0).get(t[s.args[0]]).op('f64x2.mul');
+        else if (op in ROUNDING) arg(0).op(ROUNDING[op as keyof typeof ROUNDING]);
+        else if (MATH_OPS.has(op)) math[op as 'exp'](t[s.args[0]]);
         else throw new Error(`wasm elementwise: unsupported op ${op}`);
         if (e.dtype === 'float32') fround();
         return;

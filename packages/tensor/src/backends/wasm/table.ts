@@ -139,9 +139,8 @@ export function wasmKernelTable(
     const idx = index.storage.handle as Int32Array;
     const picked = new Int32Array(rows);
     for (let r = 0; r < rows; r++) {
-      let i = idx[index.offset + r * index.strides[0]];
-      if (i < -size || i >= size) return tsIndexSelect(x, dim, index); // raises its error
-      if (i < 0) i += size;
+      const i = idx[index.offset + r * index.strides[0]];
+      if (i < 0 || i >= size) return tsIndexSelect(x, dim, index); // raises its error
       picked[r] = i;
     }
     const outer = sizeOf(x.shape.slice(0, dim));
