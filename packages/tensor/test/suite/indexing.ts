@@ -5,18 +5,14 @@ import { arbInputOf, arbShape, assertClose, Bag, EXACT, inputOf, read, upload } 
 import type { SuiteContext } from './index.js';
 import { build, prng, type Ref, ravel, unravel } from './reference.js';
 
-/** Random int32 indices in [-size, size) (negative ones count from the end) of `shape`. */
-function indices(shape: readonly number[], size: number, seed: number, allowNegative = true): Ref {
+/** Random int32 indices in [0, size) of `shape` (a negative index is an error). */
+function indices(shape: readonly number[], size: number, seed: number): Ref {
   const r = prng(seed);
   const n = shape.reduce((a, b) => a * b, 1);
   const data: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const v = Math.floor(r() * size);
-    data.push(allowNegative && r() < 0.3 ? v - size : v);
-  }
+  for (let i = 0; i < n; i++) data.push(Math.floor(r() * size));
   return { shape: [...shape], data };
 }
-const wrapIndex = (i: number, size: number) => (i < 0 ? i + size : i);
 
 const arbNonEmpty = (maxRank = 3) => arbInputOf(arbShape(1, maxRank, 4, 1), 'float');
 
@@ -37,7 +33,7 @@ export function indexingSuite({ device, numRuns }: SuiteContext): void {
             const out = bag.add(bag.add(inp.make(device)).gather(dim, bag.add(upload(idx, 'int32', device))));
             const want = build(ishape, (pos) => {
               const src = [...pos];
-              src[dim] = wrapIndex(idx.data[ravel(pos, ishape)], inp.ref.shape[dim]);
+              src[dim] = idx.data[ravel(pos, ishape)];
               return inp.ref.data[ravel(src, inp.ref.shape)];
             });
             assertClose(await read(out), want, EXACT, 'gather');
@@ -66,7 +62,7 @@ export function indexingSuite({ device, numRuns }: SuiteContext): void {
               const shape = inp.ref.shape.map((d, i) => (i === dim ? count : d));
               const want = build(shape, (pos) => {
                 const src = [...pos];
-                src[dim] = wrapIndex(idx.data[pos[dim]], inp.ref.shape[dim]);
+                src[dim] = idx.data[pos[dim]];
                 return inp.ref.data[ravel(src, inp.ref.shape)];
               });
               assertClose(await read(out), want, EXACT, 'indexSelect');
@@ -74,7 +70,7 @@ export function indexingSuite({ device, numRuns }: SuiteContext): void {
               const V = inp.ref.shape[0];
               const D = inp.ref.data.length / V;
               const w = bag.add(x.reshape([V, D]));
-              const ids = indices([2, count], V, seed + 1, false);
+              const ids = indices([2, count], V, seed + 1);
               const emb = bag.add(lr.embedding(w, bag.add(upload(ids, 'int32', device))));
               const wantE = build(
                 [2, count, D],
@@ -113,7 +109,7 @@ export function indexingSuite({ device, numRuns }: SuiteContext): void {
               const want = { shape: [...inp.ref.shape], data: [...inp.ref.data] };
               for (let f = 0; f < idx.data.length; f++) {
                 const pos = unravel(f, shape);
-                pos[dim] = wrapIndex(idx.data[f], size);
+                pos[dim] = idx.data[f];
                 want.data[ravel(pos, want.shape)] += src.ref.data[f];
               }
               assertClose(await read(out), want, EXACT, 'scatterAdd');
@@ -125,7 +121,7 @@ export function indexingSuite({ device, numRuns }: SuiteContext): void {
               const want2 = { shape: [...inp.ref.shape], data: [...inp.ref.data] };
               for (let f = 0; f < src.ref.data.length; f++) {
                 const pos = unravel(f, shape);
-                pos[dim] = wrapIndex(idx1.data[pos[dim]], size);
+                pos[dim] = idx1.data[pos[dim]];
                 want2.data[ravel(pos, want2.shape)] += src.ref.data[f];
               }
               assertClose(await read(out2), want2, EXACT, 'indexAdd');
@@ -267,6 +263,19 @@ export function indexingSuite({ device, numRuns }: SuiteContext): void {
           // a GPU checks indices in the kernel: the error surfaces at the next read-back
           const bad = bag.add(x.indexSelect(0, ii));
           await expect(bad.data()).rejects.toThrow(outOfRange);
+        }
+        // a negative index is out of range too (it does not count from the end), in every op
+        const neg = bag.add(lr.tensor([1, -1], { dtype: 'int32', device }));
+        const neg2 = bag.add(lr.tensor([[0], [-1]], { dtype: 'int32', device }));
+        const w = bag.add(lr.zeros([3, 2], { device }));
+        const cases: [RegExp, () => lr.Tensor][] = [
+          [/^indexSelect: index -1 is out of bounds for a dimension of size 3/, () => x.indexSelect(0, neg)],
+          [/^gather: index -1 is out of bounds for a dimension of size 4/, () => x.gather(1, neg2)],
+          [/^indexSelect: index -1 is out of bounds for a dimension of size 3/, () => lr.embedding(w, neg)],
+        ];
+        for (const [message, run] of cases) {
+          if (device === 'cpu') expect(run).toThrow(message);
+          else await expect(bag.add(run()).data()).rejects.toThrow(message);
         }
         expect(() => x.gather(0, ii)).toThrow(/^gather: index must have the input's rank 2/);
         expect(() => lr.embedding(ii, ii)).toThrow(/^embedding: weight must be 2-D/);

@@ -27,10 +27,14 @@ function offsetAt(v: View, idx: readonly number[]): number {
   return off;
 }
 
+/**
+ * Indices must lie in [0, size): a negative one is an error, not a position from the end, so a
+ * label or token id of −1 cannot silently select the last class or row (as in PyTorch).
+ */
 function checked(op: string, i: number, size: number): number {
-  if (i < -size || i >= size)
+  if (i < 0 || i >= size)
     throw new OpError(op, `index ${i} is out of bounds for a dimension of size ${size}`);
-  return i < 0 ? i + size : i;
+  return i;
 }
 
 export const gather: KernelTable['gather'] = (x, dim, index) => {

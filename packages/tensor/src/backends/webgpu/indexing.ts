@@ -21,9 +21,8 @@ fn bad_index(v: i32, size: u32) {
   }
 }
 fn wrap_index(v: i32, size: u32) -> i32 {
-  let n = i32(size);
-  if (v < -n || v >= n) { bad_index(v, size); return -1; }
-  return select(v, v + n, v < 0);
+  if (v < 0 || v >= i32(size)) { bad_index(v, size); return -1; }
+  return v;
 }`;
 
 function check(op: IndexOp): string {
@@ -94,7 +93,7 @@ export const indexSelect: GpuKernel<'indexSelect'> = (c, x, dim, index) => {
   c.check('indexSelect');
   const rows = index.shape[0];
   if (x.shape.length === 0) {
-    // a 0-d input: every index must be 0 or -1; the result is x itself
+    // a 0-d input: every index must be 0; the result is x itself
     const xs: View = { storage: x.storage, shape: [1], strides: [0], offset: x.offset };
     // the gather only checks the indices (into a scratch buffer); the result is a copy of x
     const scratch = c.scratch('indexSelect', rows);
