@@ -115,7 +115,9 @@ for (const r of ranks) {
         lr.setSkinnyMatmul({ bk });
         cells.push(`bk=${bk}: ${(await gpu(fn)).us.toFixed(1)}`);
       }
-      lr.setSkinnyMatmul({ bk: null });
+      lr.setSkinnyMatmul({ bk: null, rowdot: false });
+      cells.push(`tiles: ${(await gpu(fn)).us.toFixed(1)}`);
+      lr.setSkinnyMatmul({ rowdot: true });
       console.log(`  split sweep ${name.padEnd(14)} ${cells.join('  ')}`);
     }
   }

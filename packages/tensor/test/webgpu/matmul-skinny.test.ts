@@ -10,20 +10,27 @@ import { initWebGPU, rng } from './helpers.js';
  */
 const skip = await initWebGPU();
 
+interface Mat {
+  t: lr.Tensor;
+  v: Float64Array;
+  transposed: boolean;
+}
+
 /** A [rows, cols] CPU matrix of uniform values; `transposed` stores it [cols, rows] and returns `.T`. */
-function matrix(
-  rows: number,
-  cols: number,
-  seed: number,
-  transposed: boolean,
-): { t: lr.Tensor; v: Float64Array } {
+function matrix(rows: number, cols: number, seed: number, transposed: boolean): Mat {
   const r = rng(seed);
   const v = new Float64Array(rows * cols);
   for (let i = 0; i < v.length; i++) v[i] = Math.fround(r() * 2 - 1);
-  if (!transposed) return { t: lr.fromTypedArray(new Float32Array(v), [rows, cols], { device: 'cpu' }), v };
+  if (!transposed)
+    return { t: lr.fromTypedArray(new Float32Array(v), [rows, cols], { device: 'cpu' }), v, transposed };
   const s = new Float32Array(rows * cols);
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) s[j * rows + i] = v[i * cols + j];
-  return { t: lr.fromTypedArray(s, [cols, rows], { device: 'cpu' }).T, v };
+  return { t: lr.fromTypedArray(s, [cols, rows], { device: 'cpu' }).T, v, transposed };
+}
+
+/** The matrix on WebGPU with the same strides (\`to\` of a transposed view would copy it contiguous). */
+async function onGpu(mat: Mat): Promise<lr.Tensor> {
+  return mat.transposed ? (await mat.t.T.to('webgpu')).T : mat.t.to('webgpu');
 }
 
 function naive(a: Float64Array, b: Float64Array, m: number, k: number, n: number): Float64Array {
@@ -65,23 +72,29 @@ const SHAPES: [number, number, number][] = [
 ];
 
 describe.skipIf(skip !== null)(`skinny matmuls on webgpu${skip ? ` (skipped: ${skip})` : ''}`, () => {
-  afterEach(() => lr.setSkinnyMatmul({ enabled: true, split: null }));
+  afterEach(() => lr.setSkinnyMatmul({ enabled: true, split: null, rowdot: true }));
 
-  it('match float64 loops over odd shapes, transposed operands, split-K off/on/heuristic', async () => {
+  it('match float64 loops over odd shapes, transposed operands, split-K off/on/heuristic, row kernel on/off', async () => {
     let seed = 1;
     for (const [m, k, n] of SHAPES) {
-      for (const split of [1, 3, null]) {
+      for (const [split, rowdot] of [
+        [1, true],
+        [3, true],
+        [null, true],
+        [null, false],
+      ] as const) {
         const ta = seed % 2 === 0;
         const tb = seed % 3 === 0;
         const a = matrix(m, k, seed++, ta);
         const b = matrix(k, n, seed++, tb);
-        lr.setSkinnyMatmul({ split });
-        const [ag, bg] = [await a.t.to('webgpu'), await b.t.to('webgpu')];
+        lr.setSkinnyMatmul({ split, rowdot });
+        const [ag, bg] = [await onGpu(a), await onGpu(b)];
         const y = ag.matmul(bg);
         const err = maxErr(await y.data(), naive(a.v, b.v, m, k, n));
-        expect(err, `[${m},${k}]${ta ? 'ᵀ' : ''} @ [${k},${n}]${tb ? 'ᵀ' : ''} split ${split}`).toBeLessThan(
-          1e-5 * Math.sqrt(k) + 1e-6,
-        );
+        expect(
+          err,
+          `[${m},${k}]${ta ? 'ᵀ' : ''} @ [${k},${n}]${tb ? 'ᵀ' : ''} split ${split}${rowdot ? '' : ' tiles'}`,
+        ).toBeLessThan(1e-5 * Math.sqrt(k) + 1e-6);
         lr.dispose(a.t, b.t, ag, bg, y);
       }
     }
@@ -90,7 +103,7 @@ describe.skipIf(skip !== null)(`skinny matmuls on webgpu${skip ? ` (skipped: ${s
   it('takes split-K as one partial pass plus one ordered reduction, and is deterministic', async () => {
     const a = matrix(40, 600, 7, true); // dAᵀ-like: [in, tokens] read transposed
     const b = matrix(600, 8, 8, false);
-    const [ag, bg] = [await a.t.to('webgpu'), await b.t.to('webgpu')];
+    const [ag, bg] = [await onGpu(a), await onGpu(b)];
     lr.setSkinnyMatmul({ split: 4 });
     let first: Float32Array | null = null;
     const n = await gpuDispatches(async () => {
@@ -125,7 +138,7 @@ describe.skipIf(skip !== null)(`skinny matmuls on webgpu${skip ? ` (skipped: ${s
 describe.skipIf(skip !== null)(
   `loraExpand / gatherMatmul on webgpu${skip ? ` (skipped: ${skip})` : ''}`,
   () => {
-    afterEach(() => lr.setSkinnyMatmul({ split: null }));
+    afterEach(() => lr.setSkinnyMatmul({ split: null, rowdot: true }));
 
     it('loraExpand = base + s·h·Bᵀ, base read through strides, split off/on', async () => {
       let seed = 100;
@@ -141,7 +154,7 @@ describe.skipIf(skip !== null)(
           const h = matrix(m, r, seed++, false);
           const B = matrix(n, r, seed++, false); // PEFT's B [N, r]
           lr.setSkinnyMatmul({ split });
-          const g = await Promise.all([base.t, h.t, B.t].map((t) => t.to('webgpu')));
+          const g = await Promise.all([base, h, B].map(onGpu));
           const y = lr.loraExpand(g[0], g[1], g[2].T, { scale: 0.25 });
           const Bt = new Float64Array(r * n);
           for (let i = 0; i < n; i++) for (let j = 0; j < r; j++) Bt[j * n + i] = B.v[i * r + j];

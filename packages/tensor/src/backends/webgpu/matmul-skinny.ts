@@ -178,6 +178,56 @@ export function skinnyShader(v: Variant): string {
   return L.join('\n');
 }
 
+/**
+ * N ≤ 16 with A's rows contiguous (shrink x·Aᵀ, dh = dY·B): a row per 32 invocations, which
+ * stride over K (coalesced reads of A, B from cache) and each keep the N partial dots; the 32
+ * partials of each column are then summed in order from workgroup memory. The tile kernel runs
+ * only M·N/4 invocations here (4096 for r = 4), too few to hide the memory latency.
+ */
+export function rowdotShader(v: Variant): string {
+  const bn = v.tile.bn;
+  const gather = v.gatherA || v.gatherB;
+  const off = (g: boolean) => (g ? 'slot_of(batch)' : 'i32(batch)');
+  const cols = Array.from({ length: bn }, (_, j) => j);
+  return `${metaStruct(WORDS)}
+@group(0) @binding(1) var<storage, read_write> C: array<f32>;
+@group(0) @binding(2) var<storage, read> A: array<f32>;
+@group(0) @binding(3) var<storage, read> B: array<f32>;
+${v.residual ? '@group(0) @binding(4) var<storage, read> R: array<f32>;' : ''}
+${gather ? `@group(0) @binding(${v.residual ? 5 : 4}) var<storage, read> ix: array<i32>;\n@group(0) @binding(${v.residual ? 6 : 5}) var<storage, read_write> err: array<atomic<u32>, 4>;\n${INDEX_CHECK}` : ''}
+var<workgroup> red: array<f32, ${256 * bn}>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let M = ${u(W.M)}; let N = ${u(W.N)}; let K = ${u(W.K)};
+  let rsa = ${si(W.RSA)}; let rsb = ${si(W.RSB)}; let csb = ${si(W.CSB)};
+  let batch = wid.z + ${u(W.BATCH0)};
+  let aBase = ${si(W.OA)} + ${off(v.gatherA)} * ${si(W.BSA)};
+  let bBase = ${si(W.OB)} + ${off(v.gatherB)} * ${si(W.BSB)};
+  let g = tid / 32u; let l = tid % 32u;
+  let row = wid.x * 8u + g;
+  let aRow = aBase + i32(min(row, M - 1u)) * rsa;
+  ${cols.map((j) => `var c${j} = 0.0; let q${j} = i32(min(${j}u, N - 1u)) * csb;`).join('\n  ')}
+  for (var k = l; k < K; k += 32u) {
+    let a = A[aRow + i32(k)];
+    let bk = bBase + i32(k) * rsb;
+    ${cols.map((j) => `c${j} = fma(a, B[bk + q${j}], c${j});`).join('\n    ')}
+  }
+  ${cols.map((j) => `red[tid * ${bn}u + ${j}u] = c${j};`).join('\n  ')}
+  workgroupBarrier();
+  if (l < N && row < M) {
+    var acc = 0.0;
+    for (var p = 0u; p < 32u; p++) { acc += red[(g * 32u + p) * ${bn}u + l]; }
+    let alpha = bitcast<f32>(${u(W.ALPHA)});
+    let o = i32(batch) * ${si(W.OBS)} + i32(row) * ${si(W.ORS)} + i32(l) * ${si(W.OCS)};
+    ${
+      v.residual
+        ? `C[o] = R[${si(W.OR)} + i32(batch) * ${si(W.RBS)} + i32(row) * ${si(W.RRS)} + i32(l) * ${si(W.RCS)}] + alpha * acc;`
+        : 'C[o] = alpha * acc;'
+    }
+  }
+}`;
+}
+
 /** Σ of the split partial slabs, in order, then the epilogue; out is contiguous [batch, m, n]. */
 function splitReduceShader(residual: boolean): string {
   return `${metaStruct(9)}
@@ -226,12 +276,14 @@ function splitCount(tiles: number, k: number): number {
 
 let forcedSplit: number | null = null;
 let forcedBk: number | null = null;
+let rowdotEnabled = true;
 let skinnyEnabled = true;
 
 /**
  * Benchmarks and tests: `enabled: false` sends every matmul to the general kernel (loraMatmul
  * still runs here); `split` forces the number of K chunks (1 = no split-K; null = the heuristic);
- * `bk` the K depth staged per step of the skinny tiles (16 by default).
+ * `bk` the K depth staged per step of the skinny tiles (16 by default); `rowdot: false` turns
+ * off the row kernel for N ≤ 16 (the tiles run instead).
  *
  * @example
  * lr.setSkinnyMatmul({ split: 1 }); // no split-K
@@ -241,8 +293,10 @@ export function setSkinnyMatmul(options: {
   enabled?: boolean;
   split?: number | null;
   bk?: number | null;
+  rowdot?: boolean;
 }): void {
   if (options.enabled !== undefined) skinnyEnabled = options.enabled;
+  if (options.rowdot !== undefined) rowdotEnabled = options.rowdot;
   if (options.bk !== undefined) forcedBk = options.bk;
   if (options.split !== undefined) forcedSplit = options.split;
 }
@@ -283,7 +337,12 @@ function record(c: WebGPUContext, op: string, call: Call): Storage {
   let tile = N <= 64 ? skinnyTile(N) : SQUARE;
   if ((tile.bm + tile.bn) * tile.bk * 4 > c.limits.maxComputeWorkgroupStorageSize) tile = { ...tile, bk: 16 };
   const tiles = Math.ceil(M / tile.bm) * Math.ceil(N / tile.bn);
-  let S = splitCount(tiles * batch, k);
+  const rowdot =
+    rowdotEnabled &&
+    N <= 16 &&
+    A.strides[2] === 1 &&
+    Math.ceil(M / 8) <= c.limits.maxComputeWorkgroupsPerDimension;
+  let S = rowdot ? 1 : splitCount(tiles * batch, k);
   const kch = Math.max(tile.bk, Math.ceil(Math.ceil(k / S) / tile.bk) * tile.bk);
   S = Math.max(1, Math.ceil(k / kch));
   const maxZ = c.limits.maxComputeWorkgroupsPerDimension;
@@ -298,8 +357,8 @@ function record(c: WebGPUContext, op: string, call: Call): Storage {
     residual: res !== null && S === 1,
     split: S > 1,
   };
-  const key = `skinny|${tile.bm}x${tile.bn}x${tile.bk}/${tile.tm}x${tile.tn}|${variant.aRow ? 'r' : 'c'}${variant.bRow ? 'r' : 'c'}|${variant.gatherA ? 'ga' : ''}${variant.gatherB ? 'gb' : ''}${variant.residual ? 'res' : ''}${variant.split ? 'split' : ''}`;
-  const pipeline = c.pipeline(key, () => skinnyShader(variant));
+  const key = `skinny${rowdot ? '-rowdot' : ''}|${tile.bm}x${tile.bn}x${tile.bk}/${tile.tm}x${tile.tn}|${variant.aRow ? 'r' : 'c'}${variant.bRow ? 'r' : 'c'}|${variant.gatherA ? 'ga' : ''}${variant.gatherB ? 'gb' : ''}${variant.residual ? 'res' : ''}${variant.split ? 'split' : ''}`;
+  const pipeline = c.pipeline(key, () => (rowdot ? rowdotShader(variant) : skinnyShader(variant)));
   const total = batch * m * n;
   const scratch = S > 1 ? c.scratch(op, S * total) : null;
   const target = scratch ? new Storage('webgpu', 'float32', S * total, S * total * 4, scratch) : out;
@@ -341,7 +400,10 @@ function record(c: WebGPUContext, op: string, call: Call): Storage {
       ints[W.ISTR] = call.index.strides[0];
     }
     const gz = Math.min(perCall, batch - b0) * S;
-    c.dispatch(pipeline, words, bindings, [Math.ceil(N / tile.bn), Math.ceil(M / tile.bm), gz]);
+    const grid: [number, number, number] = rowdot
+      ? [Math.ceil(M / 8), 1, gz]
+      : [Math.ceil(N / tile.bn), Math.ceil(M / tile.bm), gz];
+    c.dispatch(pipeline, words, bindings, grid);
   }
   if (scratch) {
     const withRes = res !== null;
