@@ -1,4 +1,5 @@
 import type { FunctionBuilder, Local, ModuleBuilder } from './assembler.js';
+import { emitSoftmax } from './softmax.js';
 
 /**
  * The non-gemm kernels of the module. Each works on rows or element ranges given by address,
@@ -11,6 +12,7 @@ import type { FunctionBuilder, Local, ModuleBuilder } from './assembler.js';
  *   (with the max-second-moment buffer `h` after `v`): contiguous float32, in place.
  * - `gather32(x, sx0, sx1, sx2, idx, si0, si1, si2, out, d0, d1, d2, size)`: 3-D gather along the
  *   middle axis (strides in bytes, indices already checked), for 4-byte elements.
+ * - `softmax(x, out, rows, cols)`: contiguous float32 rows (softmax.ts).
  *
  * @example
  * const m = new ModuleBuilder({ initial: 1, maximum: 65536, shared: true });
@@ -26,6 +28,7 @@ export function emitKernels(module: ModuleBuilder): void {
   emitAdam(module, false);
   emitAdam(module, true);
   emitGather(module);
+  emitSoftmax(module);
 }
 
 function params(f: FunctionBuilder, n: number): Local[] {

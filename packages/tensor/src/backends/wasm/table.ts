@@ -5,7 +5,7 @@ import type { View } from '../../storage.js';
 import { elementwise as tsElementwise } from '../cpu/elementwise.js';
 import { gather as tsGather, indexSelect as tsIndexSelect } from '../cpu/indexing.js';
 import { adamUpdate as tsAdamUpdate } from '../cpu/optim.js';
-import { reduce as tsReduce } from '../cpu/reduce.js';
+import { reduce as tsReduce, softmax as tsSoftmax } from '../cpu/reduce.js';
 import { WasmElementwise } from './elementwise.js';
 import { type Executor, wasmMatmul } from './matmul.js';
 import type { WasmRuntime } from './runtime.js';
@@ -13,6 +13,8 @@ import type { WasmRuntime } from './runtime.js';
 // Below these sizes a dispatch to a worker (9 µs there and back, measured) costs more than it saves.
 const MIN_PARALLEL_REDUCE = 2 ** 18;
 const MIN_PARALLEL_ADAM = 2 ** 16;
+// softmax spends ≈ 5 ns per element (exp): a worker pays from a few thousand
+const MIN_PARALLEL_SOFTMAX = 2 ** 14;
 
 /** Splits [0, total) into `parts` contiguous ranges, each starting at a multiple of `unit`. */
 function ranges(total: number, parts: number, unit = 1): [number, number][] {
@@ -42,7 +44,10 @@ function contiguous(v: View): boolean {
 export function wasmKernelTable(
   rt: WasmRuntime,
   exec: Executor,
-): Pick<KernelTable, 'elementwise' | 'matmul' | 'reduce' | 'adamUpdate' | 'gather' | 'indexSelect'> {
+): Pick<
+  KernelTable,
+  'elementwise' | 'matmul' | 'reduce' | 'softmax' | 'adamUpdate' | 'gather' | 'indexSelect'
+> {
   const mem = rt.storages;
 
   const ew = new WasmElementwise(rt);
@@ -78,6 +83,31 @@ export function wasmKernelTable(
       return reduceRows(op, scratch, outer, inner, outDtype);
     } finally {
       rt.heap.free(scratch);
+    }
+  };
+
+  const softmax: KernelTable['softmax'] = (program, rows, cols) => {
+    if (rows * cols === 0 || program.root.dtype !== 'float32') return tsSoftmax(program, rows, cols);
+    const x = program.root.kind === 'load' ? program.inputs[program.root.input] : null;
+    const plain = x !== null && x.storage.dtype === 'float32' && contiguous(x);
+    // anything else (a fused prologue, a strided view) is evaluated into scratch first
+    const scratch = plain ? 0 : rt.heap.alloc(4 * rows * cols);
+    try {
+      if (!plain && !ew.evaluateAt(program, scratch)) return tsSoftmax(program, rows, cols);
+      const src = plain ? mem.adoptView(x) : scratch;
+      const out = mem.allocate('float32', rows * cols);
+      const o = mem.address(out)!;
+      const threads = rows * cols >= MIN_PARALLEL_SOFTMAX ? exec.threads : 1;
+      const tasks = ranges(rows, threads).map(([a, b]) => [
+        src + 4 * a * cols,
+        o + 4 * a * cols,
+        b - a,
+        cols,
+      ]);
+      exec.run('softmax', tasks);
+      return out;
+    } finally {
+      if (!plain) rt.heap.free(scratch);
     }
   };
 
@@ -158,5 +188,5 @@ export function wasmKernelTable(
     return out;
   };
 
-  return { elementwise, matmul: wasmMatmul(rt, exec), reduce, adamUpdate, gather, indexSelect };
+  return { elementwise, matmul: wasmMatmul(rt, exec), reduce, softmax, adamUpdate, gather, indexSelect };
 }

@@ -1,0 +1,69 @@
+import type { ModuleBuilder } from './assembler.js';
+import { F64x2Math } from './math.js';
+
+/**
+ * `softmax(x, out, rows, cols)`: row softmax over contiguous float32 rows, with the TypeScript
+ * kernel's arithmetic and roundings (backends/cpu/reduce.ts): m = max (NaN-propagating, as
+ * `f64.max`), e = f32(exp(x − m)) written to `out`, s = f32(Σ e, in float64 in index order),
+ * y = f32(e / s). exp is math.ts's, so a value may differ from the TypeScript kernel's by 1 ulp
+ * where exp's float32 rounding does. Rows are independent: any split over threads gives the
+ * same bits.
+ *
+ * @example
+ * emitSoftmax(m); // then exports.softmax(xAddr, outAddr, rows, cols)
+ */
+export function emitSoftmax(module: ModuleBuilder): void {
+  const f = module.function('softmax', ['i32', 'i32', 'i32', 'i32'], []);
+  const [x, out, rows, cols] = [f.param(0), f.param(1), f.param(2), f.param(3)];
+  const [r, j, xr, or, end2, p, q] = Array.from({ length: 7 }, () => f.local('i32'));
+  const [m, s] = [f.local('f64'), f.local('f64')];
+  const [pair, e] = [f.local('v128'), f.local('v128')];
+  const math = new F64x2Math(f);
+  f.get(cols).i32(-2).op('i32.and').set(end2);
+  f.for(r, 0, rows, 1, () => {
+    f.get(r).get(cols).op('i32.mul').i32(2).op('i32.shl').set(j);
+    f.get(x).get(j).op('i32.add').set(xr);
+    f.get(out).get(j).op('i32.add').set(or);
+    // max
+    f.f64(Number.NEGATIVE_INFINITY).set(m);
+    f.for(j, 0, cols, 1, () => {
+      f.get(m)
+        .get(xr)
+        .get(j)
+        .i32(2)
+        .op('i32.shl', 'i32.add')
+        .mem('f32.load')
+        .op('f64.promote_f32', 'f64.max');
+      f.set(m);
+    });
+    // e = f32(exp(x − m)) two at a time, summed in float64 in index order
+    f.f64(0).set(s);
+    const expPair = (n: 1 | 2) => {
+      f.get(xr).get(j).i32(2).op('i32.shl', 'i32.add').set(p);
+      f.get(or).get(j).i32(2).op('i32.shl', 'i32.add').set(q);
+      if (n === 2) f.get(p).mem('v128.load64_zero').op('f64x2.promote_low_f32x4');
+      else f.get(p).mem('f32.load').op('f64.promote_f32', 'f64x2.splat');
+      f.get(m).op('f64x2.splat', 'f64x2.sub').set(pair);
+      math.exp(pair);
+      f.op('f32x4.demote_f64x2_zero').set(e);
+      if (n === 2) f.get(q).get(e).store64Lane(0);
+      else f.get(q).get(e).lane('f32x4.extract_lane', 0).mem('f32.store');
+      for (let l = 0; l < n; l++) {
+        f.get(s).get(e).lane('f32x4.extract_lane', l).op('f64.promote_f32', 'f64.add').set(s);
+      }
+    };
+    f.for(j, 0, end2, 2, () => expPair(2));
+    f.get(end2).get(cols).op('i32.lt_s');
+    f.if(() => {
+      f.get(end2).set(j);
+      expPair(1);
+    });
+    // y = f32(e / f32(s))
+    f.get(s).op('f32.demote_f64', 'f64.promote_f32').set(s);
+    f.for(j, 0, cols, 1, () => {
+      f.get(or).get(j).i32(2).op('i32.shl', 'i32.add').set(q);
+      f.get(q);
+      f.get(q).mem('f32.load').op('f64.promote_f32').get(s).op('f64.div', 'f32.demote_f64').mem('f32.store');
+    });
+  });
+}
