@@ -143,6 +143,7 @@ export {
   where,
 } from './ops/elementwise.js';
 export { embedding, gather, indexAdd, indexSelect, oneHot, scatterAdd, tril, triu } from './ops/indexing.js';
+export { gatherMatmul, type LoraExpandOptions, loraExpand } from './ops/lora.js';
 export {
   type FusedCrossEntropyOptions,
   type LinearCrossEntropyGrads,
@@ -153,7 +154,6 @@ export {
   rowCrossEntropy,
 } from './ops/loss.js';
 export { matmul } from './ops/matmul.js';
-export { gatherMatmul, type LoraExpandOptions, loraExpand } from './ops/lora.js';
 export {
   layerNorm,
   type NormGrads,
