@@ -37,10 +37,32 @@ export interface TrainingState {
 interface CheckpointMeta {
   version: 1;
   step: number;
+  /** FNV-1a (32-bit, hex) over every tensor's name, dtype, shape and data bytes, in name order. */
+  checksum?: string;
   optimizer: { paramGroups: OptimizerStateDict['paramGroups']; steps: Record<string, number> } | null;
   scheduler: SchedulerStateDict | null;
   generators: Record<string, number[]>;
   extra: JsonValue;
+}
+
+/**
+ * FNV-1a over the tensors in name order: a flipped byte anywhere in the data (or a renamed or
+ * reshaped tensor) changes it. It guards against corruption, not tampering; the safetensors
+ * parser already refuses malformed headers and sizes.
+ */
+function checksumOf(tensors: ReadonlyMap<string, HostTensor> | Readonly<Record<string, HostTensor>>): string {
+  const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
+  entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  let h = 0x811c9dc5;
+  const mix = (bytes: Uint8Array): void => {
+    for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
+  };
+  const text = new TextEncoder();
+  for (const [name, t] of entries) {
+    mix(text.encode(`${name}|${t.dtype}|${t.shape.join(',')}|`));
+    mix(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  }
+  return (h >>> 0).toString(16).padStart(8, '0');
 }
 
 /**
@@ -64,15 +86,20 @@ export async function checkpointToBytes(state: TrainingState): Promise<Uint8Arra
   }
   const generators: Record<string, number[]> = {};
   for (const [k, g] of Object.entries(state.generators ?? {})) generators[k] = g.getState();
+  const step = state.step ?? 0;
+  if (!Number.isInteger(step) || step < 0)
+    throw new RangeError(`checkpoint: step must be a non-negative integer, got ${step}`);
+  const host = await toHost(tensors);
   const meta: CheckpointMeta = {
     version: 1,
-    step: state.step ?? 0,
+    step,
+    checksum: checksumOf(host),
     optimizer,
     scheduler: state.scheduler ? state.scheduler.stateDict() : null,
     generators,
     extra: state.extra ?? null,
   };
-  return serializeSafetensors(await toHost(tensors), { [META_KEY]: JSON.stringify(meta), format: 'pt' });
+  return serializeSafetensors(host, { [META_KEY]: JSON.stringify(meta), format: 'pt' });
 }
 
 /** What `checkpointFromBytes` returns besides the objects it restored in place. */
@@ -85,7 +112,9 @@ export interface RestoredCheckpoint {
 
 /**
  * Restores a training state from `checkpointToBytes` output into existing objects (built with
- * the same configuration). The model is loaded strictly.
+ * the same configuration). The model is loaded strictly. The step must be a non-negative
+ * integer, and the tensor data must match the checksum saved with it (checkpoints written
+ * before checksums existed have none and load unchecked).
  *
  * @example
  * const { step } = checkpointFromBytes(bytes, { model, optimizer: opt, scheduler: sched });
@@ -101,8 +130,19 @@ export function checkpointFromBytes(bytes: Uint8Array, target: TrainingState): R
   } catch {
     throw new SafetensorsError(`'${META_KEY}' metadata is not valid JSON`);
   }
-  if (meta.version !== 1)
-    throw new SafetensorsError(`unsupported checkpoint version ${String(meta.version)}`);
+  if (meta === null || typeof meta !== 'object' || meta.version !== 1)
+    throw new SafetensorsError(`unsupported checkpoint version ${String(meta?.version)}`);
+  if (typeof meta.step !== 'number' || !Number.isInteger(meta.step) || meta.step < 0)
+    throw new SafetensorsError(
+      `the checkpoint's step must be a non-negative integer, got ${JSON.stringify(meta.step) ?? 'nothing'}`,
+    );
+  if (meta.checksum !== undefined) {
+    const actual = checksumOf(tensors);
+    if (actual !== meta.checksum)
+      throw new SafetensorsError(
+        `the checkpoint's tensor data is corrupt: checksum ${actual}, saved ${String(meta.checksum)}`,
+      );
+  }
   const model: Record<string, HostTensor> = {};
   const optimState: OptimizerStateDict['state'] = {};
   for (const [name, t] of Object.entries(tensors)) {

@@ -5,8 +5,8 @@
  * @module @lowrank/nn/node
  */
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Tensor } from '@lowrank/tensor';
 import {
   checkpointFromBytes,
@@ -17,15 +17,48 @@ import {
 import type { HostTensor } from '../module.js';
 import { type ParsedSafetensors, parseSafetensors, serializeSafetensors, toHost } from '../safetensors.js';
 
+/** Whether process `pid` is alive on this machine (a signal-0 probe; EPERM means it exists). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes `<path>.tmp-<pid>-<hex>` files left by writes that were killed before their rename
+ * (one interrupted run left six, 148 MB). Files of a process still running are left alone: it
+ * may be writing them now.
+ */
+async function removeOrphans(path: string): Promise<void> {
+  const prefix = `${basename(path)}.tmp-`;
+  let names: string[];
+  try {
+    names = await readdir(dirname(path));
+  } catch {
+    return; // no directory yet: the write reports it
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)-[0-9a-f]+$/.exec(name.slice(prefix.length));
+    // ours may be a write in flight in this process; a live one's may be in flight there
+    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    await unlink(join(dirname(path), name)).catch(() => {});
+  }
+}
+
 /**
  * Writes `bytes` to `path` atomically: a temporary file in the same directory is written,
  * flushed to disk and renamed over `path`, so a crash leaves the old file or the new one, never
- * a truncated one.
+ * a truncated one. Temporary files of earlier writes to `path` whose process is gone are removed.
  *
  * @example
  * await writeFileAtomic('out/config.json', new TextEncoder().encode('{}'));
  */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  await removeOrphans(path);
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   try {
     const fh = await open(tmp, 'wx');
