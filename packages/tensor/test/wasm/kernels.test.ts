@@ -320,11 +320,44 @@ describe('wasm elementwise', () => {
       }
   });
 
-  it('declines int32 programs, unsupported ops and a destination the program reads', () => {
+  it('int32 programs match the TypeScript kernel bit for bit (wrapping, casts, masks)', () => {
+    const n = 257;
+    const ints = Int32Array.from({ length: n }, (_, i) =>
+      i < 6 ? [2147483647, -2147483648, 0, -1, 1, 2147483000][i] : Math.floor((rand() - 0.5) * 2 ** 32),
+    );
+    const floats = randomArray(n, true).map((x, i) => (i % 7 === 0 ? x * 3e9 : x * 40));
+    const iv = dense(upload(ints, 'int32'), [n]);
+    const fv = dense(upload(floats), [n]);
+    const li = load(0, 'int32');
+    const ci: Expr = { kind: 'const', index: 0, dtype: 'int32' };
+    const toInt: Expr = { kind: 'cast', dtype: 'int32', arg: load(1) };
+    const programs: Expr[] = [
+      op('add', [li, ci], 'int32'), // wraps past 2^31
+      op('sub', [op('neg', [li], 'int32'), op('abs', [li], 'int32')], 'int32'),
+      op('maximum', [li, toInt], 'int32'), // float → int truncates, wraps, NaN/Inf → 0
+      { kind: 'cast', dtype: 'float32', arg: op('sub', [li, toInt], 'int32') }, // rounds to float32
+      op('where', [op('le', [op('sub', [li, ci], 'int32'), ci], 'bool'), load(1), c0f()], 'float32'),
+      op('sign', [li], 'int32'),
+    ];
+    function c0f(): Expr {
+      return { kind: 'const', index: 1, dtype: 'float32' };
+    }
+    for (const root of programs) {
+      const program = { root, inputs: [iv, fv], consts: [1000, -1e9], shape: [n] };
+      const got = ew.run(program);
+      expect(got).not.toBe(null);
+      expect(Array.from(got!.handle as TypedArray)).toEqual(
+        Array.from(tsElementwise(program).handle as TypedArray),
+      );
+    }
+  });
+
+  it('declines unsupported ops and a destination the program reads', () => {
     const v = dense(upload(randomArray(4)), [4]);
     const iv = dense(upload(new Int32Array(4), 'int32'), [4]);
     expect(ew.run({ root: op('sin', [load(0)]), inputs: [v], consts: [], shape: [4] })).toBe(null);
-    expect(ew.run({ root: load(0, 'int32'), inputs: [iv], consts: [], shape: [4] })).toBe(null);
+    const imul = op('mul', [load(0, 'int32'), load(0, 'int32')], 'int32');
+    expect(ew.run({ root: imul, inputs: [iv], consts: [], shape: [4] })).toBe(null);
     expect(ew.run({ root: op('neg', [load(0)]), inputs: [v], consts: [], shape: [4] }, v)).toBe(null);
   });
 });

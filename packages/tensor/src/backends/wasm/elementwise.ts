@@ -11,8 +11,8 @@ import type { WasmRuntime } from './runtime.js';
  * cached like the TypeScript code generator's loops. Two elements go through each step at once,
  * as float64x2, and every float32 intermediate is rounded to float32 as it is made (demote, then
  * promote): exactly the TypeScript kernel's arithmetic (float64, then `Math.fround` per step), so
- * results are bit-identical to it. Handled: float32 and bool values (int32 programs go to the
- * TypeScript kernel), the ops below, and layouts of up to 3 coalesced dims with any strides.
+ * results are bit-identical to it. Handled: float32, bool and int32 values (int32 arithmetic as
+ * in `INT_OPS`), the ops below, and layouts of up to 3 coalesced dims with any strides.
  */
 
 const FLOAT_OPS = {
@@ -44,6 +44,11 @@ const UNARY = new Set([
 ]);
 const ROUNDING = { floor: 'f64x2.floor', ceil: 'f64x2.ceil', round: 'f64x2.nearest' } as const;
 const OTHER = new Set(['where', 'logicalAnd', 'logicalOr']);
+/**
+ * Ops with an int32 result done in float64 (exact for int32 operands) and wrapped to int32 as
+ * the TypeScript kernel's `| 0` does; int32 `mul` (Math.imul) and `pow` go to TypeScript.
+ */
+const INT_OPS = new Set(['add', 'sub', 'maximum', 'minimum', 'neg', 'abs', 'where', 'sign']);
 
 type Run = (...args: number[]) => void;
 
@@ -52,20 +57,19 @@ type Run = (...args: number[]) => void;
  * above); others run on the TypeScript kernel.
  *
  * @example
- * wasmSupports(loadProgram(view)); // true for a float32 or bool view
+ * wasmSupports(loadProgram(view)); // true for a float32, int32 or bool view
  */
 export function wasmSupports(program: ElementwiseProgram): boolean {
-  const ok = (d: DType) => d === 'float32' || d === 'bool';
-  if (!ok(program.root.dtype) || program.inputs.some((v) => !ok(v.storage.dtype))) return false;
   const { steps } = linearize(program.root);
   return steps.every((s) => {
     const e = s.node;
-    if (!ok(e.dtype)) return false;
+    if (e.kind === 'op' && e.dtype === 'int32') return INT_OPS.has(e.op);
+    if (e.kind === 'op' && e.args.some((a) => a.dtype === 'int32'))
+      return INT_OPS.has(e.op) || e.op in COMPARE_OPS;
     if (e.kind === 'op')
       return (
         e.op in FLOAT_OPS || e.op in COMPARE_OPS || e.op in ROUNDING || UNARY.has(e.op) || OTHER.has(e.op)
       );
-    if (e.kind === 'cast') return ok(e.arg.dtype);
     return true;
   });
 }
@@ -174,6 +178,17 @@ function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], 
   f.get(n2).i32(-2).op('i32.and').set(end2);
   const fround = () => f.op('f32x4.demote_f64x2_zero', 'f64x2.promote_low_f32x4');
   const toBool = () => f.get(one).op('v128.and'); // a lane mask → 1.0 / 0.0
+  // v − 2^32·floor((v + 2^31) / 2^32): int32 wrapping of an exact integer; NaN and ±Inf → 0 (as `| 0`)
+  const wrapped = f.local('v128');
+  const wrapInt = () => {
+    f.set(wrapped).get(wrapped).get(wrapped);
+    f.f64(2 ** 31).op('f64x2.splat', 'f64x2.add');
+    f.f64(2 ** -32).op('f64x2.splat', 'f64x2.mul', 'f64x2.floor');
+    f.f64(2 ** 32)
+      .op('f64x2.splat', 'f64x2.mul', 'f64x2.sub')
+      .set(wrapped);
+    f.get(wrapped).get(zero).get(wrapped).get(wrapped).op('f64x2.eq', 'v128.bitselect');
+  };
 
   const load = (input: number, pair: boolean) => {
     const o = input + 1;
@@ -181,6 +196,7 @@ function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], 
       f.get(p[o]);
       if (offset) f.get(offset).op('i32.add');
       if (dtypes[o] === 'float32') f.mem('f32.load').op('f64.promote_f32');
+      else if (dtypes[o] === 'int32') f.mem('i32.load').op('f64.convert_i32_s');
       else f.mem('i32.load8_u').op('f64.convert_i32_u');
     };
     if (pair && unit[o] && dtypes[o] === 'float32') {
@@ -211,7 +227,10 @@ function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], 
         if (e.dtype === 'bool' && e.arg.dtype !== 'bool') {
           f.get(zero).op('f64x2.ne');
           toBool();
-        }
+        } else if (e.dtype === 'int32' && e.arg.dtype === 'float32') {
+          f.op('f64x2.trunc');
+          wrapInt();
+        } else if (e.dtype === 'float32' && e.arg.dtype === 'int32') fround();
         return;
       case 'op': {
         const op = e.op;
@@ -250,6 +269,7 @@ function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], 
         else if (MATH_OPS.has(op)) math[op as 'exp'](t[s.args[0]]);
         else throw new Error(`wasm elementwise: unsupported op ${op}`);
         if (e.dtype === 'float32') fround();
+        else if (e.dtype === 'int32' && op !== 'where') wrapInt();
         return;
       }
     }
@@ -269,10 +289,12 @@ function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], 
       }
       return;
     }
-    f.get(p[0]).get(value).lane('f64x2.extract_lane', 0).op('i32.trunc_f64_s').mem('i32.store8');
+    // int32 values are wrapped already (in range, never NaN): the truncation cannot trap
+    const store = dtypes[0] === 'int32' ? 'i32.store' : 'i32.store8';
+    f.get(p[0]).get(value).lane('f64x2.extract_lane', 0).op('i32.trunc_f64_s').mem(store);
     if (pair) {
       f.get(p[0]).get(st(0, 2)).op('i32.add');
-      f.get(value).lane('f64x2.extract_lane', 1).op('i32.trunc_f64_s').mem('i32.store8');
+      f.get(value).lane('f64x2.extract_lane', 1).op('i32.trunc_f64_s').mem(store);
     }
   };
 
