@@ -3,6 +3,7 @@ import { AdamW, clipGradNorm, LambdaLR, type OptimizerStateDict, warmupCosineLam
 import { fromTypedArray, Generator, type Tensor, tidy } from '@lowrank/tensor';
 import type { CausalLM } from './causal-lm.js';
 import { randomWindows } from './data.js';
+import { exclusive } from './exclusive.js';
 
 /** Options of `LMTrainer`. */
 export interface TrainerOptions {
@@ -24,6 +25,11 @@ export interface TrainerOptions {
   gradClip?: number;
   /** Seed of the batch sampler (default 0). */
   seed?: number;
+  /**
+   * Keep training when a step's loss is NaN or ±Inf (default false: `trainStep` throws, so a
+   * corrupt checkpoint or a diverged run stops instead of saving NaN weights step after step).
+   */
+  allowNonFinite?: boolean;
 }
 
 /** Everything needed to continue a run exactly where it stopped. */
@@ -90,9 +96,15 @@ export class LMTrainer {
 
   /**
    * One optimisation step on a random batch of `tokens`; resolves to the batch's loss. With
-   * `mask`, only tokens whose mask is set are predicted (see `randomWindows`).
+   * `mask`, only tokens whose mask is set are predicted (see `randomWindows`). Steps and
+   * evaluations of one model run one at a time, in call order. A NaN or infinite loss throws
+   * (after the step, which `step` does not count) unless `allowNonFinite` is set.
    */
-  async trainStep(tokens: ArrayLike<number>, mask?: ArrayLike<number>): Promise<number> {
+  trainStep(tokens: ArrayLike<number>, mask?: ArrayLike<number>): Promise<number> {
+    return exclusive(this.model, () => this.runStep(tokens, mask));
+  }
+
+  private async runStep(tokens: ArrayLike<number>, mask?: ArrayLike<number>): Promise<number> {
     const { batchSize, blockSize } = this.options;
     const batch = randomWindows(tokens, batchSize, blockSize, this.sampler, mask);
     this.model.train();
@@ -113,6 +125,11 @@ export class LMTrainer {
     this.scheduler.step();
     const value = (await loss.item()) as number;
     loss.dispose();
+    if (!Number.isFinite(value) && !this.options.allowNonFinite) {
+      throw new Error(
+        `train: the loss of step ${this.step + 1} is ${value}: stopping (corrupt weights or data, or a diverging run: try a lower lr); allowNonFinite (lowrank train --allow-nonfinite) keeps going`,
+      );
+    }
     this.step++;
     this.losses.push([this.step, value]);
     return value;
@@ -160,12 +177,21 @@ export class LMTrainer {
 }
 
 /**
- * Mean causal-LM loss of a model over random windows of a token stream (no gradients).
+ * Mean causal-LM loss of a model over random windows of a token stream (no gradients). It waits
+ * for any training step or evaluation already running on the model (see `LMTrainer.trainStep`).
  *
  * @example
  * const valLoss = await evaluateLM(model, valTokens, { batches: 4, batchSize: 8, blockSize: 128, seed: 7 });
  */
 export async function evaluateLM(
+  model: CausalLM,
+  tokens: ArrayLike<number>,
+  options: { batches: number; batchSize: number; blockSize: number; seed?: number; mask?: ArrayLike<number> },
+): Promise<number> {
+  return exclusive(model, () => evaluateUnshared(model, tokens, options));
+}
+
+async function evaluateUnshared(
   model: CausalLM,
   tokens: ArrayLike<number>,
   options: { batches: number; batchSize: number; blockSize: number; seed?: number; mask?: ArrayLike<number> },

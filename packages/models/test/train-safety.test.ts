@@ -1,0 +1,50 @@
+import { noGrad } from '@lowrank/autograd';
+import { GPT2LMHeadModel, LMTrainer } from '@lowrank/models';
+import { describe, expect, it } from 'vitest';
+
+// no dropout: the two runs compared must draw nothing random but their batches
+const config = {
+  vocab_size: 16,
+  n_positions: 16,
+  n_embd: 8,
+  n_layer: 1,
+  n_head: 2,
+  resid_pdrop: 0,
+  embd_pdrop: 0,
+  attn_pdrop: 0,
+};
+const tokens = Int32Array.from({ length: 400 }, (_, i) => (i * 7 + (i >> 3)) % 16);
+const options = { steps: 10, batchSize: 2, blockSize: 8, lr: 0.05, seed: 1 };
+const trainer = (seed = 3) => new LMTrainer(new GPT2LMHeadModel(config, { seed }), [], options);
+function make(seed = 3, extra: { allowNonFinite?: boolean } = {}): LMTrainer {
+  const model = new GPT2LMHeadModel(config, { seed });
+  return new LMTrainer(model, model.parameters(), { ...options, ...extra });
+}
+
+describe('LMTrainer safety', () => {
+  it('an evaluation and a step started together run one after the other, in call order', async () => {
+    expect(() => trainer()).toThrow(/no trainable parameters/);
+    const reference = make();
+    const before = await reference.evaluate(tokens, 2);
+    await reference.trainStep(tokens);
+    const after = await reference.evaluate(tokens, 2);
+    expect(after).not.toBe(before); // the step changes the loss: the test can tell them apart
+
+    const t = make();
+    const [e1, , e2] = await Promise.all([t.evaluate(tokens, 2), t.trainStep(tokens), t.evaluate(tokens, 2)]);
+    expect([e1, e2]).toEqual([before, after]);
+    expect(t.model.training).toBe(true);
+  });
+
+  it('a NaN loss stops the run with a clear error; allowNonFinite keeps going', async () => {
+    const poison = (t: LMTrainer) => noGrad(() => t.model.parameters()[0].fill_(Number.NaN)); // the token embedding
+    const t = make();
+    poison(t);
+    await expect(t.trainStep(tokens)).rejects.toThrow(/the loss of step 1 is NaN: stopping .*allowNonFinite/);
+    expect(t.step).toBe(0);
+    const k = make(3, { allowNonFinite: true });
+    poison(k);
+    expect(await k.trainStep(tokens)).toBeNaN();
+    expect(k.step).toBe(1);
+  });
+});
