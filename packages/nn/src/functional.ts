@@ -2,6 +2,7 @@ import {
   arange,
   defaultGenerator,
   fromTypedArray,
+  scaledDotProductAttention as fusedAttention,
   layerNorm as fusedLayerNorm,
   rmsNorm as fusedRmsNorm,
   type Generator,
@@ -134,19 +135,30 @@ export interface AttentionOptions {
    * float: added to the scores. Broadcast to [..., L, S].
    */
   attnMask?: Tensor | null;
-  /** Apply the causal (lower-triangular) mask. */
+  /** Alias of `attnMask`. */
+  mask?: Tensor | null;
+  /** Apply the causal (lower-triangular, top-left aligned) mask. */
   isCausal?: boolean;
+  /** Alias of `isCausal`. */
+  causal?: boolean;
   /** Score scale; default 1/√E. */
   scale?: number;
   /** Dropout probability on the attention weights (default 0). */
   dropoutP?: number;
   /** Generator for the dropout mask (default: the global one). */
   generator?: Generator;
+  /**
+   * Grouped-query attention (PyTorch's name): q [..., H, L, E] with k/v [..., Hkv, S, E],
+   * H % Hkv = 0; query head h reads kv head ⌊h / (H/Hkv)⌋.
+   */
+  enableGqa?: boolean;
 }
 
 /**
  * softmax(q·kᵀ·scale + mask)·v. q [..., L, E], k [..., S, E], v [..., S, Ev] → [..., L, Ev].
- * A row with every key masked gives NaN, as in PyTorch.
+ * A row with every key masked gives NaN, as in PyTorch. One fused kernel and its fused gradient
+ * (`lr.scaledDotProductAttention`: no [L, S] scores stored); with `dropoutP > 0` the ops are
+ * composed instead (the dropout mask is drawn on the host over the [..., L, S] weights).
  *
  * @example
  * const q = lr.randn([2, 4, 8]); // [batch, L, E]
@@ -158,7 +170,13 @@ export function scaledDotProductAttention(
   v: Tensor,
   options: AttentionOptions = {},
 ): Tensor {
-  return attentionWithWeights(q, k, v, options).output;
+  if (options.dropoutP) return attentionWithWeights(q, k, v, options).output;
+  return fusedAttention(q, k, v, {
+    attnMask: options.attnMask ?? options.mask ?? null,
+    isCausal: options.isCausal ?? options.causal,
+    scale: options.scale,
+    enableGqa: options.enableGqa,
+  });
 }
 
 /**
@@ -193,10 +211,32 @@ export function attentionWithWeights(
   const l = q.shape[q.rank - 2];
   const s = k.shape[k.rank - 2];
   const scale = options.scale ?? 1 / Math.sqrt(e);
-  const mask = options.attnMask ?? null;
+  const mask = options.attnMask ?? options.mask ?? null;
+  if (options.enableGqa) {
+    // k/v [..., Hkv, S, E] read by H query heads: [..., Hkv, 1, S, E] against q [..., Hkv, H/Hkv, L, E]
+    const h = q.shape[q.rank - 3];
+    const hkv = k.shape[k.rank - 3];
+    if (q.rank < 3 || k.rank !== q.rank || v.rank !== q.rank || !(hkv > 0 && h % hkv === 0)) {
+      throw new OpError(
+        'attention',
+        `enableGqa: expected q [..., H, L, E], k/v [..., Hkv, S, E] with H % Hkv = 0, got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}`,
+      );
+    }
+    const lead = q.shape.slice(0, -3);
+    const g = (t: Tensor): Tensor => t.reshape([...t.shape.slice(0, -3), hkv, 1, ...t.shape.slice(-2)]);
+    const qg = q.reshape([...lead, hkv, h / hkv, l, e]);
+    const m =
+      mask && mask.rank >= 3 ? mask.expand([...lead, h, l, s]).reshape([...lead, hkv, h / hkv, l, s]) : mask;
+    const r = attentionWithWeights(qg, g(k), g(v), { ...options, enableGqa: false, attnMask: m, mask: null });
+    return {
+      output: r.output.reshape([...lead, h, l, v.shape[v.rank - 1]]),
+      weights: r.weights.reshape([...lead, h, l, s]),
+    };
+  }
+  const causal = options.isCausal ?? options.causal;
   return composite([q, k, v, mask], () => {
     let scores = matmul(q, k.transpose(-2, -1)).mul(scale); // [..., L, S]
-    if (options.isCausal) scores = where(causalMask(l, s, q.device), scores, Number.NEGATIVE_INFINITY);
+    if (causal) scores = where(causalMask(l, s, q.device), scores, Number.NEGATIVE_INFINITY);
     if (mask) {
       scores = mask.dtype === 'bool' ? where(mask, scores, Number.NEGATIVE_INFINITY) : scores.add(mask);
     }

@@ -58,6 +58,39 @@ export interface CrossEntropyRowsParams {
   writeGrad: boolean;
 }
 
+/**
+ * Options of the `attention` kernels. Views are 4-D: q [B, H, L, E], k [B, Hkv, S, E],
+ * v [B, Hkv, S, Ev] (any strides; H a multiple of Hkv, query head h reads kv head ⌊h / (H/Hkv)⌋),
+ * the mask [B, H, L, S] (float32 added to the scores, or bool: true = may attend; 0-strides
+ * where broadcast), out and its gradient [B, H, L, Ev], lse [B, H, L].
+ */
+export interface AttentionParams {
+  /** Factor of q·kᵀ. */
+  scale: number;
+  /** Query i attends to keys j ≤ i only (top-left aligned, as PyTorch's is_causal). */
+  causal: boolean;
+  /** Forward only: also return the rows' logsumexp (what the backward kernel reads). */
+  lse: boolean;
+}
+
+/** What the `attention` kernel returns. */
+export interface AttentionOutput {
+  /** softmax(q·kᵀ·scale + mask)·v, contiguous [B, H, L, Ev]. */
+  readonly out: Storage;
+  /** logsumexp of each row of masked scores [B, H, L] (−∞ for a row with no key), or null. */
+  readonly lse: Storage | null;
+}
+
+/** What the `attentionBackward` kernel returns, contiguous, shaped like q, k and v (kv heads). */
+export interface AttentionGrads {
+  /** [B, H, L, E]. */
+  readonly dq: Storage;
+  /** [B, Hkv, S, E], summed over the query heads of each kv head. */
+  readonly dk: Storage;
+  /** [B, Hkv, S, Ev], summed likewise. */
+  readonly dv: Storage;
+}
+
 /** Reductions of the `reduce` kernel. */
 export type ReduceOp = 'sum' | 'prod' | 'max' | 'min' | 'argmax' | 'argmin';
 
@@ -167,6 +200,27 @@ export interface KernelTable {
     k: number,
     n: number,
   ): Storage;
+  /**
+   * Fused attention (views and shapes as `AttentionParams` says): per row, the softmax of the
+   * scaled, masked scores against every key, times v, without an [L, S] matrix in memory. A row
+   * whose keys are all masked gives NaN (as the composed softmax of only −∞).
+   */
+  attention(q: View, k: View, v: View, mask: View | null, params: AttentionParams): AttentionOutput;
+  /**
+   * Gradients of `attention` from its output, the output's gradient and the lse it kept:
+   * p = exp(s − lse), D = rowsum(grad·out), ds = p·(grad·vᵀ − D); dq = scale·ds·k,
+   * dk = scale·dsᵀ·q, dv = pᵀ·grad (dk and dv summed over the query heads sharing a kv head).
+   */
+  attentionBackward(
+    q: View,
+    k: View,
+    v: View,
+    mask: View | null,
+    out: View,
+    grad: View,
+    lse: View,
+    params: AttentionParams,
+  ): AttentionGrads;
   /** torch.gather: out[i…] = x[i… with index[i…] at `dim`]; out has index's shape. */
   gather(x: View, dim: number, index: View): Storage;
   /** torch.index_select with a 1-D int32 index. */

@@ -10,6 +10,9 @@ import './tensor-methods.js';
 
 export type {
   AdamUpdateParams,
+  AttentionGrads,
+  AttentionOutput,
+  AttentionParams,
   Backend,
   BinaryOp,
   CrossEntropyRowsParams,
@@ -77,6 +80,7 @@ export { KERNEL_NAMES } from './kernel-names.js';
 export type {
   CrossEntropyAttrs,
   LoraMatmulAttrs,
+  AttentionAttrs,
   NormAttrs,
   OpAttrs,
   OpName,
@@ -153,6 +157,12 @@ export {
   linearCrossEntropyBackward,
   rowCrossEntropy,
 } from './ops/loss.js';
+export {
+  type AttentionInputGrads,
+  type ScaledDotProductAttentionOptions,
+  scaledDotProductAttention,
+  scaledDotProductAttentionBackward,
+} from './ops/attention.js';
 export { matmul } from './ops/matmul.js';
 export {
   layerNorm,

@@ -11,6 +11,8 @@ export const KERNEL_NAMES: readonly KernelName[] = [
   'normParamGrad',
   'matmul',
   'loraMatmul',
+  'attention',
+  'attentionBackward',
   'gather',
   'indexSelect',
   'scatterAdd',

@@ -1,4 +1,5 @@
 import type { RuleTable } from '../rule.js';
+import { attentionRules } from './attention.js';
 import { combineRules } from './combine.js';
 import { elementwiseRules } from './elementwise.js';
 import { indexingRules } from './indexing.js';
@@ -22,4 +23,5 @@ export const RULES: RuleTable = {
   ...normRules,
   ...swigluRules,
   ...lossRules,
+  ...attentionRules,
 };

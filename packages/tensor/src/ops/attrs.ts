@@ -149,6 +149,8 @@ export interface OpAttrs extends ElementwiseAttrs {
     /** The bias (if any), kept with `recompute`. */
     recomputeBias: Tensor | null;
   };
+  /** `scaledDotProductAttention(q, k, v, options)` (ops/attention.ts): see `AttentionAttrs`. */
+  scaledDotProductAttention: AttentionAttrs;
   /** `cat(tensors, dim)`: the dim concatenated along. */
   cat: {
     /** The dim, normalised to be non-negative. */
@@ -174,6 +176,23 @@ export interface NormAttrs {
   mean?: Tensor;
   /** Each row's 1/√(var + eps) (when recorded). */
   rstd?: Tensor;
+}
+
+/**
+ * Attributes of the fused attention (ops/attention.ts). Its inputs are `[q, k, v, mask?]`; `lse`
+ * (each row's logsumexp, [..., L]) is a residual computed only when the op is recorded.
+ */
+export interface AttentionAttrs {
+  /** Factor of q·kᵀ. */
+  scale: number;
+  /** Top-left aligned causal masking. */
+  causal: boolean;
+  /** Grouped-query heads (k/v have fewer heads than q). */
+  enableGqa: boolean;
+  /** The mask input's kind, or null without one. */
+  mask: 'bool' | 'float' | null;
+  /** logsumexp of each row of masked scores (when recorded). */
+  lse?: Tensor;
 }
 
 /** Options shared by the fused cross-entropy ops (PyTorch's meaning for each). */

@@ -3,6 +3,7 @@ import type { TypedArray } from '../../dtype.js';
 import { registerBackend, registerKernels } from '../../engine/registry.js';
 import { OpError } from '../../errors.js';
 import type { Storage } from '../../storage.js';
+import { attention, attentionBackward } from './attention.js';
 import { crossEntropyRows } from './cross-entropy.js';
 import { elementwise } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
@@ -50,6 +51,8 @@ export const cpuKernels = {
   normParamGrad,
   matmul,
   loraMatmul,
+  attention,
+  attentionBackward,
   gather,
   indexSelect,
   scatterAdd,

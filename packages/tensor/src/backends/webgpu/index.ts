@@ -9,6 +9,8 @@ import {
 } from '../../engine.js';
 import type { Storage } from '../../storage.js';
 import { acquireGPU } from './acquire.js';
+import { attention } from './attention.js';
+import { attentionBackward } from './attention-backward.js';
 import { ELEMENT_BYTES, WebGPUContext } from './context.js';
 import { crossEntropyRows } from './cross-entropy.js';
 import { elementwise } from './elementwise.js';
@@ -47,6 +49,9 @@ function kernelsOf(c: WebGPUContext): KernelTable {
     matmul: (a, b, batch, m, k, n) => skinnyMatmul(c, a, b, batch, m, k, n) ?? matmul(c, a, b, batch, m, k, n),
     loraMatmul: (a, w, index, residual, alpha, batch, m, k, n) =>
       loraMatmul(c, a, w, index, residual, alpha, batch, m, k, n),
+    attention: (q, k, v, mask, params) => attention(c, q, k, v, mask, params),
+    attentionBackward: (q, k, v, mask, out, grad, lse, params) =>
+      attentionBackward(c, q, k, v, mask, out, grad, lse, params),
     gather: (x, dim, index) => gather(c, x, dim, index),
     indexSelect: (x, dim, index) => indexSelect(c, x, dim, index),
     scatterAdd: (target, dim, index, src) => scatterAdd(c, target, dim, index, src),

@@ -1,0 +1,79 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import * as lr from '../../src/index.js';
+import { composedAttention, maxDiff } from '../attention-reference.js';
+import { initWebGPU } from './helpers.js';
+
+/**
+ * The WebGPU flash-attention forward kernel against the composed ops on the CPU: shapes around the tiles (L, S not multiples of 32/64), causal, GQA,
+ * bool and float masks with fully masked rows, decode (L = 1), head dims up to 128, strided q/k/v.
+ * The backward kernels are checked in packages/autograd/test/attention-webgpu.test.ts.
+ */
+const skip = await initWebGPU();
+
+afterAll(() => {
+  if (!skip) lr.setDefaultDevice('cpu');
+});
+
+interface Case {
+  b: number;
+  hkv: number;
+  g: number;
+  l: number;
+  s: number;
+  e: number;
+  ev: number;
+  causal: boolean;
+  mask: 'none' | 'bool' | 'float';
+}
+
+// few cases: each distinct (E, Ev, mask, causal) compiles a pipeline, ~15 s on lavapipe
+const CASES: Case[] = [
+  { b: 2, hkv: 1, g: 2, l: 70, s: 70, e: 16, ev: 16, causal: true, mask: 'none' },
+  { b: 1, hkv: 2, g: 4, l: 33, s: 45, e: 13, ev: 5, causal: false, mask: 'bool' },
+  { b: 1, hkv: 1, g: 2, l: 1, s: 130, e: 128, ev: 128, causal: false, mask: 'float' },
+];
+
+function inputs(c: Case, seed: number) {
+  lr.manualSeed(seed);
+  const h = c.hkv * c.g;
+  const q = lr.randn([c.b, h, c.l, c.e]);
+  const k = lr.randn([c.b, c.hkv, c.s, c.e]);
+  const v = lr.randn([c.b, c.hkv, c.s, c.ev]);
+  let mask: lr.Tensor | null = null;
+  if (c.mask === 'bool') mask = lr.rand([c.b, 1, c.l, c.s]).gt(0.4);
+  if (c.mask === 'float') {
+    const r = lr.rand([1, h, c.l, c.s]);
+    mask = lr.where(r.gt(0.7), Number.NEGATIVE_INFINITY, r);
+  }
+  return { q, k, v, mask };
+}
+
+describe.skipIf(skip !== null)(`flash attention on webgpu${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('forward kernel matches the composed ops on the CPU', async () => {
+    let seed = 0;
+    for (const c of CASES) {
+      const { q, k, v, mask } = inputs(c, seed++);
+      const ref = composedAttention(q, k, v, { causal: c.causal, mask });
+      const [qg, kg, vg, mg] = await Promise.all([q, k, v, mask].map((t) => t && t.to('webgpu')));
+      const got = lr.scaledDotProductAttention(qg!, kg!, vg!, {
+        causal: c.causal,
+        mask: mg,
+        enableGqa: c.g > 1,
+      });
+      expect(maxDiff(await got.data(), await ref.data()), JSON.stringify(c)).toBeLessThan(2e-5);
+    }
+  }, 300_000);
+
+  it('reads strided GPT-2 heads on the GPU', async () => {
+    const [b, t, nh, hs] = [2, 45, 3, 64];
+    const c = nh * hs;
+    lr.manualSeed(3);
+    const qkv = lr.randn([b, t, 3 * c]);
+    const heads = (x: lr.Tensor) => x.split(c, 2).map((y) => y.reshape([b, t, nh, hs]).transpose(1, 2));
+    const [q, k, v] = heads(qkv);
+    const [qg, kg, vg] = heads(await qkv.to('webgpu'));
+    const want = lr.scaledDotProductAttention(q, k, v, { causal: true });
+    const got = lr.scaledDotProductAttention(qg, kg, vg, { causal: true });
+    expect(maxDiff(await got.data(), await want.data())).toBeLessThan(1e-5);
+  }, 120_000);
+});
