@@ -15,7 +15,10 @@ import { metaStruct, u } from './wgsl.js';
  *  - split-K when there are too few tiles for the GPU (K = 4096 reductions to [768, r]): each
  *    K chunk writes its partial block to a scratch buffer and a second kernel sums the chunks in
  *    order (deterministic: no float atomics);
+ *  - N ≤ 16 with contiguous rows of A (shrink, dh at r ≤ 16): a row kernel, 32 invocations per
+ *    row striding over K (`rowdotShader`);
  *  - tiny inner dim (K ≤ 64, `loraMatmul`'s fused expand): 64×64 tiles.
+ * Which matmuls come here at all is `takes` (fitted to an H200 sweep).
  * Operand loads are mapped so that neighbouring invocations read along whichever dim is
  * contiguous. The same generator serves `loraMatmul`: out = residual + α·a·w[index[b]], the
  * fused "scaled and added into the base output" expand and the per-sample-adapter (BGMV) gather.
