@@ -8,7 +8,8 @@
  *   lowrank merge --model runs/char --adapter runs/e2e --out runs/merged
  *   lowrank inspect runs/e2e
  *
- * Errors (bad flags, missing files) print one line and exit with status 1.
+ * Errors (bad flags, missing files, a corrupt checkpoint) print their whole message and exit with
+ * status 1.
  */
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -28,6 +29,8 @@ import { HFTokenizer, isHFTokenizerJson } from './hf-tokenizer.js';
 import { AutoModelForCausalLM, loadTokenizer, readBytes, readJSON, savePretrained } from './node.js';
 import { CharTokenizer, type Tokenizer, type TokenizerSpec, tokenizerFromSpec } from './tokenizer.js';
 import { LMTrainer } from './train.js';
+import { checkTrainArgs, TRAIN_DEFAULTS, type TrainArgs } from './train-args.js';
+import { TrainProgress } from './train-progress.js';
 
 /** A failure the user caused: printed as one line, exit status 1. */
 class CliError extends Error {}
@@ -65,62 +68,6 @@ async function useDevice(wanted: string): Promise<Device> {
 // ---------------------------------------------------------------------------------------------
 // train
 
-interface TrainArgs {
-  data: string;
-  format: 'text' | 'e2e';
-  out: string;
-  init?: string;
-  model?: string;
-  tokenizer: 'char' | 'byte' | 'gpt2';
-  nEmbd: number;
-  nLayer: number;
-  nHead: number;
-  nPositions: number;
-  dropout: number;
-  lora: boolean;
-  r: number;
-  alpha: number;
-  targets: string[];
-  loraDropout: number;
-  steps: number;
-  batchSize: number;
-  blockSize: number;
-  lr: number;
-  warmup: number;
-  weightDecay: number;
-  gradClip: number;
-  seed: number;
-  saveEvery: number;
-  evalEvery: number;
-  device: string;
-}
-
-const TRAIN_DEFAULTS: Omit<TrainArgs, 'data' | 'out'> = {
-  format: 'text',
-  tokenizer: 'char',
-  nEmbd: 64,
-  nLayer: 2,
-  nHead: 4,
-  nPositions: 128,
-  dropout: 0,
-  lora: false,
-  r: 8,
-  alpha: 16,
-  targets: ['c_attn'],
-  loraDropout: 0,
-  steps: 100,
-  batchSize: 8,
-  blockSize: 64,
-  lr: 1e-3,
-  warmup: 0,
-  weightDecay: 0.01,
-  gradClip: 1,
-  seed: 0,
-  saveEvery: 50,
-  evalEvery: 0,
-  device: 'cpu',
-};
-
 /** defaults < --config JSON < flags given on the command line. */
 function resolveTrainArgs(cmd: Command): TrainArgs {
   const opts = cmd.opts<Record<string, unknown>>();
@@ -129,10 +76,9 @@ function resolveTrainArgs(cmd: Command): TrainArgs {
   const configPath = opts.config as string | undefined;
   if (configPath) {
     const json = readJSON(configPath, 'train config');
+    const errors = checkTrainArgs(json, `train config ${configPath}`, false);
+    if (errors.length > 0) throw new CliError(errors.join('\n'));
     for (const [k, v] of Object.entries(json)) {
-      if (!(k in TRAIN_DEFAULTS) && k !== 'data' && k !== 'out' && k !== 'init' && k !== 'model') {
-        throw new CliError(`train config ${configPath}: unknown key '${k}'`);
-      }
       merged[k] = v;
       fromConfig.add(k);
     }
@@ -178,7 +124,7 @@ async function loadModel(dir: string, device: Device): Promise<AutoCausalLM> {
   try {
     return await AutoModelForCausalLM.fromPretrained(dir, { device });
   } catch (e) {
-    throw new CliError((e as Error).message.split('\n')[0]);
+    throw new CliError((e as Error).message);
   }
 }
 
@@ -254,9 +200,15 @@ async function train(cmd: Command): Promise<void> {
     const saved = argsFile(opts.out);
     if (!existsSync(saved))
       throw new CliError(`train --resume: no run to resume in ${opts.out} (${saved} not found)`);
-    a = readJSON(saved, 'saved train args') as unknown as TrainArgs;
-    // a resumed run may be extended
-    if (cmd.getOptionValueSource('steps') === 'cli') a.steps = cmd.opts<{ steps: number }>().steps;
+    const json = readJSON(saved, 'saved train args');
+    const errors = checkTrainArgs(json, `train --resume: ${saved}`, true);
+    if (errors.length > 0) throw new CliError(errors.join('\n'));
+    a = { ...TRAIN_DEFAULTS, ...json } as TrainArgs;
+    // the run lives where it is now: a copied or renamed run trains in its new directory
+    a.out = opts.out;
+    // a resumed run may be extended, and these flags may change
+    for (const k of ['steps', 'allowNonfinite', 'finalEval'] as const)
+      if (cmd.getOptionValueSource(k) === 'cli') Object.assign(a, { [k]: cmd.opts()[k] });
   } else {
     a = resolveTrainArgs(cmd);
   }
@@ -303,6 +255,7 @@ async function train(cmd: Command): Promise<void> {
       weightDecay: a.weightDecay,
       gradClip: a.gradClip,
       seed: a.seed,
+      allowNonFinite: a.allowNonfinite,
     });
   } catch (e) {
     throw new CliError((e as Error).message);
@@ -333,22 +286,33 @@ async function train(cmd: Command): Promise<void> {
   );
   const t0 = performance.now();
   const stopAt = cmd.opts<{ stopAfter?: number }>().stopAfter ?? Number.POSITIVE_INFINITY;
-  while (trainer.step < a.steps) {
-    if (trainer.step >= stopAt) {
-      await saveCheckpoint(ckpt, state());
-      console.log(`stopped at step ${trainer.step} (--stop-after); continue with --resume`);
-      return;
+  const progress = new TrainProgress(trainer.step, a.steps, a.batchSize * a.blockSize);
+  let lastVal: number | null = null;
+  try {
+    while (trainer.step < a.steps) {
+      if (trainer.step >= stopAt) {
+        await saveCheckpoint(ckpt, state());
+        progress.stop();
+        console.log(`stopped at step ${trainer.step} (--stop-after); continue with --resume`);
+        return;
+      }
+      const loss = await trainer.trainStep(train.tokens, train.mask);
+      const s = trainer.step;
+      const evalNow = a.evalEvery > 0 && (s % a.evalEvery === 0 || s === a.steps);
+      const v = evalNow ? await trainer.evaluate(val.tokens, 2, 1234, val.mask) : null;
+      if (v !== null) lastVal = s === a.steps ? v : null;
+      progress.update(s, loss, v, trainer.lr);
+      if (s % a.saveEvery === 0 || s === a.steps) await saveCheckpoint(ckpt, state());
     }
-    const loss = await trainer.trainStep(train.tokens, train.mask);
-    const s = trainer.step;
-    const evalNow = a.evalEvery > 0 && (s % a.evalEvery === 0 || s === a.steps);
-    const valText = evalNow
-      ? ` val ${(await trainer.evaluate(val.tokens, 2, 1234, val.mask)).toFixed(4)}`
-      : '';
-    console.log(`step ${s}/${a.steps} loss ${loss.toFixed(4)}${valText} lr ${trainer.lr.toExponential(2)}`);
-    if (s % a.saveEvery === 0 || s === a.steps) await saveCheckpoint(ckpt, state());
+  } finally {
+    progress.stop();
   }
   const seconds = (performance.now() - t0) / 1000;
+  if (a.finalEval !== false) {
+    // the held-out loss of the final weights, unless the last step already measured it
+    const v = lastVal ?? (await trainer.evaluate(val.tokens, 2, 1234, val.mask));
+    console.log(`validation loss ${v.toFixed(4)} at step ${trainer.step} (2 held-out batches)`);
+  }
   if (lora) {
     const saved = await saveAdapter(lora, a.out);
     if (built.tokenizerSpec)
@@ -389,9 +353,7 @@ async function loadWithAdapter(modelDir: string, adapterDir: string | undefined,
         onWarning: () => {},
       });
     } catch (e) {
-      throw new CliError(
-        `adapter ${adapterDir} does not fit model ${modelDir}: ${(e as Error).message.split('\n')[0]}`,
-      );
+      throw new CliError(`adapter ${adapterDir} does not fit model ${modelDir}: ${(e as Error).message}`);
     }
   }
   return { model, lora, tokenizer: loadTokenizer(modelDir, model.config.vocab_size) };
@@ -547,11 +509,32 @@ function inspectCmd(path: string, o: { json?: boolean }): void {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * Appends each train flag's default to its help line. The defaults are not commander defaults:
+ * a value from --config must win over them, and commander cannot tell a default from a flag.
+ */
+function showDefaults(train: Command): void {
+  const defaults = TRAIN_DEFAULTS as unknown as Record<string, unknown>;
+  for (const o of train.options) {
+    const v = defaults[o.attributeName()];
+    if (v === undefined || typeof v === 'boolean' || o.description.includes('default')) continue;
+    o.description += ` (default: ${Array.isArray(v) ? v.join(' ') : String(v)})`;
+  }
+}
+
+/** This package's version (package.json next to src/ and dist/). */
+function version(): string {
+  const json = readJSON(new URL('../package.json', import.meta.url).pathname, 'package.json');
+  return String(json.version);
+}
+
 export function makeProgram(): Command {
   const program = new Command('lowrank')
     .description('Train, fine-tune (LoRA), generate with, merge and inspect GPT-2 checkpoints.')
+    .version(version(), '-V, --version', 'print the version')
     .configureOutput({
-      outputError: (s, write) => write(`lowrank: ${s.split('\n')[0].replace(/^error: /, '')} (see --help)\n`),
+      // the whole message: commander's second line holds hints such as "(Did you mean --data?)"
+      outputError: (s, write) => write(`lowrank: ${s.trimEnd().replace(/^error: /, '')} (see --help)\n`),
     })
     .exitOverride();
 
@@ -587,10 +570,13 @@ export function makeProgram(): Command {
     .option('--save-every <n>', 'checkpoint every n steps', int())
     .option('--eval-every <n>', 'validation loss every n steps (0: never)', int(0))
     .addOption(new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'webgpu']))
+    .option('--allow-nonfinite', 'keep training when a loss is NaN or infinite (default: stop with an error)')
+    .option('--no-final-eval', 'skip the validation loss printed at the end')
     .addOption(
       new Option('--stop-after <n>', 'stop (with a checkpoint) after step n').argParser(int()).hideHelp(),
     )
     .action(async (_o, cmd: Command) => train(cmd));
+  showDefaults(program.commands.find((c) => c.name() === 'train')!);
 
   program
     .command('generate')
@@ -639,7 +625,7 @@ export async function main(argv: string[]): Promise<number> {
       // help and version exit 0; commander already printed its one-line error
       return err.exitCode ?? 1;
     }
-    console.error(`lowrank: ${(err.message ?? String(e)).split('\n')[0]}`);
+    console.error(`lowrank: ${err.message ?? String(e)}`);
     if (!(e instanceof CliError) && process.env.LOWRANK_DEBUG) console.error(e);
     return 1;
   }

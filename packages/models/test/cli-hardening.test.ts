@@ -1,0 +1,117 @@
+import { execFile } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+
+/** Runs the CLI as a user would (a new Node process over the sources). */
+const cliPath = new URL('../src/cli.ts', import.meta.url).pathname;
+const root = new URL('../../../', import.meta.url).pathname;
+async function lowrank(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await promisify(execFile)(
+      process.execPath,
+      ['--conditions=source', '--import', 'tsx', cliPath, ...args],
+      {
+        cwd: root,
+        env: { ...process.env, LOWRANK_DEBUG: '' },
+      },
+    );
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'lowrank-cli-hard-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const text = join(dir, 'text.txt');
+writeFileSync(
+  text,
+  readFileSync(new URL('../../../data/tinyshakespeare/input.txt', import.meta.url), 'utf8').slice(0, 8000),
+);
+const small = [
+  '--tokenizer',
+  'byte',
+  '--n-embd',
+  '8',
+  '--n-layer',
+  '1',
+  '--n-head',
+  '2',
+  '--n-positions',
+  '16',
+];
+const tiny = [...small, '--block-size', '16', '--batch-size', '2', '--data', text];
+
+describe('lowrank CLI: everyday use and bad input', () => {
+  it('--version, defaults in train --help, whole error messages with their hints', async () => {
+    const [v, help, typo] = await Promise.all([
+      lowrank('--version'),
+      lowrank('train', '--help'),
+      lowrank('train', '--dat', text),
+    ]);
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    expect(v.code).toBe(0);
+    expect(v.stdout.trim()).toBe(pkg.version);
+    expect(help.stdout).toMatch(/--steps <n>\s+optimizer steps \(default: 100\)/);
+    expect(help.stdout).toMatch(/--targets <names\.\.\.>[\s\S]*\(default: c_attn\)/);
+    expect(help.stdout).toMatch(/--allow-nonfinite/);
+    expect(typo.code).not.toBe(0);
+    expect(typo.stderr).toMatch(/unknown option '--dat'/);
+    expect(typo.stderr).toMatch(/Did you mean --data\?/);
+  }, 60_000);
+
+  it('a copied and renamed run resumes in its new directory; the original is untouched', async () => {
+    const original = join(dir, 'original');
+    const first = await lowrank('train', ...tiny, '--out', original, '--steps', '3', '--stop-after', '1');
+    expect(first.code, first.stderr).toBe(0);
+    const copy = join(dir, 'copy');
+    cpSync(original, copy, { recursive: true });
+    const renamed = join(dir, 'renamed');
+    renameSync(original, renamed);
+    const r = await lowrank('train', '--resume', '--out', copy);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/resumed .*copy at step 1\/3/);
+    expect(r.stdout).toMatch(/validation loss [\d.]+ at step 3/); // by default at the end
+    expect(existsSync(join(copy, 'model.safetensors'))).toBe(true);
+    expect(existsSync(join(renamed, 'model.safetensors'))).toBe(false);
+    expect(existsSync(original)).toBe(false);
+  }, 90_000);
+
+  it('a resumed run with a bad argument or corrupt tensor data is refused, naming what is wrong', async () => {
+    const run = join(dir, 'run');
+    const first = await lowrank('train', ...tiny, '--out', run, '--steps', '2', '--stop-after', '1');
+    expect(first.code, first.stderr).toBe(0);
+    const argsPath = join(run, 'train_args.json');
+    const args = JSON.parse(readFileSync(argsPath, 'utf8'));
+    const ckpt = join(run, 'checkpoint.safetensors');
+    const bytes = readFileSync(ckpt);
+
+    const badArgs = join(dir, 'bad-args');
+    cpSync(run, badArgs, { recursive: true });
+    writeFileSync(
+      join(badArgs, 'train_args.json'),
+      JSON.stringify({ ...args, steps: -7, lr: 'x', bogus: 1 }),
+    );
+    const corrupt = join(dir, 'corrupt');
+    cpSync(run, corrupt, { recursive: true });
+    const flipped = Buffer.from(bytes);
+    flipped.fill(0xff, flipped.length - 8);
+    writeFileSync(join(corrupt, 'checkpoint.safetensors'), flipped);
+
+    const [a, c] = await Promise.all([
+      lowrank('train', '--resume', '--out', badArgs),
+      lowrank('train', '--resume', '--out', corrupt),
+    ]);
+    expect(a.code).not.toBe(0);
+    // every problem, one per line
+    expect(a.stderr).toMatch(
+      /'steps' must be an integer ≥ 1, got -7\n.*'lr' must be a number in \[0, Infinity\], got "x"\n.*unknown key 'bogus'/,
+    );
+    expect(c.code).not.toBe(0);
+    expect(c.stderr).toMatch(/tensor data is corrupt: checksum/);
+  }, 90_000);
+});
