@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { loraMatmul as tsLoraMatmul } from '../../src/backends/cpu/lora-matmul.js';
 import { softmax as tsSoftmax } from '../../src/backends/cpu/reduce.js';
 import { serialExecutor } from '../../src/backends/wasm/matmul.js';
 import { WorkerPool } from '../../src/backends/wasm/pool.js';
@@ -129,5 +130,36 @@ describe('Wasm softmax', () => {
       }
     }
     expect(ran).toEqual(new Set(['softmax'])); // the Wasm kernel ran, not the TypeScript fallback
+  });
+});
+
+describe('Wasm loraMatmul', () => {
+  const k = wasmKernelTable(rt, serialExecutor(rt));
+  it('matches the TypeScript kernel: residual + α·a·w, transposed a, no residual, an index', () => {
+    const [batch, m, kk, n] = [2, 17, 8, 33];
+    const a = view(randomArray(batch * m * kk), [batch, m, kk]);
+    const aT: View = {
+      ...view(randomArray(batch * kk * m), [batch, kk, m]),
+      shape: [batch, m, kk],
+      strides: [kk * m, 1, m],
+    };
+    const w = view(randomArray(batch * kk * n), [batch, kk, n]);
+    const res = view(randomArray(batch * m * n), [batch, m, n]);
+    const index = {
+      storage: rt.storages.upload(new Int32Array([1, 0]), 'int32'),
+      shape: [2],
+      strides: [1],
+      offset: 0,
+    };
+    for (const [x, r, idx, alpha] of [
+      [a, res, null, 2],
+      [aT, res, null, 0.5],
+      [a, null, null, 3],
+      [a, res, index, 2],
+    ] as const) {
+      const got = k.loraMatmul(x, w, idx, r, alpha, batch, m, kk, n).handle as Float32Array;
+      const want = tsLoraMatmul(x, w, idx, r, alpha, batch, m, kk, n).handle as Float32Array;
+      for (let i = 0; i < want.length; i++) expect(got[i]).toBeCloseTo(want[i], 4);
+    }
   });
 });

@@ -4,9 +4,11 @@ import { isContiguous, sizeOf } from '../../shape.js';
 import type { View } from '../../storage.js';
 import { elementwise as tsElementwise } from '../cpu/elementwise.js';
 import { gather as tsGather, indexSelect as tsIndexSelect } from '../cpu/indexing.js';
+import { loraMatmul as tsLoraMatmul } from '../cpu/lora-matmul.js';
 import { adamUpdate as tsAdamUpdate } from '../cpu/optim.js';
 import { reduce as tsReduce, softmax as tsSoftmax } from '../cpu/reduce.js';
 import { WasmElementwise } from './elementwise.js';
+import { wasmLoraMatmul } from './lora.js';
 import { type Executor, wasmMatmul } from './matmul.js';
 import type { WasmRuntime } from './runtime.js';
 
@@ -46,7 +48,7 @@ export function wasmKernelTable(
   exec: Executor,
 ): Pick<
   KernelTable,
-  'elementwise' | 'matmul' | 'reduce' | 'softmax' | 'adamUpdate' | 'gather' | 'indexSelect'
+  'elementwise' | 'matmul' | 'loraMatmul' | 'reduce' | 'softmax' | 'adamUpdate' | 'gather' | 'indexSelect'
 > {
   const mem = rt.storages;
 
@@ -188,5 +190,7 @@ export function wasmKernelTable(
     return out;
   };
 
-  return { elementwise, matmul: wasmMatmul(rt, exec), reduce, softmax, adamUpdate, gather, indexSelect };
+  const matmul = wasmMatmul(rt, exec);
+  const loraMatmul = wasmLoraMatmul(rt, ew, matmul, tsLoraMatmul);
+  return { elementwise, matmul, loraMatmul, reduce, softmax, adamUpdate, gather, indexSelect };
 }
