@@ -59,8 +59,54 @@ describe('pnpm demo --quick', () => {
     const svg = readFileSync(s.lossSvg, 'utf8');
     expect(svg).toMatch(/^<svg/);
     expect(svg.match(/<path /g)).toHaveLength(2);
+    // the training loss of every step, and the test loss at 0 and 5 points of the run, as dots
+    expect(svg).toMatch(/stroke-dasharray/);
+    expect(s.evaluations.map(([step]: [number, number]) => step)).toEqual([0, 2, 4, 6, 8, 10]);
+    expect(svg.match(/<circle /g)).toHaveLength(6);
+    expect(s.evaluations[5][1]).toBe(s.testLossAfter);
     expect(stdout).toMatch(/trainable parameters\s+[\d,]+ of [\d,]+/);
     expect(stdout).toMatch(/max \|Δ logit\| = /);
     expect(stdout).toMatch(/step \d+\/\d+ \| loss [\d.]+ \| \d+ tok\/s \| ETA/);
-  }, 90_000);
+  }, 180_000);
+});
+
+describe('example scripts: arguments', () => {
+  const run = async (...args: string[]) => {
+    try {
+      const r = await promisify(execFile)(
+        process.execPath,
+        ['--conditions=source', '--import', 'tsx', ...args],
+        {
+          cwd: root,
+        },
+      );
+      return { code: 0, stdout: r.stdout, stderr: r.stderr };
+    } catch (e) {
+      const err = e as { code: number; stdout: string; stderr: string };
+      return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+    }
+  };
+
+  it('--help prints the usage; a bad value or flag prints one line, no stack trace', async () => {
+    const [help, steps, device, flag, pretrainHelp] = await Promise.all([
+      run('examples/demo.ts', '--help'),
+      run('examples/demo.ts', '--steps', 'abc'),
+      run('examples/demo.ts', '--device', 'tpu'),
+      run('examples/demo.ts', '--stpes', '3'),
+      run('examples/pretrain-shakespeare.ts', '--help'),
+    ]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: pnpm demo \[options\]/);
+    expect(help.stdout).toMatch(/--steps <value>\s+LoRA optimizer steps/);
+    expect(help.stdout).toMatch(/--out <value>\s+.*\(default: out\/demo\)/);
+    expect([steps.code, device.code, flag.code]).toEqual([2, 2, 2]);
+    expect(steps.stderr).toBe("demo: --steps must be an integer ≥ 1, got 'abc'\n");
+    expect(device.stderr).toBe("demo: --device must be one of auto, cpu, webgpu, got 'tpu'\n");
+    expect(flag.stderr).toMatch(/^demo: Unknown option '--stpes' \(see --help\)\n$/);
+    // the pre-training script writes into out/, not over the shipped checkpoint
+    expect(pretrainHelp.code).toBe(0);
+    expect(pretrainHelp.stdout).toMatch(
+      /--out <value>\s+output model directory \(default: out\/shakespeare-char\)/,
+    );
+  }, 60_000);
 });

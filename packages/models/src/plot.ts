@@ -6,6 +6,11 @@ export interface Series {
   points: readonly (readonly [number, number])[];
   /** CSS color (default: a palette by position). */
   color?: string;
+  /**
+   * Draw each point as a dot joined by a dashed line (for sparse measurements such as periodic
+   * evaluations, which a plain line would pass off as a measured curve between them).
+   */
+  markers?: boolean;
 }
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd'];
@@ -72,7 +77,14 @@ export function lineChartSvg(
       .filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))
       .map(([x, y], j) => `${j === 0 ? 'M' : 'L'}${f(sx(x))},${f(sy(y))}`)
       .join(' ');
-    out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.5"/>`);
+    const dash = s.markers ? ' stroke-dasharray="4 3"' : '';
+    out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.5"${dash}/>`);
+    if (s.markers) {
+      for (const [x, y] of s.points) {
+        if (Number.isFinite(x) && Number.isFinite(y))
+          out.push(`<circle cx="${f(sx(x))}" cy="${f(sy(y))}" r="3.5" fill="${color}"/>`);
+      }
+    }
     const ly = m.top + 4 + i * 16;
     out.push(
       `<line x1="${width - m.right - 150}" y1="${ly}" x2="${width - m.right - 130}" y2="${ly}" stroke="${color}" stroke-width="2"/>`,
