@@ -265,7 +265,7 @@ async function train(cmd: Command): Promise<void> {
     model,
     optimizer: trainer.optimizer,
     scheduler: trainer.scheduler,
-    generators: { data: trainer.sampler },
+    generators: { data: trainer.sampler, dropout: trainer.dropout },
     step: trainer.step,
     extra: { losses: trainer.losses.map(([s, l]) => [s, l]) },
   });

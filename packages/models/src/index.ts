@@ -21,5 +21,6 @@ export * from './plot.js';
 export * from './rope.js';
 export * from './sampling.js';
 export * from './tokenizer.js';
+export * from './dropout-generator.js';
 export * from './train.js';
 export * from './weights.js';

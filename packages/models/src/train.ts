@@ -3,6 +3,7 @@ import { AdamW, clipGradNorm, LambdaLR, type OptimizerStateDict, warmupCosineLam
 import { fromTypedArray, Generator, type Tensor, tidy } from '@lowrank/tensor';
 import type { CausalLM } from './causal-lm.js';
 import { randomWindows } from './data.js';
+import { useDropoutGenerator } from './dropout-generator.js';
 import { exclusive } from './exclusive.js';
 
 /** Options of `LMTrainer`. */
@@ -38,6 +39,8 @@ export interface TrainerState {
   step: number;
   /** The batch sampler's generator state. */
   sampler: number[];
+  /** The dropout generator's state (absent in states saved before it existed). */
+  dropout?: number[];
   /** The optimizer's state (moments, step counts). */
   optimizer: OptimizerStateDict;
   /** (step, loss) of every step so far. */
@@ -56,6 +59,11 @@ export class LMTrainer {
   readonly scheduler: LambdaLR;
   /** Generator of the batch positions (seeded by `options.seed`). */
   readonly sampler: Generator;
+  /**
+   * The model's own dropout generator (seeded by `options.seed`; given to its Dropout and LoRA
+   * layers), so a run's masks do not depend on what else draws random numbers meanwhile.
+   */
+  readonly dropout: Generator;
   /** Steps done so far. */
   step = 0;
   /** (step, training loss) of every step so far. */
@@ -92,6 +100,8 @@ export class LMTrainer {
       }),
     );
     this.sampler = new Generator(options.seed ?? 0);
+    // a different stream from the sampler's: the same seed would correlate masks and batches
+    this.dropout = useDropoutGenerator(model, new Generator(((options.seed ?? 0) ^ 0x5f3759df) >>> 0));
   }
 
   /**
@@ -161,6 +171,7 @@ export class LMTrainer {
     return {
       step: this.step,
       sampler: this.sampler.getState(),
+      dropout: this.dropout.getState(),
       optimizer: this.optimizer.stateDict(),
       losses: [...this.losses],
     };
@@ -171,6 +182,7 @@ export class LMTrainer {
     this.optimizer.loadStateDict(s.optimizer);
     this.scheduler.loadStateDict({ lastEpoch: s.step });
     this.sampler.setState(s.sampler);
+    if (s.dropout) this.dropout.setState(s.dropout);
     this.step = s.step;
     this.losses.splice(0, this.losses.length, ...s.losses);
   }

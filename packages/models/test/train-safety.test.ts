@@ -47,4 +47,30 @@ describe('LMTrainer safety', () => {
     expect(await k.trainStep(tokens)).toBeNaN();
     expect(k.step).toBe(1);
   });
+
+  it('each trainer gives its model its own dropout stream: runs in alternation equal runs alone', async () => {
+    const withDropout = { ...config, resid_pdrop: 0.2, embd_pdrop: 0.2, attn_pdrop: 0.2 };
+    const build = (seed: number) => {
+      const model = new GPT2LMHeadModel(withDropout, { seed });
+      return new LMTrainer(model, model.parameters(), { ...options, seed });
+    };
+    const alone = async (seed: number) => {
+      const t = build(seed);
+      for (let i = 0; i < 3; i++) await t.trainStep(tokens);
+      return t.losses.map(([, l]) => l);
+    };
+    const [a, b] = [await alone(1), await alone(2)];
+    const ta = build(1);
+    const tb = build(2);
+    for (let i = 0; i < 3; i++) {
+      await ta.trainStep(tokens);
+      await tb.trainStep(tokens);
+    }
+    expect(ta.losses.map(([, l]) => l)).toEqual(a);
+    expect(tb.losses.map(([, l]) => l)).toEqual(b);
+    // the dropout is live: the same model and batches without it give another loss
+    const plain = new GPT2LMHeadModel(config, { seed: 1 });
+    const tp = new LMTrainer(plain, plain.parameters(), { ...options, seed: 1 });
+    expect(await tp.trainStep(tokens)).not.toBe(a[0]);
+  });
 });

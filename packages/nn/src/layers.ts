@@ -160,8 +160,8 @@ export class RMSNorm extends Module {
 
 /** Dropout with its own seeded generator (or the default one); the identity in eval mode. */
 export class Dropout extends Module {
-  /** Generator the masks are drawn from (undefined: the global one). */
-  readonly generator: Generator | undefined;
+  /** Generator the masks are drawn from (undefined: the global one); set it to give a model its own stream. */
+  generator: Generator | undefined;
 
   constructor(
     /** Probability of zeroing an element (survivors are scaled by 1/(1-p)). */
