@@ -557,7 +557,10 @@ export function makeProgram(): Command {
     .option('--lora', 'LoRA fine-tuning of --init (only the adapter trains and is saved)')
     .option('--r <n>', 'LoRA rank', int())
     .option('--alpha <n>', 'LoRA alpha (scaling alpha / r)', num(0))
-    .option('--targets <names...>', 'LoRA target modules (suffix match)')
+    .option(
+      '--targets <names...>',
+      'LoRA target modules, by suffix (default: c_attn for GPT-2, q_proj v_proj for Llama-family models)',
+    )
     .option('--lora-dropout <p>', 'dropout on the LoRA path', num(0, 0.99))
     .option('--steps <n>', 'optimizer steps', int())
     .option('--batch-size <n>', 'sequences per step', int())

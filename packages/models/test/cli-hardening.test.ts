@@ -57,11 +57,17 @@ describe('lowrank CLI: everyday use and bad input', () => {
     expect(v.code).toBe(0);
     expect(v.stdout.trim()).toBe(pkg.version);
     expect(help.stdout).toMatch(/--steps <n>\s+optimizer steps \(default: 100\)/);
-    expect(help.stdout).toMatch(/--targets <names\.\.\.>[\s\S]*\(default: c_attn\)/);
+    expect(help.stdout).toMatch(/--targets <names\.\.\.>[\s\S]*\(default:\s+c_attn\s+for\s+GPT-2,\s+q_proj\s+v_proj/);
     expect(help.stdout).toMatch(/--allow-nonfinite/);
     expect(typo.code).not.toBe(0);
     expect(typo.stderr).toMatch(/unknown option '--dat'/);
     expect(typo.stderr).toMatch(/Did you mean --data\?/);
+    // the root README documents every command
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('## The command line'), readme.indexOf('## Documentation'));
+    for (const c of ['train', 'generate', 'merge', 'inspect'])
+      expect(section).toContain(`pnpm lowrank ${c} `);
+    for (const f of ['--resume', '--version', '--config', '--allow-nonfinite']) expect(section).toContain(f);
   }, 60_000);
 
   it('a copied and renamed run resumes in its new directory; the original is untouched', async () => {
