@@ -2,11 +2,13 @@ import type { KernelTable, ReduceOp } from '../../backend.js';
 import type { DType, TypedArray } from '../../dtype.js';
 import { isContiguous, sizeOf } from '../../shape.js';
 import type { View } from '../../storage.js';
+import { attention as tsAttention, attentionBackward as tsAttentionBackward } from '../cpu/attention.js';
 import { elementwise as tsElementwise } from '../cpu/elementwise.js';
 import { gather as tsGather, indexSelect as tsIndexSelect } from '../cpu/indexing.js';
 import { loraMatmul as tsLoraMatmul } from '../cpu/lora-matmul.js';
 import { adamUpdate as tsAdamUpdate } from '../cpu/optim.js';
 import { reduce as tsReduce, softmax as tsSoftmax } from '../cpu/reduce.js';
+import { wasmAttention } from './attention.js';
 import { WasmElementwise } from './elementwise.js';
 import { wasmLoraMatmul } from './lora.js';
 import { type Executor, wasmMatmul } from './matmul.js';
@@ -48,7 +50,16 @@ export function wasmKernelTable(
   exec: Executor,
 ): Pick<
   KernelTable,
-  'elementwise' | 'matmul' | 'loraMatmul' | 'reduce' | 'softmax' | 'adamUpdate' | 'gather' | 'indexSelect'
+  | 'elementwise'
+  | 'matmul'
+  | 'loraMatmul'
+  | 'attention'
+  | 'attentionBackward'
+  | 'reduce'
+  | 'softmax'
+  | 'adamUpdate'
+  | 'gather'
+  | 'indexSelect'
 > {
   const mem = rt.storages;
 
@@ -192,5 +203,20 @@ export function wasmKernelTable(
 
   const matmul = wasmMatmul(rt, exec);
   const loraMatmul = wasmLoraMatmul(rt, ew, matmul, tsLoraMatmul);
-  return { elementwise, matmul, loraMatmul, reduce, softmax, adamUpdate, gather, indexSelect };
+  const { attention, attentionBackward } = wasmAttention(rt, exec, {
+    attention: tsAttention,
+    attentionBackward: tsAttentionBackward,
+  });
+  return {
+    elementwise,
+    matmul,
+    loraMatmul,
+    attention,
+    attentionBackward,
+    reduce,
+    softmax,
+    adamUpdate,
+    gather,
+    indexSelect,
+  };
 }

@@ -1,0 +1,259 @@
+import type { AttentionParams, KernelTable } from '../../backend.js';
+import type { View } from '../../storage.js';
+import type { Executor } from './matmul.js';
+import type { WasmRuntime } from './runtime.js';
+
+/**
+ * `attention` and `attentionBackward` on the Wasm gemm, one (batch, head) at a time: the [L, S]
+ * scores of that head are a gemm into heap scratch (L·S floats, freed after the call), the row
+ * softmax and masking are JavaScript loops over it, and P·V, dS·K, dSᵀ·Q, Pᵀ·dO are gemms again.
+ * So only one head's score matrix exists at a time (the TypeScript reference keeps one row).
+ * Semantics follow backends/cpu/attention.ts: masked keys (causal, bool false) are −∞, a fully
+ * masked row gives NaN and lse −∞, float masks add. Differences: probabilities are rounded to
+ * float32 before P·V, and the gemms accumulate in float32 (≈ 1e-6 relative); a masked key whose
+ * v is ±∞ contributes 0·∞ = NaN where the reference skips it.
+ *
+ * @example
+ * registerKernels('cpu', wasmAttention(rt, exec, { attention, attentionBackward })); // fallback: the TS kernels (empty shapes)
+ */
+export function wasmAttention(
+  rt: WasmRuntime,
+  exec: Executor,
+  fallback: Pick<KernelTable, 'attention' | 'attentionBackward'>,
+): Pick<KernelTable, 'attention' | 'attentionBackward'> {
+  const mem = rt.storages;
+
+  /** C[m, n] = A[m, k]·B[k, n] at byte addresses with byte strides (C rows ldc bytes apart). */
+  const gemm = (
+    pa: number,
+    rsa: number,
+    csa: number,
+    pb: number,
+    rsb: number,
+    csb: number,
+    pc: number,
+    ldc: number,
+    m: number,
+    k: number,
+    n: number,
+  ) => {
+    exec.run('gemm', [[pa, 0, rsa, csa, pb, 0, rsb, csb, pc, 0, ldc, 1, m, k, n]]);
+  };
+
+  interface Head {
+    qa: number;
+    ka: number;
+    va: number;
+    kh: number;
+  }
+  const dims = (q: View, k: View, v: View) => {
+    const [b, h, l, e] = q.shape;
+    return { b, h, hkv: k.shape[1], l, s: k.shape[2], e, ev: v.shape[3] };
+  };
+
+  /**
+   * Scores of head (bi, hi) into scratch `sp` ([L, S] float32), masked: −∞ where the key is
+   * masked (and `hard` set there), scale·q·k (+ a float mask) elsewhere.
+   */
+  const scores = (
+    q: View,
+    k: View,
+    mask: View | null,
+    p: AttentionParams,
+    d: ReturnType<typeof dims>,
+    bi: number,
+    hi: number,
+    head: Head,
+    sp: number,
+    hard: Uint8Array,
+  ) => {
+    gemm(
+      head.qa,
+      4 * q.strides[2],
+      4 * q.strides[3],
+      head.ka,
+      4 * k.strides[3],
+      4 * k.strides[2],
+      sp,
+      4 * d.s,
+      d.l,
+      d.e,
+      d.s,
+    );
+    const sc = new Float32Array(rt.heap.memory.buffer, sp, d.l * d.s);
+    const ma = mask ? (mask.storage.handle as Float32Array | Uint8Array) : null;
+    const bool = mask?.storage.dtype === 'bool';
+    for (let i = 0; i < d.l; i++) {
+      const mo = mask ? mask.offset + bi * mask.strides[0] + hi * mask.strides[1] + i * mask.strides[2] : 0;
+      for (let j = 0; j < d.s; j++) {
+        const at = i * d.s + j;
+        hard[at] = 0;
+        if (p.causal && j > i) {
+          sc[at] = Number.NEGATIVE_INFINITY;
+          hard[at] = 1;
+          continue;
+        }
+        let v = sc[at] * p.scale;
+        if (mask && ma) {
+          const m = ma[mo + j * mask.strides[3]];
+          if (bool && !m) {
+            v = Number.NEGATIVE_INFINITY;
+            hard[at] = 1;
+          } else if (!bool) v += m;
+        }
+        sc[at] = v;
+      }
+    }
+    return sc;
+  };
+
+  const headOf = (q: View, k: View, v: View, d: ReturnType<typeof dims>, bi: number, hi: number): Head => {
+    const kh = Math.floor(hi / (d.h / d.hkv));
+    return {
+      kh,
+      qa: mem.adoptView(q) + 4 * (bi * q.strides[0] + hi * q.strides[1]),
+      ka: mem.adoptView(k) + 4 * (bi * k.strides[0] + kh * k.strides[1]),
+      va: mem.adoptView(v) + 4 * (bi * v.strides[0] + kh * v.strides[1]),
+    };
+  };
+
+  const zero = (d: ReturnType<typeof dims>) => d.b * d.h * d.l * d.s * d.e * d.ev === 0;
+
+  const attention: KernelTable['attention'] = (q, k, v, mask, params) => {
+    const d = dims(q, k, v);
+    if (zero(d)) return fallback.attention(q, k, v, mask, params);
+    const rows = d.b * d.h * d.l;
+    const out = mem.allocate('float32', rows * d.ev);
+    const lse = params.lse ? mem.allocate('float32', rows) : null;
+    if (rows === 0 || d.ev === 0) return { out, lse };
+    const sp = rt.heap.alloc(4 * Math.max(1, d.l * d.s));
+    const hard = new Uint8Array(d.l * d.s);
+    const sums = new Float64Array(d.l);
+    const bad = new Uint8Array(d.l);
+    try {
+      for (let bi = 0; bi < d.b; bi++) {
+        for (let hi = 0; hi < d.h; hi++) {
+          const head = headOf(q, k, v, d, bi, hi);
+          const sc = scores(q, k, mask, params, d, bi, hi, head, sp, hard);
+          const row0 = (bi * d.h + hi) * d.l;
+          for (let i = 0; i < d.l; i++) {
+            let mx = Number.NEGATIVE_INFINITY;
+            for (let j = 0; j < d.s; j++) {
+              const x = sc[i * d.s + j];
+              if (x > mx || Number.isNaN(x)) mx = x;
+            }
+            let sum = 0;
+            for (let j = 0; j < d.s; j++) {
+              const w = Math.exp(sc[i * d.s + j] - mx);
+              sc[i * d.s + j] = w;
+              sum += w;
+            }
+            sums[i] = sum;
+            bad[i] =
+              mx === Number.NEGATIVE_INFINITY || Number.isNaN(mx) || mx === Number.POSITIVE_INFINITY ? 1 : 0;
+            if (lse)
+              (lse.handle as Float32Array)[row0 + i] =
+                mx === Number.NEGATIVE_INFINITY ? mx : mx + Math.log(sum);
+          }
+          const oa = mem.address(out)! + 4 * row0 * d.ev;
+          if (d.s === 0) continue;
+          gemm(sp, 4 * d.s, 4, head.va, 4 * v.strides[2], 4 * v.strides[3], oa, 4 * d.ev, d.l, d.s, d.ev);
+          const o = out.handle as Float32Array;
+          for (let i = 0; i < d.l; i++) {
+            const base = (row0 + i) * d.ev;
+            for (let c = 0; c < d.ev; c++) o[base + c] = bad[i] ? Number.NaN : o[base + c] / sums[i];
+          }
+        }
+      }
+      if (d.s === 0) (out.handle as Float32Array).fill(Number.NaN);
+    } finally {
+      rt.heap.free(sp);
+    }
+    return { out, lse };
+  };
+
+  const attentionBackward: KernelTable['attentionBackward'] = (q, k, v, mask, out, grad, lse, params) => {
+    const d = dims(q, k, v);
+    if (zero(d)) return fallback.attentionBackward(q, k, v, mask, out, grad, lse, params);
+    const dq = mem.allocate('float32', d.b * d.h * d.l * d.e);
+    const dk = mem.allocate('float32', d.b * d.hkv * d.s * d.e);
+    const dv = mem.allocate('float32', d.b * d.hkv * d.s * d.ev);
+    for (const s of [dq, dk, dv]) s.handle.fill(0);
+    if (d.b * d.h * d.l * d.s === 0) return { dq, dk, dv };
+    const ls = d.l * d.s;
+    const sp = rt.heap.alloc(4 * ls); // P
+    const dp = rt.heap.alloc(4 * ls); // dP, then dS
+    const part = rt.heap.alloc(4 * d.s * Math.max(d.e, d.ev, 1)); // one head's dk or dv, summed into the kv head
+    const hard = new Uint8Array(ls);
+    const la = lse.storage.handle as Float32Array;
+    const ga = grad.storage.handle as Float32Array;
+    const oa = out.storage.handle as Float32Array;
+    const at = (x: View, bi: number, hi: number, r: number, c: number): number =>
+      x.offset + bi * x.strides[0] + hi * x.strides[1] + r * x.strides[2] + c * x.strides[3];
+    try {
+      const gAddr = mem.adoptView(grad);
+      for (let bi = 0; bi < d.b; bi++) {
+        for (let hi = 0; hi < d.h; hi++) {
+          const head = headOf(q, k, v, d, bi, hi);
+          const p = scores(q, k, mask, params, d, bi, hi, head, sp, hard);
+          const g0 = gAddr + 4 * (bi * grad.strides[0] + hi * grad.strides[1]);
+          // dP = dO·vᵀ
+          gemm(
+            g0,
+            4 * grad.strides[2],
+            4 * grad.strides[3],
+            head.va,
+            4 * v.strides[3],
+            4 * v.strides[2],
+            dp,
+            4 * d.s,
+            d.l,
+            d.ev,
+            d.s,
+          );
+          const ds = new Float32Array(rt.heap.memory.buffer, dp, ls);
+          const pv = new Float32Array(rt.heap.memory.buffer, sp, ls);
+          for (let i = 0; i < d.l; i++) {
+            const m = la[lse.offset + bi * lse.strides[0] + hi * lse.strides[1] + i * lse.strides[2]];
+            let dsum = 0;
+            for (let c = 0; c < d.ev; c++) dsum += ga[at(grad, bi, hi, i, c)] * oa[at(out, bi, hi, i, c)];
+            const dead = m === Number.NEGATIVE_INFINITY;
+            for (let j = 0; j < d.s; j++) {
+              const x = i * d.s + j;
+              const pr = hard[x] ? (dead ? Number.NaN : 0) : Math.exp(p[x] - m);
+              pv[x] = pr;
+              ds[x] = hard[x] ? 0 : pr * (ds[x] - dsum) * params.scale;
+            }
+          }
+          // dq = dS·k (each query head once: written in place)
+          const dqa = mem.address(dq)! + 4 * (bi * d.h + hi) * d.l * d.e;
+          gemm(dp, 4 * d.s, 4, head.ka, 4 * k.strides[2], 4 * k.strides[3], dqa, 4 * d.e, d.l, d.s, d.e);
+          // dk += dSᵀ·q and dv += Pᵀ·dO over the query heads of kv head kh
+          const kvRow = (bi * d.hkv + head.kh) * d.s;
+          const acc = (
+            target: Float32Array,
+            width: number,
+            a: number,
+            b: number,
+            rsb: number,
+            csb: number,
+          ) => {
+            gemm(a, 4, 4 * d.s, b, rsb, csb, part, 4 * width, d.s, d.l, width);
+            const src = new Float32Array(rt.heap.memory.buffer, part, d.s * width);
+            const base = kvRow * width;
+            for (let x = 0; x < d.s * width; x++) target[base + x] += src[x];
+          };
+          acc(dk.handle as Float32Array, d.e, dp, head.qa, 4 * q.strides[2], 4 * q.strides[3]);
+          acc(dv.handle as Float32Array, d.ev, sp, g0, 4 * grad.strides[2], 4 * grad.strides[3]);
+        }
+      }
+    } finally {
+      rt.heap.free(sp);
+      rt.heap.free(dp);
+      rt.heap.free(part);
+    }
+    return { dq, dk, dv };
+  };
+
+  return { attention, attentionBackward };
+}

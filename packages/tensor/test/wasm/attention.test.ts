@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import type { AttentionParams } from '../../src/backend.js';
+import {
+  attention as tsAttention,
+  attentionBackward as tsAttentionBackward,
+} from '../../src/backends/cpu/attention.js';
+import { wasmAttention } from '../../src/backends/wasm/attention.js';
+import { serialExecutor } from '../../src/backends/wasm/matmul.js';
+import { WasmRuntime } from '../../src/backends/wasm/runtime.js';
+import type { TypedArray } from '../../src/dtype.js';
+import { contiguousStrides } from '../../src/shape.js';
+import type { Storage, View } from '../../src/storage.js';
+import '../../src/index.js';
+
+/** The Wasm attention kernels against the TypeScript reference loops (backends/cpu/attention.ts). */
+const rt = new WasmRuntime();
+const ref = { attention: tsAttention, attentionBackward: tsAttentionBackward };
+const k = wasmAttention(rt, serialExecutor(rt), ref);
+
+let seed = 3;
+function rand(): number {
+  seed = (seed * 1103515245 + 12345) >>> 0;
+  return seed / 2 ** 32 - 0.5;
+}
+function view(shape: number[], fill: () => number = rand): View {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = Float32Array.from({ length: n }, fill);
+  return {
+    storage: rt.storages.upload(data, 'float32'),
+    shape,
+    strides: contiguousStrides(shape),
+    offset: 0,
+  };
+}
+const values = (s: Storage | View): number[] =>
+  Array.from(('storage' in s ? s.storage : s).handle as TypedArray);
+function close(got: number[], want: number[]): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < want.length; i++) {
+    if (Number.isNaN(want[i])) expect(got[i]).toBeNaN();
+    else if (!Number.isFinite(want[i])) expect(got[i]).toBe(want[i]);
+    else expect(Math.abs(got[i] - want[i])).toBeLessThanOrEqual(2e-5 * (1 + Math.abs(want[i])));
+  }
+}
+
+describe('wasm attention', () => {
+  const cases: [string, number[], number, AttentionParams, 'float' | 'bool' | null, boolean][] = [
+    ['causal', [2, 2, 5, 4], 2, { scale: 0.5, causal: true, lse: true }, null, false],
+    ['GQA, float mask', [1, 4, 3, 8], 2, { scale: 0.35, causal: false, lse: true }, 'float', false],
+    [
+      'bool mask with a fully masked row, transposed q',
+      [2, 2, 4, 3],
+      1,
+      { scale: 1, causal: false, lse: true },
+      'bool',
+      true,
+    ],
+    ['causal, odd sizes', [1, 3, 17, 5], 3, { scale: 0.2, causal: true, lse: true }, null, false],
+  ];
+  for (const [name, [b, h, l, e], hkv, params, maskKind, transposeQ] of cases) {
+    it(`forward and backward match the reference: ${name}`, () => {
+      const s = l + 2;
+      const ev = e + 1;
+      let q = view([b, h, l, e]);
+      if (transposeQ) {
+        const t = view([b, h, e, l]);
+        q = { ...t, shape: [b, h, l, e], strides: [h * e * l, e * l, 1, l] };
+      }
+      const kk = view([b, hkv, s, e]);
+      const v = view([b, hkv, s, ev]);
+      let mask: View | null = null;
+      if (maskKind === 'float') mask = { ...view([1, 1, l, s]), shape: [b, h, l, s], strides: [0, 0, s, 1] };
+      if (maskKind === 'bool') {
+        const bits = Uint8Array.from({ length: l * s }, (_, i) => (i < s ? 0 : rand() > -0.3 ? 1 : 0));
+        mask = {
+          storage: rt.storages.upload(bits, 'bool'),
+          shape: [b, h, l, s],
+          strides: [0, 0, s, 1],
+          offset: 0,
+        };
+      }
+      const got = k.attention(q, kk, v, mask, params);
+      const want = ref.attention(q, kk, v, mask, params);
+      close(values(got.out), values(want.out));
+      close(values(got.lse!), values(want.lse!));
+      const shape4 = [b, h, l, ev];
+      const out: View = { storage: want.out, shape: shape4, strides: contiguousStrides(shape4), offset: 0 };
+      const lse: View = {
+        storage: want.lse!,
+        shape: [b, h, l],
+        strides: contiguousStrides([b, h, l]),
+        offset: 0,
+      };
+      const grad = view(shape4);
+      const g = k.attentionBackward(q, kk, v, mask, out, grad, lse, params);
+      const w = ref.attentionBackward(q, kk, v, mask, out, grad, lse, params);
+      close(values(g.dq), values(w.dq));
+      close(values(g.dk), values(w.dk));
+      close(values(g.dv), values(w.dv));
+    });
+  }
+});
