@@ -115,6 +115,12 @@ export class LMTrainer {
   }
 
   private async runStep(tokens: ArrayLike<number>, mask?: ArrayLike<number>): Promise<number> {
+    // LoRA layers switched off by a pending disableAdapters(async …) would train nothing of theirs
+    if (this.model.modules().some((m) => (m as { disabled?: unknown }).disabled === true)) {
+      throw new Error(
+        "trainStep: the model's LoRA adapters are switched off by a disableAdapters call still running; await it before training",
+      );
+    }
     const { batchSize, blockSize } = this.options;
     const batch = randomWindows(tokens, batchSize, blockSize, this.sampler, mask);
     this.model.train();

@@ -1,4 +1,5 @@
 import { noGrad } from '@lowrank/autograd';
+import { applyLora } from '@lowrank/lora';
 import { GPT2LMHeadModel, LMTrainer } from '@lowrank/models';
 import { describe, expect, it } from 'vitest';
 
@@ -72,5 +73,18 @@ describe('LMTrainer safety', () => {
     const plain = new GPT2LMHeadModel(config, { seed: 1 });
     const tp = new LMTrainer(plain, plain.parameters(), { ...options, seed: 1 });
     expect(await tp.trainStep(tokens)).not.toBe(a[0]);
+  });
+
+  it('a step while disableAdapters(async …) runs is refused with a clear message', async () => {
+    const model = new GPT2LMHeadModel(config, { seed: 5 });
+    const lora = applyLora(model, { r: 2, loraAlpha: 4, targetModules: ['c_attn'], seed: 1 });
+    const t = new LMTrainer(model, lora.trainableParameters(), options);
+    let release = () => {};
+    const pending = lora.disableAdapters(() => new Promise<void>((resolve) => (release = resolve)));
+    await expect(t.trainStep(tokens)).rejects.toThrow(/switched off by a disableAdapters call still running/);
+    release();
+    await pending;
+    expect(await t.trainStep(tokens)).toBeGreaterThan(0);
+    expect(t.step).toBe(1);
   });
 });
