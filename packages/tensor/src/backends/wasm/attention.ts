@@ -83,25 +83,28 @@ export function wasmAttention(
     const sc = new Float32Array(rt.heap.memory.buffer, sp, d.l * d.s);
     const ma = mask ? (mask.storage.handle as Float32Array | Uint8Array) : null;
     const bool = mask?.storage.dtype === 'bool';
+    const scale = p.scale;
+    hard.fill(0);
     for (let i = 0; i < d.l; i++) {
-      const mo = mask ? mask.offset + bi * mask.strides[0] + hi * mask.strides[1] + i * mask.strides[2] : 0;
-      for (let j = 0; j < d.s; j++) {
-        const at = i * d.s + j;
-        hard[at] = 0;
-        if (p.causal && j > i) {
-          sc[at] = Number.NEGATIVE_INFINITY;
-          hard[at] = 1;
-          continue;
-        }
-        let v = sc[at] * p.scale;
-        if (mask && ma) {
-          const m = ma[mo + j * mask.strides[3]];
-          if (bool && !m) {
-            v = Number.NEGATIVE_INFINITY;
-            hard[at] = 1;
-          } else if (!bool) v += m;
-        }
-        sc[at] = v;
+      const row = i * d.s;
+      // causal: keys past i are masked; the rest of the row only scales (and adds a float mask)
+      const end = p.causal ? Math.min(d.s, i + 1) : d.s;
+      for (let j = end; j < d.s; j++) {
+        sc[row + j] = Number.NEGATIVE_INFINITY;
+        hard[row + j] = 1;
+      }
+      if (!mask || !ma) {
+        for (let j = 0; j < end; j++) sc[row + j] *= scale;
+        continue;
+      }
+      const mo = mask.offset + bi * mask.strides[0] + hi * mask.strides[1] + i * mask.strides[2];
+      const ms = mask.strides[3];
+      for (let j = 0; j < end; j++) {
+        const m = ma[mo + j * ms];
+        if (bool && !m) {
+          sc[row + j] = Number.NEGATIVE_INFINITY;
+          hard[row + j] = 1;
+        } else sc[row + j] = bool ? sc[row + j] * scale : sc[row + j] * scale + m;
       }
     }
     return sc;
@@ -144,7 +147,9 @@ export function wasmAttention(
             }
             let sum = 0;
             for (let j = 0; j < d.s; j++) {
-              const w = Math.exp(sc[i * d.s + j] - mx);
+              const x = sc[i * d.s + j];
+              // a masked key is exactly 0 (exp(−∞)); skipping Math.exp there halves a causal row's cost
+              const w = x === Number.NEGATIVE_INFINITY && mx !== x ? 0 : Math.exp(x - mx);
               sc[i * d.s + j] = w;
               sum += w;
             }
@@ -216,7 +221,10 @@ export function wasmAttention(
           for (let i = 0; i < d.l; i++) {
             const m = la[lse.offset + bi * lse.strides[0] + hi * lse.strides[1] + i * lse.strides[2]];
             let dsum = 0;
-            for (let c = 0; c < d.ev; c++) dsum += ga[at(grad, bi, hi, i, c)] * oa[at(out, bi, hi, i, c)];
+            const go = at(grad, bi, hi, i, 0);
+            const oo = at(out, bi, hi, i, 0);
+            const [gs, os] = [grad.strides[3], out.strides[3]];
+            for (let c = 0; c < d.ev; c++) dsum += ga[go + c * gs] * oa[oo + c * os];
             const dead = m === Number.NEGATIVE_INFINITY;
             for (let j = 0; j < d.s; j++) {
               const x = i * d.s + j;
