@@ -1,8 +1,18 @@
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { serializeSafetensors } from '@lowrank/nn';
 import { afterAll, describe, expect, it } from 'vitest';
 
 /** Runs the CLI as a user would (a new Node process over the sources). */
@@ -57,7 +67,9 @@ describe('lowrank CLI: everyday use and bad input', () => {
     expect(v.code).toBe(0);
     expect(v.stdout.trim()).toBe(pkg.version);
     expect(help.stdout).toMatch(/--steps <n>\s+optimizer steps \(default: 100\)/);
-    expect(help.stdout).toMatch(/--targets <names\.\.\.>[\s\S]*\(default:\s+c_attn\s+for\s+GPT-2,\s+q_proj\s+v_proj/);
+    expect(help.stdout).toMatch(
+      /--targets <names\.\.\.>[\s\S]*\(default:\s+c_attn\s+for\s+GPT-2,\s+q_proj\s+v_proj/,
+    );
     expect(help.stdout).toMatch(/--allow-nonfinite/);
     expect(typo.code).not.toBe(0);
     expect(typo.stderr).toMatch(/unknown option '--dat'/);
@@ -85,6 +97,34 @@ describe('lowrank CLI: everyday use and bad input', () => {
     expect(existsSync(join(copy, 'model.safetensors'))).toBe(true);
     expect(existsSync(join(renamed, 'model.safetensors'))).toBe(false);
     expect(existsSync(original)).toBe(false);
+
+    // an adapter that does not fit: the whole key list, not just its first line
+    const bad = join(dir, 'bad-adapter');
+    mkdirSync(bad);
+    writeFileSync(
+      join(bad, 'adapter_config.json'),
+      JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['c_attn'] }),
+    );
+    const key = 'base_model.model.transformer.h.0.attn.c_attn';
+    const A = { dtype: 'float32' as const, shape: [2, 99], data: new Float32Array(198) };
+    writeFileSync(
+      join(bad, 'adapter_model.safetensors'),
+      serializeSafetensors(new Map([[`${key}.lora_A.weight`, A]])),
+    );
+    const g = await lowrank(
+      'generate',
+      '--model',
+      copy,
+      '--adapter',
+      bad,
+      '--prompt',
+      'hi',
+      '--max-tokens',
+      '2',
+    );
+    expect(g.code).not.toBe(0);
+    expect(g.stderr).toMatch(/does not fit this model:\n/);
+    expect(g.stderr).toContain(`missing key ${key}.lora_B.weight`);
   }, 90_000);
 
   it('a resumed run with a bad argument or corrupt tensor data is refused, naming what is wrong', async () => {
