@@ -14,17 +14,21 @@ export class TrainProgress {
    * @param start the step the run starts from (a resumed run's saved step)
    * @param total the run's last step
    * @param tokensPerStep batch size × block size
-   * @param tty whether to draw a bar (default: stdout is a terminal)
+   * @param stream where a bar is drawn: stdout (the default) when it is a terminal, else no bar;
+   *   another stream always gets one (the tests pass one)
    */
   constructor(
     start: number,
     private readonly total: number,
     private readonly tokensPerStep: number,
-    tty = process.stdout.isTTY === true,
+    stream?: NodeJS.WritableStream,
   ) {
     this.first = start;
+    const tty = stream !== undefined || process.stdout.isTTY === true;
     this.bar = tty
       ? new SingleBar({
+          stream: stream ?? process.stdout,
+          noTTYOutput: stream !== undefined,
           format: 'step {value}/{total} {bar} loss {loss} val {val} | {tps} tok/s | ETA {eta_formatted}',
           barsize: 24,
           hideCursor: true,

@@ -143,7 +143,7 @@ export class LMTrainer {
     loss.dispose();
     if (!Number.isFinite(value) && !this.options.allowNonFinite) {
       throw new Error(
-        `train: the loss of step ${this.step + 1} is ${value}: stopping (corrupt weights or data, or a diverging run: try a lower lr); allowNonFinite (lowrank train --allow-nonfinite) keeps going`,
+        `train: the loss of step ${this.step + 1} is ${value}: stopping (corrupt weights or data, a label outside [0, vocab_size), or a diverging run: try a lower lr); allowNonFinite (lowrank train --allow-nonfinite) keeps going`,
       );
     }
     this.step++;
