@@ -47,6 +47,24 @@ export interface TrainerState {
   losses: [number, number][];
 }
 
+/** Token streams already checked, with the vocabulary size they were checked against. */
+const checkedStreams = new WeakMap<object, number>();
+
+/**
+ * Every token id must lie in [0, vocab_size): an id of −1 or V would be a label the fused loss
+ * kernels turn into a NaN row (and an embedding lookup refuses at read-back on WebGPU). Checked
+ * once per stream on the host, where the ids are, before anything runs on the device.
+ */
+function checkTokens(op: string, tokens: ArrayLike<number>, vocab: number): void {
+  if (checkedStreams.get(tokens) === vocab) return;
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (!(Number.isInteger(t) && t >= 0 && t < vocab))
+      throw new Error(`${op}: token ${t} at position ${i} is outside [0, ${vocab}) (the model's vocab_size)`);
+  }
+  checkedStreams.set(tokens, vocab);
+}
+
 /**
  * The causal-LM training loop shared by the demo and `lowrank train`: random windows of a token
  * stream, AdamW over the given (trainable) parameters, warmup + cosine schedule, gradient
@@ -121,6 +139,7 @@ export class LMTrainer {
         "trainStep: the model's LoRA adapters are switched off by a disableAdapters call still running; await it before training",
       );
     }
+    checkTokens('trainStep', tokens, this.model.config.vocab_size);
     const { batchSize, blockSize } = this.options;
     const batch = randomWindows(tokens, batchSize, blockSize, this.sampler, mask);
     this.model.train();
@@ -214,6 +233,7 @@ async function evaluateUnshared(
   tokens: ArrayLike<number>,
   options: { batches: number; batchSize: number; blockSize: number; seed?: number; mask?: ArrayLike<number> },
 ): Promise<number> {
+  checkTokens('evaluate', tokens, model.config.vocab_size);
   const gen = new Generator(options.seed ?? 1234);
   const wasTraining = model.training;
   model.eval();

@@ -87,4 +87,17 @@ describe('LMTrainer safety', () => {
     expect(await t.trainStep(tokens)).toBeGreaterThan(0);
     expect(t.step).toBe(1);
   });
+
+  it('token ids outside [0, vocab_size) are refused before the step, naming the first one', async () => {
+    const t = make();
+    for (const bad of [-1, 16]) {
+      const stream = Int32Array.from(tokens);
+      stream[37] = bad;
+      const message = new RegExp(`token ${bad} at position 37 is outside \\[0, 16\\)`);
+      await expect(t.trainStep(stream)).rejects.toThrow(message);
+      await expect(t.evaluate(stream, 1)).rejects.toThrow(message);
+    }
+    expect(t.step).toBe(0);
+    expect(await t.trainStep(tokens)).toBeGreaterThan(0);
+  });
 });
