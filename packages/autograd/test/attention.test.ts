@@ -109,10 +109,10 @@ describe('fused attention gradient (cpu)', () => {
 
   it('keeps the logsumexp only when recorded, and frees it with the graph', () => {
     const q = lr.randn([1, 2, 4, 3], { requiresGrad: true });
-    const before = lr.memory().tensors;
+    const before = lr.memory().numTensors;
     lr.tidy(() => lr.scaledDotProductAttention(q, q, q, { causal: true }).sum().backward());
     q.grad?.dispose();
     q.grad = null;
-    expect(lr.memory().tensors).toBe(before);
+    expect(lr.memory().numTensors).toBe(before);
   });
 });

@@ -114,10 +114,15 @@ class SelfAttention extends Module {
     const q = heads(this.query.forward(x));
     const k = heads(this.key.forward(x));
     const v = heads(this.value.forward(x));
-    let att = q.matmul(k.transpose(-2, -1)).mul(1 / Math.sqrt(hs)); // (B, nh, T, T)
-    if (keyMask) att = att.where(keyMask, -3.4028234663852886e38);
-    att = this.dropout.forward(att.softmax(-1));
-    return att.matmul(v).permute(0, 2, 1, 3).reshape(B, T, C);
+    // one fused kernel (no [T, T] scores kept); a padding mask never masks a whole row here
+    // (every sequence has a token), so −∞ and HF's finfo.min give the same weights
+    const y = F.scaledDotProductAttention(q, k, v, {
+      attnMask: keyMask,
+      scale: 1 / Math.sqrt(hs),
+      dropoutP: this.dropout.training ? this.dropout.p : 0,
+      generator: this.dropout.generator,
+    }); // (B, nh, T, hs)
+    return y.permute(0, 2, 1, 3).reshape(B, T, C);
   }
 }
 

@@ -1,4 +1,13 @@
-import { Conv1D, Dropout, Embedding, initializers as init, LayerNorm, Module, ModuleList } from '@lowrank/nn';
+import {
+  Conv1D,
+  Dropout,
+  Embedding,
+  F,
+  initializers as init,
+  LayerNorm,
+  Module,
+  ModuleList,
+} from '@lowrank/nn';
 import { arange, cat, type Device, Generator, OpError, ones, type Tensor, tidy } from '@lowrank/tensor';
 import { type GPT2Config, gpt2Config, innerDim } from './config.js';
 import { lmHeadLoss, lmLoss, outputWithLabels } from './lm-head.js';
@@ -20,9 +29,6 @@ import { lmHeadLoss, lmLoss, outputWithLabels } from './lm-head.js';
 interface Layer extends Module {
   forward(x: Tensor): Tensor;
 }
-
-/** HF's `torch.finfo(float32).min`, the value masked attention scores get (exp() of it is 0). */
-const MASK_VALUE = -3.4028234663852886e38;
 
 /** Keys and values of one layer for the tokens seen so far: [B, n_head, T_past, head_dim] each. */
 export interface LayerCache {
@@ -82,15 +88,22 @@ export class GPT2Attention extends Module {
     const [B, T, C] = x.shape;
     const split = (t: Tensor): Tensor => t.reshape(B, T, this.nHead, this.headDim).permute(0, 2, 1, 3); // (B, nh, T, hs)
     const [q0, k0, v0] = this.c_attn.forward(x).split(C, 2);
-    // NOTE: q is scaled before q·kᵀ (T·C multiplies instead of nh·T²); with head_dim a power of
-    // 4 the scale is a power of 2 and the scores are bit-identical to HF's (q·kᵀ)/√d.
-    const q = split(q0.mul(this.scale));
+    // q, k, v are strided views of c_attn's output: the fused attention reads them in place
+    const q = split(q0);
     const k = past ? cat([past.k, split(k0)], 2) : split(k0);
     const v = past ? cat([past.v, split(v0)], 2) : split(v0);
-    let att = q.matmul(k.transpose(-2, -1)); // (B, nh, T, T_total)
-    att = att.where(mask, MASK_VALUE).softmax(-1);
-    att = this.attn_dropout.forward(att);
-    const y = att.matmul(v).permute(0, 2, 1, 3).reshape(B, T, C); // re-assemble heads side by side
+    // one fused kernel (no [T, T_total] scores kept); the bool mask is [T, T_total] (bottom-right
+    // aligned with a cache). HF fills masked scores with finfo.min rather than −∞: the same
+    // weights wherever a row keeps a key, which every causal row does.
+    const drop = this.attn_dropout;
+    const y = F.scaledDotProductAttention(q, k, v, {
+      attnMask: mask,
+      scale: this.scale,
+      dropoutP: drop.training ? drop.p : 0,
+      generator: drop.generator,
+    }) // (B, nh, T, hs)
+      .permute(0, 2, 1, 3)
+      .reshape(B, T, C); // re-assemble heads side by side
     return { out: this.resid_dropout.forward(this.c_proj.forward(y)), present: { k, v } };
   }
 }

@@ -28,22 +28,15 @@ interface Layer extends Module {
 
 /**
  * softmax(q·kᵀ·scale, masked)·v with n_head query heads sharing n_kv key/value heads (GQA:
- * query head h reads kv head ⌊h / (n_head/n_kv)⌋, as HF's `repeat_kv`). The kv heads are
- * broadcast, not copied. The one place a fused attention kernel would replace.
+ * query head h reads kv head ⌊h / (n_head/n_kv)⌋, as HF's `repeat_kv`): the fused attention with
+ * `enableGqa`, which reads each kv head for its group inside the kernel (no copy, no [T, S] scores).
  * q [B, n_head, T, d], k/v [B, n_kv, S, d], mask bool [T, S] (true = may attend) → [B, n_head, T, d].
  *
  * @example
  * const y = groupedQueryAttention(q, k, v, causal, 1 / Math.sqrt(16));
  */
 export function groupedQueryAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: number): Tensor {
-  const [B, H, T, D] = q.shape;
-  const [, KV, S] = k.shape;
-  const g = (t: Tensor, rows: number): Tensor => t.reshape(B, KV, 1, rows, D); // (B, kv, 1, S, d)
-  const y = F.scaledDotProductAttention(q.reshape(B, KV, H / KV, T, D), g(k, S), g(v, S), {
-    attnMask: mask,
-    scale,
-  }); // (B, kv, rep, T, d)
-  return y.reshape(B, H, T, D);
+  return F.scaledDotProductAttention(q, k, v, { attnMask: mask, scale, enableGqa: true });
 }
 
 /** Self-attention: q/k/v projections, RoPE on q and k, grouped-query attention, o_proj. */

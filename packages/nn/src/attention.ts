@@ -14,7 +14,7 @@ export interface CausalSelfAttentionOptions extends LayerOptions {
 
 /**
  * Causal multi-head self-attention, named as GPT-2/nanoGPT (`c_attn` makes q, k, v in one
- * projection, `c_proj` mixes the heads). Composed from tensor ops.
+ * projection, `c_proj` mixes the heads). The attention is the fused `F.scaledDotProductAttention`.
  *
  * NOTE: Hugging Face's GPT-2 stores c_attn/c_proj as `Conv1D` with weights [in, out]; these are
  * `Linear` ([out, in]), so such checkpoints load transposed.
@@ -216,15 +216,21 @@ export class MultiheadAttention extends Module {
         addMask(additive(m.rank === 3 ? m.reshape([n, h, l, s]) : m));
       }
       if (options.keyPaddingMask) addMask(additive(options.keyPaddingMask.reshape([n, 1, 1, s])));
-      const { output, weights } = F.attentionWithWeights(q, k, v, {
+      const attnOptions = {
         attnMask: mask,
         isCausal: options.isCausal,
         dropoutP: this.training ? this.dropout : 0,
         generator: this.#generator,
-      });
+      };
+      // without weights to return: the fused attention (no [N, h, L, S] scores kept)
+      if (!needWeights) {
+        const fused = F.scaledDotProductAttention(q, k, v, attnOptions);
+        const o = this.out_proj.forward(fused.transpose(1, 2).reshape([n, l, e])); // (N, L, E)
+        return [unbatched ? o.squeeze(0) : this.batchFirst ? o : o.transpose(0, 1), null];
+      }
+      const { output, weights } = F.attentionWithWeights(q, k, v, attnOptions);
       let out = this.out_proj.forward(output.transpose(1, 2).reshape([n, l, e])); // (N, L, E)
       out = unbatched ? out.squeeze(0) : this.batchFirst ? out : out.transpose(0, 1);
-      if (!needWeights) return [out, null];
       let w = (options.averageAttnWeights ?? true) ? weights.mean(1) : weights;
       if (unbatched) w = w.squeeze(0);
       return [out, w];

@@ -1,0 +1,52 @@
+"""PyTorch reference for bench/attention-gpu.ts: forward and forward + backward ms of
+torch.nn.functional.scaled_dot_product_attention, causal, float32, TF32 off (as lowrank's
+WebGPU kernels use plain f32 FMAs), at B=8, H=12, D=64 and T = 512, 1024 (flags override)."""
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+
+p = argparse.ArgumentParser()
+p.add_argument("--b", type=int, default=8)
+p.add_argument("--h", type=int, default=12)
+p.add_argument("--d", type=int, default=64)
+p.add_argument("--t", default="512,1024")
+a = p.parse_args()
+dev = torch.device("cuda")
+print(f"device {torch.cuda.get_device_name()}; torch {torch.__version__}; B={a.b} H={a.h} D={a.d} causal float32")
+
+
+def time_ms(fn, reps):
+    fn()
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(3):
+        s = torch.cuda.Event(enable_timing=True)
+        e = torch.cuda.Event(enable_timing=True)
+        s.record()
+        for _ in range(reps):
+            fn()
+        e.record()
+        torch.cuda.synchronize()
+        best = min(best, s.elapsed_time(e) / reps)
+    return best
+
+
+for T in [int(t) for t in a.t.split(",")]:
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(a.b, a.h, T, a.d, device=dev, requires_grad=True) for _ in range(3))
+    g = torch.randn(a.b, a.h, T, a.d, device=dev)
+    reps = 10 if T >= 1024 else 20
+
+    def fwd():
+        with torch.no_grad():
+            F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    def fb():
+        F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(g)
+        q.grad = k.grad = v.grad = None
+
+    print(f"RESULT torch T={T} forward_ms {time_ms(fwd, reps):.3f} fwd_bwd_ms {time_ms(fb, reps):.3f}")
