@@ -206,8 +206,19 @@ async function train(cmd: Command): Promise<void> {
     a = { ...TRAIN_DEFAULTS, ...json } as TrainArgs;
     // the run lives where it is now: a copied or renamed run trains in its new directory
     a.out = opts.out;
-    // a resumed run may be extended, and these flags may change
-    for (const k of ['steps', 'allowNonfinite', 'finalEval'] as const)
+    // a resumed run may be extended, moved to another device, and these flags may change; any
+    // other flag would be ignored (the run's arguments are saved), so it is refused
+    const changeable = ['steps', 'device', 'allowNonfinite', 'finalEval'] as const;
+    const fixed = cmd.options.filter((o) => {
+      const k = o.attributeName();
+      if (['resume', 'out', 'stopAfter', ...changeable].includes(k)) return false;
+      return cmd.getOptionValueSource(k) === 'cli';
+    });
+    if (fixed.length > 0)
+      throw new CliError(
+        `train --resume: ${fixed.map((o) => o.long).join(', ')} cannot change when resuming (the run's arguments are in ${saved}); only --steps, --device, --allow-nonfinite and --no-final-eval can`,
+      );
+    for (const k of changeable)
       if (cmd.getOptionValueSource(k) === 'cli') Object.assign(a, { [k]: cmd.opts()[k] });
   } else {
     a = resolveTrainArgs(cmd);

@@ -148,10 +148,13 @@ describe('lowrank CLI: everyday use and bad input', () => {
     flipped.fill(0xff, flipped.length - 8);
     writeFileSync(join(corrupt, 'checkpoint.safetensors'), flipped);
 
-    const [a, c] = await Promise.all([
+    const [a, c, ignored] = await Promise.all([
       lowrank('train', '--resume', '--out', badArgs),
       lowrank('train', '--resume', '--out', corrupt),
+      lowrank('train', '--resume', '--out', run, '--lr', '0.5', '--seed', '3'),
     ]);
+    expect(ignored.code).not.toBe(0);
+    expect(ignored.stderr).toMatch(/--lr, --seed cannot change when resuming/);
     expect(a.code).not.toBe(0);
     // every problem, one per line
     expect(a.stderr).toMatch(
