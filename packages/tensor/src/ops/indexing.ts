@@ -14,8 +14,9 @@ function checkIndex(op: string, index: Tensor): void {
 
 /**
  * torch.gather: out[i][j][k] = x[index[i][j][k]][j][k] for dim 0 (and so on). index has x's rank
- * and is no larger than x in the other dims; out has index's shape. Out-of-range indices throw
- * (on WebGPU they are reported at the next read-back).
+ * and is no larger than x in the other dims; out has index's shape. Indices outside [0, size),
+ * negative ones included (they do not count from the end), throw (on WebGPU they are reported at
+ * the next read-back).
  *
  * @example
  * const x = lr.tensor([[1, 2], [3, 4]]);
@@ -44,7 +45,8 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
 }
 
 /**
- * Selects entries of `x` along `dim` at the positions of a 1-D int32 index.
+ * Selects entries of `x` along `dim` at the positions of a 1-D int32 index. Indices outside
+ * [0, size), negative ones included, throw (on WebGPU at the next read-back).
  *
  * @example
  * const ids = lr.tensor([2, 0], { dtype: 'int32' });
@@ -66,6 +68,7 @@ export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
 
 /**
  * Embedding lookup: rows of `weight` [V, D] at int32 `ids` of any shape → [...ids.shape, D].
+ * An id outside [0, V) is an error (indexSelect's, on WebGPU at the next read-back).
  *
  * @example
  * const weight = lr.tensor([[0, 0], [1, 1], [2, 2]]);
