@@ -94,6 +94,13 @@ for (const T of TS) {
     console.log(`RESULT composed T=${T} forward_ms ${cf.toFixed(3)} fwd_bwd_ms ${cfb.toFixed(3)}`);
     causal.dispose();
   }
-  lr.dispose(q, k, v, g);
+  // decode: one query per head over a T-token cache (the split-key kernels)
+  const q1 = lr.randn([B, H, 1, D], { device });
+  const dec = await time(
+    () => lr.tidy(() => void lr.scaledDotProductAttention(q1, k.detach(), v.detach())),
+    50,
+  );
+  console.log(`RESULT fused decode S=${T} forward_ms ${dec.toFixed(4)}`);
+  lr.dispose(q, k, v, g, q1);
 }
 lr.destroyWebGPU?.();

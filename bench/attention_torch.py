@@ -50,3 +50,10 @@ for T in [int(t) for t in a.t.split(",")]:
         q.grad = k.grad = v.grad = None
 
     print(f"RESULT torch T={T} forward_ms {time_ms(fwd, reps):.3f} fwd_bwd_ms {time_ms(fb, reps):.3f}")
+    q1 = torch.randn(a.b, a.h, 1, a.d, device=dev)
+
+    def dec():
+        with torch.no_grad():
+            F.scaled_dot_product_attention(q1, k, v)
+
+    print(f"RESULT torch decode S={T} forward_ms {time_ms(dec, 50):.4f}")

@@ -1,3 +1,4 @@
+import { attentionDecode, useDecode } from './attention-decode.js';
 import {
   attentionWords,
   checkHeadDims,
@@ -19,7 +20,7 @@ import { metaStruct, PRELUDE, u } from './wgsl.js';
  * micro-tile per thread (rows ty + TY·i, columns tx + TX·j), the online-softmax rescale of the
  * running max / sum / output accumulators, and p·v from a p tile in workgroup memory. Only the
  * output and each row's logsumexp reach global memory. Causal blocks stop at the block's last
- * row. The running sums are per thread (the columns it owns), merged once at the end: all threads
+ * row (decode, one query over a long cache, splits the keys instead: attention-decode.ts). The running sums are per thread (the columns it owns), merged once at the end: all threads
  * of a row share the row max, so their partial sums rescale alike.
  */
 
@@ -192,6 +193,7 @@ export const attention: GpuKernel<'attention'> = (c, q, k, v, mask, params) => {
   const rows = b * h * l;
   const out = c.allocate('attention', 'float32', rows * ev);
   const lse = params.lse ? c.allocate('attention', 'float32', rows) : null;
+  if (rows > 0 && useDecode(q, k)) return attentionDecode(c, q, k, v, mask, params, out, lse);
   const lseScratch = lse ? null : c.scratch('attention', Math.max(1, rows));
   if (rows === 0) {
     if (lseScratch) c.release(lseScratch);
