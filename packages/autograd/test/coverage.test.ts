@@ -69,6 +69,7 @@ const ALL_OPS: Record<OpName, true> = {
   cat: true,
   layerNorm: true,
   rmsNorm: true,
+  scaledDotProductAttention: true,
   swiglu: true,
   rowCrossEntropy: true,
   linearCrossEntropy: true,

@@ -219,6 +219,30 @@ export const GRAD_CASES: GradCase[] = [
     }),
   ),
   {
+    ops: ['scaledDotProductAttention'],
+    name: 'scaledDotProductAttention (fused; causal or not, GQA 1 or 2, L ≠ S)',
+    arb: fc
+      .tuple(
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 2 }),
+        seedArb,
+      )
+      .map(([l, s, causal, g, seed]) => ({
+        inputs: [
+          uniform(seed, [1, 2 * g, l, 3], -1, 1),
+          uniform(seed + 1, [1, 2, s, 3], -1, 1),
+          uniform(seed + 2, [1, 2, s, 2], -1, 1),
+        ],
+        f: (q: Tensor, k: Tensor, v: Tensor) =>
+          lr
+            .scaledDotProductAttention(q, k, v, { causal, enableGqa: g > 1 })
+            .square()
+            .sum(),
+      })),
+  },
+  {
     ops: ['where'],
     name: 'where (broadcasting)',
     arb: fc.tuple(broadcastPair, shapeArb(0, 2), seedArb).map(([s, condShape, seed]) => {
