@@ -6,7 +6,8 @@ import type { WasmRuntime } from './runtime.js';
 /**
  * `attention` and `attentionBackward` on the Wasm gemm, one (batch, head) at a time: the [L, S]
  * scores of that head are a gemm into heap scratch (L·S floats, freed after the call), the row
- * softmax and masking are JavaScript loops over it, and P·V, dS·K, dSᵀ·Q, Pᵀ·dO are gemms again.
+ * masking is a JavaScript loop over it, the row softmax (with lse) the Wasm softmax kernel, and
+ * P·V, dS·K, dSᵀ·Q, Pᵀ·dO are gemms again.
  * So only one head's score matrix exists at a time (the TypeScript reference keeps one row).
  * Semantics follow backends/cpu/attention.ts: masked keys (causal, bool false) are −∞, a fully
  * masked row gives NaN and lse −∞, float masks add. Differences: probabilities are rounded to
@@ -128,49 +129,21 @@ export function wasmAttention(
     const rows = d.b * d.h * d.l;
     const out = mem.allocate('float32', rows * d.ev);
     const lse = params.lse ? mem.allocate('float32', rows) : null;
-    if (rows === 0 || d.ev === 0) return { out, lse };
     const sp = rt.heap.alloc(4 * Math.max(1, d.l * d.s));
     const hard = new Uint8Array(d.l * d.s);
-    const sums = new Float64Array(d.l);
-    const bad = new Uint8Array(d.l);
     try {
       for (let bi = 0; bi < d.b; bi++) {
         for (let hi = 0; hi < d.h; hi++) {
           const head = headOf(q, k, v, d, bi, hi);
-          const sc = scores(q, k, mask, params, d, bi, hi, head, sp, hard);
+          scores(q, k, mask, params, d, bi, hi, head, sp, hard);
           const row0 = (bi * d.h + hi) * d.l;
-          for (let i = 0; i < d.l; i++) {
-            let mx = Number.NEGATIVE_INFINITY;
-            for (let j = 0; j < d.s; j++) {
-              const x = sc[i * d.s + j];
-              if (x > mx || Number.isNaN(x)) mx = x;
-            }
-            let sum = 0;
-            for (let j = 0; j < d.s; j++) {
-              const x = sc[i * d.s + j];
-              // a masked key is exactly 0 (exp(−∞)); skipping Math.exp there halves a causal row's cost
-              const w = x === Number.NEGATIVE_INFINITY && mx !== x ? 0 : Math.exp(x - mx);
-              sc[i * d.s + j] = w;
-              sum += w;
-            }
-            sums[i] = sum;
-            bad[i] =
-              mx === Number.NEGATIVE_INFINITY || Number.isNaN(mx) || mx === Number.POSITIVE_INFINITY ? 1 : 0;
-            if (lse)
-              (lse.handle as Float32Array)[row0 + i] =
-                mx === Number.NEGATIVE_INFINITY ? mx : mx + Math.log(sum);
-          }
+          // P = softmax of the masked rows in place, lse beside (the Wasm softmax kernel)
+          const lseAt = lse ? mem.address(lse)! + 4 * row0 : 0;
+          exec.run('softmax', [[sp, sp, d.l, d.s, lseAt]]);
           const oa = mem.address(out)! + 4 * row0 * d.ev;
-          if (d.s === 0) continue;
           gemm(sp, 4 * d.s, 4, head.va, 4 * v.strides[2], 4 * v.strides[3], oa, 4 * d.ev, d.l, d.s, d.ev);
-          const o = out.handle as Float32Array;
-          for (let i = 0; i < d.l; i++) {
-            const base = (row0 + i) * d.ev;
-            for (let c = 0; c < d.ev; c++) o[base + c] = bad[i] ? Number.NaN : o[base + c] / sums[i];
-          }
         }
       }
-      if (d.s === 0) (out.handle as Float32Array).fill(Number.NaN);
     } finally {
       rt.heap.free(sp);
     }

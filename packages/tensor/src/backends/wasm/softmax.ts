@@ -2,10 +2,10 @@ import type { ModuleBuilder } from './assembler.js';
 import { F64x2Math } from './math.js';
 
 /**
- * `softmax(x, out, rows, cols)`: row softmax over contiguous float32 rows, with the TypeScript
+ * `softmax(x, out, rows, cols, lse)`: row softmax over contiguous float32 rows, with the TypeScript
  * kernel's arithmetic and roundings (backends/cpu/reduce.ts): m = max (NaN-propagating, as
  * `f64.max`), e = f32(exp(x − m)) written to `out`, s = f32(Σ e, in float64 in index order),
- * y = f32(e / s). exp is math.ts's, so a value may differ from the TypeScript kernel's by 1 ulp
+ * y = f32(e / s); with `lse` ≠ 0 also each row's f32(m + log s) there. exp is math.ts's, so a value may differ from the TypeScript kernel's by 1 ulp
  * where exp's float32 rounding does. Rows are independent: any split over threads gives the
  * same bits.
  *
@@ -13,11 +13,11 @@ import { F64x2Math } from './math.js';
  * emitSoftmax(m); // then exports.softmax(xAddr, outAddr, rows, cols)
  */
 export function emitSoftmax(module: ModuleBuilder): void {
-  const f = module.function('softmax', ['i32', 'i32', 'i32', 'i32'], []);
-  const [x, out, rows, cols] = [f.param(0), f.param(1), f.param(2), f.param(3)];
+  const f = module.function('softmax', ['i32', 'i32', 'i32', 'i32', 'i32'], []);
+  const [x, out, rows, cols, lse] = [f.param(0), f.param(1), f.param(2), f.param(3), f.param(4)];
   const [r, j, xr, or, end2, p, q] = Array.from({ length: 7 }, () => f.local('i32'));
   const [m, s] = [f.local('f64'), f.local('f64')];
-  const [pair, e] = [f.local('v128'), f.local('v128')];
+  const [pair, e, sv] = [f.local('v128'), f.local('v128'), f.local('v128')];
   const math = new F64x2Math(f);
   f.get(cols).i32(-2).op('i32.and').set(end2);
   f.for(r, 0, rows, 1, () => {
@@ -57,6 +57,24 @@ export function emitSoftmax(module: ModuleBuilder): void {
     f.if(() => {
       f.get(end2).set(j);
       expPair(1);
+    });
+    // lse (when asked): f32(m + log s) in float64 as the TypeScript attention kernel; −∞ for a
+    // row of only −∞ (whose s is NaN)
+    f.get(lse);
+    f.if(() => {
+      const at = () => f.get(lse).get(r).i32(2).op('i32.shl', 'i32.add');
+      f.get(m).f64(Number.NEGATIVE_INFINITY).op('f64.eq');
+      f.if(
+        () => {
+          at().f32(Number.NEGATIVE_INFINITY).mem('f32.store');
+        },
+        () => {
+          f.get(s).op('f64x2.splat').set(sv);
+          at();
+          math.log(sv);
+          f.lane('f64x2.extract_lane', 0).get(m).op('f64.add', 'f32.demote_f64').mem('f32.store');
+        },
+      );
     });
     // y = f32(e / f32(s))
     f.get(s).op('f32.demote_f64', 'f64.promote_f32').set(s);

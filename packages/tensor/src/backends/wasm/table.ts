@@ -116,6 +116,7 @@ export function wasmKernelTable(
         o + 4 * a * cols,
         b - a,
         cols,
+        0, // no lse
       ]);
       exec.run('softmax', tasks);
       return out;
