@@ -11,7 +11,9 @@ import type { WasmRuntime } from './runtime.js';
  * So only one head's score matrix exists at a time (the TypeScript reference keeps one row).
  * Semantics follow backends/cpu/attention.ts: masked keys (causal, bool false) are −∞, a fully
  * masked row gives NaN and lse −∞, float masks add. Differences: probabilities are rounded to
- * float32 before P·V, and the gemms accumulate in float32 (≈ 1e-6 relative); a masked key whose
+ * float32 before P·V, the backward takes p as the row softmax of the scores again (what
+ * exp(s − lse) is for the forward's lse, which now only marks rows with no key), and the gemms
+ * accumulate in float32 (≈ 1e-6 relative); a masked key whose
  * v is ±∞ contributes 0·∞ = NaN where the reference skips it.
  *
  * @example
@@ -173,7 +175,10 @@ export function wasmAttention(
       for (let bi = 0; bi < d.b; bi++) {
         for (let hi = 0; hi < d.h; hi++) {
           const head = headOf(q, k, v, d, bi, hi);
-          const p = scores(q, k, mask, params, d, bi, hi, head, sp, hard);
+          scores(q, k, mask, params, d, bi, hi, head, sp, hard);
+          // p = exp(s − lse) is the row softmax of the masked scores again: the Wasm kernel, in place
+          // (0 at masked keys, NaN on a row of no key)
+          exec.run('softmax', [[sp, sp, d.l, d.s, 0]]);
           const g0 = gAddr + 4 * (bi * grad.strides[0] + hi * grad.strides[1]);
           // dP = dO·vᵀ
           gemm(
@@ -201,9 +206,10 @@ export function wasmAttention(
             const dead = m === Number.NEGATIVE_INFINITY;
             for (let j = 0; j < d.s; j++) {
               const x = i * d.s + j;
-              const pr = hard[x] ? (dead ? Number.NaN : 0) : Math.exp(p[x] - m);
-              pv[x] = pr;
-              ds[x] = hard[x] ? 0 : pr * (ds[x] - dsum) * params.scale;
+              if (hard[x]) {
+                pv[x] = dead ? Number.NaN : 0;
+                ds[x] = 0;
+              } else ds[x] = pv[x] * (ds[x] - dsum) * params.scale;
             }
           }
           // dq = dS·k (each query head once: written in place)
