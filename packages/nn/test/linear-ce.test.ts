@@ -191,7 +191,7 @@ describe.skipIf(unavailable !== null)(
         const w = lr.tensor(wv, { shape: [v, c], device });
         await lr.getBackend(device).flush?.();
         const base = stats.bytesInUse;
-        lr.webgpuProfiler().resetPeakBytes();
+        lr.webgpuProfiler()!.resetPeakBytes();
         const loss = lr.tidy(() => {
           const l = fused
             ? F.linearCrossEntropy(h, w, t, { chunkSize: 16, labelSmoothing: 0.1 })
