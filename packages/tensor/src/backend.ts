@@ -48,6 +48,16 @@ export interface NormParamGrads {
   readonly bias: Storage | null;
 }
 
+/** The terms a `matmulEpilogue` kernel adds to alpha·A·B at its store. */
+export interface MatmulEpilogue {
+  /** [N] (any stride), added to every row; null: none. */
+  readonly bias: View | null;
+  /** [B, M, N] (any strides), added elementwise; null: none. */
+  readonly residual: View | null;
+  /** Scale of the product. */
+  readonly alpha: number;
+}
+
 /** Options of the `crossEntropyRows` kernel. */
 export interface CrossEntropyRowsParams {
   /** Rows whose label equals this get loss 0 (and gradient 0). */
@@ -199,6 +209,19 @@ export interface KernelTable {
     m: number,
     k: number,
     n: number,
+  ): Storage;
+  /**
+   * matmul with a fused epilogue: out[b, i, j] = alpha·(a[b]·b[b])[i, j] + bias[j] + residual[b, i, j]
+   * (the terms whose view is null are left out).
+   */
+  matmulEpilogue(
+    a: View,
+    b: View,
+    batch: number,
+    m: number,
+    k: number,
+    n: number,
+    epilogue: MatmulEpilogue,
   ): Storage;
   /**
    * Fused attention (views and shapes as `AttentionParams` says): per row, the softmax of the

@@ -18,6 +18,7 @@ export type {
   CrossEntropyRowsParams,
   KernelName,
   KernelTable,
+  MatmulEpilogue,
   NormKind,
   NormOutput,
   NormParamGrads,

@@ -11,6 +11,7 @@ export const KERNEL_NAMES: readonly KernelName[] = [
   'normParamGrad',
   'matmul',
   'loraMatmul',
+  'matmulEpilogue',
   'attention',
   'attentionBackward',
   'gather',

@@ -9,6 +9,7 @@ import { elementwise } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { loraMatmul } from './lora-matmul.js';
 import { matmul } from './matmul.js';
+import { matmulEpilogue } from './matmul-epilogue.js';
 import { norm, normBackward, normParamGrad } from './norm.js';
 import { adamUpdate } from './optim.js';
 import { reduce, softmax } from './reduce.js';
@@ -51,6 +52,7 @@ export const cpuKernels = {
   normParamGrad,
   matmul,
   loraMatmul,
+  matmulEpilogue,
   attention,
   attentionBackward,
   gather,

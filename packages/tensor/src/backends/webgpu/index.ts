@@ -15,7 +15,7 @@ import { ELEMENT_BYTES, WebGPUContext } from './context.js';
 import { crossEntropyRows } from './cross-entropy.js';
 import { elementwise } from './elementwise.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
-import { matmul } from './matmul.js';
+import { matmul, matmulEpilogue } from './matmul.js';
 import { loraMatmul, skinnyMatmul } from './matmul-skinny.js';
 import { norm, normBackward, normParamGrad } from './norm.js';
 import { adamUpdate } from './optim.js';
@@ -49,6 +49,7 @@ function kernelsOf(c: WebGPUContext): KernelTable {
     matmul: (a, b, batch, m, k, n) => skinnyMatmul(c, a, b, batch, m, k, n) ?? matmul(c, a, b, batch, m, k, n),
     loraMatmul: (a, w, index, residual, alpha, batch, m, k, n) =>
       loraMatmul(c, a, w, index, residual, alpha, batch, m, k, n),
+    matmulEpilogue: (a, b, batch, m, k, n, epi) => matmulEpilogue(c, a, b, batch, m, k, n, epi),
     attention: (q, k, v, mask, params) => attention(c, q, k, v, mask, params),
     attentionBackward: (q, k, v, mask, out, grad, lse, params) =>
       attentionBackward(c, q, k, v, mask, out, grad, lse, params),
