@@ -160,34 +160,41 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       var pr: array<array<f32, CT>, RT>;
       var ds: array<array<f32, CT>, RT>;
       for (var i = 0u; i < RT; i++) { for (var j = 0u; j < CT; j++) { sc[i][j] = 0.0; dp[i][j] = 0.0; } }
+      // operands into registers first: RT + CT workgroup loads per RT·CT multiply-adds
       for (var d = 0u; d < E; d++) {
-        for (var i = 0u; i < RT; i++) {
-          let kv = Kr[d * ${br}u + ty + ${ty}u * i];
-          for (var j = 0u; j < CT; j++) { sc[i][j] += kv * Qc[d * ${bc}u + tx + ${tx}u * j]; }
-        }
+        var a: array<f32, RT>;
+        var c2: array<f32, CT>;
+        for (var i = 0u; i < RT; i++) { a[i] = Kr[d * ${br}u + ty + ${ty}u * i]; }
+        for (var j = 0u; j < CT; j++) { c2[j] = Qc[d * ${bc}u + tx + ${tx}u * j]; }
+        for (var i = 0u; i < RT; i++) { for (var j = 0u; j < CT; j++) { sc[i][j] += a[i] * c2[j]; } }
       }
       for (var d = 0u; d < EV; d++) {
-        for (var i = 0u; i < RT; i++) {
-          let vv = Vr[d * ${br}u + ty + ${ty}u * i];
-          for (var j = 0u; j < CT; j++) { dp[i][j] += vv * Gc[d * ${bc}u + tx + ${tx}u * j]; }
-        }
+        var a: array<f32, RT>;
+        var c2: array<f32, CT>;
+        for (var i = 0u; i < RT; i++) { a[i] = Vr[d * ${br}u + ty + ${ty}u * i]; }
+        for (var j = 0u; j < CT; j++) { c2[j] = Gc[d * ${bc}u + tx + ${tx}u * j]; }
+        for (var i = 0u; i < RT; i++) { for (var j = 0u; j < CT; j++) { dp[i][j] += a[i] * c2[j]; } }
       }
       ${probs(mask, causal, `q0 + tx + ${tx}u * j`, `k0 + ty + ${ty}u * i`, `Lc[tx + ${tx}u * j]`, `Dc[tx + ${tx}u * j]`)}
       for (var i = 0u; i < RT; i++) { for (var j = 0u; j < CT; j++) { Pt[(ty + ${ty}u * i) * ${bc}u + tx + ${tx}u * j] = pr[i][j]; } }
       workgroupBarrier();
       for (var j = 0u; j < ${bc}u; j++) {
+        var pt: array<f32, RT>;
+        for (var i = 0u; i < RT; i++) { pt[i] = Pt[(ty + ${ty}u * i) * ${bc}u + j]; }
         for (var c = 0u; c < ${ocv}u; c++) {
           let g = Gc[(tx + ${tx}u * c) * ${bc}u + j];
-          for (var i = 0u; i < RT; i++) { dva[i][c] += Pt[(ty + ${ty}u * i) * ${bc}u + j] * g; }
+          for (var i = 0u; i < RT; i++) { dva[i][c] += pt[i] * g; }
         }
       }
       workgroupBarrier();
       for (var i = 0u; i < RT; i++) { for (var j = 0u; j < CT; j++) { Pt[(ty + ${ty}u * i) * ${bc}u + tx + ${tx}u * j] = ds[i][j]; } }
       workgroupBarrier();
       for (var j = 0u; j < ${bc}u; j++) {
+        var pt: array<f32, RT>;
+        for (var i = 0u; i < RT; i++) { pt[i] = Pt[(ty + ${ty}u * i) * ${bc}u + j]; }
         for (var c = 0u; c < ${ock}u; c++) {
           let qv = Qc[(tx + ${tx}u * c) * ${bc}u + j];
-          for (var i = 0u; i < RT; i++) { dka[i][c] += Pt[(ty + ${ty}u * i) * ${bc}u + j] * qv; }
+          for (var i = 0u; i < RT; i++) { dka[i][c] += pt[i] * qv; }
         }
       }
     }
@@ -263,24 +270,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var ds: array<array<f32, CT>, RT>;
     for (var i = 0u; i < RT; i++) { for (var j = 0u; j < CT; j++) { sc[i][j] = 0.0; dp[i][j] = 0.0; } }
     for (var d = 0u; d < E; d++) {
-      for (var i = 0u; i < RT; i++) {
-        let qv = Qr[d * ${br}u + ty + ${ty}u * i];
-        for (var j = 0u; j < CT; j++) { sc[i][j] += qv * Kc[d * ${bc}u + tx + ${tx}u * j]; }
-      }
+      var a: array<f32, RT>;
+      var c2: array<f32, CT>;
+      for (var i = 0u; i < RT; i++) { a[i] = Qr[d * ${br}u + ty + ${ty}u * i]; }
+      for (var j = 0u; j < CT; j++) { c2[j] = Kc[d * ${bc}u + tx + ${tx}u * j]; }
+      for (var i = 0u; i < RT; i++) { for (var j = 0u; j < CT; j++) { sc[i][j] += a[i] * c2[j]; } }
     }
     for (var d = 0u; d < EV; d++) {
-      for (var i = 0u; i < RT; i++) {
-        let g = Gr[d * ${br}u + ty + ${ty}u * i];
-        for (var j = 0u; j < CT; j++) { dp[i][j] += g * Vc[d * ${bc}u + tx + ${tx}u * j]; }
-      }
+      var a: array<f32, RT>;
+      var c2: array<f32, CT>;
+      for (var i = 0u; i < RT; i++) { a[i] = Gr[d * ${br}u + ty + ${ty}u * i]; }
+      for (var j = 0u; j < CT; j++) { c2[j] = Vc[d * ${bc}u + tx + ${tx}u * j]; }
+      for (var i = 0u; i < RT; i++) { for (var j = 0u; j < CT; j++) { dp[i][j] += a[i] * c2[j]; } }
     }
     ${probs(mask, causal, `q0 + ty + ${ty}u * i`, `k0 + tx + ${tx}u * j`, 'lr[i]', 'dr[i]')}
     for (var i = 0u; i < RT; i++) { for (var j = 0u; j < CT; j++) { Pt[(ty + ${ty}u * i) * ${bc}u + tx + ${tx}u * j] = ds[i][j]; } }
     workgroupBarrier();
     for (var j = 0u; j < ${bc}u; j++) {
+      var pt: array<f32, RT>;
+      for (var i = 0u; i < RT; i++) { pt[i] = Pt[(ty + ${ty}u * i) * ${bc}u + j]; }
       for (var c = 0u; c < ${ock}u; c++) {
         let kv = Kc[(tx + ${tx}u * c) * ${bc}u + j];
-        for (var i = 0u; i < RT; i++) { dqa[i][c] += Pt[(ty + ${ty}u * i) * ${bc}u + j] * kv; }
+        for (var i = 0u; i < RT; i++) { dqa[i][c] += pt[i] * kv; }
       }
     }
   }
