@@ -57,7 +57,7 @@ describe.skipIf(skip !== null)(`flash attention on webgpu${skip ? ` (skipped: ${
     for (const c of CASES) {
       const { q, k, v, mask } = inputs(c, seed++);
       const ref = composedAttention(q, k, v, { causal: c.causal, mask });
-      const [qg, kg, vg, mg] = await Promise.all([q, k, v, mask].map((t) => t && t.to('webgpu')));
+      const [qg, kg, vg, mg] = await Promise.all([q, k, v, mask].map((t) => t?.to('webgpu') ?? null));
       const got = lr.scaledDotProductAttention(qg!, kg!, vg!, {
         causal: c.causal,
         mask: mg,
