@@ -56,6 +56,7 @@ const ALL_OPS: Record<OpName, true> = {
   softmax: true,
   logSoftmax: true,
   matmul: true,
+  addmm: true,
   loraExpand: true,
   gatherMatmul: true,
   reshape: true,

@@ -353,6 +353,26 @@ export const GRAD_CASES: GradCase[] = [
       }),
   },
   {
+    ops: ['addmm', 'permute'],
+    name: 'addmm: alpha·a@b + bias + residual (a 1-D/2-D/3-D, b transposed or not)',
+    arb: fc
+      .tuple(fc.constantFrom(1, 2, 3), dimArb, dimArb, dimArb, fc.boolean(), fc.boolean(), seedArb)
+      .map(([rank, m, k, n, transposed, withBias, seed]) => {
+        const sa = rank === 1 ? [k] : rank === 2 ? [m, k] : [2, m, k];
+        const out = [...sa.slice(0, -1), n];
+        return {
+          inputs: [
+            uniform(seed, sa, -1, 1),
+            uniform(seed + 1, transposed ? [n, k] : [k, n], -1, 1),
+            uniform(seed + 2, [n], -1, 1),
+            uniform(seed + 3, out, -1, 1),
+          ],
+          f: (a: Tensor, b: Tensor, bias: Tensor, res: Tensor) =>
+            lr.addmm(a, transposed ? b.T : b, { bias: withBias ? bias : null, residual: res, alpha: 0.75 }),
+        };
+      }),
+  },
+  {
     ops: ['matmul', 'permute'],
     name: 'matmul of transposed operands',
     arb: fc.tuple(dimArb, dimArb, dimArb, seedArb).map(([m, k, n, seed]) => ({

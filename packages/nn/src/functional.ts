@@ -1,4 +1,5 @@
 import {
+  addmm,
   arange,
   defaultGenerator,
   fromTypedArray,
@@ -32,12 +33,22 @@ export { type LinearCrossEntropyOptions, linearCrossEntropy } from './linear-ce.
 export { bceWithLogits, binaryCrossEntropyWithLogits, crossEntropy, mse, mseLoss } from './losses.js';
 
 /**
- * y = x·Wᵀ + b with W [out, in] as in PyTorch: x [..., in] → [..., out].
+ * y = x·Wᵀ + b (+ residual) with W [out, in] as in PyTorch: x [..., in] → [..., out]. One
+ * `lr.addmm` kernel: the bias and the residual are added where the matmul stores its result.
  *
  * @example
  * F.linear(x, weight, bias); // x [B, 3], weight [4, 3], bias [4] → [B, 4]
+ * F.linear(h, w, b, { residual: x }); // x + h·wᵀ + b in one kernel
  */
-export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
+export function linear(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null = null,
+  options: {
+    /** Added to the output (its shape [..., out]) in the same kernel: a residual connection. */
+    residual?: Tensor | null;
+  } = {},
+): Tensor {
   if (weight.rank !== 2)
     throw new OpError('linear', `weight must be 2-D [out, in], got ${fmtShape(weight.shape)}`);
   if (x.rank < 1 || x.shape[x.rank - 1] !== weight.shape[1]) {
@@ -49,10 +60,8 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   if (bias && (bias.rank !== 1 || bias.shape[0] !== weight.shape[0])) {
     throw new OpError('linear', `bias must be [${weight.shape[0]}], got ${fmtShape(bias.shape)}`);
   }
-  return composite([x, weight, bias], () => {
-    const y = matmul(x, weight.T); // [..., out] (Wᵀ is read through its strides)
-    return bias ? y.add(bias) : y;
-  });
+  // one kernel: the bias is added at the matmul's store (Wᵀ is read through its strides)
+  return addmm(x, weight.T, { bias, residual: options.residual ?? null });
 }
 
 /**

@@ -78,10 +78,16 @@ export {
 } from './expr/table.js';
 export { type InitOptions, type InitResult, init } from './init.js';
 export { KERNEL_NAMES } from './kernel-names.js';
+export {
+  type AttentionInputGrads,
+  type ScaledDotProductAttentionOptions,
+  scaledDotProductAttention,
+  scaledDotProductAttentionBackward,
+} from './ops/attention.js';
 export type {
+  AttentionAttrs,
   CrossEntropyAttrs,
   LoraMatmulAttrs,
-  AttentionAttrs,
   NormAttrs,
   OpAttrs,
   OpName,
@@ -158,13 +164,7 @@ export {
   linearCrossEntropyBackward,
   rowCrossEntropy,
 } from './ops/loss.js';
-export {
-  type AttentionInputGrads,
-  type ScaledDotProductAttentionOptions,
-  scaledDotProductAttention,
-  scaledDotProductAttentionBackward,
-} from './ops/attention.js';
-export { matmul } from './ops/matmul.js';
+export { type AddmmOptions, addmm, matmul } from './ops/matmul.js';
 export {
   layerNorm,
   type NormGrads,

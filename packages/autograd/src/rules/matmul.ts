@@ -1,4 +1,5 @@
-import { matmul, reshape, type Tensor, transpose } from '@lowrank/tensor';
+import { addmm, matmul, type OpAttrs, reshape, sum, type Tensor, transpose } from '@lowrank/tensor';
+import type { BackwardContext } from '../rule.js';
 import { type RuleTable, unbroadcast } from '../rule.js';
 
 /**
@@ -30,6 +31,26 @@ export const matmulRules = {
         }
       }
       return [ga, gb];
+    },
+  },
+  /**
+   * addmm (alpha·a@b + bias + residual, a [..., M, K], b [K, N]): dA = alpha·G·Bᵀ and
+   * dB = alpha·Aᵀ·G (the scale fused into the matmul's store), dbias = G summed over the rows,
+   * dresidual = G. Inputs are `[a, b, bias?, residual?]`.
+   */
+  addmm: {
+    saveInputs: [0, 1],
+    backward: ({ grad, inputs: [a, b], attrs, needs }: BackwardContext<OpAttrs['addmm']>) => {
+      const k = a!.shape[a!.rank - 1];
+      const n = b!.shape[1];
+      const g2 = reshape(grad, [-1, n]);
+      const out: (Tensor | null)[] = [
+        needs[0] ? addmm(grad, transpose(b!, 0, 1), { alpha: attrs.alpha }) : null,
+        needs[1] ? addmm(transpose(reshape(a!, [-1, k]), 0, 1), g2, { alpha: attrs.alpha }) : null,
+      ];
+      if (attrs.bias) out.push(needs[2] ? sum(g2, [0]) : null);
+      if (attrs.residual) out.push(needs[out.length] ? grad : null);
+      return out;
     },
   },
 } satisfies RuleTable;

@@ -68,6 +68,15 @@ export interface OpAttrs extends ElementwiseAttrs {
   // linear algebra
   /** `matmul(a, b)`: no attributes (shapes say everything). */
   matmul: Empty;
+  /** `addmm(a, b, { bias, residual, alpha })`: inputs `[a, b, bias?, residual?]` (those present). */
+  addmm: {
+    /** Scale of the product. */
+    alpha: number;
+    /** Whether a bias is among the inputs (after b). */
+    bias: boolean;
+    /** Whether a residual is among the inputs (last). */
+    residual: boolean;
+  };
   /** `loraExpand(base, h, w, { scale, index })`: base + scale·h·w (w[index[b]] per sample when indexed). */
   loraExpand: LoraMatmulAttrs;
   /** `gatherMatmul(x, w, index)`: x[b]·w[index[b]] (scale 1, always indexed). */

@@ -1,4 +1,4 @@
-import { runOp } from '../engine/dispatch.js';
+import { checkInputs, runOp } from '../engine/dispatch.js';
 import { tidy } from '../engine/scopes.js';
 import { fmtShape, OpError } from '../errors.js';
 import { broadcastShapes, sizeOf } from '../shape.js';
@@ -72,4 +72,70 @@ function finalShape(
   if (a.rank > 1) shape.push(m);
   if (b.rank > 1) shape.push(n);
   return reshape(out, shape);
+}
+
+/** Optional terms of `addmm`. */
+export interface AddmmOptions {
+  /** [N], added to every row. */
+  bias?: Tensor | null;
+  /** The output's shape [..., M, N], added elementwise (a residual connection). */
+  residual?: Tensor | null;
+  /** Scale of the product (default 1). */
+  alpha?: number;
+}
+
+/**
+ * alpha·(a @ b) + bias + residual as one kernel: the bias and residual are added where the matmul
+ * stores its result (WebGPU), instead of by a second elementwise pass over the [..., M, N] output.
+ * a is [..., M, K] (rank ≥ 1, batch dims folded into M), b is [K, N]; bias must be [N] and the
+ * residual the output's shape [..., M, N] exactly (no broadcasting). float32 only.
+ *
+ * @example
+ * const y = lr.addmm(x, w.T, { bias: b }); // F.linear: x [B, in], w [out, in], b [out]
+ * lr.addmm(lr.tensor([[1, 2]]), lr.tensor([[3], [4]]), { bias: lr.tensor([1]), alpha: 2 }); // [[23]]
+ */
+export function addmm(a: Tensor, b: Tensor, options: AddmmOptions = {}): Tensor {
+  const bias = options.bias ?? null;
+  const residual = options.residual ?? null;
+  const alpha = options.alpha ?? 1;
+  const inputs = [a, b, bias, residual].filter((t): t is Tensor => t !== null);
+  checkInputs('addmm', inputs);
+  for (const t of inputs) {
+    if (t.dtype !== 'float32') throw new OpError('addmm', `expected float32 tensors, got ${t.dtype}`);
+  }
+  if (a.rank < 1 || b.rank !== 2) {
+    throw new OpError(
+      'addmm',
+      `expected a [..., M, K] @ b [K, N], got ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`,
+    );
+  }
+  const k = a.shape[a.rank - 1];
+  const n = b.shape[1];
+  if (b.shape[0] !== k)
+    throw new OpError('addmm', `inner dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
+  const outShape = [...a.shape.slice(0, -1), n];
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== n))
+    throw new OpError('addmm', `bias must be [${n}], got ${fmtShape(bias.shape)}`);
+  if (residual && (residual.rank !== outShape.length || residual.shape.some((d, i) => d !== outShape[i]))) {
+    throw new OpError(
+      'addmm',
+      `residual must be the output's shape ${fmtShape(outShape)}, got ${fmtShape(residual.shape)}`,
+    );
+  }
+  if (!Number.isFinite(alpha)) throw new OpError('addmm', `alpha must be a finite number, got ${alpha}`);
+  const attrs = { alpha, bias: bias !== null, residual: residual !== null };
+  return runOp('addmm', inputs, attrs, () =>
+    tidy(() => {
+      const rows = a.rank === 1 ? 1 : sizeOf(a.shape.slice(0, -1));
+      const a3 = reshape(a, [1, rows, k]);
+      const b3 = reshape(b, [1, k, n]);
+      const r3 = residual ? reshape(residual, [1, rows, n]) : null;
+      const out = kernel('addmm', a, 'matmulEpilogue')(a3.view_(), b3.view_(), 1, rows, k, n, {
+        bias: bias ? bias.view_() : null,
+        residual: r3 ? r3.view_() : null,
+        alpha,
+      });
+      return wrap(out, outShape);
+    }),
+  );
 }

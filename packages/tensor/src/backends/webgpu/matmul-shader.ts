@@ -200,10 +200,10 @@ function planB(v: Variant, wgs: number): Plan {
 }
 
 /** WGSL expressions of the epilogue's terms for output (r, col + e): bias and residual reads. */
-function epilogueTerms(v: Variant, col: string): string[] {
+function epilogueTerms(epi: EpilogueFlags | null, col: string): string[] {
   const t: string[] = [];
-  if (v.epi?.bias) t.push(`Bi[${i(W.OBIAS)} + i32(${col}) * ${i(W.SBIAS)}]`);
-  if (v.epi?.residual) t.push(`R[resRow + i32(${col}) * ${i(W.CSR)}]`);
+  if (epi?.bias) t.push(`Bi[${i(W.OBIAS)} + i32(${col}) * ${i(W.SBIAS)}]`);
+  if (epi?.residual) t.push(`R[resRow + i32(${col}) * ${i(W.CSR)}]`);
   return t;
 }
 
@@ -313,7 +313,7 @@ export function matmulShader(v: Variant): string {
         if (v.cvec) {
           let val = value(acc);
           if (epi) {
-            const terms = [0, 1, 2, 3].map((e) => epilogueTerms(v, `col + ${e}u`));
+            const terms = [0, 1, 2, 3].map((e) => epilogueTerms(epi, `col + ${e}u`));
             for (let t = 0; t < terms[0].length; t++) {
               val += ` + vec4<f32>(${terms.map((x) => x[t]).join(', ')})`;
             }
@@ -321,7 +321,7 @@ export function matmulShader(v: Variant): string {
           emit(`      if (r < M && col < N) { C[(cBase + r * N + col) / 4u] = ${val}; } }`);
         } else {
           for (let e = 0; e < 4; e++) {
-            const val = [value(`${acc}.${'xyzw'[e]}`), ...epilogueTerms(v, `col + ${e}u`)].join(' + ');
+            const val = [value(`${acc}.${'xyzw'[e]}`), ...epilogueTerms(epi, `col + ${e}u`)].join(' + ');
             emit(`      if (r < M && col + ${e}u < N) { C[cBase + r * N + col + ${e}u] = ${val}; }`);
           }
           emit('    }');
