@@ -73,6 +73,37 @@ async function measure(
   return row;
 }
 
+if (process.argv.includes('--heuristic')) {
+  // the confirmation run: the heuristic's plan on every shape, and addmm's fused bias against matmul + add
+  lr.setMatmulConfig(null);
+  for (const s of shapes) {
+    const { a, b, dispose } = operands(lr, s);
+    const sec = await timeIt(() => a.matmul(b).dispose(), sync, 50);
+    let extra = '';
+    if (s.name.startsWith('fwd')) {
+      const bias = lr.randn([s.n], { device: 'webgpu' });
+      const fused = await timeIt(() => lr.addmm(a, b, { bias }).dispose(), sync, 50);
+      const unfused = await timeIt(
+        () => {
+          const y = a.matmul(b).add(bias);
+          lr.realize(y.storage);
+          y.dispose();
+        },
+        sync,
+        50,
+      );
+      extra = `  addmm+bias ${(fused * 1e3).toFixed(3)} ms, matmul then add ${(unfused * 1e3).toFixed(3)} ms`;
+      bias.dispose();
+    }
+    console.log(
+      `${s.name.padEnd(14)} ${(sec * 1e3).toFixed(3).padStart(8)} ms ${((2 * s.m * s.k * s.n) / sec / 1e12).toFixed(2).padStart(7)} TFLOP/s${extra}`,
+    );
+    dispose();
+  }
+  lr.destroyWebGPU();
+  process.exit(0);
+}
+
 for (const s of shapes) {
   const { a, b, dispose } = operands(lr, s);
   const phase1: Row[] = [];
