@@ -36,7 +36,7 @@ describe.skipIf(skip !== null)(`fused norms on webgpu${skip ? ` (skipped: ${skip
           const x = lr.randn([rows, cols]).mul(2).add(3);
           const w = affine ? lr.randn([cols]) : null;
           const b = affine && kind === 'layer' ? lr.randn([cols]) : null;
-          const [xg, wg, bg] = await Promise.all([x, w, b].map((t) => t && t.to('webgpu')));
+          const [xg, wg, bg] = await Promise.all([x, w, b].map((t) => t?.to('webgpu')));
           const y = kind === 'layer' ? lr.layerNorm(xg!, [cols], wg, bg) : lr.rmsNorm(xg!, [cols], wg, 1e-5);
           const ref = refNorm(
             kind,

@@ -46,7 +46,8 @@ function kernelsOf(c: WebGPUContext): KernelTable {
       normParamGrad(c, kind, x, grad, rows, cols, mean, rstd, bias),
     crossEntropyRows: (x, labels, rows, cols, params) => crossEntropyRows(c, x, labels, rows, cols, params),
     // LoRA's skinny shapes (one of M, N, K ≤ 64) first; null hands the rest to the general kernel
-    matmul: (a, b, batch, m, k, n) => skinnyMatmul(c, a, b, batch, m, k, n) ?? matmul(c, a, b, batch, m, k, n),
+    matmul: (a, b, batch, m, k, n) =>
+      skinnyMatmul(c, a, b, batch, m, k, n) ?? matmul(c, a, b, batch, m, k, n),
     loraMatmul: (a, w, index, residual, alpha, batch, m, k, n) =>
       loraMatmul(c, a, w, index, residual, alpha, batch, m, k, n),
     matmulEpilogue: (a, b, batch, m, k, n, epi) => matmulEpilogue(c, a, b, batch, m, k, n, epi),
