@@ -12,5 +12,5 @@ step gpt2 200 bash .gpu/run.sh train-gpt2 --mode both --kprof 25
 step torch 100 python3 bench/train_gpt2_torch.py --mode both
 step attention 80 bash .gpu/run.sh attention-gpu
 step attention-torch 40 python3 bench/attention_torch.py
-if [ -f .gpu/bundle/matmul-shapes.mjs ]; then step matmul 90 bash .gpu/run.sh matmul-shapes; fi
+step matmul 120 bash .gpu/run.sh matmul-sweep --heuristic
 if [ -f bench/matmul_torch.py ]; then step matmul-torch 40 python3 bench/matmul_torch.py; fi
