@@ -668,24 +668,31 @@ function build(device: Device, input: Input): Tensor {
 }
 
 /** Registers one test per case: fast-check properties of gradcheck on `device`. */
-export function gradSuite(device: Device, options: { numRuns: number; cases?: GradCase[] }): void {
+export function gradSuite(
+  device: Device,
+  options: { numRuns: number; cases?: GradCase[]; timeoutMs?: number },
+): void {
   for (const c of options.cases ?? GRAD_CASES) {
-    it(`${c.name} [${c.ops.join(', ')}] on ${device}`, async () => {
-      const before = lr.memory().numTensors;
-      await fc.assert(
-        fc.asyncProperty(c.arb, async ({ inputs, f, tol }) => {
-          const xs = inputs.map((i) => build(device, i));
-          try {
-            const result = await gradcheck(f, xs, tol);
-            const shapes = inputs.map((i) => `[${i.shape.join(',')}]`).join(' ');
-            expect(result.mismatches.slice(0, 3), `inputs ${shapes}`).toEqual([]);
-          } finally {
-            for (const x of xs) x.dispose();
-          }
-        }),
-        { numRuns: options.numRuns, seed: 42 },
-      );
-      expect(lr.memory().numTensors).toBe(before);
-    });
+    it(
+      `${c.name} [${c.ops.join(', ')}] on ${device}`,
+      async () => {
+        const before = lr.memory().numTensors;
+        await fc.assert(
+          fc.asyncProperty(c.arb, async ({ inputs, f, tol }) => {
+            const xs = inputs.map((i) => build(device, i));
+            try {
+              const result = await gradcheck(f, xs, tol);
+              const shapes = inputs.map((i) => `[${i.shape.join(',')}]`).join(' ');
+              expect(result.mismatches.slice(0, 3), `inputs ${shapes}`).toEqual([]);
+            } finally {
+              for (const x of xs) x.dispose();
+            }
+          }),
+          { numRuns: options.numRuns, seed: 42 },
+        );
+        expect(lr.memory().numTensors).toBe(before);
+      },
+      options.timeoutMs,
+    );
   }
 }

@@ -101,11 +101,11 @@ export class WorkerPool implements Executor {
   private constructor(
     private readonly rt: WasmRuntime,
     private readonly workers: WorkerHandle[],
-    control: SharedArrayBuffer,
+    control: SharedArrayBuffer | null,
     names: string[],
   ) {
-    this.slots = workers.map((_, i) => new Int32Array(control, i * SLOT_BYTES, 8));
-    this.args = workers.map((_, i) => new Float64Array(control, i * SLOT_BYTES + 32, MAX_ARGS));
+    this.slots = workers.map((_, i) => new Int32Array(control!, i * SLOT_BYTES, 8));
+    this.args = workers.map((_, i) => new Float64Array(control!, i * SLOT_BYTES + 32, MAX_ARGS));
     this.names = new Map(names.map((n, i) => [n, i]));
   }
 
@@ -125,7 +125,8 @@ export class WorkerPool implements Executor {
    */
   static async create(rt: WasmRuntime, threads: number): Promise<WorkerPool> {
     const n = threadsAvailable(rt) ? Math.max(0, Math.floor(threads) - 1) : 0;
-    const control = new SharedArrayBuffer(Math.max(1, n) * SLOT_BYTES);
+    // no SharedArrayBuffer at all in a page that is not cross-origin isolated: no workers, no block
+    const control = n > 0 ? new SharedArrayBuffer(n * SLOT_BYTES) : null;
     const names = Object.keys(rt.exports);
     const workers: WorkerHandle[] = [];
     const spawn = isNode() ? spawnNode : spawnBrowser;
@@ -133,7 +134,13 @@ export class WorkerPool implements Executor {
       await Promise.all(
         Array.from({ length: n }, async (_, i) => {
           rt.scratchFor(i + 1);
-          workers[i] = await spawn({ module: rt.module, memory: rt.heap.memory, control, names, slot: i });
+          workers[i] = await spawn({
+            module: rt.module,
+            memory: rt.heap.memory,
+            control: control!,
+            names,
+            slot: i,
+          });
         }),
       );
     } catch (e) {
