@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import {
   cpSync,
   existsSync,
@@ -11,29 +10,9 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { serializeSafetensors } from '@lowrank/nn';
 import { afterAll, describe, expect, it } from 'vitest';
-
-/** Runs the CLI as a user would (a new Node process over the sources). */
-const cliPath = new URL('../src/cli.ts', import.meta.url).pathname;
-const root = new URL('../../../', import.meta.url).pathname;
-async function lowrank(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await promisify(execFile)(
-      process.execPath,
-      ['--conditions=source', '--import', 'tsx', cliPath, ...args],
-      {
-        cwd: root,
-        env: { ...process.env, LOWRANK_DEBUG: '' },
-      },
-    );
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+import { lowrank } from './run-cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lowrank-cli-hard-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

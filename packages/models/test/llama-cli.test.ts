@@ -1,32 +1,13 @@
-import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GPT2LMHeadModel } from '../src/gpt2.js';
 import { savePretrained } from '../src/node.js';
+import { lowrank } from './run-cli.js';
 
 /** The CLI on Llama-family directories and on a GPT-2 folder with an HF tokenizer.json. */
-const cliPath = new URL('../src/cli.ts', import.meta.url).pathname;
-const root = new URL('../../../', import.meta.url).pathname;
 const llama = new URL('./fixtures/peft-llama-tiny/base', import.meta.url).pathname;
-async function lowrank(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await promisify(execFile)(
-      process.execPath,
-      ['--conditions=source', '--import', 'tsx', cliPath, ...args],
-      {
-        cwd: root,
-        env: { ...process.env, LOWRANK_DEBUG: '' },
-      },
-    );
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'lowrank-llama-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
