@@ -22,6 +22,17 @@ import { metaStruct, PRELUDE, u, unravel, WGSL_TYPE } from './wgsl.js';
 
 const WG = 256;
 
+/**
+ * WGSL `merge_s`: the online-softmax merge of two partial (max, Σ exp) pairs, shared by the
+ * softmax and cross-entropy row kernels.
+ */
+export const MERGE_SUMS = `// merges (m2, s2) into (m1, s1): sums rescaled to the larger max; an all −∞ part adds nothing
+fn merge_s(m1: f32, s1: f32, m2: f32, s2: f32, mx: f32) -> f32 {
+  let a = select(s1 * exp(m1 - mx), 0.0, m1 == -inf_f());
+  let b = select(s2 * exp(m2 - mx), 0.0, m2 == -inf_f());
+  return a + b;
+}`;
+
 export const softmax: GpuKernel<'softmax'> = (c, x, rows, cols) => {
   c.check('softmax');
   const out = c.allocate('softmax', 'float32', rows * cols);
@@ -82,12 +93,7 @@ ${decls}
 var<workgroup> sm: array<f32, ${WG}>;
 var<workgroup> ss: array<f32, ${WG}>;
 var<workgroup> sn: array<u32, ${WG}>;
-// merges (m2, s2) into (m1, s1): sums rescaled to the larger max; an all −∞ part adds nothing
-fn merge_s(m1: f32, s1: f32, m2: f32, s2: f32, mx: f32) -> f32 {
-  let a = select(s1 * exp(m1 - mx), 0.0, m1 == -inf_f());
-  let b = select(s2 * exp(m2 - mx), 0.0, m2 == -inf_f());
-  return a + b;
-}
+${MERGE_SUMS}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = wid.x + wid.y * nwg.x;
