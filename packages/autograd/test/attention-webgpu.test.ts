@@ -2,7 +2,7 @@ import '@lowrank/autograd';
 import { gradcheck } from '@lowrank/autograd';
 import * as lr from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
-import { maxDiff } from '../../tensor/test/attention-reference.js';
+import { type AttentionCase as Case, maxDiff } from '../../tensor/test/attention-reference.js';
 
 /**
  * The WebGPU flash-attention backward (D pre-pass, dk/dv and dq kernels) against the CPU
@@ -15,18 +15,6 @@ const unavailable = await lr
   .then(() => null)
   .catch((e: unknown) => (e instanceof Error ? e.message : String(e)))
   .finally(() => lr.setDefaultDevice('cpu'));
-
-interface Case {
-  b: number;
-  hkv: number;
-  g: number;
-  l: number;
-  s: number;
-  e: number;
-  ev: number;
-  causal: boolean;
-  mask: 'none' | 'bool' | 'float';
-}
 
 // few cases: each distinct (E, Ev, mask, causal) compiles three pipelines (slow on lavapipe)
 const CASES: Case[] = [

@@ -45,3 +45,40 @@ export function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return m;
 }
+
+/** One attention shape: batch, kv heads and the query heads per kv head (GQA), lengths, dims, masking. */
+export interface AttentionCase {
+  b: number;
+  hkv: number;
+  g: number;
+  l: number;
+  s: number;
+  e: number;
+  ev: number;
+  causal: boolean;
+  mask: 'none' | 'bool' | 'float';
+}
+
+/**
+ * Random q [B, H, L, E], k/v [B, Hkv, S, E|Ev] and the case's mask, drawn in that order from
+ * `seed`: a bool mask [B, 1, L, S] keeps keys where rand > `boolCut` (rows may be fully masked),
+ * a float mask [1, H, L, S] is rand with −∞ where rand > `floatCut`.
+ */
+export function attentionInputs(
+  c: AttentionCase,
+  seed: number,
+  cuts: { boolCut: number; floatCut: number },
+): { q: lr.Tensor; k: lr.Tensor; v: lr.Tensor; mask: lr.Tensor | null } {
+  lr.manualSeed(seed);
+  const h = c.hkv * c.g;
+  const q = lr.randn([c.b, h, c.l, c.e]);
+  const k = lr.randn([c.b, c.hkv, c.s, c.e]);
+  const v = lr.randn([c.b, c.hkv, c.s, c.ev]);
+  let mask: lr.Tensor | null = null;
+  if (c.mask === 'bool') mask = lr.rand([c.b, 1, c.l, c.s]).gt(cuts.boolCut);
+  if (c.mask === 'float') {
+    const r = lr.rand([1, h, c.l, c.s]);
+    mask = lr.where(r.gt(cuts.floatCut), Number.NEGATIVE_INFINITY, r);
+  }
+  return { q, k, v, mask };
+}

@@ -1,7 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as lr from '../src/index.js';
-import { composedAttention, maxDiff } from './attention-reference.js';
+import {
+  attentionInputs,
+  type AttentionCase as Case,
+  composedAttention,
+  maxDiff,
+} from './attention-reference.js';
 
 /**
  * The fused attention op on the CPU against the composed ops (matmul, where, softmax, matmul):
@@ -9,32 +14,7 @@ import { composedAttention, maxDiff } from './attention-reference.js';
  * ratios 1, 2, 4, bool and float masks (with fully masked rows), decode (L = 1), strided inputs.
  */
 
-interface Case {
-  b: number;
-  hkv: number;
-  g: number;
-  l: number;
-  s: number;
-  e: number;
-  ev: number;
-  causal: boolean;
-  mask: 'none' | 'bool' | 'float';
-}
-
-function inputs(c: Case, seed: number) {
-  lr.manualSeed(seed);
-  const h = c.hkv * c.g;
-  const q = lr.randn([c.b, h, c.l, c.e]);
-  const k = lr.randn([c.b, c.hkv, c.s, c.e]);
-  const v = lr.randn([c.b, c.hkv, c.s, c.ev]);
-  let mask: lr.Tensor | null = null;
-  if (c.mask === 'bool') mask = lr.rand([c.b, 1, c.l, c.s]).gt(0.3); // rows may be fully masked
-  if (c.mask === 'float') {
-    const r = lr.rand([1, h, c.l, c.s]);
-    mask = lr.where(r.gt(0.8), Number.NEGATIVE_INFINITY, r);
-  }
-  return { q, k, v, mask };
-}
+const inputs = (c: Case, seed: number) => attentionInputs(c, seed, { boolCut: 0.3, floatCut: 0.8 });
 
 async function check(c: Case, seed: number): Promise<number> {
   const { q, k, v, mask } = inputs(c, seed);

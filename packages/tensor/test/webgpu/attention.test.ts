@@ -1,6 +1,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import * as lr from '../../src/index.js';
-import { composedAttention, maxDiff } from '../attention-reference.js';
+import {
+  attentionInputs,
+  type AttentionCase as Case,
+  composedAttention,
+  maxDiff,
+} from '../attention-reference.js';
 import { initWebGPU } from './helpers.js';
 
 /**
@@ -14,18 +19,6 @@ afterAll(() => {
   if (!skip) lr.setDefaultDevice('cpu');
 });
 
-interface Case {
-  b: number;
-  hkv: number;
-  g: number;
-  l: number;
-  s: number;
-  e: number;
-  ev: number;
-  causal: boolean;
-  mask: 'none' | 'bool' | 'float';
-}
-
 // few cases: each distinct (E, Ev, mask, causal) compiles a pipeline, ~15 s on lavapipe
 const CASES: Case[] = [
   { b: 2, hkv: 1, g: 2, l: 70, s: 70, e: 16, ev: 16, causal: true, mask: 'none' },
@@ -36,20 +29,7 @@ const CASES: Case[] = [
   { b: 1, hkv: 1, g: 1, l: 1, s: 300, e: 16, ev: 8, causal: false, mask: 'bool' },
 ];
 
-function inputs(c: Case, seed: number) {
-  lr.manualSeed(seed);
-  const h = c.hkv * c.g;
-  const q = lr.randn([c.b, h, c.l, c.e]);
-  const k = lr.randn([c.b, c.hkv, c.s, c.e]);
-  const v = lr.randn([c.b, c.hkv, c.s, c.ev]);
-  let mask: lr.Tensor | null = null;
-  if (c.mask === 'bool') mask = lr.rand([c.b, 1, c.l, c.s]).gt(0.4);
-  if (c.mask === 'float') {
-    const r = lr.rand([1, h, c.l, c.s]);
-    mask = lr.where(r.gt(0.7), Number.NEGATIVE_INFINITY, r);
-  }
-  return { q, k, v, mask };
-}
+const inputs = (c: Case, seed: number) => attentionInputs(c, seed, { boolCut: 0.4, floatCut: 0.7 });
 
 describe.skipIf(skip !== null)(`flash attention on webgpu${skip ? ` (skipped: ${skip})` : ''}`, () => {
   it('forward kernel matches the composed ops on the CPU', async () => {
