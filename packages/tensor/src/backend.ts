@@ -179,8 +179,11 @@ export interface KernelTable {
   /**
    * Cross-entropy of each row of float32 logits x [rows, cols] (a row-major view: strides
    * [cols, 1], any offset, real memory) against int32 class indices `labels` [rows] (any stride):
-   * loss_r = logsumexp(x_r) − (1 − ε)·x_r[t] − (ε/cols)·Σ_j x_r[j], 0 where t = ignoreIndex, NaN
-   * where t is out of [0, cols). Returns the losses [rows]; with `writeGrad`, x's memory is
+   * loss_r = logsumexp(x_r) − (1 − ε)·x_r[t] − (ε/cols)·Σ_j x_r[j], 0 where t = ignoreIndex.
+   * A label t out of [0, cols) that is not ignoreIndex (a negative one included) is an error:
+   * an OpError naming `crossEntropyRows`, the label and the class count, thrown at once on the
+   * CPU (before x is written) and at the next read-back on WebGPU (as the index kernels').
+   * Returns the losses [rows]; with `writeGrad`, x's memory is
    * overwritten with softmax(x_r) − ((1 − ε)·onehot(t) + ε/cols) (0 on ignored rows), so a
    * chunk of LM-head logits becomes its own gradient without a second [rows, cols] buffer.
    */
@@ -195,8 +198,9 @@ export interface KernelTable {
   matmul(a: View, b: View, batch: number, m: number, k: number, n: number): Storage;
   /**
    * out[i] = residual[i] + alpha · a[i] · w[index[i]] for i < batch (float32, any strides): a is
-   * [B, M, K]; w is [S, K, N] gathered per batch entry by the int32 [B] `index` (negative counts
-   * from the end; out of range is an error), or [B, K, N] when index is null; residual [B, M, N]
+   * [B, M, K]; w is [S, K, N] gathered per batch entry by the int32 [B] `index` (each in [0, S):
+   * any other, a negative one included, is an error, at read-back on WebGPU), or [B, K, N] when
+   * index is null; residual [B, M, N]
    * or null (0). LoRA's fused expand and its per-sample-adapter (BGMV) matmuls. Out: [B, M, N].
    */
   loraMatmul(

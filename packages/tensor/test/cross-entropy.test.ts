@@ -108,13 +108,35 @@ describe('crossEntropyRows kernel (cpu)', () => {
     lr.dispose(x, t, loss);
   });
 
-  it('marks NaN rows and out-of-range labels with NaN, and leaves ignored rows at 0', async () => {
-    const x = lr.tensor([Number.NaN, 1, 0, 1, 0, 1, Number.NaN, 0], { shape: [4, 2] });
-    const t = lr.tensor([0, 2, -1, -100], { dtype: 'int32' });
+  it('marks NaN rows with NaN and leaves ignored rows at 0', async () => {
+    const x = lr.tensor([Number.NaN, 1, 0, 1, 1, Number.NaN, 0, 0], { shape: [4, 2] });
+    const t = lr.tensor([0, 1, 1, -100], { dtype: 'int32' });
     const loss = await rowsKernel(x, t, 0, true).data();
-    expect(Array.from(loss)).toEqual([Number.NaN, Number.NaN, Number.NaN, 0]);
+    expect(loss[0]).toBeNaN();
+    expect(loss[1]).toBeCloseTo(Math.log(1 + Math.E) - 1, 6);
+    expect(loss[2]).toBeNaN();
+    expect(loss[3]).toBe(0);
     expect(Array.from((await x.data()).slice(6))).toEqual([0, 0]);
     lr.dispose(x, t);
+  });
+
+  it('refuses a label out of [0, V) that is not ignoreIndex (negatives too), before writing x', async () => {
+    const xs = [0, 1, 2, 3, 4, 5];
+    for (const bad of [3, -1, -100 + 1, 2 ** 31 - 1]) {
+      const x = lr.tensor(xs, { shape: [2, 3] });
+      const t = lr.tensor([0, bad], { dtype: 'int32' });
+      for (const writeGrad of [false, true]) {
+        expect(() => rowsKernel(x, t, 0, writeGrad)).toThrow(
+          new RegExp(`^crossEntropyRows: label ${bad} is out of bounds for 3 classes`),
+        );
+      }
+      expect(Array.from(await x.data())).toEqual(xs); // row 0 was valid: still not overwritten
+      expect(() => lr.rowCrossEntropy(x, t)).toThrow(/crossEntropyRows: label .* for 3 classes/);
+      const h = lr.eye(3).slice(0, 0, 2); // hidden [2, 3], head [V = 3, 3]
+      const w = lr.tensor([...xs, 6, 7, 8], { shape: [3, 3] });
+      expect(() => lr.linearCrossEntropy(h, w, t)).toThrow(/crossEntropyRows: label .* for 3 classes/);
+      lr.dispose(x, t, h, w);
+    }
   });
 });
 

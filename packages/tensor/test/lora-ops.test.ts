@@ -4,7 +4,7 @@ import * as lr from '../src/index.js';
 
 /**
  * loraExpand / gatherMatmul on the CPU (the loraMatmul reference loops) against float64 loops
- * written here over random shapes, stacked weights with repeated and negative indices, strided
+ * written here over random shapes, stacked weights with repeated indices, strided
  * operands; and their refusals of bad shapes, dtypes and indices.
  */
 function values(n: number, seed: number): Float32Array {
@@ -28,7 +28,7 @@ describe('loraExpand and gatherMatmul (CPU)', () => {
             values(slots * k * n, seed + 1),
             values(b * t * n, seed + 2),
           ];
-          const idx = Array.from({ length: b }, (_, i) => ((seed + i) % (2 * slots)) - slots); // -slots..slots-1
+          const idx = Array.from({ length: b }, (_, i) => (seed + i) % slots); // repeats when b > slots
           const x = lr.fromTypedArray(xv, [b, t, k]);
           const w = lr.fromTypedArray(wv, [slots, k, n]);
           const y = lr.fromTypedArray(yv, [b, t, n]);
@@ -42,7 +42,7 @@ describe('loraExpand and gatherMatmul (CPU)', () => {
           );
           const got3 = await lr.loraExpand(y, x, wT.T, { scale: 0.5 }).data();
           for (let s = 0; s < b; s++) {
-            const slot = idx[s] < 0 ? idx[s] + slots : idx[s];
+            const slot = idx[s];
             for (let i = 0; i < t; i++) {
               for (let j = 0; j < n; j++) {
                 let acc = 0;
@@ -73,6 +73,13 @@ describe('loraExpand and gatherMatmul (CPU)', () => {
     expect(() => lr.gatherMatmul(x, w, lr.tensor([0, 2], { dtype: 'int32' })).data()).toThrow(
       /loraMatmul: index 2 is out of bounds for a dimension of size 2/,
     );
+    // a negative index is an error, not a slot from the end (as gather, and PyTorch's indexing rule)
+    expect(() => lr.gatherMatmul(x, w, lr.tensor([0, -1], { dtype: 'int32' })).data()).toThrow(
+      /loraMatmul: index -1 is out of bounds for a dimension of size 2/,
+    );
+    expect(() =>
+      lr.loraExpand(lr.zeros([2, 3, 5]), x, w, { index: lr.tensor([-2, 0], { dtype: 'int32' }) }),
+    ).toThrow(/loraMatmul: index -2 is out of bounds for a dimension of size 2/);
     expect(() => lr.gatherMatmul(x, w, lr.tensor([0, 1, 1], { dtype: 'int32' }))).toThrow(
       /gatherMatmul: input must be \[B, \.\.\., K\] with B = 3/,
     );

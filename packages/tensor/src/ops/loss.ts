@@ -90,7 +90,8 @@ function reduceRows(
  * logSoftmax, gather and the smoothing sum. `F.crossEntropy` calls it for this case. When the op
  * is recorded, the gradient [N, V] is computed in the forward and saved (it replaces the saved
  * log-probabilities of the composite, so the memory is the same). A label outside [0, V) that is
- * not `ignoreIndex` makes that row's loss NaN (labels are never read on the host).
+ * not `ignoreIndex` (a negative one included) is an error naming the label: thrown by the op on
+ * the CPU, at the next read-back on WebGPU (labels are never read on the host there).
  *
  * @example
  * const logits = lr.tensor([[2, 0], [0, 2]]);

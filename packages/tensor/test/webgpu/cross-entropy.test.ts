@@ -9,7 +9,7 @@ import { initWebGPU, rng } from './helpers.js';
  * The WebGPU cross-entropy row kernel against the CPU one (the reference loops, tested against
  * float64 in ../cross-entropy.test.ts): losses and the in-place gradient, at row lengths that
  * are not multiples of the workgroup (GPT-2's V = 50,257 included), ignored rows, smoothing,
- * NaN rows and out-of-range labels; and the fused ops end to end.
+ * NaN rows; out-of-range labels reported at read-back; and the fused ops end to end.
  */
 const skip = await initWebGPU();
 
@@ -64,9 +64,9 @@ describe.skipIf(skip !== null)(`crossEntropyRows on webgpu${skip ? ` (skipped: $
     }
   });
 
-  it('leaves the logits alone without writeGrad; NaN rows, bad labels and ignored rows as on the CPU', async () => {
-    const x = new Float32Array([Number.NaN, 1, 0, 0, 1, 0, 0, 1, 0, 2, 3, 4]);
-    const labels = new Int32Array([0, 3, -1, -100]);
+  it('leaves the logits alone without writeGrad; NaN rows and ignored rows as on the CPU', async () => {
+    const x = new Float32Array([Number.NaN, 1, 0, 0, 1, 0, 0, 1, Number.NaN, 2, 3, 4]);
+    const labels = new Int32Array([0, 2, 1, -100]);
     const res: Record<string, Float32Array> = {};
     for (const device of ['cpu', 'webgpu'] as const) {
       const xt = lr.fromTypedArray(x.slice(), [4, 3], { device });
@@ -75,8 +75,26 @@ describe.skipIf(skip !== null)(`crossEntropyRows on webgpu${skip ? ` (skipped: $
       expect(Array.from((await xt.data()) as Float32Array)).toEqual(Array.from(x));
       lr.dispose(xt, t);
     }
-    expect(Array.from(res.webgpu)).toEqual([Number.NaN, Number.NaN, Number.NaN, 0]);
-    expectClose(res.webgpu, res.cpu, 0);
+    expect(res.webgpu[0]).toBeNaN();
+    expect(res.webgpu[1]).toBeCloseTo(Math.log(2 + Math.E), 5);
+    expect(res.webgpu[2]).toBeNaN();
+    expect(res.webgpu[3]).toBe(0);
+    expectClose(res.webgpu, res.cpu, 1e-6);
+  });
+
+  it('reports a label out of [0, V) that is not ignoreIndex at the next read-back, as the CPU throws', async () => {
+    for (const bad of [3, -1]) {
+      const x = lr.ones([2, 3], { device: 'webgpu' });
+      const t = lr.tensor([bad, 0], { dtype: 'int32', device: 'webgpu' });
+      const want = new RegExp(`^crossEntropyRows: label ${bad} is out of bounds for 3 classes`);
+      await expect(rowsKernel(x, t, 0, true).data()).rejects.toThrow(want);
+      await expect(lr.rowCrossEntropy(x, t).item()).rejects.toThrow(want);
+      // the flag was cleared by the read that reported it: a good label reads back normally
+      const ok = lr.tensor([2, 0], { dtype: 'int32', device: 'webgpu' });
+      const y = lr.ones([2, 3], { device: 'webgpu' });
+      expect(await lr.rowCrossEntropy(y, ok).item()).toBeCloseTo(Math.log(3), 5);
+      lr.dispose(x, t, ok, y);
+    }
   });
 
   it('linearCrossEntropy and rowCrossEntropy agree with the CPU (chunks not dividing N, bias, smoothing)', async () => {

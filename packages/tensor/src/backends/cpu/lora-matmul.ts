@@ -24,9 +24,9 @@ export const loraMatmul: KernelTable['loraMatmul'] = (a, w, index, residual, alp
     let s = b;
     if (id && index) {
       s = id[index.offset + b * index.strides[0]];
-      if (s < -slots || s >= slots)
+      // a negative index is an error, not a slot from the end (as gather and PyTorch)
+      if (s < 0 || s >= slots)
         throw new OpError('loraMatmul', `index ${s} is out of bounds for a dimension of size ${slots}`);
-      if (s < 0) s += slots;
     }
     const aB = a.offset + b * bsa;
     const wB = w.offset + s * bsw;

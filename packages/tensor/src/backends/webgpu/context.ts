@@ -1,6 +1,7 @@
 import type { DType } from '../../dtype.js';
 import { OpError } from '../../errors.js';
 import type { Storage } from '../../storage.js';
+import { labelMessage } from '../cpu/cross-entropy.js';
 import { BufferPool, STORAGE_USAGE } from './buffer-pool.js';
 import { DeviceErrors } from './device-errors.js';
 import { type Binding, Pipelines } from './pipelines.js';
@@ -20,8 +21,18 @@ export { type Binding, layoutEntries } from './pipelines.js';
 
 const MAP_READ = 0x1;
 
-/** Ops that report out-of-range indices through the error-flag buffer (code = position + 1). */
-export const INDEX_OPS = ['gather', 'indexSelect', 'scatterAdd', 'indexAdd', 'loraMatmul'] as const;
+/**
+ * Ops that report out-of-range indices through the error-flag buffer (code = position + 1);
+ * `crossEntropyRows` reports a label out of [0, classes) that is not ignoreIndex.
+ */
+export const INDEX_OPS = [
+  'gather',
+  'indexSelect',
+  'scatterAdd',
+  'indexAdd',
+  'loraMatmul',
+  'crossEntropyRows',
+] as const;
 export type IndexOp = (typeof INDEX_OPS)[number];
 
 export class WebGPUContext {
@@ -186,6 +197,7 @@ export class WebGPUContext {
     if (flag[0] > 0) {
       const op = names[flag[1] - 1] ?? 'index';
       const value = flag[2] | 0;
+      if (op === 'crossEntropyRows') throw new OpError(op, labelMessage(value, flag[3]));
       throw new OpError(op, `index ${value} is out of bounds for a dimension of size ${flag[3]}`);
     }
     return out;

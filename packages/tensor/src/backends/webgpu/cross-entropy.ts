@@ -1,3 +1,4 @@
+import { INDEX_OPS } from './context.js';
 import type { GpuKernel } from './kernel.js';
 import { bindingOf } from './program.js';
 import { MERGE_SUMS } from './softmax.js';
@@ -9,7 +10,9 @@ import { metaStruct, PRELUDE, s, u } from './wgsl.js';
  * the row; the pairs merge in a workgroup tree. The vocabulary (GPT-2's 50,257) need not be a
  * multiple of anything: each invocation strides by the workgroup size and stops at the row end.
  * With `writeGrad` a second pass over the row overwrites it with softmax − target (x is bound
- * read-write, since a buffer cannot be bound twice with one binding writable).
+ * read-write, since a buffer cannot be bound twice with one binding writable). A label out of
+ * [0, cols) that is not ignoreIndex is recorded in the context's error-flag buffer and reported
+ * as an OpError at the next read-back (the row's loss and gradient are NaN meanwhile).
  */
 
 const WG = 256;
@@ -44,6 +47,7 @@ ${metaStruct(words.length)}
 @group(0) @binding(1) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(2) var<storage, ${write ? 'read_write' : 'read'}> x: array<f32>;
 @group(0) @binding(3) var<storage, read> labels: array<i32>;
+@group(0) @binding(4) var<storage, read_write> err: array<atomic<u32>, 4>;
 var<workgroup> sm: array<f32, ${WG}>;
 var<workgroup> ss: array<f32, ${WG}>;
 var<workgroup> sx: array<f32, ${WG}>;
@@ -97,6 +101,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let bad = select(0.0, nan_f(), !ignored && (sn[0] != 0u || !inRange));
   let lse = sm[0] + log(ss[0]);
   if (lid == 0u) {
+    if (!ignored && !inRange && atomicAdd(&err[0], 1u) == 0u) {
+      atomicStore(&err[1], ${INDEX_OPS.indexOf('crossEntropyRows') + 1}u);
+      atomicStore(&err[2], bitcast<u32>(t));
+      atomicStore(&err[3], cols);
+    }
     let xt = x[base + u32(select(0, t, inRange))];
     loss[row] = select(lse - keep * xt - off * sx[0], 0.0, ignored) + bad;
   }
@@ -107,7 +116,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   c.dispatch(
     pipeline,
     words,
-    [bindingOf(out), bindingOf(x.storage), bindingOf(labels.storage)],
+    [bindingOf(out), bindingOf(x.storage), bindingOf(labels.storage), { buffer: c.errorFlag, size: 16 }],
     c.grid(rows),
   );
   return out;

@@ -84,7 +84,7 @@ const INDEX_CHECK = /* wgsl */ `
 fn slot_of(b: u32) -> i32 {
   let v = ix[${si(W.IOFF)} + i32(b) * ${si(W.ISTR)}];
   let n = i32(${u(W.SLOTS)});
-  if (v < -n || v >= n) {
+  if (v < 0 || v >= n) {
     if (atomicAdd(&err[0], 1u) == 0u) {
       atomicStore(&err[1], ${INDEX_OPS.indexOf('loraMatmul') + 1}u);
       atomicStore(&err[2], bitcast<u32>(v));
@@ -92,7 +92,7 @@ fn slot_of(b: u32) -> i32 {
     }
     return 0;
   }
-  return select(v, v + n, v < 0);
+  return v;
 }`;
 
 /** WGSL of one tile variant. */
