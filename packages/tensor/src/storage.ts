@@ -5,6 +5,17 @@ export type Device = 'cpu' | 'webgpu';
 
 let nextStorageId = 0;
 
+/** Per device, how many times it was destroyed (`destroyWebGPU`); a storage keeps the count it was made under. */
+const deviceGenerations = new Map<Device, number>();
+
+/**
+ * Marks every storage made on `device` so far as orphaned: the device was destroyed, so their
+ * memory is gone even when a new device of that name is created later (engine/memory.ts calls it).
+ */
+export function retireDeviceStorages(device: Device): void {
+  deviceGenerations.set(device, (deviceGenerations.get(device) ?? 0) + 1);
+}
+
 /**
  * A block of device memory holding `size` elements of `dtype`. Tensors are views over a storage;
  * several tensors may share one, and it is returned to its backend when the last of them is
@@ -19,6 +30,8 @@ export class Storage<H = unknown> {
   released = false;
   /** Lazy storages whose programs read this one (computed first when this one is written in place). */
   users: Set<Storage> | null = null;
+  /** How many times its device had been destroyed when it was made (see `orphaned`). */
+  readonly generation: number;
 
   constructor(
     /** Device holding the memory. */
@@ -31,7 +44,17 @@ export class Storage<H = unknown> {
     readonly bytes: number,
     /** The backend's object: a typed array on the CPU, a GPUBuffer on WebGPU. */
     public handle: H,
-  ) {}
+  ) {
+    this.generation = deviceGenerations.get(device) ?? 0;
+  }
+
+  /**
+   * True when its device was destroyed after it was made (`destroyWebGPU`): its memory is gone,
+   * it is no longer counted, and a tensor viewing it refuses every op.
+   */
+  get orphaned(): boolean {
+    return this.generation !== (deviceGenerations.get(this.device) ?? 0);
+  }
 }
 
 /** A strided view of a storage: what kernels receive. */

@@ -48,7 +48,7 @@ export class Tensor {
     this.strides = Object.freeze(strides ? [...strides] : contiguousStrides(shape));
     this.offset = offset;
     retainStorage(storage);
-    countTensor(storage.device, 1);
+    if (!storage.orphaned) countTensor(storage.device, 1);
     trackTensor(this);
   }
 
@@ -101,16 +101,23 @@ export class Tensor {
     return isContiguous(this.shape, this.strides);
   }
 
-  /** Throws if this tensor was disposed, naming the op that tried to use it. */
+  /** Throws if this tensor was disposed or its device destroyed, naming the op that tried to use it. */
   assertLive(op: string): void {
     if (this.disposed) throw new OpError(op, `tensor #${this.id} ${fmt(this.shape)} was disposed`);
+    if (this.storage.orphaned) {
+      throw new OpError(
+        op,
+        `this tensor belongs to a WebGPU device that was destroyed (tensor #${this.id} ${fmt(this.shape)}; ` +
+          'destroyWebGPU() freed its memory: make it again, or read it with data() before destroying)',
+      );
+    }
   }
 
   /** Frees this tensor; its storage returns to the backend once no other view uses it. Idempotent. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    countTensor(this.storage.device, -1);
+    if (!this.storage.orphaned) countTensor(this.storage.device, -1);
     releaseStorage(this.storage);
     if (this.grad) {
       this.grad.dispose();

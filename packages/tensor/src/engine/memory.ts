@@ -1,6 +1,6 @@
 import type { DType } from '../dtype.js';
 import type { ElementwiseProgram } from '../expr/program.js';
-import { type Device, Storage } from '../storage.js';
+import { type Device, retireDeviceStorages, Storage } from '../storage.js';
 import { backendIfAny } from './registry.js';
 
 /**
@@ -84,6 +84,11 @@ export function retainStorage(s: Storage): void {
 export function releaseStorage(s: Storage): void {
   if (--s.refs > 0 || s.released) return;
   s.released = true;
+  if (s.orphaned) {
+    // its device was destroyed (forgetDevice): uncounted already, and no backend may take it back
+    lazyValues.delete(s);
+    return;
+  }
   const m = deviceMemory(s.device);
   m.storages--;
   countBytes(m, -s.bytes);
@@ -138,6 +143,19 @@ export function adoptMemory(target: Storage, fresh: Storage): void {
 
 export function countTensor(device: Device, delta: 1 | -1): void {
   deviceMemory(device).tensors += delta;
+}
+
+/**
+ * Forgets every tensor and storage of `device`, whose memory went away with it (`destroyWebGPU`):
+ * `memory()` stops counting them, and their storages become orphaned (tensors viewing them refuse
+ * ops; disposing them counts nothing and gives nothing back to a backend made later).
+ */
+export function forgetDevice(device: Device): void {
+  const m = deviceMemory(device);
+  countBytes(m, -m.bytes);
+  m.tensors = 0;
+  m.storages = 0;
+  retireDeviceStorages(device);
 }
 
 /** What `memory()` reports. */

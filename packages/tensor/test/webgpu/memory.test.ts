@@ -83,4 +83,50 @@ describe.skipIf(skip !== null)(`webgpu memory and errors${skip ? ` (skipped: ${s
     expect(() => survivor.exp()).toThrow(/exp: tensor #\d+ \[2\] was disposed/);
     h.dispose();
   });
+
+  it('tensors of a destroyed device refuse ops and reads clearly, and memory() stops counting them', async () => {
+    await lr.init({ backend: 'webgpu' });
+    lr.setDefaultDevice('cpu');
+    const cpuBefore = lr.memory().devices.cpu;
+    const a = lr.tensor([1, 2, 3, 4, 5, 6], { shape: [2, 3], device: 'webgpu' });
+    const lazy = a.mul(2); // an uncomputed chain
+    const view = a.T;
+    const w = lr.ones([2, 4], { device: 'webgpu' });
+    const live = lr.memory().devices.webgpu;
+    expect(live?.tensors).toBeGreaterThanOrEqual(4);
+    expect(live?.bytes).toBeGreaterThan(0);
+    const totalBefore = lr.memory().numBytes;
+    lr.destroyWebGPU();
+    expect(lr.memory().devices.webgpu).toEqual({ tensors: 0, storages: 0, bytes: 0 });
+    expect(lr.memory().numBytes).toBe(totalBefore - (live?.bytes ?? 0));
+    expect(lr.memory().devices.cpu).toEqual(cpuBefore);
+    // with no device, and after a new one is made
+    const gone = /belongs to a WebGPU device that was destroyed/;
+    expect(() => a.exp()).toThrow(/^exp: this tensor belongs to a WebGPU device that was destroyed/);
+    await lr.init({ backend: 'webgpu' });
+    lr.setDefaultDevice('cpu');
+    const fresh = lr.tensor([10, 20, 30], { device: 'webgpu' });
+    const stats = lr.webgpuStats();
+    const inUse = stats?.bytesInUse ?? 0;
+    expect(() => a.exp()).toThrow(/^exp: this tensor belongs to a WebGPU device that was destroyed/);
+    expect(() => lazy.add(1)).toThrow(/^add: this tensor belongs/);
+    expect(() => fresh.add(lazy.reshape([6]).slice(0, 0, 3))).toThrow(/^reshape: this tensor belongs/);
+    expect(() => view.matmul(w)).toThrow(/^matmul: this tensor belongs/);
+    expect(() => a.sum()).toThrow(/^sum: this tensor belongs/);
+    expect(() => a.add_(1)).toThrow(gone);
+    await expect(a.data()).rejects.toThrow(/^data: this tensor belongs/);
+    await expect(lazy.toArray()).rejects.toThrow(gone);
+    await expect(a.to('cpu')).rejects.toThrow(/^to: this tensor belongs/);
+    // a new device's tensors are counted from zero; disposing the old ones changes nothing there
+    expect(lr.memory().devices.webgpu?.tensors).toBe(1);
+    lr.dispose(a, lazy, view, w);
+    expect(lr.memory().devices.webgpu?.tensors).toBe(1);
+    expect(lr.memory().devices.webgpu?.bytes).toBe(12);
+    // no buffer of the old device went into the new pool: new work still runs and reads back
+    expect(lr.webgpuStats()?.bytesInUse).toBe(inUse);
+    const sum = fresh.add(lr.ones([3], { device: 'webgpu' })).sum();
+    expect(await sum.item()).toBe(63);
+    lr.dispose(fresh, sum);
+    lr.destroyWebGPU();
+  });
 });

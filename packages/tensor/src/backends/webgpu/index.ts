@@ -1,6 +1,7 @@
 import type { Backend, KernelTable } from '../../backend.js';
 import type { DType, TypedArray } from '../../dtype.js';
 import {
+  forgetDevice,
   getDefaultDevice,
   registerBackend,
   registerKernels,
@@ -144,12 +145,21 @@ export async function createWebGPUBackend(options: WebGPUInitOptions): Promise<v
 
 /**
  * Destroys the WebGPU device (a live Dawn device keeps a CPU core busy and the process alive) and
- * unregisters the backend; tensors on 'webgpu' become unusable. `init` can create a new one.
+ * unregisters the backend. Tensors on 'webgpu' lose their memory: `memory()` stops counting
+ * them, and any op or read on one throws "this tensor belongs to a WebGPU device that was
+ * destroyed", also after `init` creates a new device (disposing them still works).
+ *
+ * @example
+ * const t = lr.ones([2], { device: 'webgpu' });
+ * lr.destroyWebGPU();
+ * lr.memory().devices.webgpu?.tensors; // 0
+ * await t.data(); // throws: data: this tensor belongs to a WebGPU device that was destroyed …
  */
 export function destroyWebGPU(): void {
   const c = currentContext();
   if (!c) return;
   c.destroy();
+  forgetDevice('webgpu');
   setContext(null);
   unregisterBackend('webgpu');
   if (getDefaultDevice() === 'webgpu') setDefaultDevice('cpu');
