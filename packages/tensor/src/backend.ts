@@ -101,6 +101,30 @@ export interface AttentionGrads {
   readonly dv: Storage;
 }
 
+/**
+ * A quantized [rows, cols] matrix as the quantized kernels read it (layout: quant/format.ts):
+ * packed codes and block scales, with double quantization the scales' int8 codes, their steps
+ * and mean.
+ */
+export interface QuantView {
+  /** `'nf4'` (4-bit codes into NF4_VALUES) or `'int8'`. */
+  readonly format: 'nf4' | 'int8';
+  /** Rows of the matrix (a linear layer's output features). */
+  readonly rows: number;
+  /** Columns (input features); absmax blocks run along them. */
+  readonly cols: number;
+  /** Values per absmax block. */
+  readonly blockSize: number;
+  /** int32 words of packed codes, ⌈cols / (32/bits)⌉ per row. */
+  readonly codes: Storage;
+  /** float32 scales [rows·⌈cols/blockSize⌉]; with `steps`, int32 words of int8 scale codes. */
+  readonly scales: Storage;
+  /** Double quantization: float32 step per 256 scales (null: scales are float32). */
+  readonly steps: Storage | null;
+  /** Double quantization: added to every dequantized scale. */
+  readonly scaleMean: number;
+}
+
 /** Reductions of the `reduce` kernel. */
 export type ReduceOp = 'sum' | 'prod' | 'max' | 'min' | 'argmax' | 'argmin';
 
@@ -256,6 +280,15 @@ export interface KernelTable {
   scatterAdd(target: View, dim: number, index: View, src: View): Storage;
   /** Copy of `target` with src's slices added at the 1-D `index` along `dim` (torch.index_add). */
   indexAdd(target: View, dim: number, index: View, src: View): Storage;
+  /**
+   * out = a · dequant(w)ᵀ (`transpose`, a [M, cols] → [M, rows]) or a · dequant(w) (a [M, rows]
+   * → [M, cols]), float32, with a any 2-D strides: each weight value is dequantized as the kernel
+   * loads it (code → NF4 table or int8, times its block's scale), accumulating in float32 or
+   * wider. Out: [M, rows] or [M, cols], contiguous.
+   */
+  quantMatmul(a: View, w: QuantView, m: number, transpose: boolean): Storage;
+  /** dequant(w) as a contiguous float32 [rows, cols] storage. */
+  dequantize(w: QuantView): Storage;
   /**
    * Fused Adam/AdamW step, in place: `param`, `expAvg`, `expAvgSq` (and `maxExpAvgSq` for
    * AMSGrad) are updated from `grad`. All views are contiguous float32 views of one size over

@@ -22,6 +22,7 @@ export type {
   NormKind,
   NormOutput,
   NormParamGrads,
+  QuantView,
   ReduceOp,
   UnaryOp,
 } from './backend.js';
@@ -211,6 +212,25 @@ export { type Dims, type NestedArray, type Operand, Tensor } from './tensor.js';
 /**
  * Disposes tensors (arrays and objects of tensors are searched).
  *
+export {
+  DOUBLE_QUANT_BLOCK,
+  dequantizeData,
+  NF4_VALUES,
+  type QuantFormat,
+  type QuantizedData,
+  type QuantizeOptions,
+  quantizeData,
+} from './quant/format.js';
+export {
+  dequantize,
+  type QuantizedMatmulAttrs,
+  type QuantizedMatmulOptions,
+  type QuantizedMemoryInfo,
+  type QuantizedParts,
+  QuantizedWeight,
+  quantizedMatmul,
+  quantizedMemory,
+} from './quant/weight.js';
  * @example
  * const a = lr.ones([2]);
  * const b = lr.zeros([2]);

@@ -19,4 +19,6 @@ export const KERNEL_NAMES: readonly KernelName[] = [
   'scatterAdd',
   'indexAdd',
   'adamUpdate',
+  'quantMatmul',
+  'dequantize',
 ];

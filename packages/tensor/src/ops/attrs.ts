@@ -1,5 +1,6 @@
 import type { DType } from '../dtype.js';
 import { NON_DIFFERENTIABLE_SCALAR_OPS, type ScalarOpName } from '../expr/table.js';
+import type { QuantizedMatmulAttrs } from '../quant/weight.js';
 import type { Tensor } from '../tensor.js';
 
 /**
@@ -81,6 +82,8 @@ export interface OpAttrs extends ElementwiseAttrs {
   loraExpand: LoraMatmulAttrs;
   /** `gatherMatmul(x, w, index)`: x[b]·w[index[b]] (scale 1, always indexed). */
   gatherMatmul: LoraMatmulAttrs;
+  /** `quantizedMatmul(x, w)`: x·dequant(w)ᵀ (or x·dequant(w)); inputs `[x, codes, scales, steps?]`. */
+  quantizedMatmul: QuantizedMatmulAttrs;
   // views: squeeze/unsqueeze/flatten/view are recorded as reshape, transpose as permute,
   // narrow as slice, broadcastTo as expand
   /** `reshape` (also squeeze, unsqueeze, flatten, view): the new shape. */

@@ -12,6 +12,7 @@ import { matmul } from './matmul.js';
 import { matmulEpilogue } from './matmul-epilogue.js';
 import { norm, normBackward, normParamGrad } from './norm.js';
 import { adamUpdate } from './optim.js';
+import { dequantize, quantMatmul } from './quant.js';
 import { reduce, softmax } from './reduce.js';
 import { allocate, storageOf } from './storage.js';
 
@@ -60,6 +61,8 @@ export const cpuKernels = {
   scatterAdd,
   indexAdd,
   adamUpdate,
+  quantMatmul,
+  dequantize,
 } satisfies KernelTable;
 
 export function registerCpuBackend(): void {

@@ -21,6 +21,7 @@ import { loraMatmul, skinnyMatmul } from './matmul-skinny.js';
 import { norm, normBackward, normParamGrad } from './norm.js';
 import { adamUpdate } from './optim.js';
 import { reduce } from './reduce.js';
+import { dequantize, quantMatmul } from './quant.js';
 import { softmax } from './softmax.js';
 import { currentContext, setContext } from './state.js';
 
@@ -62,6 +63,8 @@ function kernelsOf(c: WebGPUContext): KernelTable {
     adamUpdate: (param, grad, expAvg, expAvgSq, maxExpAvgSq, s) =>
       adamUpdate(c, param, grad, expAvg, expAvgSq, maxExpAvgSq, s),
   };
+    quantMatmul: (a, w, m, transpose) => quantMatmul(c, a, w, m, transpose),
+    dequantize: (w) => dequantize(c, w),
 }
 
 const OPTIONAL_FEATURES = ['subgroups', 'timestamp-query'] as const;

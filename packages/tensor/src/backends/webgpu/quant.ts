@@ -1,0 +1,152 @@
+import type { QuantView } from '../../backend.js';
+import { OpError } from '../../errors.js';
+import { DOUBLE_QUANT_BLOCK, NF4_VALUES } from '../../quant/format.js';
+import type { Storage } from '../../storage.js';
+import type { WebGPUContext } from './context.js';
+import type { GpuKernel } from './kernel.js';
+import { bindingOf } from './program.js';
+import { linearIndex, MAIN_ARGS, metaStruct, s, u, WG } from './wgsl.js';
+
+/**
+ * The quantized kernels in WGSL. `wq(r, c)` decodes one weight value where it is loaded: the
+ * code from its packed u32 word (a nibble into the 16-entry NF4 table, or a signed byte), times
+ * its block's scale (itself decoded from a byte, a per-256 step and the mean under double
+ * quantization). `quantMatmul` is a 16×16-tile matmul whose weight tile is filled through
+ * `wq` (for x·Wᵀ the tile's threads walk along a row of W, the packed order), accumulating in
+ * f32; the float32 weight exists only tile by tile in workgroup memory.
+ *
+ * Uniform words shared by both kernels: 0 rows, 1 cols, 2 wordsPerRow, 3 blocksPerRow,
+ * 4 blockSize, 5 scaleMean (f32 bits); quantMatmul adds 6 M, 7 K, 8 N, 9 a offset,
+ * 10 a row stride, 11 a column stride (i32).
+ */
+
+const T = 16;
+
+function decoder(w: QuantView): string {
+  const table = Array.from(NF4_VALUES, (v) => v.toPrecision(9)).join(', ');
+  const code =
+    w.format === 'nf4'
+      ? `let word = codes[r * ${u(2)} + (c >> 3u)];
+  let v = nf4[(word >> (4u * (c & 7u))) & 15u];`
+      : `let word = codes[r * ${u(2)} + (c >> 2u)];
+  let v = f32(bitcast<i32>(word << (24u - 8u * (c & 3u))) >> 24u);`;
+  const scale = w.steps
+    ? `let sw = scales[bi >> 2u];
+  let sc = f32(bitcast<i32>(sw << (24u - 8u * (bi & 3u))) >> 24u);
+  let scale = sc * steps[bi / ${DOUBLE_QUANT_BLOCK}u] + bitcast<f32>(${u(5)});`
+    : 'let scale = scales[bi];';
+  return `@group(0) @binding(2) var<storage, read> codes: array<u32>;
+@group(0) @binding(3) var<storage, read> scales: array<${w.steps ? 'u32' : 'f32'}>;
+${w.steps ? '@group(0) @binding(4) var<storage, read> steps: array<f32>;' : ''}
+var<private> nf4: array<f32, 16> = array<f32, 16>(${table});
+fn wq(r: u32, c: u32) -> f32 {
+  ${code}
+  let bi = r * ${u(3)} + c / ${u(4)};
+  ${scale}
+  return v * scale;
+}`;
+}
+
+function words(w: QuantView, extra: number): Uint32Array {
+  const out = new Uint32Array(6 + extra);
+  out[0] = w.rows;
+  out[1] = w.cols;
+  out[2] = Math.ceil(w.cols / (w.format === 'nf4' ? 8 : 4));
+  out[3] = Math.ceil(w.cols / w.blockSize);
+  out[4] = w.blockSize;
+  new Float32Array(out.buffer)[5] = w.scaleMean;
+  return out;
+}
+
+function key(w: QuantView): string {
+  return `${w.format}|${w.steps ? 'dq' : 'f'}`;
+}
+
+function weightBindings(w: QuantView): ReturnType<typeof bindingOf>[] {
+  return [bindingOf(w.codes), bindingOf(w.scales), ...(w.steps ? [bindingOf(w.steps)] : [])];
+}
+
+export const quantMatmul: GpuKernel<'quantMatmul'> = (c, a, w, m, transpose) => {
+  c.check('quantMatmul');
+  const [k, n] = transpose ? [w.cols, w.rows] : [w.rows, w.cols];
+  const out = c.allocate('quantMatmul', 'float32', m * n);
+  if (m === 0 || n === 0) return out;
+  const groups: [number, number, number] = [Math.ceil(n / T), Math.ceil(m / T), 1];
+  const max = c.device.limits.maxComputeWorkgroupsPerDimension;
+  if (groups[0] > max || groups[1] > max)
+    throw new OpError(
+      'quantMatmul',
+      `[${m}, ${k}]·[${k}, ${n}] needs more than ${max} tiles of ${T} along a dimension`,
+    );
+  const meta = words(w, 6);
+  const ints = new Int32Array(meta.buffer);
+  meta[6] = m;
+  meta[7] = k;
+  meta[8] = n;
+  meta[9] = a.offset;
+  ints[10] = a.strides[0];
+  ints[11] = a.strides[1];
+  const load = transpose
+    ? // tile element (kk, nn) = W[n0 + nn, k0 + kk]; lid.x walks along the row of W
+      `let wr = col0 + lid.y;
+    let wc = k0 + lid.x;
+    tw[lid.x][lid.y] = select(0.0, wq(min(wr, ${u(0)} - 1u), min(wc, ${u(1)} - 1u)), wr < N && wc < K);`
+    : `let wr = k0 + lid.y;
+    let wc = col0 + lid.x;
+    tw[lid.y][lid.x] = select(0.0, wq(min(wr, ${u(0)} - 1u), min(wc, ${u(1)} - 1u)), wr < K && wc < N);`;
+  const pipeline = c.pipeline(`quantMatmul|${key(w)}|${transpose ? 't' : 'n'}`, () => {
+    return `${metaStruct(meta.length)}
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+${decoder(w)}
+@group(0) @binding(${w.steps ? 5 : 4}) var<storage, read> a: array<f32>;
+var<workgroup> ta: array<array<f32, ${T + 1}>, ${T}>;
+var<workgroup> tw: array<array<f32, ${T + 1}>, ${T}>;
+@compute @workgroup_size(${T}, ${T})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let M = ${u(6)};
+  let K = ${u(7)};
+  let N = ${u(8)};
+  let row0 = wid.y * ${T}u;
+  let col0 = wid.x * ${T}u;
+  let i = row0 + lid.y;
+  let j = col0 + lid.x;
+  var acc = 0.0;
+  for (var k0 = 0u; k0 < K; k0 += ${T}u) {
+    let ka = k0 + lid.x;
+    let ai = i32(${u(9)}) + i32(min(i, M - 1u)) * ${s(10)} + i32(min(ka, K - 1u)) * ${s(11)};
+    ta[lid.y][lid.x] = select(0.0, a[ai], i < M && ka < K);
+    ${load}
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${T}u; kk++) {
+      acc += ta[lid.y][kk] * tw[kk][lid.x];
+    }
+    workgroupBarrier();
+  }
+  if (i < M && j < N) { out[i * N + j] = acc; }
+}`;
+  });
+  c.dispatch(pipeline, meta, [bindingOf(out), ...weightBindings(w), bindingOf(a.storage)], groups);
+  return out;
+};
+
+export const dequantize: GpuKernel<'dequantize'> = (c: WebGPUContext, w: QuantView): Storage => {
+  c.check('dequantize');
+  const total = w.rows * w.cols;
+  const out = c.allocate('dequantize', 'float32', total);
+  if (total === 0) return out;
+  const meta = words(w, 0);
+  const pipeline = c.pipeline(
+    `dequantize|${key(w)}`,
+    () => `${metaStruct(meta.length)}
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+${decoder(w)}
+@compute @workgroup_size(${WG})
+fn main(${MAIN_ARGS}) {
+  let idx = ${linearIndex(WG)};
+  if (idx >= ${u(0)} * ${u(1)}) { return; }
+  out[idx] = wq(idx / ${u(1)}, idx % ${u(1)});
+}`,
+  );
+  c.dispatch(pipeline, meta, [bindingOf(out), ...weightBindings(w)], c.grid(Math.ceil(total / WG)));
+  return out;
+};
