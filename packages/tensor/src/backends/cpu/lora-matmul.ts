@@ -1,6 +1,6 @@
 import type { KernelTable } from '../../backend.js';
 import { OpError } from '../../errors.js';
-import { storageOf } from './storage.js';
+import { cpuArray, storageOf } from './storage.js';
 import { arrayOf } from './strided.js';
 
 /**
@@ -10,7 +10,7 @@ import { arrayOf } from './strided.js';
  * would; they are the specification the WebGPU kernel is tested against.
  */
 export const loraMatmul: KernelTable['loraMatmul'] = (a, w, index, residual, alpha, batch, m, k, n) => {
-  const out = new Float32Array(batch * m * n);
+  const out = cpuArray('float32', batch * m * n);
   const ad = arrayOf(a) as Float32Array;
   const wd = arrayOf(w) as Float32Array;
   const rd = residual ? (arrayOf(residual) as Float32Array) : null;

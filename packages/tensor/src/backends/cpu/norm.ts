@@ -2,7 +2,7 @@ import type { KernelTable, NormKind } from '../../backend.js';
 import type { ElementwiseProgram } from '../../expr/program.js';
 import type { View } from '../../storage.js';
 import { evaluate } from './elementwise.js';
-import { storageOf } from './storage.js';
+import { cpuArray, storageOf } from './storage.js';
 import { arrayOf, offsetsOf } from './strided.js';
 
 /**
@@ -40,9 +40,10 @@ export const norm: KernelTable['norm'] = (kind, program, rows, cols, weight, bia
   const x = reader(program, cols);
   const w = vector(weight, 1);
   const b = vector(bias, 0);
-  const y = new Float32Array(rows * cols);
-  const means = stats && kind === 'layer' ? new Float32Array(rows) : null;
-  const rstds = stats ? new Float32Array(rows) : null;
+  // outputs through the CPU allocation hook (the Wasm heap when that backend is installed)
+  const y = cpuArray('float32', rows * cols);
+  const means = stats && kind === 'layer' ? cpuArray('float32', rows) : null;
+  const rstds = stats ? cpuArray('float32', rows) : null;
   for (let r = 0; r < rows; r++) {
     let mean = 0;
     if (kind === 'layer') {
@@ -87,7 +88,7 @@ export const normBackward: KernelTable['normBackward'] = (
   const g = reader(gradProgram, cols);
   const w = vector(weight, 1);
   const s = vector(rstd, 1);
-  const dx = new Float32Array(rows * cols);
+  const dx = cpuArray('float32', rows * cols);
   for (let r = 0; r < rows; r++) {
     let sumG = 0;
     let sumGX = 0;
@@ -125,8 +126,10 @@ export const normParamGrad: KernelTable['normParamGrad'] = (
       db[j] += gv;
     }
   }
-  return {
-    weight: storageOf(Float32Array.from(dw), 'float32'),
-    bias: bias ? storageOf(Float32Array.from(db), 'float32') : null,
+  const rounded = (sums: Float64Array) => {
+    const out = cpuArray('float32', cols);
+    out.set(sums);
+    return storageOf(out, 'float32');
   };
+  return { weight: rounded(dw), bias: bias ? rounded(db) : null };
 };
