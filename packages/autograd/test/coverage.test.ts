@@ -59,6 +59,7 @@ const ALL_OPS: Record<OpName, true> = {
   addmm: true,
   loraExpand: true,
   gatherMatmul: true,
+  quantizedMatmul: true,
   reshape: true,
   permute: true,
   expand: true,

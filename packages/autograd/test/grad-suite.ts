@@ -419,6 +419,34 @@ export const GRAD_CASES: GradCase[] = [
       })),
   },
   {
+    ops: ['quantizedMatmul'],
+    name: 'quantizedMatmul: x·dequant(W)ᵀ and x·dequant(W), nf4/int8, rows not a multiple of the block',
+    arb: fc
+      .tuple(dimArb, dimArb, dimArb, fc.boolean(), fc.boolean(), seedArb)
+      .map(([t, k, n, nf4, transpose, seed]) => {
+        const [rows, cols] = [n, k + 5];
+        const r = prng(seed + 1);
+        const w = Float32Array.from({ length: rows * cols }, () => r() * 2 - 1);
+        const data = lr.quantizeData(w, rows, cols, {
+          bits: nf4 ? 'nf4' : 'int8',
+          blockSize: 4,
+          doubleQuant: nf4,
+        });
+        return {
+          inputs: [uniform(seed, [t, transpose ? cols : rows], -1, 1)],
+          // the weight is freed at once: the recorded op keeps its codes and scales for backward
+          f: (x: Tensor) => {
+            const q = lr.QuantizedWeight.fromData(data, x.device);
+            try {
+              return lr.quantizedMatmul(x, q, { transpose });
+            } finally {
+              q.dispose();
+            }
+          },
+        };
+      }),
+  },
+  {
     ops: ['reshape'],
     name: 'reshape / view / flatten / squeeze / unsqueeze',
     arb: fc.tuple(shapeArb(1, 3), seedArb, fc.nat(3)).map(([shape, seed, kind]) => ({

@@ -7,6 +7,7 @@ import { loraRules } from './lora.js';
 import { lossRules } from './loss.js';
 import { matmulRules } from './matmul.js';
 import { normRules } from './norm.js';
+import { quantRules } from './quant.js';
 import { reduceRules } from './reduce.js';
 import { swigluRules } from './swiglu.js';
 import { viewRules } from './views.js';
@@ -24,4 +25,5 @@ export const RULES: RuleTable = {
   ...swigluRules,
   ...lossRules,
   ...attentionRules,
+  ...quantRules,
 };

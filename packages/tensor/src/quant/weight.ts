@@ -1,7 +1,7 @@
 import type { QuantView } from '../backend.js';
 import { runOp } from '../engine/dispatch.js';
 import { getDefaultDevice } from '../engine/registry.js';
-import { tidy } from '../engine/scopes.js';
+import { keep, tidy } from '../engine/scopes.js';
 import { fmtShape, OpError } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { kernel, wrap } from '../ops/util.js';
@@ -74,7 +74,7 @@ export class QuantizedWeight implements QuantizedParts {
   readonly scaleMean: number;
   #disposed = false;
 
-  /** Takes ownership of the parts' tensors (see `quantize` / `fromData` to make one). */
+  /** Takes ownership of the parts' tensors, kept out of any `tidy` until `dispose()` (see `quantize` / `fromData`). */
   constructor(parts: QuantizedParts) {
     checkParts('QuantizedWeight', parts);
     this.format = parts.format;
@@ -84,6 +84,8 @@ export class QuantizedWeight implements QuantizedParts {
     this.scales = parts.scales;
     this.steps = parts.steps;
     this.scaleMean = parts.scaleMean;
+    // owned until dispose(): an enclosing tidy must not free them
+    for (const t of [this.codes, this.scales, this.steps]) if (t) keep(t);
     live.add(this);
   }
 

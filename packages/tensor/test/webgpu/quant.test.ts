@@ -1,0 +1,49 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import * as lr from '../../src/index.js';
+import { maxRelErr, quantCase, refMatmul, values } from '../quant-reference.js';
+import { initWebGPU } from './helpers.js';
+
+/**
+ * The WebGPU quantized kernels (decode in the tile loads) against float64 loops over the host
+ * dequantization (itself checked against the Python reference in ../quant.test.ts): dequantize
+ * bit for bit, the matmul within float32 accumulation, both orientations, nf4/int8, double
+ * quantization, shapes that are not multiples of the block or of the 16×16 tile.
+ */
+const skip = await initWebGPU();
+
+describe.skipIf(skip !== null)(`quantized kernels on webgpu${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('dequantize gives the host values exactly (nf4 double quant, int8 per channel)', async () => {
+    for (const options of [
+      { bits: 'nf4', blockSize: 16, doubleQuant: true },
+      { bits: 'int8', blockSize: 'channel' },
+    ] as const) {
+      const q = lr.quantizeData(values(9 * 300, 5), 9, 300, options);
+      const w = lr.QuantizedWeight.fromData(q, 'webgpu');
+      const t = lr.dequantize(w);
+      expect(t.device).toBe('webgpu');
+      expect(Array.from((await t.data()) as Float32Array)).toEqual(Array.from(lr.dequantizeData(q)));
+      t.dispose();
+      w.dispose();
+    }
+  });
+
+  it('quantizedMatmul equals x·dequant(W)ᵀ / x·dequant(W) in float64 (property, small shapes)', async () => {
+    await fc.assert(
+      fc.asyncProperty(quantCase(40), async (c) => {
+        const q = lr.quantizeData(values(c.rows * c.cols, c.seed, 0.3), c.rows, c.cols, c);
+        const w = lr.QuantizedWeight.fromData(q, 'webgpu');
+        const k = c.transpose ? c.cols : c.rows;
+        const xv = values(c.m * k, c.seed + 1);
+        const x = lr.tensor(xv, { shape: [c.m, k], device: 'webgpu' });
+        const y = lr.quantizedMatmul(x, w, { transpose: c.transpose });
+        const want = refMatmul(lr.dequantizeData(q), c.rows, c.cols, xv, c.m, c.transpose);
+        expect(maxRelErr((await y.data()) as Float32Array, want)).toBeLessThan(1e-5);
+        x.dispose();
+        y.dispose();
+        w.dispose();
+      }),
+      { numRuns: 12 },
+    );
+  });
+});
