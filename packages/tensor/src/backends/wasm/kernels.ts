@@ -1,4 +1,5 @@
 import type { FunctionBuilder, Local, ModuleBuilder } from './assembler.js';
+import { emitNorm } from './norm.js';
 import { emitSoftmax } from './softmax.js';
 
 /**
@@ -13,6 +14,7 @@ import { emitSoftmax } from './softmax.js';
  * - `gather32(x, sx0, sx1, sx2, idx, si0, si1, si2, out, d0, d1, d2, size)`: 3-D gather along the
  *   middle axis (strides in bytes, indices already checked), for 4-byte elements.
  * - `softmax(x, out, rows, cols)`: contiguous float32 rows (softmax.ts).
+ * - `norm_fwd` and `norm_bwd`: layer/RMS norm over contiguous float32 rows (norm.ts).
  *
  * @example
  * const m = new ModuleBuilder({ initial: 1, maximum: 65536, shared: true });
@@ -29,6 +31,7 @@ export function emitKernels(module: ModuleBuilder): void {
   emitAdam(module, true);
   emitGather(module);
   emitSoftmax(module);
+  emitNorm(module);
 }
 
 function params(f: FunctionBuilder, n: number): Local[] {

@@ -6,12 +6,15 @@ import { attention as tsAttention, attentionBackward as tsAttentionBackward } fr
 import { elementwise as tsElementwise } from '../cpu/elementwise.js';
 import { gather as tsGather, indexSelect as tsIndexSelect } from '../cpu/indexing.js';
 import { loraMatmul as tsLoraMatmul } from '../cpu/lora-matmul.js';
+import { norm as tsNorm, normBackward as tsNormBackward } from '../cpu/norm.js';
 import { adamUpdate as tsAdamUpdate } from '../cpu/optim.js';
 import { reduce as tsReduce, softmax as tsSoftmax } from '../cpu/reduce.js';
 import { wasmAttention } from './attention.js';
 import { WasmElementwise } from './elementwise.js';
 import { wasmLoraMatmul } from './lora.js';
 import { type Executor, wasmMatmul } from './matmul.js';
+import { wasmNorm } from './norm.js';
+import { ranges } from './ranges.js';
 import type { WasmRuntime } from './runtime.js';
 
 // Below these sizes a dispatch to a worker (9 µs there and back, measured) costs more than it saves.
@@ -20,24 +23,13 @@ const MIN_PARALLEL_ADAM = 2 ** 16;
 // softmax spends ≈ 5 ns per element (exp): a worker pays from a few thousand
 const MIN_PARALLEL_SOFTMAX = 2 ** 14;
 
-/** Splits [0, total) into `parts` contiguous ranges, each starting at a multiple of `unit`. */
-function ranges(total: number, parts: number, unit = 1): [number, number][] {
-  const out: [number, number][] = [];
-  for (let t = 0; t < parts; t++) {
-    const a = Math.min(total, unit * Math.round((t * total) / parts / unit));
-    const b = t === parts - 1 ? total : Math.min(total, unit * Math.round(((t + 1) * total) / parts / unit));
-    if (b > a) out.push([a, b]);
-  }
-  return out;
-}
-
 function contiguous(v: View): boolean {
   return isContiguous(v.shape, v.strides);
 }
 
 /**
  * The Wasm kernels as a `KernelTable` part for device 'cpu'. Each takes the Wasm path for the
- * layouts it handles (contiguous float32 rows for reduce and Adam, rank ≤ 3 for gather; any
+ * layouts it handles (contiguous float32 rows for reduce, norms and Adam, rank ≤ 3 for gather; any
  * strides for matmul) and falls back to the TypeScript kernel otherwise, so it is always
  * correct to register. Operands outside the heap are adopted into it (`WasmStorages.adopt`).
  *
@@ -57,6 +49,8 @@ export function wasmKernelTable(
   | 'attentionBackward'
   | 'reduce'
   | 'softmax'
+  | 'norm'
+  | 'normBackward'
   | 'adamUpdate'
   | 'gather'
   | 'indexSelect'
@@ -208,6 +202,7 @@ export function wasmKernelTable(
     attention: tsAttention,
     attentionBackward: tsAttentionBackward,
   });
+  const { norm, normBackward } = wasmNorm(rt, ew, exec, { norm: tsNorm, normBackward: tsNormBackward });
   return {
     elementwise,
     matmul,
@@ -216,6 +211,8 @@ export function wasmKernelTable(
     attentionBackward,
     reduce,
     softmax,
+    norm,
+    normBackward,
     adamUpdate,
     gather,
     indexSelect,
