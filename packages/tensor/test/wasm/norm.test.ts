@@ -43,8 +43,15 @@ function view(data: Float32Array, shape: number[]): View {
 }
 /** A [n] view of a storage's elements from `offset`. */
 const vec = (s: Storage, n: number): View => ({ storage: s, shape: [n], strides: [1], offset: 0 });
+/** The bits of each element; NaN's sign and payload are not specified by Wasm (engine tiers differ), so NaN is one value. */
 const bits = (s: Storage | null): number[] =>
-  s ? Array.from(new Uint32Array((s.handle as TypedArray).slice().buffer)) : [];
+  s
+    ? Array.from(
+        new Uint32Array(
+          Float32Array.from(s.handle as TypedArray, (v) => (Number.isNaN(v) ? Number.NaN : v)).buffer,
+        ),
+      )
+    : [];
 /** Equal bit for bit, except that any NaN matches any NaN. */
 function expectSame(got: Storage | null, want: Storage | null, what: string): void {
   expect(got === null, what).toBe(want === null);

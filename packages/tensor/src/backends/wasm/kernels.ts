@@ -1,4 +1,5 @@
 import type { FunctionBuilder, Local, ModuleBuilder } from './assembler.js';
+import { emitCrossEntropy } from './cross-entropy.js';
 import { emitNorm } from './norm.js';
 import { emitSoftmax } from './softmax.js';
 
@@ -15,6 +16,7 @@ import { emitSoftmax } from './softmax.js';
  *   middle axis (strides in bytes, indices already checked), for 4-byte elements.
  * - `softmax(x, out, rows, cols)`: contiguous float32 rows (softmax.ts).
  * - `norm_fwd` and `norm_bwd`: layer/RMS norm over contiguous float32 rows (norm.ts).
+ * - `ce_rows`: cross-entropy of contiguous float32 rows, optionally overwritten by their gradient (cross-entropy.ts).
  *
  * @example
  * const m = new ModuleBuilder({ initial: 1, maximum: 65536, shared: true });
@@ -32,6 +34,7 @@ export function emitKernels(module: ModuleBuilder): void {
   emitGather(module);
   emitSoftmax(module);
   emitNorm(module);
+  emitCrossEntropy(module);
 }
 
 function params(f: FunctionBuilder, n: number): Local[] {

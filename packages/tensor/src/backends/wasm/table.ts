@@ -3,6 +3,7 @@ import type { DType, TypedArray } from '../../dtype.js';
 import { isContiguous, sizeOf } from '../../shape.js';
 import type { View } from '../../storage.js';
 import { attention as tsAttention, attentionBackward as tsAttentionBackward } from '../cpu/attention.js';
+import { crossEntropyRows as tsCrossEntropyRows } from '../cpu/cross-entropy.js';
 import { elementwise as tsElementwise } from '../cpu/elementwise.js';
 import { gather as tsGather, indexSelect as tsIndexSelect } from '../cpu/indexing.js';
 import { loraMatmul as tsLoraMatmul } from '../cpu/lora-matmul.js';
@@ -10,6 +11,7 @@ import { norm as tsNorm, normBackward as tsNormBackward } from '../cpu/norm.js';
 import { adamUpdate as tsAdamUpdate } from '../cpu/optim.js';
 import { reduce as tsReduce, softmax as tsSoftmax } from '../cpu/reduce.js';
 import { wasmAttention } from './attention.js';
+import { wasmCrossEntropy } from './cross-entropy.js';
 import { WasmElementwise } from './elementwise.js';
 import { wasmLoraMatmul } from './lora.js';
 import { type Executor, wasmMatmul } from './matmul.js';
@@ -29,7 +31,7 @@ function contiguous(v: View): boolean {
 
 /**
  * The Wasm kernels as a `KernelTable` part for device 'cpu'. Each takes the Wasm path for the
- * layouts it handles (contiguous float32 rows for reduce, norms and Adam, rank ≤ 3 for gather; any
+ * layouts it handles (contiguous float32 rows for reduce, norms, cross-entropy and Adam, rank ≤ 3 for gather; any
  * strides for matmul) and falls back to the TypeScript kernel otherwise, so it is always
  * correct to register. Operands outside the heap are adopted into it (`WasmStorages.adopt`).
  *
@@ -51,6 +53,7 @@ export function wasmKernelTable(
   | 'softmax'
   | 'norm'
   | 'normBackward'
+  | 'crossEntropyRows'
   | 'adamUpdate'
   | 'gather'
   | 'indexSelect'
@@ -203,6 +206,7 @@ export function wasmKernelTable(
     attentionBackward: tsAttentionBackward,
   });
   const { norm, normBackward } = wasmNorm(rt, ew, exec, { norm: tsNorm, normBackward: tsNormBackward });
+  const crossEntropyRows = wasmCrossEntropy(rt, exec, tsCrossEntropyRows);
   return {
     elementwise,
     matmul,
@@ -213,6 +217,7 @@ export function wasmKernelTable(
     softmax,
     norm,
     normBackward,
+    crossEntropyRows,
     adamUpdate,
     gather,
     indexSelect,
