@@ -1,4 +1,11 @@
-import type { Conv1D, Embedding, Linear, Module } from '@lowrank/nn';
+import {
+  type Conv1D,
+  dequantizeModel,
+  type Embedding,
+  type Linear,
+  type Module,
+  QuantizedLinear,
+} from '@lowrank/nn';
 import { cat, defaultGenerator, Generator, OpError, type Tensor, tensor, tidy } from '@lowrank/tensor';
 import {
   type LoraConfig,
@@ -143,8 +150,8 @@ export class LoraModel<M extends Module = Module> {
       t.kind === 'embedding'
         ? new LoraEmbedding(t.module as Embedding)
         : t.fused
-          ? new LoraFusedLinear(t.module as Linear | Conv1D, fanInFanOut, t.fused)
-          : new LoraLinear(t.module as Linear | Conv1D, fanInFanOut);
+          ? new LoraFusedLinear(t.module as Linear | Conv1D | QuantizedLinear, fanInFanOut, t.fused)
+          : new LoraLinear(t.module as Linear | Conv1D | QuantizedLinear, fanInFanOut);
     layer.training = t.module.training;
     this.model.setSubmodule(t.name, layer);
     return layer;
@@ -304,11 +311,11 @@ export class LoraModel<M extends Module = Module> {
       const byKey = new Map<string, Tensor>(); // layers with the same adapters share one index upload
       for (const l of layers) {
         const own = distinct.filter((n) => l.specs.has(n));
-        const key = `${l.baseWeight.device}|${own.join('|')}`;
+        const key = `${l.baseDevice}|${own.join('|')}`;
         let index = byKey.get(key);
         if (!index) {
           const idx = names.map((n) => (n !== null && l.specs.has(n) ? own.indexOf(n) : own.length));
-          index = tensor(Int32Array.from(idx), { device: l.baseWeight.device });
+          index = tensor(Int32Array.from(idx), { device: l.baseDevice });
           indices.push(index);
           byKey.set(key, index);
         }
@@ -381,11 +388,24 @@ export class LoraModel<M extends Module = Module> {
   /**
    * Merges the active adapters and returns the plain model (LoRA layers replaced by their merged
    * base layers, adapter parameters disposed, every parameter trainable again). The handle is
-   * unusable afterwards.
+   * unusable afterwards. On a quantized base (`quantizeModel`), merging requantizes W + ΔW;
+   * `{ dtype: 'f32' }` instead dequantizes every quantized layer to float32 first, adds ΔW in
+   * float32 and returns a full-precision model.
    */
-  mergeAndUnload(): M {
+  mergeAndUnload(options: { dtype?: 'f32' } = {}): M {
+    if (options.dtype !== undefined && options.dtype !== 'f32')
+      throw new OpError('mergeAndUnload', `dtype must be 'f32' when given, got '${String(options.dtype)}'`);
+    if (options.dtype === 'f32') {
+      for (const l of this.layers.values()) {
+        const base = l.base_layer;
+        if (!(base instanceof QuantizedLinear)) continue;
+        l.registerModule('base_layer', base.toFloat());
+        base.weight.dispose();
+      }
+    }
     this.merge();
-    return this.unload();
+    const model = this.unload();
+    return options.dtype === 'f32' ? dequantizeModel(model) : model;
   }
 
   /** Removes LoRA without merging (merged adapters stay in the weights) and returns the model. */

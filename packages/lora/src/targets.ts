@@ -1,4 +1,4 @@
-import { Conv1D, Embedding, Linear, type Module } from '@lowrank/nn';
+import { Conv1D, Embedding, Linear, type Module, QuantizedLinear } from '@lowrank/nn';
 import {
   LoraConfigError,
   layerIndex,
@@ -20,6 +20,8 @@ export interface Target {
 }
 
 export function kindOf(m: Module): TargetKind | null {
+  // a quantized base keeps the kind of the layer it replaced (adapters stay PEFT's fan_in_fan_out)
+  if (m instanceof QuantizedLinear) return m.fanInFanOut ? 'conv1d' : 'linear';
   if (m instanceof Linear) return 'linear';
   if (m instanceof Conv1D) return 'conv1d';
   if (m instanceof Embedding) return 'embedding';

@@ -35,6 +35,7 @@ export * from './module.js';
 export * as nn from './nn.js';
 export * as optim from './optim/index.js';
 export * from './optim/index.js';
+export * from './quantized.js';
 export {
   halfToFloat,
   MAX_HEADER_BYTES,

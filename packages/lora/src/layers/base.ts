@@ -1,7 +1,8 @@
-import { Module } from '@lowrank/nn';
+import { Module, QuantizedLinear } from '@lowrank/nn';
 import {
   cat,
   defaultGenerator,
+  type Device,
   Generator,
   gatherMatmul,
   keep,
@@ -173,16 +174,37 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
     for (const n of names) {
       if (this.merged.has(n)) continue;
       if (!this.specs.has(n)) throw new OpError('lora.merge', `no adapter '${n}' in this layer`);
-      noGrad(() => tidy(() => void this.baseWeight.add_(this.deltaWeight(n))));
+      noGrad(() => tidy(() => this.addToBase(this.deltaWeight(n), 1)));
       this.merged.add(n);
     }
     this.version++;
   }
 
-  /** Subtracts every merged adapter from the base weight (restores it to within float rounding). */
+  /**
+   * W ← W + sign·ΔW. A quantized base (`QuantizedLinear`) is dequantized, changed and requantized
+   * to its format: the rounding to the code grid changes outputs, which is warned about once.
+   */
+  protected addToBase(delta: Tensor, sign: 1 | -1): void {
+    const base = this.base_layer;
+    if (base instanceof QuantizedLinear) {
+      warnQuantizedMerge(base);
+      base.addDelta(delta, sign);
+    } else if (sign === 1) {
+      this.baseWeight.add_(delta);
+    } else {
+      this.baseWeight.sub_(delta);
+    }
+  }
+
+  /** Device of the base layer's weight. */
+  get baseDevice(): Device {
+    return this.baseWeight.device;
+  }
+
+  /** Subtracts every merged adapter from the base weight (restores it to within float rounding; a quantized base is requantized). */
   unmerge(): void {
     for (const n of [...this.merged].reverse()) {
-      noGrad(() => tidy(() => void this.baseWeight.sub_(this.deltaWeight(n))));
+      noGrad(() => tidy(() => this.addToBase(this.deltaWeight(n), -1)));
       this.merged.delete(n);
     }
     this.version++;
@@ -244,4 +266,14 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
     this.releaseCache();
     super.dispose();
   }
+}
+
+let warnedQuantizedMerge = false;
+
+function warnQuantizedMerge(base: QuantizedLinear): void {
+  if (warnedQuantizedMerge) return;
+  warnedQuantizedMerge = true;
+  console.warn(
+    `lora: merging into a quantized (${base.format}) base requantizes W + ΔW: rounding to the code grid changes outputs beyond float rounding (mergeAndUnload({ dtype: 'f32' }) keeps full precision)`,
+  );
 }

@@ -1,8 +1,9 @@
-import type { Conv1D, Linear } from '@lowrank/nn';
-import { cat, type Generator, loraExpand, OpError, type Tensor, zeros } from '@lowrank/tensor';
+import { type Conv1D, type Linear, QuantizedLinear } from '@lowrank/nn';
+import { cat, type Device, type Generator, loraExpand, OpError, type Tensor, zeros } from '@lowrank/tensor';
 import { kaimingUniform, normal } from '../init.js';
 import { AdapterParams, dropout } from '../internal.js';
 import { type AdapterSpec, LoraLayer, type PlainFactors } from './base.js';
+import { floatWeight } from './linear.js';
 
 /**
  * LoRA on chosen slices of a fused projection (GPT-2's `c_attn` = [q | k | v]; loralib's
@@ -11,7 +12,7 @@ import { type AdapterSpec, LoraLayer, type PlainFactors } from './base.js';
  * computes x·A_gᵀ·B_gᵀ per enabled slice (never rebuilding ΔW, unlike loralib) and leaves the
  * disabled slices' outputs untouched. Saved in PEFT's plain form (rank e·r, zero blocks in B).
  */
-export class LoraFusedLinear extends LoraLayer<Linear | Conv1D> {
+export class LoraFusedLinear extends LoraLayer<Linear | Conv1D | QuantizedLinear> {
   /** A of each adapter, [e·r, in] (the enabled slices' A_g stacked), as `lora_A.<adapter>.weight`. */
   readonly lora_A = this.registerModule('lora_A', new AdapterParams('weight'));
   /** B of each adapter, [e·slice, r] (the enabled slices' B_g stacked), as `lora_B.<adapter>.weight`. */
@@ -20,7 +21,7 @@ export class LoraFusedLinear extends LoraLayer<Linear | Conv1D> {
   readonly sliceOut: number;
 
   constructor(
-    base: Linear | Conv1D,
+    base: Linear | Conv1D | QuantizedLinear,
     /** The base weight is stored [in, out] (GPT-2's Conv1D). */
     readonly fanInFanOut: boolean,
     /** Which output slices are adapted, e.g. [true, false, true] for q and v of `c_attn`. */
@@ -42,7 +43,12 @@ export class LoraFusedLinear extends LoraLayer<Linear | Conv1D> {
     return this.baseWeight.shape[this.fanInFanOut ? 1 : 0];
   }
   get baseWeight(): Tensor {
-    return this.base_layer.weight;
+    return floatWeight(this.base_layer);
+  }
+  override get baseDevice(): Device {
+    return this.base_layer instanceof QuantizedLinear
+      ? this.base_layer.device
+      : this.base_layer.weight.device;
   }
   /** Indices of the enabled slices, in order. */
   get enabledSlices(): number[] {
@@ -55,7 +61,7 @@ export class LoraFusedLinear extends LoraLayer<Linear | Conv1D> {
     return [this.lora_A, this.lora_B];
   }
   protected createParams(name: string, spec: AdapterSpec, init: boolean | 'gaussian', gen: Generator): void {
-    const [e, r, device] = [this.enabledSlices.length, spec.r, this.baseWeight.device];
+    const [e, r, device] = [this.enabledSlices.length, spec.r, this.baseDevice];
     const A =
       init === 'gaussian'
         ? normal([e * r, this.inFeatures], 1 / r, gen, device)

@@ -1,5 +1,5 @@
-import type { Conv1D, Linear } from '@lowrank/nn';
-import { type Generator, loraExpand, type Tensor, zeros } from '@lowrank/tensor';
+import { type Conv1D, type Linear, QuantizedLinear } from '@lowrank/nn';
+import { type Device, type Generator, loraExpand, OpError, type Tensor, zeros } from '@lowrank/tensor';
 import { kaimingUniform, normal } from '../init.js';
 import { AdapterParams, dropout } from '../internal.js';
 import { type AdapterSpec, LoraLayer, type PlainFactors } from './base.js';
@@ -10,14 +10,14 @@ import { type AdapterSpec, LoraLayer, type PlainFactors } from './base.js';
  * the expand is scaled and added into the base output by one kernel (`loraExpand`).
  * Parameters: `lora_A.<adapter>.weight`, `lora_B.<adapter>.weight`.
  */
-export class LoraLinear extends LoraLayer<Linear | Conv1D> {
+export class LoraLinear extends LoraLayer<Linear | Conv1D | QuantizedLinear> {
   /** A of each adapter, [r, in], as `lora_A.<adapter>.weight`. */
   readonly lora_A = this.registerModule('lora_A', new AdapterParams('weight'));
   /** B of each adapter, [out, r], as `lora_B.<adapter>.weight`. */
   readonly lora_B = this.registerModule('lora_B', new AdapterParams('weight'));
 
   constructor(
-    base: Linear | Conv1D,
+    base: Linear | Conv1D | QuantizedLinear,
     /** The base weight is stored [in, out] (GPT-2's Conv1D). */
     readonly fanInFanOut: boolean,
   ) {
@@ -32,13 +32,18 @@ export class LoraLinear extends LoraLayer<Linear | Conv1D> {
     return this.baseWeight.shape[this.fanInFanOut ? 1 : 0];
   }
   get baseWeight(): Tensor {
-    return this.base_layer.weight;
+    return floatWeight(this.base_layer);
+  }
+  override get baseDevice(): Device {
+    return this.base_layer instanceof QuantizedLinear
+      ? this.base_layer.device
+      : this.base_layer.weight.device;
   }
   protected holders(): AdapterParams[] {
     return [this.lora_A, this.lora_B];
   }
   protected createParams(name: string, spec: AdapterSpec, init: boolean | 'gaussian', gen: Generator): void {
-    const device = this.baseWeight.device;
+    const device = this.baseDevice;
     const [r, inF, outF] = [spec.r, this.inFeatures, this.outFeatures];
     const A =
       init === 'gaussian' ? normal([r, inF], 1 / r, gen, device) : kaimingUniform([r, inF], gen, device);
@@ -58,4 +63,14 @@ export class LoraLinear extends LoraLayer<Linear | Conv1D> {
   plainFactors(name: string): PlainFactors {
     return { A: this.lora_A.get(name), B: this.lora_B.get(name), scaling: this.specs.get(name)!.scaling };
   }
+}
+
+/** The float32 weight of a base layer; a quantized one has none (it is a `QuantizedWeight`). */
+export function floatWeight(base: Linear | Conv1D | QuantizedLinear): Tensor {
+  if (base instanceof QuantizedLinear)
+    throw new OpError(
+      'lora',
+      `the base layer is quantized (${base.format}): its weight is a QuantizedWeight, not a tensor (dequantizedWeight() gives a float32 copy)`,
+    );
+  return base.weight;
 }

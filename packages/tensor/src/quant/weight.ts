@@ -106,6 +106,31 @@ export class QuantizedWeight implements QuantizedParts {
   }
 
   /**
+   * `quantize` without the wait, for float32 matrices on the CPU (whose values are host memory):
+   * what merging an adapter into a quantized base uses. A tensor on another device is refused
+   * (its values must be read back first: use `quantize`).
+   *
+   * @example
+   * const q = lr.QuantizedWeight.quantizeNow(lr.randn([4, 64]), { bits: 'nf4' });
+   * q.shape; // [4, 64]
+   */
+  static quantizeNow(w: Tensor, options: QuantizeOptions): QuantizedWeight {
+    if (w.dtype !== 'float32' || w.rank !== 2)
+      throw new OpError('quantize', `expected a float32 matrix, got ${w.dtype} ${fmtShape(w.shape)}`);
+    if (w.device !== 'cpu')
+      throw new OpError(
+        'quantize',
+        `synchronous quantization needs a CPU tensor, got one on ${w.device} (use await QuantizedWeight.quantize)`,
+      );
+    const data = tidy(() => {
+      const c = w.contiguous();
+      const v = c.view_();
+      return (v.storage.handle as Float32Array).slice(v.offset, v.offset + w.size);
+    });
+    return QuantizedWeight.fromData(quantizeData(data, w.shape[0], w.shape[1], options), 'cpu');
+  }
+
+  /**
    * Uploads host data (from `quantizeData`) to `device` (the default device if omitted).
    *
    * @example
@@ -337,6 +362,11 @@ export interface QuantizedMatmulAttrs {
 export function quantizedMemory(): QuantizedMemoryInfo {
   const info: QuantizedMemoryInfo = { count: 0, bytes: 0, f32Bytes: 0, formats: {} };
   for (const w of live) {
+    // freed through its tensors (a module's dispose()): no longer held
+    if (w.codes.isDisposed) {
+      live.delete(w);
+      continue;
+    }
     const f = info.formats[w.format] ?? { count: 0, bytes: 0, f32Bytes: 0 };
     info.formats[w.format] = f;
     f.count++;
