@@ -25,11 +25,11 @@ export class LoraLinear extends LoraLayer<Linear | Conv1D | QuantizedLinear> {
   }
   /** Input features of the base layer. */
   get inFeatures(): number {
-    return this.baseWeight.shape[this.fanInFanOut ? 0 : 1];
+    return this.base_layer.inFeatures;
   }
   /** Output features of the base layer. */
   get outFeatures(): number {
-    return this.baseWeight.shape[this.fanInFanOut ? 1 : 0];
+    return this.base_layer.outFeatures;
   }
   get baseWeight(): Tensor {
     return floatWeight(this.base_layer);
