@@ -1,8 +1,8 @@
 import { Module, QuantizedLinear } from '@lowrank/nn';
 import {
   cat,
-  defaultGenerator,
   type Device,
+  defaultGenerator,
   Generator,
   gatherMatmul,
   keep,
