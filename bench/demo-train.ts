@@ -4,8 +4,10 @@
  * TypeScript kernels (`cpu-ts`) and the Wasm kernels on 1 and 2 threads. Every configuration
  * starts from the same checkpoint and seed, so their losses must agree (printed, to check).
  * Tokens/s counts B·T per step, as the demo's progress line does, after `--warmup` steps.
+ * `webgpu` runs the same loop on the WebGPU adapter: on a software adapter (lavapipe), this is the
+ * measurement behind init's 'auto' rule (software adapters lose to the CPU; docs/perf.md).
  *
- *   node --conditions=source --import tsx bench/demo-train.ts [--steps 8 --warmup 2 --configs ts,wasm1,wasm2]
+ *   node --conditions=source --import tsx bench/demo-train.ts [--steps 8 --warmup 2 --configs ts,wasm1,wasm2,webgpu]
  */
 import { readFileSync } from 'node:fs';
 import { applyLora } from '../packages/lora/src/index.js';
@@ -21,9 +23,11 @@ const ckpt = here('../examples/checkpoints/shakespeare-char');
 const e2e = (f: string): lr.E2EExample[] => lr.parseE2E(readFileSync(here(`../data/e2e/${f}`), 'utf8'));
 
 async function run(config: string): Promise<void> {
+  const device: lr.Device = config === 'webgpu' ? 'webgpu' : 'cpu';
   if (config === 'ts') await lr.init({ backend: 'cpu-ts' });
+  else if (config === 'webgpu') await lr.init({ backend: 'webgpu' });
   else await lr.init({ backend: 'cpu', threads: Number(config.replace('wasm', '')) });
-  const model = await fromPretrained(ckpt, { device: 'cpu' });
+  const model = await fromPretrained(ckpt, { device });
   const tok = loadTokenizer(ckpt, model.config.vocab_size);
   const train = lr.e2eStream(e2e('valid.txt'), (s) => tok.encode(s));
   const lora = applyLora(model, {
@@ -48,7 +52,7 @@ async function run(config: string): Promise<void> {
   const sec = (performance.now() - t0) / 1000;
   const tps = (STEPS * 8 * 128) / sec;
   console.log(
-    `${config.padEnd(6)} ${lr.getBackend('cpu').description.padEnd(44)} ${tps.toFixed(0).padStart(6)} tok/s ` +
+    `${config.padEnd(6)} ${lr.getBackend(device).description.padEnd(44)} ${tps.toFixed(0).padStart(6)} tok/s ` +
       `(${((sec * 1000) / STEPS).toFixed(0)} ms/step)  losses ${losses.map((l) => l.toFixed(4)).join(' ')}`,
   );
 }

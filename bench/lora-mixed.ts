@@ -110,7 +110,6 @@ function loopForward(lora: LoraModel<Net>, x: lr.Tensor, names: string[]): lr.Te
 }
 
 if (gpu) {
-  process.env.XDG_RUNTIME_DIR ??= '/tmp';
   await lr.init({ backend: 'webgpu' });
 }
 const info = gpu ? lr.getBackend('webgpu').description : lr.getBackend('cpu').description;

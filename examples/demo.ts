@@ -50,18 +50,11 @@ const settings = {
 const here = (p: string): string => new URL(p, import.meta.url).pathname;
 const t0 = performance.now();
 
-// ---- device: WebGPU when an adapter exists, else the CPU ---------------------------------------
-process.env.XDG_RUNTIME_DIR ??= '/tmp';
-let { device, description } = await lr.init({
+// ---- device: a hardware GPU, else the CPU (init's 'auto' rule: a software adapter is slower) ----
+const { device, description } = await lr.init({
   backend: args.device as lr.Device | 'auto',
   onNotice: (m) => console.log(m),
 });
-// NOTE: a software adapter (Mesa's llvmpipe/lavapipe, SwiftShader) is WebGPU emulated on the CPU,
-// slower here than our CPU backend: 'auto' treats it as no GPU (--device webgpu still uses it).
-if (args.device === 'auto' && device === 'webgpu' && /llvmpipe|lavapipe|swiftshader/i.test(description)) {
-  console.log(`lowrank: only a software WebGPU adapter found (${description}); using the CPU backend`);
-  ({ device, description } = await lr.init({ backend: 'cpu' }));
-}
 console.log(`lowrank demo on ${device}: ${description}${quick ? ' (quick mode)' : ''}\n`);
 
 // ---- 1. the pre-trained model ----------------------------------------------------------------

@@ -69,7 +69,6 @@ describe('fused activations (cpu kernel counts)', () => {
   });
 });
 
-process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const unavailable = await lr
   .init({ backend: 'webgpu' })
   .then(() => null)

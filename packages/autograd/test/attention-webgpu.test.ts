@@ -9,7 +9,6 @@ import { type AttentionCase as Case, maxDiff } from '../../tensor/test/attention
  * reference kernels on the same inputs, finite differences on a small case, and the memory
  * bound: forward + backward at T = 512 never holds a [B, H, T, T] float32 buffer.
  */
-process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const unavailable = await lr
   .init({ backend: 'webgpu' })
   .then(() => null)

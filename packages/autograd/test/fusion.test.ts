@@ -43,7 +43,6 @@ describe('autograd through fused chains', () => {
   });
 });
 
-process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const unavailable = await lr
   .init({ backend: 'webgpu' })
   .then(() => null)

@@ -6,9 +6,8 @@ import { GRAD_CASES, gradSuite } from './grad-suite.js';
 
 /**
  * The same finite-difference suite on WebGPU (fewer runs: every evaluation reads back from the
- * GPU). Needs an adapter (lavapipe works: XDG_RUNTIME_DIR=/tmp); otherwise skipped, saying why.
+ * GPU). Needs an adapter (lavapipe works); otherwise skipped, saying why.
  */
-process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const unavailable = await lr
   .init({ backend: 'webgpu' })
   .then(() => null)

@@ -48,7 +48,6 @@ export async function maxAbs(a: Tensor): Promise<number> {
 
 /** The devices to test on: the CPU, and WebGPU when an adapter exists (else the reason it is skipped). */
 export async function devices(): Promise<{ available: Device[]; webgpuSkipReason: string | null }> {
-  process.env.XDG_RUNTIME_DIR ??= '/tmp';
   const reason = await init({ backend: 'webgpu' })
     .then(() => null)
     .catch((e: unknown) => (e instanceof Error ? e.message : String(e)))

@@ -47,7 +47,6 @@ function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
   return maxAbs(got, want) / scale;
 }
 
-process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const webgpuUnavailable = await lr
   .init({ backend: 'webgpu' })
   .then(() => null)

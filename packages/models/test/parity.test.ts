@@ -31,7 +31,6 @@ function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
   return diff / scale;
 }
 
-process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const webgpuUnavailable = await lr
   .init({ backend: 'webgpu' })
   .then(() => null)

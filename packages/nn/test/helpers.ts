@@ -89,7 +89,6 @@ export async function expectClose(
 
 /** Tries to start WebGPU (lavapipe here); the default device stays 'cpu'. Null when it works. */
 export async function webgpuUnavailable(): Promise<string | null> {
-  process.env.XDG_RUNTIME_DIR ??= '/tmp';
   return init({ backend: 'webgpu' })
     .then(() => null)
     .catch((e: unknown) => (e instanceof Error ? e.message : String(e)))

@@ -26,6 +26,14 @@ export type {
   ReduceOp,
   UnaryOp,
 } from './backend.js';
+export {
+  type AdapterDescription,
+  type AutoDeviceChoice,
+  adapterName,
+  autoDevice,
+  describeAdapter,
+  isSoftwareAdapter,
+} from './device-rule.js';
 export type { DType, TypedArray } from './dtype.js';
 export { DTYPES, promoteTypes } from './dtype.js';
 export {

@@ -1,4 +1,5 @@
 import type { Backend, KernelTable } from '../../backend.js';
+import { adapterName, describeAdapter } from '../../device-rule.js';
 import type { DType, TypedArray } from '../../dtype.js';
 import {
   forgetDevice,
@@ -69,12 +70,18 @@ function kernelsOf(c: WebGPUContext): KernelTable {
 
 const OPTIONAL_FEATURES = ['subgroups', 'timestamp-query'] as const;
 
-async function openDevice(options: WebGPUInitOptions): Promise<{ device: GPUDevice; description: string }> {
-  if (options.device) return { device: options.device, description: 'WebGPU (given device)' };
+/** Requests the adapter `createWebGPUBackend` would open a device on (null when there is none). */
+export async function requestWebGPUAdapter(options: WebGPUInitOptions): Promise<GPUAdapter | null> {
   const gpu = options.gpu ?? (await acquireGPU());
-  const adapter = await gpu.requestAdapter({
-    powerPreference: options.powerPreference ?? 'high-performance',
-  });
+  return gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
+}
+
+async function openDevice(
+  options: WebGPUInitOptions,
+  found?: GPUAdapter,
+): Promise<{ device: GPUDevice; description: string }> {
+  if (options.device) return { device: options.device, description: 'WebGPU (given device)' };
+  const adapter = found ?? (await requestWebGPUAdapter(options));
   if (!adapter) throw new Error('no WebGPU adapter was found');
   const lim = adapter.limits;
   const requiredLimits: Record<string, number> = {
@@ -87,9 +94,7 @@ async function openDevice(options: WebGPUInitOptions): Promise<{ device: GPUDevi
   };
   const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
-  const info = adapter.info;
-  const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ');
-  return { device, description: `WebGPU (${name || 'unknown adapter'})` };
+  return { device, description: `WebGPU (${adapterName(describeAdapter(adapter))})` };
 }
 
 function createBackend(c: WebGPUContext): Backend {
@@ -135,11 +140,11 @@ function createBackend(c: WebGPUContext): Backend {
   };
 }
 
-/** Creates and registers the WebGPU backend (device 'webgpu'). */
-export async function createWebGPUBackend(options: WebGPUInitOptions): Promise<void> {
+/** Creates and registers the WebGPU backend (device 'webgpu'), on `adapter` when one was requested already. */
+export async function createWebGPUBackend(options: WebGPUInitOptions, adapter?: GPUAdapter): Promise<void> {
   const live = currentContext();
   if (live && !live.isDestroyed) return;
-  const { device, description } = await openDevice(options);
+  const { device, description } = await openDevice(options, adapter);
   const c = new WebGPUContext(device, description);
   setContext(c);
   registerBackend(createBackend(c));

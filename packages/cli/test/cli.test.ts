@@ -105,7 +105,7 @@ describe('lowrank CLI', () => {
       '3',
     );
     expect(t.code, t.stderr).toBe(0);
-    expect(t.stdout).toMatch(/LoRA training on cpu: trainable params: 128 \|\|/); // A [2, 16] + B [48, 2], one layer
+    expect(t.stdout).toMatch(/LoRA training on (cpu|webgpu): trainable params: 128 \|\|/); // A [2, 16] + B [48, 2], one layer
     expect(t.stdout).toMatch(/step 3\/3 loss [\d.]+ val [\d.]+/);
     expect(
       existsSync(join(adapter, 'adapter_config.json')) &&

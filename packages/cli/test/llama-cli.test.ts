@@ -1,13 +1,13 @@
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { GPT2LMHeadModel } from '@lowrank/models';
+import { savePretrained } from '@lowrank/models/node';
 import { afterAll, describe, expect, it } from 'vitest';
-import { GPT2LMHeadModel } from '../src/gpt2.js';
-import { savePretrained } from '../src/node.js';
 import { lowrank } from './run-cli.js';
 
 /** The CLI on Llama-family directories and on a GPT-2 folder with an HF tokenizer.json. */
-const llama = new URL('./fixtures/peft-llama-tiny/base', import.meta.url).pathname;
+const llama = new URL('../../models/test/fixtures/peft-llama-tiny/base', import.meta.url).pathname;
 
 const dir = mkdtempSync(join(tmpdir(), 'lowrank-llama-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,7 +39,7 @@ describe('lowrank CLI with Llama-family models', () => {
       run,
     );
     expect(t.code, t.stderr).toBe(0);
-    expect(t.stdout).toMatch(/LoRA training on cpu: trainable params: 896 /); // r = 2: q_proj 2·(64+64), v_proj 2·(64+32), 2 layers
+    expect(t.stdout).toMatch(/LoRA training on (cpu|webgpu): trainable params: 896 /); // r = 2: q_proj 2·(64+64), v_proj 2·(64+32), 2 layers
     const adapter = JSON.parse(readFileSync(join(run, 'adapter_config.json'), 'utf8')) as {
       target_modules: string[];
     };

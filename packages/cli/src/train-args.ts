@@ -62,7 +62,7 @@ export const TRAIN_DEFAULTS: Omit<TrainArgs, 'data' | 'out'> = {
   seed: 0,
   saveEvery: 50,
   evalEvery: 0,
-  device: 'cpu',
+  device: 'auto',
   allowNonfinite: false,
   finalEval: true,
 };

@@ -16,19 +16,34 @@ import { join, resolve } from 'node:path';
 import { noGrad } from '@lowrank/autograd';
 import { applyLora, type LoraModel, loadAdapterFromBytes, trainableParameters } from '@lowrank/lora';
 import { saveAdapter } from '@lowrank/lora/node';
+import {
+  type AutoCausalLM,
+  CharTokenizer,
+  e2eStream,
+  e2eText,
+  GPT2LMHeadModel,
+  generate,
+  gpt2Config,
+  HFTokenizer,
+  isHFTokenizerJson,
+  LMTrainer,
+  parseE2E,
+  type Tokenizer,
+  type TokenizerSpec,
+  tokenizerFromSpec,
+  trainValSplit,
+} from '@lowrank/models';
+import {
+  AutoModelForCausalLM,
+  loadTokenizer,
+  readBytes,
+  readJSON,
+  savePretrained,
+} from '@lowrank/models/node';
 import { parseSafetensors } from '@lowrank/nn';
 import { loadCheckpoint, saveCheckpoint } from '@lowrank/nn/node';
 import { type Device, init, type Tensor, tensor, tidy } from '@lowrank/tensor';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { AutoCausalLM } from './auto.js';
-import { gpt2Config } from './config.js';
-import { e2eStream, e2eText, parseE2E, trainValSplit } from './data.js';
-import { generate } from './generate.js';
-import { GPT2LMHeadModel } from './gpt2.js';
-import { HFTokenizer, isHFTokenizerJson } from './hf-tokenizer.js';
-import { AutoModelForCausalLM, loadTokenizer, readBytes, readJSON, savePretrained } from './node.js';
-import { CharTokenizer, type Tokenizer, type TokenizerSpec, tokenizerFromSpec } from './tokenizer.js';
-import { LMTrainer } from './train.js';
 import { checkTrainArgs, TRAIN_DEFAULTS, type TrainArgs } from './train-args.js';
 import { TrainProgress } from './train-progress.js';
 
@@ -52,11 +67,12 @@ const num =
   };
 
 function deviceOption(): Option {
-  return new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'webgpu']).default('cpu');
+  return new Option('--device <device>', 'where to run (auto: a hardware GPU, else the CPU)')
+    .choices(['auto', 'cpu', 'webgpu'])
+    .default('auto');
 }
 
 async function useDevice(wanted: string): Promise<Device> {
-  if (wanted === 'webgpu' || wanted === 'auto') process.env.XDG_RUNTIME_DIR ??= '/tmp';
   try {
     const { device } = await init({ backend: wanted as Device | 'auto', onNotice: (m) => console.error(m) });
     return device;
@@ -583,7 +599,13 @@ export function makeProgram(): Command {
     .option('--seed <n>', 'seed of initialisation and batches', int(0))
     .option('--save-every <n>', 'checkpoint every n steps', int())
     .option('--eval-every <n>', 'validation loss every n steps (0: never)', int(0))
-    .addOption(new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'webgpu']))
+    .addOption(
+      new Option('--device <device>', 'where to run (auto: a hardware GPU, else the CPU)').choices([
+        'auto',
+        'cpu',
+        'webgpu',
+      ]),
+    )
     .option('--allow-nonfinite', 'keep training when a loss is NaN or infinite (default: stop with an error)')
     .option('--no-final-eval', 'skip the validation loss printed at the end')
     .addOption(
