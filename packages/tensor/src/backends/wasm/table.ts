@@ -7,12 +7,14 @@ import { crossEntropyRows as tsCrossEntropyRows } from '../cpu/cross-entropy.js'
 import { elementwise as tsElementwise } from '../cpu/elementwise.js';
 import { gather as tsGather, indexSelect as tsIndexSelect } from '../cpu/indexing.js';
 import { loraMatmul as tsLoraMatmul } from '../cpu/lora-matmul.js';
+import { matmulEpilogue as tsMatmulEpilogue } from '../cpu/matmul-epilogue.js';
 import { norm as tsNorm, normBackward as tsNormBackward } from '../cpu/norm.js';
 import { adamUpdate as tsAdamUpdate } from '../cpu/optim.js';
 import { reduce as tsReduce, softmax as tsSoftmax } from '../cpu/reduce.js';
 import { wasmAttention } from './attention.js';
 import { wasmCrossEntropy } from './cross-entropy.js';
 import { WasmElementwise } from './elementwise.js';
+import { wasmMatmulEpilogue } from './epilogue.js';
 import { wasmLoraMatmul } from './lora.js';
 import { type Executor, wasmMatmul } from './matmul.js';
 import { wasmNorm } from './norm.js';
@@ -46,6 +48,7 @@ export function wasmKernelTable(
   KernelTable,
   | 'elementwise'
   | 'matmul'
+  | 'matmulEpilogue'
   | 'loraMatmul'
   | 'attention'
   | 'attentionBackward'
@@ -201,6 +204,7 @@ export function wasmKernelTable(
 
   const matmul = wasmMatmul(rt, exec);
   const loraMatmul = wasmLoraMatmul(rt, ew, matmul, tsLoraMatmul);
+  const matmulEpilogue = wasmMatmulEpilogue(rt, ew, matmul, tsMatmulEpilogue);
   const { attention, attentionBackward } = wasmAttention(rt, exec, {
     attention: tsAttention,
     attentionBackward: tsAttentionBackward,
@@ -210,6 +214,7 @@ export function wasmKernelTable(
   return {
     elementwise,
     matmul,
+    matmulEpilogue,
     loraMatmul,
     attention,
     attentionBackward,
