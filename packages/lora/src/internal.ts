@@ -1,12 +1,5 @@
-import { Module } from '@lowrank/nn';
-import {
-  fromTypedArray,
-  type Generator,
-  getAutogradHooks,
-  OpError,
-  type Tensor,
-  tidy,
-} from '@lowrank/tensor';
+import { F, Module } from '@lowrank/nn';
+import { type Generator, getAutogradHooks, OpError, type Tensor, tidy } from '@lowrank/tensor';
 
 /** Runs `fn` with gradient recording off (autograd's noGrad when it is loaded). */
 export function noGrad<T>(fn: () => T): T {
@@ -82,11 +75,7 @@ export function composite<T extends Tensor>(inputs: readonly (Tensor | null | un
   return recorded ? fn() : tidy(fn);
 }
 
-/** Inverted dropout with a host-drawn mask from `gen` (same values on every backend). */
+/** Inverted dropout with a host-drawn mask from `gen` (same values on every backend): nn's F.dropout. */
 export function dropout(x: Tensor, p: number, training: boolean, gen: Generator): Tensor {
-  if (!training || p === 0) return x;
-  const mask = new Float32Array(x.size);
-  const keepScale = 1 / (1 - p);
-  for (let i = 0; i < mask.length; i++) mask[i] = gen.nextFloat() < p ? 0 : keepScale;
-  return composite([x], () => x.mul(fromTypedArray(mask, x.shape, { device: x.device })));
+  return F.dropout(x, p, training, { generator: gen });
 }

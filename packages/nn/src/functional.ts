@@ -2,11 +2,11 @@ import {
   addmm,
   arange,
   defaultGenerator,
-  fromTypedArray,
   scaledDotProductAttention as fusedAttention,
   layerNorm as fusedLayerNorm,
   rmsNorm as fusedRmsNorm,
   type Generator,
+  hostTensor,
   matmul,
   OpError,
   type Tensor,
@@ -118,9 +118,14 @@ export function dropout(x: Tensor, p = 0.5, training = true, options: DropoutOpt
   if (!training || p === 0) return x;
   const gen = options.generator ?? defaultGenerator();
   const scale = p === 1 ? 0 : 1 / (1 - p);
-  const mask = new Float32Array(x.size);
-  for (let i = 0; i < mask.length; i++) mask[i] = gen.nextFloat() < p ? 0 : scale;
-  return composite([x], () => x.mul(fromTypedArray(mask, x.shape, { device: x.device })));
+  const n = x.size;
+  const draw = () => {
+    const mask = new Float32Array(n);
+    for (let i = 0; i < n; i++) mask[i] = gen.nextFloat() < p ? 0 : scale;
+    return mask;
+  };
+  // drawn again at every replay of a compiled step
+  return composite([x], () => x.mul(hostTensor(draw, x.shape, { device: x.device })));
 }
 
 /**

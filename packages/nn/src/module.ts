@@ -2,6 +2,7 @@ import {
   type Device,
   type DType,
   fromTypedArray,
+  invalidateCaptures,
   keep,
   OpError,
   Tensor,
@@ -90,8 +91,18 @@ function isHostTensor(v: Tensor | HostTensor): v is HostTensor {
  * one, so `this.fc` and the registry never disagree.
  */
 export abstract class Module {
-  /** Training mode (dropout active); switch with `train()` / `eval()`. */
-  training = true;
+  #training = true;
+  /**
+   * Training mode (dropout active); switch with `train()` / `eval()`. A change invalidates
+   * compiled steps (`lr.compile`), which recorded the kernels of one mode.
+   */
+  get training(): boolean {
+    return this.#training;
+  }
+  set training(mode: boolean) {
+    if (mode !== this.#training) invalidateCaptures();
+    this.#training = mode;
+  }
   readonly #parameters = new Map<string, Tensor | null>();
   readonly #buffers = new Map<string, Tensor | null>();
   readonly #nonPersistent = new Set<string>();
@@ -109,6 +120,7 @@ export abstract class Module {
     options: { requiresGrad?: boolean } = {},
   ): T {
     this.#checkFree('registerParameter', name, this.#parameters);
+    invalidateCaptures(); // a compiled step read the old tensor
     if (t !== null) Parameter(t, options.requiresGrad ?? true);
     this.#replaceFields(this.#parameters.get(name), t);
     this.#parameters.set(name, t);
@@ -118,6 +130,7 @@ export abstract class Module {
   /** Registers a non-trainable tensor (e.g. running statistics, a mask); `persistent` ones are saved. */
   registerBuffer<T extends Tensor | null>(name: string, t: T, options: { persistent?: boolean } = {}): T {
     this.#checkFree('registerBuffer', name, this.#buffers);
+    invalidateCaptures();
     if (t !== null) keep(t);
     this.#replaceFields(this.#buffers.get(name), t);
     this.#buffers.set(name, t);
@@ -132,6 +145,7 @@ export abstract class Module {
    */
   registerModule<M extends Module | null>(name: string, m: M): M {
     this.#checkFree('registerModule', name, this.#modules);
+    invalidateCaptures();
     this.#replaceFields(this.#modules.get(name), m);
     this.#modules.set(name, m);
     return m;

@@ -27,6 +27,15 @@ export type {
   UnaryOp,
 } from './backend.js';
 export {
+  type CompiledFunction,
+  type CompiledResult,
+  type CompiledStats,
+  type CompileOptions,
+  compile,
+} from './compile/compile.js';
+export type { MemoryPlan } from './compile/plan.js';
+export { CaptureError } from './compile/trace.js';
+export {
   type AdapterDescription,
   type AutoDeviceChoice,
   adapterName,
@@ -36,6 +45,14 @@ export {
 } from './device-rule.js';
 export type { DType, TypedArray } from './dtype.js';
 export { DTYPES, promoteTypes } from './dtype.js';
+export {
+  captureEpoch,
+  captureGuard,
+  hostValue,
+  invalidateCaptures,
+  isTracing,
+  onReplay,
+} from './engine/capture.js';
 export {
   type AutogradHooks,
   type FusionOptions,
@@ -110,6 +127,7 @@ export {
   fromTypedArray,
   full,
   fullLike,
+  hostTensor,
   ones,
   onesLike,
   type RandomOptions,
@@ -212,14 +230,6 @@ export {
   unsqueeze,
   view,
 } from './ops/views.js';
-export { defaultGenerator, Generator, manualSeed } from './random.js';
-export type { Device, View } from './storage.js';
-export { Storage } from './storage.js';
-export { type Dims, type NestedArray, type Operand, Tensor } from './tensor.js';
-
-/**
- * Disposes tensors (arrays and objects of tensors are searched).
- *
 export {
   DOUBLE_QUANT_BLOCK,
   dequantizeData,
@@ -239,6 +249,14 @@ export {
   quantizedMatmul,
   quantizedMemory,
 } from './quant/weight.js';
+export { defaultGenerator, Generator, manualSeed } from './random.js';
+export type { Device, View } from './storage.js';
+export { Storage } from './storage.js';
+export { type Dims, type NestedArray, type Operand, Tensor } from './tensor.js';
+
+/**
+ * Disposes tensors (arrays and objects of tensors are searched).
+ *
  * @example
  * const a = lr.ones([2]);
  * const b = lr.zeros([2]);

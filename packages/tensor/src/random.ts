@@ -1,3 +1,5 @@
+import { activeTrace } from './engine/capture.js';
+
 /**
  * Seedable random numbers. Values are always drawn on the host by this generator and then
  * uploaded, so the same seed gives bit-identical tensors on every backend.
@@ -45,6 +47,8 @@ export class Generator {
 
   /** Next uniformly distributed unsigned 32-bit integer. */
   nextUint32(): number {
+    // a traced step that draws on the host would replay the same numbers: refused (compile/)
+    activeTrace()?.randomDraw();
     const s = this.s;
     const result = Math.imul(rotl(Math.imul(s[1], 5) >>> 0, 7), 9) >>> 0;
     const t = (s[1] << 9) >>> 0;

@@ -1,5 +1,6 @@
 import { Module, QuantizedLinear } from '@lowrank/nn';
 import {
+  captureGuard,
   cat,
   type Device,
   defaultGenerator,
@@ -152,6 +153,7 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
    * `base_layer(x)` plus the path of every active, unmerged adapter (or the per-sample adapters of a mixed batch).
    */
   forward(x: Tensor): Tensor {
+    this.#guardCapture();
     if (this.mixed) return this.#mixedForward(x, this.mixed);
     const live = this.disabled ? [] : this.activeAdapters.filter((n) => !this.merged.has(n));
     if (this.training && this.merged.size > 0 && !this.disabled) {
@@ -167,6 +169,22 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
       for (const n of live) out = this.addPath(out, x, n, this.specs.get(n)!);
       return out;
     });
+  }
+
+  /**
+   * Inside a compiled step's trace: the capture holds only while this layer's adapter state is
+   * what the trace saw (switching, disabling, merging, adding or deleting adapters retraces).
+   */
+  #guardCapture(): void {
+    const { activeAdapters, disabled, version, mixed } = this;
+    captureGuard(
+      () =>
+        this.activeAdapters === activeAdapters &&
+        this.disabled === disabled &&
+        this.version === version &&
+        this.mixed === mixed,
+      'the LoRA adapter state',
+    );
   }
 
   /** Adds the active (or the named) adapters into the base weight: W ← W + ΔW. */

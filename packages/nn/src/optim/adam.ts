@@ -40,23 +40,24 @@ abstract class AdamBase extends Optimizer<AdamOptions> {
     g: ParamGroup<AdamOptions>,
     decoupled: boolean,
   ): void {
-    const [beta1, beta2] = g.betas;
     const t = state.tensors;
     if (!t.expAvg) {
       t.expAvg = this.zerosLike(p);
       t.expAvgSq = this.zerosLike(p);
     }
     if (g.amsgrad && !t.maxExpAvgSq) t.maxExpAvgSq = this.zerosLike(p);
-    adamUpdate_(p, grad, t.expAvg, t.expAvgSq, {
+    const maxExpAvgSq = g.amsgrad ? t.maxExpAvgSq : null;
+    // read when the kernel runs: a replayed step (lr.compile) sees the current lr and step count
+    adamUpdate_(p, grad, t.expAvg, t.expAvgSq, () => ({
       lr: g.lr,
-      beta1,
-      beta2,
+      beta1: g.betas[0],
+      beta2: g.betas[1],
       eps: g.eps,
       weightDecay: g.weightDecay,
       decoupled,
       step: state.step,
-      maxExpAvgSq: g.amsgrad ? t.maxExpAvgSq : null,
-    });
+      maxExpAvgSq,
+    }));
   }
 }
 

@@ -1,4 +1,4 @@
-import { fromTypedArray, keep, OpError, Tensor, tidy } from '@lowrank/tensor';
+import { fromTypedArray, keep, OpError, onReplay, Tensor, tidy } from '@lowrank/tensor';
 import { fmtShape, noGrad } from '../internal.js';
 import type { HostTensor } from '../module.js';
 
@@ -117,6 +117,7 @@ export abstract class Optimizer<O extends BaseOptions = BaseOptions> {
           }
           const s = state;
           s.step++;
+          onReplay(() => s.step++); // a replayed step (lr.compile) counts too
           tidy(() => this.update(p, grad, s, group));
         }
       }

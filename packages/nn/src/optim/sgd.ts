@@ -1,4 +1,4 @@
-import { OpError, type Tensor } from '@lowrank/tensor';
+import { captureGuard, OpError, type Tensor } from '@lowrank/tensor';
 import {
   type BaseOptions,
   Optimizer,
@@ -42,6 +42,17 @@ export class SGD extends Optimizer<SGDOptions> {
   }
 
   protected update(p: Tensor, grad: Tensor, state: ParamState, g: ParamGroup<SGDOptions>): void {
+    // its scalars go into the ops' programs: a compiled step holds while they stay as traced
+    const { lr, momentum, dampening, weightDecay, nesterov } = g;
+    captureGuard(
+      () =>
+        g.lr === lr &&
+        g.momentum === momentum &&
+        g.dampening === dampening &&
+        g.weightDecay === weightDecay &&
+        g.nesterov === nesterov,
+      'the SGD options',
+    );
     let d = g.weightDecay !== 0 ? grad.add(p.mul(g.weightDecay)) : grad;
     if (g.momentum !== 0) {
       let buf = state.tensors.momentumBuffer;

@@ -1,6 +1,7 @@
 import type { DType } from '../dtype.js';
 import type { ElementwiseProgram } from '../expr/program.js';
 import { type Device, retireDeviceStorages, Storage } from '../storage.js';
+import { activeTrace } from './capture.js';
 import { backendIfAny } from './registry.js';
 
 /**
@@ -73,7 +74,9 @@ export function newStorage<H>(
   const m = deviceMemory(device);
   m.storages++;
   countBytes(m, bytes);
-  return new Storage(device, dtype, size, bytes, handle);
+  const s = new Storage(device, dtype, size, bytes, handle);
+  activeTrace()?.created(s);
+  return s;
 }
 
 export function retainStorage(s: Storage): void {
@@ -133,6 +136,7 @@ function distinctStorages(views: readonly { readonly storage: Storage }[]): Set<
  * computed for), so every tensor viewing `target` sees the values; `fresh` is uncounted.
  */
 export function adoptMemory(target: Storage, fresh: Storage): void {
+  activeTrace()?.adopt(target, fresh);
   target.handle = fresh.handle;
   fresh.handle = null;
   fresh.released = true;

@@ -1,6 +1,7 @@
 import type { Backend, KernelName, KernelTable } from '../backend.js';
 import { OpError } from '../errors.js';
 import type { Device } from '../storage.js';
+import { activeTrace } from './capture.js';
 
 /**
  * The registry: backends and their kernels by device, and the default device. Ops find their
@@ -51,6 +52,8 @@ export function registerKernels(device: Device, kernels: Partial<KernelTable>): 
  */
 export function getBackend(device: Device): Backend {
   const b = backends.get(device);
+  const trace = b && activeTrace();
+  if (trace) return trace.backend(b);
   if (!b) {
     throw new Error(
       device === 'webgpu'
@@ -74,7 +77,8 @@ export function hasBackend(device: Device): boolean {
 export function getKernel<K extends KernelName>(op: string, device: Device, name: K): KernelTable[K] {
   const k = kernelRegistry.get(device)?.[name];
   if (!k) throw new OpError(op, `kernel '${name}' is not registered for backend '${device}'`);
-  return k;
+  const trace = activeTrace();
+  return trace ? trace.kernel(device, name, k) : k;
 }
 
 /**

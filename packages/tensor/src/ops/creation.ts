@@ -1,4 +1,5 @@
 import { type DType, dtypeOfArray, isDType, type TypedArray, typedArrayFor } from '../dtype.js';
+import { hostUpload } from '../engine/capture.js';
 import { constValue, lazyStorage } from '../engine/lazy.js';
 import { getBackend, getDefaultDevice } from '../engine/registry.js';
 import { fmtShape, OpError } from '../errors.js';
@@ -51,6 +52,42 @@ export function fromTypedArray(
   }
   const typed = dtypeOfArray(values) === dtype ? values : convert(values, dtype);
   return finish(wrap(getBackend(device).upload(typed, dtype), shape), options);
+}
+
+/**
+ * A tensor whose values the host computes per call: `compute()` returns them (as many as
+ * `shape` holds) and they are uploaded. Eagerly that is `fromTypedArray(compute(), shape)`; in a
+ * function compiled with `lr.compile`, each replay calls `compute` again and uploads its result,
+ * where a plain upload would be a constant of the capture. Random tensors and dropout masks are
+ * made this way.
+ *
+ * @example
+ * const gen = new lr.Generator(0);
+ * const noise = lr.hostTensor(() => {
+ *   const a = new Float32Array(4);
+ *   gen.fillUniform(a);
+ *   return a;
+ * }, [4]);
+ */
+export function hostTensor(
+  compute: () => TypedArray,
+  shape: readonly number[],
+  options: TensorOptions = {},
+): Tensor {
+  assertShape('hostTensor', shape);
+  let dtype = options.dtype;
+  const typed = hostUpload(() => {
+    const values = compute();
+    if (values.length !== sizeOf(shape)) {
+      throw new OpError(
+        'hostTensor',
+        `shape ${fmtShape(shape)} needs ${sizeOf(shape)} values, got ${values.length}`,
+      );
+    }
+    dtype ??= dtypeOfArray(values);
+    return dtypeOfArray(values) === dtype ? values : convert(values, dtype);
+  });
+  return fromTypedArray(typed, shape, { ...options, dtype });
 }
 
 function convert(values: ArrayLike<number>, dtype: DType): TypedArray {
@@ -243,9 +280,9 @@ function floatOnly(op: string, dtype: DType | undefined): void {
 export function rand(shape: readonly number[], options: RandomOptions = {}): Tensor {
   assertShape('rand', shape);
   floatOnly('rand', options.dtype);
-  const values = new Float32Array(sizeOf(shape));
-  (options.generator ?? defaultGenerator()).fillUniform(values);
-  return fromTypedArray(values, shape, { ...options, dtype: 'float32' });
+  const gen = options.generator ?? defaultGenerator();
+  const n = sizeOf(shape);
+  return hostTensor(() => filled(n, (a) => gen.fillUniform(a)), shape, { ...options, dtype: 'float32' });
 }
 
 /**
@@ -262,9 +299,12 @@ export function uniform(
 ): Tensor {
   assertShape('uniform', shape);
   floatOnly('uniform', options.dtype);
-  const values = new Float32Array(sizeOf(shape));
-  (options.generator ?? defaultGenerator()).fillUniform(values, low, high);
-  return fromTypedArray(values, shape, { ...options, dtype: 'float32' });
+  const gen = options.generator ?? defaultGenerator();
+  const n = sizeOf(shape);
+  return hostTensor(() => filled(n, (a) => gen.fillUniform(a, low, high)), shape, {
+    ...options,
+    dtype: 'float32',
+  });
 }
 
 /**
@@ -279,9 +319,13 @@ export function randn(
 ): Tensor {
   assertShape('randn', shape);
   floatOnly('randn', options.dtype);
-  const values = new Float32Array(sizeOf(shape));
-  (options.generator ?? defaultGenerator()).fillNormal(values, options.mean ?? 0, options.std ?? 1);
-  return fromTypedArray(values, shape, { ...options, dtype: 'float32' });
+  const gen = options.generator ?? defaultGenerator();
+  const n = sizeOf(shape);
+  const { mean = 0, std = 1 } = options;
+  return hostTensor(() => filled(n, (a) => gen.fillNormal(a, mean, std)), shape, {
+    ...options,
+    dtype: 'float32',
+  });
 }
 
 /**
@@ -301,9 +345,20 @@ export function randint(
     throw new OpError('randint', `expected integers low < high, got low=${low}, high=${high}`);
   }
   const gen = options.generator ?? defaultGenerator();
-  const values = new Int32Array(sizeOf(shape));
-  for (let i = 0; i < values.length; i++) values[i] = gen.nextInt(low, high);
-  return fromTypedArray(values, shape, { ...options, dtype: options.dtype ?? 'int32' });
+  const n = sizeOf(shape);
+  const draw = () => {
+    const values = new Int32Array(n);
+    for (let i = 0; i < n; i++) values[i] = gen.nextInt(low, high);
+    return values;
+  };
+  return hostTensor(draw, shape, { ...options, dtype: options.dtype ?? 'int32' });
+}
+
+/** A new Float32Array of n values written by `fill`. */
+function filled(n: number, fill: (a: Float32Array) => void): Float32Array {
+  const a = new Float32Array(n);
+  fill(a);
+  return a;
 }
 
 /** A 0-d tensor holding `value` on `device` (internal helper for number operands). */

@@ -1,4 +1,5 @@
 import type { AdamUpdateParams } from '../backend.js';
+import { captureGuard, hostValue } from '../engine/capture.js';
 import { prepareWrite } from '../engine/lazy.js';
 import { fmtShape, OpError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
@@ -31,7 +32,9 @@ export interface AdamUpdateOptions {
  * `g ← g + wd·p` (L2); `m ← β1·m + (1 − β1)·g`; `v ← β2·v + (1 − β2)·g²`; with AMSGrad
  * `v̂ ← max(v̂, v)`; `p ← p − lr/(1 − β1ᵗ) · m / (√v̂/√(1 − β2ᵗ) + eps)`. `param`, `expAvg`,
  * `expAvgSq` (and `maxExpAvgSq`) are written in place; all are float32 tensors of `param`'s
- * shape on one device. Contiguous tensors over distinct storages take one fused kernel (one pass,
+ * shape on one device. `options` may be a function returning them: inside `lr.compile` it is
+ * called again at every replay, so the step count and learning rate are per-call parameters
+ * (the optimizers pass one). Contiguous tensors over distinct storages take one fused kernel (one pass,
  * one dispatch on WebGPU); anything else runs the same rule as unfused ops.
  *
  * @example
@@ -48,10 +51,13 @@ export function adamUpdate_(
   grad: Tensor,
   expAvg: Tensor,
   expAvgSq: Tensor,
-  options: AdamUpdateOptions,
+  options: AdamUpdateOptions | (() => AdamUpdateOptions),
 ): Tensor {
   const op = 'adamUpdate_';
-  const maxSq = options.maxExpAvgSq ?? null;
+  // a function is read again at every replay of a compiled step (the step count and a scheduled
+  // learning rate change per call): its scalars are per-call kernel parameters, never constants
+  const read = typeof options === 'function' ? options : () => options;
+  const maxSq = read().maxExpAvgSq ?? null;
   const all = maxSq ? [param, grad, expAvg, expAvgSq, maxSq] : [param, grad, expAvg, expAvgSq];
   const names = ['param', 'grad', 'expAvg', 'expAvgSq', 'maxExpAvgSq'];
   all.forEach((t, i) => {
@@ -65,20 +71,8 @@ export function adamUpdate_(
     if (t.shape.length !== param.shape.length || t.shape.some((d, j) => d !== param.shape[j]))
       throw new OpError(op, `${names[i]} is ${fmtShape(t.shape)}, param is ${fmtShape(param.shape)}`);
   });
-  const { lr, beta1, beta2, eps, weightDecay, decoupled, step } = options;
-  if (!(step >= 1)) throw new OpError(op, `expected a step ≥ 1, got ${step}`);
   for (const t of all) if (t !== grad) checkInPlace(op, t);
-  const bc1 = 1 - beta1 ** step;
-  const bc2 = 1 - beta2 ** step;
-  const params: AdamUpdateParams = {
-    decay: decoupled ? 1 - lr * weightDecay : 1,
-    l2: decoupled ? 0 : weightDecay,
-    beta1,
-    beta2,
-    stepSize: lr / bc1,
-    sqrtBc2: Math.sqrt(bc2),
-    eps,
-  };
+  const params = hostValue(() => adamParams(op, read()));
   if (param.size === 0) return param;
   const storages = new Set(all.map((t) => t.storage));
   if (storages.size === all.length && all.every((t) => t.isContiguous())) {
@@ -94,8 +88,31 @@ export function adamUpdate_(
     );
     return param;
   }
+  // the unfused ops bake the scalars into their programs: a capture holds while they do not change
+  const traced = { ...params };
+  captureGuard(() => {
+    const now = adamParams(op, read());
+    return (Object.keys(traced) as (keyof AdamUpdateParams)[]).every((k) => now[k] === traced[k]);
+  }, 'the Adam step of a strided or aliased parameter');
   unfused(param, grad, expAvg, expAvgSq, maxSq, params);
   return param;
+}
+
+/** The kernel's scalars from the optimizer's options (float64 on the host, as PyTorch). */
+function adamParams(op: string, options: AdamUpdateOptions): AdamUpdateParams {
+  const { lr, beta1, beta2, eps, weightDecay, decoupled, step } = options;
+  if (!(step >= 1)) throw new OpError(op, `expected a step ≥ 1, got ${step}`);
+  const bc1 = 1 - beta1 ** step;
+  const bc2 = 1 - beta2 ** step;
+  return {
+    decay: decoupled ? 1 - lr * weightDecay : 1,
+    l2: decoupled ? 0 : weightDecay,
+    beta1,
+    beta2,
+    stepSize: lr / bc1,
+    sqrtBc2: Math.sqrt(bc2),
+    eps,
+  };
 }
 
 /** The same step as unfused elementwise ops (strided or aliased tensors). */
