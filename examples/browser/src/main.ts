@@ -4,7 +4,17 @@
  */
 import type { Device } from 'lowrank';
 import { type ChartSeries, drawLossChart } from './chart.js';
+import {
+  type FieldError,
+  formatBytes,
+  formatDuration,
+  type RawNumber,
+  type TrainSettings,
+  validateGenerate,
+  validateTrain,
+} from './form.js';
 import { type AdapterInfo, BASE, type Corpus, Session } from './session.js';
+import { AdapterStore, type SavedAdapter } from './store.js';
 
 const COLORS = ['#2f6fde', '#e0671b', '#2a9d55', '#9b3fc2', '#c23f5d'];
 const SAMPLE_TEXT = `Q: What does LoRA train?
@@ -14,6 +24,9 @@ A: The update B A has a low rank, so few numbers train.
 Q: Can it run in a browser?
 A: Yes. The same code trains on WebGPU in this tab.
 `;
+/** Controls of each form, by id; each has a `<id>-error` element next to it. */
+const TRAIN_FIELDS = ['name', 'rank', 'steps', 'batch', 'block', 'lr', 'targets', 'text'];
+const GENERATE_FIELDS = ['prompt', 'max-tokens', 'temperature', 'top-k', 'top-p', 'seed'];
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -21,11 +34,8 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   return el as T;
 };
 const input = (id: string): HTMLInputElement => $<HTMLInputElement>(id);
-const num = (id: string): number => {
-  const v = Number(input(id).value);
-  if (!Number.isFinite(v)) throw new Error(`${id}: '${input(id).value}' is not a number`);
-  return v;
-};
+const raw = (id: string): RawNumber => ({ value: input(id).value, badInput: input(id).validity.badInput });
+const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 const base = new URL('./', window.location.href).href;
 const params = new URLSearchParams(window.location.search);
@@ -33,22 +43,47 @@ const wanted = (params.get('backend') ?? 'auto') as Device | 'auto';
 const notices: string[] = [];
 let session: Session | null = null;
 let e2e: Corpus | null = null;
+let store: AdapterStore | null = null;
+/** Adapters saved in this browser, by name (a copy of the store's records). */
+const saved = new Map<string, SavedAdapter>();
 const series: ChartSeries[] = [];
+const stateLog: string[] = [];
+const readouts: string[] = [];
 
 function setState(state: 'loading' | 'ready' | 'training' | 'generating' | 'error'): void {
   document.body.dataset.state = state;
+  stateLog.push(state);
   const idle = state === 'ready';
   for (const id of ['train', 'generate']) $<HTMLButtonElement>(id).disabled = !idle;
   $<HTMLButtonElement>('stop').disabled = state !== 'training';
   $<HTMLButtonElement>('download').disabled = !idle || !session || session.active === BASE;
-  for (const el of document.querySelectorAll<HTMLInputElement>('#adapters input'))
-    el.disabled = state !== 'ready';
+  for (const el of document.querySelectorAll<HTMLInputElement | HTMLButtonElement>(
+    '#adapters input, #adapters button',
+  ))
+    el.disabled = !idle || el.dataset.blocked !== undefined;
 }
 
-function showError(e: unknown): void {
-  const msg = e instanceof Error ? e.message : String(e);
-  $('error').textContent = msg;
-  console.error(e);
+/** Writes each field's message next to it (and clears the others of the group); marks the controls invalid. */
+function showFieldErrors(fields: readonly string[], errors: readonly FieldError[]): void {
+  for (const field of fields) {
+    const msgs = errors.filter((e) => e.field === field).map((e) => e.message);
+    $(`${field}-error`).textContent = msgs.join(' · ');
+    const control = $(field);
+    if (msgs.length > 0) control.setAttribute('aria-invalid', 'true');
+    else control.removeAttribute('aria-invalid');
+  }
+}
+
+/** Moves to the first invalid control and brings its message into view. */
+function focusFirst(errors: readonly FieldError[]): void {
+  const first = errors[0];
+  if (!first) return;
+  const control = $(first.field);
+  const focusable = control.matches('input, select, textarea')
+    ? control
+    : control.querySelector<HTMLElement>('input');
+  focusable?.focus();
+  $(`${first.field}-error`).scrollIntoView({ block: 'nearest' });
 }
 
 function describeAdapter(info: AdapterInfo | undefined): string {
@@ -56,13 +91,77 @@ function describeAdapter(info: AdapterInfo | undefined): string {
   return `${info.name} (r=${info.r}, α=${info.alpha}, ${info.targets.join('+')}; ${info.source})`;
 }
 
+function takenBy(name: string): string | null {
+  if (session?.adapters.has(name)) return 'is in this session';
+  if (saved.has(name)) return 'is saved in this browser';
+  return null;
+}
+
+function readTrainForm(): { settings?: TrainSettings; errors: FieldError[] } {
+  const s = session!;
+  const useText = input('source-text').checked;
+  return validateTrain(
+    {
+      name: input('name').value,
+      rank: $<HTMLSelectElement>('rank').value,
+      steps: raw('steps'),
+      batch: raw('batch'),
+      block: raw('block'),
+      lr: raw('lr'),
+      targets: [...document.querySelectorAll<HTMLInputElement>('input.target:checked')].map((el) => el.value),
+      textLength: useText ? s.encode($<HTMLTextAreaElement>('text').value).ids.length : undefined,
+    },
+    { nPositions: s.model.config.n_positions, taken: takenBy, reserved: BASE },
+  );
+}
+
+function checkTrainForm(): { settings?: TrainSettings; errors: FieldError[] } {
+  const result = readTrainForm();
+  showFieldErrors(TRAIN_FIELDS, result.errors);
+  return result;
+}
+
+function checkGenerateForm(): ReturnType<typeof validateGenerate> {
+  const result = validateGenerate(
+    {
+      prompt: $<HTMLTextAreaElement>('prompt').value,
+      maxTokens: raw('max-tokens'),
+      temperature: raw('temperature'),
+      topK: raw('top-k'),
+      topP: raw('top-p'),
+      seed: raw('seed'),
+    },
+    session!.tokenizer.vocabSize,
+  );
+  showFieldErrors(GENERATE_FIELDS, result.errors);
+  const g = result.settings;
+  $('sampling-hint').textContent = !g
+    ? ''
+    : g.temperature === 0
+      ? 'temperature 0: greedy, the most likely character each step (top-k, top-p and seed are unused)'
+      : `sampling at temperature ${g.temperature}, ${g.topK ? `top-k ${g.topK}` : 'every token'}, top-p ${g.topP}, seed ${g.seed} (the base model and the adapter draw the same numbers)`;
+  return result;
+}
+
+/** The next free name: `<prefix><i>`. */
+function suggestName(prefix: string): string {
+  let i = 2;
+  while (takenBy(`${prefix}${i}`)) i++;
+  return `${prefix}${i}`;
+}
+
 function renderAdapters(): void {
   const s = session!;
   const box = $('adapters');
   box.replaceChildren();
-  const names = [BASE, ...s.adapters.keys()];
+  const names = [BASE, ...s.adapters.keys(), ...[...saved.keys()].filter((n) => !s.adapters.has(n))];
   for (const name of names) {
-    const info = s.adapters.get(name);
+    const record = saved.get(name);
+    const info = s.adapters.get(name) ?? record?.info;
+    const loaded = name === BASE || s.adapters.has(name);
+    const row = document.createElement('div');
+    row.className = 'adapter-row';
+    row.id = `row-${name}`;
     const label = document.createElement('label');
     const radio = document.createElement('input');
     radio.type = 'radio';
@@ -70,23 +169,131 @@ function renderAdapters(): void {
     radio.value = name;
     radio.id = `adapter-${name}`;
     radio.checked = s.active === name;
+    if (!loaded) radio.dataset.blocked = 'not loaded';
     radio.addEventListener('change', () => {
       s.use(name);
       renderAdapters();
       setState('ready');
     });
     label.append(radio, ` ${name === BASE ? 'base model (no adapter)' : describeAdapter(info)}`);
+    row.append(label);
     if (info) {
       const stats = document.createElement('span');
       stats.className = 'hint';
-      stats.textContent = `  held-out loss ${info.evalBefore.toFixed(3)} → ${info.evalAfter.toFixed(3)} after ${info.steps} steps, ${Math.round(info.tokensPerSecond)} tokens/s`;
-      label.append(stats);
+      stats.textContent = `held-out loss ${info.evalBefore.toFixed(3)} → ${info.evalAfter.toFixed(3)} after ${info.steps} steps, ${Math.round(info.tokensPerSecond)} tokens/s`;
+      row.append(stats);
     }
-    box.append(label);
+    if (name !== BASE) {
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.id = `saved-${name}`;
+      const otherModel = record && session && record.modelKey !== session.modelKey;
+      badge.textContent = !record
+        ? 'not saved'
+        : otherModel
+          ? 'saved, for another model'
+          : loaded
+            ? 'saved in this browser'
+            : 'saved in this browser, not loaded';
+      row.append(badge);
+      if (record && !loaded) {
+        const load = button(`load-${name}`, 'Load', () => loadSaved(name));
+        if (otherModel) load.dataset.blocked = 'another model';
+        row.append(load);
+      }
+      row.append(button(`delete-${name}`, 'Delete', () => deleteAdapter(name)));
+      const err = document.createElement('span');
+      err.className = 'field-error';
+      err.id = `adapter-error-${name}`;
+      err.setAttribute('role', 'alert');
+      row.append(err);
+    }
+    box.append(row);
   }
   $('active-adapter').textContent = describeAdapter(s.adapters.get(s.active));
   $('gen-adapter-title').textContent =
     s.active === BASE ? 'with the adapter (after): none active' : `with adapter '${s.active}' (after)`;
+}
+
+function button(id: string, text: string, onClick: () => Promise<void> | void): HTMLButtonElement {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.id = id;
+  b.textContent = text;
+  b.addEventListener('click', () => void onClick());
+  return b;
+}
+
+/** Shows a message next to an adapter's row (after a re-render, which clears them). */
+function adapterError(name: string, e: unknown): void {
+  console.error(e);
+  const el = document.getElementById(`adapter-error-${name}`);
+  if (el) el.textContent = message(e);
+  else $('adapters-error').textContent = message(e);
+}
+
+function loadSaved(name: string): void {
+  const s = session!;
+  const record = saved.get(name);
+  if (!record) return;
+  try {
+    s.load(record.info, record.configJson, record.safetensors);
+    addSeries(name, [...record.info.losses]);
+  } catch (e) {
+    renderAdapters();
+    setState('ready');
+    adapterError(name, e);
+    return;
+  }
+  renderAdapters();
+  setState('ready');
+  checkTrainForm();
+}
+
+async function deleteAdapter(name: string): Promise<void> {
+  const s = session!;
+  try {
+    if (s.adapters.has(name)) s.delete(name);
+    const i = series.findIndex((c) => c.label === name);
+    if (i >= 0) series.splice(i, 1);
+    drawLossChart($<HTMLCanvasElement>('chart'), series);
+    if (saved.has(name)) {
+      await store?.delete(name);
+      saved.delete(name);
+    }
+  } catch (e) {
+    renderAdapters();
+    setState('ready');
+    adapterError(name, e);
+    return;
+  }
+  renderAdapters();
+  setState('ready');
+  checkTrainForm();
+}
+
+function addSeries(label: string, points: [number, number][]): ChartSeries {
+  const current: ChartSeries = { label, color: COLORS[series.length % COLORS.length], points };
+  series.push(current);
+  drawLossChart($<HTMLCanvasElement>('chart'), series);
+  return current;
+}
+
+/** Keeps a trained adapter in IndexedDB (PEFT's two files and what the page shows about it). */
+async function save(info: AdapterInfo): Promise<void> {
+  const s = session!;
+  if (!store) return;
+  const { configJson, safetensors } = await s.serialize(info.name);
+  const record: SavedAdapter = {
+    name: info.name,
+    info,
+    configJson,
+    safetensors: safetensors.slice(),
+    modelKey: s.modelKey,
+    savedAt: Date.now(),
+  };
+  await store.put(record);
+  saved.set(info.name, record);
 }
 
 function updateDataHint(): void {
@@ -109,63 +316,75 @@ function updateDataHint(): void {
 
 async function train(): Promise<void> {
   const s = session!;
-  $('error').textContent = '';
-  const settings = {
-    name: input('name').value,
-    steps: Math.round(num('steps')),
-    batchSize: Math.round(num('batch')),
-    blockSize: Math.min(Math.round(num('block')), s.model.config.n_positions),
-    lr: num('lr'),
-    r: Number($<HTMLSelectElement>('rank').value),
-    targets: [...document.querySelectorAll<HTMLInputElement>('input.target:checked')].map((el) => el.value),
-  };
-  const corpus = input('source-text').checked
-    ? s.textCorpus($<HTMLTextAreaElement>('text').value, settings.blockSize)
-    : e2e!;
+  $('train-error').textContent = '';
+  // nothing starts until every field is valid
+  const { settings, errors } = checkTrainForm();
+  if (!settings) {
+    focusFirst(errors);
+    return;
+  }
+  const useText = input('source-text').checked;
+  const corpus = useText ? s.textCorpus($<HTMLTextAreaElement>('text').value, settings.blockSize) : e2e!;
   setState('training');
-  const color = COLORS[series.length % COLORS.length];
-  const current: ChartSeries = { label: settings.name, color, points: [] };
-  series.push(current);
+  const current = addSeries(settings.name, []);
   $('train-status').textContent =
     `measuring the held-out loss, then training '${settings.name}' on ${corpus.label}…`;
+  $('progress').textContent = `step 0/${settings.steps} · loss – · – tokens/s`;
+  $('eta').textContent = 'ETA –';
+  $('memory').textContent = 'memory –';
   try {
     const info = await s.train(corpus, settings, (r) => {
       current.points.push([r.step, r.loss]);
-      $('readout').textContent =
+      $('progress').textContent =
         `step ${r.step}/${r.steps} · loss ${r.loss.toFixed(3)} · ${Math.round(r.tokensPerSecond).toLocaleString('en-US')} tokens/s`;
+      $('eta').textContent =
+        r.step < r.steps
+          ? `ETA ${formatDuration(r.etaSeconds)}`
+          : `done in ${formatDuration(r.elapsedSeconds)}`;
+      $('memory').textContent = `memory ${formatBytes(r.memoryBytes)} (peak ${formatBytes(r.peakBytes)})`;
+      readouts.push($('readout').textContent ?? '');
       drawLossChart($<HTMLCanvasElement>('chart'), series);
     });
     $('train-status').textContent =
       `'${info.name}' trained ${info.steps} steps on ${info.source}: held-out loss ${info.evalBefore.toFixed(3)} → ${info.evalAfter.toFixed(3)}.`;
-    // suggest a fresh name for the next adapter
-    let i = 2;
-    while (s.adapters.has(`adapter${i}`)) i++;
-    input('name').value = input('source-text').checked ? `text${i}` : `adapter${i}`;
+    try {
+      await save(info);
+    } catch (e) {
+      $('adapters-error').textContent = `'${info.name}' was not saved in this browser: ${message(e)}`;
+    }
+    input('name').value = suggestName(useText ? 'text' : 'adapter');
   } catch (e) {
     series.pop();
     drawLossChart($<HTMLCanvasElement>('chart'), series);
     $('train-status').textContent = '';
-    showError(e);
+    console.error(e);
+    $('train-error').textContent = message(e);
   }
   renderAdapters();
   setState('ready');
+  checkTrainForm();
 }
 
 async function generate(): Promise<void> {
   const s = session!;
-  $('error').textContent = '';
+  $('generate-error').textContent = '';
+  const { settings, errors } = checkGenerateForm();
+  if (!settings) {
+    focusFirst(errors);
+    return;
+  }
   setState('generating');
   try {
-    const prompt = input('prompt').value;
-    const maxNewTokens = Math.round(num('max-tokens'));
+    const { prompt } = settings;
     $('gen-base').textContent = '…';
     $('gen-adapter').textContent = s.active === BASE ? '(train or choose an adapter)' : '…';
     const show = (r: { text: string; eos: boolean }): string =>
       `${prompt}${r.text}${r.eos ? ' ⏎ (end of text)' : ''}`;
-    $('gen-base').textContent = show(await s.generate(prompt, { maxNewTokens, base: true }));
-    if (s.active !== BASE) $('gen-adapter').textContent = show(await s.generate(prompt, { maxNewTokens }));
+    $('gen-base').textContent = show(await s.generate({ ...settings, base: true }));
+    if (s.active !== BASE) $('gen-adapter').textContent = show(await s.generate(settings));
   } catch (e) {
-    showError(e);
+    console.error(e);
+    $('generate-error').textContent = message(e);
   }
   setState('ready');
 }
@@ -195,6 +414,12 @@ export interface PageApi {
   notices: string[];
   logits: (text: string) => Promise<number[]>;
   adapters: () => AdapterInfo[];
+  /** Names of the adapters saved in this browser. */
+  saved: () => string[];
+  /** Every state the page entered, in order (`data-state` on the body). */
+  stateLog: string[];
+  /** The training readout's text after each step. */
+  readouts: string[];
 }
 
 async function start(): Promise<void> {
@@ -205,13 +430,17 @@ async function start(): Promise<void> {
     notices,
     logits: (text) => session!.logits(text),
     adapters: () => [...(session?.adapters.values() ?? [])],
+    saved: () => [...saved.keys()],
+    stateLog,
+    readouts,
   };
   (window as unknown as { lowrankPage: PageApi }).lowrankPage = api;
+  setState('loading');
   try {
     session = await Session.open({ backend: wanted, base, onNotice: (m) => notices.push(m) });
     const s = session;
     const fallback =
-      s.device === 'cpu' && wanted !== 'cpu'
+      s.device === 'cpu' && wanted !== 'cpu' && notices.length > 0
         ? ` — fallback: ${notices.map((n) => n.replace(/^lowrank: /, '')).join('; ')}`
         : '';
     const software = /swiftshader|llvmpipe|lavapipe/i.test(s.backend)
@@ -223,23 +452,48 @@ async function start(): Promise<void> {
       `char-level GPT-2 pre-trained on Tiny Shakespeare (${c.n_layer} layers, width ${c.n_embd}, ` +
       `${s.parameters.toLocaleString('en-US')} parameters, val loss ${s.pretrain.valLoss.toFixed(2)})`;
     e2e = await s.e2eCorpus(base);
-    renderAdapters();
-    updateDataHint();
-    setState('ready');
   } catch (e) {
-    showError(e);
+    console.error(e);
+    $('error').textContent = message(e);
     setState('error');
     return;
   }
+  try {
+    store = await AdapterStore.open();
+    for (const r of await store.list()) saved.set(r.name, r);
+  } catch (e) {
+    store = null;
+    $('store-status').textContent = `Adapters are not kept across reloads here: ${message(e)}`;
+  }
+  if (takenBy(input('name').value)) input('name').value = suggestName('adapter');
+  renderAdapters();
+  updateDataHint();
+  checkTrainForm();
+  checkGenerateForm();
+  setState('ready');
   $('train').addEventListener('click', () => void train());
   $('stop').addEventListener('click', () => session?.stop());
   $('generate').addEventListener('click', () => void generate());
-  $('download').addEventListener('click', () => void download().catch(showError));
-  for (const id of ['source-e2e', 'source-text']) input(id).addEventListener('change', updateDataHint);
+  $('download').addEventListener('click', () => {
+    $('download-error').textContent = '';
+    void download().catch((e: unknown) => {
+      console.error(e);
+      $('download-error').textContent = message(e);
+    });
+  });
+  const onTrainInput = (): void => {
+    updateDataHint();
+    checkTrainForm();
+  };
+  for (const id of ['source-e2e', 'source-text']) input(id).addEventListener('change', onTrainInput);
   $('text').addEventListener('input', () => {
     input('source-text').checked = true;
-    updateDataHint();
+    onTrainInput();
   });
+  for (const id of ['name', 'rank', 'steps', 'batch', 'block', 'lr'])
+    $(id).addEventListener('input', onTrainInput);
+  $('targets').addEventListener('change', onTrainInput);
+  for (const id of GENERATE_FIELDS) $(id).addEventListener('input', () => void checkGenerateForm());
   window.addEventListener('resize', () => drawLossChart($<HTMLCanvasElement>('chart'), series));
 }
 

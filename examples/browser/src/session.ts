@@ -4,18 +4,11 @@
  * (main.ts) drives it from buttons; the browser test reaches it through `window.lowrankPage`.
  */
 import * as lr from 'lowrank';
+import { checkTrainSettings, type GenerateSettings, type TrainSettings } from './form.js';
+
+export type { TrainSettings } from './form.js';
 
 export const BASE = 'base';
-
-export interface TrainSettings {
-  name: string;
-  steps: number;
-  batchSize: number;
-  blockSize: number;
-  lr: number;
-  r: number;
-  targets: string[];
-}
 
 export interface AdapterInfo {
   name: string;
@@ -36,6 +29,14 @@ export interface StepReport {
   steps: number;
   loss: number;
   tokensPerSecond: number;
+  /** Seconds since the first step started. */
+  elapsedSeconds: number;
+  /** Seconds the remaining steps should take at the mean pace so far. */
+  etaSeconds: number;
+  /** `lr.memory().numBytes` after the step: bytes of every live tensor (weights, optimizer state). */
+  memoryBytes: number;
+  /** `lr.peakMemory()`: the most bytes live at once since the run started. */
+  peakBytes: number;
 }
 
 /** What the user trains on: token ids for training and for the held-out loss. */
@@ -82,6 +83,12 @@ export class Session {
     // characters outside the vocabulary (pasted text) become spaces instead of failing
     const tokenizer = new lr.CharTokenizer(tokSpec.chars, { eos: tokSpec.eos ?? '\n', unknown: ' ' });
     return new Session(device, description, model, tokenizer, training);
+  }
+
+  /** Names the base model, so that an adapter saved for another model is not loaded into this one. */
+  get modelKey(): string {
+    const c = this.model.config;
+    return `gpt2 ${c.n_layer}x${c.n_embd} vocab ${c.vocab_size} ctx ${c.n_positions} params ${this.parameters}`;
   }
 
   get parameters(): number {
@@ -151,11 +158,9 @@ export class Session {
   /** Trains a new adapter on `corpus`; resolves when done or stopped. */
   async train(corpus: Corpus, s: TrainSettings, onStep: (r: StepReport) => void): Promise<AdapterInfo> {
     if (this.busy) throw new Error('busy: wait for the current run to finish');
+    checkTrainSettings(s, this.model.config.n_positions);
     const name = s.name.trim();
-    if (!/^[A-Za-z0-9_-]+$/.test(name))
-      throw new Error(`adapter name '${name}': use letters, digits, - and _`);
     if (name === BASE || this.adapters.has(name)) throw new Error(`adapter name '${name}' is taken`);
-    if (s.targets.length === 0) throw new Error('choose at least one module to adapt');
     this.busy = true;
     this.stopRequested = false;
     try {
@@ -174,12 +179,23 @@ export class Session {
         weightDecay: 0,
         seed: 0,
       });
+      lr.resetPeakMemory();
       const t0 = performance.now();
       let tokensPerSecond = 0;
       for (let step = 1; step <= s.steps && !this.stopRequested; step++) {
         const loss = await trainer.trainStep(corpus.train);
-        tokensPerSecond = (step * s.batchSize * s.blockSize) / ((performance.now() - t0) / 1000);
-        onStep({ step, steps: s.steps, loss, tokensPerSecond });
+        const elapsedSeconds = (performance.now() - t0) / 1000;
+        tokensPerSecond = (step * s.batchSize * s.blockSize) / elapsedSeconds;
+        onStep({
+          step,
+          steps: s.steps,
+          loss,
+          tokensPerSecond,
+          elapsedSeconds,
+          etaSeconds: (elapsedSeconds / step) * (s.steps - step),
+          memoryBytes: lr.memory().numBytes,
+          peakBytes: lr.peakMemory(),
+        });
         // let the page repaint between steps
         await new Promise((resolve) => setTimeout(resolve, 0));
       }
@@ -210,18 +226,28 @@ export class Session {
     }
   }
 
-  /** Greedy continuation of `prompt` by the active adapter, or by the base model; `eos`: it ended the text. */
+  /**
+   * Continues `prompt` with the active adapter, or with the base model (`base`); `eos`: it ended
+   * the text. Temperature 0 is greedy; top-k 0 and top-p 1 keep every token; the seed makes a
+   * sampled run reproducible (the base and the adapter run draw the same numbers).
+   */
   async generate(
-    prompt: string,
-    options: { maxNewTokens: number; base?: boolean },
+    options: Omit<GenerateSettings, 'temperature' | 'topK' | 'topP' | 'seed'> &
+      Partial<GenerateSettings> & { base?: boolean },
   ): Promise<{ text: string; eos: boolean }> {
-    const ids = this.encode(prompt).ids;
+    const ids = this.encode(options.prompt).ids;
     if (ids.length === 0) throw new Error('the prompt is empty');
     const eosId = this.tokenizer.eosTokenId;
+    const temperature = options.temperature ?? 0;
+    const sampling: lr.SamplingOptions =
+      temperature === 0
+        ? { greedy: true }
+        : { temperature, topK: options.topK || undefined, topP: options.topP ?? 1 };
     const run = async (): Promise<{ text: string; eos: boolean }> => {
       const r = await lr.generate(this.model, ids, {
+        ...sampling,
         maxNewTokens: options.maxNewTokens,
-        greedy: true,
+        seed: options.seed ?? 0,
         eosTokenId: eosId,
       });
       const eos = r.stoppedBy === 'eos';
@@ -239,6 +265,32 @@ export class Session {
     logits.dispose();
     ids.dispose();
     return out;
+  }
+
+  /**
+   * Adds a saved adapter (PEFT files) to the model under `info.name` and activates it. Refused
+   * while training, for a name already in the session, or for files that do not fit the model.
+   */
+  load(info: AdapterInfo, configJson: string, safetensors: Uint8Array): void {
+    if (this.busy) throw new Error('busy: wait for the current run to finish');
+    if (info.name === BASE || this.adapters.has(info.name))
+      throw new Error(`an adapter named '${info.name}' is already loaded`);
+    const handle = lr.loadAdapterFromBytes(this.model, configJson, safetensors, {
+      adapterName: info.name,
+      onWarning: (m) => console.warn(m),
+    });
+    this.lora = handle;
+    this.adapters.set(info.name, info);
+    this.use(info.name);
+  }
+
+  /** Removes an adapter and frees its weights; the base model is active after deleting the active one. */
+  delete(name: string): void {
+    if (this.busy) throw new Error('busy: wait for the current run to finish');
+    if (!this.adapters.has(name)) throw new Error(`no adapter '${name}'`);
+    this.lora?.deleteAdapter(name);
+    this.adapters.delete(name);
+    if (this.active === name) this.use(BASE);
   }
 
   /** PEFT's two files for an adapter. */

@@ -82,12 +82,21 @@ function serve(root: string): Promise<Server> {
 }
 
 /** Node's reference: the same checkpoint on the CPU backend. */
-async function nodeLogits(adapter?: { configJson: string; safetensors: Uint8Array }): Promise<Float32Array> {
+async function nodeModel(adapter?: { configJson: string; safetensors: Uint8Array }) {
   await lr.init({ backend: 'cpu' });
   const model = await fromPretrained(checkpoint);
   model.eval();
   if (adapter) lr.loadAdapterFromBytes(model, adapter.configJson, adapter.safetensors);
-  const tok = lr.tokenizerFromSpec(JSON.parse(readFileSync(join(checkpoint, 'tokenizer.json'), 'utf8')));
+  const spec = JSON.parse(readFileSync(join(checkpoint, 'tokenizer.json'), 'utf8')) as {
+    chars: string[];
+    eos: string;
+  };
+  const tok = new lr.CharTokenizer(spec.chars, { eos: spec.eos, unknown: ' ' });
+  return { model, tok };
+}
+
+async function nodeLogits(adapter?: { configJson: string; safetensors: Uint8Array }): Promise<Float32Array> {
+  const { model, tok } = await nodeModel(adapter);
   const ids = lr.tensor([tok.encode(FIXED)], { dtype: 'int32' });
   const logits = lr.noGrad(() => model.forward(ids).logits);
   const out = (await logits.data()) as Float32Array;
@@ -96,10 +105,40 @@ async function nodeLogits(adapter?: { configJson: string; safetensors: Uint8Arra
   return out;
 }
 
+/** What the page shows for the base model's continuation of `prompt`, computed in Node. */
+async function nodeGeneration(
+  prompt: string,
+  options: lr.SamplingOptions & { maxNewTokens: number; seed?: number },
+) {
+  const { model, tok } = await nodeModel();
+  const r = await lr.generate(model, tok.encode(prompt), { ...options, eosTokenId: tok.eosTokenId });
+  const eos = r.stoppedBy === 'eos';
+  return `${prompt}${tok.decode(eos ? r.tokens.slice(0, -1) : r.tokens)}${eos ? ' ⏎ (end of text)' : ''}`;
+}
+
 const pageLogits = (page: Page): Promise<number[]> =>
   page.evaluate((text) => (window as unknown as { lowrankPage: PageApi }).lowrankPage.logits(text), FIXED);
 const adapters = (page: Page) =>
   page.evaluate(() => (window as unknown as { lowrankPage: PageApi }).lowrankPage.adapters());
+const savedNames = (page: Page) =>
+  page.evaluate(() => (window as unknown as { lowrankPage: PageApi }).lowrankPage.saved());
+const stateLog = (page: Page) =>
+  page.evaluate(() => [...(window as unknown as { lowrankPage: PageApi }).lowrankPage.stateLog]);
+/** Every message shown next to a control (empty ones are left out). */
+const fieldErrors = (page: Page) =>
+  page.$$eval('.field-error, #error', (els) => els.map((e) => e.textContent ?? '').filter((t) => t !== ''));
+
+/** Clicks `button` and returns the states the page entered meanwhile (the handler runs within the click). */
+async function statesDuringClick(page: Page, button: string): Promise<string[]> {
+  const before = (await stateLog(page)).length;
+  await page.click(button);
+  return (await stateLog(page)).slice(before);
+}
+
+/** Bytes from the page's "1.23 MiB". */
+function parseBytes(value: string, unit: string): number {
+  return Number(value) * 1024 ** ['B', 'KiB', 'MiB', 'GiB'].indexOf(unit);
+}
 const waitState = (page: Page, states: string[], timeout: number) =>
   page.waitForFunction((s) => s.includes(document.body.dataset.state ?? ''), states, { timeout });
 
@@ -117,7 +156,7 @@ async function trainThroughUi(
   await page.click('#train');
   await waitState(page, ['training'], 5_000).catch(() => undefined);
   await waitState(page, ['ready', 'error'], 100_000);
-  expect(await page.textContent('#error')).toBe('');
+  expect(await fieldErrors(page)).toEqual([]);
 }
 
 /** Generous limits: the tests share two cores with the rest of the suite in `pnpm test`. */
@@ -168,14 +207,68 @@ describe.skipIf(skipReason !== null)(
       await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
     });
 
-    it('loads the checkpoint on WebGPU (navigator.gpu) and its logits match Node on the CPU', async () => {
-      await page.goto(url);
+    it('loads the checkpoint on WebGPU (navigator.gpu, ?backend=webgpu) and its logits match Node on the CPU', async () => {
+      // WebGPU asked for: under 'auto' the engine may prefer the CPU to a software adapter
+      await page.goto(`${url}?backend=webgpu`);
       await waitState(page, ['ready', 'error'], 30_000);
       expect(await page.textContent('#error')).toBe('');
       expect(await page.textContent('#backend')).toMatch(/^WebGPU \(/);
       expect(await page.textContent('#active-adapter')).toBe('none (base model)');
       basePage = await pageLogits(page);
       expectClose(basePage, baseNode.logits!, 'base model');
+    });
+
+    it('refuses bad numbers and an empty module choice next to their controls, before any work starts', async () => {
+      expect(await savedNames(page)).toEqual([]);
+      const progress = await page.textContent('#progress');
+      // an empty steps field: the message appears as it is typed, and Train starts nothing
+      await page.fill('#steps', '');
+      expect(await page.textContent('#steps-error')).toBe(
+        'steps is empty: enter a whole number from 1 to 5000',
+      );
+      expect(await page.getAttribute('#steps', 'aria-invalid')).toBe('true');
+      expect(await statesDuringClick(page, '#train')).toEqual([]);
+      expect(await page.evaluate(() => document.activeElement?.id)).toBe('steps');
+      // a learning rate of 50
+      await page.fill('#steps', '3');
+      expect(await page.textContent('#steps-error')).toBe('');
+      await page.fill('#lr', '50');
+      expect(await statesDuringClick(page, '#train')).toEqual([]);
+      expect(await page.textContent('#lr-error')).toMatch(
+        /^learning rate must be a number greater than 0 and at most 0\.1 .*; got 50$/,
+      );
+      expect(await page.evaluate(() => document.activeElement?.id)).toBe('lr');
+      // a fraction of a step
+      await page.fill('#lr', '0.01');
+      await page.fill('#batch', '2.5');
+      expect(await statesDuringClick(page, '#train')).toEqual([]);
+      expect(await page.textContent('#batch-error')).toBe(
+        'batch must be a whole number from 1 to 64; got 2.5',
+      );
+      await page.fill('#batch', '4');
+      // no module: the message sits under the checkboxes, in view, and nowhere else
+      await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+      for (const box of await page.$$('input.target:checked')) await box.uncheck();
+      expect(await statesDuringClick(page, '#train')).toEqual([]);
+      expect(await page.textContent('#targets-error')).toBe('choose at least one module to adapt');
+      const place = await page.evaluate(() => {
+        const err = document.getElementById('targets-error')!.getBoundingClientRect();
+        const boxes = document.getElementById('targets')!.getBoundingClientRect();
+        return { gap: err.top - boxes.bottom, top: err.top, bottom: err.bottom, height: window.innerHeight };
+      });
+      expect(place.gap, 'the message is right under the checkboxes').toBeGreaterThanOrEqual(0);
+      expect(place.gap).toBeLessThan(20);
+      expect(place.top, 'the message is in view').toBeGreaterThanOrEqual(0);
+      expect(place.bottom).toBeLessThanOrEqual(place.height);
+      expect(await page.textContent('#error')).toBe('');
+      expect(await fieldErrors(page)).toEqual(['choose at least one module to adapt']);
+      await page.check('input.target[value="c_attn"]');
+      await page.check('input.target[value="c_proj"]');
+      expect(await fieldErrors(page)).toEqual([]);
+      // nothing ran
+      expect(await adapters(page)).toEqual([]);
+      expect(await page.textContent('#progress')).toBe(progress);
+      expect(await stateLog(page)).not.toContain('training');
     });
 
     it(
@@ -190,6 +283,25 @@ describe.skipIf(skipReason !== null)(
         expect(info.tokensPerSecond).toBeGreaterThan(0);
         expect(await page.textContent('#active-adapter')).toMatch(/^e2e \(r=8/);
         expect(await page.textContent('#readout')).toMatch(/step 6\/6 · loss \d\.\d+ · [\d,]+ tokens\/s/);
+        // ETA and memory after every step, as the readout showed them
+        const readouts = await page.evaluate(() =>
+          (window as unknown as { lowrankPage: PageApi }).lowrankPage.readouts.slice(),
+        );
+        expect(readouts.length).toBe(6);
+        const weights = await page.evaluate(
+          () => (window as unknown as { lowrankPage: PageApi }).lowrankPage.session()!.parameters * 4,
+        );
+        readouts.forEach((text, i) => {
+          expect(text).toMatch(new RegExp(`^step ${i + 1}/6 · `));
+          if (i < 5) expect(text).toMatch(/ · ETA (\d+ s|\d+ min \d+ s) · /);
+          else expect(text).toMatch(/ · done in \d+ s · /);
+          const m = /memory ([\d.]+) (B|KiB|MiB|GiB) \(peak ([\d.]+) (B|KiB|MiB|GiB)\)$/.exec(text);
+          expect(m, text).not.toBeNull();
+          const now = parseBytes(m![1], m![2]);
+          const peak = parseBytes(m![3], m![4]);
+          expect(now, 'live tensors hold at least the model weights').toBeGreaterThanOrEqual(weights * 0.99);
+          expect(peak).toBeGreaterThanOrEqual(now * 0.99);
+        });
         e2ePage = await pageLogits(page);
         const { worst } = maxViolation(e2ePage, baseNode.logits!);
         expect(worst, 'the adapter changes the logits').toBeGreaterThan(0);
@@ -267,10 +379,111 @@ describe.skipIf(skipReason !== null)(
       expect(pageErrors).toEqual([]);
     });
 
+    it('samples with the temperature, top-k, top-p and seed from the form, as lr.generate does in Node', async () => {
+      expect(await page.evaluate(() => document.getElementById('prompt')!.tagName)).toBe('TEXTAREA');
+      const prompt = 'ROMEO:\nWhat light through yonder window breaks? It is the east,\nand Juliet';
+      await page.fill('#prompt', prompt);
+      await page.fill('#max-tokens', '24');
+      await page.fill('#temperature', '0.9');
+      await page.fill('#top-k', '8');
+      await page.fill('#top-p', '0.9');
+      await page.fill('#seed', '5');
+      expect(await page.textContent('#sampling-hint')).toMatch(
+        /temperature 0\.9, top-k 8, top-p 0\.9, seed 5/,
+      );
+      // a top-p outside (0, 1] is refused next to its box, and nothing is generated
+      await page.fill('#top-p', '1.5');
+      expect(await page.textContent('#top-p-error')).toMatch(
+        /^top-p must be a number greater than 0 and at most 1 .*; got 1\.5$/,
+      );
+      const shown = await page.textContent('#gen-base');
+      expect(await statesDuringClick(page, '#generate')).toEqual([]);
+      expect(await page.textContent('#gen-base')).toBe(shown);
+      await page.fill('#top-p', '0.9');
+      expect(await fieldErrors(page)).toEqual([]);
+
+      await page.click('#generate');
+      await waitState(page, ['generating'], 5_000).catch(() => undefined);
+      await waitState(page, ['ready'], 30_000);
+      expect(await fieldErrors(page)).toEqual([]);
+      const sampling = { maxNewTokens: 24, temperature: 0.9, topK: 8, topP: 0.9, seed: 5 };
+      const want = await nodeGeneration(prompt, sampling);
+      const greedy = await nodeGeneration(prompt, { maxNewTokens: 24, greedy: true });
+      expect(want, 'the sampled text differs from the greedy one (else this test could not fail)').not.toBe(
+        greedy,
+      );
+      expect(await nodeGeneration(prompt, { ...sampling, seed: 6 }), 'the seed matters').not.toBe(want);
+      expect(await page.textContent('#gen-base')).toBe(want);
+      expect((await page.textContent('#gen-adapter'))?.startsWith(prompt)).toBe(true);
+      await page.fill('#temperature', '0');
+    });
+
+    it('fits a 420 px wide screen: no element reaches past the viewport', async () => {
+      await page.setViewportSize({ width: 420, height: 900 });
+      await page.fill('#lr', '50'); // a long message next to a control, in the layout too
+      try {
+        const measure = await page.evaluate(() => {
+          const root = document.documentElement;
+          const width = root.clientWidth;
+          const wide = [...document.querySelectorAll<HTMLElement>('body *')]
+            .filter((el) => el.getClientRects().length > 0 && el.getBoundingClientRect().right > width + 0.5)
+            .map(
+              (el) =>
+                `${el.tagName.toLowerCase()}#${el.id}.${el.className} right=${el.getBoundingClientRect().right}`,
+            );
+          return { scrollWidth: root.scrollWidth, clientWidth: width, wide };
+        });
+        expect(measure.clientWidth).toBeLessThanOrEqual(420);
+        expect(measure.wide).toEqual([]);
+        expect(measure.scrollWidth).toBeLessThanOrEqual(measure.clientWidth);
+        expect(await page.textContent('#lr-error')).not.toBe('');
+        await page.screenshot({ path: join(artifacts, 'narrow.png'), fullPage: true });
+      } finally {
+        await page.fill('#lr', '0.01');
+        await page.setViewportSize({ width: 1180, height: 900 });
+      }
+    });
+
+    it('keeps trained adapters across reloads (IndexedDB): listed, loaded with the same logits, deleted', async () => {
+      expect(await savedNames(page)).toEqual(['e2e', 'pasted']);
+      await page.reload();
+      await waitState(page, ['ready', 'error'], 30_000);
+      expect(await fieldErrors(page)).toEqual([]);
+      expect(await adapters(page)).toEqual([]);
+      expect(await savedNames(page)).toEqual(['e2e', 'pasted']);
+      expect(await page.textContent('#saved-e2e')).toBe('saved in this browser, not loaded');
+      expect(await page.textContent('#saved-pasted')).toBe('saved in this browser, not loaded');
+      expect(await page.isDisabled('#adapter-e2e'), 'not loaded: cannot be chosen yet').toBe(true);
+      expect(await page.inputValue('#name'), 'a free name is suggested').not.toMatch(/^(e2e|pasted)$/);
+      expect(await pageLogits(page)).toEqual(basePage);
+
+      await page.click('#load-e2e');
+      expect(await page.textContent('#active-adapter')).toMatch(/^e2e \(r=8/);
+      expect(await page.textContent('#saved-e2e')).toBe('saved in this browser');
+      expect(await pageLogits(page), 'the saved weights are the trained ones').toEqual(e2ePage);
+
+      await page.click('#delete-pasted');
+      await page.waitForSelector('#row-pasted', { state: 'detached' });
+      expect(await savedNames(page)).toEqual(['e2e']);
+      await page.click('#delete-e2e');
+      await page.waitForSelector('#row-e2e', { state: 'detached' });
+      expect(await page.textContent('#active-adapter')).toBe('none (base model)');
+      expect(await pageLogits(page)).toEqual(basePage);
+      expect(await adapters(page)).toEqual([]);
+
+      await page.reload();
+      await waitState(page, ['ready', 'error'], 30_000);
+      expect(await savedNames(page)).toEqual([]);
+      expect(await page.$$eval('#adapters .adapter-row', (rows) => rows.map((r) => r.id))).toEqual([
+        'row-base',
+      ]);
+      expect(pageErrors).toEqual([]);
+    });
+
     it(
       'runs a subset of the tensor-op property suite in the page on WebGPU',
       async () => {
-        await page.goto(`${url}suite.html`);
+        await page.goto(`${url}suite.html?backend=webgpu`);
         await waitState(page, ['done', 'error'], 100_000);
         const report = await page.evaluate(
           () => (window as unknown as { suiteReport?: SuiteReport }).suiteReport,
