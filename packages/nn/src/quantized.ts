@@ -281,7 +281,12 @@ export interface ModelFootprint {
   /** The same model with every weight in float32. */
   f32Bytes: number;
   /** The quantized weights alone: their bytes and their float32 size. */
-  quantized: { bytes: number; f32Bytes: number };
+  quantized: {
+    /** Device bytes of the codes and scales. */
+    bytes: number;
+    /** The same weights in float32. */
+    f32Bytes: number;
+  };
 }
 
 /**

@@ -47,7 +47,19 @@ export interface QuantizedMemoryInfo {
   /** Bytes the same matrices take as float32. */
   f32Bytes: number;
   /** Per format: count, bytes and float32 bytes. */
-  formats: Partial<Record<QuantFormat, { count: number; bytes: number; f32Bytes: number }>>;
+  formats: Partial<
+    Record<
+      QuantFormat,
+      {
+        /** Live weights of the format. */
+        count: number;
+        /** Their device bytes. */
+        bytes: number;
+        /** Their float32 size. */
+        f32Bytes: number;
+      }
+    >
+  >;
 }
 
 const live = new Set<QuantizedWeight>();
