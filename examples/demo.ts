@@ -51,11 +51,12 @@ const here = (p: string): string => new URL(p, import.meta.url).pathname;
 const t0 = performance.now();
 
 // ---- device: a hardware GPU, else the CPU (init's 'auto' rule: a software adapter is slower) ----
-const { device, description } = await lr.init({
+const { device, description, reason } = await lr.init({
   backend: args.device as lr.Device | 'auto',
   onNotice: (m) => console.log(m),
 });
-console.log(`lowrank demo on ${device}: ${description}${quick ? ' (quick mode)' : ''}\n`);
+const why = reason === 'asked for' ? '' : `\n   (${reason})`;
+console.log(`lowrank demo on ${device}: ${description}${quick ? ' (quick mode)' : ''}${why}\n`);
 
 // ---- 1. the pre-trained model ----------------------------------------------------------------
 const ckpt = args.checkpoint ?? here('./checkpoints/shakespeare-char');
