@@ -205,8 +205,8 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
   protected addToBase(delta: Tensor, sign: 1 | -1): void {
     const base = this.base_layer;
     if (base instanceof QuantizedLinear) {
-      warnQuantizedMerge(base);
       base.addDelta(delta, sign);
+      warnQuantizedMerge(base);
     } else if (sign === 1) {
       this.baseWeight.add_(delta);
     } else {

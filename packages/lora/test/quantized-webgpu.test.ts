@@ -1,0 +1,60 @@
+import { Conv1D, Linear, type QuantizedLinear, quantizeModel } from '@lowrank/nn';
+import { dispose, Generator, randint, type Tensor } from '@lowrank/tensor';
+import { describe, expect, it } from 'vitest';
+import { applyLora } from '../src/index.js';
+import { devices, maxAbs, maxAbsDiff, TinyNet } from './helpers.js';
+
+/**
+ * LoRA over a quantized base on WebGPU against the same net on the CPU (itself checked against
+ * a float32 reference in quantized.test.ts): forward, gradients of A and B, and
+ * mergeAndUnload({ dtype: 'f32' }). Merging into a quantized base needs the CPU for now.
+ */
+const { available, webgpuSkipReason } = await devices();
+
+describe.skipIf(!available.includes('webgpu'))(
+  `LoRA on a quantized base on webgpu${webgpuSkipReason ? ` (skipped: ${webgpuSkipReason})` : ''}`,
+  () => {
+    it('forward and A/B gradients match the CPU; merge is refused, mergeAndUnload({ dtype: "f32" }) works', async () => {
+      const config = {
+        r: 2,
+        loraAlpha: 4,
+        targetModules: ['fc', 'c_attn', 'c_proj'],
+        initLoraWeights: false,
+        seed: 3,
+      };
+      const outs: Tensor[] = [];
+      const grads: Tensor[][] = [];
+      const nets: TinyNet[] = [];
+      const handles: ReturnType<typeof applyLora<TinyNet>>[] = [];
+      for (const device of ['cpu', 'webgpu'] as const) {
+        const net = await new TinyNet(11, 6, 5, 3, 1).to(device);
+        await quantizeModel(net, { bits: 'nf4', blockSize: 4, doubleQuant: true, skip: ['lm_head'] });
+        expect((net.getSubmodule('c_attn') as QuantizedLinear).device).toBe(device);
+        const lora = applyLora(net, config);
+        const ids = randint(0, 11, [2, 3], { generator: new Generator(5), device });
+        const y = net.forward(ids);
+        y.sin().sum().backward();
+        outs.push(y);
+        grads.push(lora.trainableParameters().map((p) => p.grad!));
+        nets.push(net);
+        handles.push(lora);
+        ids.dispose();
+      }
+      expect(await maxAbsDiff(outs[1], outs[0])).toBeLessThan(1e-5 * (1 + (await maxAbs(outs[0]))));
+      expect(grads[1].length).toBe(6);
+      for (let i = 0; i < grads[0].length; i++)
+        expect(await maxAbsDiff(grads[1][i], grads[0][i])).toBeLessThan(
+          1e-4 * (1 + (await maxAbs(grads[0][i]))),
+        );
+      const lora = handles[1];
+      expect(() => lora.merge()).toThrow(
+        /quantize: synchronous quantization needs a CPU tensor, got one on webgpu/,
+      );
+      const plain = lora.mergeAndUnload({ dtype: 'f32' });
+      expect(plain.getSubmodule('fc')).toBeInstanceOf(Linear);
+      expect(plain.getSubmodule('c_attn')).toBeInstanceOf(Conv1D);
+      dispose(...outs);
+      for (const n of nets) n.dispose();
+    });
+  },
+);
