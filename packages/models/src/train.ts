@@ -1,6 +1,6 @@
 import { noGrad } from '@lowrank/autograd';
 import { AdamW, clipGradNorm, LambdaLR, type OptimizerStateDict, warmupCosineLambda } from '@lowrank/nn';
-import { fromTypedArray, Generator, type Tensor, tidy } from '@lowrank/tensor';
+import { type CompiledFunction, compile, fromTypedArray, Generator, type Tensor, tidy } from '@lowrank/tensor';
 import type { CausalLM } from './causal-lm.js';
 import { randomWindows } from './data.js';
 import { useDropoutGenerator } from './dropout-generator.js';
@@ -31,6 +31,12 @@ export interface TrainerOptions {
    * corrupt checkpoint or a diverged run stops instead of saving NaN weights step after step).
    */
   allowNonFinite?: boolean;
+  /**
+   * Run each step as a compiled step (`lr.compile`): after a warm-up step and a traced one,
+   * steps replay their recorded kernels with no op, autograd or tidy code (default true; false
+   * runs every step eagerly, as before). The results are the same (bit for bit on the CPU).
+   */
+  compile?: boolean;
 }
 
 /** Everything needed to continue a run exactly where it stopped. */
@@ -86,6 +92,11 @@ export class LMTrainer {
   step = 0;
   /** (step, training loss) of every step so far. */
   readonly losses: [number, number][] = [];
+  /**
+   * The step as a compiled function of the batch (ids, and labels when a mask is given): forward,
+   * backward, clipping and the optimizer step; see `TrainerOptions.compile`.
+   */
+  readonly compiledStep: CompiledFunction<[Tensor] | [Tensor, Tensor], Tensor>;
 
   constructor(
     /** The model trained. */
@@ -120,6 +131,20 @@ export class LMTrainer {
     this.sampler = new Generator(options.seed ?? 0);
     // a different stream from the sampler's: the same seed would correlate masks and batches
     this.dropout = useDropoutGenerator(model, new Generator(((options.seed ?? 0) ^ 0x5f3759df) >>> 0));
+    this.compiledStep = compile((ids: Tensor, labels: Tensor = ids) => this.optimize(ids, labels), {
+      enabled: options.compile ?? true,
+    });
+  }
+
+  /** Forward, backward, clipping and the optimizer step on one batch; returns the (detached) loss. */
+  private optimize(ids: Tensor, labels: Tensor): Tensor {
+    const l = this.model.forward(ids, { labels }).loss!;
+    l.backward();
+    const clip = this.options.gradClip ?? 1;
+    if (clip > 0) clipGradNorm(this.params, clip).dispose();
+    this.optimizer.step();
+    this.optimizer.zeroGrad();
+    return l.detach();
   }
 
   /**
@@ -146,17 +171,10 @@ export class LMTrainer {
     const device = this.params[0].device;
     const loss = tidy(() => {
       const ids = fromTypedArray(batch.ids, [batchSize, blockSize], { dtype: 'int32', device });
-      const labels = mask
-        ? fromTypedArray(batch.labels, [batchSize, blockSize], { dtype: 'int32', device })
-        : ids;
-      const l = this.model.forward(ids, { labels }).loss!;
-      l.backward();
-      return l;
+      if (!mask) return this.compiledStep(ids);
+      const labels = fromTypedArray(batch.labels, [batchSize, blockSize], { dtype: 'int32', device });
+      return this.compiledStep(ids, labels);
     });
-    const clip = this.options.gradClip ?? 1;
-    if (clip > 0) clipGradNorm(this.params, clip).dispose();
-    this.optimizer.step();
-    this.optimizer.zeroGrad();
     this.scheduler.step();
     const value = (await loss.item()) as number;
     loss.dispose();

@@ -2,7 +2,7 @@ import type { Backend, KernelName, KernelTable } from '../backend.js';
 import type { DType, TypedArray } from '../dtype.js';
 import { captureEpoch, opaqueToTrace, type TraceSink } from '../engine/capture.js';
 import { realize } from '../engine/lazy.js';
-import { lazyOf, retainStorage } from '../engine/memory.js';
+import { lazyOf, releaseStorage, retainStorage } from '../engine/memory.js';
 import { OpError } from '../errors.js';
 import type { Storage } from '../storage.js';
 import type { Tensor } from '../tensor.js';
@@ -45,6 +45,8 @@ export class Trace implements TraceSink {
   private readonly made: Storage[] = [];
   private readonly backends = new Map<Backend, Backend>();
   private pendingUpload: (() => TypedArray) | null = null;
+  /** Constants uploaded while tracing, held by the trace (then by the capture). */
+  private readonly constants: Storage[] = [];
   /** A refusal raised inside the function (it may have been caught there): the trace fails with it. */
   private refused: CaptureError | null = null;
 
@@ -132,6 +134,9 @@ export class Trace implements TraceSink {
     const at = this.calls.length;
     if (!compute) {
       // data fixed at trace time (a scalar, an index table): uploaded once, kept for every replay
+      // (held from now: the step may dispose its tensor before the trace ends)
+      retainStorage(s);
+      this.constants.push(s);
       this.addRef('constant', s, at);
       return s;
     }
@@ -226,8 +231,7 @@ export class Trace implements TraceSink {
       }
       const bytes = ref.storages[0].bytes;
       if (ref.kind === 'constant') {
-        const s = live ?? ref.storages[0];
-        retainStorage(s);
+        const s = ref.storages[0];
         pinned.push(s);
         base[r] = s;
         values.push({ bytes, def: ref.def, lastUse: end, kind: 'constant' });
@@ -267,8 +271,9 @@ export class Trace implements TraceSink {
     });
   }
 
-  /** Lets go of what a failed trace holds (nothing is pinned before `finish`). */
+  /** Lets go of what a failed trace holds (the constants it uploaded). */
   abort(): void {
     this.made.length = 0;
+    for (const s of this.constants) releaseStorage(s);
   }
 }
