@@ -6,8 +6,9 @@ import type { WasmRuntime } from './runtime.js';
 /**
  * `attention` and `attentionBackward` on the Wasm gemm, one (batch, head) at a time: the [L, S]
  * scores of that head are a gemm into heap scratch (L·S floats, freed after the call), the row
- * masking is a JavaScript loop over it, the row softmax (with lse) the Wasm softmax kernel, and
- * P·V, dS·K, dSᵀ·Q, Pᵀ·dO are gemms again.
+ * scaling and masking, the dS step and the sums into dk/dv Wasm row loops (attention-rows.ts,
+ * bit-identical to the JavaScript loops they replaced), the row softmax (with lse) the Wasm
+ * softmax kernel, and P·V, dS·K, dSᵀ·Q, Pᵀ·dO are gemms again.
  * So only one head's score matrix exists at a time (the TypeScript reference keeps one row).
  * Semantics follow backends/cpu/attention.ts: masked keys (causal, bool false) are −∞, a fully
  * masked row gives NaN and lse −∞, float masks add. Differences: probabilities are rounded to
@@ -68,7 +69,7 @@ export function wasmAttention(
     hi: number,
     head: Head,
     sp: number,
-    hard: Uint8Array,
+    hard: number,
   ) => {
     gemm(
       head.qa,
@@ -83,34 +84,15 @@ export function wasmAttention(
       d.e,
       d.s,
     );
-    const sc = new Float32Array(rt.heap.memory.buffer, sp, d.l * d.s);
-    const ma = mask ? (mask.storage.handle as Float32Array | Uint8Array) : null;
-    const bool = mask?.storage.dtype === 'bool';
-    const scale = p.scale;
-    hard.fill(0);
-    for (let i = 0; i < d.l; i++) {
-      const row = i * d.s;
-      // causal: keys past i are masked; the rest of the row only scales (and adds a float mask)
-      const end = p.causal ? Math.min(d.s, i + 1) : d.s;
-      for (let j = end; j < d.s; j++) {
-        sc[row + j] = Number.NEGATIVE_INFINITY;
-        hard[row + j] = 1;
-      }
-      if (!mask || !ma) {
-        for (let j = 0; j < end; j++) sc[row + j] *= scale;
-        continue;
-      }
-      const mo = mask.offset + bi * mask.strides[0] + hi * mask.strides[1] + i * mask.strides[2];
-      const ms = mask.strides[3];
-      for (let j = 0; j < end; j++) {
-        const m = ma[mo + j * ms];
-        if (bool && !m) {
-          sc[row + j] = Number.NEGATIVE_INFINITY;
-          hard[row + j] = 1;
-        } else sc[row + j] = bool ? sc[row + j] * scale : sc[row + j] * scale + m;
-      }
+    // scale and mask in place, marking masked keys in `hard` (attention-rows.ts: the Wasm row loop)
+    let ma = 0;
+    let [mrs, mcs, kind] = [0, 0, 0];
+    if (mask) {
+      const bytes = mask.storage.dtype === 'bool' ? 1 : 4;
+      ma = mem.adoptView(mask) + bytes * (bi * mask.strides[0] + hi * mask.strides[1]);
+      [mrs, mcs, kind] = [bytes * mask.strides[2], bytes * mask.strides[3], bytes === 1 ? 2 : 1];
     }
-    return sc;
+    exec.run('attn_mask', [[sp, hard, d.l, d.s, p.causal ? 1 : 0, ma, mrs, mcs, kind, p.scale]]);
   };
 
   const headOf = (q: View, k: View, v: View, d: ReturnType<typeof dims>, bi: number, hi: number): Head => {
@@ -132,7 +114,7 @@ export function wasmAttention(
     const out = mem.allocate('float32', rows * d.ev);
     const lse = params.lse ? mem.allocate('float32', rows) : null;
     const sp = rt.heap.alloc(4 * Math.max(1, d.l * d.s));
-    const hard = new Uint8Array(d.l * d.s);
+    const hard = rt.heap.alloc(Math.max(1, d.l * d.s));
     try {
       for (let bi = 0; bi < d.b; bi++) {
         for (let hi = 0; hi < d.h; hi++) {
@@ -148,6 +130,7 @@ export function wasmAttention(
       }
     } finally {
       rt.heap.free(sp);
+      rt.heap.free(hard);
     }
     return { out, lse };
   };
@@ -164,14 +147,11 @@ export function wasmAttention(
     const sp = rt.heap.alloc(4 * ls); // P
     const dp = rt.heap.alloc(4 * ls); // dP, then dS
     const part = rt.heap.alloc(4 * d.s * Math.max(d.e, d.ev, 1)); // one head's dk or dv, summed into the kv head
-    const hard = new Uint8Array(ls);
-    const la = lse.storage.handle as Float32Array;
-    const ga = grad.storage.handle as Float32Array;
-    const oa = out.storage.handle as Float32Array;
-    const at = (x: View, bi: number, hi: number, r: number, c: number): number =>
-      x.offset + bi * x.strides[0] + hi * x.strides[1] + r * x.strides[2] + c * x.strides[3];
+    const hard = rt.heap.alloc(ls);
     try {
       const gAddr = mem.adoptView(grad);
+      const oAddr = mem.adoptView(out);
+      const lAddr = mem.adoptView(lse);
       for (let bi = 0; bi < d.b; bi++) {
         for (let hi = 0; hi < d.h; hi++) {
           const head = headOf(q, k, v, d, bi, hi);
@@ -194,50 +174,44 @@ export function wasmAttention(
             d.ev,
             d.s,
           );
-          const ds = new Float32Array(rt.heap.memory.buffer, dp, ls);
-          const pv = new Float32Array(rt.heap.memory.buffer, sp, ls);
-          for (let i = 0; i < d.l; i++) {
-            const m = la[lse.offset + bi * lse.strides[0] + hi * lse.strides[1] + i * lse.strides[2]];
-            let dsum = 0;
-            const go = at(grad, bi, hi, i, 0);
-            const oo = at(out, bi, hi, i, 0);
-            const [gs, os] = [grad.strides[3], out.strides[3]];
-            for (let c = 0; c < d.ev; c++) dsum += ga[go + c * gs] * oa[oo + c * os];
-            const dead = m === Number.NEGATIVE_INFINITY;
-            for (let j = 0; j < d.s; j++) {
-              const x = i * d.s + j;
-              if (hard[x]) {
-                pv[x] = dead ? Number.NaN : 0;
-                ds[x] = 0;
-              } else ds[x] = pv[x] * (ds[x] - dsum) * params.scale;
-            }
-          }
+          // dS = P·(dP − rowsum(dO∘O))·scale, 0 at masked keys (and P NaN there on a row of no key)
+          exec.run('attn_ds', [
+            [
+              sp,
+              dp,
+              hard,
+              g0,
+              4 * grad.strides[2],
+              4 * grad.strides[3],
+              oAddr + 4 * (bi * out.strides[0] + hi * out.strides[1]),
+              4 * out.strides[2],
+              4 * out.strides[3],
+              lAddr + 4 * (bi * lse.strides[0] + hi * lse.strides[1]),
+              4 * lse.strides[2],
+              d.l,
+              d.s,
+              d.ev,
+              params.scale,
+            ],
+          ]);
           // dq = dS·k (each query head once: written in place)
           const dqa = mem.address(dq)! + 4 * (bi * d.h + hi) * d.l * d.e;
           gemm(dp, 4 * d.s, 4, head.ka, 4 * k.strides[2], 4 * k.strides[3], dqa, 4 * d.e, d.l, d.s, d.e);
           // dk += dSᵀ·q and dv += Pᵀ·dO over the query heads of kv head kh
           const kvRow = (bi * d.hkv + head.kh) * d.s;
-          const acc = (
-            target: Float32Array,
-            width: number,
-            a: number,
-            b: number,
-            rsb: number,
-            csb: number,
-          ) => {
+          const acc = (target: number, width: number, a: number, b: number, rsb: number, csb: number) => {
             gemm(a, 4, 4 * d.s, b, rsb, csb, part, 4 * width, d.s, d.l, width);
-            const src = new Float32Array(rt.heap.memory.buffer, part, d.s * width);
-            const base = kvRow * width;
-            for (let x = 0; x < d.s * width; x++) target[base + x] += src[x];
+            exec.run('add_f32', [[target + 4 * kvRow * width, part, d.s * width]]);
           };
-          acc(dk.handle as Float32Array, d.e, dp, head.qa, 4 * q.strides[2], 4 * q.strides[3]);
-          acc(dv.handle as Float32Array, d.ev, sp, g0, 4 * grad.strides[2], 4 * grad.strides[3]);
+          acc(mem.address(dk)!, d.e, dp, head.qa, 4 * q.strides[2], 4 * q.strides[3]);
+          acc(mem.address(dv)!, d.ev, sp, g0, 4 * grad.strides[2], 4 * grad.strides[3]);
         }
       }
     } finally {
       rt.heap.free(sp);
       rt.heap.free(dp);
       rt.heap.free(part);
+      rt.heap.free(hard);
     }
     return { dq, dk, dv };
   };

@@ -1,4 +1,5 @@
 import type { FunctionBuilder, Local, ModuleBuilder } from './assembler.js';
+import { emitAttentionRows } from './attention-rows.js';
 import { emitCrossEntropy } from './cross-entropy.js';
 import { emitNorm } from './norm.js';
 import { emitSoftmax } from './softmax.js';
@@ -16,6 +17,7 @@ import { emitSoftmax } from './softmax.js';
  *   middle axis (strides in bytes, indices already checked), for 4-byte elements.
  * - `softmax(x, out, rows, cols)`: contiguous float32 rows (softmax.ts).
  * - `norm_fwd` and `norm_bwd`: layer/RMS norm over contiguous float32 rows (norm.ts).
+ * - `attn_mask`, `attn_ds`, `add_f32`: the attention's row loops between its gemms (attention-rows.ts).
  * - `ce_rows`: cross-entropy of contiguous float32 rows, optionally overwritten by their gradient (cross-entropy.ts).
  *
  * @example
@@ -35,6 +37,7 @@ export function emitKernels(module: ModuleBuilder): void {
   emitSoftmax(module);
   emitNorm(module);
   emitCrossEntropy(module);
+  emitAttentionRows(module);
 }
 
 function params(f: FunctionBuilder, n: number): Local[] {
