@@ -5,7 +5,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { stateDictToSafetensors } from '@lowrank/nn';
+import { type QuantizeModelOptions, quantizeModel, stateDictToSafetensors } from '@lowrank/nn';
 import type { Device } from '@lowrank/tensor';
 import { type AutoCausalLM, AutoModelForCausalLM as AutoModelFromFiles } from './auto.js';
 import { GPT2LMHeadModel } from './gpt2.js';
@@ -48,22 +48,45 @@ export function readJSON(path: string, what = 'file'): Record<string, unknown> {
   }
 }
 
+/** Options of `fromPretrained`. */
+export interface FromPretrainedOptions {
+  /** Device to move the model to (the CPU by default). */
+  device?: Device;
+  /**
+   * Quantize the frozen base (QLoRA): every Linear/Conv1D becomes a `QuantizedLinear`, layer by
+   * layer on the CPU once the weights are loaded there (each float32 weight freed as soon as it
+   * is quantized), before the move to `device`, so the device never holds their float32
+   * weights (the host briefly holds the float32 model). `skip` defaults to `['lm_head']`.
+   */
+  quantize?: QuantizeModelOptions;
+}
+
+/** Quantizes a freshly loaded model (on the CPU) as `FromPretrainedOptions.quantize` asks, then moves it. */
+async function finishLoad<M extends GPT2LMHeadModel | AutoCausalLM>(
+  model: M,
+  options: FromPretrainedOptions,
+): Promise<M> {
+  if (options.quantize) await quantizeModel(model, { skip: ['lm_head'], ...options.quantize });
+  if (options.device && options.device !== 'cpu') await model.to(options.device);
+  return model;
+}
+
 /**
  * A GPT-2 from a Hugging Face style directory (`config.json`, `model.safetensors`), moved to
- * `device` when given.
+ * `device` when given, its base quantized with `quantize`.
  *
  * @example
  * const model = await fromPretrained('checkpoints/gpt2', { device: 'webgpu' });
+ * const qlora = await fromPretrained('checkpoints/gpt2', { device: 'webgpu', quantize: { bits: 'nf4' } });
  */
 export async function fromPretrained(
   dir: string,
-  options: { device?: Device } = {},
+  options: FromPretrainedOptions = {},
 ): Promise<GPT2LMHeadModel> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`model directory not found: ${dir}`);
   const config = readJSON(join(dir, 'config.json'), 'model config');
   const model = gpt2FromSafetensors(config, readBytes(join(dir, 'model.safetensors'), 'model weights'));
-  if (options.device && options.device !== 'cpu') await model.to(options.device);
-  return model;
+  return finishLoad(model, options);
 }
 
 /**
@@ -111,19 +134,21 @@ export async function savePretrained(
  */
 export class AutoModelForCausalLM extends AutoModelFromFiles {
   /**
-   * The model in a Hugging Face directory, moved to `device` when given.
+   * The model in a Hugging Face directory, moved to `device` when given, its base quantized with
+   * `quantize` (on the CPU, before the move).
    *
    * @example
    * const model = await AutoModelForCausalLM.fromPretrained('models/SmolLM2-135M', { device: 'webgpu' });
    */
-  static async fromPretrained(dir: string, options: { device?: Device } = {}): Promise<AutoCausalLM> {
+  static async fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<AutoCausalLM> {
     if (!existsSync(dir) || !statSync(dir).isDirectory())
       throw new Error(`model directory not found: ${dir}`);
     const read = async (name: string): Promise<Uint8Array | null> => {
       const path = join(dir, name);
       return existsSync(path) ? new Uint8Array(readFileSync(path)) : null;
     };
-    return AutoModelFromFiles.fromFiles(read, options);
+    if (!options.quantize) return AutoModelFromFiles.fromFiles(read, options);
+    return finishLoad(await AutoModelFromFiles.fromFiles(read, { device: 'cpu' }), options);
   }
 }
 
