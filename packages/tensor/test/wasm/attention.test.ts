@@ -100,3 +100,56 @@ describe('wasm attention', () => {
     });
   }
 });
+
+describe('wasm causal attention', () => {
+  it('gives the bits of the same attention with the causal mask given as a bool mask (fully masked rows too)', () => {
+    // causal rows are exponentiated only up to the diagonal (softmax's causal prefix): nothing may change
+    const bitsOf = (s: Storage) =>
+      Array.from(
+        new Uint32Array(
+          Float32Array.from(s.handle as TypedArray, (x) => (Number.isNaN(x) ? Number.NaN : x)).buffer,
+        ),
+      );
+    for (const [b, h, l, s, e, extra] of [
+      [2, 2, 5, 5, 4, false],
+      [1, 3, 17, 17, 5, false],
+      [1, 2, 9, 9, 4, true],
+      [1, 2, 6, 4, 3, true],
+      [1, 1, 4, 9, 2, false],
+    ] as const) {
+      const q = view([b, h, l, e]);
+      const kk = view([b, h, s, e]);
+      const v = view([b, h, s, e]);
+      // an extra bool mask (a quarter of keys off; head 0's row 0 has no key) on top of causality
+      const keep = Uint8Array.from({ length: h * l * s }, (_, x) =>
+        extra && (x === 0 || rand() < -0.25) ? 0 : 1,
+      );
+      const tri = keep.map((m, x) => (x % s <= Math.floor(x / s) % l ? m : 0));
+      const boolMask = (bits: Uint8Array): View => ({
+        storage: rt.storages.upload(bits, 'bool'),
+        shape: [b, h, l, s],
+        strides: [0, l * s, s, 1],
+        offset: 0,
+      });
+      const causal = { scale: 0.37, causal: true, lse: true };
+      const plain = { scale: 0.37, causal: false, lse: true };
+      const got = k.attention(q, kk, v, extra ? boolMask(keep) : null, causal);
+      const want = k.attention(q, kk, v, boolMask(tri), plain);
+      expect(bitsOf(got.out)).toEqual(bitsOf(want.out));
+      expect(bitsOf(got.lse!)).toEqual(bitsOf(want.lse!));
+      if (extra) expect(values(got.out).some(Number.isNaN)).toBe(true); // a row with no key was hit
+      const shape4 = [b, h, l, e];
+      const out: View = { storage: got.out, shape: shape4, strides: contiguousStrides(shape4), offset: 0 };
+      const lse: View = {
+        storage: got.lse!,
+        shape: [b, h, l],
+        strides: contiguousStrides([b, h, l]),
+        offset: 0,
+      };
+      const grad = view(shape4);
+      const g1 = k.attentionBackward(q, kk, v, extra ? boolMask(keep) : null, out, grad, lse, causal);
+      const g2 = k.attentionBackward(q, kk, v, boolMask(tri), out, grad, lse, plain);
+      for (const key of ['dq', 'dk', 'dv'] as const) expect(bitsOf(g1[key])).toEqual(bitsOf(g2[key]));
+    }
+  });
+});

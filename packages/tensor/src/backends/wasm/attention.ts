@@ -123,7 +123,7 @@ export function wasmAttention(
           const row0 = (bi * d.h + hi) * d.l;
           // P = softmax of the masked rows in place, lse beside (the Wasm softmax kernel)
           const lseAt = lse ? mem.address(lse)! + 4 * row0 : 0;
-          exec.run('softmax', [[sp, sp, d.l, d.s, lseAt]]);
+          exec.run('softmax', [[sp, sp, d.l, d.s, lseAt, params.causal ? 1 : 0]]);
           const oa = mem.address(out)! + 4 * row0 * d.ev;
           gemm(sp, 4 * d.s, 4, head.va, 4 * v.strides[2], 4 * v.strides[3], oa, 4 * d.ev, d.l, d.s, d.ev);
         }
@@ -158,7 +158,7 @@ export function wasmAttention(
           scores(q, k, mask, params, d, bi, hi, head, sp, hard);
           // p = exp(s − lse) is the row softmax of the masked scores again: the Wasm kernel, in place
           // (0 at masked keys, NaN on a row of no key)
-          exec.run('softmax', [[sp, sp, d.l, d.s, 0]]);
+          exec.run('softmax', [[sp, sp, d.l, d.s, 0, params.causal ? 1 : 0]]);
           const g0 = gAddr + 4 * (bi * grad.strides[0] + hi * grad.strides[1]);
           // dP = dO·vᵀ
           gemm(

@@ -117,6 +117,7 @@ export function wasmKernelTable(
         b - a,
         cols,
         0, // no lse
+        0, // not causal
       ]);
       exec.run('softmax', tasks);
       return out;
