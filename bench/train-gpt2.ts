@@ -10,6 +10,8 @@
  *   bash .gpu/run.sh train-gpt2 --mode lora            (the H100; see docs/perf.md)
  *   options: --mode lora|full|both  --layers 12 --batch 8 --seq 512 --embd 768 --heads 12 --vocab 50257
  *            --steps 10 --warmup 3 --dropout 0 --infer 1 --device webgpu|cpu
+ *            --compile 0|1 (1: the step is an lr.compile'd function: warm-up, trace, then replays;
+ *            the GPU time is then measured for the whole step, the CPU time is the replay call)
  */
 
 import { applyLora } from '../packages/lora/src/index.js';
@@ -31,6 +33,7 @@ const WARMUP = numberArg('warmup', 3);
 const DROPOUT = numberArg('dropout', 0);
 const INFER = numberArg('infer', 1) !== 0;
 const KPROF = numberArg('kprof', 0);
+const COMPILE = numberArg('compile', 0) !== 0;
 
 const gpu = device === 'webgpu';
 const MiB = 1024 * 1024;
@@ -89,7 +92,14 @@ async function trainBench(kind: 'lora' | 'full'): Promise<void> {
   if (prof) await prof.readTimestamps();
 
   const cpu: PhaseTimes[] = [];
-  const step = (mark: boolean): lr.Tensor => {
+  const compiled = lr.compile((x: lr.Tensor) => {
+    const loss = model.forward(x, { labels: x }).loss as lr.Tensor;
+    loss.backward();
+    opt.step();
+    opt.zeroGrad();
+    return loss.detach();
+  });
+  const eagerStep = (mark: boolean): lr.Tensor => {
     const c0 = performance.now();
     if (mark) prof?.timestamp();
     const loss = lr.tidy(() => model.forward(ids, { labels: ids }).loss as lr.Tensor);
@@ -105,6 +115,16 @@ async function trainBench(kind: 'lora' | 'full'): Promise<void> {
     cpu.push({ fwd: c1 - c0, bwd: c2 - c1, opt: c3 - c2 });
     return loss;
   };
+  // compiled: one timestamp pair around the whole step (a replay records no op code to mark)
+  const compiledStep = (mark: boolean): lr.Tensor => {
+    const c0 = performance.now();
+    if (mark) prof?.timestamp();
+    const loss = compiled(ids);
+    if (mark) prof?.timestamp();
+    cpu.push({ fwd: performance.now() - c0, bwd: 0, opt: 0 });
+    return loss;
+  };
+  const step = COMPILE ? compiledStep : eagerStep;
 
   // warm-up: compiles pipelines, fills the buffer pool, creates the optimizer state
   let firstLoss = Number.NaN;
@@ -137,7 +157,14 @@ async function trainBench(kind: 'lora' | 'full'): Promise<void> {
   // GPU-side breakdown
   let gpuPhases: PhaseTimes | null = null;
   let how = 'flush + read-back per phase (3 extra steps)';
-  if (useTs && prof) {
+  if (useTs && prof && COMPILE) {
+    const ts = await prof.readTimestamps();
+    const ph: PhaseTimes[] = [];
+    for (let i = 0; i + 1 < ts.length; i += 2) ph.push({ fwd: (ts[i + 1] - ts[i]) / 1e6, bwd: 0, opt: 0 });
+    const tail = ph.slice(Math.min(2, ph.length - 1));
+    gpuPhases = { fwd: mean(tail.map((p) => p.fwd)), bwd: 0, opt: 0 };
+    how = 'compiled: GPU timestamps around each whole step (forward = the step), steps back to back';
+  } else if (useTs && prof) {
     const ts = await prof.readTimestamps();
     const ph: PhaseTimes[] = [];
     for (let i = 0; i + 3 < ts.length; i += 4) {
@@ -211,6 +238,18 @@ async function trainBench(kind: 'lora' | 'full'): Promise<void> {
   console.log(
     `CPU time recording the phases: forward ${f2(cpuMean.fwd)} ms, backward ${f2(cpuMean.bwd)} ms, optimizer ${f2(cpuMean.opt)} ms`,
   );
+  if (COMPILE) {
+    const gpuStep = gpuPhases.fwd + gpuPhases.bwd + gpuPhases.opt;
+    const cpuStep = cpuMean.fwd + cpuMean.bwd + cpuMean.opt;
+    console.log(
+      `RESULT ${kind} compiled cpu_step_ms ${f2(cpuStep)} gpu_step_ms ${f2(gpuStep)} cpu/gpu ${(cpuStep / gpuStep).toFixed(3)} (${JSON.stringify(compiled.stats)})`,
+    );
+    const plan = compiled.memoryPlan();
+    if (plan)
+      console.log(
+        `RESULT ${kind} plan peak_MiB ${f1(plan.peakBytes / MiB)} arena_MiB ${f1(plan.arenaBytes / MiB)} unplanned_MiB ${f1(plan.unplannedBytes / MiB)} slots ${plan.slots.length} calls ${plan.calls}`,
+      );
+  }
   console.log(
     `RESULT ${kind} dispatches_per_step ${f1((s1.dispatches - s0.dispatches) / STEPS)} submits_per_step ${f1((s1.submits - s0.submits) / STEPS)} buffers_created_per_step ${f1((s1.created - s0.created) / STEPS)}`,
   );
@@ -220,6 +259,7 @@ async function trainBench(kind: 'lora' | 'full'): Promise<void> {
     );
   console.log(`live tensors ${lr.memory().numTensors}, live bytes ${f1(lr.memory().numBytes / MiB)} MiB`);
 
+  compiled.dispose();
   if (handle && INFER) {
     const unmerged = await inferMs(model, ids);
     handle.merge();
