@@ -45,5 +45,27 @@ describe.skipIf(skip !== null)(`quantized kernels on webgpu${skip ? ` (skipped: 
       }),
       { numRuns: 12 },
     );
-  });
+  }, 180_000); // first compiles of the 8 pipeline variants on lavapipe
+
+  it('several 64×64 tiles and K steps with a strided x: [130, 200]·W [150, 200]ᵀ and [130, 150]·W', async () => {
+    for (const options of [
+      { bits: 'nf4', blockSize: 64, doubleQuant: true },
+      { bits: 'int8', blockSize: 'channel' },
+    ] as const) {
+      const q = lr.quantizeData(values(150 * 200, 21, 0.2), 150, 200, options);
+      const deq = lr.dequantizeData(q);
+      const w = lr.QuantizedWeight.fromData(q, 'webgpu');
+      for (const transpose of [true, false]) {
+        const k = transpose ? 200 : 150;
+        const xv = values(130 * k, 22);
+        // x is read through a transposed view: strides [1, 130]
+        const xt = lr.tensor(xv, { shape: [130, k], device: 'webgpu' }).T.contiguous().T;
+        const y = lr.quantizedMatmul(xt, w, { transpose });
+        const want = refMatmul(deq, 150, 200, xv, 130, transpose);
+        expect(maxRelErr((await y.data()) as Float32Array, want)).toBeLessThan(1e-5);
+        y.dispose();
+      }
+      w.dispose();
+    }
+  }, 180_000);
 });

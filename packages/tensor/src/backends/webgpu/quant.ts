@@ -11,16 +11,25 @@ import { linearIndex, MAIN_ARGS, metaStruct, s, u, WG } from './wgsl.js';
  * The quantized kernels in WGSL. `wq(r, c)` decodes one weight value where it is loaded: the
  * code from its packed u32 word (a nibble into the 16-entry NF4 table, or a signed byte), times
  * its block's scale (itself decoded from a byte, a per-256 step and the mean under double
- * quantization). `quantMatmul` is a 16×16-tile matmul whose weight tile is filled through
- * `wq` (for x·Wᵀ the tile's threads walk along a row of W, the packed order), accumulating in
- * f32; the float32 weight exists only tile by tile in workgroup memory.
+ * quantization). `quantMatmul` computes a 64×64 output tile per workgroup of 256 invocations,
+ * 4×4 outputs each, over K in steps of 16: the weight tile is filled through `wq` (for x·Wᵀ the
+ * invocations walk along a row of W, the packed order), so each weight value is decoded once per
+ * 64 rows of x (once in all for decoding's M ≤ 64), accumulating in f32; the float32 weight
+ * exists only tile by tile in workgroup memory.
  *
  * Uniform words shared by both kernels: 0 rows, 1 cols, 2 wordsPerRow, 3 blocksPerRow,
  * 4 blockSize, 5 scaleMean (f32 bits); quantMatmul adds 6 M, 7 K, 8 N, 9 a offset,
  * 10 a row stride, 11 a column stride (i32).
  */
 
-const T = 16;
+/** Output tile (TILE × TILE per workgroup), K step, micro-tile per invocation. */
+const TILE = 64;
+const BK = 16;
+const MICRO = 4;
+const SIDE = TILE / MICRO;
+const THREADS = SIDE * SIDE;
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 function decoder(w: QuantView): string {
   const table = Array.from(NF4_VALUES, (v) => v.toPrecision(9)).join(', ');
@@ -71,12 +80,12 @@ export const quantMatmul: GpuKernel<'quantMatmul'> = (c, a, w, m, transpose) => 
   const [k, n] = transpose ? [w.cols, w.rows] : [w.rows, w.cols];
   const out = c.allocate('quantMatmul', 'float32', m * n);
   if (m === 0 || n === 0) return out;
-  const groups: [number, number, number] = [Math.ceil(n / T), Math.ceil(m / T), 1];
+  const groups: [number, number, number] = [Math.ceil(n / TILE), Math.ceil(m / TILE), 1];
   const max = c.device.limits.maxComputeWorkgroupsPerDimension;
   if (groups[0] > max || groups[1] > max)
     throw new OpError(
       'quantMatmul',
-      `[${m}, ${k}]·[${k}, ${n}] needs more than ${max} tiles of ${T} along a dimension`,
+      `[${m}, ${k}]·[${k}, ${n}] needs more than ${max} tiles of ${TILE} along a dimension`,
     );
   const meta = words(w, 6);
   const ints = new Int32Array(meta.buffer);
@@ -86,43 +95,71 @@ export const quantMatmul: GpuKernel<'quantMatmul'> = (c, a, w, m, transpose) => 
   meta[9] = a.offset;
   ints[10] = a.strides[0];
   ints[11] = a.strides[1];
+  // weight tile element (kk, nn) of the [K, N] operand: W[n0 + nn, k0 + kk] for x·Wᵀ (consecutive
+  // invocations walk along a row of W, the packed order), W[k0 + kk, n0 + nn] for x·W
   const load = transpose
-    ? // tile element (kk, nn) = W[n0 + nn, k0 + kk]; lid.x walks along the row of W
-      `let wr = col0 + lid.y;
-    let wc = k0 + lid.x;
-    tw[lid.x][lid.y] = select(0.0, wq(min(wr, ${u(0)} - 1u), min(wc, ${u(1)} - 1u)), wr < N && wc < K);`
-    : `let wr = k0 + lid.y;
-    let wc = col0 + lid.x;
-    tw[lid.y][lid.x] = select(0.0, wq(min(wr, ${u(0)} - 1u), min(wc, ${u(1)} - 1u)), wr < K && wc < N);`;
+    ? `let nn = idx / ${BK}u;
+      let kk = idx % ${BK}u;
+      let wr = col0 + nn;
+      let wc = k0 + kk;
+      tw[kk * ${TILE}u + nn] = select(0.0, wq(min(wr, ${u(0)} - 1u), min(wc, ${u(1)} - 1u)), wr < N && wc < K);`
+    : `let kk = idx / ${TILE}u;
+      let nn = idx % ${TILE}u;
+      let wr = k0 + kk;
+      let wc = col0 + nn;
+      tw[kk * ${TILE}u + nn] = select(0.0, wq(min(wr, ${u(0)} - 1u), min(wc, ${u(1)} - 1u)), wr < K && wc < N);`;
   const pipeline = c.pipeline(`quantMatmul|${key(w)}|${transpose ? 't' : 'n'}`, () => {
     return `${metaStruct(meta.length)}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 ${decoder(w)}
 @group(0) @binding(${w.steps ? 5 : 4}) var<storage, read> a: array<f32>;
-var<workgroup> ta: array<array<f32, ${T + 1}>, ${T}>;
-var<workgroup> tw: array<array<f32, ${T + 1}>, ${T}>;
-@compute @workgroup_size(${T}, ${T})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+var<workgroup> ta: array<f32, ${BK * TILE}>;
+var<workgroup> tw: array<f32, ${BK * TILE}>;
+@compute @workgroup_size(${THREADS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let M = ${u(6)};
   let K = ${u(7)};
   let N = ${u(8)};
-  let row0 = wid.y * ${T}u;
-  let col0 = wid.x * ${T}u;
-  let i = row0 + lid.y;
-  let j = col0 + lid.x;
-  var acc = 0.0;
-  for (var k0 = 0u; k0 < K; k0 += ${T}u) {
-    let ka = k0 + lid.x;
-    let ai = i32(${u(9)}) + i32(min(i, M - 1u)) * ${s(10)} + i32(min(ka, K - 1u)) * ${s(11)};
-    ta[lid.y][lid.x] = select(0.0, a[ai], i < M && ka < K);
-    ${load}
+  let row0 = wid.y * ${TILE}u;
+  let col0 = wid.x * ${TILE}u;
+  let tx = li % ${SIDE}u;
+  let ty = li / ${SIDE}u;
+  ${range(MICRO * MICRO)
+    .map((i) => `var acc${i} = 0.0;`)
+    .join(' ')}
+  for (var k0 = 0u; k0 < K; k0 += ${BK}u) {
+    for (var e = 0u; e < ${(BK * TILE) / THREADS}u; e++) {
+      let idx = li + e * ${THREADS}u;
+      // A tile element (mm, kk): consecutive invocations walk along a row of x
+      let mm = idx / ${BK}u;
+      let ka = idx % ${BK}u;
+      let gi = row0 + mm;
+      let gk = k0 + ka;
+      let ai = i32(${u(9)}) + i32(min(gi, M - 1u)) * ${s(10)} + i32(min(gk, K - 1u)) * ${s(11)};
+      ta[ka * ${TILE}u + mm] = select(0.0, a[ai], gi < M && gk < K);
+      ${load}
+    }
     workgroupBarrier();
-    for (var kk = 0u; kk < ${T}u; kk++) {
-      acc += ta[lid.y][kk] * tw[kk][lid.x];
+    for (var kk = 0u; kk < ${BK}u; kk++) {
+      let ab = kk * ${TILE}u + ty * ${MICRO}u;
+      let wb = kk * ${TILE}u + tx * ${MICRO}u;
+      ${range(MICRO)
+        .map((t) => `let a${t} = ta[ab + ${t}u]; let w${t} = tw[wb + ${t}u];`)
+        .join('\n      ')}
+      ${range(MICRO * MICRO)
+        .map((i) => `acc${i} += a${Math.floor(i / MICRO)} * w${i % MICRO};`)
+        .join('\n      ')}
     }
     workgroupBarrier();
   }
-  if (i < M && j < N) { out[i * N + j] = acc; }
+  let r0 = row0 + ty * ${MICRO}u;
+  let c0 = col0 + tx * ${MICRO}u;
+  ${range(MICRO * MICRO)
+    .map((i) => {
+      const [r, cc] = [Math.floor(i / MICRO), i % MICRO];
+      return `if (r0 + ${r}u < M && c0 + ${cc}u < N) { out[(r0 + ${r}u) * N + c0 + ${cc}u] = acc${i}; }`;
+    })
+    .join('\n  ')}
 }`;
   });
   c.dispatch(pipeline, meta, [bindingOf(out), ...weightBindings(w), bindingOf(a.storage)], groups);
