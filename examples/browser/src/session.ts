@@ -61,7 +61,10 @@ export class Session {
     readonly model: lr.GPT2LMHeadModel,
     readonly tokenizer: lr.CharTokenizer,
     readonly pretrain: { steps: number; valLoss: number },
-  ) {}
+  ) {
+    const c = model.config;
+    this.modelKey = `gpt2 ${c.n_layer}x${c.n_embd} vocab ${c.vocab_size} ctx ${c.n_positions} params ${model.numParameters()}`;
+  }
 
   /** Initialises the backend (WebGPU through navigator.gpu when present, else the CPU) and loads the checkpoint. */
   static async open(options: { backend: lr.Device | 'auto'; base: string; onNotice: (m: string) => void }) {
@@ -85,11 +88,11 @@ export class Session {
     return new Session(device, description, model, tokenizer, training);
   }
 
-  /** Names the base model, so that an adapter saved for another model is not loaded into this one. */
-  get modelKey(): string {
-    const c = this.model.config;
-    return `gpt2 ${c.n_layer}x${c.n_embd} vocab ${c.vocab_size} ctx ${c.n_positions} params ${this.parameters}`;
-  }
+  /**
+   * Names the base model, so that an adapter saved for another model is not loaded into this one
+   * (taken before any LoRA layer adds parameters).
+   */
+  readonly modelKey: string;
 
   get parameters(): number {
     return this.model.numParameters();

@@ -218,40 +218,58 @@ describe.skipIf(skipReason !== null)(
       expectClose(basePage, baseNode.logits!, 'base model');
     });
 
+    // The page's controls (validation, progress, sampling, saved adapters, layout) on the CPU
+    // backend, where a step takes milliseconds; in a context of its own (its own IndexedDB).
+    let cpu: Page;
+    let keptLogits: number[] = [];
+    let cpuBase: number[] = [];
+
     it('refuses bad numbers and an empty module choice next to their controls, before any work starts', async () => {
-      expect(await savedNames(page)).toEqual([]);
-      const progress = await page.textContent('#progress');
+      const context = await browser.newContext({ viewport: { width: 1180, height: 700 } });
+      cpu = await context.newPage();
+      cpu.on('console', (m) => {
+        if (m.type() === 'error' || m.type() === 'warning') console.log(`[cpu page ${m.type()}] ${m.text()}`);
+      });
+      cpu.on('pageerror', (e) => pageErrors.push(e.message));
+      await cpu.goto(`${url}?backend=cpu`);
+      await waitState(cpu, ['ready', 'error'], 30_000);
+      expect(await cpu.textContent('#backend')).toMatch(/^CPU /);
+      expect(await fieldErrors(cpu)).toEqual([]);
+      expect(await savedNames(cpu)).toEqual([]);
+      cpuBase = await pageLogits(cpu);
+      const progress = await cpu.textContent('#progress');
       // an empty steps field: the message appears as it is typed, and Train starts nothing
-      await page.fill('#steps', '');
-      expect(await page.textContent('#steps-error')).toBe(
+      await cpu.fill('#steps', '');
+      expect(await cpu.textContent('#steps-error')).toBe(
         'steps is empty: enter a whole number from 1 to 5000',
       );
-      expect(await page.getAttribute('#steps', 'aria-invalid')).toBe('true');
-      expect(await statesDuringClick(page, '#train')).toEqual([]);
-      expect(await page.evaluate(() => document.activeElement?.id)).toBe('steps');
+      expect(await cpu.getAttribute('#steps', 'aria-invalid')).toBe('true');
+      expect(await statesDuringClick(cpu, '#train')).toEqual([]);
+      expect(await cpu.evaluate(() => document.activeElement?.id)).toBe('steps');
       // a learning rate of 50
-      await page.fill('#steps', '3');
-      expect(await page.textContent('#steps-error')).toBe('');
-      await page.fill('#lr', '50');
-      expect(await statesDuringClick(page, '#train')).toEqual([]);
-      expect(await page.textContent('#lr-error')).toMatch(
+      await cpu.fill('#steps', '3');
+      expect(await cpu.textContent('#steps-error')).toBe('');
+      expect(await cpu.getAttribute('#steps', 'aria-invalid')).toBeNull();
+      await cpu.fill('#lr', '50');
+      expect(await statesDuringClick(cpu, '#train')).toEqual([]);
+      expect(await cpu.textContent('#lr-error')).toMatch(
         /^learning rate must be a number greater than 0 and at most 0\.1 .*; got 50$/,
       );
-      expect(await page.evaluate(() => document.activeElement?.id)).toBe('lr');
-      // a fraction of a step
-      await page.fill('#lr', '0.01');
-      await page.fill('#batch', '2.5');
-      expect(await statesDuringClick(page, '#train')).toEqual([]);
-      expect(await page.textContent('#batch-error')).toBe(
+      expect(await cpu.evaluate(() => document.activeElement?.id)).toBe('lr');
+      // a fraction of a batch
+      await cpu.fill('#lr', '0.01');
+      await cpu.fill('#batch', '2.5');
+      expect(await statesDuringClick(cpu, '#train')).toEqual([]);
+      expect(await cpu.textContent('#batch-error')).toBe(
         'batch must be a whole number from 1 to 64; got 2.5',
       );
-      await page.fill('#batch', '4');
+      await cpu.fill('#batch', '4');
       // no module: the message sits under the checkboxes, in view, and nowhere else
-      await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
-      for (const box of await page.$$('input.target:checked')) await box.uncheck();
-      expect(await statesDuringClick(page, '#train')).toEqual([]);
-      expect(await page.textContent('#targets-error')).toBe('choose at least one module to adapt');
-      const place = await page.evaluate(() => {
+      await cpu.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+      for (const box of await cpu.$$('input.target:checked')) await box.uncheck();
+      expect(await statesDuringClick(cpu, '#train')).toEqual([]);
+      expect(await cpu.textContent('#targets-error')).toBe('choose at least one module to adapt');
+      const place = await cpu.evaluate(() => {
         const err = document.getElementById('targets-error')!.getBoundingClientRect();
         const boxes = document.getElementById('targets')!.getBoundingClientRect();
         return { gap: err.top - boxes.bottom, top: err.top, bottom: err.bottom, height: window.innerHeight };
@@ -260,15 +278,153 @@ describe.skipIf(skipReason !== null)(
       expect(place.gap).toBeLessThan(20);
       expect(place.top, 'the message is in view').toBeGreaterThanOrEqual(0);
       expect(place.bottom).toBeLessThanOrEqual(place.height);
-      expect(await page.textContent('#error')).toBe('');
-      expect(await fieldErrors(page)).toEqual(['choose at least one module to adapt']);
-      await page.check('input.target[value="c_attn"]');
-      await page.check('input.target[value="c_proj"]');
-      expect(await fieldErrors(page)).toEqual([]);
+      expect(await fieldErrors(cpu), 'shown there only').toEqual(['choose at least one module to adapt']);
+      await cpu.check('input.target[value="c_attn"]');
+      await cpu.check('input.target[value="c_proj"]');
+      expect(await fieldErrors(cpu)).toEqual([]);
       // nothing ran
-      expect(await adapters(page)).toEqual([]);
-      expect(await page.textContent('#progress')).toBe(progress);
-      expect(await stateLog(page)).not.toContain('training');
+      expect(await adapters(cpu)).toEqual([]);
+      expect(await cpu.textContent('#progress')).toBe(progress);
+      expect(await stateLog(cpu)).not.toContain('training');
+    });
+
+    it('shows the ETA and the memory in use (lr.memory(), peak) after every step', async () => {
+      await trainThroughUi(cpu, { name: 'kept', source: 'e2e', steps: 3 });
+      const [info] = await adapters(cpu);
+      expect(info.name).toBe('kept');
+      expect(info.losses.length).toBe(3);
+      const readouts = await cpu.evaluate(() =>
+        (window as unknown as { lowrankPage: PageApi }).lowrankPage.readouts.slice(),
+      );
+      const weights = await cpu.evaluate(
+        () => (window as unknown as { lowrankPage: PageApi }).lowrankPage.session()!.parameters * 4,
+      );
+      expect(readouts.length).toBe(3);
+      readouts.forEach((text, i) => {
+        expect(text).toMatch(new RegExp(`^step ${i + 1}/3 · loss \\d\\.\\d+ · [\\d,]+ tokens/s · `));
+        if (i < 2) expect(text).toMatch(/ · ETA (\d+ s|\d+ min \d+ s) · /);
+        else expect(text).toMatch(/ · done in \d+ s · /);
+        const m = /memory ([\d.]+) (B|KiB|MiB|GiB) \(peak ([\d.]+) (B|KiB|MiB|GiB)\)$/.exec(text);
+        expect(m, text).not.toBeNull();
+        const now = parseBytes(m![1], m![2]);
+        const peak = parseBytes(m![3], m![4]);
+        expect(now, 'live tensors hold at least the model weights').toBeGreaterThanOrEqual(weights * 0.99);
+        expect(peak, 'the peak is at least what is live').toBeGreaterThanOrEqual(now * 0.99);
+      });
+      expect(await cpu.textContent('#readout')).toBe(readouts[2]);
+      keptLogits = await pageLogits(cpu);
+    });
+
+    it('samples with the temperature, top-k, top-p and seed from the form, as lr.generate does in Node', async () => {
+      expect(await cpu.evaluate(() => document.getElementById('prompt')!.tagName)).toBe('TEXTAREA');
+      const prompt = 'ROMEO:\nWhat light through yonder window breaks? It is the east,\nand Juliet';
+      await cpu.fill('#prompt', prompt);
+      await cpu.fill('#max-tokens', '24');
+      await cpu.fill('#temperature', '0.9');
+      await cpu.fill('#top-k', '8');
+      await cpu.fill('#top-p', '0.9');
+      await cpu.fill('#seed', '5');
+      expect(await cpu.textContent('#sampling-hint')).toMatch(
+        /temperature 0\.9, top-k 8, top-p 0\.9, seed 5/,
+      );
+      // a top-p outside (0, 1] is refused next to its box, and nothing is generated
+      await cpu.fill('#top-p', '1.5');
+      expect(await cpu.textContent('#top-p-error')).toMatch(
+        /^top-p must be a number greater than 0 and at most 1 .*; got 1\.5$/,
+      );
+      const shown = await cpu.textContent('#gen-base');
+      expect(await statesDuringClick(cpu, '#generate')).toEqual([]);
+      expect(await cpu.textContent('#gen-base')).toBe(shown);
+      await cpu.fill('#top-p', '0.9');
+      expect(await fieldErrors(cpu)).toEqual([]);
+
+      await cpu.click('#generate');
+      await waitState(cpu, ['generating'], 5_000).catch(() => undefined);
+      await waitState(cpu, ['ready'], 30_000);
+      expect(await fieldErrors(cpu)).toEqual([]);
+      const sampling = { maxNewTokens: 24, temperature: 0.9, topK: 8, topP: 0.9, seed: 5 };
+      const want = await nodeGeneration(prompt, sampling);
+      const greedy = await nodeGeneration(prompt, { maxNewTokens: 24, greedy: true });
+      expect(want, 'the sampled text differs from the greedy one (else this test could not fail)').not.toBe(
+        greedy,
+      );
+      expect(await nodeGeneration(prompt, { ...sampling, seed: 6 }), 'the seed matters').not.toBe(want);
+      expect(await cpu.textContent('#gen-base')).toBe(want);
+      expect((await cpu.textContent('#gen-adapter'))?.startsWith(prompt)).toBe(true);
+      await cpu.fill('#temperature', '0');
+    });
+
+    it('fits a 420 px wide screen: no element reaches past the viewport', async () => {
+      await cpu.setViewportSize({ width: 420, height: 900 });
+      await cpu.fill('#lr', '50'); // a long message next to a control, in the layout too
+      try {
+        const measure = await cpu.evaluate(() => {
+          const root = document.documentElement;
+          const width = root.clientWidth;
+          const wide = [...document.querySelectorAll<HTMLElement>('body *')]
+            .filter((el) => el.getClientRects().length > 0 && el.getBoundingClientRect().right > width + 0.5)
+            .map(
+              (el) =>
+                `${el.tagName.toLowerCase()}#${el.id}.${el.className} right=${el.getBoundingClientRect().right}`,
+            );
+          return { scrollWidth: root.scrollWidth, clientWidth: width, wide };
+        });
+        expect(measure.clientWidth).toBeLessThanOrEqual(420);
+        expect(measure.wide).toEqual([]);
+        expect(measure.scrollWidth).toBeLessThanOrEqual(measure.clientWidth);
+        expect(await cpu.textContent('#lr-error')).not.toBe('');
+        await cpu.screenshot({ path: join(artifacts, 'narrow.png'), fullPage: true });
+      } finally {
+        await cpu.fill('#lr', '0.01');
+        await cpu.setViewportSize({ width: 1180, height: 900 });
+      }
+    });
+
+    it('keeps trained adapters across reloads (IndexedDB): listed, loaded with the same logits, deleted', async () => {
+      await trainThroughUi(cpu, { name: 'second', source: 'e2e', steps: 1 });
+      expect(await savedNames(cpu)).toEqual(['kept', 'second']);
+      await cpu.reload();
+      await waitState(cpu, ['ready', 'error'], 30_000);
+      expect(await fieldErrors(cpu)).toEqual([]);
+      expect(await adapters(cpu), 'nothing is loaded by itself').toEqual([]);
+      expect(await savedNames(cpu)).toEqual(['kept', 'second']);
+      expect(await cpu.$$eval('#adapters .adapter-row', (rows) => rows.map((r) => r.id))).toEqual([
+        'row-base',
+        'row-kept',
+        'row-second',
+      ]);
+      expect(await cpu.textContent('#saved-kept')).toBe('saved in this browser, not loaded');
+      expect(await cpu.textContent('#row-kept')).toMatch(
+        /kept \(r=8, α=16, c_attn\+c_proj; E2E .* after 3 steps/,
+      );
+      expect(await cpu.isDisabled('#adapter-kept'), 'not loaded: cannot be chosen yet').toBe(true);
+      expect(await cpu.inputValue('#name'), 'a free name is suggested').not.toMatch(/^(kept|second)$/);
+      expect(await pageLogits(cpu)).toEqual(cpuBase);
+
+      // a saved adapter that was never loaded: deleted from the browser
+      await cpu.click('#delete-second');
+      await cpu.waitForSelector('#row-second', { state: 'detached' });
+      expect(await savedNames(cpu)).toEqual(['kept']);
+      // loaded: the same weights as before the reload
+      await cpu.click('#load-kept');
+      expect(await cpu.textContent('#active-adapter')).toMatch(/^kept \(r=8/);
+      expect(await cpu.textContent('#saved-kept')).toBe('saved in this browser');
+      expect(await pageLogits(cpu), 'the saved weights are the trained ones').toEqual(keptLogits);
+      // loaded and active: deleted from the model and from the browser
+      await cpu.click('#delete-kept');
+      await cpu.waitForSelector('#row-kept', { state: 'detached' });
+      expect(await cpu.textContent('#active-adapter')).toBe('none (base model)');
+      expect(await pageLogits(cpu)).toEqual(cpuBase);
+      expect(await adapters(cpu)).toEqual([]);
+
+      await cpu.reload();
+      await waitState(cpu, ['ready', 'error'], 30_000);
+      expect(await savedNames(cpu)).toEqual([]);
+      expect(await cpu.$$eval('#adapters .adapter-row', (rows) => rows.map((r) => r.id))).toEqual([
+        'row-base',
+      ]);
+      expect(pageErrors).toEqual([]);
+      await cpu.context().close();
     });
 
     it(
@@ -283,25 +439,6 @@ describe.skipIf(skipReason !== null)(
         expect(info.tokensPerSecond).toBeGreaterThan(0);
         expect(await page.textContent('#active-adapter')).toMatch(/^e2e \(r=8/);
         expect(await page.textContent('#readout')).toMatch(/step 6\/6 · loss \d\.\d+ · [\d,]+ tokens\/s/);
-        // ETA and memory after every step, as the readout showed them
-        const readouts = await page.evaluate(() =>
-          (window as unknown as { lowrankPage: PageApi }).lowrankPage.readouts.slice(),
-        );
-        expect(readouts.length).toBe(6);
-        const weights = await page.evaluate(
-          () => (window as unknown as { lowrankPage: PageApi }).lowrankPage.session()!.parameters * 4,
-        );
-        readouts.forEach((text, i) => {
-          expect(text).toMatch(new RegExp(`^step ${i + 1}/6 · `));
-          if (i < 5) expect(text).toMatch(/ · ETA (\d+ s|\d+ min \d+ s) · /);
-          else expect(text).toMatch(/ · done in \d+ s · /);
-          const m = /memory ([\d.]+) (B|KiB|MiB|GiB) \(peak ([\d.]+) (B|KiB|MiB|GiB)\)$/.exec(text);
-          expect(m, text).not.toBeNull();
-          const now = parseBytes(m![1], m![2]);
-          const peak = parseBytes(m![3], m![4]);
-          expect(now, 'live tensors hold at least the model weights').toBeGreaterThanOrEqual(weights * 0.99);
-          expect(peak).toBeGreaterThanOrEqual(now * 0.99);
-        });
         e2ePage = await pageLogits(page);
         const { worst } = maxViolation(e2ePage, baseNode.logits!);
         expect(worst, 'the adapter changes the logits').toBeGreaterThan(0);
@@ -376,107 +513,6 @@ describe.skipIf(skipReason !== null)(
       expect(after?.startsWith(prompt)).toBe(true);
       expect(after!.length).toBeGreaterThan(prompt.length);
       await page.screenshot({ path: join(artifacts, 'screenshot.png'), fullPage: true });
-      expect(pageErrors).toEqual([]);
-    });
-
-    it('samples with the temperature, top-k, top-p and seed from the form, as lr.generate does in Node', async () => {
-      expect(await page.evaluate(() => document.getElementById('prompt')!.tagName)).toBe('TEXTAREA');
-      const prompt = 'ROMEO:\nWhat light through yonder window breaks? It is the east,\nand Juliet';
-      await page.fill('#prompt', prompt);
-      await page.fill('#max-tokens', '24');
-      await page.fill('#temperature', '0.9');
-      await page.fill('#top-k', '8');
-      await page.fill('#top-p', '0.9');
-      await page.fill('#seed', '5');
-      expect(await page.textContent('#sampling-hint')).toMatch(
-        /temperature 0\.9, top-k 8, top-p 0\.9, seed 5/,
-      );
-      // a top-p outside (0, 1] is refused next to its box, and nothing is generated
-      await page.fill('#top-p', '1.5');
-      expect(await page.textContent('#top-p-error')).toMatch(
-        /^top-p must be a number greater than 0 and at most 1 .*; got 1\.5$/,
-      );
-      const shown = await page.textContent('#gen-base');
-      expect(await statesDuringClick(page, '#generate')).toEqual([]);
-      expect(await page.textContent('#gen-base')).toBe(shown);
-      await page.fill('#top-p', '0.9');
-      expect(await fieldErrors(page)).toEqual([]);
-
-      await page.click('#generate');
-      await waitState(page, ['generating'], 5_000).catch(() => undefined);
-      await waitState(page, ['ready'], 30_000);
-      expect(await fieldErrors(page)).toEqual([]);
-      const sampling = { maxNewTokens: 24, temperature: 0.9, topK: 8, topP: 0.9, seed: 5 };
-      const want = await nodeGeneration(prompt, sampling);
-      const greedy = await nodeGeneration(prompt, { maxNewTokens: 24, greedy: true });
-      expect(want, 'the sampled text differs from the greedy one (else this test could not fail)').not.toBe(
-        greedy,
-      );
-      expect(await nodeGeneration(prompt, { ...sampling, seed: 6 }), 'the seed matters').not.toBe(want);
-      expect(await page.textContent('#gen-base')).toBe(want);
-      expect((await page.textContent('#gen-adapter'))?.startsWith(prompt)).toBe(true);
-      await page.fill('#temperature', '0');
-    });
-
-    it('fits a 420 px wide screen: no element reaches past the viewport', async () => {
-      await page.setViewportSize({ width: 420, height: 900 });
-      await page.fill('#lr', '50'); // a long message next to a control, in the layout too
-      try {
-        const measure = await page.evaluate(() => {
-          const root = document.documentElement;
-          const width = root.clientWidth;
-          const wide = [...document.querySelectorAll<HTMLElement>('body *')]
-            .filter((el) => el.getClientRects().length > 0 && el.getBoundingClientRect().right > width + 0.5)
-            .map(
-              (el) =>
-                `${el.tagName.toLowerCase()}#${el.id}.${el.className} right=${el.getBoundingClientRect().right}`,
-            );
-          return { scrollWidth: root.scrollWidth, clientWidth: width, wide };
-        });
-        expect(measure.clientWidth).toBeLessThanOrEqual(420);
-        expect(measure.wide).toEqual([]);
-        expect(measure.scrollWidth).toBeLessThanOrEqual(measure.clientWidth);
-        expect(await page.textContent('#lr-error')).not.toBe('');
-        await page.screenshot({ path: join(artifacts, 'narrow.png'), fullPage: true });
-      } finally {
-        await page.fill('#lr', '0.01');
-        await page.setViewportSize({ width: 1180, height: 900 });
-      }
-    });
-
-    it('keeps trained adapters across reloads (IndexedDB): listed, loaded with the same logits, deleted', async () => {
-      expect(await savedNames(page)).toEqual(['e2e', 'pasted']);
-      await page.reload();
-      await waitState(page, ['ready', 'error'], 30_000);
-      expect(await fieldErrors(page)).toEqual([]);
-      expect(await adapters(page)).toEqual([]);
-      expect(await savedNames(page)).toEqual(['e2e', 'pasted']);
-      expect(await page.textContent('#saved-e2e')).toBe('saved in this browser, not loaded');
-      expect(await page.textContent('#saved-pasted')).toBe('saved in this browser, not loaded');
-      expect(await page.isDisabled('#adapter-e2e'), 'not loaded: cannot be chosen yet').toBe(true);
-      expect(await page.inputValue('#name'), 'a free name is suggested').not.toMatch(/^(e2e|pasted)$/);
-      expect(await pageLogits(page)).toEqual(basePage);
-
-      await page.click('#load-e2e');
-      expect(await page.textContent('#active-adapter')).toMatch(/^e2e \(r=8/);
-      expect(await page.textContent('#saved-e2e')).toBe('saved in this browser');
-      expect(await pageLogits(page), 'the saved weights are the trained ones').toEqual(e2ePage);
-
-      await page.click('#delete-pasted');
-      await page.waitForSelector('#row-pasted', { state: 'detached' });
-      expect(await savedNames(page)).toEqual(['e2e']);
-      await page.click('#delete-e2e');
-      await page.waitForSelector('#row-e2e', { state: 'detached' });
-      expect(await page.textContent('#active-adapter')).toBe('none (base model)');
-      expect(await pageLogits(page)).toEqual(basePage);
-      expect(await adapters(page)).toEqual([]);
-
-      await page.reload();
-      await waitState(page, ['ready', 'error'], 30_000);
-      expect(await savedNames(page)).toEqual([]);
-      expect(await page.$$eval('#adapters .adapter-row', (rows) => rows.map((r) => r.id))).toEqual([
-        'row-base',
-      ]);
       expect(pageErrors).toEqual([]);
     });
 
