@@ -1,0 +1,176 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { assignSlots, type PlanValue, planMemory } from '../src/compile/plan.js';
+import {
+  captureGuard,
+  compile,
+  Generator,
+  hostTensor,
+  hostValue,
+  isTracing,
+  memory,
+  onReplay,
+  rand,
+  type Tensor,
+  tensor,
+  zeros,
+} from '../src/index.js';
+
+/** Intervals [def, lastUse] of intermediates overlap when neither ends before the other starts. */
+const overlap = (a: PlanValue, b: PlanValue) => !(a.lastUse < b.def || b.lastUse < a.def);
+
+describe('memory plan', () => {
+  const value = fc
+    .record({
+      bytes: fc.integer({ min: 4, max: 4096 }),
+      def: fc.integer({ min: 0, max: 30 }),
+      len: fc.nat(8),
+    })
+    .map((v): PlanValue => ({ bytes: v.bytes, def: v.def, lastUse: v.def + v.len, kind: 'intermediate' }));
+
+  it('slots never hold two live values, and each fits what it holds (property)', () => {
+    fc.assert(
+      fc.property(fc.array(value, { maxLength: 40 }), (values) => {
+        const { slotOf, slots } = assignSlots(values);
+        for (let i = 0; i < values.length; i++) {
+          expect(slots[slotOf[i]]).toBeGreaterThanOrEqual(values[i].bytes);
+          for (let j = i + 1; j < values.length; j++)
+            if (slotOf[i] === slotOf[j]) expect(overlap(values[i], values[j])).toBe(false);
+        }
+      }),
+    );
+  });
+
+  it('the peak is the naive maximum of live bytes over the calls (property)', () => {
+    fc.assert(
+      fc.property(fc.array(value, { maxLength: 40 }), fc.nat(1000), (values, external) => {
+        const calls = 40;
+        const plan = planMemory(values, calls, external);
+        let naive = 0;
+        for (let t = 0; t < calls; t++) {
+          const live = values.filter((v) => v.def <= t && t <= v.lastUse).reduce((n, v) => n + v.bytes, 0);
+          naive = Math.max(naive, live);
+        }
+        expect(plan.peakBytes).toBe(naive + external);
+        expect(plan.arenaBytes).toBeGreaterThanOrEqual(naive); // slots hold the worst moment at least
+        expect(plan.arenaBytes).toBeLessThanOrEqual(plan.unplannedBytes);
+      }),
+    );
+  });
+
+  it('outputs, state and constants live to the end', () => {
+    const plan = planMemory(
+      [
+        { bytes: 10, def: 0, lastUse: 0, kind: 'intermediate' },
+        { bytes: 100, def: 0, lastUse: 3, kind: 'state' },
+        { bytes: 1000, def: 2, lastUse: 3, kind: 'output' },
+      ],
+      3,
+      5,
+    );
+    expect(plan).toMatchObject({ peakBytes: 1105, stateBytes: 100, outputBytes: 1000, slots: [10] });
+  });
+});
+
+describe('compile (tensor ops only)', () => {
+  it('replays read new inputs and give new outputs; in-place updates of externals repeat', async () => {
+    const acc = zeros([3]);
+    const step = compile((x: Tensor) => {
+      acc.add_(x);
+      return x.mul(2).add(acc);
+    });
+    const outs: number[][] = [];
+    for (let i = 1; i <= 4; i++) outs.push((await step(tensor([i, 0, -i])).toArray()) as number[]);
+    // acc after i calls: Σ1..i of x
+    expect(outs).toEqual([
+      [3, 0, -3],
+      [7, 0, -7],
+      [12, 0, -12],
+      [18, 0, -18],
+    ]);
+    expect(step.stats.replays).toBe(2);
+  });
+
+  it('random tensors are drawn again at every replay, as eagerly', async () => {
+    const eagerGen = new Generator(5);
+    const gen = new Generator(5);
+    const step = compile((x: Tensor) => x.add(rand([4], { generator: gen })));
+    const x = tensor([0, 0, 0, 0]);
+    for (let i = 0; i < 4; i++) {
+      const expected = await x.add(rand([4], { generator: eagerGen })).toArray();
+      expect(await step(x).toArray()).toEqual(expected);
+    }
+  });
+
+  it('hostTensor, hostValue and onReplay run again per replay; guards retrace', async () => {
+    let calls = 0;
+    let scale = 2;
+    const counter = { n: 0 };
+    const step = compile((x: Tensor) => {
+      const t = hostTensor(() => new Float32Array([++calls, 0]), [2]);
+      const params = hostValue(() => ({ n: counter.n }));
+      expect(params.n).toBe(counter.n);
+      counter.n++;
+      onReplay(() => counter.n++);
+      const traced = scale;
+      captureGuard(() => scale === traced, 'the scale');
+      return x.mul(traced).add(t);
+    });
+    const x = tensor([1, 1]);
+    expect(await step(x).toArray()).toEqual([3, 2]); // warm-up: eager
+    expect(await step(x).toArray()).toEqual([4, 2]); // traced
+    expect(isTracing()).toBe(false);
+    expect(await step(x).toArray()).toEqual([5, 2]); // replayed: hostTensor computed again
+    expect(counter.n).toBe(3);
+    scale = 3;
+    expect(await step(x).toArray()).toEqual([7, 3]); // the guard failed: traced again (4th hostTensor value)
+    expect(step.stats).toMatchObject({
+      traces: 2,
+      replays: 1,
+      invalidations: 1,
+      lastInvalidation: 'the scale changed',
+    });
+  });
+
+  it('a failed trace leaves nothing held and the next call traces again', async () => {
+    let fail = false;
+    const step = compile((x: Tensor) => {
+      const y = x.add(tensor([1, 1]));
+      if (fail) throw new Error('boom');
+      return y;
+    });
+    const x = tensor([1, 2]);
+    step(x).dispose();
+    const before = memory();
+    fail = true;
+    expect(() => step(x)).toThrow('boom');
+    expect(memory().numBytes).toBe(before.numBytes);
+    fail = false;
+    expect(await step(x).toArray()).toEqual([2, 3]);
+    expect(await step(x).toArray()).toEqual([2, 3]);
+    expect(step.stats.replays).toBe(1);
+  });
+
+  it('a compiled function called inside another trace runs eagerly there', async () => {
+    const inner = compile((x: Tensor) => x.mul(3));
+    const outer = compile((x: Tensor) => inner(x).add(1));
+    const x = tensor([1, 2]);
+    for (let i = 0; i < 4; i++) expect(await outer(x).toArray()).toEqual([4, 7]);
+    expect(outer.stats.replays).toBe(2);
+  });
+
+  it('options are validated; disabled compiles run eagerly', () => {
+    expect(() => compile((x: Tensor) => x, { warmup: -1 })).toThrow(/warmup must be an integer ≥ 0/);
+    expect(() => compile((x: Tensor) => x, { cacheSize: 0 })).toThrow(/cacheSize/);
+    const step = compile((x: Tensor) => x.mul(2), { enabled: false });
+    for (let i = 0; i < 3; i++) step(tensor([1])).dispose();
+    expect(step.stats).toMatchObject({ eager: 3, traces: 0, replays: 0 });
+  });
+
+  it('a new shape traces again; the cache is bounded', async () => {
+    const step = compile((x: Tensor) => x.sum(), { warmup: 0, cacheSize: 2 });
+    for (const n of [2, 3, 2, 4, 2]) expect(await step(tensor(new Float32Array(n).fill(1))).item()).toBe(n);
+    // 2 traced, 3 traced, 2 replayed, 4 traced (evicts 3), 2 replayed
+    expect(step.stats).toMatchObject({ traces: 3, replays: 2 });
+  });
+});
