@@ -1,4 +1,5 @@
 import { Conv1D, Linear, type QuantizedLinear, quantizeModel } from '@lowrank/nn';
+import * as lr from '@lowrank/tensor';
 import { dispose, Generator, randint, type Tensor } from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
 import { applyLora } from '../src/index.js';
@@ -55,6 +56,26 @@ describe.skipIf(!available.includes('webgpu'))(
       expect(plain.getSubmodule('c_attn')).toBeInstanceOf(Conv1D);
       dispose(...outs);
       for (const n of nets) n.dispose();
+    });
+
+    it('a model quantized on the CPU and moved with to("webgpu") computes what it did on the CPU', async () => {
+      const net = new TinyNet(11, 6, 5, 3, 2);
+      await quantizeModel(net, { bits: 'int8', blockSize: 4, skip: ['lm_head'] });
+      const ids = randint(0, 11, [2, 3], { generator: new Generator(4) });
+      const before = lr.quantizedMemory();
+      const yc = net.forward(ids);
+      await net.to('webgpu');
+      const layer = net.getSubmodule('c_attn') as QuantizedLinear;
+      expect(layer.device).toBe('webgpu');
+      expect(layer.weight.device).toBe('webgpu');
+      const idsGpu = await ids.to('webgpu');
+      const yg = net.forward(idsGpu);
+      expect(await maxAbsDiff(yg, yc)).toBeLessThan(1e-5 * (1 + (await maxAbs(yc))));
+      // the CPU copies went with the move: the same weights are counted, now on the GPU
+      expect(lr.quantizedMemory().count).toBe(before.count);
+      expect(lr.quantizedMemory().bytes).toBe(before.bytes);
+      dispose(ids, idsGpu, yc, yg);
+      net.dispose();
     });
   },
 );
