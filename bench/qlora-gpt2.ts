@@ -4,16 +4,21 @@
  * c_attn by default. Per base format: tokens/s, the base's bytes by storage type next to float32
  * (`modelFootprint`), the peak of `lr.peakMemory()` during the timed steps, and the first/last
  * loss (the three runs start from the same weights and data; the quantized ones differ by the
- * rounding of the base).
+ * rounding of the base), and a quality proxy before training: the mean per-token KL divergence
+ * of the quantized model's next-token distribution from the float32 model's, and the relative
+ * RMS error of its logits (on random tokens; with `--dir`, a Hugging Face GPT-2 checkpoint
+ * instead of the random init).
  *
  *   XDG_RUNTIME_DIR=/tmp node --conditions=source --import tsx bench/qlora-gpt2.ts --layers 1 --batch 1 --seq 16 --embd 64 --heads 2 --vocab 512 --device cpu
  *   options: --bits f32,nf4,int8  --block 64  --dq 0|1  --targets c_attn[,c_proj,c_fc]
  *            --layers 12 --batch 8 --seq 512 --embd 768 --heads 12 --vocab 50257
- *            --steps 10 --warmup 3 --device webgpu|cpu --compile 0|1
+ *            --steps 10 --warmup 3 --device webgpu|cpu --compile 0|1  --dir checkpoints/gpt2
  */
 
+import { noGrad } from '../packages/autograd/src/index.js';
 import { applyLora } from '../packages/lora/src/index.js';
 import { GPT2LMHeadModel } from '../packages/models/src/index.js';
+import { fromPretrained } from '../packages/models/src/node.js';
 import { AdamW, Conv1D, modelFootprint, quantizeModel } from '../packages/nn/src/index.js';
 import * as lr from '../packages/tensor/src/index.js';
 import { arg, numberArg } from './args.js';
@@ -33,19 +38,43 @@ const STEPS = numberArg('steps', 10);
 const WARMUP = numberArg('warmup', 3);
 const COMPILE = numberArg('compile', 0) !== 0;
 const MiB = 1024 * 1024;
+const DIR = arg('dir', '');
 
 if (device === 'webgpu') await lr.init({ backend: 'webgpu' });
 
 async function run(bits: 'f32' | lr.QuantFormat): Promise<Record<string, string | number>> {
-  const model = new GPT2LMHeadModel(
-    { vocab_size: V, n_positions: Math.max(1024, T), n_embd: C, n_layer: L, n_head: H },
-    { seed: 0 },
-  );
+  const model = DIR
+    ? await fromPretrained(DIR)
+    : new GPT2LMHeadModel(
+        { vocab_size: V, n_positions: Math.max(1024, T), n_embd: C, n_layer: L, n_head: H },
+        { seed: 0 },
+      );
+  const vocab = model.config.vocab_size;
+  // quality proxy: next-token distributions of the float32 model, then of the quantized one
+  const evalIds = lr.randint(0, vocab, [1, Math.min(T, 128)], {
+    dtype: 'int32',
+    generator: new lr.Generator(7),
+  });
+  model.eval();
+  const logits = (): lr.Tensor => noGrad(() => model.forward(evalIds).logits as lr.Tensor);
+  const ref = logits();
   const q0 = performance.now();
   // quantized on the CPU (the weights are host memory there), then moved: the device never holds the float32 base
   if (bits !== 'f32')
     await quantizeModel(model, { bits, blockSize: BLOCK, doubleQuant: DQ, skip: ['lm_head'] });
   const quantizeMs = performance.now() - q0;
+  const got = logits();
+  const [kl, relRms] = await Promise.all(
+    lr
+      .tidy(() => {
+        const [lp, lq] = [ref.logSoftmax(-1), got.logSoftmax(-1)];
+        const klMean = lp.exp().mul(lp.sub(lq)).sum(-1).mean();
+        const rel = got.sub(ref).square().mean().sqrt().div(ref.square().mean().sqrt());
+        return [klMean, rel];
+      })
+      .map(async (t) => Number(await t.item())),
+  );
+  lr.dispose(ref, got, evalIds);
   await model.to(device);
   model.train();
   const fp = modelFootprint(model);
@@ -54,7 +83,7 @@ async function run(bits: 'f32' | lr.QuantFormat): Promise<Record<string, string 
     .modules()
     .filter((m) => m instanceof Conv1D)
     .reduce((n, m) => n + (m as Conv1D).weight.size * 4, 0);
-  const ids = lr.randint(0, V, [B, T], { dtype: 'int32', device, generator: new lr.Generator(1) });
+  const ids = lr.randint(0, vocab, [B, T], { dtype: 'int32', device, generator: new lr.Generator(1) });
   const lora = applyLora(model, { r: 4, loraAlpha: 8, targetModules: TARGETS, seed: 0 });
   const opt = new AdamW(lora.trainableParameters(), { lr: 1e-4 });
   const body = (x: lr.Tensor): lr.Tensor => {
@@ -96,6 +125,8 @@ async function run(bits: 'f32' | lr.QuantFormat): Promise<Record<string, string 
     'model/f32': (fp.bytes / fp.f32Bytes).toFixed(3),
     'peak MiB': (peak / MiB).toFixed(1),
     'quantize s': (quantizeMs / 1000).toFixed(1),
+    'KL vs f32': kl.toExponential(2),
+    'logit rel RMS': relRms.toExponential(2),
     'loss first': first.toFixed(4),
     'loss last': lastLoss.toFixed(4),
   };
