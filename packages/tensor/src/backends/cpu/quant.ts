@@ -1,13 +1,15 @@
 import type { KernelTable, QuantView } from '../../backend.js';
+import { releaseStorage } from '../../engine/memory.js';
+import { getKernel } from '../../engine/registry.js';
 import { DOUBLE_QUANT_BLOCK, NF4_VALUES } from '../../quant/format.js';
-import { storageOf } from './storage.js';
-import { arrayOf } from './strided.js';
+import type { Storage, View } from '../../storage.js';
+import { allocate, cpuArray, storageOf } from './storage.js';
 
 /**
- * The quantized kernels on the CPU, as reference loops: each row of the weight is dequantized
- * into a float32 row buffer as it is read (the 16-entry NF4 table or the int8 code, times the
- * block's scale, double-quantized scales undone first), then used by a float64 multiply-add
- * loop rounded once per output. The full [rows, cols] matrix never exists.
+ * The quantized kernels on the CPU: rows of the weight are decoded as they are needed (the
+ * 16-entry NF4 table or the int8 code, times the block's scale, double-quantized scales undone
+ * first) into a float32 panel of at most 64 rows, which the registered CPU matmul multiplies.
+ * The full [rows, cols] float32 matrix never exists.
  */
 
 /** Dequantizes the block scales of `w` (float32, [rows · blocksPerRow]). */
@@ -24,7 +26,11 @@ function scalesOf(w: QuantView): Float32Array {
   return out;
 }
 
-/** A function writing dequantized row r of `w` into `row` (length cols). */
+/**
+ * A function writing dequantized row r of `w` into `row` (length cols). Block by block: nf4
+ * scales the 16-entry table once per block (NF4[i]·scale, the same float32 products as value by
+ * value), then each code is one lookup.
+ */
 function rowReader(w: QuantView): (r: number, row: Float32Array) => void {
   const words = w.codes.handle as Int32Array;
   const scales = scalesOf(w);
@@ -32,54 +38,88 @@ function rowReader(w: QuantView): (r: number, row: Float32Array) => void {
   const bpr = Math.ceil(cols / blockSize);
   if (w.format === 'nf4') {
     const wpr = Math.ceil(cols / 8);
+    const table = new Float32Array(16);
     return (r, row) => {
-      for (let c = 0; c < cols; c++) {
-        const code = (words[r * wpr + (c >> 3)] >>> (4 * (c & 7))) & 15;
-        row[c] = NF4_VALUES[code] * scales[r * bpr + Math.floor(c / blockSize)];
+      const base = r * wpr;
+      for (let b = 0; b < bpr; b++) {
+        const scale = scales[r * bpr + b];
+        for (let i = 0; i < 16; i++) table[i] = NF4_VALUES[i] * scale;
+        const hi = Math.min(cols, (b + 1) * blockSize);
+        for (let c = b * blockSize; c < hi; c++)
+          row[c] = table[(words[base + (c >> 3)] >>> ((c & 7) << 2)) & 15];
       }
     };
   }
   const wpr = Math.ceil(cols / 4);
   return (r, row) => {
-    for (let c = 0; c < cols; c++) {
-      const code = (words[r * wpr + (c >> 2)] << (24 - 8 * (c & 3))) >> 24;
-      row[c] = code * scales[r * bpr + Math.floor(c / blockSize)];
+    const base = r * wpr;
+    for (let b = 0; b < bpr; b++) {
+      const scale = scales[r * bpr + b];
+      const hi = Math.min(cols, (b + 1) * blockSize);
+      for (let c = b * blockSize; c < hi; c++)
+        row[c] = ((words[base + (c >> 2)] << (24 - ((c & 3) << 3))) >> 24) * scale;
     }
   };
 }
 
+/** Weight rows decoded per panel: the float32 scratch is PANEL × cols (or rows) at most. */
+const PANEL = 64;
+
+/**
+ * Panels of PANEL weight rows are decoded into a float32 scratch storage and multiplied by
+ * whichever `matmul` kernel the CPU has registered (the Wasm SIMD gemm when installed): out's
+ * columns [r0, r0 + P) = a · panelᵀ (x·Wᵀ), or out += a[:, r0:r0+P] · panel (x·W).
+ */
 export const quantMatmul: KernelTable['quantMatmul'] = (a, w, m, transpose) => {
-  const ad = arrayOf(a) as Float32Array;
-  const [rs, cs] = a.strides;
   const { rows, cols } = w;
+  const n = transpose ? rows : cols;
+  const out = cpuArray('float32', m * n) as Float32Array;
+  if (m === 0 || n === 0) return storageOf(out, 'float32');
+  const matmul = getKernel('quantMatmul', 'cpu', 'matmul');
   const read = rowReader(w);
-  const row = new Float32Array(cols);
-  if (transpose) {
-    // out[i, r] = Σ_c a[i, c]·W[r, c]
-    const out = new Float32Array(m * rows);
-    for (let r = 0; r < rows; r++) {
-      read(r, row);
-      for (let i = 0; i < m; i++) {
-        const base = a.offset + i * rs;
-        let acc = 0;
-        for (let c = 0; c < cols; c++) acc += ad[base + c * cs] * row[c];
-        out[i * rows + r] = acc;
-      }
+  const [rs, cs] = a.strides;
+  const a3: View = {
+    storage: a.storage,
+    shape: [1, m, transpose ? cols : rows],
+    strides: [0, rs, cs],
+    offset: a.offset,
+  };
+  for (let r0 = 0; r0 < rows; r0 += PANEL) {
+    const p = Math.min(PANEL, rows - r0);
+    const panel = allocate('float32', p * cols);
+    const pd = panel.handle as Float32Array;
+    for (let i = 0; i < p; i++) read(r0 + i, pd.subarray(i * cols, (i + 1) * cols));
+    let prod: Storage;
+    if (transpose) {
+      // a [m, cols] · panelᵀ [cols, p]
+      prod = matmul(
+        a3,
+        { storage: panel, shape: [1, cols, p], strides: [0, 1, cols], offset: 0 },
+        1,
+        m,
+        cols,
+        p,
+      );
+      const pr = prod.handle as Float32Array;
+      for (let i = 0; i < m; i++) out.set(pr.subarray(i * p, (i + 1) * p), i * n + r0);
+    } else {
+      // a[:, r0:r0+p] [m, p] · panel [p, cols]
+      const aSlice: View = { ...a3, shape: [1, m, p], offset: a.offset + r0 * cs };
+      prod = matmul(
+        aSlice,
+        { storage: panel, shape: [1, p, cols], strides: [0, cols, 1], offset: 0 },
+        1,
+        m,
+        p,
+        cols,
+      );
+      const pr = prod.handle as Float32Array;
+      for (let i = 0; i < m * cols; i++) out[i] += pr[i];
     }
-    return storageOf(out, 'float32');
+    releaseStorage(prod);
+    releaseStorage(panel);
   }
-  // out[i, c] = Σ_r a[i, r]·W[r, c]
-  const acc = new Float64Array(m * cols);
-  for (let r = 0; r < rows; r++) {
-    read(r, row);
-    for (let i = 0; i < m; i++) {
-      const x = ad[a.offset + i * rs + r * cs];
-      if (x === 0) continue;
-      const o = i * cols;
-      for (let c = 0; c < cols; c++) acc[o + c] += x * row[c];
-    }
-  }
-  return storageOf(Float32Array.from(acc), 'float32');
+  return storageOf(out, 'float32');
 };
 
 export const dequantize: KernelTable['dequantize'] = (w) => {
