@@ -15,8 +15,15 @@ export interface MlpShape {
   out: number;
 }
 
-/** One lowrank training step per call (the loss is returned; the caller disposes it). */
-export function lowrankMlp(s: MlpShape, device: lr.Device): { step: () => lr.Tensor; dispose: () => void } {
+/**
+ * One lowrank training step per call (the loss is returned; the caller disposes it). With
+ * `compile`, the step is an `lr.compile`d function: a warm-up call, a traced one, then replays.
+ */
+export function lowrankMlp(
+  s: MlpShape,
+  device: lr.Device,
+  options: { compile?: boolean } = {},
+): { step: () => lr.Tensor; dispose: () => void } {
   const g = new lr.Generator(0);
   const fc1 = new Linear(s.inp, s.hidden, { generator: g, device });
   const fc2 = new Linear(s.hidden, s.out, { generator: g, device });
@@ -24,20 +31,22 @@ export function lowrankMlp(s: MlpShape, device: lr.Device): { step: () => lr.Ten
   const y = lr.randn([s.batch, s.out], { generator: g, device });
   const params = [...fc1.parameters(), ...fc2.parameters()];
   const opt = new Adam(params, { lr: 1e-3 });
-  const step = (): lr.Tensor => {
+  const eager = (): lr.Tensor => {
     const loss = lr.tidy(() => F.mseLoss(fc2.forward(fc1.forward(x).relu()), y));
     loss.backward();
     opt.step();
     opt.zeroGrad();
     return loss;
   };
+  const compiled = lr.compile(() => eager().detach());
   const dispose = (): void => {
+    compiled.dispose();
     opt.zeroGrad();
     for (const st of Object.values(opt.stateDict().state))
       for (const t of Object.values(st.tensors)) if (t instanceof lr.Tensor) t.dispose();
     lr.dispose(params, x, y);
   };
-  return { step, dispose };
+  return { step: options.compile ? compiled : eager, dispose };
 }
 
 /** The same step in tfjs (whatever backend is active); returns the loss (the caller disposes it). */

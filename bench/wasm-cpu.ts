@@ -16,11 +16,8 @@ import {
   defaultDevice,
   init as jaxInit,
   jit,
-  nn as jnn,
   numpy as jnp,
   random as jrandom,
-  tree as jtree,
-  valueAndGrad,
 } from '@jax-js/jax';
 import * as tf from '@tensorflow/tfjs-core';
 import { cpuBackend, cpuKernels } from '../packages/tensor/src/backends/cpu/index.js';
@@ -31,6 +28,7 @@ import { registerBackend, registerKernels } from '../packages/tensor/src/engine.
 import * as lr from '../packages/tensor/src/index.js';
 import { arg, numberArg } from './args.js';
 import { lowrankMlp, type MlpShape, tfjsMlp } from './mlp-common.js';
+import { jaxMlp } from './mlp-jax.js';
 
 const MS = numberArg('ms', 1500);
 const ROUNDS = numberArg('rounds', 3);
@@ -171,73 +169,6 @@ for (const s of SIZES) {
 
 const shape: MlpShape = { batch: 64, inp: 256, hidden: 512, out: 256 };
 
-// a type alias (not an interface) so that it is assignable to jax-js's JsTree
-type JaxParams = { w1: jnp.Array; b1: jnp.Array; w2: jnp.Array; b2: jnp.Array };
-
-/** The same step in jax-js: forward, valueAndGrad and Adam (bias-corrected) in one jitted function. */
-function jaxMlp(): { step: () => Promise<void>; dispose: () => void } {
-  const { batch: B, inp: I, hidden: H, out: O } = shape;
-  const [beta1, beta2, lrate, eps] = [0.9, 0.999, 1e-3, 1e-8];
-  const keys = ['w1', 'b1', 'w2', 'b2'] as const;
-  const loss = (p: JaxParams, x: jnp.Array, y: jnp.Array) => {
-    const h = jnn.relu(jnp.matmul(x, p.w1).add(p.b1));
-    return jnp.mean(jnp.square(jnp.matmul(h, p.w2).add(p.b2).sub(y)));
-  };
-  const step = jit(
-    (p: JaxParams, m: JaxParams, v: JaxParams, x: jnp.Array, y: jnp.Array, c1: jnp.Array, c2: jnp.Array) => {
-      const [value, g] = valueAndGrad(loss)(jtree.ref(p), x, y);
-      const out = { p: {} as JaxParams, m: {} as JaxParams, v: {} as JaxParams };
-      for (const k of keys) {
-        const gk = g[k];
-        const mk = m[k].mul(beta1).add(gk.ref.mul(1 - beta1));
-        const vk = v[k].mul(beta2).add(gk.ref.mul(gk).mul(1 - beta2));
-        // p ← p − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + eps), as torch.optim.Adam
-        out.p[k] = p[k].sub(mk.ref.mul(c1.ref).div(jnp.sqrt(vk.ref).mul(c2.ref).add(eps)));
-        out.m[k] = mk;
-        out.v[k] = vk;
-      }
-      c1.dispose();
-      c2.dispose();
-      return [value, out.p, out.m, out.v] as [jnp.Array, JaxParams, JaxParams, JaxParams];
-    },
-  );
-  const zeros = (): JaxParams => ({
-    w1: jnp.zeros([I, H]),
-    b1: jnp.zeros([H]),
-    w2: jnp.zeros([H, O]),
-    b2: jnp.zeros([O]),
-  });
-  let p: JaxParams = {
-    w1: jrandom.normal(jrandom.key(1), [I, H]).mul(1 / Math.sqrt(I)),
-    b1: jnp.zeros([H]),
-    w2: jrandom.normal(jrandom.key(2), [H, O]).mul(1 / Math.sqrt(H)),
-    b2: jnp.zeros([O]),
-  };
-  let m = zeros();
-  let v = zeros();
-  const x = jrandom.normal(jrandom.key(3), [B, I]);
-  const y = jrandom.normal(jrandom.key(4), [B, O]);
-  let t = 0;
-  return {
-    step: async () => {
-      t++;
-      const c1 = jnp.array(lrate / (1 - beta1 ** t));
-      const c2 = jnp.array(1 / Math.sqrt(1 - beta2 ** t));
-      const [value, np, nm, nv] = step(p, m, v, x.ref, y.ref, c1, c2);
-      p = np;
-      m = nm;
-      v = nv;
-      await value.data(); // the loss read back each step, as lowrank's item() and tfjs's data()
-    },
-    dispose: () => {
-      jtree.dispose([p, m, v]);
-      x.dispose();
-      y.dispose();
-      step.dispose();
-    },
-  };
-}
-
 if (MLP) {
   const impls: Impl[] = LOWRANK.map(([kind, name]) => ({
     name,
@@ -257,7 +188,7 @@ if (MLP) {
   impls.push({
     name: 'jax-js wasm (jit)',
     setup: async () => {
-      const j = jaxMlp();
+      const j = jaxMlp(shape);
       return { call: j.step, dispose: j.dispose };
     },
   });
