@@ -87,6 +87,19 @@ describe('LoRA on a quantized base (CPU)', () => {
     }
   });
 
+  it('fused slices of c_attn (q and v only) over a quantized Conv1D equal the float32 net', async () => {
+    const [q, f] = await pair('nf4', 5);
+    const config = { ...CONFIG, targetModules: ['c_attn'], fusedSlices: { c_attn: [true, false, true] } };
+    applyLora(q, config);
+    applyLora(f, config);
+    const ids = randint(0, 11, [2, 4], { generator: new Generator(3) });
+    const [yq, yf] = [q.forward(ids), f.forward(ids)];
+    expect(await maxAbsDiff(yq, yf)).toBeLessThan(1e-5);
+    dispose(ids, yq, yf);
+    q.dispose();
+    f.dispose();
+  });
+
   it('the quantized weight cannot train; only A and B (and what the config says) do', async () => {
     const [q, f] = await pair('nf4');
     const layer = q.getSubmodule('fc') as QuantizedLinear;
