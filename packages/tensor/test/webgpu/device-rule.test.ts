@@ -36,11 +36,12 @@ const SOFTWARE: Record<string, lr.AdapterDescription> = {
   'WARP (D3D12)': { vendor: 'microsoft', description: 'Microsoft Basic Render Driver' },
 };
 const HARDWARE: Record<string, lr.AdapterDescription> = {
+  // as Dawn reported it on the H200 machine (Vulkan, driver 580)
   'NVIDIA H200': {
     vendor: 'nvidia',
-    architecture: 'hopper',
-    device: '',
-    description: 'NVIDIA H200',
+    architecture: '',
+    device: 'nvidia-h200',
+    description: 'NVIDIA: 580.159.04 580.159.4.0',
     isFallbackAdapter: false,
   },
   'AMD on RADV': {
