@@ -103,7 +103,7 @@ describe('wasm attention', () => {
 
 describe('wasm causal attention', () => {
   it('gives the bits of the same attention with the causal mask given as a bool mask (fully masked rows too)', () => {
-    // causal rows are exponentiated only up to the diagonal (softmax's causal prefix): nothing may change
+    // the causal flag and a lower-triangular bool mask take different paths through attn_mask: same bits
     const bitsOf = (s: Storage) =>
       Array.from(
         new Uint32Array(

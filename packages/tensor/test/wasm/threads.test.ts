@@ -131,6 +131,39 @@ describe('Wasm softmax', () => {
     }
     expect(ran).toEqual(new Set(['softmax'])); // the Wasm kernel ran, not the TypeScript fallback
   });
+
+  it('with row lengths gives the bits of the full rows padded with −∞, never reading the tails', () => {
+    const [rows, cols] = [9, 13];
+    const lens = Int32Array.from({ length: rows }, (_, r) => [0, 1, 2, 5, 12, 13, 7, 3, 13][r]);
+    const data = randomArray(rows * cols, true);
+    const padded = data.slice();
+    const garbage = data.slice();
+    for (let r = 0; r < rows; r++)
+      for (let j = lens[r]; j < cols; j++) {
+        padded[r * cols + j] = Number.NEGATIVE_INFINITY;
+        garbage[r * cols + j] = j % 2 ? Number.NaN : 1e30; // would change the row if it were read
+      }
+    const run = (x: Float32Array, withLens: boolean) => {
+      const xs = view(x, [rows, cols]).storage;
+      const out = rt.storages.allocate('float32', rows * cols);
+      const lse = rt.storages.allocate('float32', rows);
+      const ls = rt.storages.upload(lens, 'int32');
+      const at = (st: Storage) => rt.storages.address(st) ?? 0;
+      rt.exports.softmax(at(xs), at(out), rows, cols, at(lse), withLens ? at(ls) : 0);
+      const canon = (s: Storage) =>
+        bits({
+          ...s,
+          handle: Float32Array.from(s.handle as Float32Array, (v) => (Number.isNaN(v) ? Number.NaN : v)),
+        } as Storage);
+      return { out: canon(out), lse: canon(lse) };
+    };
+    const want = run(padded, false);
+    const got = run(garbage, true);
+    expect(got.out).toEqual(want.out);
+    expect(got.lse).toEqual(want.lse);
+    // the row of length 0 has no key: NaN throughout and lse −∞, as the all −∞ row
+    expect(Number.isNaN(new Float32Array(new Uint32Array(got.out.slice(0, cols)).buffer)[3])).toBe(true);
+  });
 });
 
 describe('Wasm loraMatmul', () => {

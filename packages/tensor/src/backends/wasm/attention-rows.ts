@@ -5,9 +5,11 @@ import type { FunctionBuilder, Local, ModuleBuilder } from './assembler.js';
  * the JavaScript loops they replace (float64 products of float32 values, one float32 rounding
  * per stored element), so the results are bit-identical to them:
  *
- * - `attn_mask(sc, hard, l, s, causal, mask, mrs, mcs, kind, scale)`: one head's [l, s] float32
- *   scores at `sc` become f32(sc·scale) (+ the float mask), or −∞ where the key is masked
- *   (past i when `causal`; a false bool mask); `hard` (l·s bytes) gets 1 there and 0 elsewhere.
+ * - `attn_mask(sc, hard, lens, l, s, causal, mask, mrs, mcs, kind, scale)`: one head's [l, s]
+ *   float32 scores at `sc` become f32(sc·scale) (+ the float mask), or −∞ where the key is
+ *   masked (past i when `causal`; a false bool mask); `hard` (l·s bytes) gets 1 there and 0
+ *   elsewhere, `lens` (int32 [l]) each row's 1 + its last key kept (0 for none): the row
+ *   lengths the softmax kernel may stop at.
  *   The mask of this (batch, head) starts at byte `mask`, rows `mrs` and columns `mcs` bytes
  *   apart (0 where broadcast); `kind` 0 = none, 1 = float32, 2 = bool (bytes).
  * - `attn_ds(p, ds, hard, g, grs, gcs, o, ors, ocs, lse, lss, l, s, ev, scale)`: per row i,
@@ -16,7 +18,7 @@ import type { FunctionBuilder, Local, ModuleBuilder } from './assembler.js';
  * - `add_f32(dst, src, n)`: dst[i] += src[i] (float32).
  *
  * @example
- * emitAttentionRows(m); // then exports.attn_mask(sc, hard, l, s, 1, 0, 0, 0, 0, 0.125)
+ * emitAttentionRows(m); // then exports.attn_mask(sc, hard, lens, l, s, 1, 0, 0, 0, 0, 0.125)
  */
 export function emitAttentionRows(module: ModuleBuilder): void {
   emitMask(module);
@@ -40,11 +42,11 @@ function at4(f: FunctionBuilder, base: Local, i: Local): FunctionBuilder {
 function emitMask(module: ModuleBuilder): void {
   const f = module.function(
     'attn_mask',
-    ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f64'],
+    ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f64'],
     [],
   );
-  const [sc, hard, l, s, causal, mask, mrs, mcs, kind, scale] = params(f, 10);
-  const [i, j, row, hrow, mrow, end, masked] = locals(f, 'i32', 7);
+  const [sc, hard, lens, l, s, causal, mask, mrs, mcs, kind, scale] = params(f, 11);
+  const [i, j, row, hrow, mrow, end, masked, last] = locals(f, 'i32', 8);
   f.for(i, 0, l, 1, () => {
     f.get(i).get(s).op('i32.mul').set(hrow);
     f.get(hrow).get(hard).op('i32.add').set(hrow);
@@ -63,6 +65,7 @@ function emitMask(module: ModuleBuilder): void {
       at4(f, row, j).f32(Number.NEGATIVE_INFINITY).mem('f32.store');
       f.get(hrow).get(j).op('i32.add').i32(1).mem('i32.store8');
     });
+    f.i32(0).set(last);
     f.for(j, 0, end, 1, () => {
       // masked = kind == 2 && mask byte == 0
       f.i32(0).set(masked);
@@ -71,6 +74,8 @@ function emitMask(module: ModuleBuilder): void {
         f.get(mrow).get(j).get(mcs).op('i32.mul', 'i32.add').mem('i32.load8_u').op('i32.eqz').set(masked);
       });
       f.get(hrow).get(j).op('i32.add').get(masked).mem('i32.store8');
+      // last = 1 + the last key kept so far
+      f.get(last).get(j).i32(1).op('i32.add').get(masked).op('select').set(last);
       f.get(masked);
       f.if(
         () => {
@@ -96,6 +101,7 @@ function emitMask(module: ModuleBuilder): void {
         },
       );
     });
+    at4(f, lens, i).get(last).mem('i32.store');
   });
 }
 

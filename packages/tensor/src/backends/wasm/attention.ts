@@ -70,6 +70,7 @@ export function wasmAttention(
     head: Head,
     sp: number,
     hard: number,
+    lens: number,
   ) => {
     gemm(
       head.qa,
@@ -92,7 +93,7 @@ export function wasmAttention(
       ma = mem.adoptView(mask) + bytes * (bi * mask.strides[0] + hi * mask.strides[1]);
       [mrs, mcs, kind] = [bytes * mask.strides[2], bytes * mask.strides[3], bytes === 1 ? 2 : 1];
     }
-    exec.run('attn_mask', [[sp, hard, d.l, d.s, p.causal ? 1 : 0, ma, mrs, mcs, kind, p.scale]]);
+    exec.run('attn_mask', [[sp, hard, lens, d.l, d.s, p.causal ? 1 : 0, ma, mrs, mcs, kind, p.scale]]);
   };
 
   const headOf = (q: View, k: View, v: View, d: ReturnType<typeof dims>, bi: number, hi: number): Head => {
@@ -115,15 +116,17 @@ export function wasmAttention(
     const lse = params.lse ? mem.allocate('float32', rows) : null;
     const sp = rt.heap.alloc(4 * Math.max(1, d.l * d.s));
     const hard = rt.heap.alloc(Math.max(1, d.l * d.s));
+    const lens = rt.heap.alloc(4 * Math.max(1, d.l));
     try {
       for (let bi = 0; bi < d.b; bi++) {
         for (let hi = 0; hi < d.h; hi++) {
           const head = headOf(q, k, v, d, bi, hi);
-          scores(q, k, mask, params, d, bi, hi, head, sp, hard);
+          scores(q, k, mask, params, d, bi, hi, head, sp, hard, lens);
           const row0 = (bi * d.h + hi) * d.l;
           // P = softmax of the masked rows in place, lse beside (the Wasm softmax kernel)
           const lseAt = lse ? mem.address(lse)! + 4 * row0 : 0;
-          exec.run('softmax', [[sp, sp, d.l, d.s, lseAt, params.causal ? 1 : 0]]);
+          // rows stop at their last kept key (lens): the causal mask's −∞ tail is never exponentiated
+          exec.run('softmax', [[sp, sp, d.l, d.s, lseAt, lens]]);
           const oa = mem.address(out)! + 4 * row0 * d.ev;
           gemm(sp, 4 * d.s, 4, head.va, 4 * v.strides[2], 4 * v.strides[3], oa, 4 * d.ev, d.l, d.s, d.ev);
         }
@@ -131,6 +134,7 @@ export function wasmAttention(
     } finally {
       rt.heap.free(sp);
       rt.heap.free(hard);
+      rt.heap.free(lens);
     }
     return { out, lse };
   };
@@ -148,6 +152,7 @@ export function wasmAttention(
     const dp = rt.heap.alloc(4 * ls); // dP, then dS
     const part = rt.heap.alloc(4 * d.s * Math.max(d.e, d.ev, 1)); // one head's dk or dv, summed into the kv head
     const hard = rt.heap.alloc(ls);
+    const lens = rt.heap.alloc(4 * d.l);
     try {
       const gAddr = mem.adoptView(grad);
       const oAddr = mem.adoptView(out);
@@ -155,10 +160,10 @@ export function wasmAttention(
       for (let bi = 0; bi < d.b; bi++) {
         for (let hi = 0; hi < d.h; hi++) {
           const head = headOf(q, k, v, d, bi, hi);
-          scores(q, k, mask, params, d, bi, hi, head, sp, hard);
+          scores(q, k, mask, params, d, bi, hi, head, sp, hard, lens);
           // p = exp(s − lse) is the row softmax of the masked scores again: the Wasm kernel, in place
           // (0 at masked keys, NaN on a row of no key)
-          exec.run('softmax', [[sp, sp, d.l, d.s, 0, params.causal ? 1 : 0]]);
+          exec.run('softmax', [[sp, sp, d.l, d.s, 0, lens]]);
           const g0 = gAddr + 4 * (bi * grad.strides[0] + hi * grad.strides[1]);
           // dP = dO·vᵀ
           gemm(
@@ -212,6 +217,7 @@ export function wasmAttention(
       rt.heap.free(dp);
       rt.heap.free(part);
       rt.heap.free(hard);
+      rt.heap.free(lens);
     }
     return { dq, dk, dv };
   };

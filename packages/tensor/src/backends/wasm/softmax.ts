@@ -2,34 +2,32 @@ import type { ModuleBuilder } from './assembler.js';
 import { F64x2Math } from './math.js';
 
 /**
- * `softmax(x, out, rows, cols, lse, causal)`: row softmax over contiguous float32 rows, with the TypeScript
+ * `softmax(x, out, rows, cols, lse, lens)`: row softmax over contiguous float32 rows, with the TypeScript
  * kernel's arithmetic and roundings (backends/cpu/reduce.ts): m = max (NaN-propagating, as
  * `f64.max`), e = f32(exp(x − m)) written to `out`, s = f32(Σ e, in float64 in index order),
  * y = f32(e / s); with `lse` ≠ 0 also each row's f32(m + log s) there. exp is math.ts's, so a value may differ from the TypeScript kernel's by 1 ulp
- * where exp's float32 rounding does. With `causal` ≠ 0, row r's keys past r are taken as −∞
- * without being read (the attention's causal mask): only its first min(cols, r + 1) values are
- * exponentiated, the rest written 0 — the bits the full row would give. Rows are independent:
- * any split over threads gives the same bits.
+ * where exp's float32 rounding does. With `lens` ≠ 0 (an int32 per row), row r's values from
+ * lens[r] on are taken as −∞ without being read (the attention's masked tail: causal rows, a
+ * mask's trailing keys): only its first lens[r] values are exponentiated and the rest written 0
+ * (NaN on a row whose max is −∞) — the bits the full −∞-padded row gives. Rows are
+ * independent: any split over threads gives the same bits.
  *
  * @example
  * emitSoftmax(m); // then exports.softmax(xAddr, outAddr, rows, cols, 0, 0)
  */
 export function emitSoftmax(module: ModuleBuilder): void {
   const f = module.function('softmax', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], []);
-  const [x, out, rows, cols, lse, causal] = Array.from({ length: 6 }, (_, i) => f.param(i));
+  const [x, out, rows, cols, lse, lens] = Array.from({ length: 6 }, (_, i) => f.param(i));
   const [r, j, xr, or, end2, p, q, len] = Array.from({ length: 8 }, () => f.local('i32'));
   const [m, s] = [f.local('f64'), f.local('f64')];
   const [pair, e, sv] = [f.local('v128'), f.local('v128'), f.local('v128')];
   const math = new F64x2Math(f);
   f.for(r, 0, rows, 1, () => {
-    // the row's length: cols, or with `causal` min(cols, r + 1) (its other keys are −∞)
+    // the row's length: cols, or lens[r] (its values from there on are −∞)
     f.get(cols).set(len);
-    f.get(causal);
+    f.get(lens);
     f.if(() => {
-      f.get(r).i32(1).op('i32.add').get(cols).op('i32.lt_s');
-      f.if(() => {
-        f.get(r).i32(1).op('i32.add').set(len);
-      });
+      f.get(lens).get(r).i32(2).op('i32.shl', 'i32.add').mem('i32.load').set(len);
     });
     f.get(len).i32(-2).op('i32.and').set(end2);
     f.get(r).get(cols).op('i32.mul').i32(2).op('i32.shl').set(j);
@@ -94,7 +92,7 @@ export function emitSoftmax(module: ModuleBuilder): void {
       f.get(q);
       f.get(q).mem('f32.load').op('f64.promote_f32').get(s).op('f64.div', 'f32.demote_f64').mem('f32.store');
     });
-    // the causal tail: what exp(−∞ − m)/s gives, 0 (NaN on a row whose max is −∞, as all of it)
+    // the tail: what exp(−∞ − m)/s gives, 0 (NaN on a row whose max is −∞, as all of it)
     f.for(j, len, cols, 1, () => {
       f.get(or).get(j).i32(2).op('i32.shl', 'i32.add');
       f.f32(Number.NaN).f32(0).get(m).f64(Number.NEGATIVE_INFINITY).op('f64.eq', 'select').mem('f32.store');

@@ -117,7 +117,7 @@ export function wasmKernelTable(
         b - a,
         cols,
         0, // no lse
-        0, // not causal
+        0, // full rows (no lens)
       ]);
       exec.run('softmax', tasks);
       return out;
