@@ -224,7 +224,7 @@ async function train(cmd: Command): Promise<void> {
     a.out = opts.out;
     // a resumed run may be extended, moved to another device, and these flags may change; any
     // other flag would be ignored (the run's arguments are saved), so it is refused
-    const changeable = ['steps', 'device', 'allowNonfinite', 'finalEval'] as const;
+    const changeable = ['steps', 'device', 'allowNonfinite', 'finalEval', 'compile'] as const;
     const fixed = cmd.options.filter((o) => {
       const k = o.attributeName();
       if (['resume', 'out', 'stopAfter', ...changeable].includes(k)) return false;
@@ -232,7 +232,7 @@ async function train(cmd: Command): Promise<void> {
     });
     if (fixed.length > 0)
       throw new CliError(
-        `train --resume: ${fixed.map((o) => o.long).join(', ')} cannot change when resuming (the run's arguments are in ${saved}); only --steps, --device, --allow-nonfinite and --no-final-eval can`,
+        `train --resume: ${fixed.map((o) => o.long).join(', ')} cannot change when resuming (the run's arguments are in ${saved}); only --steps, --device, --allow-nonfinite, --no-final-eval and --no-compile can`,
       );
     for (const k of changeable)
       if (cmd.getOptionValueSource(k) === 'cli') Object.assign(a, { [k]: cmd.opts()[k] });
@@ -283,6 +283,7 @@ async function train(cmd: Command): Promise<void> {
       gradClip: a.gradClip,
       seed: a.seed,
       allowNonFinite: a.allowNonfinite,
+      compile: a.compile,
     });
   } catch (e) {
     throw new CliError((e as Error).message);
@@ -608,6 +609,10 @@ export function makeProgram(): Command {
     )
     .option('--allow-nonfinite', 'keep training when a loss is NaN or infinite (default: stop with an error)')
     .option('--no-final-eval', 'skip the validation loss printed at the end')
+    .option(
+      '--no-compile',
+      'run every step eagerly (default: compiled steps, lr.compile: traced once, then replayed)',
+    )
     .addOption(
       new Option('--stop-after <n>', 'stop (with a checkpoint) after step n').argParser(int()).hideHelp(),
     )

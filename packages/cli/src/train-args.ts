@@ -36,6 +36,8 @@ export interface TrainArgs {
   device: string;
   allowNonfinite: boolean;
   finalEval: boolean;
+  /** Compiled steps (lr.compile; `--no-compile`: eager steps). */
+  compile: boolean;
 }
 
 /** The defaults (`lowrank train --help` shows them). */
@@ -65,6 +67,7 @@ export const TRAIN_DEFAULTS: Omit<TrainArgs, 'data' | 'out'> = {
   device: 'auto',
   allowNonfinite: false,
   finalEval: true,
+  compile: true,
 };
 
 type Check = (v: unknown) => string | null;
@@ -121,6 +124,7 @@ const CHECKS: Record<keyof TrainArgs, Check> = {
   device: oneOf('auto', 'cpu', 'webgpu'),
   allowNonfinite: flag,
   finalEval: flag,
+  compile: flag,
 };
 
 /**
@@ -144,8 +148,8 @@ export function checkTrainArgs(json: Record<string, unknown>, source: string, co
   }
   if (complete) {
     for (const k of Object.keys(CHECKS)) {
-      // allowNonfinite and finalEval came later than the first saved runs: absent means the default
-      if (k === 'init' || k === 'model' || k === 'allowNonfinite' || k === 'finalEval') continue;
+      // allowNonfinite, finalEval and compile came later than the first saved runs: absent means the default
+      if (['init', 'model', 'allowNonfinite', 'finalEval', 'compile'].includes(k)) continue;
       if (!(k in json)) errors.push(`${source}: '${k}' is missing`);
     }
   }

@@ -40,8 +40,10 @@ describe('lowrank CLI', () => {
   it('train → resume (bit-identical) → LoRA train → generate → merge → inspect', async () => {
     const base = join(dir, 'base');
     const straight = join(dir, 'straight');
-    // a run interrupted after step 2 and resumed must equal a run that was not interrupted
-    const [a, b] = await Promise.all([
+    const eager = join(dir, 'eager');
+    // a run interrupted after step 2 and resumed must equal a run that was not interrupted, and
+    // one with eager steps (--no-compile) too
+    const [a, b, c] = await Promise.all([
       lowrank('train', '--data', text, '--out', straight, '--steps', '4', '--lr', '0.01', ...small),
       lowrank(
         'train',
@@ -57,9 +59,26 @@ describe('lowrank CLI', () => {
         '2',
         ...small,
       ),
+      lowrank(
+        'train',
+        '--data',
+        text,
+        '--out',
+        eager,
+        '--steps',
+        '4',
+        '--lr',
+        '0.01',
+        '--no-compile',
+        ...small,
+      ),
     ]);
     expect(a.code, a.stderr).toBe(0);
     expect(b.code, b.stderr).toBe(0);
+    expect(c.code, c.stderr).toBe(0);
+    expect(readFileSync(join(eager, 'model.safetensors'))).toEqual(
+      readFileSync(join(straight, 'model.safetensors')),
+    );
     expect(b.stdout).toMatch(/stopped at step 2/);
     const resumed = await lowrank('train', '--out', base, '--resume');
     expect(resumed.code, resumed.stderr).toBe(0);
