@@ -5,7 +5,12 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type QuantizeModelOptions, quantizeModel, stateDictToSafetensors } from '@lowrank/nn';
+import {
+  QuantizedLinear,
+  type QuantizeModelOptions,
+  quantizeModel,
+  stateDictToSafetensors,
+} from '@lowrank/nn';
 import type { Device } from '@lowrank/tensor';
 import { type AutoCausalLM, AutoModelForCausalLM as AutoModelFromFiles } from './auto.js';
 import { GPT2LMHeadModel } from './gpt2.js';
@@ -106,6 +111,11 @@ export async function savePretrained(
   /** Size of the written `model.safetensors`. */
   bytes: number;
 }> {
+  const quantized = model.namedModules().find(([, m]) => m instanceof QuantizedLinear);
+  if (quantized)
+    throw new Error(
+      `savePretrained: '${quantized[0]}' is quantized (${(quantized[1] as QuantizedLinear).format}); a checkpoint holds float weights: dequantizeModel(model) or mergeAndUnload({ dtype: 'f32' }) first`,
+    );
   mkdirSync(dir, { recursive: true });
   let st: Uint8Array;
   if (model instanceof GPT2LMHeadModel) {

@@ -1,5 +1,7 @@
 import '@lowrank/autograd';
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { noGrad } from '@lowrank/autograd';
 import { loadAdapterFromBytes } from '@lowrank/lora';
 import { modelFootprint, QuantizedLinear, quantizeModel } from '@lowrank/nn';
@@ -7,7 +9,7 @@ import * as lr from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
 import type { GPT2LMHeadModel } from '../src/gpt2.js';
 import type { LlamaForCausalLM } from '../src/llama.js';
-import { AutoModelForCausalLM, fromPretrained } from '../src/node.js';
+import { AutoModelForCausalLM, fromPretrained, savePretrained } from '../src/node.js';
 
 /**
  * fromPretrained(..., { quantize }) against loading in float32 and quantizing by hand (the same
@@ -51,6 +53,9 @@ describe('fromPretrained with quantize', () => {
     );
     const la = await logitsOf(q, ids);
     expect(la.some((v, i) => Math.abs(v - lq[i]) > 1e-4)).toBe(true);
+    await expect(savePretrained(q, join(tmpdir(), 'lowrank-never-written'))).rejects.toThrow(
+      /savePretrained: 'transformer.h.0.attn.c_attn.base_layer' is quantized \(nf4\); a checkpoint holds float weights/,
+    );
     ids.dispose();
     q.dispose();
     f.dispose();
