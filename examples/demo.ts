@@ -8,7 +8,7 @@
  *   3. ends with what LoRA buys: trainable parameters, optimizer state and checkpoint size against
  *      full fine-tuning, merged = unmerged outputs, generations before/after, a loss-curve SVG.
  *
- * Run: pnpm demo [--quick] [--device auto|cpu|webgpu] [--steps N] [--out DIR] (pnpm demo --help)
+ * Run: pnpm demo [--quick] [--device auto|cpu|webgpu] [--steps N] [--out DIR] [--eager] (pnpm demo --help)
  * (LOWRANK_QUICK=1 is --quick: a shortened run for CI.) No download: data and checkpoint ship in the repo.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -33,9 +33,10 @@ const args = cliFlags(
     steps: { help: 'LoRA optimizer steps (default: 100, 10 with --quick)', positiveInt: true },
     out: { help: 'output directory (adapter, loss.svg, summary.json)', default: 'out/demo' },
     checkpoint: { help: 'base model directory (default: the shipped Shakespeare model)' },
+    eager: { type: 'boolean', help: 'run every step eagerly (default: compiled steps, lr.compile)' },
   },
   'Usage: pnpm demo [options]\n\nLoRA fine-tuning of a small pre-trained GPT-2 on the E2E NLG task, end to end.',
-) as { quick: boolean; device: string; steps?: string; out: string; checkpoint?: string };
+) as { quick: boolean; device: string; steps?: string; out: string; checkpoint?: string; eager?: boolean };
 const quick = args.quick === true;
 const settings = {
   steps: args.steps ? Number(args.steps) : quick ? 10 : 100,
@@ -125,6 +126,7 @@ const trainer = new lr.LMTrainer(model, lora.trainableParameters(), {
   warmupSteps: Math.max(1, Math.floor(settings.steps / 10)),
   weightDecay: 0,
   seed: 0,
+  compile: args.eager !== true,
 });
 const tty = process.stdout.isTTY === true;
 const bar = new SingleBar({
