@@ -240,11 +240,25 @@ export async function quantizeModel(
   ][];
   if (targets.some(([name]) => name.split('.').includes('base_layer')))
     throw new OpError('quantizeModel', 'the model already has LoRA layers: quantize first, then apply LoRA');
-  for (const [name, layer] of targets) {
-    if (skipped(name, options.skip)) {
-      report.skipped.push(name);
-      continue;
-    }
+  // who holds each weight: a tied weight (lm_head = the embeddings) must not be freed under its other user
+  const holders = new Map<Tensor, string[]>();
+  for (const [name, m] of model.namedModules())
+    for (const [, p] of m.namedParameters({ recurse: false }))
+      holders.set(p, [...(holders.get(p) ?? []), name]);
+  const chosen = targets.filter(([name]) => {
+    if (skipped(name, options.skip)) report.skipped.push(name);
+    return !skipped(name, options.skip);
+  });
+  // checked before any layer changes, so a refusal leaves the model as it was
+  for (const [name, layer] of chosen) {
+    const shared = (holders.get(layer.weight) ?? []).filter((n) => n !== name);
+    if (shared.length > 0)
+      throw new OpError(
+        'quantizeModel',
+        `'${name}' shares its weight with '${shared.join("', '")}' (tied weights): add '${name}' to skip`,
+      );
+  }
+  for (const [name, layer] of chosen) {
     const q = await QuantizedLinear.fromLayer(layer, options);
     model.setSubmodule(name, q);
     report.quantized.push(name);

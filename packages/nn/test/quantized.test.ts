@@ -128,6 +128,24 @@ describe('QuantizedLinear (CPU)', () => {
     expect(memory().numBytes).toBe(before);
   });
 
+  it('refuses a tied weight (freeing it would break its other user) unless skipped', async () => {
+    const model = new Sequential(new Linear(8, 8), new Linear(8, 8), new Linear(8, 8));
+    (model.getSubmodule('2') as Linear).registerParameter(
+      'weight',
+      (model.getSubmodule('1') as Linear).weight,
+    );
+    await expect(quantizeModel(model, { bits: 'nf4' })).rejects.toThrow(
+      /quantizeModel: '1' shares its weight with '2' \(tied weights\): add '1' to skip/,
+    );
+    // nothing changed: the refusal comes before any layer (not even '0') is quantized
+    expect(model.getSubmodule('0')).toBeInstanceOf(Linear);
+    expect((model.getSubmodule('1') as Linear).weight.isDisposed).toBe(false);
+    const report = await quantizeModel(model, { bits: 'nf4', skip: ['1', '2'] });
+    expect(report.quantized).toEqual(['0']);
+    expect(report.skipped).toEqual(['1', '2']);
+    model.dispose();
+  });
+
   it('refuses a bias of the wrong shape', async () => {
     const q = await QuantizedLinear.fromLayer(new Linear(8, 4), { bits: 'int8' });
     expect(() => new QuantizedLinear(q.weight, randn([5]))).toThrow(
