@@ -60,6 +60,18 @@ export function readNumber(raw: RawNumber, spec: NumberSpec): { value: number } 
   return { value: v };
 }
 
+/** `readNumber` that records a failure for `field` in `errors` and gives NaN. */
+function numberReader(errors: FieldError[]): (field: string, raw: RawNumber, spec: NumberSpec) => number {
+  return (field, raw, spec) => {
+    const got = readNumber(raw, spec);
+    if ('error' in got) {
+      errors.push({ field, message: got.error });
+      return Number.NaN;
+    }
+    return got.value;
+  };
+}
+
 export const STEPS: NumberSpec = { label: 'steps', min: 1, max: 5000, integer: true };
 export const BATCH: NumberSpec = { label: 'batch', min: 1, max: 64, integer: true };
 /** The block's upper end is the model's context length (`n_positions`). */
@@ -167,14 +179,7 @@ export function validateTrain(
   const r = Number(form.rank);
   if (!(RANKS as readonly number[]).includes(r))
     errors.push({ field: 'rank', message: `rank must be one of ${RANKS.join(', ')}; got ${form.rank}` });
-  const num = (field: string, raw: RawNumber, spec: NumberSpec): number => {
-    const got = readNumber(raw, spec);
-    if ('error' in got) {
-      errors.push({ field, message: got.error });
-      return Number.NaN;
-    }
-    return got.value;
-  };
+  const num = numberReader(errors);
   const steps = num('steps', form.steps, STEPS);
   const batchSize = num('batch', form.batch, BATCH);
   const blockSize = num('block', form.block, blockSpec(ctx.nPositions));
@@ -250,14 +255,7 @@ export function validateGenerate(
   const errors: FieldError[] = [];
   if (form.prompt.length === 0)
     errors.push({ field: 'prompt', message: 'the prompt is empty: type the text to continue' });
-  const num = (field: string, raw: RawNumber, spec: NumberSpec): number => {
-    const got = readNumber(raw, spec);
-    if ('error' in got) {
-      errors.push({ field, message: got.error });
-      return Number.NaN;
-    }
-    return got.value;
-  };
+  const num = numberReader(errors);
   const maxNewTokens = num('max-tokens', form.maxTokens, MAX_TOKENS);
   const temperature = num('temperature', form.temperature, TEMPERATURE);
   const topK = num('top-k', form.topK, topKSpec(vocabSize));

@@ -224,35 +224,39 @@ function button(id: string, text: string, onClick: () => Promise<void> | void): 
   return b;
 }
 
-/** Shows a message next to an adapter's row (after a re-render, which clears them). */
-function adapterError(name: string, e: unknown): void {
-  console.error(e);
-  const el = document.getElementById(`adapter-error-${name}`);
-  if (el) el.textContent = message(e);
-  else $('adapters-error').textContent = message(e);
-}
-
-function loadSaved(name: string): void {
-  const s = session!;
-  const record = saved.get(name);
-  if (!record) return;
+/**
+ * Runs an action of one adapter's row (load, delete), then re-renders the list; a failure is shown
+ * next to that row (the re-render clears the old messages first).
+ */
+async function adapterAction(name: string, action: () => Promise<void> | void): Promise<void> {
+  let failure: unknown = null;
   try {
-    s.load(record.info, record.configJson, record.safetensors);
-    addSeries(name, [...record.info.losses]);
+    await action();
   } catch (e) {
-    renderAdapters();
-    setState('ready');
-    adapterError(name, e);
-    return;
+    console.error(e);
+    failure = e;
   }
   renderAdapters();
   setState('ready');
   checkTrainForm();
+  if (failure === null) return;
+  const el = document.getElementById(`adapter-error-${name}`) ?? $('adapters-error');
+  el.textContent = message(failure);
 }
 
-async function deleteAdapter(name: string): Promise<void> {
-  const s = session!;
-  try {
+function loadSaved(name: string): Promise<void> {
+  return adapterAction(name, () => {
+    const record = saved.get(name);
+    if (!record) throw new Error(`no saved adapter '${name}'`);
+    session!.load(record.info, record.configJson, record.safetensors);
+    addSeries(name, [...record.info.losses]);
+  });
+}
+
+/** Deletes an adapter from the session (when loaded) and from the browser (when saved). */
+function deleteAdapter(name: string): Promise<void> {
+  return adapterAction(name, async () => {
+    const s = session!;
     if (s.adapters.has(name)) s.delete(name);
     const i = series.findIndex((c) => c.label === name);
     if (i >= 0) series.splice(i, 1);
@@ -261,15 +265,7 @@ async function deleteAdapter(name: string): Promise<void> {
       await store?.delete(name);
       saved.delete(name);
     }
-  } catch (e) {
-    renderAdapters();
-    setState('ready');
-    adapterError(name, e);
-    return;
-  }
-  renderAdapters();
-  setState('ready');
-  checkTrainForm();
+  });
 }
 
 function addSeries(label: string, points: [number, number][]): ChartSeries {
