@@ -3,7 +3,8 @@
  * c_fc, B=8, T=128, Adam) in ONE process on the CPU, with each kernel set in turn: the
  * TypeScript kernels (`cpu-ts`) and the Wasm kernels on 1 and 2 threads. Every configuration
  * starts from the same checkpoint and seed, so their losses must agree (printed, to check).
- * Tokens/s counts B·T per step, as the demo's progress line does, after `--warmup` steps.
+ * Tokens/s counts B·T per step, as the demo's progress line does, after `--warmup` steps; the
+ * process's CPU time per step is printed beside it (what a loaded machine distorts least).
  * `webgpu` runs the same loop on the WebGPU adapter: on a software adapter (lavapipe), this is the
  * measurement behind init's 'auto' rule (software adapters lose to the CPU; docs/perf.md).
  *
@@ -48,12 +49,17 @@ async function run(config: string): Promise<void> {
   const losses: number[] = [];
   for (let s = 0; s < WARMUP; s++) losses.push(await trainer.trainStep(train.tokens, train.targetMask));
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   for (let s = 0; s < STEPS; s++) losses.push(await trainer.trainStep(train.tokens, train.targetMask));
   const sec = (performance.now() - t0) / 1000;
+  // CPU time of the process (all its threads: the worker pool's too): less sensitive than wall
+  // time to other processes sharing the cores, though not immune (caches, frequency)
+  const cpu = process.cpuUsage(c0);
+  const cpuMs = (cpu.user + cpu.system) / 1000 / STEPS;
   const tps = (STEPS * 8 * 128) / sec;
   console.log(
     `${config.padEnd(6)} ${lr.getBackend(device).description.padEnd(44)} ${tps.toFixed(0).padStart(6)} tok/s ` +
-      `(${((sec * 1000) / STEPS).toFixed(0)} ms/step)  losses ${losses.map((l) => l.toFixed(4)).join(' ')}`,
+      `(${((sec * 1000) / STEPS).toFixed(0)} ms/step, CPU ${cpuMs.toFixed(0)} ms/step)  losses ${losses.map((l) => l.toFixed(4)).join(' ')}`,
   );
 }
 
