@@ -158,6 +158,8 @@ export interface TrainSettings {
   lr: number;
   r: number;
   targets: string[];
+  /** Compiled steps (`lr.compile`, the default); false runs every step eagerly. */
+  compile?: boolean;
 }
 
 /**

@@ -117,6 +117,7 @@ function readTrainForm(): { settings?: TrainSettings; errors: FieldError[] } {
 
 function checkTrainForm(): { settings?: TrainSettings; errors: FieldError[] } {
   const result = readTrainForm();
+  if (result.settings) result.settings.compile = input('compiled').checked;
   showFieldErrors(TRAIN_FIELDS, result.errors);
   return result;
 }

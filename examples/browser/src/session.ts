@@ -181,6 +181,7 @@ export class Session {
         warmupSteps: Math.max(1, Math.floor(s.steps / 10)),
         weightDecay: 0,
         seed: 0,
+        compile: s.compile ?? true,
       });
       lr.resetPeakMemory();
       const t0 = performance.now();

@@ -5,6 +5,9 @@
  * @module @lowrank/tensor
  */
 
+// WebGPU's types (GPUDevice, …) appear in this package's declarations: kept in the emitted index.d.ts
+/// <reference types="@webgpu/types" preserve="true" />
+
 // the op methods of Tensor (x.add(y), …) are attached to its prototype by this module
 import './tensor-methods.js';
 
