@@ -8,7 +8,10 @@
  * `webgpu` runs the same loop on the WebGPU adapter: on a software adapter (lavapipe), this is the
  * measurement behind init's 'auto' rule (software adapters lose to the CPU; docs/perf.md).
  *
- *   node --conditions=source --import tsx bench/demo-train.ts [--steps 8 --warmup 2 --configs ts,wasm1,wasm2,webgpu]
+ * A config ending in `-eager` (`wasm2-eager`) runs the steps eagerly (LMTrainer's `compile: false`);
+ * the others run compiled steps (lr.compile), the trainer's default.
+ *
+ *   node --conditions=source --import tsx bench/demo-train.ts [--steps 8 --warmup 2 --configs ts,wasm1,wasm2,webgpu,wasm2-eager]
  */
 import { readFileSync } from 'node:fs';
 import { applyLora } from '../packages/lora/src/index.js';
@@ -17,13 +20,15 @@ import { fromPretrained, loadTokenizer } from '../packages/models/src/node.js';
 import { arg, numberArg } from './args.js';
 
 const STEPS = numberArg('steps', 8);
-const WARMUP = numberArg('warmup', 2);
+const WARMUP = numberArg('warmup', 2); // ≥ 2 for compiled steps: a warm-up call and a traced one
 const CONFIGS = arg('configs', 'ts,wasm1,wasm2').split(',');
 const here = (p: string): string => new URL(p, import.meta.url).pathname;
 const ckpt = here('../examples/checkpoints/shakespeare-char');
 const e2e = (f: string): lr.E2EExample[] => lr.parseE2E(readFileSync(here(`../data/e2e/${f}`), 'utf8'));
 
-async function run(config: string): Promise<void> {
+async function run(name: string): Promise<void> {
+  const eager = name.endsWith('-eager');
+  const config = name.replace(/-eager$/, '');
   const device: lr.Device = config === 'webgpu' ? 'webgpu' : 'cpu';
   if (config === 'ts') await lr.init({ backend: 'cpu-ts' });
   else if (config === 'webgpu') await lr.init({ backend: 'webgpu' });
@@ -45,6 +50,7 @@ async function run(config: string): Promise<void> {
     warmupSteps: 1,
     weightDecay: 0,
     seed: 0,
+    compile: !eager,
   });
   const losses: number[] = [];
   for (let s = 0; s < WARMUP; s++) losses.push(await trainer.trainStep(train.tokens, train.targetMask));
@@ -58,7 +64,7 @@ async function run(config: string): Promise<void> {
   const cpuMs = (cpu.user + cpu.system) / 1000 / STEPS;
   const tps = (STEPS * 8 * 128) / sec;
   console.log(
-    `${config.padEnd(6)} ${lr.getBackend(device).description.padEnd(44)} ${tps.toFixed(0).padStart(6)} tok/s ` +
+    `${name.padEnd(12)} ${lr.getBackend(device).description.padEnd(44)} ${tps.toFixed(0).padStart(6)} tok/s ` +
       `(${((sec * 1000) / STEPS).toFixed(0)} ms/step, CPU ${cpuMs.toFixed(0)} ms/step)  losses ${losses.map((l) => l.toFixed(4)).join(' ')}`,
   );
 }
