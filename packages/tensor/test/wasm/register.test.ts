@@ -26,7 +26,7 @@ describe('the Wasm kernels as the CPU default', () => {
     expect(lr.getBackend('cpu').description).toMatch(/, 2 threads\)$/);
     const onTwo = await workload();
     const ts = await lr.init({ backend: 'cpu-ts' });
-    expect(ts).toEqual({ device: 'cpu', description: 'CPU (TypeScript)' });
+    expect(ts).toEqual({ device: 'cpu', description: 'CPU (TypeScript)', reason: 'asked for' });
     const onTs = await workload();
     expect(onTwo).toEqual(onWasm);
     // tanh and the matmul's float32 accumulation differ from the TypeScript kernels in the last bits
