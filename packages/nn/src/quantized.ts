@@ -129,8 +129,9 @@ export class QuantizedLinear extends Module {
 
   /**
    * W ← requantize(dequant(W) + sign·delta) (delta in the layout of `dequantizedWeight`), with
-   * the same format and blocks. Synchronous, so CPU only for now. Rounding to the code grid
-   * changes outputs by more than float32 rounding would: LoRA's `merge` warns about it once.
+   * the same format and blocks (and, double-quantized, the same scale mean), by the device's
+   * `quantize` kernel. Rounding to the code grid changes outputs by more than float32 rounding
+   * would: LoRA's `merge` warns about it once.
    */
   addDelta(delta: Tensor, sign: 1 | -1 = 1): void {
     const w = this.weight;
@@ -143,10 +144,12 @@ export class QuantizedLinear extends Module {
             `delta must be ${fmtShape(this.fanInFanOut ? [w.cols, w.rows] : [w.rows, w.cols])}, got ${fmtShape(delta.shape)}`,
           );
         const full = dequantize(w).add(sign === 1 ? d : d.neg());
+        // double quantization keeps the scales' centring offset, so every device requantizes alike
         return QuantizedWeight.quantizeNow(full, {
           bits: w.format,
           blockSize: w.blockSize,
           doubleQuant: w.doubleQuant,
+          scaleMean: w.doubleQuant ? w.scaleMean : undefined,
         });
       }),
     );

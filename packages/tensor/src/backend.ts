@@ -125,6 +125,16 @@ export interface QuantView {
   readonly scaleMean: number;
 }
 
+/** What the `quantize` kernel returns: the storages of a `QuantView` (layout: quant/format.ts). */
+export interface QuantizedStorages {
+  /** int32 words of packed codes. */
+  readonly codes: Storage;
+  /** float32 scales, or int32 words of their int8 codes under double quantization. */
+  readonly scales: Storage;
+  /** Double quantization: float32 step per 256 scales; else null. */
+  readonly steps: Storage | null;
+}
+
 /** Reductions of the `reduce` kernel. */
 export type ReduceOp = 'sum' | 'prod' | 'max' | 'min' | 'argmax' | 'argmin';
 
@@ -289,6 +299,20 @@ export interface KernelTable {
   quantMatmul(a: View, w: QuantView, m: number, transpose: boolean): Storage;
   /** dequant(w) as a contiguous float32 [rows, cols] storage. */
   dequantize(w: QuantView): Storage;
+  /**
+   * Quantizes a float32 [rows, cols] matrix (a view with strides [cols, 1], real memory) as
+   * quant/format.ts defines it; with `scaleMean` not null, double-quantizes the scales centred by
+   * it. The CPU's is the host definition in float64; a GPU's computes in float32, so a value
+   * within rounding of a code boundary may take the neighbouring code.
+   */
+  quantize(
+    w: View,
+    format: 'nf4' | 'int8',
+    rows: number,
+    cols: number,
+    blockSize: number,
+    scaleMean: number | null,
+  ): QuantizedStorages;
   /**
    * Fused Adam/AdamW step, in place: `param`, `expAvg`, `expAvgSq` (and `maxExpAvgSq` for
    * AMSGrad) are updated from `grad`. All views are contiguous float32 views of one size over

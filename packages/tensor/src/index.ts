@@ -25,6 +25,7 @@ export type {
   NormKind,
   NormOutput,
   NormParamGrads,
+  QuantizedStorages,
   QuantView,
   ReduceOp,
   UnaryOp,

@@ -21,4 +21,5 @@ export const KERNEL_NAMES: readonly KernelName[] = [
   'adamUpdate',
   'quantMatmul',
   'dequantize',
+  'quantize',
 ];

@@ -72,6 +72,46 @@ describe('quantizeData / dequantizeData against the Python reference', () => {
     });
   }
 
+  it('double quantization centred by a given mean: the reference mean reproduces the reference', () => {
+    const c = REF.cases.find((k) => k.doubleQuant)!;
+    const q = lr.quantizeData(Float32Array.from(c.weights), c.rows, c.cols, {
+      bits: c.format,
+      blockSize: c.blockSize,
+      doubleQuant: true,
+      scaleMean: c.scaleMean,
+    });
+    expect(u32(q.scales as Int32Array)).toEqual(c.scaleWords);
+    // another centre gives other codes, and the mean it was given
+    const shifted = lr.quantizeData(Float32Array.from(c.weights), c.rows, c.cols, {
+      bits: c.format,
+      blockSize: c.blockSize,
+      doubleQuant: true,
+      scaleMean: 0,
+    });
+    expect(shifted.scaleMean).toBe(0);
+    expect(u32(shifted.scales as Int32Array)).not.toEqual(c.scaleWords);
+  });
+
+  it('quantizeNow (the CPU quantize kernel) equals quantizeData', async () => {
+    for (const c of REF.cases) {
+      const options = {
+        bits: c.format,
+        blockSize: c.blockSize,
+        doubleQuant: c.doubleQuant,
+        scaleMean: c.scaleMean,
+      };
+      const w = lr.QuantizedWeight.quantizeNow(
+        lr.tensor(Float32Array.from(c.weights), { shape: [c.rows, c.cols] }),
+        options,
+      );
+      expect(u32((await w.codes.data()) as Int32Array)).toEqual(c.words);
+      const t = lr.dequantize(w);
+      expect(Array.from((await t.data()) as Float32Array)).toEqual(c.dequant);
+      t.dispose();
+      w.dispose();
+    }
+  });
+
   it('block absmax: each block maps its largest |value| to ±1 (nf4) or ±127 (int8), an all-zero block to 0', () => {
     const data = Float32Array.from([0.1, -0.4, 0.2, 0, 0, 0, 3, 1.5]);
     const nf = lr.quantizeData(data, 2, 4, { bits: 'nf4', blockSize: 2 });

@@ -52,6 +52,11 @@ export interface QuantizeOptions {
   blockSize?: number | 'channel';
   /** Quantize the block scales again (8 bits, blocks of 256, centred by their mean); false by default. */
   doubleQuant?: boolean;
+  /**
+   * Double quantization: centre the scales by this value instead of their mean (requantizing a
+   * merged weight keeps the offset it had, so every device computes it the same way).
+   */
+  scaleMean?: number;
 }
 
 /** A quantized matrix on the host: the packed words and scales `QuantizedWeight` uploads. */
@@ -194,14 +199,17 @@ export function quantizeData(
   const packed = packCodes(codes, rows, cols, codeBits(format));
   if (!options.doubleQuant)
     return { format, rows, cols, blockSize, codes: packed, scales, steps: null, scaleMean: 0 };
-  const { words, steps, mean } = doubleQuantize(scales);
+  const { words, steps, mean } = doubleQuantize(scales, options.scaleMean);
   return { format, rows, cols, blockSize, codes: packed, scales: words, steps, scaleMean: mean };
 }
 
-function doubleQuantize(scales: Float32Array): { words: Int32Array; steps: Float32Array; mean: number } {
+function doubleQuantize(
+  scales: Float32Array,
+  given: number | undefined,
+): { words: Int32Array; steps: Float32Array; mean: number } {
   let sum = 0;
   for (const s of scales) sum += s;
-  const mean = Math.fround(scales.length > 0 ? sum / scales.length : 0);
+  const mean = Math.fround(given ?? (scales.length > 0 ? sum / scales.length : 0));
   const groups = Math.ceil(scales.length / DOUBLE_QUANT_BLOCK);
   const steps = new Float32Array(groups);
   const codes = new Int32Array(scales.length);

@@ -6,7 +6,7 @@ import { fmtShape, OpError } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { kernel, wrap } from '../ops/util.js';
 import { reshape } from '../ops/views.js';
-import type { Device } from '../storage.js';
+import type { Device, Storage } from '../storage.js';
 import type { Tensor } from '../tensor.js';
 import {
   blocksPerRow,
@@ -14,6 +14,7 @@ import {
   type QuantizedData,
   type QuantizeOptions,
   quantizeData,
+  resolveBlockSize,
   wordsPerRow,
 } from './format.js';
 
@@ -118,28 +119,55 @@ export class QuantizedWeight implements QuantizedParts {
   }
 
   /**
-   * `quantize` without the wait, for float32 matrices on the CPU (whose values are host memory):
-   * what merging an adapter into a quantized base uses. A tensor on another device is refused
-   * (its values must be read back first: use `quantize`).
+   * `quantize` without the wait, by the device's `quantize` kernel (what merging an adapter into
+   * a quantized base uses). The CPU's kernel is the host definition; a GPU's computes in float32,
+   * so a value within rounding of a code boundary may take the neighbouring code. Double
+   * quantization off the CPU needs `scaleMean` (the scales' mean would be a value read back).
    *
    * @example
    * const q = lr.QuantizedWeight.quantizeNow(lr.randn([4, 64]), { bits: 'nf4' });
    * q.shape; // [4, 64]
    */
   static quantizeNow(w: Tensor, options: QuantizeOptions): QuantizedWeight {
+    const op = 'quantize';
     if (w.dtype !== 'float32' || w.rank !== 2)
-      throw new OpError('quantize', `expected a float32 matrix, got ${w.dtype} ${fmtShape(w.shape)}`);
-    if (w.device !== 'cpu')
-      throw new OpError(
-        'quantize',
-        `synchronous quantization needs a CPU tensor, got one on ${w.device} (use await QuantizedWeight.quantize)`,
+      throw new OpError(op, `expected a float32 matrix, got ${w.dtype} ${fmtShape(w.shape)}`);
+    if (options.bits !== 'nf4' && options.bits !== 'int8')
+      throw new OpError(op, `bits must be 'nf4' or 'int8', got '${String(options.bits)}'`);
+    const [rows, cols] = w.shape;
+    const blockSize = resolveBlockSize(op, options, cols);
+    const mean = options.doubleQuant ? (options.scaleMean ?? null) : null;
+    if (options.doubleQuant && mean === null) {
+      if (w.device !== 'cpu')
+        throw new OpError(
+          op,
+          `double quantization on ${w.device} needs options.scaleMean (the scales' mean is a value read back: use await QuantizedWeight.quantize)`,
+        );
+      const data = tidy(() => {
+        const v = w.contiguous().view_();
+        return (v.storage.handle as Float32Array).slice(v.offset, v.offset + w.size);
+      });
+      return QuantizedWeight.fromData(quantizeData(data, rows, cols, options), 'cpu');
+    }
+    const parts = tidy(() => {
+      const out = kernel(op, w, 'quantize')(
+        w.contiguous().view_(),
+        options.bits,
+        rows,
+        cols,
+        blockSize,
+        mean,
       );
-    const data = tidy(() => {
-      const c = w.contiguous();
-      const v = c.view_();
-      return (v.storage.handle as Float32Array).slice(v.offset, v.offset + w.size);
+      const t = (st: Storage) => wrap(st, [st.size]);
+      return { codes: t(out.codes), scales: t(out.scales), steps: out.steps ? t(out.steps) : null };
     });
-    return QuantizedWeight.fromData(quantizeData(data, w.shape[0], w.shape[1], options), 'cpu');
+    return new QuantizedWeight({
+      format: options.bits,
+      shape: [rows, cols],
+      blockSize,
+      scaleMean: mean ?? 0,
+      ...parts,
+    });
   }
 
   /**

@@ -68,4 +68,39 @@ describe.skipIf(skip !== null)(`quantized kernels on webgpu${skip ? ` (skipped: 
       w.dispose();
     }
   }, 180_000);
+
+  it('the quantize kernel agrees with the host definition up to float32 ties (nf4, int8, double quant)', async () => {
+    for (const options of [
+      { bits: 'nf4', blockSize: 64 },
+      { bits: 'nf4', blockSize: 16, doubleQuant: true, scaleMean: 0.04 },
+      { bits: 'int8', blockSize: 'channel' },
+      { bits: 'int8', blockSize: 7, doubleQuant: true, scaleMean: 0.001 },
+    ] as const) {
+      const [rows, cols] = [37, 301];
+      const wv = values(rows * cols, 31, 0.1);
+      const host = lr.quantizeData(wv, rows, cols, options);
+      const hostDeq = lr.dequantizeData(host);
+      const w = lr.QuantizedWeight.quantizeNow(
+        lr.tensor(wv, { shape: [rows, cols], device: 'webgpu' }),
+        options,
+      );
+      expect(w.device).toBe('webgpu');
+      const gpuDeq = (await lr.dequantize(w).data()) as Float32Array;
+      // the same codes but where float32 and float64 round differently: a handful at most, each as near to x
+      let differ = 0;
+      let worse = 0;
+      for (let i = 0; i < wv.length; i++) {
+        if (gpuDeq[i] === hostDeq[i]) continue;
+        differ++;
+        worse = Math.max(worse, Math.abs(gpuDeq[i] - wv[i]) - Math.abs(hostDeq[i] - wv[i]));
+      }
+      expect(differ).toBeLessThanOrEqual(Math.ceil(wv.length * 0.002));
+      expect(worse).toBeLessThan(1e-4);
+      if (!options.doubleQuant) {
+        const [hs, gs] = [host.scales as Float32Array, (await w.scales.data()) as Float32Array];
+        for (let i = 0; i < hs.length; i++) expect(Math.abs(gs[i] - hs[i])).toBeLessThanOrEqual(2e-7 * hs[i]);
+      }
+      w.dispose();
+    }
+  }, 180_000);
 });

@@ -12,7 +12,7 @@ import { matmul } from './matmul.js';
 import { matmulEpilogue } from './matmul-epilogue.js';
 import { norm, normBackward, normParamGrad } from './norm.js';
 import { adamUpdate } from './optim.js';
-import { dequantize, quantMatmul } from './quant.js';
+import { dequantize, quantize, quantMatmul } from './quant.js';
 import { reduce, softmax } from './reduce.js';
 import { allocate, storageOf } from './storage.js';
 
@@ -63,6 +63,7 @@ export const cpuKernels = {
   adamUpdate,
   quantMatmul,
   dequantize,
+  quantize,
 } satisfies KernelTable;
 
 export function registerCpuBackend(): void {

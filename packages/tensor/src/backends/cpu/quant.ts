@@ -1,9 +1,10 @@
 import type { KernelTable, QuantView } from '../../backend.js';
 import { releaseStorage } from '../../engine/memory.js';
 import { getKernel } from '../../engine/registry.js';
-import { DOUBLE_QUANT_BLOCK, NF4_VALUES } from '../../quant/format.js';
+import { DOUBLE_QUANT_BLOCK, NF4_VALUES, quantizeData } from '../../quant/format.js';
 import type { Storage, View } from '../../storage.js';
 import { allocate, cpuArray, storageOf } from './storage.js';
+import { arrayOf } from './strided.js';
 
 /**
  * The quantized kernels on the CPU: rows of the weight are decoded as they are needed (the
@@ -120,6 +121,21 @@ export const quantMatmul: KernelTable['quantMatmul'] = (a, w, m, transpose) => {
     releaseStorage(panel);
   }
   return storageOf(out, 'float32');
+};
+
+export const quantize: KernelTable['quantize'] = (w, format, rows, cols, blockSize, scaleMean) => {
+  const data = (arrayOf(w) as Float32Array).subarray(w.offset, w.offset + rows * cols);
+  const q = quantizeData(data, rows, cols, {
+    bits: format,
+    blockSize,
+    doubleQuant: scaleMean !== null,
+    scaleMean: scaleMean ?? undefined,
+  });
+  return {
+    codes: storageOf(q.codes, 'int32'),
+    scales: storageOf(q.scales, q.steps ? 'int32' : 'float32'),
+    steps: q.steps ? storageOf(q.steps, 'float32') : null,
+  };
 };
 
 export const dequantize: KernelTable['dequantize'] = (w) => {

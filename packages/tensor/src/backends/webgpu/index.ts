@@ -21,8 +21,8 @@ import { matmul, matmulEpilogue } from './matmul.js';
 import { loraMatmul, skinnyMatmul } from './matmul-skinny.js';
 import { norm, normBackward, normParamGrad } from './norm.js';
 import { adamUpdate } from './optim.js';
+import { dequantize, quantize, quantMatmul } from './quant.js';
 import { reduce } from './reduce.js';
-import { dequantize, quantMatmul } from './quant.js';
 import { softmax } from './softmax.js';
 import { currentContext, setContext } from './state.js';
 
@@ -63,9 +63,11 @@ function kernelsOf(c: WebGPUContext): KernelTable {
     indexAdd: (target, dim, index, src) => indexAdd(c, target, dim, index, src),
     adamUpdate: (param, grad, expAvg, expAvgSq, maxExpAvgSq, s) =>
       adamUpdate(c, param, grad, expAvg, expAvgSq, maxExpAvgSq, s),
-  };
     quantMatmul: (a, w, m, transpose) => quantMatmul(c, a, w, m, transpose),
     dequantize: (w) => dequantize(c, w),
+    quantize: (w, format, rows, cols, blockSize, scaleMean) =>
+      quantize(c, w, format, rows, cols, blockSize, scaleMean),
+  };
 }
 
 const OPTIONAL_FEATURES = ['subgroups', 'timestamp-query'] as const;

@@ -187,3 +187,148 @@ fn main(${MAIN_ARGS}) {
   c.dispatch(pipeline, meta, [bindingOf(out), ...weightBindings(w)], c.grid(Math.ceil(total / WG)));
   return out;
 };
+
+/**
+ * quant/format.ts's quantization on the GPU, in float32, in up to three dispatches: each block's
+ * absmax (one invocation per block), each code word (one per u32 word: the nearest NF4 value of
+ * x / absmax with ties to the lower code, or round-half-away(127·x / absmax)), and under double
+ * quantization each 256-scale group's step and int8 scale codes (one per group), centred by the
+ * given mean. Uniform words: 0 rows, 1 cols, 2 wordsPerRow, 3 blocksPerRow, 4 blockSize,
+ * 5 scaleMean (f32 bits), 6 w offset, 7 scale count, 8 groups.
+ */
+export const quantize: GpuKernel<'quantize'> = (c, w, format, rows, cols, blockSize, scaleMean) => {
+  c.check('quantize');
+  const nf4 = format === 'nf4';
+  const per = nf4 ? 8 : 4;
+  const wpr = Math.ceil(cols / per);
+  const bpr = Math.ceil(cols / blockSize);
+  const nScales = rows * bpr;
+  const groups = Math.ceil(nScales / DOUBLE_QUANT_BLOCK);
+  const dq = scaleMean !== null;
+  const codes = c.allocate('quantize', 'int32', rows * wpr);
+  const scales = dq
+    ? c.allocate('quantize', 'int32', Math.ceil(nScales / 4))
+    : c.allocate('quantize', 'float32', nScales);
+  const steps = dq ? c.allocate('quantize', 'float32', groups) : null;
+  if (rows * cols === 0) return { codes, scales, steps };
+  const meta = new Uint32Array(9);
+  meta.set([rows, cols, wpr, bpr, blockSize]);
+  new Float32Array(meta.buffer)[5] = scaleMean ?? 0;
+  meta[6] = w.offset;
+  meta[7] = nScales;
+  meta[8] = groups;
+  const absmax = c.scratch('quantize', nScales);
+  const sc = dq ? c.scratch('quantize', nScales) : null;
+  const head = `${metaStruct(meta.length)}
+@compute @workgroup_size(${WG})
+fn main(${MAIN_ARGS}) {
+  let idx = ${linearIndex(WG)};`;
+  const scaleOut = { buffer: sc ?? (scales.handle as GPUBuffer), size: nScales * 4 };
+  const absBinding = { buffer: absmax, size: nScales * 4 };
+  // 1. absmax and scale of each block
+  const p1 = c.pipeline(
+    `quantize|scales|${format}`,
+    () => `@group(0) @binding(1) var<storage, read_write> am: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sc: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+${head}
+  if (idx >= ${u(7)}) { return; }
+  let r = idx / ${u(3)};
+  let c0 = (idx % ${u(3)}) * ${u(4)};
+  let c1 = min(${u(1)}, c0 + ${u(4)});
+  var m = 0.0;
+  for (var col = c0; col < c1; col++) { m = max(m, abs(w[${u(6)} + r * ${u(1)} + col])); }
+  am[idx] = m;
+  sc[idx] = ${nf4 ? 'm' : 'm / 127.0'};
+}`,
+  );
+  c.dispatch(p1, meta, [absBinding, scaleOut, bindingOf(w.storage)], c.grid(Math.ceil(nScales / WG)));
+  // 2. the code words
+  const table = Array.from(NF4_VALUES, (v) => v.toPrecision(9)).join(', ');
+  const code = nf4
+    ? `var v = 0.0;
+      if (a != 0.0) { v = x / a; }
+      var best = 0u;
+      var err = abs(v - nf4[0]);
+      for (var q = 1u; q < 16u; q++) {
+        let e = abs(v - nf4[q]);
+        if (e < err) { best = q; err = e; }
+      }
+      word = word | (best << (4u * j));`
+    : `var k = 0;
+      if (a != 0.0) {
+        let q = 127.0 * x / a;
+        k = clamp(i32(sign(q) * floor(abs(q) + 0.5)), -127, 127);
+      }
+      word = word | ((bitcast<u32>(k) & 255u) << (8u * j));`;
+  const p2 = c.pipeline(
+    `quantize|codes|${format}`,
+    () => `@group(0) @binding(1) var<storage, read_write> codes: array<u32>;
+@group(0) @binding(2) var<storage, read_write> am: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+var<private> nf4: array<f32, 16> = array<f32, 16>(${table});
+${head}
+  if (idx >= ${u(0)} * ${u(2)}) { return; }
+  let r = idx / ${u(2)};
+  let wi = idx % ${u(2)};
+  var word = 0u;
+  for (var j = 0u; j < ${per}u; j++) {
+    let col = wi * ${per}u + j;
+    if (col < ${u(1)}) {
+      let x = w[${u(6)} + r * ${u(1)} + col];
+      let a = am[r * ${u(3)} + col / ${u(4)}];
+      ${code}
+    }
+  }
+  codes[idx] = word;
+}`,
+  );
+  c.dispatch(
+    p2,
+    meta,
+    [bindingOf(codes), absBinding, bindingOf(w.storage)],
+    c.grid(Math.ceil((rows * wpr) / WG)),
+  );
+  // 3. double quantization of the scales
+  if (dq && sc && steps) {
+    const p3 = c.pipeline(
+      'quantize|double',
+      () => `@group(0) @binding(1) var<storage, read_write> words: array<u32>;
+@group(0) @binding(2) var<storage, read_write> steps: array<f32>;
+@group(0) @binding(3) var<storage, read_write> sc: array<f32>;
+${head}
+  if (idx >= ${u(8)}) { return; }
+  let mean = bitcast<f32>(${u(5)});
+  let i0 = idx * ${DOUBLE_QUANT_BLOCK}u;
+  let i1 = min(${u(7)}, i0 + ${DOUBLE_QUANT_BLOCK}u);
+  var a = 0.0;
+  for (var i = i0; i < i1; i++) { a = max(a, abs(sc[i] - mean)); }
+  steps[idx] = a / 127.0;
+  for (var wi = i0 / 4u; wi < (i1 + 3u) / 4u; wi++) {
+    var word = 0u;
+    for (var j = 0u; j < 4u; j++) {
+      let i = wi * 4u + j;
+      if (i < i1) {
+        var k = 0;
+        if (a != 0.0) {
+          let q = 127.0 * (sc[i] - mean) / a;
+          k = clamp(i32(sign(q) * floor(abs(q) + 0.5)), -127, 127);
+        }
+        word = word | ((bitcast<u32>(k) & 255u) << (8u * j));
+      }
+    }
+    words[wi] = word;
+  }
+}`,
+    );
+    c.dispatch(
+      p3,
+      meta,
+      [bindingOf(scales), bindingOf(steps), { buffer: sc, size: nScales * 4 }],
+      c.grid(Math.ceil(groups / WG)),
+    );
+    c.release(sc);
+  }
+  c.release(absmax);
+  return { codes, scales, steps };
+};
