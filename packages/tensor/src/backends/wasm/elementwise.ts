@@ -1,5 +1,5 @@
 import type { DType } from '../../dtype.js';
-import { type ElementwiseProgram, exprKey, linearize, type Step } from '../../expr/program.js';
+import { type ElementwiseProgram, type Expr, exprKey, linearize, type Step } from '../../expr/program.js';
 import { coalesce, contiguousStrides, sizeOf } from '../../shape.js';
 import type { Storage, View } from '../../storage.js';
 import { type Local, ModuleBuilder } from './assembler.js';
@@ -131,10 +131,12 @@ export class WasmElementwise {
     // operands with an inner stride of 1 element are read and written two elements at a time
     const dtypes = [outDtype, ...program.inputs.map((v) => v.storage.dtype)];
     const unit = strides.map((st) => st[2] === 1);
-    const key = `${exprKey(program.root)}|${dtypes.join(',')}|${unit.map(Number).join('')}`;
+    // equal constants read as one, so subtrees differing only in which copy they read merge
+    const root = canonicalConsts(program.root, program.consts);
+    const key = `${exprKey(root)}|${dtypes.join(',')}|${unit.map(Number).join('')}`;
     let fn = this.cache.get(key);
     if (fn === undefined) {
-      fn = compile(this.rt, program, dtypes, unit);
+      fn = compile(this.rt, { ...program, root }, dtypes, unit);
       this.cache.set(key, fn);
     }
     if (!fn) return null;
@@ -143,6 +145,29 @@ export class WasmElementwise {
     const byteStrides = strides.flatMap((st, k) => st.map((x) => x * BYTES[dtypes[k]]));
     return { launch: (out) => run(out, ...inputs, ...shape, ...byteStrides, ...program.consts) };
   }
+}
+
+/**
+ * `e` with every constant node reading the first constant of equal value (`Object.is`), so that
+ * `linearize` merges subtrees that differ only in which copy of a constant they read: the fusion
+ * builder gives each use of a literal its own slot, and tanh-GELU's backward reads its
+ * constants twice (two tanh of the same argument, the costliest op of the demo's step, became
+ * one). The result is the same value for value; the cache key is the rewritten tree's, so a
+ * program whose constants differ compiles apart.
+ *
+ * @example
+ * canonicalConsts(op('add', [c(0), c(1)]), [2, 2]); // add(C0, C0)
+ */
+export function canonicalConsts(e: Expr, consts: readonly number[]): Expr {
+  const first = consts.map((v) => consts.findIndex((w) => Object.is(v, w)));
+  if (first.every((f, i) => f === i)) return e;
+  const walk = (x: Expr): Expr => {
+    if (x.kind === 'const') return first[x.index] === x.index ? x : { ...x, index: first[x.index] };
+    if (x.kind === 'op') return { ...x, args: x.args.map(walk) };
+    if (x.kind === 'cast') return { ...x, arg: walk(x.arg) };
+    return x;
+  };
+  return walk(e);
 }
 
 /**
