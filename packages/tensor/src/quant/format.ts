@@ -107,11 +107,25 @@ function roundAway(x: number): number {
   return Math.sign(x) * Math.floor(Math.abs(x) + 0.5);
 }
 
-/** The NF4 code of x / c (float64), nearest value, ties to the lower index. */
+/** Midpoints between neighbouring NF4 values (exact in float64: sums of two float32 values, halved). */
+const NF4_MID = Float64Array.from({ length: 15 }, (_, i) => (NF4_VALUES[i] + NF4_VALUES[i + 1]) / 2);
+
+/**
+ * The NF4 code of x / c (float64): the value nearest by |v − NF4[i]|, ties to the lower index
+ * (what a scan of all 16 gives). The midpoints find the candidate in 4 steps; its neighbours are
+ * compared by the same distances, so rounding next to a midpoint decides as the scan would.
+ */
 function nf4Code(v: number): number {
-  let best = 0;
-  let bestErr = Math.abs(v - NF4_VALUES[0]);
-  for (let i = 1; i < 16; i++) {
+  let lo = 0;
+  let hi = 15;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (v > NF4_MID[mid]) lo = mid + 1;
+    else hi = mid;
+  }
+  let best = lo > 0 ? lo - 1 : lo;
+  let bestErr = Math.abs(v - NF4_VALUES[best]);
+  for (let i = best + 1; i <= Math.min(15, lo + 1); i++) {
     const e = Math.abs(v - NF4_VALUES[i]);
     if (e < bestErr) {
       best = i;
@@ -131,11 +145,12 @@ export function packCodes(codes: ArrayLike<number>, rows: number, cols: number, 
   const wpr = Math.ceil(cols / per);
   const mask = (1 << bits) - 1;
   const out = new Int32Array(rows * wpr);
+  const shift = Math.log2(per); // per is 8 or 4: word = c >> shift, slot = c & (per − 1)
   for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) {
-      const w = r * wpr + Math.floor(c / per);
-      out[w] |= (codes[r * cols + c] & mask) << (bits * (c % per));
-    }
+    const ow = r * wpr;
+    const oc = r * cols;
+    for (let c = 0; c < cols; c++)
+      out[ow + (c >> shift)] |= (codes[oc + c] & mask) << (bits * (c & (per - 1)));
   }
   return out;
 }
