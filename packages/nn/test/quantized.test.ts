@@ -121,7 +121,9 @@ describe('QuantizedLinear (CPU)', () => {
     // codes are non-persistent buffers: the state dict holds the biases and the skipped layer
     expect(Object.keys(model.stateDict()).sort()).toEqual(['0.bias', '2.bias', '4.bias', '4.weight']);
     expect(model.parameters().length).toBe(4);
+    expect(memory().quantized.nf4).toEqual({ count: 2, bytes: report.bytes, f32Bytes: report.f32Bytes });
     dequantizeModel(model);
+    expect(memory().quantized.nf4).toBeUndefined();
     expect(model.getSubmodule('0')).toBeInstanceOf(Linear);
     expect(model.modules().some((m) => m instanceof QuantizedLinear)).toBe(false);
     model.dispose();

@@ -73,6 +73,8 @@ export {
   onSavedForBackward,
   peakMemory,
   pendingProgram,
+  type QuantizedBytes,
+  type QuantizedHolder,
   realize,
   registerBackend,
   registerKernels,

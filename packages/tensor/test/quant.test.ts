@@ -230,8 +230,13 @@ describe('memory of quantized weights', () => {
       made[0].bytes + made[1].bytes,
     );
     expect((info.formats.int8?.f32Bytes ?? 0) - (before.formats.int8?.f32Bytes ?? 0)).toBe(2 * f32);
+    // memory() reports the same by format, beside the storages it counts
+    const mem = lr.memory().quantized;
+    expect(mem.nf4.bytes - (before.formats.nf4?.bytes ?? 0)).toBe(made[0].bytes + made[1].bytes);
+    expect(mem.int8.f32Bytes - (before.formats.int8?.f32Bytes ?? 0)).toBe(2 * f32);
     for (const q of made) q.dispose();
     expect(lr.quantizedMemory().bytes).toBe(before.bytes);
+    expect(lr.memory().quantized.nf4?.count ?? 0).toBe(before.formats.nf4?.count ?? 0);
     w.dispose();
   });
 });

@@ -163,6 +163,52 @@ export function forgetDevice(device: Device): void {
 }
 
 /** What `memory()` reports. */
+/** Quantized weights of one storage format: how many, their bytes, and their float32 size. */
+export interface QuantizedBytes {
+  /** Live quantized weights of the format. */
+  count: number;
+  /** Bytes of their codes and scales (counted in `numBytes` too, as int32/float32 storages). */
+  bytes: number;
+  /** Bytes the same matrices take in float32. */
+  f32Bytes: number;
+}
+
+/** A quantized weight as `memory()` counts it (quant/weight.ts registers each one it makes). */
+export interface QuantizedHolder {
+  /** Storage format ('nf4', 'int8'). */
+  readonly format: string;
+  /** Device bytes of its codes and scales. */
+  readonly bytes: number;
+  /** Bytes of the same matrix in float32. */
+  readonly f32Bytes: number;
+  /** True once it (or, through a module's dispose, its codes) was freed. */
+  readonly isDisposed: boolean;
+}
+
+const quantizedHolders = new Set<QuantizedHolder>();
+
+/** Counts a quantized weight in `memory().quantized` until it is disposed. */
+export function trackQuantized(h: QuantizedHolder): void {
+  quantizedHolders.add(h);
+}
+
+/** The live quantized weights, by format (those disposed meanwhile are dropped). */
+export function quantizedByFormat(): Record<string, QuantizedBytes> {
+  const out: Record<string, QuantizedBytes> = {};
+  for (const h of quantizedHolders) {
+    if (h.isDisposed) {
+      quantizedHolders.delete(h);
+      continue;
+    }
+    const f = out[h.format] ?? { count: 0, bytes: 0, f32Bytes: 0 };
+    f.count++;
+    f.bytes += h.bytes;
+    f.f32Bytes += h.f32Bytes;
+    out[h.format] = f;
+  }
+  return out;
+}
+
 export interface MemoryInfo {
   /** Live (not disposed) tensors on all devices. */
   numTensors: number;
@@ -171,9 +217,11 @@ export interface MemoryInfo {
   /** Per device: live tensors, storages and bytes. */
   devices: Partial<Record<Device, DeviceMemory>>;
 }
+  /** Quantized weights (`QuantizedWeight`) by storage format ('nf4', 'int8'), beside their float32 size. */
+  quantized: Record<string, QuantizedBytes>;
 
 /**
- * Live tensors and bytes, overall and per device.
+ * Live tensors and bytes, overall and per device, and the quantized weights among them by format.
  *
  * @example
  * const before = lr.memory().numTensors;
@@ -189,7 +237,7 @@ export function memory(): MemoryInfo {
     numTensors += m.tensors;
     numBytes += m.bytes;
   }
-  return { numTensors, numBytes, devices };
+  return { numTensors, numBytes, devices, quantized: quantizedByFormat() };
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { QuantView } from '../backend.js';
 import { runOp } from '../engine/dispatch.js';
+import { type QuantizedBytes, quantizedByFormat, trackQuantized } from '../engine/memory.js';
 import { getDefaultDevice } from '../engine/registry.js';
 import { keep, tidy } from '../engine/scopes.js';
 import { fmtShape, OpError } from '../errors.js';
@@ -48,22 +49,8 @@ export interface QuantizedMemoryInfo {
   /** Bytes the same matrices take as float32. */
   f32Bytes: number;
   /** Per format: count, bytes and float32 bytes. */
-  formats: Partial<
-    Record<
-      QuantFormat,
-      {
-        /** Live weights of the format. */
-        count: number;
-        /** Their device bytes. */
-        bytes: number;
-        /** Their float32 size. */
-        f32Bytes: number;
-      }
-    >
-  >;
+  formats: Partial<Record<QuantFormat, QuantizedBytes>>;
 }
-
-const live = new Set<QuantizedWeight>();
 
 /**
  * A frozen weight matrix [rows, cols] stored quantized: packed 4-bit NF4 or int8 codes with one
@@ -99,7 +86,7 @@ export class QuantizedWeight implements QuantizedParts {
     this.scaleMean = parts.scaleMean;
     // owned until dispose(): an enclosing tidy must not free them
     for (const t of [this.codes, this.scales, this.steps]) if (t) keep(t);
-    live.add(this);
+    trackQuantized(this);
   }
 
   /**
@@ -215,9 +202,9 @@ export class QuantizedWeight implements QuantizedParts {
   get f32Bytes(): number {
     return this.rows * this.cols * 4;
   }
-  /** True once disposed. */
+  /** True once disposed (or its codes were, by a module's dispose()). */
   get isDisposed(): boolean {
-    return this.#disposed;
+    return this.#disposed || this.codes.isDisposed;
   }
   /** Always false: a quantized weight is frozen. */
   get requiresGrad(): boolean {
@@ -251,7 +238,6 @@ export class QuantizedWeight implements QuantizedParts {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    live.delete(this);
     this.codes.dispose();
     this.scales.dispose();
     this.steps?.dispose();
@@ -401,20 +387,11 @@ export interface QuantizedMatmulAttrs {
  */
 export function quantizedMemory(): QuantizedMemoryInfo {
   const info: QuantizedMemoryInfo = { count: 0, bytes: 0, f32Bytes: 0, formats: {} };
-  for (const w of live) {
-    // freed through its tensors (a module's dispose()): no longer held
-    if (w.codes.isDisposed) {
-      live.delete(w);
-      continue;
-    }
-    const f = info.formats[w.format] ?? { count: 0, bytes: 0, f32Bytes: 0 };
-    info.formats[w.format] = f;
-    f.count++;
-    f.bytes += w.bytes;
-    f.f32Bytes += w.f32Bytes;
-    info.count++;
-    info.bytes += w.bytes;
-    info.f32Bytes += w.f32Bytes;
+  for (const [format, f] of Object.entries(quantizedByFormat())) {
+    info.formats[format as QuantFormat] = f;
+    info.count += f.count;
+    info.bytes += f.bytes;
+    info.f32Bytes += f.f32Bytes;
   }
   return info;
 }
