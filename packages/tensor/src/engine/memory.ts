@@ -162,7 +162,6 @@ export function forgetDevice(device: Device): void {
   retireDeviceStorages(device);
 }
 
-/** What `memory()` reports. */
 /** Quantized weights of one storage format: how many, their bytes, and their float32 size. */
 export interface QuantizedBytes {
   /** Live quantized weights of the format. */
@@ -209,6 +208,7 @@ export function quantizedByFormat(): Record<string, QuantizedBytes> {
   return out;
 }
 
+/** What `memory()` reports. */
 export interface MemoryInfo {
   /** Live (not disposed) tensors on all devices. */
   numTensors: number;
@@ -216,9 +216,9 @@ export interface MemoryInfo {
   numBytes: number;
   /** Per device: live tensors, storages and bytes. */
   devices: Partial<Record<Device, DeviceMemory>>;
-}
   /** Quantized weights (`QuantizedWeight`) by storage format ('nf4', 'int8'), beside their float32 size. */
   quantized: Record<string, QuantizedBytes>;
+}
 
 /**
  * Live tensors and bytes, overall and per device, and the quantized weights among them by format.
