@@ -33,17 +33,17 @@ export function emitSoftmax(module: ModuleBuilder): void {
     f.get(r).get(cols).op('i32.mul').i32(2).op('i32.shl').set(j);
     f.get(x).get(j).op('i32.add').set(xr);
     f.get(out).get(j).op('i32.add').set(or);
-    // max
-    f.f64(Number.NEGATIVE_INFINITY).set(m);
-    f.for(j, 0, len, 1, () => {
-      f.get(m)
-        .get(xr)
-        .get(j)
-        .i32(2)
-        .op('i32.shl', 'i32.add')
-        .mem('f32.load')
-        .op('f64.promote_f32', 'f64.max');
-      f.set(m);
+    // max, two at a time (f64.max is commutative and NaN-propagating: the order cannot matter)
+    f.f64(Number.NEGATIVE_INFINITY).op('f64x2.splat').set(pair);
+    f.for(j, 0, end2, 2, () => {
+      f.get(pair).get(xr).get(j).i32(2).op('i32.shl', 'i32.add');
+      f.mem('v128.load64_zero').op('f64x2.promote_low_f32x4', 'f64x2.max').set(pair);
+    });
+    f.get(pair).lane('f64x2.extract_lane', 0).get(pair).lane('f64x2.extract_lane', 1).op('f64.max').set(m);
+    f.get(end2).get(len).op('i32.lt_s');
+    f.if(() => {
+      f.get(m).get(xr).get(end2).i32(2).op('i32.shl', 'i32.add').mem('f32.load');
+      f.op('f64.promote_f32', 'f64.max').set(m);
     });
     // e = f32(exp(x − m)) two at a time, summed in float64 in index order
     f.f64(0).set(s);
@@ -86,9 +86,18 @@ export function emitSoftmax(module: ModuleBuilder): void {
       );
     });
     // y = f32(e / f32(s))
+    // two at a time: f64x2.div is the scalar division in each lane
     f.get(s).op('f32.demote_f64', 'f64.promote_f32').set(s);
-    f.for(j, 0, len, 1, () => {
+    f.get(s).op('f64x2.splat').set(sv);
+    f.for(j, 0, end2, 2, () => {
       f.get(or).get(j).i32(2).op('i32.shl', 'i32.add').set(q);
+      f.get(q);
+      f.get(q).mem('v128.load64_zero').op('f64x2.promote_low_f32x4').get(sv);
+      f.op('f64x2.div', 'f32x4.demote_f64x2_zero').store64Lane(0);
+    });
+    f.get(end2).get(len).op('i32.lt_s');
+    f.if(() => {
+      f.get(or).get(end2).i32(2).op('i32.shl', 'i32.add').set(q);
       f.get(q);
       f.get(q).mem('f32.load').op('f64.promote_f32').get(s).op('f64.div', 'f32.demote_f64').mem('f32.store');
     });
