@@ -132,6 +132,18 @@ describe('compile (tensor ops only)', () => {
     });
   });
 
+  it('an external held only by a lazy chain the step inlines stays alive through replays', async () => {
+    // x is read by the step's kernel through the lazy `twice`, its only holder (as a mask buffer
+    // built from an arange is): computing `twice` before a replay must not free x under the step
+    const x = tensor([1, 2, 3]);
+    const twice = x.mul(2);
+    x.dispose();
+    const step = compile((y: Tensor) => y.add(twice));
+    for (let i = 0; i < 4; i++)
+      expect(await step(tensor([i, i, i])).toArray()).toEqual([2 + i, 4 + i, 6 + i]);
+    expect(step.stats.replays).toBe(2);
+  });
+
   it('a failed trace leaves nothing held and the next call traces again', async () => {
     let fail = false;
     const step = compile((x: Tensor) => {

@@ -16,7 +16,9 @@ import { CaptureError, Trace } from './trace.js';
  * no op, autograd or tidy code. What a replay cannot see invalidates the capture (the next call
  * traces again): a changed host state (`lr.invalidateCaptures()`, called by `train()`/`eval()`,
  * adapter switches and parameter registration), a disposed tensor the step reads, or a failed
- * `lr.captureGuard`.
+ * `lr.captureGuard`. A replay reads the tensors the trace read: one a JS variable held then, even
+ * if the variable now holds another, for as long as the old one lives. Keep such tensors in
+ * modules (`registerParameter` invalidates) or pass them as arguments.
  */
 
 /** What a compiled function may return: tensors, an array of them, an object of them, or nothing. */

@@ -66,6 +66,8 @@ export interface StepParts {
   readonly state: ReadonlyMap<number, Storage>;
   /** Storages the step reads but did not make: a replay needs them alive. */
   readonly externals: readonly Storage[];
+  /** The externals the step writes in place. */
+  readonly written: readonly Storage[];
   /** Storages the capture holds (constants, state): released by `dispose`. */
   readonly pinned: readonly Storage[];
   readonly hostComputes: readonly (() => object)[];
@@ -97,14 +99,17 @@ export class CapturedStep {
   /** Runs the recorded calls on `inputs` (storages of the call's tensor arguments, realized). */
   replay(inputs: readonly Storage[]): Tensor[] {
     const p = this.parts;
-    // chains still reading tensors the step may overwrite are computed first (as an eager write would)
-    for (const s of p.externals) realizeUsers(s);
-    for (const s of p.state.values()) realizeUsers(s);
+    // held for the replay: computing a lazy chain below may let go of the last other holder of
+    // an external the step reads (a mask buffer's inputs, say)
+    for (const s of p.externals) retainStorage(s);
     const refs = p.base.slice() as Storage[];
     for (let i = 0; i < p.inputs; i++) refs[i] = inputs[i];
     const held = new Set<number>();
     const host: object[] = new Array(p.hostComputes.length);
     try {
+      // chains still reading tensors the step overwrites are computed first (as an eager write would)
+      for (const s of p.written) realizeUsers(s);
+      for (const s of p.state.values()) realizeUsers(s);
       for (const call of p.calls) {
         this.run(call, refs, held, host);
         for (const r of call.release) {
@@ -116,6 +121,7 @@ export class CapturedStep {
     } finally {
       // outputs hold their storages now; anything else still held (after an error) is let go
       for (const r of held) releaseStorage(refs[r]);
+      for (const s of p.externals) releaseStorage(s);
     }
   }
 

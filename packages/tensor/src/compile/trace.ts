@@ -45,6 +45,8 @@ export class Trace implements TraceSink {
   private readonly made: Storage[] = [];
   private readonly backends = new Map<Backend, Backend>();
   private pendingUpload: (() => TypedArray) | null = null;
+  /** Storages written in place by the step (their lazy readers are computed before a replay). */
+  private readonly writes = new Set<Storage>();
   /** Constants uploaded while tracing, held by the trace (then by the capture). */
   private readonly constants: Storage[] = [];
   /** A refusal raised inside the function (it may have been caught there): the trace fails with it. */
@@ -160,6 +162,10 @@ export class Trace implements TraceSink {
     this.refs[r].storages.push(target);
   }
 
+  written(s: Storage): void {
+    this.writes.add(s);
+  }
+
   created(s: Storage): void {
     this.made.push(s);
   }
@@ -262,6 +268,7 @@ export class Trace implements TraceSink {
       inputs: this.refs.filter((r) => r.kind === 'input').length,
       state,
       externals,
+      written: externals.filter((x) => this.writes.has(x)),
       pinned,
       hostComputes: this.hostComputes,
       guards: this.guards,

@@ -18,6 +18,8 @@ export interface TraceSink {
   backend(b: Backend): Backend;
   /** A lazy storage took the memory a kernel computed for it (engine/memory.ts `adoptMemory`). */
   adopt(target: Storage, fresh: Storage): void;
+  /** `s` is about to be written in place (engine/lazy.ts `prepareWrite`). */
+  written(s: Storage): void;
   /** A storage was created (lazy ones included): the trace realizes the live ones at its end. */
   created(s: Storage): void;
   /** A host callback to run again, at this point, on every replay. */

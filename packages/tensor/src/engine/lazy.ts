@@ -4,6 +4,7 @@ import { composeView, type Layout } from '../expr/compose.js';
 import { type ElementwiseProgram, type Expr, exprSize } from '../expr/program.js';
 import { sizeOf } from '../shape.js';
 import type { Device, Storage, View } from '../storage.js';
+import { activeTrace } from './capture.js';
 import { adoptMemory, lazyOf, newStorage, releaseLazyInputs, retainLazyInputs, setLazy } from './memory.js';
 import { getBackend, getKernel } from './registry.js';
 
@@ -157,6 +158,7 @@ export function realizeUsers(storage: Storage): void {
 
 /** Makes `storage` real and safe to overwrite: it is computed, and so is every chain reading it. */
 export function prepareWrite(storage: Storage): void {
+  activeTrace()?.written(storage);
   realize(storage);
   realizeUsers(storage);
 }
