@@ -99,6 +99,7 @@ export abstract class Module {
   get training(): boolean {
     return this.#training;
   }
+  /** Sets this module's mode alone (`train()`/`eval()` set every submodule's). */
   set training(mode: boolean) {
     if (mode !== this.#training) invalidateCaptures();
     this.#training = mode;
