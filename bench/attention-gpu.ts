@@ -92,6 +92,30 @@ for (const T of TS) {
       clear();
     }, reps);
     console.log(`RESULT composed T=${T} forward_ms ${cf.toFixed(3)} fwd_bwd_ms ${cfb.toFixed(3)}`);
+    // the fused kernels' gradients against the composed ops' on this device (the tiles the
+    // device's workgroup memory picks are not all reachable on lavapipe)
+    const gradsOf = async (f: () => lr.Tensor) => {
+      clear();
+      lr.tidy(() => f().backward(g));
+      const out = await Promise.all([q, k, v].map((x) => x.grad!.data()));
+      clear();
+      return out;
+    };
+    const want = await gradsOf(() => composed(q, k, v, causal));
+    const got = await gradsOf(() => lr.scaledDotProductAttention(q, k, v, { causal: true }));
+    const outs = await Promise.all(
+      [composed(q, k, v, causal), lr.scaledDotProductAttention(q, k, v, { causal: true })].map(async (t) => {
+        const d = await t.data();
+        t.dispose();
+        return d;
+      }),
+    );
+    want.push(outs[0]);
+    got.push(outs[1]);
+    const diff = want.map((w, i) => w.reduce((m, x, j) => Math.max(m, Math.abs(x - got[i][j])), 0));
+    console.log(
+      `CHECK T=${T} max|fused - composed| dq ${diff[0].toExponential(2)} dk ${diff[1].toExponential(2)} dv ${diff[2].toExponential(2)} out ${diff[3].toExponential(2)}`,
+    );
     causal.dispose();
   }
   // decode: one query per head over a T-token cache (the split-key kernels)

@@ -121,3 +121,109 @@ export function checkHeadDims(op: string, e: number, ev: number): void {
 export function padTo(n: number, m: number): number {
   return Math.ceil(n / m) * m;
 }
+
+/** A register-tiled attention kernel's blocking (see attention-backward.ts). */
+export interface Tile {
+  /** stationary rows per workgroup */
+  br: number;
+  /** streamed rows per step */
+  bc: number;
+  /** threads along the stationary rows */
+  ty: number;
+  /** threads along the streamed rows (and the accumulators' column groups) */
+  tx: number;
+}
+
+/** vec4 per row of a tile in workgroup memory: enough for `n` floats, odd (bank spread). */
+export const rowVec4 = (n: number) => Math.ceil(n / 4) | 1;
+
+/**
+ * WGSL of the p / ds tile: scalar stores (a thread writes single elements of a row) and vec4
+ * reads through psRow. Ps is f32, not vec4, so no thread stores one component of a shared vec4
+ * (which a compiler may lower to a read-modify-write of the whole vector, racing three others).
+ */
+export function psDecl(t: Tile): string {
+  return `var<workgroup> Ps: array<f32, ${4 * t.br * rowVec4(t.bc)}>;
+fn psRow(o: u32) -> vec4<f32> { return vec4<f32>(Ps[o], Ps[o + 1u], Ps[o + 2u], Ps[o + 3u]); }`;
+}
+
+export const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+export const each = (n: number, f: (i: number) => string, sep = '\n') => range(n).map(f).join(sep);
+
+/**
+ * WGSL loading rows [r0, r0 + n) of view `src` (dim floats a row) into `dst` as vec4, `vs` vec4 a
+ * row; zeros past `limit` and past `dim` (the padding the dot products read).
+ */
+export function loadRows(
+  dst: string,
+  src: string,
+  n: number,
+  dim: number,
+  r0: string,
+  limit: string,
+  nt: number,
+): string {
+  const d4 = Math.ceil(dim / 4);
+  const comp = (i: number) =>
+    `${i === 0 || 4 * d4 === dim ? '' : `if (d + ${i}u < ${dim}u) `}{ x[${i}] = ${src}[at + i32(d + ${i}u) * ${src}_d]; }`;
+  return `for (var idx = lid; idx < ${n * d4}u; idx += ${nt}u) {
+      let r = idx / ${d4}u;
+      let d = (idx % ${d4}u) * 4u;
+      var x = vec4<f32>(0.0);
+      if (${r0} + r < ${limit}) {
+        let at = ${src}_base + i32(${r0} + r) * ${src}_r;
+        ${each(4, comp, '\n        ')}
+      }
+      ${dst}[r * ${rowVec4(dim)}u + d / 4u] = x;
+    }`;
+}
+
+/** WGSL: sc[i·CT + j] += a_i · c_j over the head dim (a: stationary tile, c: streamed tile). */
+export function scores(acc: string, a: string, c: string, dim: number, t: Tile): string {
+  const rt = t.br / t.ty;
+  const ct = t.bc / t.tx;
+  const vs = rowVec4(dim);
+  return `for (var d = 0u; d < ${Math.ceil(dim / 4)}u; d++) {
+      ${each(rt, (i) => `let a${i} = ${a}[(ty + ${t.ty * i}u) * ${vs}u + d];`, '\n      ')}
+      ${each(ct, (j) => `let c${j} = ${c}[(tx + ${t.tx * j}u) * ${vs}u + d];`, '\n      ')}
+      ${each(rt * ct, (n) => `${acc}[${n}] += dot(a${Math.floor(n / ct)}, c${n % ct});`, '\n      ')}
+    }`;
+}
+
+/** WGSL: acc[i·CC + c] += Σ_j Ps[row i][j] · src[j][column group c] over the BC streamed rows. */
+export function accumulate(acc: string, src: string, dim: number, t: Tile): string {
+  const rt = t.br / t.ty;
+  const groups = Math.ceil(dim / 4);
+  const cc = Math.ceil(groups / t.tx);
+  const vs = rowVec4(dim);
+  const vp = rowVec4(t.bc);
+  const col = (c: number) =>
+    (c + 1) * t.tx <= groups ? `tx + ${t.tx * c}u` : `min(tx + ${t.tx * c}u, ${groups - 1}u)`;
+  return `for (var j4 = 0u; j4 < ${t.bc / 4}u; j4++) {
+      ${each(rt, (i) => `let p${i} = psRow((ty + ${t.ty * i}u) * ${4 * vp}u + j4 * 4u);`, '\n      ')}
+      ${each(
+        4,
+        (
+          w,
+        ) => `${each(cc, (c) => `let g${w}_${c} = ${src}[(j4 * 4u + ${w}u) * ${vs}u + ${col(c)}];`, '\n      ')}
+      ${each(rt * cc, (n) => `${acc}[${n}] += p${Math.floor(n / cc)}[${w}] * g${w}_${n % cc};`, '\n      ')}`,
+        '\n      ',
+      )}
+    }`;
+}
+
+/** WGSL storing a register tile (sc or dp) into Ps[row ty + TY·i][col tx + TX·j]. */
+export function toPs(acc: string, t: Tile): string {
+  const rt = t.br / t.ty;
+  const ct = t.bc / t.tx;
+  const vp = rowVec4(t.bc);
+  return each(
+    rt * ct,
+    (n) => {
+      const i = Math.floor(n / ct);
+      const j = n % ct;
+      return `{ let c = tx + ${t.tx * j}u; Ps[(ty + ${t.ty * i}u) * ${4 * vp}u + c] = ${acc}[${n}]; }`;
+    },
+    '\n    ',
+  );
+}
