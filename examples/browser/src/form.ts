@@ -221,6 +221,60 @@ export function checkTrainSettings(s: TrainSettings, nPositions: number): void {
   if (errors.length > 0) throw new Error(errors[0].message);
 }
 
+/** What the 'quantize base' control offers: float32 weights, or the linear layers in NF4 or int8. */
+export const QUANT_CHOICES = ['none', 'nf4', 'int8'] as const;
+export type BaseQuant = (typeof QUANT_CHOICES)[number];
+
+/**
+ * Reads the 'quantize base' control: the choice, or the message to show next to it (an unknown
+ * value, or a change while a run holds the model).
+ *
+ * @example
+ * readQuant('nf4', { busy: false }); // { value: 'nf4' }
+ * readQuant('nf4', { busy: true }).error; // 'the base cannot change while …'
+ */
+export function readQuant(value: string, ctx: { busy: boolean }): { value: BaseQuant } | { error: string } {
+  const choice = QUANT_CHOICES.find((c) => c === value);
+  if (!choice) return { error: `quantize base must be one of ${QUANT_CHOICES.join(', ')}; got '${value}'` };
+  if (ctx.busy) return { error: 'the base cannot change while a run uses it: wait for it to finish' };
+  return { value: choice };
+}
+
+/** How the page names a storage choice. */
+export function quantLabel(q: BaseQuant): string {
+  return q === 'none' ? 'float32' : q === 'nf4' ? 'NF4' : 'int8';
+}
+
+/** `modelFootprint`'s numbers, as `describeFootprint` reads them. */
+export interface Footprint {
+  byType: Partial<Record<string, number>>;
+  bytes: number;
+  f32Bytes: number;
+  quantized: { bytes: number; f32Bytes: number };
+}
+
+/**
+ * The base's memory by storage type beside what float32 would take, as the page shows it next to
+ * the 'quantize base' control.
+ *
+ * @example
+ * describeFootprint({ byType: { nf4: 110592, float32: 66560 }, bytes: 177152, f32Bytes: 852992,
+ *   quantized: { bytes: 110592, f32Bytes: 786432 } });
+ * // 'base 173.0 KiB (float32: 833.0 KiB) · quantized layers 108.0 KiB, 0.141× of their float32 768.0 KiB · nf4 108.0 KiB + float32 65.0 KiB'
+ */
+export function describeFootprint(fp: Footprint): string {
+  const types = Object.entries(fp.byType)
+    .filter((e): e is [string, number] => e[1] !== undefined && e[1] > 0)
+    .map(([type, bytes]) => `${type} ${formatBytes(bytes)}`)
+    .join(' + ');
+  const q = fp.quantized;
+  const layers =
+    q.f32Bytes > 0
+      ? `quantized layers ${formatBytes(q.bytes)}, ${(q.bytes / q.f32Bytes).toFixed(3)}× of their float32 ${formatBytes(q.f32Bytes)}`
+      : 'no quantized layers';
+  return `base ${formatBytes(fp.bytes)} (float32: ${formatBytes(fp.f32Bytes)}) · ${layers} · ${types}`;
+}
+
 /** The generate form as the page reads it. */
 export interface GenerateForm {
   prompt: string;

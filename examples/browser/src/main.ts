@@ -2,13 +2,16 @@
  * The page: fine-tunes LoRA adapters on a small pre-trained GPT in the tab. `?backend=cpu` forces
  * the CPU backend (default: WebGPU through navigator.gpu when an adapter exists, else the CPU).
  */
-import type { Device } from 'lowrank';
+import { type Device, memory } from 'lowrank';
 import { type ChartSeries, drawLossChart } from './chart.js';
 import {
+  describeFootprint,
   type FieldError,
   formatBytes,
   formatDuration,
+  quantLabel,
   type RawNumber,
+  readQuant,
   type TrainSettings,
   validateGenerate,
   validateTrain,
@@ -50,11 +53,12 @@ const series: ChartSeries[] = [];
 const stateLog: string[] = [];
 const readouts: string[] = [];
 
-function setState(state: 'loading' | 'ready' | 'training' | 'generating' | 'error'): void {
+function setState(state: 'loading' | 'ready' | 'quantizing' | 'training' | 'generating' | 'error'): void {
   document.body.dataset.state = state;
   stateLog.push(state);
   const idle = state === 'ready';
   for (const id of ['train', 'generate']) $<HTMLButtonElement>(id).disabled = !idle;
+  $<HTMLSelectElement>('quant').disabled = !idle;
   $<HTMLButtonElement>('stop').disabled = state !== 'training';
   $<HTMLButtonElement>('download').disabled = !idle || !session || session.active === BASE;
   for (const el of document.querySelectorAll<HTMLInputElement | HTMLButtonElement>(
@@ -88,7 +92,46 @@ function focusFirst(errors: readonly FieldError[]): void {
 
 function describeAdapter(info: AdapterInfo | undefined): string {
   if (!info) return 'none (base model)';
-  return `${info.name} (r=${info.r}, α=${info.alpha}, ${info.targets.join('+')}; ${info.source})`;
+  const base = info.base && info.base !== 'none' ? `; trained on an ${quantLabel(info.base)} base` : '';
+  return `${info.name} (r=${info.r}, α=${info.alpha}, ${info.targets.join('+')}; ${info.source}${base})`;
+}
+
+/** The base's bytes by storage type next to the 'quantize base' control. */
+function showBaseMemory(): void {
+  $('base-memory').textContent = describeFootprint(session!.baseFootprint);
+}
+
+/**
+ * Applies the 'quantize base' choice: the base is rebuilt from the checkpoint's float32 weights
+ * and quantized (or left in float32); a refusal or a failure is shown next to the control, which
+ * then shows the storage the base really has.
+ */
+async function changeQuantization(): Promise<void> {
+  const s = session!;
+  const select = $<HTMLSelectElement>('quant');
+  const got = readQuant(select.value, { busy: s.busy });
+  const fail = (text: string): void => {
+    showFieldErrors(['quant'], [{ field: 'quant', message: text }]);
+    select.value = s.quantization;
+  };
+  if ('error' in got) {
+    fail(got.error);
+    return;
+  }
+  showFieldErrors(['quant'], []);
+  if (got.value === s.quantization) return;
+  setState('quantizing');
+  $('base-memory').textContent =
+    got.value === 'none' ? 'reloading the float32 base…' : `quantizing the base to ${quantLabel(got.value)}…`;
+  try {
+    await s.setQuantization(got.value);
+  } catch (e) {
+    console.error(e);
+    fail(`the base stays ${quantLabel(s.quantization)}: ${message(e)}`);
+  }
+  showBaseMemory();
+  renderAdapters();
+  setState('ready');
 }
 
 function takenBy(name: string): string | null {
@@ -338,7 +381,11 @@ async function train(): Promise<void> {
         r.step < r.steps
           ? `ETA ${formatDuration(r.etaSeconds)}`
           : `done in ${formatDuration(r.elapsedSeconds)}`;
-      $('memory').textContent = `memory ${formatBytes(r.memoryBytes)} (peak ${formatBytes(r.peakBytes)})`;
+      const quantized = Object.entries(r.quantized)
+        .map(([f, q]) => ` · ${f} weights ${formatBytes(q.bytes)} (float32 ${formatBytes(q.f32Bytes)})`)
+        .join('');
+      $('memory').textContent =
+        `memory ${formatBytes(r.memoryBytes)} (peak ${formatBytes(r.peakBytes)})${quantized}`;
       readouts.push($('readout').textContent ?? '');
       drawLossChart($<HTMLCanvasElement>('chart'), series);
     });
@@ -417,6 +464,10 @@ export interface PageApi {
   stateLog: string[];
   /** The training readout's text after each step. */
   readouts: string[];
+  /** `modelFootprint` of the base as it is now (what the text next to 'quantize base' shows). */
+  baseFootprint: () => { bytes: number; f32Bytes: number; quantized: { bytes: number; f32Bytes: number } };
+  /** `lr.memory().quantized`: the live quantized weights by format (a replaced base's are freed). */
+  quantizedMemory: () => Record<string, { count: number; bytes: number; f32Bytes: number }>;
 }
 
 async function start(): Promise<void> {
@@ -430,6 +481,8 @@ async function start(): Promise<void> {
     saved: () => [...saved.keys()],
     stateLog,
     readouts,
+    baseFootprint: () => session!.baseFootprint,
+    quantizedMemory: () => memory().quantized,
   };
   (window as unknown as { lowrankPage: PageApi }).lowrankPage = api;
   setState('loading');
@@ -465,9 +518,12 @@ async function start(): Promise<void> {
   if (takenBy(input('name').value)) input('name').value = suggestName('adapter');
   renderAdapters();
   updateDataHint();
+  $<HTMLSelectElement>('quant').value = session.quantization; // a reload may restore the old choice
+  showBaseMemory();
   checkTrainForm();
   checkGenerateForm();
   setState('ready');
+  $('quant').addEventListener('change', () => void changeQuantization());
   $('train').addEventListener('click', () => void train());
   $('stop').addEventListener('click', () => session?.stop());
   $('generate').addEventListener('click', () => void generate());

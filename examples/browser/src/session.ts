@@ -4,7 +4,7 @@
  * (main.ts) drives it from buttons; the browser test reaches it through `window.lowrankPage`.
  */
 import * as lr from 'lowrank';
-import { checkTrainSettings, type GenerateSettings, type TrainSettings } from './form.js';
+import { type BaseQuant, checkTrainSettings, type GenerateSettings, type TrainSettings } from './form.js';
 
 export type { TrainSettings } from './form.js';
 
@@ -22,6 +22,8 @@ export interface AdapterInfo {
   evalBefore: number;
   evalAfter: number;
   tokensPerSecond: number;
+  /** The base it was trained on: 'nf4' or 'int8' when quantized (absent: float32, as before this field). */
+  base?: BaseQuant;
 }
 
 export interface StepReport {
@@ -37,6 +39,33 @@ export interface StepReport {
   memoryBytes: number;
   /** `lr.peakMemory()`: the most bytes live at once since the run started. */
   peakBytes: number;
+  /** `lr.memory().quantized`: the quantized weights by format, beside their float32 size. */
+  quantized: Record<string, { bytes: number; f32Bytes: number }>;
+}
+
+/** The checkpoint as fetched: the original float32 weights, kept to rebuild the base. */
+interface Checkpoint {
+  config: Record<string, unknown>;
+  weights: Uint8Array;
+}
+
+/**
+ * The model of a checkpoint on `device`, in eval mode, its linear layers quantized as `q` asks:
+ * on the CPU, where the checkpoint is read, before the move (as `fromPretrained` does), so a GPU
+ * never holds their float32 weights. Every GPT-2 Conv1D is quantized; the embeddings (tied to
+ * lm_head), norms and biases stay float32.
+ */
+async function buildModel(c: Checkpoint, device: lr.Device, q: BaseQuant): Promise<lr.GPT2LMHeadModel> {
+  const model = lr.gpt2FromSafetensors(c.config, c.weights);
+  try {
+    if (q !== 'none') await lr.quantizeModel(model, { bits: q, skip: ['lm_head'] });
+    if (device !== 'cpu') await model.to(device);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  model.eval();
+  return model;
 }
 
 /** What the user trains on: token ids for training and for the held-out loss. */
@@ -52,16 +81,27 @@ export class Session {
   readonly adapters = new Map<string, AdapterInfo>();
   active: string = BASE;
   lora: lr.LoraModel<lr.GPT2LMHeadModel> | null = null;
+  /** How the base's linear layers are stored ('none': float32, the checkpoint's weights). */
+  quantization: BaseQuant = 'none';
+  /**
+   * The base's memory by storage type beside its float32 size (`modelFootprint`, taken before
+   * any LoRA layer adds its weights).
+   */
+  baseFootprint: lr.ModelFootprint;
   private stopRequested = false;
   busy = false;
+  #model: lr.GPT2LMHeadModel;
 
   private constructor(
     readonly device: lr.Device,
     readonly backend: string,
-    readonly model: lr.GPT2LMHeadModel,
+    model: lr.GPT2LMHeadModel,
+    private readonly checkpoint: Checkpoint,
     readonly tokenizer: lr.CharTokenizer,
     readonly pretrain: { steps: number; valLoss: number },
   ) {
+    this.#model = model;
+    this.baseFootprint = lr.modelFootprint(model);
     const c = model.config;
     this.modelKey = `gpt2 ${c.n_layer}x${c.n_embd} vocab ${c.vocab_size} ctx ${c.n_positions} params ${model.numParameters()}`;
   }
@@ -80,12 +120,50 @@ export class Session {
       get('checkpoint/tokenizer.json').then((r) => r.json() as Promise<{ chars: string[]; eos?: string }>),
       get('checkpoint/training.json').then((r) => r.json() as Promise<{ steps: number; valLoss: number }>),
     ]);
-    const model = lr.gpt2FromSafetensors(config, weights);
-    if (device !== 'cpu') await model.to(device);
-    model.eval();
+    const checkpoint: Checkpoint = { config, weights };
+    const model = await buildModel(checkpoint, device, 'none');
     // characters outside the vocabulary (pasted text) become spaces instead of failing
     const tokenizer = new lr.CharTokenizer(tokSpec.chars, { eos: tokSpec.eos ?? '\n', unknown: ' ' });
-    return new Session(device, description, model, tokenizer, training);
+    return new Session(device, description, model, checkpoint, tokenizer, training);
+  }
+
+  /** The base model (with its LoRA layers once an adapter is trained or loaded). */
+  get model(): lr.GPT2LMHeadModel {
+    return this.#model;
+  }
+
+  /**
+   * Stores the base's linear layers in NF4 or int8, or back in float32 ('none'). The base is rebuilt from the
+   * checkpoint's original float32 weights every time (a quantized weight cannot give them back,
+   * and int8 after NF4 must not quantize NF4's rounding), then quantized; the session's adapters
+   * move onto it unchanged (their PEFT weights), and the active one stays active. On a failure the
+   * previous base stays as it was.
+   */
+  async setQuantization(q: BaseQuant): Promise<void> {
+    if (this.busy) throw new Error('busy: wait for the current run to finish');
+    if (q === this.quantization) return;
+    this.busy = true;
+    try {
+      const kept: { name: string; configJson: string; safetensors: Uint8Array }[] = [];
+      for (const name of this.adapters.keys()) kept.push({ name, ...(await this.serialize(name)) });
+      const model = await buildModel(this.checkpoint, this.device, q);
+      const old = this.#model;
+      const active = this.active;
+      this.#model = model;
+      this.baseFootprint = lr.modelFootprint(model); // before any LoRA layer adds its weights
+      this.lora = null;
+      this.quantization = q;
+      old.dispose();
+      for (const a of kept) {
+        this.lora = lr.loadAdapterFromBytes(model, a.configJson, a.safetensors, {
+          adapterName: a.name,
+          onWarning: (m) => console.warn(m),
+        });
+      }
+      this.use(active);
+    } finally {
+      this.busy = false;
+    }
   }
 
   /**
@@ -190,6 +268,7 @@ export class Session {
         const loss = await trainer.trainStep(corpus.train);
         const elapsedSeconds = (performance.now() - t0) / 1000;
         tokensPerSecond = (step * s.batchSize * s.blockSize) / elapsedSeconds;
+        const mem = lr.memory();
         onStep({
           step,
           steps: s.steps,
@@ -197,8 +276,9 @@ export class Session {
           tokensPerSecond,
           elapsedSeconds,
           etaSeconds: (elapsedSeconds / step) * (s.steps - step),
-          memoryBytes: lr.memory().numBytes,
+          memoryBytes: mem.numBytes,
           peakBytes: lr.peakMemory(),
+          quantized: mem.quantized,
         });
         // let the page repaint between steps
         await new Promise((resolve) => setTimeout(resolve, 0));
@@ -216,6 +296,7 @@ export class Session {
         evalBefore,
         evalAfter,
         tokensPerSecond,
+        base: this.quantization,
       };
       this.adapters.set(name, info);
       return info;
