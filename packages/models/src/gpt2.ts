@@ -280,6 +280,11 @@ export class GPT2LMHeadModel extends Module {
   readonly config: GPT2Config;
   /** The body (HF's `transformer.` prefix). */
   readonly transformer: GPT2Model;
+  /**
+   * Where the weights came from (the directory or Hub id given to `fromPretrained`), null for a
+   * model built in code; an adapter saved from it records this as `base_model_name_or_path`.
+   */
+  nameOrPath: string | null = null;
 
   /** A freshly initialised model (`initWeights(seed)`, HF's scheme); load a checkpoint to overwrite it. */
   constructor(config: Partial<GPT2Config> | GPT2Config, options: { seed?: number } = {}) {

@@ -229,6 +229,11 @@ export class LlamaForCausalLM extends Module implements CausalLM {
   readonly model: LlamaModel;
   /** The output projection [vocab, hidden], or null when tied to `model.embed_tokens`. */
   lm_head: Layer | null;
+  /**
+   * Where the weights came from (the directory or Hub id given to `fromPretrained`), null for a
+   * model built in code; an adapter saved from it records this as `base_model_name_or_path`.
+   */
+  nameOrPath: string | null = null;
 
   /** A freshly initialised model (HF's scheme, seeded); load a checkpoint to overwrite it. */
   constructor(config: Record<string, unknown> | LlamaConfig, options: { seed?: number } = {}) {

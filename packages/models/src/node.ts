@@ -16,6 +16,8 @@ import { type AutoCausalLM, AutoModelForCausalLM as AutoModelFromFiles } from '.
 import { GPT2LMHeadModel } from './gpt2.js';
 import { gpt2ConfigJSON, gpt2FromSafetensors, gpt2ToSafetensors } from './hf.js';
 import { HFTokenizer, isHFTokenizerJson } from './hf-tokenizer.js';
+import { isHubId } from './hub.js';
+import { type HubDirOptions, hubSnapshotDir } from './hub-node.js';
 import type { LlamaForCausalLM } from './llama.js';
 import { type Tokenizer, type TokenizerSpec, tokenizerFromSpec } from './tokenizer.js';
 
@@ -53,8 +55,10 @@ export function readJSON(path: string, what = 'file'): Record<string, unknown> {
   }
 }
 
-/** Options of `fromPretrained`. */
-export interface FromPretrainedOptions {
+export * from './hub-node.js';
+
+/** Options of `fromPretrained` (the `HubDirOptions` apply when it is given a Hub id). */
+export interface FromPretrainedOptions extends HubDirOptions {
   /** Device to move the model to (the CPU by default). */
   device?: Device;
   /**
@@ -77,7 +81,8 @@ async function finishLoad<M extends GPT2LMHeadModel | AutoCausalLM>(
 }
 
 /**
- * A GPT-2 from a Hugging Face style directory (`config.json`, `model.safetensors`), moved to
+ * A GPT-2 from a Hugging Face style directory (`config.json`, `model.safetensors`) or a Hub id
+ * (downloaded into the cache, see `hubSnapshotDir`), moved to
  * `device` when given, its base quantized with `quantize`.
  *
  * @example
@@ -85,12 +90,13 @@ async function finishLoad<M extends GPT2LMHeadModel | AutoCausalLM>(
  * const qlora = await fromPretrained('checkpoints/gpt2', { device: 'webgpu', quantize: { bits: 'nf4' } });
  */
 export async function fromPretrained(
-  dir: string,
+  dirOrHubId: string,
   options: FromPretrainedOptions = {},
 ): Promise<GPT2LMHeadModel> {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`model directory not found: ${dir}`);
+  const dir = await modelDir(dirOrHubId, options);
   const config = readJSON(join(dir, 'config.json'), 'model config');
   const model = gpt2FromSafetensors(config, readBytes(join(dir, 'model.safetensors'), 'model weights'));
+  model.nameOrPath = dirOrHubId;
   return finishLoad(model, options);
 }
 
@@ -144,22 +150,43 @@ export async function savePretrained(
  */
 export class AutoModelForCausalLM extends AutoModelFromFiles {
   /**
-   * The model in a Hugging Face directory, moved to `device` when given, its base quantized with
-   * `quantize` (on the CPU, before the move).
+   * The model in a Hugging Face directory, or of a Hub id (`org/name`, when no such directory
+   * exists: downloaded into the cache, or found there; `revision`, `cache`, `endpoint`,
+   * `onProgress`), moved to `device` when given, its base quantized with `quantize` (on the CPU,
+   * before the move). `model.nameOrPath` is set to `dirOrHubId`.
    *
    * @example
    * const model = await AutoModelForCausalLM.fromPretrained('models/SmolLM2-135M', { device: 'webgpu' });
+   * const hub = await AutoModelForCausalLM.fromPretrained('HuggingFaceTB/SmolLM2-135M', { revision: 'main', onProgress: console.log });
    */
-  static async fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<AutoCausalLM> {
-    if (!existsSync(dir) || !statSync(dir).isDirectory())
-      throw new Error(`model directory not found: ${dir}`);
+  static async fromPretrained(
+    dirOrHubId: string,
+    options: FromPretrainedOptions = {},
+  ): Promise<AutoCausalLM> {
+    const dir = await modelDir(dirOrHubId, options);
     const read = async (name: string): Promise<Uint8Array | null> => {
       const path = join(dir, name);
       return existsSync(path) ? new Uint8Array(readFileSync(path)) : null;
     };
-    if (!options.quantize) return AutoModelFromFiles.fromFiles(read, options);
-    return finishLoad(await AutoModelFromFiles.fromFiles(read, { device: 'cpu' }), options);
+    const model = options.quantize
+      ? await finishLoad(await AutoModelFromFiles.fromFiles(read, { device: 'cpu' }), options)
+      : await AutoModelFromFiles.fromFiles(read, options);
+    model.nameOrPath = dirOrHubId;
+    return model;
   }
+}
+
+/**
+ * The model directory for `fromPretrained`: `dirOrHubId` itself when it is a directory, else,
+ * when it looks like `org/name`, the Hub snapshot's folder (downloaded, or found in the cache).
+ *
+ * @example
+ * const dir = await modelDir('HuggingFaceTB/SmolLM2-135M'); // …/models--HuggingFaceTB--SmolLM2-135M/snapshots/<commit>
+ */
+export async function modelDir(dirOrHubId: string, options: HubDirOptions = {}): Promise<string> {
+  if (existsSync(dirOrHubId) && statSync(dirOrHubId).isDirectory()) return dirOrHubId;
+  if (isHubId(dirOrHubId)) return hubSnapshotDir(dirOrHubId, options);
+  throw new Error(`model directory not found: ${dirOrHubId} (nor is it a Hub id of the form org/name)`);
 }
 
 /**
