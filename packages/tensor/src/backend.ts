@@ -107,8 +107,8 @@ export interface AttentionGrads {
  * and mean.
  */
 export interface QuantView {
-  /** `'nf4'` (4-bit codes into NF4_VALUES) or `'int8'`. */
-  readonly format: 'nf4' | 'int8';
+  /** `'nf4'` (4-bit codes into NF4_VALUES), `'int8'`, or 16-bit floats `'f16'` / `'bf16'` (no scales). */
+  readonly format: 'nf4' | 'int8' | 'f16' | 'bf16';
   /** Rows of the matrix (a linear layer's output features). */
   readonly rows: number;
   /** Columns (input features); absmax blocks run along them. */
@@ -307,7 +307,7 @@ export interface KernelTable {
    */
   quantize(
     w: View,
-    format: 'nf4' | 'int8',
+    format: 'nf4' | 'int8' | 'f16' | 'bf16',
     rows: number,
     cols: number,
     blockSize: number,

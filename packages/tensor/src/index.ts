@@ -239,12 +239,16 @@ export {
 export {
   DOUBLE_QUANT_BLOCK,
   dequantizeData,
+  type HalfFormat,
+  halfData,
+  isHalfFormat,
   NF4_VALUES,
   type QuantFormat,
   type QuantizedData,
   type QuantizeOptions,
   quantizeData,
 } from './quant/format.js';
+export { bf16Bits, bf16Value, f16Bits, f16Value } from './quant/half.js';
 export {
   dequantize,
   type QuantizedMatmulAttrs,

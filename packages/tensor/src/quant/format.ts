@@ -1,4 +1,5 @@
 import { OpError } from '../errors.js';
+import { bf16Bits, bf16Value, f16Bits, f16Value } from './half.js';
 
 /**
  * Block-wise absmax quantization of a [rows, cols] float32 matrix, on the host, as the QLoRA paper
@@ -21,10 +22,43 @@ import { OpError } from '../errors.js';
  * bit patterns), perWord = 8 nibbles (nf4) or 4 bytes (int8, two's complement); column c of the
  * row lies in word ⌊c / perWord⌋ at bit `bits·(c mod perWord)`. The scale codes of double
  * quantization are one flat row of int8 bytes packed the same way.
+ *
+ * 16-bit formats (a frozen base kept in half precision, not quantized): `f16` (IEEE binary16)
+ * and `bf16` (bfloat16) hold each value's 16-bit pattern (quant/half.ts: nearest, ties to even),
+ * two to a word (perWord = 2: column c at bit 16·(c mod 2)), and have no scales: `blockSize` is
+ * `cols`, `scales` is an empty float32 array, `steps` null, `scaleMean` 0. A value decodes to
+ * itself exactly. A finite float32 that rounds past f16's range is refused.
  */
 
-/** Storage formats of a quantized weight. */
-export type QuantFormat = 'nf4' | 'int8';
+/** Storage formats of a quantized weight: block-quantized codes (nf4, int8) or 16-bit floats (f16, bf16). */
+export type QuantFormat = 'nf4' | 'int8' | 'f16' | 'bf16';
+
+/** The 16-bit float formats (no scales; see this module's header). */
+export type HalfFormat = 'f16' | 'bf16';
+
+/**
+ * Whether a format is a 16-bit float one (no scales, two values a word).
+ *
+ * @example
+ * lr.isHalfFormat('bf16'); // true
+ * lr.isHalfFormat('nf4'); // false
+ */
+export function isHalfFormat(format: QuantFormat): format is HalfFormat {
+  return format === 'f16' || format === 'bf16';
+}
+
+/** The formats `quantizeData` accepts, for error messages. */
+const FORMATS: readonly QuantFormat[] = ['nf4', 'int8', 'f16', 'bf16'];
+
+/** Checks a format name (naming `op`). */
+export function checkFormat(op: string, format: unknown): QuantFormat {
+  if (typeof format === 'string' && (FORMATS as readonly string[]).includes(format))
+    return format as QuantFormat;
+  throw new OpError(
+    op,
+    `bits must be one of ${FORMATS.map((f) => `'${f}'`).join(', ')}, got '${String(format)}'`,
+  );
+}
 
 /**
  * The 16 values of the 4-bit NormalFloat data type (NF4), as the QLoRA paper lists them
@@ -46,7 +80,7 @@ export const DOUBLE_QUANT_BLOCK = 256;
 
 /** How to quantize a weight matrix. */
 export interface QuantizeOptions {
-  /** `'nf4'` (4-bit NormalFloat) or `'int8'`. */
+  /** `'nf4'` (4-bit NormalFloat), `'int8'`, or a 16-bit float `'f16'` / `'bf16'` (no blocks: the options below do not apply). */
   bits: QuantFormat;
   /** Values per absmax block along a row: 64 by default; `'channel'` = one block per row. */
   blockSize?: number | 'channel';
@@ -81,7 +115,7 @@ export interface QuantizedData {
 
 /** Bits per code of a format. */
 export function codeBits(format: QuantFormat): number {
-  return format === 'nf4' ? 4 : 8;
+  return format === 'nf4' ? 4 : format === 'int8' ? 8 : 16;
 }
 
 /** u32 words per row of codes. */
@@ -96,6 +130,7 @@ export function blocksPerRow(cols: number, blockSize: number): number {
 
 /** The block size options ask for, checked (naming `op`). */
 export function resolveBlockSize(op: string, options: QuantizeOptions, cols: number): number {
+  if (isHalfFormat(options.bits)) return cols;
   const b = options.blockSize ?? 64;
   if (b === 'channel') return Math.max(1, cols);
   if (!Number.isInteger(b) || b < 1)
@@ -161,6 +196,7 @@ export function codeAt(words: Int32Array, format: QuantFormat, cols: number, r: 
   const per = 32 / bits;
   const word = words[r * Math.ceil(cols / per) + Math.floor(c / per)];
   const shift = bits * (c % per);
+  if (bits === 16) return (word >>> shift) & 0xffff;
   return format === 'nf4' ? (word >>> shift) & 15 : (word << (24 - shift)) >> 24;
 }
 
@@ -179,11 +215,10 @@ export function quantizeData(
   options: QuantizeOptions,
 ): QuantizedData {
   const op = 'quantize';
-  const format = options.bits;
-  if (format !== 'nf4' && format !== 'int8')
-    throw new OpError(op, `bits must be 'nf4' or 'int8', got '${String(format)}'`);
+  const format = checkFormat(op, options.bits);
   if (data.length !== rows * cols)
     throw new OpError(op, `expected ${rows}·${cols} = ${rows * cols} values, got ${data.length}`);
+  if (isHalfFormat(format)) return halfData(format, encodeHalf(op, format, data, cols), rows, cols);
   const blockSize = resolveBlockSize(op, options, cols);
   const bpr = blocksPerRow(cols, blockSize);
   const codes = new Int32Array(rows * cols);
@@ -239,6 +274,59 @@ function doubleQuantize(
   return { words: packCodes(codes, 1, scales.length, 8), steps, mean };
 }
 
+/**
+ * Rounds float32 values to 16-bit patterns (nearest, ties to even); a finite value that becomes
+ * ±Infinity in f16 (|x| ≥ 65520) is refused, naming its [row, col].
+ */
+function encodeHalf(op: string, format: HalfFormat, data: Float32Array, cols: number): Uint16Array {
+  const out = new Uint16Array(data.length);
+  const enc = format === 'f16' ? f16Bits : bf16Bits;
+  for (let i = 0; i < data.length; i++) {
+    const h = enc(data[i]);
+    if ((h & 0x7fff) === (format === 'f16' ? 0x7c00 : 0x7f80) && Number.isFinite(data[i]))
+      throw new OpError(
+        op,
+        `value at [${Math.floor(i / cols)}, ${i % cols}] is ${data[i]}, beyond ${format}'s range (±${format === 'f16' ? 65504 : '3.39e38'})`,
+      );
+    out[i] = h;
+  }
+  return out;
+}
+
+/**
+ * Host data of a 16-bit weight from its bit patterns (row-major [rows, cols], e.g. an F16 or
+ * BF16 safetensors tensor's values as they are stored), packed two to a word with no rounding.
+ *
+ * @example
+ * const d = lr.halfData('f16', Uint16Array.from([0x3c00, 0xc000]), 1, 2); // [[1, -2]]
+ * d.codes; // Int32Array [0xc0003c00 | 0]
+ */
+export function halfData(format: HalfFormat, bits: Uint16Array, rows: number, cols: number): QuantizedData {
+  if (format !== 'f16' && format !== 'bf16')
+    throw new OpError('halfData', `format must be 'f16' or 'bf16', got '${String(format)}'`);
+  if (bits.length !== rows * cols)
+    throw new OpError('halfData', `expected ${rows}·${cols} = ${rows * cols} values, got ${bits.length}`);
+  const wpr = Math.ceil(cols / 2);
+  const codes = new Int32Array(rows * wpr);
+  if (cols % 2 === 0) {
+    // rows of whole words: the little-endian u16 pairs are the words
+    new Uint16Array(codes.buffer).set(bits);
+  } else {
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < cols; c++) codes[r * wpr + (c >> 1)] |= bits[r * cols + c] << (16 * (c & 1));
+  }
+  return {
+    format,
+    rows,
+    cols,
+    blockSize: cols,
+    codes,
+    scales: new Float32Array(0),
+    steps: null,
+    scaleMean: 0,
+  };
+}
+
 /** The float32 scale of block i as the kernels use it (double quantization undone). */
 export function scaleAt(q: QuantizedData, i: number): number {
   if (!q.steps) return (q.scales as Float32Array)[i];
@@ -255,6 +343,12 @@ export function scaleAt(q: QuantizedData, i: number): number {
  */
 export function dequantizeData(q: QuantizedData): Float32Array {
   const out = new Float32Array(q.rows * q.cols);
+  if (isHalfFormat(q.format)) {
+    const dec = q.format === 'f16' ? f16Value : bf16Value;
+    for (let r = 0; r < q.rows; r++)
+      for (let c = 0; c < q.cols; c++) out[r * q.cols + c] = dec(codeAt(q.codes, q.format, q.cols, r, c));
+    return out;
+  }
   const bpr = blocksPerRow(q.cols, q.blockSize);
   for (let r = 0; r < q.rows; r++) {
     for (let c = 0; c < q.cols; c++) {

@@ -11,6 +11,8 @@ import type { Device, Storage } from '../storage.js';
 import type { Tensor } from '../tensor.js';
 import {
   blocksPerRow,
+  checkFormat,
+  isHalfFormat,
   type QuantFormat,
   type QuantizedData,
   type QuantizeOptions,
@@ -54,7 +56,8 @@ export interface QuantizedMemoryInfo {
 
 /**
  * A frozen weight matrix [rows, cols] stored quantized: packed 4-bit NF4 or int8 codes with one
- * absmax scale per block of a row (optionally double-quantized), on a device. It is not a
+ * absmax scale per block of a row (optionally double-quantized), or 16-bit floats (`f16`,
+ * `bf16`: two to a word, half the bytes of float32, decoded exactly), on a device. It is not a
  * tensor: it never requires gradients, and ops read it only through `quantizedMatmul` and
  * `dequantize`, which decode it inside their kernels. `lr.quantizedMemory()` counts the live ones.
  *
@@ -119,8 +122,9 @@ export class QuantizedWeight implements QuantizedParts {
     const op = 'quantize';
     if (w.dtype !== 'float32' || w.rank !== 2)
       throw new OpError(op, `expected a float32 matrix, got ${w.dtype} ${fmtShape(w.shape)}`);
-    if (options.bits !== 'nf4' && options.bits !== 'int8')
-      throw new OpError(op, `bits must be 'nf4' or 'int8', got '${String(options.bits)}'`);
+    checkFormat(op, options.bits);
+    if (isHalfFormat(options.bits) && options.doubleQuant)
+      throw new OpError(op, `${options.bits} has no scales to double-quantize`);
     const [rows, cols] = w.shape;
     const blockSize = resolveBlockSize(op, options, cols);
     const mean = options.doubleQuant ? (options.scaleMean ?? null) : null;
@@ -260,7 +264,15 @@ function checkParts(op: string, p: QuantizedParts): void {
     t.assertLive(op);
   };
   want(p.codes, 'codes', 'int32', rows * wordsPerRow(p.format, cols));
-  if (p.steps) {
+  if (isHalfFormat(p.format)) {
+    if (p.blockSize !== cols || p.scaleMean !== 0)
+      throw new OpError(
+        op,
+        `${p.format} has no blocks: blockSize must be cols=${cols} and scaleMean 0, got ${p.blockSize} and ${p.scaleMean}`,
+      );
+    want(p.scales, 'scales', 'float32', 0);
+    if (p.steps) throw new OpError(op, `${p.format} has no scales to double-quantize, but steps were given`);
+  } else if (p.steps) {
     want(p.scales, 'scales', 'int32', Math.ceil((rows * bpr) / 4));
     want(p.steps, 'steps', 'float32', Math.ceil((rows * bpr) / 256));
   } else {

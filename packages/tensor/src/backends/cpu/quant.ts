@@ -2,6 +2,7 @@ import type { KernelTable, QuantView } from '../../backend.js';
 import { releaseStorage } from '../../engine/memory.js';
 import { getKernel } from '../../engine/registry.js';
 import { DOUBLE_QUANT_BLOCK, NF4_VALUES, quantizeData } from '../../quant/format.js';
+import { f16Table } from '../../quant/half.js';
 import type { Storage, View } from '../../storage.js';
 import { allocate, cpuArray, storageOf } from './storage.js';
 import { arrayOf } from './strided.js';
@@ -34,6 +35,7 @@ function scalesOf(w: QuantView): Float32Array {
  */
 function rowReader(w: QuantView): (r: number, row: Float32Array) => void {
   const words = w.codes.handle as Int32Array;
+  if (w.format === 'f16' || w.format === 'bf16') return halfRowReader(words, w.cols, w.format);
   const scales = scalesOf(w);
   const { cols, blockSize } = w;
   const bpr = Math.ceil(cols / blockSize);
@@ -60,6 +62,41 @@ function rowReader(w: QuantView): (r: number, row: Float32Array) => void {
       for (let c = b * blockSize; c < hi; c++)
         row[c] = ((words[base + (c >> 2)] << (24 - ((c & 3) << 3))) >> 24) * scale;
     }
+  };
+}
+
+/**
+ * Row r of a 16-bit weight: two values a word, low half first; f16 through the 65536-entry
+ * table (exact), bf16 as the upper half of a float32 (a bit copy).
+ */
+function halfRowReader(
+  words: Int32Array,
+  cols: number,
+  format: 'f16' | 'bf16',
+): (r: number, row: Float32Array) => void {
+  const wpr = Math.ceil(cols / 2);
+  const pairs = cols >> 1;
+  if (format === 'bf16') {
+    return (r, row) => {
+      const bits = new Uint32Array(row.buffer, row.byteOffset, cols);
+      const base = r * wpr;
+      for (let i = 0; i < pairs; i++) {
+        const word = words[base + i];
+        bits[2 * i] = word << 16;
+        bits[2 * i + 1] = word & 0xffff0000;
+      }
+      if (cols & 1) bits[cols - 1] = words[base + pairs] << 16;
+    };
+  }
+  const table = f16Table();
+  return (r, row) => {
+    const base = r * wpr;
+    for (let i = 0; i < pairs; i++) {
+      const word = words[base + i];
+      row[2 * i] = table[word & 0xffff];
+      row[2 * i + 1] = table[word >>> 16];
+    }
+    if (cols & 1) row[cols - 1] = table[words[base + pairs] & 0xffff];
   };
 }
 

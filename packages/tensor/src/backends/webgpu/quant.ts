@@ -31,7 +31,26 @@ const THREADS = SIDE * SIDE;
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
+/**
+ * 16-bit weights: `wq(r, c)` takes the half word of column c (low half for even c); f16 through
+ * WGSL's `unpack2x16float`, bf16 as the upper half of an f32's bits. No scales are bound.
+ */
+function halfDecoder(w: QuantView): string {
+  const value =
+    w.format === 'f16'
+      ? 'return unpack2x16float(word)[c & 1u];'
+      : 'return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (c & 1u) == 1u));';
+  return `@group(0) @binding(2) var<storage, read> codes: array<u32>;
+fn wq(r: u32, c: u32) -> f32 {
+  let word = codes[r * ${u(2)} + (c >> 1u)];
+  ${value}
+}`;
+}
+
+const isHalf = (w: QuantView): boolean => w.format === 'f16' || w.format === 'bf16';
+
 function decoder(w: QuantView): string {
+  if (isHalf(w)) return halfDecoder(w);
   const table = Array.from(NF4_VALUES, (v) => v.toPrecision(9)).join(', ');
   const code =
     w.format === 'nf4'
@@ -60,7 +79,7 @@ function words(w: QuantView, extra: number): Uint32Array {
   const out = new Uint32Array(6 + extra);
   out[0] = w.rows;
   out[1] = w.cols;
-  out[2] = Math.ceil(w.cols / (w.format === 'nf4' ? 8 : 4));
+  out[2] = Math.ceil(w.cols / (w.format === 'nf4' ? 8 : w.format === 'int8' ? 4 : 2));
   out[3] = Math.ceil(w.cols / w.blockSize);
   out[4] = w.blockSize;
   new Float32Array(out.buffer)[5] = w.scaleMean;
@@ -72,6 +91,7 @@ function key(w: QuantView): string {
 }
 
 function weightBindings(w: QuantView): ReturnType<typeof bindingOf>[] {
+  if (isHalf(w)) return [bindingOf(w.codes)];
   return [bindingOf(w.codes), bindingOf(w.scales), ...(w.steps ? [bindingOf(w.steps)] : [])];
 }
 
@@ -112,7 +132,7 @@ export const quantMatmul: GpuKernel<'quantMatmul'> = (c, a, w, m, transpose) => 
     return `${metaStruct(meta.length)}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 ${decoder(w)}
-@group(0) @binding(${w.steps ? 5 : 4}) var<storage, read> a: array<f32>;
+@group(0) @binding(${isHalf(w) ? 3 : w.steps ? 5 : 4}) var<storage, read> a: array<f32>;
 var<workgroup> ta: array<f32, ${BK * TILE}>;
 var<workgroup> tw: array<f32, ${BK * TILE}>;
 @compute @workgroup_size(${THREADS})
@@ -198,6 +218,11 @@ fn main(${MAIN_ARGS}) {
  */
 export const quantize: GpuKernel<'quantize'> = (c, w, format, rows, cols, blockSize, scaleMean) => {
   c.check('quantize');
+  if (format === 'f16' || format === 'bf16')
+    throw new OpError(
+      'quantize',
+      `rounding to ${format} on WebGPU is not implemented: round on the CPU (QuantizedWeight.quantize, or move the matrix to 'cpu')`,
+    );
   const nf4 = format === 'nf4';
   const per = nf4 ? 8 : 4;
   const wpr = Math.ceil(cols / per);
