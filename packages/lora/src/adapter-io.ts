@@ -132,7 +132,43 @@ export async function exportAdapter(handle: LoraModel, adapterName = 'default'):
     (l) => l.specs.has(adapterName) && 'fanInFanOut' in l && l.fanInFanOut === true,
   );
   const saved = { ...cfg, fanInFanOut: cfg.fanInFanOut || conv };
-  return { config: toPeftConfig(saved, { targetModules: written, rankPattern, alphaPattern }), tensors };
+  const baseModelNameOrPath = modelNameOrPath(handle.model);
+  return {
+    config: toPeftConfig(saved, { targetModules: written, rankPattern, alphaPattern, baseModelNameOrPath }),
+    tensors,
+  };
+}
+
+/**
+ * Where a model's weights came from: its `nameOrPath` (the directory or Hub id that
+ * `fromPretrained` sets on lowrank's models), or null when it has none.
+ *
+ * @example
+ * modelNameOrPath(await AutoModelForCausalLM.fromPretrained('HuggingFaceTB/SmolLM2-135M')); // 'HuggingFaceTB/SmolLM2-135M'
+ */
+export function modelNameOrPath(model: Module): string | null {
+  const v: unknown = Reflect.get(model, 'nameOrPath');
+  return typeof v === 'string' && v !== '' ? v : null;
+}
+
+/** A name or path in comparable form: no trailing slash, a Hub cache snapshot folder as its `org/name`. */
+function comparableName(s: string): string {
+  const t = s.replace(/[\\/]+$/, '').replace(/^\.[\\/]/, '');
+  const cached = /(?:^|[\\/])models--([^\\/]+?)--([^\\/]+)[\\/]snapshots[\\/][^\\/]+$/.exec(t);
+  return cached ? `${cached[1]}/${cached[2]}` : t;
+}
+
+/**
+ * The warning for an adapter whose `base_model_name_or_path` names another model than the one it
+ * is loaded into, or null when they agree (or either is unknown).
+ */
+function baseModelMismatch(config: unknown, model: Module): string | null {
+  const saved =
+    config !== null && typeof config === 'object' ? Reflect.get(config, 'base_model_name_or_path') : null;
+  const loaded = modelNameOrPath(model);
+  if (typeof saved !== 'string' || saved === '' || loaded === null) return null;
+  if (comparableName(saved) === comparableName(loaded)) return null;
+  return `loadAdapter: the adapter was trained on '${saved}' (base_model_name_or_path) but the model was loaded from '${loaded}'; it may not fit this base`;
 }
 
 /**
@@ -161,7 +197,10 @@ export async function serializeAdapter(
 export interface ImportOptions {
   /** Name the adapter gets in the model (default 'default'). */
   adapterName?: string;
-  /** Called for each unknown config key (default console.warn). */
+  /**
+   * Called for each unknown config key, and when `base_model_name_or_path` names another model
+   * than the one loaded (its `nameOrPath`) (default console.warn).
+   */
   onWarning?: (message: string) => void;
 }
 
@@ -180,6 +219,8 @@ export function importAdapter<M extends Module>(
 ): LoraModel<M> {
   const name = options.adapterName ?? 'default';
   const parsed = fromPeftConfig(files.config, { onWarning: options.onWarning });
+  const mismatch = baseModelMismatch(files.config, model);
+  if (mismatch) (options.onWarning ?? ((m: string) => console.warn(m)))(mismatch);
   const keys = Object.keys(files.tensors);
   if (keys.length === 0) throw new OpError('loadAdapter', 'adapter_model.safetensors holds no tensors');
   const cfg = resolveConfig({ ...parsed.config, initLoraWeights: true });

@@ -145,6 +145,8 @@ export function toPeftConfig(
     rankPattern: Record<string, number>;
     alphaPattern: Record<string, number>;
     peftVersion?: string;
+    /** `base_model_name_or_path`: the base model's directory or Hub id (default null). */
+    baseModelNameOrPath?: string | null;
   },
 ): PeftConfigJson {
   return {
@@ -167,7 +169,7 @@ export function toPeftConfig(
     layers_to_transform: config.layersToTransform ? [...config.layersToTransform] : null,
     layers_pattern: config.layersToTransform ? [...config.layersPattern] : null,
     inference_mode: true,
-    base_model_name_or_path: null,
+    base_model_name_or_path: resolved.baseModelNameOrPath ?? null,
     revision: null,
     peft_version: resolved.peftVersion ?? '0.21.0',
   };

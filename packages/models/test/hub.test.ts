@@ -13,6 +13,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { noGrad } from '@lowrank/autograd';
+import { applyLora } from '@lowrank/lora';
+import { loadAdapter, saveAdapter } from '@lowrank/lora/node';
 import * as lr from '@lowrank/tensor';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AutoModelForCausalLM as PureAuto } from '../src/auto.js';
@@ -329,6 +331,43 @@ describe('CacheApiHubStore (browser cache), over a fake Cache', () => {
         (k) => k.includes('/partial/') || k.includes(sha256(tiny.get('model.safetensors')!)),
       ),
     ).toEqual([]);
+  });
+});
+
+describe('PEFT adapters remember their base (base_model_name_or_path)', () => {
+  it('saved from a Hub model: its id; from a directory: the path; another base warns on load', async () => {
+    const cache = freshCache();
+    const fromHub = await AutoModelForCausalLM.fromPretrained('org/tiny', { endpoint, cache });
+    const lora = applyLora(fromHub, { r: 2, targetModules: ['q_proj', 'v_proj'] });
+    const { dir } = await saveAdapter(lora, join(tmp, 'adapter-hub'));
+    expect(JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')).base_model_name_or_path).toBe(
+      'org/tiny',
+    );
+    const warnings: string[] = [];
+    const onWarning = (w: string) => warnings.push(w);
+    await loadAdapter(await AutoModelForCausalLM.fromPretrained('org/tiny', { endpoint, cache }), dir, {
+      onWarning,
+    });
+    await loadAdapter(
+      await AutoModelForCausalLM.fromPretrained(await hubSnapshotDir('org/tiny', { endpoint, cache })),
+      dir,
+      {
+        onWarning,
+      },
+    );
+    expect(warnings).toEqual([]);
+    await loadAdapter(await AutoModelForCausalLM.fromPretrained(tinyDir), dir, { onWarning });
+    expect(warnings).toEqual([
+      `loadAdapter: the adapter was trained on 'org/tiny' (base_model_name_or_path) but the model was loaded from '${tinyDir}'; it may not fit this base`,
+    ]);
+    const local = applyLora(await AutoModelForCausalLM.fromPretrained(tinyDir), {
+      r: 2,
+      targetModules: ['q_proj'],
+    });
+    const saved = await saveAdapter(local, join(tmp, 'adapter-dir'));
+    expect(
+      JSON.parse(readFileSync(join(saved.dir, 'adapter_config.json'), 'utf8')).base_model_name_or_path,
+    ).toBe(tinyDir);
   });
 });
 
