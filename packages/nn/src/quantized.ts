@@ -187,7 +187,7 @@ export class QuantizedLinear extends Module {
 
 /** Options of `quantizeModel`. */
 export interface QuantizeModelOptions {
-  /** `'nf4'` or `'int8'`. */
+  /** `'nf4'`, `'int8'`, or a 16-bit float `'f16'` / `'bf16'` (half the bytes of float32, decoded exactly; no blocks). */
   bits: QuantFormat;
   /** Values per absmax block (64 by default; `'channel'`: one per output feature). */
   blockSize?: number | 'channel';
