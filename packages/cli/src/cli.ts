@@ -36,6 +36,7 @@ import {
 import {
   AutoModelForCausalLM,
   loadTokenizer,
+  modelDir,
   readBytes,
   readJSON,
   savePretrained,
@@ -85,7 +86,7 @@ async function useDevice(wanted: string): Promise<Device> {
 // train
 
 /** defaults < --config JSON < flags given on the command line. */
-function resolveTrainArgs(cmd: Command): TrainArgs {
+async function resolveTrainArgs(cmd: Command): Promise<TrainArgs> {
   const opts = cmd.opts<Record<string, unknown>>();
   const merged: Record<string, unknown> = { ...TRAIN_DEFAULTS };
   const fromConfig = new Set<string>();
@@ -115,7 +116,8 @@ function resolveTrainArgs(cmd: Command): TrainArgs {
     cmd.getOptionValueSource('targets') !== 'cli' &&
     !fromConfig.has('targets')
   ) {
-    const type = (readJSON(join(merged.init, 'config.json'), 'model config').model_type ?? 'gpt2') as string;
+    const dir = await modelFolder(merged.init);
+    const type = (readJSON(join(dir, 'config.json'), 'model config').model_type ?? 'gpt2') as string;
     if (type !== 'gpt2') merged.targets = ['q_proj', 'v_proj'];
   }
   return merged as unknown as TrainArgs;
@@ -136,6 +138,23 @@ interface BuiltModel {
   lora: LoraModel<AutoCausalLM> | null;
 }
 
+/**
+ * The folder of `--model`: the directory itself, or a Hub id's snapshot (downloaded into the
+ * Hugging Face cache, HF_HUB_CACHE or HF_HOME/hub, from HF_ENDPOINT or huggingface.co, or found there).
+ */
+async function modelFolder(dirOrHubId: string): Promise<string> {
+  try {
+    return await modelDir(dirOrHubId, {
+      onProgress: (p) => {
+        if (!p.cached && p.loaded === p.total)
+          console.error(`downloaded ${dirOrHubId}: ${p.file} (${p.total} bytes)`);
+      },
+    });
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+}
+
 async function loadModel(dir: string, device: Device): Promise<AutoCausalLM> {
   try {
     return await AutoModelForCausalLM.fromPretrained(dir, { device });
@@ -150,12 +169,13 @@ async function buildModel(a: TrainArgs, corpus: string, device: Device): Promise
   let tokenizer: Tokenizer;
   let tokenizerDir: string | null = null;
   if (a.init) {
+    const dir = await modelFolder(a.init); // a Hub id's snapshot: model.nameOrPath stays the id
     model = await loadModel(a.init, device);
-    tokenizer = loadTokenizer(a.init, model.config.vocab_size);
-    const tokPath = join(a.init, 'tokenizer.json');
+    tokenizer = loadTokenizer(dir, model.config.vocab_size);
+    const tokPath = join(dir, 'tokenizer.json');
     if (tokenizer instanceof HFTokenizer) {
       tokenizerSpec = null;
-      tokenizerDir = a.init;
+      tokenizerDir = dir;
     } else {
       tokenizerSpec = existsSync(tokPath)
         ? (readJSON(tokPath, 'tokenizer') as unknown as TokenizerSpec)
@@ -237,7 +257,7 @@ async function train(cmd: Command): Promise<void> {
     for (const k of changeable)
       if (cmd.getOptionValueSource(k) === 'cli') Object.assign(a, { [k]: cmd.opts()[k] });
   } else {
-    a = resolveTrainArgs(cmd);
+    a = await resolveTrainArgs(cmd);
   }
   if (a.blockSize > a.nPositions && !a.init)
     throw new CliError(`train: --block-size ${a.blockSize} exceeds --n-positions ${a.nPositions}`);
@@ -370,6 +390,7 @@ function tokenizerOptions(
 }
 
 async function loadWithAdapter(modelDir: string, adapterDir: string | undefined, device: Device) {
+  const folder = await modelFolder(modelDir);
   const model = await loadModel(modelDir, device);
   let lora: LoraModel<AutoCausalLM> | null = null;
   if (adapterDir) {
@@ -378,13 +399,15 @@ async function loadWithAdapter(modelDir: string, adapterDir: string | undefined,
     const configText = new TextDecoder().decode(readBytes(cfg, 'adapter config'));
     try {
       lora = loadAdapterFromBytes(model, configText, readBytes(weights, 'adapter weights'), {
-        onWarning: () => {},
+        onWarning: (m) => {
+          if (m.startsWith('loadAdapter:')) console.error(`warning: ${m}`); // another base than the adapter's
+        },
       });
     } catch (e) {
       throw new CliError(`adapter ${adapterDir} does not fit model ${modelDir}: ${(e as Error).message}`);
     }
   }
-  return { model, lora, tokenizer: loadTokenizer(modelDir, model.config.vocab_size) };
+  return { model, lora, tokenizer: loadTokenizer(folder, model.config.vocab_size) };
 }
 
 async function generateCmd(o: {
@@ -575,7 +598,10 @@ export function makeProgram(): Command {
     .option('--config <file>', 'JSON file with any of these options (camelCase keys); flags override it')
     .option('--resume', 'continue the run in --out from its last checkpoint')
     .option('--init <dir>', 'start from this model directory (config.json + model.safetensors)')
-    .option('--model <dir>', 'same as --init: a GPT-2 or Llama-family (llama, qwen2, mistral) HF directory')
+    .option(
+      '--model <dir|hub-id>',
+      'same as --init: a GPT-2 or Llama-family (llama, qwen2, mistral) HF directory, or a Hub id (org/name, downloaded into the HF cache)',
+    )
     .addOption(new Option('--tokenizer <kind>', 'tokenizer of a new model').choices(['char', 'byte', 'gpt2']))
     .option('--n-embd <n>', 'width of a new model', int())
     .option('--n-layer <n>', 'layers of a new model', int())
