@@ -2,7 +2,7 @@
 # Bundles bench entries (sources through the `source` condition; tfjs as ESM so its gradient
 # registrations and kernels share one engine) into DIR/bundle/NAME.mjs, next to a kit made by
 # ../shared/gpu/pack.sh (whose own bundles use the built dist/ and tfjs's CommonJS build).
-#   bash bench/bundle.sh DIR bench/train-gpt2.ts bench/mlp-overhead.ts ...
+#   bash bench/bundle.sh DIR bench/train-gpt2.ts bench/mlp-compile.ts ...
 set -euo pipefail
 dir=${1:?usage: bundle.sh DIR ENTRY.ts...}; shift
 mkdir -p "$dir/bundle"

@@ -1,5 +1,5 @@
 /**
- * The two-layer MLP training step of the overhead benchmarks (`mlp-overhead.ts` on WebGPU,
+ * The two-layer MLP training step of the overhead benchmarks (`mlp-compile.ts` on WebGPU,
  * `cpu-mlp.ts` on the CPU): x [B, in] → Linear → ReLU → Linear → MSE against a fixed target,
  * backward, Adam (lr 1e-3). The same step in lowrank and in tfjs (`tf.train.adam`).
  */

@@ -1,4 +1,4 @@
-"""PyTorch reference for bench/mlp-overhead.ts: MLP training step (B=512, 1024-4096-1024, ReLU, MSE,
+"""PyTorch reference for bench/mlp-compile.ts: MLP training step (B=512, 1024-4096-1024, ReLU, MSE,
 Adam lr 1e-3), f32, TF32 off; ms per step over steps back to back (best of 3 x 50)."""
 
 import sys
