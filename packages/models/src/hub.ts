@@ -399,7 +399,12 @@ export interface CacheLike {
   /** Removes an entry; true when there was one. */
   delete(request: string): Promise<boolean>;
   /** The stored requests (their `url`s are the keys given to `put`). */
-  keys(): Promise<readonly { url: string }[]>;
+  keys(): Promise<
+    readonly {
+      /** The key's URL. */
+      url: string;
+    }[]
+  >;
 }
 
 /**
