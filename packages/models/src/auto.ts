@@ -1,8 +1,9 @@
-import type { HostTensor } from '@lowrank/nn';
-import { parseSafetensors } from '@lowrank/nn';
+import type { HostTensor, RawSafetensorsTensor } from '@lowrank/nn';
+import { initializers as init, parseSafetensors, safetensorsEntries } from '@lowrank/nn';
 import type { Device } from '@lowrank/tensor';
 import { gpt2Config } from './config.js';
 import { GPT2LMHeadModel } from './gpt2.js';
+import { type LoadDType, type LoadProgress, loadWeightsStreaming } from './half-load.js';
 import { loadGPT2Weights } from './hf.js';
 import { LlamaForCausalLM } from './llama.js';
 import { loadHFWeights, mergeShards, shardFiles } from './weights.js';
@@ -43,6 +44,24 @@ function modelType(config: Record<string, unknown>): CausalLMType {
   );
 }
 
+/** Options of `AutoModelForCausalLM.fromFiles`. */
+export interface FromFilesOptions {
+  /** Device to move the model to (the CPU by default). */
+  device?: Device;
+  /**
+   * `'f16'` / `'bf16'`: keep the frozen base's Linear weights in 16 bits (`QuantizedLinear` over
+   * an f16/bf16 `QuantizedWeight`, half the bytes of float32, decoded inside the matmul kernel);
+   * a checkpoint already in that dtype is kept as it is, others are rounded to nearest even.
+   * Embeddings, norms, biases and `lm_head` stay float32. The model is built without random
+   * initialisation and loaded tensor by tensor from the file's bytes, so no float32 copy of the
+   * checkpoint exists. `'f32'` (the default) widens everything to float32. Llama-family models
+   * only (llama, qwen2, mistral).
+   */
+  dtype?: LoadDType;
+  /** Called after each tensor is loaded (streaming load, as with `dtype`). */
+  onLoadProgress?: (progress: LoadProgress) => void;
+}
+
 /** Builds the right causal LM for a `config.json`, and loads weights into it. */
 // biome-ignore lint/complexity/noStaticOnlyClass: transformers' API (AutoModelForCausalLM.from_pretrained), subclassed in /node
 export class AutoModelForCausalLM {
@@ -69,7 +88,8 @@ export class AutoModelForCausalLM {
     config: Record<string, unknown>,
     tensors: Readonly<Record<string, HostTensor>>,
   ): AutoCausalLM {
-    const model = AutoModelForCausalLM.fromConfig(config);
+    // every parameter is overwritten (the load is strict): no random values are drawn
+    const model = init.withoutInit(() => AutoModelForCausalLM.fromConfig(config));
     if (model instanceof GPT2LMHeadModel) loadGPT2Weights(model, tensors);
     else loadHFWeights(model, tensors, model.config.model_type);
     return model;
@@ -82,7 +102,7 @@ export class AutoModelForCausalLM {
    * @example
    * const model = await AutoModelForCausalLM.fromFiles(async (f) => bytesFromFolderPicker(f));
    */
-  static async fromFiles(read: FileReader, options: { device?: Device } = {}): Promise<AutoCausalLM> {
+  static async fromFiles(read: FileReader, options: FromFilesOptions = {}): Promise<AutoCausalLM> {
     const need = async (name: string, what: string): Promise<Uint8Array> => {
       const bytes = await read(name);
       if (!bytes) throw new Error(`${what} not found: ${name}`);
@@ -97,8 +117,37 @@ export class AutoModelForCausalLM {
       }
     };
     const config = (await json('config.json', 'model config')) as Record<string, unknown>;
-    modelType(config); // fail on the type before reading the weights
+    const type = modelType(config); // fail on the type before reading the weights
+    const streaming = (options.dtype !== undefined && options.dtype !== 'f32') || options.onLoadProgress;
+    if (streaming && type === 'gpt2')
+      throw new Error(
+        `AutoModelForCausalLM: dtype '${options.dtype ?? 'f32'}' / onLoadProgress load Llama-family checkpoints; for GPT-2 load in float32 and quantizeModel(model, { bits: 'f16' })`,
+      );
     const single = await read('model.safetensors');
+    if (streaming) {
+      let raw: Record<string, RawSafetensorsTensor>;
+      if (single) raw = safetensorsEntries(single).tensors;
+      else {
+        const index = await json(
+          'model.safetensors.index.json',
+          'model weights (model.safetensors or its index)',
+        );
+        const shards = new Map<string, Uint8Array>();
+        for (const file of shardFiles(index)) shards.set(file, await need(file, 'weight shard'));
+        raw = mergeShards(
+          index,
+          (file) => shards.get(file) as Uint8Array,
+          (b) => safetensorsEntries(b).tensors,
+        );
+      }
+      const model = init.withoutInit(() => new LlamaForCausalLM(config));
+      loadWeightsStreaming(model, raw, model.config.model_type, {
+        dtype: options.dtype ?? 'f32',
+        onLoadProgress: options.onLoadProgress,
+      });
+      if (options.device && options.device !== 'cpu') await model.to(options.device);
+      return model;
+    }
     let tensors: Readonly<Record<string, HostTensor>>;
     if (single) tensors = parseSafetensors(single).tensors;
     else {

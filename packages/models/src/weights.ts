@@ -47,18 +47,20 @@ export function shardFiles(index: unknown): string[] {
  * const index = JSON.parse(indexText);
  * const tensors = mergeShards(index, (file) => bytesOf(file)); // name → tensor
  */
-export function mergeShards(
+export function mergeShards<T = SafetensorsTensor>(
   index: unknown,
   read: (file: string) => Uint8Array,
-): Record<string, SafetensorsTensor> {
+  /** How a shard's bytes become tensors: `parseSafetensors` by default (`safetensorsEntries` keeps them undecoded). */
+  parse: (bytes: Uint8Array) => Record<string, T> = (b) => parseSafetensors(b).tensors as Record<string, T>,
+): Record<string, T> {
   const files = shardFiles(index);
   const map = (index as SafetensorsIndex).weight_map;
-  const out: Record<string, SafetensorsTensor> = Object.create(null);
+  const out: Record<string, T> = Object.create(null);
   const problems: string[] = [];
   for (const file of files) {
-    let tensors: Record<string, SafetensorsTensor>;
+    let tensors: Record<string, T>;
     try {
-      tensors = parseSafetensors(read(file)).tensors;
+      tensors = parse(read(file));
     } catch (e) {
       throw new Error(`${file}: ${(e as Error).message}`);
     }
@@ -81,6 +83,17 @@ export function mergeShards(
 const NOT_PARAMETERS = [/\.rotary_emb\.inv_freq$/];
 
 /**
+ * Whether an HF key is left out when loading into a model whose state dict has the keys `own`:
+ * old RoPE buffers, and `lm_head.weight` of a tied head (the head is `embed_tokens`).
+ *
+ * @example
+ * skippedHFKey('model.layers.0.self_attn.rotary_emb.inv_freq', new Set()); // true
+ */
+export function skippedHFKey(key: string, own: ReadonlySet<string>): boolean {
+  return NOT_PARAMETERS.some((re) => re.test(key)) || (key === 'lm_head.weight' && !own.has(key));
+}
+
+/**
  * Loads HF weights into a model by name, strictly: every missing, unexpected or mis-shaped key
  * is listed in one error. A tied head (`lm_head.weight` beside a model without `lm_head`) and old
  * RoPE buffers are skipped.
@@ -95,11 +108,7 @@ export function loadHFWeights(
 ): void {
   const own = new Set(Object.keys(model.stateDict()));
   const keep = new Map<string, HostTensor>();
-  for (const [k, t] of Object.entries(tensors)) {
-    if (NOT_PARAMETERS.some((re) => re.test(k))) continue;
-    if (k === 'lm_head.weight' && !own.has(k)) continue; // tied: the head is embed_tokens
-    keep.set(k, t);
-  }
+  for (const [k, t] of Object.entries(tensors)) if (!skippedHFKey(k, own)) keep.set(k, t);
   try {
     model.loadStateDict(keep);
   } catch (e) {

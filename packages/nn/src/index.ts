@@ -37,13 +37,16 @@ export * as optim from './optim/index.js';
 export * from './optim/index.js';
 export * from './quantized.js';
 export {
+  decodeSafetensor,
   halfToFloat,
   MAX_HEADER_BYTES,
   type ParsedSafetensors,
   parseSafetensors,
+  type RawSafetensorsTensor,
   type SafetensorsDType,
   SafetensorsError,
   type SafetensorsTensor,
+  safetensorsEntries,
   serializeSafetensors,
   stateDictToSafetensors,
   toHost,

@@ -75,6 +75,26 @@ export function calculateGain(nonlinearity: Nonlinearity, param?: number): numbe
   }
 }
 
+let skipping = 0;
+
+/**
+ * Runs `fn` with every initialiser of this module switched off: the in-place ones (`normal_`,
+ * `ones_`, …) leave their tensor as it is, the creating ones (what layers call) return zeros,
+ * and no generator is drawn from. For a model whose weights are about to be overwritten by a
+ * checkpoint (loaders build it this way): the random values would be computed for nothing.
+ *
+ * @example
+ * const layer = nn.init.withoutInit(() => new nn.Linear(4096, 4096)); // zeros, nothing drawn
+ */
+export function withoutInit<T>(fn: () => T): T {
+  skipping++;
+  try {
+    return fn();
+  } finally {
+    skipping--;
+  }
+}
+
 function write(t: Tensor, values: Float32Array): Tensor {
   if (t.dtype !== 'float32') throw new OpError('init', `expected a float32 tensor, got ${t.dtype}`);
   noGrad(() => {
@@ -96,6 +116,7 @@ function gen(options: InitOptions): Generator {
  * nn.init.uniform_(lr.zeros([3]), -0.1, 0.1); // values in [-0.1, 0.1)
  */
 export function uniform_(t: Tensor, low = 0, high = 1, options: InitOptions = {}): Tensor {
+  if (skipping > 0) return t;
   const v = new Float32Array(t.size);
   gen(options).fillUniform(v, low, high);
   return write(t, v);
@@ -108,6 +129,7 @@ export function uniform_(t: Tensor, low = 0, high = 1, options: InitOptions = {}
  * nn.init.normal_(lr.zeros([3]), 0, 0.02); // GPT-2's weight init
  */
 export function normal_(t: Tensor, mean = 0, std = 1, options: InitOptions = {}): Tensor {
+  if (skipping > 0) return t;
   const v = new Float32Array(t.size);
   gen(options).fillNormal(v, mean, std);
   return write(t, v);
@@ -120,6 +142,7 @@ export function normal_(t: Tensor, mean = 0, std = 1, options: InitOptions = {})
  * nn.init.constant_(lr.zeros([2]), 3); // [3, 3]
  */
 export function constant_(t: Tensor, value: number): Tensor {
+  if (skipping > 0) return t;
   return write(t, new Float32Array(t.size).fill(value));
 }
 
@@ -207,7 +230,7 @@ export function xavierNormal_(t: Tensor, options: InitOptions & { gain?: number 
 
 function create(shape: readonly number[], fill: (v: Float32Array) => void, options: CreateOptions): Tensor {
   const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  fill(v);
+  if (skipping === 0) fill(v);
   return fromTypedArray(v, shape, { device: options.device });
 }
 

@@ -104,6 +104,38 @@ function isIndex(v: unknown): v is number {
  * model.loadStateDict(tensors);
  */
 export function parseSafetensors(bytes: Uint8Array): ParsedSafetensors {
+  const { tensors: raw, metadata } = safetensorsEntries(bytes);
+  const tensors: Record<string, SafetensorsTensor> = Object.create(null);
+  for (const [name, t] of Object.entries(raw)) tensors[name] = decodeSafetensor(name, t);
+  return { tensors, metadata };
+}
+
+/** A tensor of a safetensors file before decoding: the file's dtype, the shape and its bytes. */
+export interface RawSafetensorsTensor {
+  /** The dtype in the file. */
+  readonly dtype: SafetensorsDType;
+  /** Its shape. */
+  readonly shape: number[];
+  /** Its little-endian values: a view into the file's bytes (no copy). */
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * `parseSafetensors` without decoding: the same checks of the header and offsets, and each
+ * tensor as a view of its bytes in the file, so a loader can convert them one at a time (and
+ * keep 16-bit values as they are) without a second copy of the file.
+ *
+ * @example
+ * const { tensors } = safetensorsEntries(bytes);
+ * tensors['model.norm.weight'].dtype; // 'BF16'
+ * const norm = decodeSafetensor('model.norm.weight', tensors['model.norm.weight']); // float32
+ */
+export function safetensorsEntries(bytes: Uint8Array): {
+  /** By name, in file order (a null-prototype object). */
+  tensors: Record<string, RawSafetensorsTensor>;
+  /** The header's `__metadata__` strings. */
+  metadata: Record<string, string>;
+} {
   if (!LITTLE_ENDIAN) throw new SafetensorsError('big-endian hosts are not supported');
   if (bytes.length < 8) {
     throw new SafetensorsError(`file is ${bytes.length} bytes, too short for the 8-byte header length`);
@@ -163,12 +195,27 @@ export function parseSafetensors(bytes: Uint8Array): ParsedSafetensors {
     throw new SafetensorsError(`the tensors cover ${pos} bytes of data but the file holds ${dataLen}`);
   }
 
-  const tensors: Record<string, SafetensorsTensor> = Object.create(null);
-  for (const e of entries) {
-    const raw = bytes.subarray(dataStart + e.begin, dataStart + e.end);
-    tensors[e.name] = { ...decode(e, raw), shape: e.shape, sourceDtype: e.dtype };
-  }
+  const tensors: Record<string, RawSafetensorsTensor> = Object.create(null);
+  for (const e of entries)
+    tensors[e.name] = {
+      dtype: e.dtype,
+      shape: e.shape,
+      bytes: bytes.subarray(dataStart + e.begin, dataStart + e.end),
+    };
   return { tensors, metadata };
+}
+
+/**
+ * One tensor of `safetensorsEntries` converted as `parseSafetensors` converts it (F16/BF16/F64
+ * to float32, integers to int32, BOOL to bool); `name` is for error messages.
+ *
+ * @example
+ * const { tensors } = safetensorsEntries(bytes);
+ * decodeSafetensor('wte', tensors.wte).data; // Float32Array
+ */
+export function decodeSafetensor(name: string, t: RawSafetensorsTensor): SafetensorsTensor {
+  const e: Entry = { name, dtype: t.dtype, shape: t.shape, begin: 0, end: t.bytes.length };
+  return { ...decode(e, t.bytes), shape: t.shape, sourceDtype: t.dtype };
 }
 
 function checkEntry(name: string, info: unknown, dataLen: number): Entry {

@@ -1,0 +1,185 @@
+import { noGrad } from '@lowrank/autograd';
+import {
+  decodeSafetensor,
+  Linear,
+  type Module,
+  QuantizedLinear,
+  type RawSafetensorsTensor,
+} from '@lowrank/nn';
+import {
+  fromTypedArray,
+  type HalfFormat,
+  halfData,
+  type QuantizedData,
+  QuantizedWeight,
+  quantizeData,
+  type Tensor,
+} from '@lowrank/tensor';
+import { skippedHFKey } from './weights.js';
+
+/**
+ * Loading a checkpoint tensor by tensor, its frozen base kept in 16 bits (issue #17): each
+ * `Linear` weight becomes a `QuantizedLinear` over an f16 / bf16 `QuantizedWeight` (two values a
+ * word, decoded inside the matmul kernel), every other tensor (embeddings, norms, biases) is
+ * decoded to float32 and copied in, one at a time, straight from the file's bytes.
+ */
+
+/** The dtype a checkpoint is loaded in: float32, or a base kept in 16 bits. */
+export type LoadDType = 'f32' | HalfFormat;
+
+/** One loaded tensor, as `onLoadProgress` receives it. */
+export interface LoadProgress {
+  /** The tensor's name in the checkpoint. */
+  name: string;
+  /** Tensors loaded so far (this one included). */
+  done: number;
+  /** Tensors to load. */
+  total: number;
+  /** What it became: `'f16'` / `'bf16'` for a 16-bit base weight, else `'float32'`. */
+  storedAs: HalfFormat | 'float32';
+  /** Bytes it takes in memory now. */
+  bytes: number;
+}
+
+/** Options of `loadWeightsStreaming`. */
+export interface StreamingLoadOptions {
+  /** `'f16'` / `'bf16'` keep the Linear weights in 16 bits; `'f32'` loads everything as float32. */
+  dtype: LoadDType;
+  /**
+   * Linear layers (names, or name suffixes after a dot) left in float32: `['lm_head']` by
+   * default (a `lm_head` Linear is the fused loss's weight). A weight shared with another
+   * module (tied) always stays float32.
+   */
+  skip?: readonly string[];
+  /** Called after each tensor. */
+  onLoadProgress?: (progress: LoadProgress) => void;
+}
+
+/** What `loadWeightsStreaming` did. */
+export interface StreamingLoadReport {
+  /** Layers whose weight is now 16-bit. */
+  halfLayers: string[];
+  /** Device bytes of those weights. */
+  bytes: number;
+  /** What they would take in float32. */
+  f32Bytes: number;
+}
+
+const FILE_DTYPE: Record<HalfFormat, string> = { f16: 'F16', bf16: 'BF16' };
+const FLOAT_DTYPES = new Set(['F16', 'BF16', 'F32', 'F64']);
+
+/**
+ * The 16-bit data of a [rows, cols] weight: a file already in `format` is packed as it is (no
+ * rounding, no float32 copy); any other float dtype is decoded and rounded to nearest, ties to
+ * even (f16 refuses a finite value past ±65504).
+ */
+function halfWeight(name: string, t: RawSafetensorsTensor, format: HalfFormat): QuantizedData {
+  const [rows, cols] = t.shape;
+  if (t.dtype === FILE_DTYPE[format]) {
+    const n = rows * cols;
+    const bits =
+      t.bytes.byteOffset % 2 === 0
+        ? new Uint16Array(t.bytes.buffer, t.bytes.byteOffset, n)
+        : new Uint16Array(t.bytes.slice().buffer, 0, n);
+    return halfData(format, bits, rows, cols);
+  }
+  const values = decodeSafetensor(name, t).data as Float32Array;
+  try {
+    return quantizeData(values, rows, cols, { bits: format });
+  } catch (e) {
+    throw new Error(`tensor '${name}' (${t.dtype}) as ${format}: ${(e as Error).message}`);
+  }
+}
+
+function skipped(name: string, skip: readonly string[]): boolean {
+  return skip.some((k) => name === k || name.endsWith(`.${k}`));
+}
+
+/**
+ * Loads undecoded checkpoint tensors (`safetensorsEntries`, HF names) into `model` one at a
+ * time, strictly (every missing, unexpected or mis-shaped key is listed in one error before
+ * anything changes; old RoPE buffers and a tied `lm_head.weight` are skipped). With `dtype`
+ * `'f16'` / `'bf16'` each Linear weight (bar `skip` and tied ones) becomes a 16-bit
+ * `QuantizedLinear` on the CPU, its float32 weight freed; the file's 16-bit values are kept as
+ * they are, f32 ones rounded to nearest even. At most one tensor's converted copy exists beside
+ * the file's bytes at a time.
+ *
+ * @example
+ * const model = nn.init.withoutInit(() => new LlamaForCausalLM(config)); // no random values drawn
+ * const report = loadWeightsStreaming(model, safetensorsEntries(bytes).tensors, 'Llama', { dtype: 'bf16' });
+ * report.bytes / report.f32Bytes; // 0.5
+ */
+export function loadWeightsStreaming(
+  model: Module,
+  tensors: Readonly<Record<string, RawSafetensorsTensor>>,
+  what: string,
+  options: StreamingLoadOptions,
+): StreamingLoadReport {
+  const dtype = options.dtype;
+  if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'bf16')
+    throw new Error(`load: dtype must be 'f32', 'f16' or 'bf16', got '${String(dtype)}'`);
+  const own = model.stateDict();
+  const ownKeys = new Set(Object.keys(own));
+  const holders = new Map<Tensor, number>();
+  for (const m of model.modules())
+    for (const [, p] of m.namedParameters({ recurse: false })) holders.set(p, (holders.get(p) ?? 0) + 1);
+  const half = new Map<string, [string, Linear]>(); // weight key → layer
+  if (dtype !== 'f32') {
+    const skip = options.skip ?? ['lm_head'];
+    for (const [name, m] of model.namedModules())
+      if (m instanceof Linear && name !== '' && !skipped(name, skip) && holders.get(m.weight) === 1)
+        half.set(`${name}.weight`, [name, m]);
+  }
+  const entries = Object.entries(tensors).filter(([k]) => !skippedHFKey(k, ownKeys));
+  const problems: string[] = [];
+  const given = new Set(entries.map(([k]) => k));
+  const missing = [...ownKeys].filter((k) => !given.has(k));
+  const unexpected = entries.filter(([k]) => !ownKeys.has(k)).map(([k]) => k);
+  const shapes: string[] = [];
+  for (const [k, t] of entries) {
+    const target = own[k];
+    if (!target) continue;
+    if (t.shape.length !== target.rank || t.shape.some((d, i) => d !== target.shape[i]))
+      shapes.push(`${k}: checkpoint [${t.shape.join(',')}], model [${target.shape.join(',')}]`);
+    else if (half.has(k) && !FLOAT_DTYPES.has(t.dtype))
+      shapes.push(`${k}: ${t.dtype} cannot become ${dtype} (a float dtype is needed)`);
+  }
+  if (shapes.length) problems.push(`mis-shaped keys:\n  ${shapes.join('\n  ')}`);
+  if (missing.length) problems.push(`missing keys: ${missing.join(', ')}`);
+  if (unexpected.length) problems.push(`unexpected keys: ${unexpected.join(', ')}`);
+  if (problems.length)
+    throw new Error(`${what} checkpoint does not match the config: ${problems.join('\n')}`);
+
+  const report: StreamingLoadReport = { halfLayers: [], bytes: 0, f32Bytes: 0 };
+  let done = 0;
+  for (const [k, t] of entries) {
+    const layer = half.get(k);
+    let storedAs: LoadProgress['storedAs'] = 'float32';
+    let bytes: number;
+    if (layer && dtype !== 'f32') {
+      const [name, linear] = layer;
+      const w = QuantizedWeight.fromData(halfWeight(k, t, dtype), linear.weight.device);
+      const q = new QuantizedLinear(w, linear.bias, false);
+      q.training = linear.training;
+      linear.weight.dispose();
+      model.setSubmodule(name, q);
+      report.halfLayers.push(name);
+      report.bytes += w.bytes;
+      report.f32Bytes += w.f32Bytes;
+      storedAs = dtype;
+      bytes = w.bytes;
+    } else {
+      const target = own[k];
+      const host = decodeSafetensor(k, t);
+      noGrad(() => {
+        const src = fromTypedArray(host.data, target.shape, { dtype: host.dtype, device: target.device });
+        target.copy_(src);
+        src.dispose();
+      });
+      bytes = target.size * (target.dtype === 'bool' ? 1 : 4);
+    }
+    done++;
+    options.onLoadProgress?.({ name: k, done, total: entries.length, storedAs, bytes });
+  }
+  return report;
+}
