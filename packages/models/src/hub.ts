@@ -1,13 +1,18 @@
+/**
+ * `@lowrank/models/hub` — downloading a model repository from the Hugging Face Hub (or any
+ * server with the Hub's API) into a cache, browser-safe: the storage is a `HubStore`
+ * (`@lowrank/models/node` has one in HF's cache layout, and `fromPretrained('org/name')`;
+ * `CacheApiHubStore` keeps files in a browser's Cache API). The metadata (the revision's commit,
+ * the files with their sizes and hashes) comes through `@huggingface/hub`; the bytes from the
+ * `resolve` endpoint, resumed with a `Range` request after an interruption. A separate entry
+ * point, so that `@lowrank/models` itself does not pull in `@huggingface/hub`, whose browser
+ * build is picked by its package.json `browser` field (Vite and webpack honour it; esbuild,
+ * which resolves `exports` first, bundles its Node build).
+ *
+ * @module @lowrank/models/hub
+ */
 import { HubApiError, listFiles, modelInfo } from '@huggingface/hub';
 import type { FileReader } from './auto.js';
-
-/**
- * Downloading a model repository from the Hugging Face Hub (or any server with the Hub's API)
- * into a cache, browser-safe: the storage is a `HubStore` (`@lowrank/models/node` has one in HF's
- * cache layout; `CacheApiHubStore` keeps files in a browser's Cache API). The metadata (the
- * revision's commit, the files with their sizes and hashes) comes through `@huggingface/hub`;
- * the bytes from the `resolve` endpoint, resumed with a `Range` request after an interruption.
- */
 
 /** The Hub's address when neither the `endpoint` option nor `HF_ENDPOINT` says another. */
 export const HF_HUB_URL = 'https://huggingface.co';

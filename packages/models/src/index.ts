@@ -16,7 +16,6 @@ export * from './generate.js';
 export * from './gpt2.js';
 export * from './hf.js';
 export * from './hf-tokenizer.js';
-export * from './hub.js';
 export * from './llama.js';
 export * from './llama-config.js';
 export * from './plot.js';
