@@ -14,6 +14,7 @@ export * from './dropout-generator.js';
 export * from './encoder.js';
 export * from './generate.js';
 export * from './gpt2.js';
+export * from './half-load.js';
 export * from './hf.js';
 export * from './hf-tokenizer.js';
 export * from './llama.js';

@@ -14,6 +14,7 @@ import {
 import type { Device } from '@lowrank/tensor';
 import { type AutoCausalLM, AutoModelForCausalLM as AutoModelFromFiles } from './auto.js';
 import { GPT2LMHeadModel } from './gpt2.js';
+import type { LoadDType, LoadProgress } from './half-load.js';
 import { gpt2ConfigJSON, gpt2FromSafetensors, gpt2ToSafetensors } from './hf.js';
 import { HFTokenizer, isHFTokenizerJson } from './hf-tokenizer.js';
 import { isHubId } from './hub.js';
@@ -68,6 +69,13 @@ export interface FromPretrainedOptions extends HubDirOptions {
    * weights (the host briefly holds the float32 model). `skip` defaults to `['lm_head']`.
    */
   quantize?: QuantizeModelOptions;
+  /**
+   * `'f16'` / `'bf16'` keep a Llama-family base's Linear weights in 16 bits, loaded tensor by
+   * tensor without random init (`FromFilesOptions.dtype`); not with `quantize`, nor for GPT-2.
+   */
+  dtype?: LoadDType;
+  /** Called after each tensor is loaded (`FromFilesOptions.onLoadProgress`). */
+  onLoadProgress?: (progress: LoadProgress) => void;
 }
 
 /** Quantizes a freshly loaded model (on the CPU) as `FromPretrainedOptions.quantize` asks, then moves it. */
@@ -93,6 +101,10 @@ export async function fromPretrained(
   dirOrHubId: string,
   options: FromPretrainedOptions = {},
 ): Promise<GPT2LMHeadModel> {
+  if ((options.dtype && options.dtype !== 'f32') || options.onLoadProgress)
+    throw new Error(
+      `fromPretrained: dtype '${options.dtype ?? 'f32'}' / onLoadProgress load Llama-family checkpoints (AutoModelForCausalLM); for GPT-2 use quantize: { bits: 'f16' }`,
+    );
   const dir = await modelDir(dirOrHubId, options);
   const config = readJSON(join(dir, 'config.json'), 'model config');
   const model = gpt2FromSafetensors(config, readBytes(join(dir, 'model.safetensors'), 'model weights'));
@@ -168,6 +180,10 @@ export class AutoModelForCausalLM extends AutoModelFromFiles {
       const path = join(dir, name);
       return existsSync(path) ? new Uint8Array(readFileSync(path)) : null;
     };
+    if (options.quantize && options.dtype && options.dtype !== 'f32')
+      throw new Error(
+        `AutoModelForCausalLM.fromPretrained: quantize (${options.quantize.bits}) and dtype '${options.dtype}' both choose how the base is stored: give one (quantize: { bits: '${options.dtype}' } also works)`,
+      );
     const model = options.quantize
       ? await finishLoad(await AutoModelFromFiles.fromFiles(read, { device: 'cpu' }), options)
       : await AutoModelFromFiles.fromFiles(read, options);

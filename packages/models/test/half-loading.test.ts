@@ -7,6 +7,7 @@ import * as lr from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
 import { type AutoCausalLM, AutoModelForCausalLM } from '../src/auto.js';
 import type { LoadProgress } from '../src/half-load.js';
+import { fromPretrained, AutoModelForCausalLM as NodeAuto } from '../src/node.js';
 
 /**
  * Loading with the frozen base kept in 16 bits (issue #17 item 2), on the Llama-family fixtures
@@ -154,6 +155,20 @@ describe('loading a checkpoint with a 16-bit base', () => {
     await expect(
       AutoModelForCausalLM.fromFiles(reader(dir), { dtype: 'f8' as unknown as 'f16' }),
     ).rejects.toThrow(/dtype must be 'f32', 'f16' or 'bf16', got 'f8'/);
+  });
+
+  it('fromPretrained(dir, { dtype }) from the Node entry point; quantize with dtype and GPT-2 refused', async () => {
+    const dir = `${fixtures}llama3-bf16-sharded/base`;
+    const m = await NodeAuto.fromPretrained(dir, { dtype: 'bf16' });
+    expect(halfLayers(m).map(([, l]) => l.format)).toEqual(Array(14).fill('bf16'));
+    expect(m.nameOrPath).toBe(dir);
+    m.dispose();
+    await expect(NodeAuto.fromPretrained(dir, { dtype: 'f16', quantize: { bits: 'nf4' } })).rejects.toThrow(
+      /quantize \(nf4\) and dtype 'f16' both choose how the base is stored/,
+    );
+    await expect(fromPretrained(`${fixtures}peft-gpt2-tiny/base`, { dtype: 'f16' })).rejects.toThrow(
+      /fromPretrained: dtype 'f16' \/ onLoadProgress load Llama-family checkpoints/,
+    );
   });
 
   it('withoutInit builds layers without drawing: zeros, and the generator untouched', async () => {
