@@ -1,6 +1,13 @@
 import { noGrad } from '@lowrank/autograd';
 import { AdamW, clipGradNorm, LambdaLR, type OptimizerStateDict, warmupCosineLambda } from '@lowrank/nn';
-import { type CompiledFunction, compile, fromTypedArray, Generator, type Tensor, tidy } from '@lowrank/tensor';
+import {
+  type CompiledFunction,
+  compile,
+  fromTypedArray,
+  Generator,
+  type Tensor,
+  tidy,
+} from '@lowrank/tensor';
 import type { CausalLM } from './causal-lm.js';
 import { randomWindows } from './data.js';
 import { useDropoutGenerator } from './dropout-generator.js';
