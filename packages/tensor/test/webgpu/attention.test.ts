@@ -23,6 +23,8 @@ afterAll(() => {
 const CASES: Case[] = [
   { b: 2, hkv: 1, g: 2, l: 70, s: 70, e: 16, ev: 16, causal: true, mask: 'none' },
   { b: 1, hkv: 2, g: 4, l: 33, s: 45, e: 13, ev: 5, causal: false, mask: 'bool' },
+  // GPT-2's head size over several tiles: blocks wholly below the diagonal skip the mask tests
+  { b: 1, hkv: 1, g: 1, l: 150, s: 150, e: 64, ev: 64, causal: true, mask: 'none' },
   { b: 1, hkv: 1, g: 2, l: 1, s: 130, e: 128, ev: 128, causal: false, mask: 'float' },
   // decode (L = 1, keys split in chunks): causal leaves key 0 only (whole chunks masked); bool mask
   { b: 2, hkv: 2, g: 2, l: 1, s: 1000, e: 64, ev: 64, causal: true, mask: 'none' },
