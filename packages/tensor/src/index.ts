@@ -236,6 +236,7 @@ export {
   unsqueeze,
   view,
 } from './ops/views.js';
+export { quantizedEmbedding } from './quant/embedding.js';
 export {
   DOUBLE_QUANT_BLOCK,
   dequantizeData,

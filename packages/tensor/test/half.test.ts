@@ -224,4 +224,34 @@ describe('16-bit weights', () => {
       { numRuns: 40 },
     );
   });
+
+  it('quantizedEmbedding gives the decoded rows at the ids (f16, bf16, nf4, int8), exactly', async () => {
+    const [rows, cols] = [13, 37];
+    const idv = [12, 0, 5, 5, 3, 12];
+    for (const options of [
+      { bits: 'f16' },
+      { bits: 'bf16' },
+      { bits: 'nf4', blockSize: 16 },
+      { bits: 'int8', blockSize: 'channel' },
+    ] as const) {
+      const q = lr.quantizeData(values(rows * cols, 31), rows, cols, options);
+      const deq = lr.dequantizeData(q);
+      const w = lr.QuantizedWeight.fromData(q, 'cpu');
+      const ids = lr.tensor(idv, { dtype: 'int32', shape: [2, 3] });
+      const e = lr.quantizedEmbedding(w, ids);
+      expect(e.shape).toEqual([2, 3, cols]);
+      const want = idv.flatMap((r) => Array.from(deq.subarray(r * cols, (r + 1) * cols)));
+      expect(Array.from((await e.data()) as Float32Array)).toEqual(want);
+      e.dispose();
+      ids.dispose();
+      w.dispose();
+    }
+    const dq = lr.QuantizedWeight.fromData(
+      lr.quantizeData(values(64, 1), 2, 32, { bits: 'nf4', doubleQuant: true }),
+    );
+    expect(() => lr.quantizedEmbedding(dq, lr.tensor([0], { dtype: 'int32' }))).toThrow(
+      /quantizedEmbedding: a double-quantized nf4 table \[2,32\] cannot be gathered by rows/,
+    );
+    dq.dispose();
+  });
 });

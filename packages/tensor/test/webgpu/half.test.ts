@@ -44,4 +44,18 @@ describe.skipIf(skip !== null)(`16-bit weights on webgpu${skip ? ` (skipped: ${s
       w.dispose();
     }
   });
+
+  it('quantizedEmbedding gathers and decodes rows on the GPU like the host (bf16, odd width)', async () => {
+    const q = lr.quantizeData(values(9 * 33, 41), 9, 33, { bits: 'bf16' });
+    const deq = lr.dequantizeData(q);
+    const w = lr.QuantizedWeight.fromData(q, 'webgpu');
+    const idv = [8, 0, 4, 4];
+    const e = lr.quantizedEmbedding(w, lr.tensor(idv, { dtype: 'int32', device: 'webgpu' }));
+    expect(e.device).toBe('webgpu');
+    expect(Array.from((await e.data()) as Float32Array)).toEqual(
+      idv.flatMap((r) => Array.from(deq.subarray(r * 33, (r + 1) * 33))),
+    );
+    e.dispose();
+    w.dispose();
+  });
 });
