@@ -46,6 +46,8 @@ export interface LoggedRequest {
   method: string;
   path: string;
   range: string | null;
+  /** The Authorization header, when sent. */
+  auth?: string;
 }
 
 const gitOid = (b: Uint8Array): string =>
@@ -122,7 +124,13 @@ export class FakeHub {
   private route(req: IncomingMessage): Reply {
     const u = new URL(req.url ?? '/', 'http://x');
     const path = decodeURIComponent(u.pathname);
-    this.requests.push({ method: req.method ?? '', path, range: req.headers.range ?? null });
+    const auth = req.headers.authorization;
+    this.requests.push({
+      method: req.method ?? '',
+      path,
+      range: req.headers.range ?? null,
+      ...(auth ? { auth } : {}),
+    });
     let m = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(path);
     if (m) {
       const r = this.find(m[1], m[2]);

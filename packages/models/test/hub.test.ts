@@ -182,6 +182,24 @@ describe('fromPretrained from a Hub-shaped server on 127.0.0.1', () => {
     }
   });
 
+  it('an access token (option, else HF_TOKEN) goes with every request, API and file', async () => {
+    const from = hub.requests.length;
+    await hubSnapshotDir('org/tiny', { endpoint, cache: freshCache(), accessToken: 'hf_test123' });
+    const seen = hub.requests.slice(from);
+    expect(seen.length).toBeGreaterThan(2);
+    expect(seen.filter((r) => r.auth !== 'Bearer hf_test123')).toEqual([]);
+    const saved = process.env.HF_TOKEN;
+    process.env.HF_TOKEN = 'hf_fromenv';
+    try {
+      const at = hub.requests.length;
+      await hubSnapshotDir('org/tiny', { endpoint, cache: freshCache() });
+      expect(new Set(hub.requests.slice(at).map((r) => r.auth))).toEqual(new Set(['Bearer hf_fromenv']));
+    } finally {
+      if (saved === undefined) delete process.env.HF_TOKEN;
+      else process.env.HF_TOKEN = saved;
+    }
+  });
+
   it('interrupted mid-file: the error says so, the bytes are kept, the next call resumes with a Range request', async () => {
     const cache = freshCache();
     hub.faults.set('model.safetensors', { dropAfter: 200_000 });
