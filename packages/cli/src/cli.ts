@@ -407,7 +407,7 @@ async function loadWithAdapter(modelDir: string, adapterDir: string | undefined,
       throw new CliError(`adapter ${adapterDir} does not fit model ${modelDir}: ${(e as Error).message}`);
     }
   }
-  return { model, lora, tokenizer: loadTokenizer(folder, model.config.vocab_size) };
+  return { model, lora, folder, tokenizer: loadTokenizer(folder, model.config.vocab_size) };
 }
 
 async function generateCmd(o: {
@@ -457,7 +457,7 @@ async function generateCmd(o: {
 
 async function mergeCmd(o: { model: string; adapter: string; out: string; device: string }): Promise<void> {
   const device = await useDevice(o.device);
-  const { model, lora } = await loadWithAdapter(o.model, o.adapter, device);
+  const { model, lora, folder } = await loadWithAdapter(o.model, o.adapter, device);
   if (!lora) throw new CliError('merge: --adapter is required');
   // probe: the same logits before and after merging (the paper's zero-latency claim, checked)
   const n = Math.min(16, model.contextLength);
@@ -467,11 +467,11 @@ async function mergeCmd(o: { model: string; adapter: string; out: string; device
   const after = await logitsOf(merged, probe);
   let maxDiff = 0;
   for (let i = 0; i < before.length; i++) maxDiff = Math.max(maxDiff, Math.abs(before[i] - after[i]));
-  const tok = join(o.model, 'tokenizer.json');
+  const tok = join(folder, 'tokenizer.json'); // a Hub id's snapshot folder
   const json = existsSync(tok) ? readJSON(tok, 'tokenizer') : undefined;
   const hf = json !== undefined && isHFTokenizerJson(json);
   const spec = json && !hf ? (json as unknown as TokenizerSpec) : undefined;
-  const { bytes } = await savePretrained(merged, o.out, tokenizerOptions(spec, hf ? o.model : null));
+  const { bytes } = await savePretrained(merged, o.out, tokenizerOptions(spec, hf ? folder : null));
   console.log(
     `merged ${o.adapter} into ${o.model} → ${o.out} (${bytes} bytes); max |merged − unmerged| logit ${maxDiff.toExponential(2)}`,
   );

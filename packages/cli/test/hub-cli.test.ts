@@ -74,6 +74,11 @@ describe('lowrank CLI with a Hub id', () => {
     );
     expect(g.code, g.stderr).toBe(0);
     expect(g.stdout).toMatch(/^First[\s\S]*\[2 tokens, stopped by maxNewTokens\]/);
+    const merged = join(dir, 'merged');
+    const m = await lowrank('merge', '--model', 'org/tiny', '--adapter', run, '--out', merged);
+    expect(m.code, m.stderr).toBe(0);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja'])
+      expect(readFileSync(join(merged, f)), f).toEqual(readFileSync(join(llama, f)));
     const w = await lowrank(
       'generate',
       '--model',
