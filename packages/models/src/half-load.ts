@@ -1,8 +1,10 @@
 import { noGrad } from '@lowrank/autograd';
 import {
   decodeSafetensor,
+  Embedding,
   Linear,
   type Module,
+  QuantizedEmbedding,
   QuantizedLinear,
   type RawSafetensorsTensor,
 } from '@lowrank/nn';
@@ -51,13 +53,19 @@ export interface StreamingLoadOptions {
    * module (tied) always stays float32.
    */
   skip?: readonly string[];
+  /**
+   * Keep `Embedding` tables in 16 bits too (`QuantizedEmbedding`, rows decoded as they are
+   * gathered): true by default, and only where the model has its own `lm_head.weight` (a tied
+   * head multiplies by the table, which stays float32 then).
+   */
+  embeddings?: boolean;
   /** Called after each tensor. */
   onLoadProgress?: (progress: LoadProgress) => void;
 }
 
 /** What `loadWeightsStreaming` did. */
 export interface StreamingLoadReport {
-  /** Layers whose weight is now 16-bit. */
+  /** Layers (Linear and Embedding) whose weight is now 16-bit. */
   halfLayers: string[];
   /** Device bytes of those weights. */
   bytes: number;
@@ -100,7 +108,8 @@ function skipped(name: string, skip: readonly string[]): boolean {
  * time, strictly (every missing, unexpected or mis-shaped key is listed in one error before
  * anything changes; old RoPE buffers and a tied `lm_head.weight` are skipped). With `dtype`
  * `'f16'` / `'bf16'` each Linear weight (bar `skip` and tied ones) becomes a 16-bit
- * `QuantizedLinear` on the CPU, its float32 weight freed; the file's 16-bit values are kept as
+ * `QuantizedLinear` on the CPU, and each Embedding a `QuantizedEmbedding` when the head is not
+ * tied to it (`embeddings`), their float32 weights freed; the file's 16-bit values are kept as
  * they are, f32 ones rounded to nearest even. At most one tensor's converted copy exists beside
  * the file's bytes at a time.
  *
@@ -123,12 +132,15 @@ export function loadWeightsStreaming(
   const holders = new Map<Tensor, number>();
   for (const m of model.modules())
     for (const [, p] of m.namedParameters({ recurse: false })) holders.set(p, (holders.get(p) ?? 0) + 1);
-  const half = new Map<string, [string, Linear]>(); // weight key → layer
+  const half = new Map<string, [string, Linear | Embedding]>(); // weight key → layer
   if (dtype !== 'f32') {
     const skip = options.skip ?? ['lm_head'];
-    for (const [name, m] of model.namedModules())
-      if (m instanceof Linear && name !== '' && !skipped(name, skip) && holders.get(m.weight) === 1)
-        half.set(`${name}.weight`, [name, m]);
+    const tables = (options.embeddings ?? true) && ownKeys.has('lm_head.weight');
+    for (const [name, m] of model.namedModules()) {
+      const kind = m instanceof Linear || (tables && m instanceof Embedding);
+      if (kind && name !== '' && !skipped(name, skip) && holders.get((m as Linear | Embedding).weight) === 1)
+        half.set(`${name}.weight`, [name, m as Linear | Embedding]);
+    }
   }
   const entries = Object.entries(tensors).filter(([k]) => !skippedHFKey(k, ownKeys));
   const problems: string[] = [];
@@ -157,11 +169,11 @@ export function loadWeightsStreaming(
     let storedAs: LoadProgress['storedAs'] = 'float32';
     let bytes: number;
     if (layer && dtype !== 'f32') {
-      const [name, linear] = layer;
-      const w = QuantizedWeight.fromData(halfWeight(k, t, dtype), linear.weight.device);
-      const q = new QuantizedLinear(w, linear.bias, false);
-      q.training = linear.training;
-      linear.weight.dispose();
+      const [name, old] = layer;
+      const w = QuantizedWeight.fromData(halfWeight(k, t, dtype), old.weight.device);
+      const q = old instanceof Linear ? new QuantizedLinear(w, old.bias, false) : new QuantizedEmbedding(w);
+      q.training = old.training;
+      old.weight.dispose();
       model.setSubmodule(name, q);
       report.halfLayers.push(name);
       report.bytes += w.bytes;

@@ -2,7 +2,14 @@ import '@lowrank/autograd';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { noGrad } from '@lowrank/autograd';
-import { initializers, Linear, parseSafetensors, QuantizedLinear } from '@lowrank/nn';
+import {
+  Embedding,
+  initializers,
+  Linear,
+  parseSafetensors,
+  QuantizedEmbedding,
+  QuantizedLinear,
+} from '@lowrank/nn';
 import * as lr from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
 import { type AutoCausalLM, AutoModelForCausalLM } from '../src/auto.js';
@@ -128,6 +135,21 @@ describe('loading a checkpoint with a 16-bit base', () => {
         expect(layer.bias === null).toBe(
           name === 'llama3-bf16-sharded' ? false : n.includes('o_proj') || n.includes('mlp'),
         );
+      }
+      // an untied model's embedding table is 16-bit too (rows decoded as gathered); a tied one stays float32
+      const table = h.getSubmodule('model.embed_tokens');
+      if (name === 'llama3-bf16-sharded') {
+        expect(table).toBeInstanceOf(QuantizedEmbedding);
+        const e = table as QuantizedEmbedding;
+        expect(e.format).toBe('bf16');
+        const all = lr.arange(0, e.numEmbeddings, 1, { dtype: 'int32' });
+        const rows = e.forward(all);
+        const want = (await f.getParameter('model.embed_tokens.weight').data()) as Float32Array;
+        expect(Array.from((await rows.data()) as Float32Array)).toEqual(Array.from(want));
+        rows.dispose();
+        all.dispose();
+      } else {
+        expect(table).toBeInstanceOf(Embedding);
       }
       const ids = lr.tensor([[1, 5, 9, 200, 17, 3]], { dtype: 'int32' });
       const [lh, lf] = [await logitsOf(h, ids), await logitsOf(f, ids)];

@@ -36,6 +36,7 @@ export * as nn from './nn.js';
 export * as optim from './optim/index.js';
 export * from './optim/index.js';
 export * from './quantized.js';
+export * from './quantized-embedding.js';
 export {
   decodeSafetensor,
   halfToFloat,
