@@ -82,6 +82,12 @@ export interface HubOptions {
   endpoint?: string;
   /** A token for gated or private repositories (default `HF_TOKEN`). */
   accessToken?: string;
+  /**
+   * Ask the Hub what a branch or tag points to even when its snapshot is cached (a moved branch
+   * is fetched; files whose blobs are cached are linked, not downloaded). Default false: a
+   * complete cached snapshot is used with no request.
+   */
+  refresh?: boolean;
   /** Use only the cache, never the network (default: `HF_HUB_OFFLINE=1`). */
   offline?: boolean;
   /** Called as each file arrives. */
@@ -304,8 +310,8 @@ async function downloadOne(
  * Downloads a model repository's config, tokenizer files and safetensors weights into `cache`
  * (or finds them there), checking each file's size and its SHA-256 (LFS files) or git object id
  * (others) against the Hub's listing. A revision whose snapshot is complete in the cache is
- * served without any request (`refs/` remembers what a branch pointed to; pass a commit, or clear
- * the ref, to see a newer one). An interrupted transfer keeps its bytes and the next call resumes
+ * served without any request (`refs/` remembers what a branch pointed to; `refresh: true` asks
+ * the Hub again). An interrupted transfer keeps its bytes and the next call resumes
  * it; a truncated or corrupt file is discarded and the call fails naming it.
  *
  * @example
@@ -324,7 +330,8 @@ export async function hubDownload(
   const revision = options.revision ?? 'main';
   const read: (commit: string) => FileReader = (commit) => (name) => store.readFile(repo, commit, name);
   const cachedCommit = COMMIT.test(revision) ? revision : await store.readRef(repo, revision);
-  if (cachedCommit && (await cachedComplete(store, repo, cachedCommit))) {
+  const fresh = options.refresh === true && !COMMIT.test(revision);
+  if (cachedCommit && !fresh && (await cachedComplete(store, repo, cachedCommit))) {
     return { repo, commit: cachedCommit, fromCache: true, read: read(cachedCommit) };
   }
   const offline = options.offline ?? env('HF_HUB_OFFLINE') === '1';

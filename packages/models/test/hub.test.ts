@@ -161,6 +161,27 @@ describe('fromPretrained from a Hub-shaped server on 127.0.0.1', () => {
     expect(readFileSync(join(repoDir(cache), 'refs', 'v1'), 'utf8')).toBe(hub.repos.get('org/tiny')!.commit);
   });
 
+  it('a moved branch: the cached snapshot until refresh: true, then the new commit (unchanged blobs linked)', async () => {
+    const cache = freshCache();
+    const files = new Map(tiny);
+    hub.add('org/moving', files);
+    const first = await hubDownload('org/moving', { endpoint, cache: new FsHubStore(cache) });
+    const config = JSON.parse(new TextDecoder().decode(files.get('config.json')!)) as Record<string, unknown>;
+    const changed = new Map(files);
+    changed.set('config.json', new TextEncoder().encode(JSON.stringify({ ...config, rms_norm_eps: 1e-5 })));
+    changed.set('extra.txt', new Uint8Array(1)); // another file count: another commit id
+    const moved = hub.add('org/moving', changed);
+    expect(moved.commit).not.toBe(first.commit);
+    const stale = await hubDownload('org/moving', { endpoint, cache: new FsHubStore(cache) });
+    expect([stale.commit, stale.fromCache]).toEqual([first.commit, true]);
+    const from = hub.requests.length;
+    const now = await hubDownload('org/moving', { endpoint, cache: new FsHubStore(cache), refresh: true });
+    expect([now.commit, now.fromCache]).toEqual([moved.commit, false]);
+    const fetched = hub.requests.slice(from).filter((r) => r.path.startsWith('/org/moving/resolve/'));
+    expect(fetched.map((r) => r.path.split('/').pop())).toEqual(['config.json']);
+    expect(readFileSync(join(repoDir(cache, 'org/moving'), 'refs', 'main'), 'utf8')).toBe(moved.commit);
+  });
+
   it('offline with nothing cached: a clear error, no request', async () => {
     const before = hub.requests.length;
     await expect(
