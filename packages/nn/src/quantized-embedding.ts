@@ -11,7 +11,7 @@ import type { Embedding } from './layers.js';
 import { Module } from './module.js';
 
 /**
- * A frozen embedding table stored 16-bit or quantized (`QuantizedWeight` [V, D]: f16, bf16, or
+ * A frozen embedding table stored 16-bit or quantized (a `QuantizedWeight` [V, D] in f16, bf16, or
  * nf4/int8 without double quantization): `forward(ids)` gathers the rows' packed words and
  * decodes only those (`quantizedEmbedding`). Its codes and scales are non-persistent buffers
  * (`dispose()` and `to(device)` of an enclosing model handle them; `stateDict()` leaves them out).

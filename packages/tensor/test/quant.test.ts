@@ -139,7 +139,7 @@ describe('quantizeData / dequantizeData against the Python reference', () => {
     );
     // @ts-expect-error: a format that does not exist
     expect(() => lr.quantizeData(new Float32Array(4), 1, 4, { bits: 'fp4' })).toThrow(
-      /bits must be 'nf4' or 'int8'/,
+      /bits must be one of 'nf4', 'int8', 'f16', 'bf16', got 'fp4'/,
     );
   });
 });

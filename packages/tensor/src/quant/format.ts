@@ -30,7 +30,7 @@ import { bf16Bits, bf16Value, f16Bits, f16Value } from './half.js';
  * itself exactly. A finite float32 that rounds past f16's range is refused.
  */
 
-/** Storage formats of a quantized weight: block-quantized codes (nf4, int8) or 16-bit floats (f16, bf16). */
+/** Storage formats of a quantized weight: block-quantized codes `'nf4'`, `'int8'`, or the 16-bit floats `'f16'`, `'bf16'`. */
 export type QuantFormat = 'nf4' | 'int8' | 'f16' | 'bf16';
 
 /** The 16-bit float formats (no scales; see this module's header). */
