@@ -190,6 +190,17 @@ async function cachedComplete(store: HubStore, repo: string, commit: string): Pr
   return true;
 }
 
+/** The parts one after another, in one new array. */
+function concat(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
 function hex(buf: ArrayBuffer | Uint8Array): string {
   return [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
@@ -499,12 +510,7 @@ export class CacheApiHubStore implements HubStore {
     let pendingBytes = 0;
     const flush = async () => {
       if (pendingBytes === 0) return;
-      const joined = new Uint8Array(pendingBytes);
-      let o = 0;
-      for (const p of pending) {
-        joined.set(p, o);
-        o += p.length;
-      }
+      const joined = concat(pending);
       pending.length = 0;
       pendingBytes = 0;
       await cache.put(`${prefix}/${next++}`, new Response(joined));
@@ -529,13 +535,7 @@ export class CacheApiHubStore implements HubStore {
     algorithm: 'sha256' | 'sha1',
     prefix: Uint8Array,
   ): Promise<string> {
-    const parts = [prefix, ...(await this.partialBytes(repo, blob))];
-    const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let o = 0;
-    for (const p of parts) {
-      all.set(p, o);
-      o += p.length;
-    }
+    const all = concat([prefix, ...(await this.partialBytes(repo, blob))]);
     return hex(await crypto.subtle.digest(algorithm === 'sha1' ? 'SHA-1' : 'SHA-256', all));
   }
 
