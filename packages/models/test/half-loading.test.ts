@@ -6,6 +6,7 @@ import {
   Embedding,
   initializers,
   Linear,
+  modelFootprint,
   parseSafetensors,
   QuantizedEmbedding,
   QuantizedLinear,
@@ -142,6 +143,15 @@ describe('loading a checkpoint with a 16-bit base', () => {
         expect(table).toBeInstanceOf(QuantizedEmbedding);
         const e = table as QuantizedEmbedding;
         expect(e.format).toBe('bf16');
+        // the whole base (14 Linear weights and the table) counted in 16 bits: half its float32 size
+        const fp = modelFootprint(h);
+        expect(fp.byType.bf16).toBe(fp.quantized.bytes);
+        expect(fp.quantized.bytes * 2).toBe(fp.quantized.f32Bytes);
+        expect(fp.quantized.f32Bytes).toBe(
+          4 *
+            (e.numEmbeddings * e.embeddingDim +
+              layers.reduce((n, [, l]) => n + l.inFeatures * l.outFeatures, 0)),
+        );
         const all = lr.arange(0, e.numEmbeddings, 1, { dtype: 'int32' });
         const rows = e.forward(all);
         const want = (await f.getParameter('model.embed_tokens.weight').data()) as Float32Array;

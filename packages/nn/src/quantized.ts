@@ -13,6 +13,7 @@ import { Conv1D } from './conv1d.js';
 import { fmtShape, noGrad } from './internal.js';
 import { Linear } from './layers.js';
 import { Module } from './module.js';
+import { QuantizedEmbedding } from './quantized-embedding.js';
 
 /**
  * A frozen linear layer over a quantized weight (QLoRA's base layers): y = x·dequant(W)ᵀ + b with
@@ -307,9 +308,10 @@ export interface ModelFootprint {
 }
 
 /**
- * The model's memory by storage type (shared tensors counted once): quantized weights under
- * their format, everything else under its dtype, and the float32 size of the same model, so the
- * ratio of a quantized base can be read off (NF4 in blocks of 64: 4.5 bits a weight, 0.14×).
+ * The model's memory by storage type (shared tensors counted once): quantized and 16-bit
+ * weights (`QuantizedLinear`, `QuantizedEmbedding`) under their format, everything else under
+ * its dtype, and the float32 size of the same model, so the ratio of a quantized base can be
+ * read off (NF4 in blocks of 64: 4.5 bits a weight, 0.14×; f16/bf16: 0.5×).
  *
  * @example
  * const fp = modelFootprint(model);
@@ -324,7 +326,7 @@ export function modelFootprint(model: Module): ModelFootprint {
   };
   const quantTensors = new Set<Tensor>();
   for (const m of model.modules()) {
-    if (!(m instanceof QuantizedLinear)) continue;
+    if (!(m instanceof QuantizedLinear || m instanceof QuantizedEmbedding)) continue;
     const w = m.weight;
     for (const t of [w.codes, w.scales, w.steps]) if (t) quantTensors.add(t);
     add(w.format, w.bytes, w.f32Bytes);
