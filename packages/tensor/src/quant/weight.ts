@@ -113,6 +113,8 @@ export class QuantizedWeight implements QuantizedParts {
    * a quantized base uses). The CPU's kernel is the host definition; a GPU's computes in float32,
    * so a value within rounding of a code boundary may take the neighbouring code. Double
    * quantization off the CPU needs `scaleMean` (the scales' mean would be a value read back).
+   * f16/bf16 round alike everywhere (integer arithmetic), except that a finite value past f16's
+   * range becomes ±Infinity on a GPU where the CPU refuses it.
    *
    * @example
    * const q = lr.QuantizedWeight.quantizeNow(lr.randn([4, 64]), { bits: 'nf4' });

@@ -58,4 +58,48 @@ describe.skipIf(skip !== null)(`16-bit weights on webgpu${skip ? ` (skipped: ${s
     e.dispose();
     w.dispose();
   });
+
+  it('quantizeNow on the GPU rounds to the same f16/bf16 patterns as the host (ties, subnormal f16 range, NaN, ±Inf)', async () => {
+    const g = new lr.Generator(17);
+    const xs: number[] = [
+      0,
+      -0,
+      65504,
+      65520,
+      -70000,
+      Infinity,
+      -Infinity,
+      Number.NaN,
+      2 ** -25,
+      3 * 2 ** -25,
+      1e-6,
+    ];
+    for (let i = 0; i < 300; i++) {
+      const h = Math.floor(g.nextFloat() * 0x7bff);
+      xs.push((lr.f16Value(h) + lr.f16Value(h + 1)) / 2); // an exact f16 tie
+      const b = Math.floor(g.nextFloat() * 0x7f7f);
+      xs.push(lr.bf16Value(b) + (lr.bf16Value(b + 1) - lr.bf16Value(b)) / 2); // an exact bf16 tie
+      xs.push((g.nextFloat() * 2 - 1) * 100);
+    }
+    const data = Float32Array.from(xs);
+    const cols = 7;
+    const rows = Math.floor(data.length / cols);
+    const x = data.subarray(0, rows * cols);
+    for (const bits of ['f16', 'bf16'] as const) {
+      const q = lr.QuantizedWeight.quantizeNow(lr.tensor(x, { shape: [rows, cols], device: 'webgpu' }), {
+        bits,
+      });
+      expect(q.device).toBe('webgpu');
+      const codes = (await q.codes.data()) as Int32Array;
+      // the host codes, with f16 overflow taken as ±Infinity (the host refuses it; the kernel cannot)
+      const enc = bits === 'f16' ? lr.f16Bits : lr.bf16Bits;
+      const want = new Int32Array(rows * Math.ceil(cols / 2));
+      for (let i = 0; i < x.length; i++) {
+        const [r, c] = [Math.floor(i / cols), i % cols];
+        want[r * Math.ceil(cols / 2) + (c >> 1)] |= enc(x[i]) << (16 * (c & 1));
+      }
+      expect(Array.from(codes)).toEqual(Array.from(want));
+      q.dispose();
+    }
+  });
 });

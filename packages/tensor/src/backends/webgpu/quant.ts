@@ -218,11 +218,7 @@ fn main(${MAIN_ARGS}) {
  */
 export const quantize: GpuKernel<'quantize'> = (c, w, format, rows, cols, blockSize, scaleMean) => {
   c.check('quantize');
-  if (format === 'f16' || format === 'bf16')
-    throw new OpError(
-      'quantize',
-      `rounding to ${format} on WebGPU is not implemented: round on the CPU (QuantizedWeight.quantize, or move the matrix to 'cpu')`,
-    );
+  if (format === 'f16' || format === 'bf16') return quantizeHalf(c, w, format, rows, cols);
   const nf4 = format === 'nf4';
   const per = nf4 ? 8 : 4;
   const wpr = Math.ceil(cols / per);
@@ -357,3 +353,69 @@ ${head}
   c.release(absmax);
   return { codes, scales, steps };
 };
+
+/**
+ * Rounding a float32 value to a 16-bit pattern in WGSL integer arithmetic, as quant/half.ts does
+ * on the host (nearest, ties to even; NaN quiet with its sign). A GPU may flush float32
+ * subnormals on load; they round to ±0 in f16 and bf16 keeps only their upper bits either way.
+ * A finite value past ±65504 becomes ±Infinity in f16 (the host refuses it; a kernel cannot).
+ */
+const HALF_ENCODERS = `fn rne_shift(m: u32, s: u32) -> u32 {
+  let q = m >> s;
+  let rem = m & ((1u << s) - 1u);
+  let half = 1u << (s - 1u);
+  return select(q, q + 1u, rem > half || (rem == half && (q & 1u) == 1u));
+}
+fn f16_bits(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  let sign = (b >> 16u) & 0x8000u;
+  let ex = (b >> 23u) & 0xffu;
+  let man = b & 0x7fffffu;
+  if (ex == 0xffu) { return sign | 0x7c00u | select(0u, 0x200u | (man >> 13u), man != 0u); }
+  let e = i32(ex) - 112;
+  if (e >= 31) { return sign | 0x7c00u; }
+  if (e >= 1) { return sign | rne_shift((u32(e) << 23u) | man, 13u); }
+  if (ex == 0u || e < -10) { return sign; }
+  return sign | rne_shift(man | 0x800000u, u32(14 - e));
+}
+fn bf16_bits(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  if ((b & 0x7fffffffu) > 0x7f800000u) { return (b >> 16u) | 0x40u; }
+  return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
+}`;
+
+/** 16-bit quantize: one invocation per u32 word (two columns). Uniform words: 0 rows, 1 cols, 2 wordsPerRow, 3 w offset. */
+function quantizeHalf(
+  c: WebGPUContext,
+  w: Parameters<GpuKernel<'quantize'>>[1],
+  format: 'f16' | 'bf16',
+  rows: number,
+  cols: number,
+): ReturnType<GpuKernel<'quantize'>> {
+  const wpr = Math.ceil(cols / 2);
+  const codes = c.allocate('quantize', 'int32', rows * wpr);
+  const scales = c.allocate('quantize', 'float32', 0);
+  if (rows * cols === 0) return { codes, scales, steps: null };
+  const meta = Uint32Array.from([rows, cols, wpr, w.offset]);
+  const enc = format === 'f16' ? 'f16_bits' : 'bf16_bits';
+  const pipeline = c.pipeline(
+    `quantize|${format}`,
+    () => `${metaStruct(meta.length)}
+@group(0) @binding(1) var<storage, read_write> codes: array<u32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+${HALF_ENCODERS}
+@compute @workgroup_size(${WG})
+fn main(${MAIN_ARGS}) {
+  let idx = ${linearIndex(WG)};
+  if (idx >= ${u(0)} * ${u(2)}) { return; }
+  let r = idx / ${u(2)};
+  let col = (idx % ${u(2)}) * 2u;
+  let base = ${u(3)} + r * ${u(1)} + col;
+  var word = ${enc}(w[base]);
+  if (col + 1u < ${u(1)}) { word = word | (${enc}(w[base + 1u]) << 16u); }
+  codes[idx] = word;
+}`,
+  );
+  c.dispatch(pipeline, meta, [bindingOf(codes), bindingOf(w.storage)], c.grid(Math.ceil((rows * wpr) / WG)));
+  return { codes, scales, steps: null };
+}
