@@ -18,6 +18,19 @@ export const STATIC_FILES: Record<string, string> = {
   'data/e2e-test.txt': here('../../data/e2e/test.txt'),
 };
 
+/**
+ * The page is served cross-origin isolated: the CPU backend's Wasm heap is then a shared memory
+ * (and may use worker threads). Without isolation the heap is a plain memory whose growth
+ * detaches the typed arrays over it, and a storage the engine moved (`adoptMemory`) is not
+ * re-derived (packages/tensor/src/backends/wasm/storage.ts, NOTE): reading it fails with
+ * "detached ArrayBuffer" once training has grown the heap. Every file the page loads is its
+ * own, so `require-corp` costs nothing. A static host must send the same two headers.
+ */
+export const ISOLATION_HEADERS = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+} as const;
+
 function staticFiles(): Plugin {
   return {
     name: 'lowrank-static-files',
@@ -60,7 +73,7 @@ export default defineConfig({
     chunkSizeWarningLimit: 2000,
     rollupOptions: { input: { main: here('./index.html'), suite: here('./suite.html') } },
   },
-  server: { host: '127.0.0.1', fs: { allow: [here('../..')] } },
-  preview: { host: '127.0.0.1' },
+  server: { host: '127.0.0.1', fs: { allow: [here('../..')] }, headers: ISOLATION_HEADERS },
+  preview: { host: '127.0.0.1', headers: ISOLATION_HEADERS },
   plugins: [staticFiles()],
 });

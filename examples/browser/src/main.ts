@@ -496,7 +496,12 @@ async function start(): Promise<void> {
     const software = /swiftshader|llvmpipe|lavapipe/i.test(s.backend)
       ? ' — a software adapter: the GPU is emulated on the CPU, so expect it to be slow'
       : '';
-    $('backend').textContent = `${s.backend}${fallback}${software}`;
+    // vite.config.ts (ISOLATION_HEADERS) says why the CPU backend wants an isolated page
+    const isolation =
+      s.device === 'cpu' && !window.crossOriginIsolated
+        ? ' — the page is not cross-origin isolated (COOP/COEP headers): the Wasm memory is not shared, and reading weights can fail once it grows'
+        : '';
+    $('backend').textContent = `${s.backend}${fallback}${software}${isolation}`;
     const c = s.model.config;
     $('model-info').textContent =
       `char-level GPT-2 pre-trained on Tiny Shakespeare (${c.n_layer} layers, width ${c.n_embd}, ` +

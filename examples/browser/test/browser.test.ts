@@ -18,6 +18,7 @@ import { type Browser, chromium, type Download, type Page } from 'playwright-cor
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PageApi } from '../src/main.js';
 import type { SuiteReport } from '../src/suite/main.js';
+import { ISOLATION_HEADERS } from '../vite.config.js';
 
 const pageRoot = fileURLToPath(new URL('..', import.meta.url));
 const dist = join(pageRoot, 'dist');
@@ -73,7 +74,13 @@ function serve(root: string): Promise<Server> {
     }
     try {
       const body = await readFile(file);
-      res.writeHead(200, { 'Content-Type': types[extname(file)] ?? 'application/octet-stream' }).end(body);
+      // cross-origin isolated, as Vite serves the page (vite.config.ts says why)
+      res
+        .writeHead(200, {
+          'Content-Type': types[extname(file)] ?? 'application/octet-stream',
+          ...ISOLATION_HEADERS,
+        })
+        .end(body);
     } catch {
       res.writeHead(404).end();
     }
@@ -81,10 +88,12 @@ function serve(root: string): Promise<Server> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
-/** Node's reference: the same checkpoint on the CPU backend. */
-async function nodeModel(adapter?: { configJson: string; safetensors: Uint8Array }) {
+type PeftFiles = { configJson: string; safetensors: Uint8Array };
+
+/** Node's reference: the same checkpoint on the CPU backend (its linear layers quantized as `bits` asks). */
+async function nodeModel(adapter?: PeftFiles, bits?: 'nf4' | 'int8') {
   await lr.init({ backend: 'cpu' });
-  const model = await fromPretrained(checkpoint);
+  const model = await fromPretrained(checkpoint, bits ? { quantize: { bits } } : {});
   model.eval();
   if (adapter) lr.loadAdapterFromBytes(model, adapter.configJson, adapter.safetensors);
   const spec = JSON.parse(readFileSync(join(checkpoint, 'tokenizer.json'), 'utf8')) as {
@@ -95,14 +104,49 @@ async function nodeModel(adapter?: { configJson: string; safetensors: Uint8Array
   return { model, tok };
 }
 
-async function nodeLogits(adapter?: { configJson: string; safetensors: Uint8Array }): Promise<Float32Array> {
-  const { model, tok } = await nodeModel(adapter);
+async function nodeLogits(adapter?: PeftFiles, bits?: 'nf4' | 'int8'): Promise<Float32Array> {
+  const { model, tok } = await nodeModel(adapter, bits);
   const ids = lr.tensor([tok.encode(FIXED)], { dtype: 'int32' });
   const logits = lr.noGrad(() => model.forward(ids).logits);
   const out = (await logits.data()) as Float32Array;
   logits.dispose();
   ids.dispose();
+  model.dispose();
   return out;
+}
+
+/** Float32 bytes of the checkpoint's linear layers (GPT-2's Conv1D weights), counted in Node. */
+async function nodeLinearF32Bytes(): Promise<number> {
+  const { model } = await nodeModel();
+  let bytes = 0;
+  for (const [, m] of model.namedModules()) if (m instanceof lr.nn.Conv1D) bytes += m.weight.size * 4;
+  model.dispose();
+  return bytes;
+}
+
+/** Downloads the active adapter through the page's button: PEFT's two files. */
+async function downloadAdapter(page: Page): Promise<PeftFiles> {
+  const downloads: Download[] = [];
+  const got = new Promise<void>((resolve) => {
+    page.on('download', (d) => {
+      downloads.push(d);
+      if (downloads.length === 2) resolve();
+    });
+  });
+  await page.click('#download');
+  await got;
+  const files = new Map<string, string>();
+  const dir = mkdtempSync(join(tmpdir(), 'lowrank-adapter-'));
+  for (const d of downloads) {
+    const path = join(dir, d.suggestedFilename());
+    await d.saveAs(path);
+    files.set(d.suggestedFilename(), path);
+  }
+  expect([...files.keys()].sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+  return {
+    configJson: readFileSync(files.get('adapter_config.json')!, 'utf8'),
+    safetensors: new Uint8Array(readFileSync(files.get('adapter_model.safetensors')!)),
+  };
 }
 
 /** What the page shows for the base model's continuation of `prompt`, computed in Node. */
@@ -431,6 +475,144 @@ describe.skipIf(skipReason !== null)(
       await cpu.context().close();
     });
 
+    it('quantizes the base (NF4, int8) and trains LoRA adapters on it; back to float32 reloads the original weights', async () => {
+      const context = await browser.newContext({
+        acceptDownloads: true,
+        viewport: { width: 1180, height: 900 },
+      });
+      const q = await context.newPage();
+      q.on('console', (m) => {
+        if (m.type() === 'error' || m.type() === 'warning')
+          console.log(`[qlora page ${m.type()}] ${m.text()}`);
+      });
+      q.on('pageerror', (e) => pageErrors.push(e.message));
+      await q.goto(`${url}?backend=cpu`);
+      await waitState(q, ['ready', 'error'], 30_000);
+      expect(await q.evaluate(() => window.crossOriginIsolated), 'served with COOP/COEP').toBe(true);
+      expect(await q.textContent('#backend')).not.toMatch(/isolated/);
+      expect(await q.inputValue('#quant')).toBe('none');
+      expect(await q.textContent('#base-memory')).toMatch(
+        /^base [\d.]+ KiB \(float32: [\d.]+ KiB\) · no quantized layers · float32 /,
+      );
+      const f32Base = await pageLogits(q);
+      const linearF32 = await nodeLinearF32Bytes();
+      expect(linearF32).toBeGreaterThan(0);
+
+      /** Picks a storage for the base and waits for the page to rebuild it; checks the readout next to the control. */
+      const choose = async (bits: 'nf4' | 'int8', maxRatio: number) => {
+        const before = (await stateLog(q)).length;
+        await q.selectOption('#quant', bits);
+        await waitState(q, ['ready'], 30_000);
+        expect((await stateLog(q)).slice(before)).toEqual(['quantizing', 'ready']);
+        expect(await q.textContent('#quant-error')).toBe('');
+        const text = (await q.textContent('#base-memory')) ?? '';
+        const m =
+          /quantized layers ([\d.]+) (B|KiB|MiB|GiB), ([\d.]+)× of their float32 ([\d.]+) (B|KiB|MiB|GiB) · (.*)$/.exec(
+            text,
+          );
+        expect(m, text).not.toBeNull();
+        const bytes = parseBytes(m![1], m![2]);
+        const f32 = parseBytes(m![4], m![5]);
+        // every linear layer (and nothing else: not the tied embeddings) is quantized
+        expect(f32, 'the float32 size of the quantized layers: every Conv1D weight').toBe(linearF32);
+        expect(bytes, `${bits}: the quantized layers' bytes next to their float32 bytes`).toBeLessThanOrEqual(
+          maxRatio * f32,
+        );
+        expect(m![6]).toMatch(new RegExp(`^${bits} [\\d.]+ KiB \\+ float32 [\\d.]+ KiB`));
+        const fp = await q.evaluate(() =>
+          (window as unknown as { lowrankPage: PageApi }).lowrankPage.baseFootprint(),
+        );
+        expect(fp.quantized.f32Bytes).toBe(linearF32);
+        expect(fp.quantized.bytes / fp.quantized.f32Bytes).toBeLessThanOrEqual(maxRatio);
+        expect(fp.bytes, 'the base takes less than in float32').toBeLessThan(fp.f32Bytes);
+        // the replaced base's quantized weights are freed: only this format is live
+        const live = await q.evaluate(() =>
+          (window as unknown as { lowrankPage: PageApi }).lowrankPage.quantizedMemory(),
+        );
+        expect(Object.keys(live)).toEqual([bits]);
+        expect(live[bits].bytes).toBe(fp.quantized.bytes);
+        // the page's quantized base is Node's quantized base (fromPretrained's quantize option)
+        const logits = await pageLogits(q);
+        expect(
+          maxViolation(logits, f32Base).worst,
+          `${bits} rounds the weights: the logits move`,
+        ).toBeGreaterThan(0);
+        expectClose(logits, await nodeLogits(undefined, bits), `${bits} base`);
+        return logits;
+      };
+
+      const nf4Base = await choose('nf4', 0.2);
+      await trainThroughUi(q, { name: 'q4', source: 'e2e', steps: 3 });
+      const [q4] = await adapters(q);
+      expect(q4.name).toBe('q4');
+      expect(q4.base).toBe('nf4');
+      expect(q4.losses.length).toBe(3);
+      for (const [, loss] of q4.losses) expect(Number.isFinite(loss), `loss ${loss}`).toBe(true);
+      expect(Number.isFinite(q4.evalAfter)).toBe(true);
+      expect(await q.textContent('#active-adapter')).toMatch(/^q4 \(r=8, .*; trained on an NF4 base\)$/);
+      const readouts = await q.evaluate(() =>
+        (window as unknown as { lowrankPage: PageApi }).lowrankPage.readouts.slice(),
+      );
+      expect(readouts.at(-1)).toMatch(/ · nf4 weights [\d.]+ KiB \(float32 [\d.]+ KiB\)$/);
+      const q4Logits = await pageLogits(q);
+      expect(
+        maxViolation(q4Logits, nf4Base).worst,
+        "the adapter changes the quantized base's logits",
+      ).toBeGreaterThan(0);
+      // plain PEFT files: kept in IndexedDB, and downloaded they load in Node onto Node's NF4 base
+      expect(await savedNames(q)).toEqual(['q4']);
+      expect(await q.textContent('#saved-q4')).toBe('saved in this browser');
+      const q4Files = await downloadAdapter(q);
+      expect((JSON.parse(q4Files.configJson) as { peft_type: string }).peft_type).toBe('LORA');
+      expect(
+        Object.keys(parseSafetensors(q4Files.safetensors).tensors).every((k) => /lora_[AB]\.weight$/.test(k)),
+      ).toBe(true);
+      expectClose(q4Logits, await nodeLogits(q4Files, 'nf4'), "adapter 'q4' on NF4, loaded in Node");
+
+      await q.check('#adapter-base');
+      expect(await pageLogits(q)).toEqual(nf4Base);
+
+      // int8: rebuilt from the float32 weights (not from NF4's rounding); 'q4' moves onto it
+      const int8Base = await choose('int8', 0.3);
+      expect(int8Base).not.toEqual(nf4Base);
+      expect(await q.textContent('#active-adapter')).toBe('none (base model)');
+      expect(await q.isDisabled('#adapter-q4'), "'q4' is still loaded").toBe(false);
+      await trainThroughUi(q, { name: 'q8', source: 'e2e', steps: 2 });
+      const q8 = (await adapters(q)).find((a) => a.name === 'q8')!;
+      expect(q8.base).toBe('int8');
+      expect(q8.losses.length).toBe(2);
+      for (const [, loss] of q8.losses) expect(Number.isFinite(loss), `loss ${loss}`).toBe(true);
+      const q8Logits = await pageLogits(q);
+      expect(
+        maxViolation(q8Logits, int8Base).worst,
+        "the adapter changes the int8 base's logits",
+      ).toBeGreaterThan(0);
+      expect(await savedNames(q)).toEqual(['q4', 'q8']);
+
+      // back to float32: the checkpoint's weights again, bit for bit; the adapters keep their
+      // weights, and the active one stays active
+      const before = (await stateLog(q)).length;
+      await q.selectOption('#quant', 'none');
+      await waitState(q, ['ready'], 30_000);
+      expect((await stateLog(q)).slice(before)).toEqual(['quantizing', 'ready']);
+      expect(await q.textContent('#base-memory')).toMatch(/ · no quantized layers · /);
+      expect(
+        await q.evaluate(() => (window as unknown as { lowrankPage: PageApi }).lowrankPage.quantizedMemory()),
+      ).toEqual({});
+      expect(await q.textContent('#active-adapter')).toMatch(/^q8 .*; trained on an int8 base\)$/);
+      await q.check('#adapter-base');
+      expect(await pageLogits(q), 'the original float32 base').toEqual(f32Base);
+      await q.check('#adapter-q4');
+      expectClose(
+        await pageLogits(q),
+        await nodeLogits(q4Files),
+        "adapter 'q4' on the float32 base, in Node",
+      );
+      expect(await fieldErrors(q)).toEqual([]);
+      expect(pageErrors).toEqual([]);
+      await context.close();
+    });
+
     it(
       'fine-tunes a LoRA adapter on the E2E task: the loss decreases',
       async () => {
@@ -477,28 +659,10 @@ describe.skipIf(skipReason !== null)(
 
     it('downloads the adapter in PEFT format, and it loads in Node with the same logits', async () => {
       await page.check('#adapter-e2e');
-      const downloads: Download[] = [];
-      const got = new Promise<void>((resolve) => {
-        page.on('download', (d) => {
-          downloads.push(d);
-          if (downloads.length === 2) resolve();
-        });
-      });
-      await page.click('#download');
-      await got;
-      const files = new Map<string, string>();
-      const dir = mkdtempSync(join(tmpdir(), 'lowrank-adapter-'));
-      for (const d of downloads) {
-        const path = join(dir, d.suggestedFilename());
-        await d.saveAs(path);
-        files.set(d.suggestedFilename(), path);
-      }
-      expect([...files.keys()].sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
-      const configJson = readFileSync(files.get('adapter_config.json')!, 'utf8');
+      const { configJson, safetensors } = await downloadAdapter(page);
       const config = JSON.parse(configJson) as Record<string, unknown>;
       expect(config.peft_type).toBe('LORA');
       expect(config.r).toBe(8);
-      const safetensors = new Uint8Array(readFileSync(files.get('adapter_model.safetensors')!));
       const keys = Object.keys(parseSafetensors(safetensors).tensors);
       expect(keys.some((k) => k.includes('c_attn.lora_A.weight'))).toBe(true);
       expectClose(e2ePage, await nodeLogits({ configJson, safetensors }), "adapter 'e2e' loaded in Node");

@@ -5,10 +5,12 @@
 import { describe, expect, it } from 'vitest';
 import {
   checkTrainSettings,
+  describeFootprint,
   formatBytes,
   formatDuration,
   type GenerateForm,
   readNumber,
+  readQuant,
   STEPS,
   type TrainForm,
   validateGenerate,
@@ -172,5 +174,40 @@ describe('readouts', () => {
     expect(formatDuration(4.4)).toBe('4 s');
     expect(formatDuration(75)).toBe('1 min 15 s');
     expect(formatDuration(3700)).toBe('1 h 1 min');
+  });
+});
+
+describe('quantize base', () => {
+  it('takes none, nf4 and int8; refuses anything else, and any change while a run holds the model', () => {
+    for (const q of ['none', 'nf4', 'int8']) expect(readQuant(q, { busy: false })).toEqual({ value: q });
+    expect(readQuant('fp4', { busy: false })).toEqual({
+      error: "quantize base must be one of none, nf4, int8; got 'fp4'",
+    });
+    expect(readQuant('NF4', { busy: false })).toHaveProperty('error');
+    expect(readQuant('nf4', { busy: true })).toEqual({
+      error: 'the base cannot change while a run uses it: wait for it to finish',
+    });
+  });
+
+  it("shows the base's bytes by storage type beside float32, and the quantized layers' ratio", () => {
+    // the demo's GPT-2 in NF4 (modelFootprint's numbers, blocks of 64: 4.5 bits a weight)
+    const nf4 = {
+      byType: { nf4: 110592, float32: 66560, bool: 16384 },
+      bytes: 193536,
+      f32Bytes: 869376,
+      quantized: { bytes: 110592, f32Bytes: 786432 },
+    };
+    expect(describeFootprint(nf4)).toBe(
+      'base 189.0 KiB (float32: 849.0 KiB) · quantized layers 108.0 KiB, 0.141× of their float32 768.0 KiB · nf4 108.0 KiB + float32 65.0 KiB + bool 16.0 KiB',
+    );
+    const f32 = {
+      byType: { float32: 852992, bool: 16384, int8: 0 },
+      bytes: 869376,
+      f32Bytes: 869376,
+      quantized: { bytes: 0, f32Bytes: 0 },
+    };
+    expect(describeFootprint(f32)).toBe(
+      'base 849.0 KiB (float32: 849.0 KiB) · no quantized layers · float32 833.0 KiB + bool 16.0 KiB',
+    );
   });
 });
