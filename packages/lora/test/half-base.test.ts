@@ -1,8 +1,17 @@
 import { noGrad } from '@lowrank/autograd';
 import { modelFootprint, type QuantizedLinear, quantizeModel } from '@lowrank/nn';
-import { fromTypedArray, Generator, randint, tidy } from '@lowrank/tensor';
-import { describe, expect, it } from 'vitest';
-import { applyLora } from '../src/index.js';
+import {
+  bf16Bits,
+  bf16Value,
+  f16Bits,
+  f16Value,
+  fromTypedArray,
+  Generator,
+  randint,
+  tidy,
+} from '@lowrank/tensor';
+import { describe, expect, it, vi } from 'vitest';
+import { applyLora, type LoraLinear } from '../src/index.js';
 import { maxAbs, maxAbsDiff, TinyNet } from './helpers.js';
 
 /**
@@ -94,5 +103,29 @@ describe('LoRA on a 16-bit base (CPU)', () => {
       expect(checked).toBeGreaterThan(10);
       q.dispose();
     }
+  });
+
+  it('merge rounds W + ΔW to the base format (nearest even, as the host rounds it)', async () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    for (const bits of ['f16', 'bf16'] as const) {
+      const [q, f] = await pair(bits, 4);
+      f.dispose();
+      const lora = applyLora(q, CONFIG);
+      const fc = q.getSubmodule('fc') as LoraLinear;
+      const base = fc.base_layer as QuantizedLinear;
+      const w0 = (await base.dequantizedWeight().data()) as Float32Array;
+      const dw = (await tidy(() => fc.deltaWeight('default')).data()) as Float32Array;
+      lora.merge();
+      const merged = (fc.base_layer as QuantizedLinear).dequantizedWeight();
+      expect((fc.base_layer as QuantizedLinear).format).toBe(bits);
+      const round =
+        bits === 'f16' ? (v: number) => f16Value(f16Bits(v)) : (v: number) => bf16Value(bf16Bits(v));
+      const want = Array.from(w0, (v, i) => round(Math.fround(v + dw[i])));
+      expect(Array.from((await merged.data()) as Float32Array)).toEqual(want);
+      expect(want.some((v, i) => v !== Math.fround(w0[i] + dw[i]))).toBe(true); // rounding did happen
+      merged.dispose();
+      q.dispose();
+    }
+    warn.mockRestore();
   });
 });
