@@ -3,7 +3,8 @@ import { type HostTensor, type Module, parseSafetensors, type SafetensorsTensor 
 /**
  * Hugging Face weight files without a file system (browser-safe): one `model.safetensors`, or
  * shards listed by `model.safetensors.index.json`. F32, F16 and BF16 are read (16-bit values
- * are widened to float32 on load).
+ * are widened to float32 on load, unless `fromFiles`' `dtype` keeps the base in 16 bits:
+ * half-load.ts).
  */
 
 /** The parsed `model.safetensors.index.json`: which shard holds each tensor. */
