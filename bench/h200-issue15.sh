@@ -11,6 +11,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$out/gpu.txt
 step() { local name=$1 limit=$2; shift 2; echo "== $name" >&2; timeout "$limit" "$@" > "$out/$name.txt" 2>&1; echo "rc $?" >> "$out/$name.txt"; }
 step mlp 120 bash .gpu/run.sh mlp-compile
 step mlp-torch 40 python3 bench/mlp_torch.py
-step gpt2-compiled 200 bash .gpu/run.sh train-gpt2 --mode both --compile 1 --kprof 12 ${GPT2_ARGS:-}
+step gpt2-compiled 200 bash .gpu/run.sh train-gpt2 --mode both --compile 1 --warmup 5 --kprof 12 ${GPT2_ARGS:-}
 step gpt2-eager 150 bash .gpu/run.sh train-gpt2 --mode both --compile 0 --infer 0 ${GPT2_ARGS:-}
 step torch 100 python3 bench/train_gpt2_torch.py --mode both
+if [ "${QLORA:-1}" = 1 ]; then step qlora 200 bash .gpu/run.sh qlora-gpt2 --bits f32,nf4,int8 --compile 1; fi

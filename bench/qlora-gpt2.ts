@@ -12,7 +12,7 @@
  *   XDG_RUNTIME_DIR=/tmp node --conditions=source --import tsx bench/qlora-gpt2.ts --layers 1 --batch 1 --seq 16 --embd 64 --heads 2 --vocab 512 --device cpu
  *   options: --bits f32,nf4,int8  --block 64  --dq 0|1  --targets c_attn[,c_proj,c_fc]
  *            --layers 12 --batch 8 --seq 512 --embd 768 --heads 12 --vocab 50257
- *            --steps 10 --warmup 3 --device webgpu|cpu --compile 0|1  --dir checkpoints/gpt2
+ *            --steps 10 --warmup 3 --device webgpu|cpu --compile 0|1  --dir checkpoints/gpt2  --dropout 0
  */
 
 import { noGrad } from '../packages/autograd/src/index.js';
@@ -39,6 +39,8 @@ const WARMUP = numberArg('warmup', 3);
 const COMPILE = numberArg('compile', 0) !== 0;
 const MiB = 1024 * 1024;
 const DIR = arg('dir', '');
+// dropout is drawn on the host: at GPT-2 124M × 8×512 its masks cost ~4 s a step, hiding the kernels
+const DROPOUT = numberArg('dropout', 0);
 
 if (device === 'webgpu') await lr.init({ backend: 'webgpu' });
 
@@ -46,7 +48,16 @@ async function run(bits: 'f32' | lr.QuantFormat): Promise<Record<string, string 
   const model = DIR
     ? await fromPretrained(DIR)
     : new GPT2LMHeadModel(
-        { vocab_size: V, n_positions: Math.max(1024, T), n_embd: C, n_layer: L, n_head: H },
+        {
+          vocab_size: V,
+          n_positions: Math.max(1024, T),
+          n_embd: C,
+          n_layer: L,
+          n_head: H,
+          resid_pdrop: DROPOUT,
+          embd_pdrop: DROPOUT,
+          attn_pdrop: DROPOUT,
+        },
         { seed: 0 },
       );
   const vocab = model.config.vocab_size;
