@@ -15,3 +15,10 @@ step gpt2-compiled 200 bash .gpu/run.sh train-gpt2 --mode both --compile 1 --war
 step gpt2-eager 150 bash .gpu/run.sh train-gpt2 --mode both --compile 0 --infer 0 ${GPT2_ARGS:-}
 step torch 100 python3 bench/train_gpt2_torch.py --mode both
 if [ "${QLORA:-1}" = 1 ]; then step qlora 200 bash .gpu/run.sh qlora-gpt2 --bits f32,nf4,int8 --compile 1; fi
+# the CPU side of a replayed LoRA step: a V8 profile of 40 compiled steps, summarised
+if [ "${CPUPROF:-0}" = 1 ]; then
+  mkdir -p "$out/prof"
+  NODE_OPTIONS="--cpu-prof --cpu-prof-dir=$out/prof" step gpt2-cpuprof 200 bash .gpu/run.sh train-gpt2 --mode lora --compile 1 --steps 40 --infer 0
+  python3 bench/cpuprofile_top.py "$(ls -t "$out"/prof/*.cpuprofile | head -1)" --top 25 --inclusive replay,run,dispatch,submit,realizeUsers,read > "$out/gpt2-cpuprof-summary.txt" 2>&1
+  rm -rf "$out/prof"
+fi
