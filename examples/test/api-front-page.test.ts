@@ -23,7 +23,9 @@ it('the API front page has a row per entry point, naming only real exports', asy
     config.entryPoints.map((p) => {
       const pkg = JSON.parse(readFileSync(join(root, p.split('/src/')[0], 'package.json'), 'utf8'))
         .name as string;
-      return [/\/node(\/index)?\.ts$/.test(p) ? `${pkg}/node` : pkg, join(root, p)] as const;
+      // src/index.ts is the package itself; src/node.ts (or src/node/index.ts) is `/node`, src/hub.ts `/hub`
+      const sub = /\/src\/([a-z-]+)(\/index)?\.ts$/.exec(p)?.[1];
+      return [sub && sub !== 'index' ? `${pkg}/${sub}` : pkg, join(root, p)] as const;
     }),
   );
   const modules = [...files.keys()];
