@@ -136,8 +136,11 @@ const SCALAR_OPS = {
   ),
   // NaN stays NaN, as in PyTorch
   relu: unaryN((x) => Math.max(x, 0), 'select(0.0, $0, !($0 <= 0.0))', 'max($0, 0)'),
+  // 0.5·x·(1 + tanh(u)) computed as x / (1 + e^(−2u)), the same function: 1 + tanh(u) cancels for
+  // u ≪ 0 (it gave exactly 0 below x ≈ −5.5, where the Wasm kernels' form keeps −3e-21 at x = −8,
+  // so fused and unfused chains disagreed once a pow met the sign)
   geluTanh: unaryF(
-    (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))),
+    (x) => x / (1 + Math.exp(-2 * SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))),
     '0.5 * $0 * (1.0 + tanh_s(0.7978845608028654 * ($0 + 0.044715 * $0 * $0 * $0)))',
   ),
   geluErf: unaryF(
