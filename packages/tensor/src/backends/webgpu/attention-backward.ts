@@ -2,6 +2,7 @@ import {
   accumulate,
   attentionWords,
   checkHeadDims,
+  chooseTile,
   DIMS,
   each,
   loadRows,
@@ -63,8 +64,7 @@ const TILES: Tile[] = [
 ];
 
 function tileFor(c: WebGPUContext, e: number, ev: number): Tile {
-  const limit = c.limits.maxComputeWorkgroupStorageSize;
-  return TILES.find((t) => tileBytes(e, ev, t) <= limit) ?? TILES[TILES.length - 1];
+  return chooseTile(c, TILES, (t) => tileBytes(e, ev, t));
 }
 
 const HEADER = (mask: 'bool' | 'float' | null, outs: string[]) => `${PRELUDE}

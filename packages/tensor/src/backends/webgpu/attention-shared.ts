@@ -1,6 +1,7 @@
 import type { AttentionParams } from '../../backend.js';
 import { OpError } from '../../errors.js';
 import type { View } from '../../storage.js';
+import type { WebGPUContext } from './context.js';
 import { s, u } from './wgsl.js';
 
 /**
@@ -132,6 +133,28 @@ export interface Tile {
   ty: number;
   /** threads along the streamed rows (and the accumulators' column groups) */
   tx: number;
+}
+
+/**
+ * The first of `tiles` (fastest first) whose workgroup memory, `bytes(t)`, fits the device, else
+ * the last. On SwiftShader (headless Chromium's software WebGPU) a thread holds at most 4 scores
+ * (2 × 2): its compiler takes minutes over the larger register tiles, and the page's device was
+ * lost ("A valid external Instance reference no longer exists") while it compiled. Measured in
+ * Chromium 156 on 2 loaded cores, each pipeline alone in a bare page, head dim 16, causal:
+ * forward 4 × 4 (64 × 32 block) failed with that loss after 183 s, 4 × 2 (64 × 16) 3.2 s, 2 × 2
+ * (32 × 16) 1.3 s; backward dk/dv 4 × 2 (64 × 16) 101 s, 2 × 2 (32 × 16) 2.1 s, dq 2 × 2 2.1 s.
+ * Its 32 KiB of workgroup memory is no guide (lavapipe has as much and its attention tests run the
+ * 4 × 4 tile at head dim 16; the H200 has 48 KiB), so the adapter is told by name; lavapipe and
+ * hardware GPUs keep every tile.
+ */
+export function chooseTile(c: WebGPUContext, tiles: readonly Tile[], bytes: (t: Tile) => number): Tile {
+  const info = c.adapterInfo;
+  const swiftShader =
+    info !== undefined && /swiftshader/i.test(`${info.architecture} ${info.device} ${info.description}`);
+  const maxScores = swiftShader ? 4 : Number.POSITIVE_INFINITY;
+  const limit = c.limits.maxComputeWorkgroupStorageSize;
+  const fits = (t: Tile) => bytes(t) <= limit && (t.br / t.ty) * (t.bc / t.tx) <= maxScores;
+  return tiles.find(fits) ?? tiles[tiles.length - 1];
 }
 
 /** vec4 per row of a tile in workgroup memory: enough for `n` floats, odd (bank spread). */

@@ -3,6 +3,7 @@ import {
   accumulate,
   attentionWords,
   checkHeadDims,
+  chooseTile,
   DIMS,
   each,
   loadRows,
@@ -55,8 +56,7 @@ function tileBytes(e: number, ev: number, t: Tile): number {
 }
 
 function tileFor(c: WebGPUContext, e: number, ev: number): Tile {
-  const limit = c.limits.maxComputeWorkgroupStorageSize;
-  return TILES.find((t) => tileBytes(e, ev, t) <= limit) ?? TILES[TILES.length - 1];
+  return chooseTile(c, TILES, (t) => tileBytes(e, ev, t));
 }
 
 function source(e: number, ev: number, t: Tile, mask: 'bool' | 'float' | null, causal: boolean): string {

@@ -41,6 +41,8 @@ export class WebGPUContext {
   readonly limits: GPUSupportedLimits;
   readonly features: ReadonlySet<string>;
   readonly description: string;
+  /** What the device's adapter says about itself (`GPUDevice.adapterInfo`; undefined where the implementation lacks it). */
+  readonly adapterInfo: GPUAdapterInfo | undefined;
   /** Largest tensor in bytes: the smaller of maxStorageBufferBindingSize and maxBufferSize. */
   readonly maxStorageBytes: number;
 
@@ -75,6 +77,7 @@ export class WebGPUContext {
     this.limits = device.limits;
     this.features = new Set(device.features as unknown as Iterable<string>);
     this.description = description;
+    this.adapterInfo = (device as Partial<Pick<GPUDevice, 'adapterInfo'>>).adapterInfo;
     this.maxStorageBytes = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
     this.errors = new DeviceErrors(device);
     this.pipelines = new Pipelines(device, this.stats);
