@@ -1,6 +1,12 @@
 import { applyLora } from '@lowrank/lora';
 import { GPT2LMHeadModel, LMTrainer } from '@lowrank/models';
+import { type Device, init, setDefaultDevice } from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
+
+const webgpuUnavailable = await init({ backend: 'webgpu' })
+  .then(() => null)
+  .catch((e: unknown) => (e instanceof Error ? e.message : String(e)))
+  .finally(() => setDefaultDevice('cpu'));
 
 /**
  * The trainer's compiled steps (the default) against eager ones (`compile: false`): the same
@@ -22,8 +28,13 @@ const tokens = Int32Array.from({ length: 400 }, (_, i) => (i * 7 + (i >> 3)) % 1
 const mask = Uint8Array.from({ length: 400 }, (_, i) => (i % 3 === 0 ? 0 : 1));
 const options = { steps: 12, batchSize: 2, blockSize: 8, lr: 0.05, seed: 1 };
 
-async function run(compile: boolean, lora: boolean): Promise<{ losses: number[]; t: LMTrainer }> {
-  const model = new GPT2LMHeadModel(config, { seed: 4 });
+async function run(
+  compile: boolean,
+  lora: boolean,
+  device: Device = 'cpu',
+  steps = options.steps,
+): Promise<{ losses: number[]; t: LMTrainer }> {
+  const model = await new GPT2LMHeadModel(config, { seed: 4 }).to(device);
   const handle = lora
     ? applyLora(model, { r: 2, loraAlpha: 4, targetModules: ['c_attn'], loraDropout: 0.1, seed: 1 })
     : null;
@@ -31,7 +42,7 @@ async function run(compile: boolean, lora: boolean): Promise<{ losses: number[];
   const params = handle ? handle.trainableParameters() : model.parameters();
   const t = new LMTrainer(model, params, { ...options, compile });
   const losses: number[] = [];
-  for (let i = 0; i < options.steps; i++) {
+  for (let i = 0; i < steps; i++) {
     if (i === 5) losses.push(await t.evaluate(tokens, 1));
     if (i === 8) handle?.setAdapter('second');
     losses.push(await t.trainStep(tokens, i === 7 ? mask : undefined));
@@ -59,4 +70,13 @@ describe('LMTrainer: compiled steps equal eager ones', () => {
     expect(s.invalidations).toBe(2);
     expect(s.lastInvalidation).toMatch(/LoRA adapter state/);
   });
+});
+
+describe.skipIf(webgpuUnavailable !== null)('LMTrainer on WebGPU: compiled steps equal eager ones', () => {
+  it('LoRA with adapter dropout, an evaluation and a switch of adapters (bit for bit)', async () => {
+    const eager = await run(false, true, 'webgpu', 10);
+    const compiled = await run(true, true, 'webgpu', 10);
+    expect(compiled.losses).toEqual(eager.losses);
+    expect(compiled.t.compiledStep.stats.invalidations).toBe(2);
+  }, 300_000);
 });

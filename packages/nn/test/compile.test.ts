@@ -269,6 +269,21 @@ describe('compile: what a replay cannot do is refused', () => {
 });
 
 describe.skipIf(unavailable !== null)('compile on WebGPU', () => {
+  it('train()/eval() switches and a reassigned parameter invalidate; replays equal eager steps', async () => {
+    const { eager, replayed, stats } = await compare('webgpu', 6, { dropout: 0.3 }, (i, run) => {
+      if (i === 2) run.model.eval();
+      if (i === 4) {
+        run.model.train();
+        const head = run.model.at(3) as Linear;
+        const w = tensor(new Float32Array(16).fill(0.1), { shape: [2, 8], device: 'webgpu' });
+        head.registerParameter('weight', w);
+        run.opt.addParamGroup({ params: [w] });
+      }
+    });
+    expect(replayed).toEqual(eager);
+    expect(stats.invalidations).toBe(2);
+  });
+
   it('AdamW with dropout: 5 replayed steps equal eager ones within 1e-6', async () => {
     const eagerRun = makeRun('webgpu', { dropout: 0.2 });
     const compiledRun = makeRun('webgpu', { dropout: 0.2 });
