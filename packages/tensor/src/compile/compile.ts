@@ -22,7 +22,8 @@ import { CaptureError, Trace } from './trace.js';
  */
 
 /** What a compiled function may return: tensors, an array of them, an object of them, or nothing. */
-export type CompiledResult = Tensor | readonly Tensor[] | { readonly [k: string]: Tensor } | undefined;
+// biome-ignore lint/suspicious/noConfusingVoidType: a step that returns nothing (`() => { … }`) is inferred as returning void
+export type CompiledResult = Tensor | readonly Tensor[] | { readonly [k: string]: Tensor } | undefined | void;
 
 /** Options of `compile`. */
 export interface CompileOptions {
@@ -64,6 +65,8 @@ export interface CompiledFunction<A extends readonly Tensor[], R extends Compile
 interface CacheEntry {
   calls: number;
   step: CapturedStep | null;
+  /** Where each output of the traced call went (a replay's outputs are put back the same way). */
+  shape: ResultShape | null;
 }
 
 /**
@@ -119,7 +122,7 @@ export function compile<A extends readonly Tensor[], R extends CompiledResult>(
     if (entry) {
       cache.delete(key); // re-inserted below: most recently used last
     } else {
-      entry = { calls: 0, step: null };
+      entry = { calls: 0, step: null, shape: null };
       if (cache.size >= cacheSize) {
         const [oldKey, old] = cache.entries().next().value as [string, CacheEntry];
         old.step?.dispose();
@@ -135,7 +138,9 @@ export function compile<A extends readonly Tensor[], R extends CompiledResult>(
       const stale = entry.step.staleReason();
       if (stale === null) {
         stats.replays++;
-        return rebuild(key, entry.step.replay(storages)) as R;
+        const tensors = entry.step.replay(storages);
+        if (!entry.shape) throw new Error('internal: a capture without a result shape');
+        return unflattenResult(entry.shape, tensors) as R;
       }
       entry.step.dispose();
       entry.step = null;
@@ -153,13 +158,8 @@ export function compile<A extends readonly Tensor[], R extends CompiledResult>(
     let result: R;
     try {
       result = tidyResult(() => fn(...args));
-      if (result instanceof Promise) {
-        throw new CaptureError(
-          'the function returned a Promise: compile synchronous steps (await outside them)',
-        );
-      }
       const { tensors, shape } = flattenResult(result);
-      shapes.set(key, shape);
+      entry.shape = shape;
       entry.step = trace.finish(tensors);
     } catch (e) {
       trace.abort();
@@ -171,14 +171,6 @@ export function compile<A extends readonly Tensor[], R extends CompiledResult>(
     stats.traces++;
     lastPlan = entry.step.plan;
     return result;
-  };
-
-  /** The result's structure per signature (where each output goes), for rebuilding replays' outputs. */
-  const shapes = new Map<string, ResultShape>();
-  const rebuild = (key: string, tensors: Tensor[]): CompiledResult => {
-    const shape = shapes.get(key);
-    if (!shape) throw new Error('internal: a capture without a result shape');
-    return unflattenResult(shape, tensors);
   };
 
   const compiled = call as CompiledFunction<A, R>;
