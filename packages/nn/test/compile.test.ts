@@ -9,6 +9,7 @@ import {
   memory,
   type Tensor,
   tensor,
+  zeros,
 } from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
 import { webgpuUnavailable } from './helpers.js';
@@ -250,6 +251,30 @@ describe('compile: what a replay cannot do is refused', () => {
     expect(() => (step as unknown as (n: number) => Tensor)(3)).toThrow(/argument 0 is number, not a tensor/);
     const bad = compile(() => 3 as unknown as Tensor, { warmup: 0 });
     expect(() => bad()).toThrow(/returned number/);
+  });
+
+  it('a strided Adam step with per-call options (baked into its ops) is refused', () => {
+    const p = tensor(new Float32Array(6).fill(1), { shape: [2, 3] }).transpose(0, 1); // [3, 2], strided
+    const [g, m, v] = [
+      tensor(new Float32Array(6).fill(0.5), { shape: [3, 2] }),
+      zeros([3, 2]),
+      zeros([3, 2]),
+    ];
+    let count = 0;
+    const step = compile(() => {
+      count++;
+      adamUpdate_(p, g, m, v, () => ({
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weightDecay: 0,
+        decoupled: false,
+        step: count,
+      }));
+    });
+    step(); // the warm-up runs eagerly
+    expect(() => step()).toThrow(/strided or aliased Adam step inside lr\.compile/);
   });
 
   it('a disposed tensor the step reads invalidates the capture', async () => {

@@ -1,5 +1,5 @@
 import type { AdamUpdateParams } from '../backend.js';
-import { captureGuard, hostValue } from '../engine/capture.js';
+import { hostValue, isTracing } from '../engine/capture.js';
 import { prepareWrite } from '../engine/lazy.js';
 import { fmtShape, OpError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
@@ -88,12 +88,16 @@ export function adamUpdate_(
     );
     return param;
   }
-  // the unfused ops bake the scalars into their programs: a capture holds while they do not change
-  const traced = { ...params };
-  captureGuard(() => {
-    const now = adamParams(op, read());
-    return (Object.keys(traced) as (keyof AdamUpdateParams)[]).every((k) => now[k] === traced[k]);
-  }, 'the Adam step of a strided or aliased parameter');
+  // the unfused ops bake the scalars into their programs. Options given as values are constants
+  // of the step anyway; a function (the optimizers': the step count changes every call) cannot be
+  // honoured by a replay. A guard cannot tell either: it runs before the replay's step counts move.
+  if (typeof options === 'function' && isTracing()) {
+    throw new OpError(
+      op,
+      'a strided or aliased Adam step inside lr.compile would replay its first step count: make the ' +
+        'parameter, its gradient and its moments contiguous tensors of their own storages, or step outside the compiled function',
+    );
+  }
   unfused(param, grad, expAvg, expAvgSq, maxSq, params);
   return param;
 }
