@@ -52,8 +52,9 @@ export interface FromFilesOptions {
    * `'f16'` / `'bf16'`: keep the frozen base's Linear weights in 16 bits (`QuantizedLinear` over
    * an f16/bf16 `QuantizedWeight`, half the bytes of float32, decoded inside the matmul kernel);
    * a checkpoint already in that dtype is kept as it is, others are rounded to nearest even.
-   * The embedding table too when the head is not tied to it (`QuantizedEmbedding`); norms,
-   * biases and `lm_head` stay float32. The model is built without random
+   * The embedding table too (`QuantizedEmbedding`): a tied head multiplies by the same 16-bit
+   * words, so the table is stored once; norms, biases and an untied `lm_head` stay float32.
+   * The model is built without random
    * initialisation and loaded tensor by tensor from the file's bytes, so no float32 copy of the
    * checkpoint exists. `'f32'` (the default) widens everything to float32. Llama-family models
    * only (llama, qwen2, mistral).

@@ -10,7 +10,14 @@ import {
 } from '@lowrank/nn';
 import { arange, cat, type Device, Generator, OpError, ones, type Tensor, tidy } from '@lowrank/tensor';
 import { type GPT2Config, gpt2Config, innerDim } from './config.js';
-import { lmHeadLoss, lmLoss, outputWithLabels } from './lm-head.js';
+import {
+  lmHeadLoss,
+  lmLoss,
+  outputWithLabels,
+  quantizedHeadError,
+  quantizedTable,
+  tiedLogits,
+} from './lm-head.js';
 
 /**
  * GPT-2 as in the paper (Radford et al. 2019) and nanoGPT, with Hugging Face's module names so a
@@ -315,9 +322,13 @@ export class GPT2LMHeadModel extends Module {
 
   /**
    * The output projection [vocab, C]: the token embedding's weight (tied). When LoRA wraps `wte`,
-   * its base weight (as PEFT: the head does not see the embedding's adapter).
+   * its base weight (as PEFT: the head does not see the embedding's adapter). Throws when the
+   * table is 16-bit (a `dtype: 'f16'` load): the head is then `transformer.wte.weight`, a
+   * `QuantizedWeight`.
    */
   get lmHeadWeight(): Tensor {
+    const table = quantizedTable(this.transformer.wte);
+    if (table) throw quantizedHeadError('GPT2LMHeadModel.lmHeadWeight', table, 'transformer.wte');
     const wte: Module = this.transformer.wte;
     return 'base_layer' in wte && wte.base_layer instanceof Module
       ? wte.base_layer.getParameter('weight')
@@ -326,7 +337,7 @@ export class GPT2LMHeadModel extends Module {
 
   /** The device the parameters live on. */
   get device(): Device {
-    return this.lmHeadWeight.device;
+    return quantizedTable(this.transformer.wte)?.device ?? this.lmHeadWeight.device;
   }
 
   /** Positions the model handles (`n_positions`). */
@@ -346,8 +357,11 @@ export class GPT2LMHeadModel extends Module {
     }
     const { hidden, present } = this.transformer.forward(ids, options.past);
     const cache = options.past || options.useCache ? present : undefined;
-    const project = (h: Tensor) => h.matmul(this.lmHeadWeight.transpose(0, 1)); // (B, T, vocab)
-    if (options.labels && !options.lastOnly) {
+    // a 16-bit table (a dtype: 'f16' load) is read by the head as it is: no fused loss over it
+    const table = quantizedTable(this.transformer.wte);
+    const project = (h: Tensor) =>
+      table ? tiedLogits(h, table) : h.matmul(this.lmHeadWeight.transpose(0, 1)); // (B, T, vocab)
+    if (options.labels && !options.lastOnly && !table) {
       const loss = lmHeadLoss(hidden, this.lmHeadWeight, options.labels);
       return outputWithLabels('GPT2LMHeadModel', hidden, project, loss, cache);
     }

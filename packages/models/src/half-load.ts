@@ -1,5 +1,6 @@
 import { noGrad } from '@lowrank/autograd';
 import {
+  Conv1D,
   decodeSafetensor,
   Embedding,
   Linear,
@@ -21,8 +22,10 @@ import { skippedHFKey } from './weights.js';
 
 /**
  * Loading a checkpoint tensor by tensor, its frozen base kept in 16 bits (issue #17): each
- * `Linear` weight becomes a `QuantizedLinear` over an f16 / bf16 `QuantizedWeight` (two values a
- * word, decoded inside the matmul kernel), every other tensor (embeddings, norms, biases) is
+ * `Linear` (or GPT-2 `Conv1D`) weight becomes a `QuantizedLinear` over an f16 / bf16
+ * `QuantizedWeight` (two values a word, decoded inside the matmul kernel), each embedding table
+ * a `QuantizedEmbedding` (a tied head reads the same words: the model multiplies by the table
+ * with `quantizedMatmul`), every other tensor (norms, biases, position embeddings when asked) is
  * decoded to float32 and copied in, one at a time, straight from the file's bytes.
  */
 
@@ -55,8 +58,8 @@ export interface StreamingLoadOptions {
   skip?: readonly string[];
   /**
    * Keep `Embedding` tables in 16 bits too (`QuantizedEmbedding`, rows decoded as they are
-   * gathered): true by default, and only where the model has its own `lm_head.weight` (a tied
-   * head multiplies by the table, which stays float32 then).
+   * gathered): true by default. A tied head (Llama's `tie_word_embeddings`, GPT-2's `wte`)
+   * multiplies by the same 16-bit words, so a tied model's table and head take half the bytes.
    */
   embeddings?: boolean;
   /** Called after each tensor. */
@@ -76,22 +79,37 @@ export interface StreamingLoadReport {
 const FILE_DTYPE: Record<HalfFormat, string> = { f16: 'F16', bf16: 'BF16' };
 const FLOAT_DTYPES = new Set(['F16', 'BF16', 'F32', 'F64']);
 
+/** a [rows, cols] row-major → [cols, rows] (a new array of the same type). */
+function transposed<A extends Uint16Array | Float32Array>(a: A, rows: number, cols: number): A {
+  const out = new (a.constructor as new (n: number) => A)(a.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c];
+  return out;
+}
+
 /**
- * The 16-bit data of a [rows, cols] weight: a file already in `format` is packed as it is (no
- * rounding, no float32 copy); any other float dtype is decoded and rounded to nearest, ties to
- * even (f16 refuses a finite value past ±65504).
+ * The 16-bit data of a [rows, cols] weight ([cols, rows] with `transpose`: a GPT-2 Conv1D's
+ * [in, out] becomes the [out, in] a `QuantizedLinear` reads): a file already in `format` is
+ * packed as it is (no rounding, no float32 copy); any other float dtype is decoded and rounded
+ * to nearest, ties to even (f16 refuses a finite value past ±65504).
  */
-function halfWeight(name: string, t: RawSafetensorsTensor, format: HalfFormat): QuantizedData {
-  const [rows, cols] = t.shape;
+function halfWeight(
+  name: string,
+  t: RawSafetensorsTensor,
+  format: HalfFormat,
+  transpose: boolean,
+): QuantizedData {
+  const [r0, c0] = t.shape;
+  const [rows, cols] = transpose ? [c0, r0] : [r0, c0];
   if (t.dtype === FILE_DTYPE[format]) {
     const n = rows * cols;
     const bits =
       t.bytes.byteOffset % 2 === 0
         ? new Uint16Array(t.bytes.buffer, t.bytes.byteOffset, n)
         : new Uint16Array(t.bytes.slice().buffer, 0, n);
-    return halfData(format, bits, rows, cols);
+    return halfData(format, transpose ? transposed(bits, r0, c0) : bits, rows, cols);
   }
-  const values = decodeSafetensor(name, t).data as Float32Array;
+  const decoded = decodeSafetensor(name, t).data as Float32Array;
+  const values = transpose ? transposed(decoded, r0, c0) : decoded;
   try {
     return quantizeData(values, rows, cols, { bits: format });
   } catch (e) {
@@ -107,11 +125,12 @@ function skipped(name: string, skip: readonly string[]): boolean {
  * Loads undecoded checkpoint tensors (`safetensorsEntries`, HF names) into `model` one at a
  * time, strictly (every missing, unexpected or mis-shaped key is listed in one error before
  * anything changes; old RoPE buffers and a tied `lm_head.weight` are skipped). With `dtype`
- * `'f16'` / `'bf16'` each Linear weight (bar `skip` and tied ones) becomes a 16-bit
- * `QuantizedLinear` on the CPU, and each Embedding a `QuantizedEmbedding` when the head is not
- * tied to it (`embeddings`), their float32 weights freed; the file's 16-bit values are kept as
- * they are, f32 ones rounded to nearest even. At most one tensor's converted copy exists beside
- * the file's bytes at a time.
+ * `'f16'` / `'bf16'` each Linear and Conv1D weight (bar `skip` and weights two modules hold)
+ * becomes a 16-bit `QuantizedLinear` on the CPU (a Conv1D's [in, out] transposed to [out, in],
+ * `fanInFanOut`), and each Embedding a `QuantizedEmbedding` (`embeddings`; a tied head then
+ * reads the same 16-bit table), their float32 weights freed; the file's 16-bit values are kept
+ * as they are, f32 ones rounded to nearest even. At most one tensor's converted copy exists
+ * beside the file's bytes at a time.
  *
  * @example
  * const model = nn.init.withoutInit(() => new LlamaForCausalLM(config)); // no random values drawn
@@ -132,14 +151,15 @@ export function loadWeightsStreaming(
   const holders = new Map<Tensor, number>();
   for (const m of model.modules())
     for (const [, p] of m.namedParameters({ recurse: false })) holders.set(p, (holders.get(p) ?? 0) + 1);
-  const half = new Map<string, [string, Linear | Embedding]>(); // weight key → layer
+  type HalfLayer = Linear | Conv1D | Embedding;
+  const half = new Map<string, [string, HalfLayer]>(); // weight key → layer
   if (dtype !== 'f32') {
     const skip = options.skip ?? ['lm_head'];
-    const tables = (options.embeddings ?? true) && ownKeys.has('lm_head.weight');
+    const tables = options.embeddings ?? true;
     for (const [name, m] of model.namedModules()) {
-      const kind = m instanceof Linear || (tables && m instanceof Embedding);
-      if (kind && name !== '' && !skipped(name, skip) && holders.get((m as Linear | Embedding).weight) === 1)
-        half.set(`${name}.weight`, [name, m as Linear | Embedding]);
+      const kind = m instanceof Linear || m instanceof Conv1D || (tables && m instanceof Embedding);
+      if (kind && name !== '' && !skipped(name, skip) && holders.get((m as HalfLayer).weight) === 1)
+        half.set(`${name}.weight`, [name, m as HalfLayer]);
     }
   }
   const entries = Object.entries(tensors).filter(([k]) => !skippedHFKey(k, ownKeys));
@@ -170,8 +190,9 @@ export function loadWeightsStreaming(
     let bytes: number;
     if (layer && dtype !== 'f32') {
       const [name, old] = layer;
-      const w = QuantizedWeight.fromData(halfWeight(k, t, dtype), old.weight.device);
-      const q = old instanceof Linear ? new QuantizedLinear(w, old.bias, false) : new QuantizedEmbedding(w);
+      const conv = old instanceof Conv1D;
+      const w = QuantizedWeight.fromData(halfWeight(k, t, dtype, conv), old.weight.device);
+      const q = old instanceof Embedding ? new QuantizedEmbedding(w) : new QuantizedLinear(w, old.bias, conv);
       q.training = old.training;
       old.weight.dispose();
       model.setSubmodule(name, q);

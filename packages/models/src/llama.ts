@@ -3,7 +3,14 @@ import { arange, cat, type Device, Generator, OpError, type Tensor } from '@lowr
 import type { CausalLM } from './causal-lm.js';
 import type { CachedOutput, KVCache, LayerCache, LMForwardOptions, LMOutput } from './gpt2.js';
 import { type LlamaConfig, llamaConfig } from './llama-config.js';
-import { lmHeadLoss, lmLoss, outputWithLabels } from './lm-head.js';
+import {
+  lmHeadLoss,
+  lmLoss,
+  outputWithLabels,
+  quantizedHeadError,
+  quantizedTable,
+  tiedLogits,
+} from './lm-head.js';
 import { applyRotary, rotaryTables } from './rope.js';
 
 /**
@@ -261,8 +268,14 @@ export class LlamaForCausalLM extends Module implements CausalLM {
     return this;
   }
 
-  /** The output projection's weight [vocab, hidden] (embed_tokens' base weight when tied, as PEFT). */
+  /**
+   * The output projection's weight [vocab, hidden] (embed_tokens' base weight when tied, as
+   * PEFT). Throws when the tied table is 16-bit (a `dtype: 'f16'` load): the head is then
+   * `model.embed_tokens.weight`, a `QuantizedWeight`.
+   */
   get lmHeadWeight(): Tensor {
+    const table = this.lm_head ? null : quantizedTable(this.model.embed_tokens);
+    if (table) throw quantizedHeadError('LlamaForCausalLM.lmHeadWeight', table, 'model.embed_tokens');
     const m: Module = this.lm_head ?? this.model.embed_tokens;
     return 'base_layer' in m && m.base_layer instanceof Module
       ? m.base_layer.getParameter('weight')
@@ -271,7 +284,9 @@ export class LlamaForCausalLM extends Module implements CausalLM {
 
   /** The device the parameters live on. */
   get device(): Device {
-    return this.lmHeadWeight.device;
+    return (
+      (this.lm_head ? null : quantizedTable(this.model.embed_tokens))?.device ?? this.lmHeadWeight.device
+    );
   }
 
   /** Positions the model was trained for (`max_position_embeddings`). */
@@ -283,7 +298,8 @@ export class LlamaForCausalLM extends Module implements CausalLM {
    * ids [B, T] int32 → logits [B, T, vocab] (loss with `labels`, cache with `useCache`/`past`).
    * With labels, the loss skips the logits (`lmHeadLoss`) when the head is tied or a plain
    * `Linear`; a LoRA-wrapped `lm_head` computes the logits and `lmLoss` over them (the fused loss
-   * knows one weight and bias, not an adapter).
+   * knows one weight and bias, not an adapter), and so does a tied head over a 16-bit table
+   * (`tiedLogits`).
    */
   forward(ids: Tensor, options: LMForwardOptions = {}): LMOutput {
     if (ids.rank !== 2 || ids.dtype !== 'int32') {
@@ -295,10 +311,12 @@ export class LlamaForCausalLM extends Module implements CausalLM {
     const { hidden, present } = this.model.forward(ids, options.past);
     const cache = options.past || options.useCache ? present : undefined;
     const head = this.lm_head;
-    const project = (h: Tensor) => (head ? head.forward(h) : h.matmul(this.lmHeadWeight.transpose(0, 1))); // (B, T, vocab)
+    const table = head ? null : quantizedTable(this.model.embed_tokens);
+    const project = (h: Tensor) =>
+      head ? head.forward(h) : table ? tiedLogits(h, table) : h.matmul(this.lmHeadWeight.transpose(0, 1)); // (B, T, vocab)
     // exactly nn.Linear: a subclass or a LoRA layer may change what the head computes
     const linear = head instanceof Linear && head.constructor === Linear ? head : null;
-    if (options.labels && !options.lastOnly && (head === null || linear)) {
+    if (options.labels && !options.lastOnly && ((head === null && !table) || linear)) {
       const bias = linear?.bias ?? null;
       const loss = lmHeadLoss(hidden, this.lmHeadWeight, options.labels, { bias });
       return outputWithLabels('LlamaForCausalLM', hidden, project, loss, cache);

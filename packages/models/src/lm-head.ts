@@ -1,5 +1,13 @@
-import { F } from '@lowrank/nn';
-import { cat, full, OpError, type Tensor, tidy } from '@lowrank/tensor';
+import { F, type Module, QuantizedEmbedding } from '@lowrank/nn';
+import {
+  cat,
+  full,
+  OpError,
+  type QuantizedWeight,
+  quantizedMatmul,
+  type Tensor,
+  tidy,
+} from '@lowrank/tensor';
 import type { KVCache, LMOutput } from './gpt2.js';
 
 /** HF's ignore index for labels. */
@@ -99,4 +107,36 @@ export function outputWithLabels(
   });
   if (present) out.present = present;
   return out;
+}
+
+/**
+ * The 16-bit (or quantized) table of a tied head, or null when the table is a float32 tensor:
+ * a `fromPretrained(…, { dtype: 'f16' })` load makes a tied model's embedding a
+ * `QuantizedEmbedding`, and the head then multiplies by the same words (`tiedLogits`), so the
+ * table is stored once, in 16 bits.
+ *
+ * @example
+ * quantizedTable(model.model.embed_tokens)?.format; // 'f16' after a 16-bit load, else undefined
+ */
+export function quantizedTable(table: Module): QuantizedWeight | null {
+  return table instanceof QuantizedEmbedding ? table.weight : null;
+}
+
+/**
+ * Logits of a tied head over a 16-bit table [V, C]: hidden [..., C] · dequant(table)ᵀ → [..., V],
+ * decoded inside the matmul kernel (the rows the embedding gathers are the columns read here).
+ *
+ * @example
+ * const logits = tiedLogits(hidden, quantizedTable(model.model.embed_tokens)!); // [B, T, vocab]
+ */
+export function tiedLogits(hidden: Tensor, table: QuantizedWeight): Tensor {
+  return quantizedMatmul(hidden, table);
+}
+
+/** The error of `lmHeadWeight` on a model whose tied head is a 16-bit table. */
+export function quantizedHeadError(op: string, table: QuantizedWeight, where: string): OpError {
+  return new OpError(
+    op,
+    `the tied head is a ${table.format} QuantizedWeight [${table.shape.join(', ')}], not a float32 tensor: read ${where}.weight (a QuantizedWeight), or load in float32 for a float32 head`,
+  );
 }

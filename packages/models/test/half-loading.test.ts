@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { noGrad } from '@lowrank/autograd';
 import {
-  Embedding,
   initializers,
   Linear,
   modelFootprint,
@@ -76,7 +75,7 @@ describe('loading a checkpoint with a 16-bit base', () => {
     expect(progress.map((p) => p.name)).toEqual(Object.keys(file));
     expect(progress.map((p) => p.done)).toEqual(progress.map((_, i) => i + 1));
     expect(progress.every((p) => p.total === progress.length)).toBe(true);
-    expect(progress.filter((p) => p.storedAs === 'f16').length).toBe(14);
+    expect(progress.filter((p) => p.storedAs === 'f16').length).toBe(15); // and the tied table (tied-half.test.ts)
     // each weight is the f16 value nearest its f32 value: within half an ulp of 2^(e−10)
     let worst = 0;
     for (const [name, layer] of layers) {
@@ -91,7 +90,8 @@ describe('loading a checkpoint with a 16-bit base', () => {
     expect(worst).toBeGreaterThan(0.5); // the values were rounded, not kept
     // memory: the base's bytes are half of float32 (every width is even)
     const mem = lr.memory().quantized.f16;
-    const f32Bytes = layers.reduce((n, [, l]) => n + l.weight.f32Bytes, 0);
+    const table = (h.getSubmodule('model.embed_tokens') as QuantizedEmbedding).weight;
+    const f32Bytes = layers.reduce((n, [, l]) => n + l.weight.f32Bytes, table.f32Bytes);
     expect((mem?.bytes ?? 0) - before).toBe(f32Bytes / 2);
     expect(mem?.f32Bytes).toBeGreaterThanOrEqual(f32Bytes);
     // logits: every weight moves by at most 2^−11 of itself, so each of the 7 matmuls on a
@@ -101,11 +101,14 @@ describe('loading a checkpoint with a 16-bit base', () => {
     const ids = lr.tensor([[1, 5, 9, 200, 17, 3, 400]], { dtype: 'int32' });
     const [lh, lf] = [await logitsOf(h, ids), await logitsOf(f, ids)];
     const scale = maxAbs(lf);
-    expect(maxDiff(lh, lf)).toBeLessThan(14 * 2 ** -11 * scale);
+    expect(maxDiff(lh, lf)).toBeLessThan(16 * 2 ** -11 * scale); // + the tied table's two uses
     expect(maxDiff(lh, lf)).toBeGreaterThan(0); // f16 rounding does show
     // and exactly the model whose float32 weights are those f16 values (the kernel decodes what was stored)
-    for (const [name, layer] of layers) {
-      const w = lr.dequantize(layer.weight);
+    for (const [name, w16] of [
+      ...layers.map(([n, l]) => [n, l.weight] as const),
+      ['model.embed_tokens', table] as const,
+    ]) {
+      const w = lr.dequantize(w16);
       noGrad(() => f.getParameter(`${name}.weight`).copy_(w));
       w.dispose();
     }
@@ -137,8 +140,9 @@ describe('loading a checkpoint with a 16-bit base', () => {
           name === 'llama3-bf16-sharded' ? false : n.includes('o_proj') || n.includes('mlp'),
         );
       }
-      // an untied model's embedding table is 16-bit too (rows decoded as gathered); a tied one stays float32
+      // the embedding table is 16-bit too (rows decoded as gathered; a tied one: tied-half.test.ts)
       const table = h.getSubmodule('model.embed_tokens');
+      expect(table).toBeInstanceOf(QuantizedEmbedding);
       if (name === 'llama3-bf16-sharded') {
         expect(table).toBeInstanceOf(QuantizedEmbedding);
         const e = table as QuantizedEmbedding;
@@ -158,8 +162,6 @@ describe('loading a checkpoint with a 16-bit base', () => {
         expect(Array.from((await rows.data()) as Float32Array)).toEqual(Array.from(want));
         rows.dispose();
         all.dispose();
-      } else {
-        expect(table).toBeInstanceOf(Embedding);
       }
       const ids = lr.tensor([[1, 5, 9, 200, 17, 3]], { dtype: 'int32' });
       const [lh, lf] = [await logitsOf(h, ids), await logitsOf(f, ids)];
