@@ -4,7 +4,7 @@ import type { Device } from '@lowrank/tensor';
 import { gpt2Config } from './config.js';
 import { GPT2LMHeadModel } from './gpt2.js';
 import { type LoadDType, type LoadProgress, loadWeightsStreaming } from './half-load.js';
-import { loadGPT2Weights } from './hf.js';
+import { gpt2KeysFromHF, loadGPT2Weights } from './hf.js';
 import { LlamaForCausalLM } from './llama.js';
 import { loadHFWeights, mergeShards, shardFiles } from './weights.js';
 
@@ -56,8 +56,9 @@ export interface FromFilesOptions {
    * words, so the table is stored once; norms, biases and an untied `lm_head` stay float32.
    * The model is built without random
    * initialisation and loaded tensor by tensor from the file's bytes, so no float32 copy of the
-   * checkpoint exists. `'f32'` (the default) widens everything to float32. Llama-family models
-   * only (llama, qwen2, mistral).
+   * checkpoint exists. `'f32'` (the default) widens everything to float32. GPT-2's Conv1D
+   * weights ([in, out] in the file) become `QuantizedLinear`s with `fanInFanOut`, its tied `wte`
+   * a 16-bit table read by the head, `wpe` 16-bit too.
    */
   dtype?: LoadDType;
   /** Called after each tensor is loaded (streaming load, as with `dtype`). */
@@ -121,10 +122,6 @@ export class AutoModelForCausalLM {
     const config = (await json('config.json', 'model config')) as Record<string, unknown>;
     const type = modelType(config); // fail on the type before reading the weights
     const streaming = (options.dtype !== undefined && options.dtype !== 'f32') || options.onLoadProgress;
-    if (streaming && type === 'gpt2')
-      throw new Error(
-        `AutoModelForCausalLM: dtype '${options.dtype ?? 'f32'}' / onLoadProgress load Llama-family checkpoints; for GPT-2 load in float32 and quantizeModel(model, { bits: 'f16' })`,
-      );
     const single = await read('model.safetensors');
     if (streaming) {
       let raw: Record<string, RawSafetensorsTensor>;
@@ -142,11 +139,19 @@ export class AutoModelForCausalLM {
           (b) => safetensorsEntries(b).tensors,
         );
       }
-      const model = init.withoutInit(() => new LlamaForCausalLM(config));
-      loadWeightsStreaming(model, raw, model.config.model_type, {
-        dtype: options.dtype ?? 'f32',
-        onLoadProgress: options.onLoadProgress,
-      });
+      const load = { dtype: options.dtype ?? 'f32', onLoadProgress: options.onLoadProgress } as const;
+      let model: AutoCausalLM;
+      if (type === 'gpt2') {
+        // HF's GPT-2 names (with or without `transformer.`, mask buffers dropped); Conv1D weights
+        // [in, out] are transposed to the [out, in] a 16-bit QuantizedLinear reads
+        const gpt2 = init.withoutInit(() => new GPT2LMHeadModel(gpt2Config(config)));
+        loadWeightsStreaming(gpt2, Object.fromEntries(gpt2KeysFromHF(raw)), 'GPT-2', load);
+        model = gpt2;
+      } else {
+        const llama = init.withoutInit(() => new LlamaForCausalLM(config));
+        loadWeightsStreaming(llama, raw, llama.config.model_type, load);
+        model = llama;
+      }
       if (options.device && options.device !== 'cpu') await model.to(options.device);
       return model;
     }

@@ -70,8 +70,9 @@ export interface FromPretrainedOptions extends HubDirOptions {
    */
   quantize?: QuantizeModelOptions;
   /**
-   * `'f16'` / `'bf16'` keep a Llama-family base's Linear weights in 16 bits, loaded tensor by
-   * tensor without random init (`FromFilesOptions.dtype`); not with `quantize`, nor for GPT-2.
+   * `'f16'` / `'bf16'` keep the base's Linear / Conv1D weights and embedding tables in 16 bits
+   * (a tied head reads the same table), loaded tensor by tensor without random init
+   * (`FromFilesOptions.dtype`); not with `quantize`.
    */
   dtype?: LoadDType;
   /** Called after each tensor is loaded (`FromFilesOptions.onLoadProgress`). */
@@ -96,15 +97,22 @@ async function finishLoad<M extends GPT2LMHeadModel | AutoCausalLM>(
  * @example
  * const model = await fromPretrained('checkpoints/gpt2', { device: 'webgpu' });
  * const qlora = await fromPretrained('checkpoints/gpt2', { device: 'webgpu', quantize: { bits: 'nf4' } });
+ * const half = await fromPretrained('checkpoints/gpt2', { dtype: 'f16' }); // base and tied wte in f16
  */
 export async function fromPretrained(
   dirOrHubId: string,
   options: FromPretrainedOptions = {},
 ): Promise<GPT2LMHeadModel> {
-  if ((options.dtype && options.dtype !== 'f32') || options.onLoadProgress)
-    throw new Error(
-      `fromPretrained: dtype '${options.dtype ?? 'f32'}' / onLoadProgress load Llama-family checkpoints (AutoModelForCausalLM); for GPT-2 use quantize: { bits: 'f16' }`,
-    );
+  if ((options.dtype && options.dtype !== 'f32') || options.onLoadProgress) {
+    const model = await AutoModelForCausalLM.fromPretrained(dirOrHubId, options);
+    if (!(model instanceof GPT2LMHeadModel)) {
+      model.dispose();
+      throw new Error(
+        `fromPretrained: ${dirOrHubId} holds a ${model.config.model_type} model, not GPT-2: load it with AutoModelForCausalLM.fromPretrained`,
+      );
+    }
+    return model;
+  }
   const dir = await modelDir(dirOrHubId, options);
   const config = readJSON(join(dir, 'config.json'), 'model config');
   const model = gpt2FromSafetensors(config, readBytes(join(dir, 'model.safetensors'), 'model weights'));
