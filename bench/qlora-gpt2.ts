@@ -67,7 +67,7 @@ async function run(bits: 'f32' | lr.QuantFormat): Promise<Record<string, string 
     generator: new lr.Generator(7),
   });
   model.eval();
-  const logits = (): lr.Tensor => noGrad(() => model.forward(evalIds).logits as lr.Tensor);
+  const logits = (): lr.Tensor => noGrad(() => lr.tidy(() => model.forward(evalIds).logits as lr.Tensor));
   const ref = logits();
   const q0 = performance.now();
   // quantized on the CPU (the weights are host memory there), then moved: the device never holds the float32 base
@@ -114,6 +114,7 @@ async function run(bits: 'f32' | lr.QuantFormat): Promise<Record<string, string 
   }
   await lr.getBackend(device).flush?.();
   lr.resetPeakMemory();
+  lr.webgpuProfiler()?.resetPeakBytes();
   const t0 = performance.now();
   let last: lr.Tensor | null = null;
   for (let i = 0; i < STEPS; i++) {
@@ -124,8 +125,15 @@ async function run(bits: 'f32' | lr.QuantFormat): Promise<Record<string, string 
   last?.dispose();
   const ms = (performance.now() - t0) / STEPS;
   const peak = lr.peakMemory();
+  const gpu = lr.webgpuStats();
+  // everything the run made goes, so the next format's peak does not include this run's
+  // memory plan and optimizer state (the H200 run of 2026-12-03 kept them: its peaks rose
+  // f32 → f16 → nf4 → int8 by ~0.5 GiB a run, in run order)
+  compiled.dispose();
+  opt.dispose();
   ids.dispose();
   model.dispose();
+  await lr.getBackend(device).flush?.();
   return {
     bits,
     'tok/s': Math.round((B * T) / (ms / 1000)),
@@ -135,6 +143,8 @@ async function run(bits: 'f32' | lr.QuantFormat): Promise<Record<string, string 
     'model MiB': (fp.bytes / MiB).toFixed(1),
     'model/f32': (fp.bytes / fp.f32Bytes).toFixed(3),
     'peak MiB': (peak / MiB).toFixed(1),
+    'gpu peak MiB': gpu ? (gpu.peakBytesInUse / MiB).toFixed(1) : '-',
+    'live after MiB': (lr.memory().numBytes / MiB).toFixed(1),
     'quantize s': (quantizeMs / 1000).toFixed(1),
     'KL vs f32': kl.toExponential(2),
     'logit rel RMS': relRms.toExponential(2),

@@ -1,5 +1,16 @@
 import { noGrad } from '@lowrank/autograd';
-import { dequantizeData, Generator, memory, quantizeData, randn, type Tensor, tensor } from '@lowrank/tensor';
+import {
+  dequantizeData,
+  Generator,
+  memory,
+  peakMemory,
+  quantizeData,
+  randn,
+  resetPeakMemory,
+  type Tensor,
+  tensor,
+  tidy,
+} from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
 import {
   Conv1D,
@@ -127,6 +138,44 @@ describe('QuantizedLinear (CPU)', () => {
     expect(model.getSubmodule('0')).toBeInstanceOf(Linear);
     expect(model.modules().some((m) => m instanceof QuantizedLinear)).toBe(false);
     model.dispose();
+    expect(memory().numBytes).toBe(before);
+  });
+
+  it("quantizeModel frees a Conv1D's float32 weight, and a backward's peak falls by what the base saves", async () => {
+    // GPT-2's layout: Conv1D weights [in, out], transposed to [out, in] before quantizing. The
+    // transposed view once outlived fromLayer and kept each float32 weight alive beside its codes.
+    const build = () => {
+      const m = new Sequential(new Conv1D(256, 64), new GELU(), new Conv1D(64, 256));
+      for (const p of m.parameters()) p.requiresGrad_(false); // a frozen base, as under LoRA
+      return m;
+    };
+    const before = memory().numBytes;
+    const x = randn([4, 64], { generator: new Generator(3) }).requiresGrad_(true);
+    const backwardPeak = (model: Sequential): number => {
+      resetPeakMemory();
+      tidy(() => (model.forward(x) as Tensor).square().sum().backward());
+      x.grad?.dispose();
+      x.grad = null;
+      return peakMemory();
+    };
+    const withX = memory().numBytes;
+    const f32 = build();
+    const floatBytes = memory().numBytes - withX;
+    const f32Peak = backwardPeak(f32);
+    f32.dispose();
+    expect(memory().numBytes).toBe(withX);
+
+    const model = build();
+    const report = await quantizeModel(model, { bits: 'nf4' });
+    expect(report.quantized).toEqual(['0', '2']);
+    const weights = 2 * 64 * 256 * 4;
+    expect(report.f32Bytes).toBe(weights);
+    expect(memory().numBytes - withX).toBe(floatBytes - weights + report.bytes);
+    // 128 KiB of float32 weights became 18 KiB of codes and scales; the activations are a few KiB
+    const saved = weights - report.bytes;
+    expect(backwardPeak(model)).toBeLessThanOrEqual(f32Peak - 0.9 * saved);
+    model.dispose();
+    x.dispose();
     expect(memory().numBytes).toBe(before);
   });
 
