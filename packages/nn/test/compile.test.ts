@@ -1,6 +1,7 @@
 import { AdamW, cosineSchedule, Dropout, F, GELU, type LambdaLR, Linear, Sequential, SGD } from '@lowrank/nn';
 import {
   adamUpdate_,
+  backendAllocationCount,
   CaptureError,
   compile,
   type Device,
@@ -9,6 +10,7 @@ import {
   memory,
   type Tensor,
   tensor,
+  webgpuStats,
   zeros,
 } from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
@@ -206,9 +208,15 @@ describe('compile: replayed training steps equal eager ones (CPU, bit for bit)',
     const { x, y } = batch(0, 'cpu');
     for (let i = 0; i < 3; i++) compiled(x, y).dispose();
     const before = memory();
-    for (let i = 0; i < 5; i++) compiled(x, y).dispose();
+    for (let i = 0; i < 5; i++) {
+      const made = backendAllocationCount();
+      compiled(x, y).dispose();
+      // only the loss takes new memory: intermediates sit in the plan's slots, gradients in place
+      expect(backendAllocationCount() - made).toBe(1);
+    }
     expect(memory().numTensors).toBe(before.numTensors);
     expect(memory().numBytes).toBe(before.numBytes);
+    expect(compiled.slotStats()).toMatchObject({ unbound: 0, misses: 0 });
     const plan = compiled.memoryPlan();
     expect(plan).not.toBeNull();
     if (!plan) return;
@@ -307,6 +315,23 @@ describe.skipIf(unavailable !== null)('compile on WebGPU', () => {
     });
     expect(replayed).toEqual(eager);
     expect(stats.invalidations).toBe(2);
+  });
+
+  it('a replay takes no buffer from the pool but its output: the plan is bound', async () => {
+    const run = makeRun('webgpu');
+    const compiled = compile(stepOf(run));
+    const { x, y } = batch(0, 'webgpu');
+    for (let i = 0; i < 2; i++) compiled(x, y).dispose();
+    for (let i = 0; i < 3; i++) {
+      const acquired = webgpuStats()?.buffersAcquired ?? -1;
+      const loss = compiled(x, y);
+      // the loss; the first replay also reserves the plan's slots (kernels' scratch included)
+      const reserved = i === 0 ? (compiled.slotStats()?.reserved ?? 0) : 0;
+      expect((webgpuStats()?.buffersAcquired ?? -1) - acquired).toBe(1 + reserved);
+      loss.dispose();
+    }
+    expect(compiled.slotStats()).toMatchObject({ unbound: 0, misses: 0 });
+    expect(compiled.slotStats()?.reserved).toBeGreaterThan(3);
   });
 
   it('AdamW with dropout: 5 replayed steps equal eager ones within 1e-6', async () => {

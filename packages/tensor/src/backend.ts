@@ -1,4 +1,5 @@
 import type { DType, TypedArray } from './dtype.js';
+import type { SlotMemory } from './engine/slots.js';
 import type { ElementwiseProgram } from './expr/program.js';
 import type { Device, Storage, View } from './storage.js';
 
@@ -346,6 +347,13 @@ export interface Backend {
   read(storage: Storage): Promise<TypedArray>;
   /** Returns the storage's memory to the backend. */
   release(storage: Storage): void;
+  /**
+   * Reserves `bytes` for a slot of a captured step's memory plan (compile/): memory outside the
+   * tensor accounting, like a pool's free buffers, whose views become the storages of the values
+   * the plan puts there (engine/slots.ts). Optional: a backend without it (or one returning null)
+   * serves replays from its usual allocator, and the plan says its slots are not bound.
+   */
+  reserve?(bytes: number): SlotMemory | null;
   /** Submits queued work; surfaces asynchronous device errors. Optional. */
   flush?(): Promise<void>;
   /** Largest storage in bytes this backend can hold in one buffer. */

@@ -38,6 +38,7 @@ export {
   compile,
 } from './compile/compile.js';
 export type { MemoryPlan } from './compile/plan.js';
+export type { SlotStats } from './compile/step.js';
 export { CaptureError } from './compile/trace.js';
 export {
   type AdapterDescription,
@@ -59,6 +60,7 @@ export {
 } from './engine/capture.js';
 export {
   type AutogradHooks,
+  backendAllocationCount,
   type FusionOptions,
   getAutogradHooks,
   getBackend,

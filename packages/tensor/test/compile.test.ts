@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { assignSlots, type PlanValue, planMemory } from '../src/compile/plan.js';
+import { backendAllocationCount } from '../src/engine/memory.js';
 import {
   captureGuard,
   compile,
@@ -8,6 +9,7 @@ import {
   hostTensor,
   hostValue,
   isTracing,
+  keep,
   memory,
   onReplay,
   rand,
@@ -25,15 +27,25 @@ describe('memory plan', () => {
       bytes: fc.integer({ min: 4, max: 4096 }),
       def: fc.integer({ min: 0, max: 30 }),
       len: fc.nat(8),
+      device: fc.constantFrom('cpu' as const, 'webgpu' as const),
     })
-    .map((v): PlanValue => ({ bytes: v.bytes, def: v.def, lastUse: v.def + v.len, kind: 'intermediate' }));
+    .map(
+      (v): PlanValue => ({
+        bytes: v.bytes,
+        def: v.def,
+        lastUse: v.def + v.len,
+        kind: 'intermediate',
+        device: v.device,
+      }),
+    );
 
-  it('slots never hold two live values, and each fits what it holds (property)', () => {
+  it('slots never hold two live values, and each fits what it holds, on its device (property)', () => {
     fc.assert(
       fc.property(fc.array(value, { maxLength: 40 }), (values) => {
-        const { slotOf, slots } = assignSlots(values);
+        const { slotOf, slots, devices } = assignSlots(values);
         for (let i = 0; i < values.length; i++) {
           expect(slots[slotOf[i]]).toBeGreaterThanOrEqual(values[i].bytes);
+          expect(devices[slotOf[i]]).toBe(values[i].device);
           for (let j = i + 1; j < values.length; j++)
             if (slotOf[i] === slotOf[j]) expect(overlap(values[i], values[j])).toBe(false);
         }
@@ -61,14 +73,22 @@ describe('memory plan', () => {
   it('outputs, state and constants live to the end', () => {
     const plan = planMemory(
       [
-        { bytes: 10, def: 0, lastUse: 0, kind: 'intermediate' },
-        { bytes: 100, def: 0, lastUse: 3, kind: 'state' },
-        { bytes: 1000, def: 2, lastUse: 3, kind: 'output' },
+        { bytes: 10, def: 0, lastUse: 0, kind: 'intermediate', device: 'cpu' },
+        { bytes: 2000, def: 0, lastUse: 1, kind: 'upload', device: 'cpu' },
+        { bytes: 100, def: 0, lastUse: 3, kind: 'state', device: 'cpu' },
+        { bytes: 1000, def: 2, lastUse: 3, kind: 'output', device: 'cpu' },
       ],
       3,
       5,
     );
-    expect(plan).toMatchObject({ peakBytes: 1105, stateBytes: 100, outputBytes: 1000, slots: [10] });
+    // the upload counts while live (10 + 2000 + 100 at call 0, + 5 external) but takes no slot
+    expect(plan).toMatchObject({
+      peakBytes: 2115,
+      stateBytes: 100,
+      outputBytes: 1000,
+      slots: [10],
+      uploads: 1,
+    });
   });
 });
 
@@ -89,6 +109,48 @@ describe('compile (tensor ops only)', () => {
       [18, 0, -18],
     ]);
     expect(step.stats.replays).toBe(2);
+  });
+
+  it('replays bind the plan: intermediates in its slots, kept state in place, only outputs allocate', async () => {
+    const w1 = tensor([
+      [1, -2, 3],
+      [0.5, 1, -1],
+    ]);
+    const w2 = tensor([[2], [-1], [0.25]]);
+    let kept: Tensor | null = null; // state the step leaves behind, as a gradient is
+    const body = (x: Tensor) => {
+      const h = x.matmul(w1).relu();
+      kept?.dispose();
+      kept = keep(h.matmul(w2));
+      return h.matmul(w2.mul(3)).exp().sum();
+    };
+    const step = compile(body);
+    const eager = async (x: Tensor) => {
+      const h = x.matmul(w1).relu();
+      return { loss: await h.matmul(w2.mul(3)).exp().sum().item(), kept: await h.matmul(w2).toArray() };
+    };
+    const xs = [1, 2, 3, 4, 5].map((i) => tensor([[0.1 * i, -0.2 * i]]));
+    const traced = { loss: 0, kept: null as Tensor | null };
+    for (const [i, x] of xs.entries()) {
+      const before = backendAllocationCount();
+      const loss = step(x);
+      const made = backendAllocationCount() - before;
+      if (i === 1) traced.kept = kept;
+      const expected = await eager(x);
+      expect(await loss.item()).toBe(expected.loss);
+      // a replay runs no JS of the step: the tensor kept while tracing holds each replay's value
+      expect(await (i >= 1 ? (traced.kept as Tensor) : (kept as unknown as Tensor)).toArray()).toEqual(
+        expected.kept,
+      );
+      if (i >= 2) expect(made).toBe(1); // the loss; every intermediate and the kept value took no new memory
+      traced.loss = made;
+    }
+    const slots = step.slotStats();
+    expect(slots).toMatchObject({ unbound: 0, misses: 0 });
+    expect(slots?.reserved).toBe(step.memoryPlan()?.slots.length);
+    expect(slots?.reserved).toBeGreaterThan(0);
+    step.dispose();
+    expect(step.slotStats()?.reserved).toBe(0);
   });
 
   it('random tensors are drawn again at every replay, as eagerly', async () => {

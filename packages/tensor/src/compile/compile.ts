@@ -5,7 +5,7 @@ import { getDefaultDevice, isFusionEnabled, tidy } from '../engine.js';
 import { OpError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import type { MemoryPlan } from './plan.js';
-import type { CapturedStep } from './step.js';
+import type { CapturedStep, SlotStats } from './step.js';
 import { CaptureError, Trace } from './trace.js';
 
 /**
@@ -54,6 +54,12 @@ export interface CompiledFunction<A extends readonly Tensor[], R extends Compile
   (...args: A): R;
   /** The memory plan of the most recent capture (null before the first trace). */
   memoryPlan(): MemoryPlan | null;
+  /**
+   * What the most recent capture's replays did with its plan: the slots reserved (at the first
+   * replay, held until the capture is dropped) and the planned values that missed theirs (null
+   * before the first trace).
+   */
+  slotStats(): SlotStats | null;
   /** What its calls did so far. */
   readonly stats: Readonly<CompiledStats>;
   /** Turns capture on or off (off: eager calls; the captures are dropped). */
@@ -103,7 +109,7 @@ export function compile<A extends readonly Tensor[], R extends CompiledResult>(
     throw new OpError('compile', `cacheSize must be an integer ≥ 1, got ${cacheSize}`);
   let enabled = options.enabled ?? true;
   const cache = new Map<string, CacheEntry>();
-  let lastPlan: MemoryPlan | null = null;
+  let lastStep: CapturedStep | null = null;
   const stats: CompiledStats = { eager: 0, traces: 0, replays: 0, invalidations: 0, lastInvalidation: null };
 
   const dropAll = () => {
@@ -169,12 +175,13 @@ export function compile<A extends readonly Tensor[], R extends CompiledResult>(
     }
     entry.calls++;
     stats.traces++;
-    lastPlan = entry.step.plan;
+    lastStep = entry.step;
     return result;
   };
 
   const compiled = call as CompiledFunction<A, R>;
-  compiled.memoryPlan = () => lastPlan;
+  compiled.memoryPlan = () => lastStep?.plan ?? null;
+  compiled.slotStats = () => lastStep?.slotStats ?? null;
   Object.defineProperty(compiled, 'stats', { get: () => ({ ...stats }) });
   compiled.setEnabled = (on: boolean) => {
     enabled = on;

@@ -3,7 +3,9 @@ import type { DType, TypedArray } from '../dtype.js';
 import { captureEpoch } from '../engine/capture.js';
 import { realizeUsers } from '../engine/lazy.js';
 import { releaseStorage, retainStorage } from '../engine/memory.js';
-import type { Storage } from '../storage.js';
+import { backendIfAny } from '../engine/registry.js';
+import { type SlotLease, type SlotMemory, withSlotLeases } from '../engine/slots.js';
+import type { Device, Storage } from '../storage.js';
 import { Tensor } from '../tensor.js';
 import type { MemoryPlan } from './plan.js';
 import { resultStorages, type Template } from './template.js';
@@ -16,7 +18,37 @@ import { resultStorages, type Template } from './template.js';
  * values are released at their planned last use, and the step's outputs come back as tensors.
  */
 
-/** One recorded call. `release`: references whose last use it is. */
+/**
+ * A value a recorded call makes and where a replay puts it: a slot of the memory plan (an
+ * intermediate), or for state the step leaves behind (a gradient), the memory of the storage
+ * that keeps it. Nothing in the step reads that storage before the call makes its new value
+ * (a step that read it would have read a tensor it later disposed: the trace refuses that), so
+ * the kernel writes it in place instead of taking a buffer to swap in.
+ */
+export interface SlotUse {
+  readonly slot: number;
+  readonly bytes: number;
+  readonly device: Device;
+  readonly state: Storage | null;
+}
+
+/** The memory of `kept` as a slot: the kernel making its new value writes there. */
+function keptMemory(kept: Storage): SlotMemory {
+  return {
+    bytes: kept.bytes,
+    view(_dtype, _size, zeroed) {
+      const h = kept.handle as object;
+      if (zeroed) (h as TypedArray).fill(0);
+      return h;
+    },
+    free() {},
+  };
+}
+
+/**
+ * One recorded call. `release`: references whose last use it is. `slots`: the slots of the
+ * intermediates it makes (leased to it during a replay).
+ */
 export type StepCall =
   | {
       readonly kind: 'kernel';
@@ -29,6 +61,9 @@ export type StepCall =
       /** Per storage of its result: the reference it makes, or -1 (a storage it was given). */
       readonly results: readonly number[];
       readonly release: number[];
+      readonly slots: SlotUse[];
+      /** The slots of the scratch it takes and gives back within the call. */
+      readonly scratch: SlotUse[];
     }
   | {
       readonly kind: 'upload';
@@ -45,6 +80,7 @@ export type StepCall =
       readonly size: number;
       readonly value: number;
       readonly release: number[];
+      readonly slots: SlotUse[];
     }
   | { readonly kind: 'host'; readonly run: () => void; readonly release: number[] };
 
@@ -77,13 +113,50 @@ export interface StepParts {
   readonly plan: MemoryPlan;
 }
 
+/** What replays of one capture did with its memory plan. */
+export interface SlotStats {
+  /** Slots reserved (at the first replay) and held until the capture is dropped. */
+  readonly reserved: number;
+  /** Bytes they hold. */
+  readonly reservedBytes: number;
+  /** Slots a backend could not reserve (no `Backend.reserve`): their values take pooled memory. */
+  readonly unbound: number;
+  /** Planned values a replay's kernel did not allocate from their leased slot (took memory elsewhere). */
+  readonly misses: number;
+}
+
 export class CapturedStep {
   private disposed = false;
+  /** Per slot of the plan: the memory reserved for it (null: unbound), made at the first replay. */
+  private slotMemory: (SlotMemory | null)[] | null = null;
+  private misses = 0;
 
   constructor(private readonly parts: StepParts) {}
 
   get plan(): MemoryPlan {
     return this.parts.plan;
+  }
+
+  /** What the replays so far did with the plan's slots. */
+  get slotStats(): SlotStats {
+    const mem = this.slotMemory ?? [];
+    return {
+      reserved: mem.filter((m) => m !== null).length,
+      reservedBytes: mem.reduce((n, m) => n + (m?.bytes ?? 0), 0),
+      unbound: mem.filter((m) => m === null).length,
+      misses: this.misses,
+    };
+  }
+
+  /** The plan's slots, reserved once from their backends. */
+  private slots(): (SlotMemory | null)[] {
+    if (!this.slotMemory) {
+      const plan = this.parts.plan;
+      this.slotMemory = plan.slots.map(
+        (bytes, i) => backendIfAny(plan.slotDevices[i])?.reserve?.(bytes) ?? null,
+      );
+    }
+    return this.slotMemory;
   }
 
   /** Why this capture cannot be replayed now, or null when it can. */
@@ -133,7 +206,7 @@ export class CapturedStep {
           const t = call.templates[i];
           return t ? t(refs, host) : a;
         });
-        const made = resultStorages(call.run(...args));
+        const made = this.leased(call.slots, () => resultStorages(call.run(...args)), call.scratch);
         for (let j = 0; j < call.results.length; j++) {
           const r = call.results[j];
           if (r >= 0) this.produce(r, made[j], refs, held);
@@ -143,13 +216,49 @@ export class CapturedStep {
       case 'upload':
         this.produce(call.value, call.backend.upload(call.compute(), call.dtype), refs, held);
         return;
-      case 'allocate':
-        this.produce(call.value, call.backend.allocate(call.dtype, call.size), refs, held);
+      case 'allocate': {
+        const [made] = this.leased(call.slots, () => [call.backend.allocate(call.dtype, call.size)]);
+        this.produce(call.value, made, refs, held);
         return;
+      }
       case 'host':
         call.run();
         return;
     }
+  }
+
+  /**
+   * Runs a recorded call with the slots of the values it makes leased to it (the backends'
+   * allocators hand out views of them); returns the storages it made. A leased slot a kernel
+   * used for a storage it then kept without returning it would be overwritten by the slot's next
+   * value: that is an engine bug, and stops the replay.
+   */
+  private leased(
+    uses: readonly SlotUse[],
+    run: () => Storage[],
+    scratch: readonly SlotUse[] = [],
+  ): Storage[] {
+    if (uses.length === 0 && scratch.length === 0) return run();
+    const memory = this.slots();
+    const leases: SlotLease[] = [];
+    const lease = (kind: SlotLease['kind'], u: SlotUse) => {
+      const m = u.state ? keptMemory(u.state) : memory[u.slot];
+      if (m) leases.push({ kind, device: u.device, bytes: u.bytes, memory: m, handle: null, storage: null });
+    };
+    for (const u of uses) lease('storage', u);
+    for (const u of scratch) lease('scratch', u);
+    const made = withSlotLeases(leases, run);
+    for (const l of leases) {
+      if (l.kind === 'scratch') {
+        if (l.handle === null) this.misses++;
+      } else if (l.storage === null) this.misses++;
+      else if (!l.storage.released && !made.includes(l.storage)) {
+        throw new Error(
+          'internal: a kernel kept a storage it allocated in a memory-plan slot during a replay',
+        );
+      }
+    }
+    return made;
   }
 
   /** Reference `r` is `s` from now on (state: `s`'s memory moves into the kept storage). */
@@ -174,5 +283,7 @@ export class CapturedStep {
     if (this.disposed) return;
     this.disposed = true;
     for (const s of this.parts.pinned) releaseStorage(s);
+    for (const m of this.slotMemory ?? []) m?.free();
+    this.slotMemory = null;
   }
 }

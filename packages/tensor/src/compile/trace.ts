@@ -4,10 +4,10 @@ import { captureEpoch, opaqueToTrace, type TraceSink } from '../engine/capture.j
 import { realize } from '../engine/lazy.js';
 import { lazyOf, releaseStorage, retainStorage } from '../engine/memory.js';
 import { OpError } from '../errors.js';
-import type { Storage } from '../storage.js';
+import type { Device, Storage } from '../storage.js';
 import type { Tensor } from '../tensor.js';
-import { type PlanValue, planMemory } from './plan.js';
-import { CapturedStep, type StepCall, type StepOutput } from './step.js';
+import { assignSlots, type PlanValue, planMemory } from './plan.js';
+import { CapturedStep, type SlotUse, type StepCall, type StepOutput } from './step.js';
 import { resultStorages, type TemplateScope, template } from './template.js';
 
 /**
@@ -51,6 +51,10 @@ export class Trace implements TraceSink {
   private readonly constants: Storage[] = [];
   /** A refusal raised inside the function (it may have been caught there): the trace fails with it. */
   private refused: CaptureError | null = null;
+  /** References made by uploads of per-call host data (they take no slot: see PlanValue). */
+  private readonly uploaded = new Set<number>();
+  /** Scratch the recorded kernels took (call index, bytes, device): each gets a slot too. */
+  private readonly scratchTaken: { call: number; bytes: number; device: Device }[] = [];
 
   constructor(inputs: readonly Storage[]) {
     for (const s of inputs) {
@@ -95,7 +99,18 @@ export class Trace implements TraceSink {
     const templates = args.map((a) => template(a, scope));
     const result = opaqueToTrace(() => run(...args));
     const results = resultStorages(result).map((s) => (this.refOf.has(s) ? -1 : this.addRef('value', s, at)));
-    this.calls.push({ kind: 'kernel', name, run, args, templates, host: [...host], results, release: [] });
+    this.calls.push({
+      kind: 'kernel',
+      name,
+      run,
+      args,
+      templates,
+      host: [...host],
+      results,
+      release: [],
+      slots: [],
+      scratch: [],
+    });
     return result;
   }
 
@@ -143,6 +158,7 @@ export class Trace implements TraceSink {
       return s;
     }
     const value = this.addRef('value', s, at);
+    this.uploaded.add(value);
     this.calls.push({ kind: 'upload', backend: b, dtype, compute, value, release: [] });
     return s;
   }
@@ -151,7 +167,7 @@ export class Trace implements TraceSink {
     const s = opaqueToTrace(() => b.allocate(dtype, size));
     const at = this.calls.length;
     const value = this.addRef('value', s, at);
-    this.calls.push({ kind: 'allocate', backend: b, dtype, size, value, release: [] });
+    this.calls.push({ kind: 'allocate', backend: b, dtype, size, value, release: [], slots: [] });
     return s;
   }
 
@@ -187,6 +203,11 @@ export class Trace implements TraceSink {
     this.guards.push({ holds, what });
   }
 
+  scratch(device: Device, bytes: number): void {
+    // reported while a recorded kernel runs, before its call is pushed: it belongs to that call
+    this.scratchTaken.push({ call: this.calls.length, bytes, device });
+  }
+
   randomDraw(): void {
     this.refused ??= new CaptureError(
       'the function drew host random numbers directly while being traced: a replay would repeat ' +
@@ -217,6 +238,8 @@ export class Trace implements TraceSink {
     const externals: Storage[] = [];
     const pinned: Storage[] = [];
     const values: PlanValue[] = [];
+    /** The reference of each entry of `values`. */
+    const valueRefs: number[] = [];
     let externalBytes = 0;
     this.refs.forEach((ref, r) => {
       const live = ref.storages.find((s) => !s.released);
@@ -236,11 +259,13 @@ export class Trace implements TraceSink {
         return;
       }
       const bytes = ref.storages[0].bytes;
+      const device = ref.storages[0].device;
+      valueRefs.push(r);
       if (ref.kind === 'constant') {
         const s = ref.storages[0];
         pinned.push(s);
         base[r] = s;
-        values.push({ bytes, def: ref.def, lastUse: end, kind: 'constant' });
+        values.push({ bytes, def: ref.def, lastUse: end, kind: 'constant', device });
         return;
       }
       // an output only the returned tensors hold is the caller's; anything else that outlives
@@ -252,16 +277,49 @@ export class Trace implements TraceSink {
         pinned.push(live);
         state.set(r, live);
         base[r] = live;
-        values.push({ bytes, def: ref.def, lastUse: end, kind: 'state' });
+        values.push({ bytes, def: ref.def, lastUse: end, kind: 'state', device });
         return;
       }
       if (outputRefs.has(r)) {
-        values.push({ bytes, def: ref.def, lastUse: end, kind: 'output' });
+        values.push({ bytes, def: ref.def, lastUse: end, kind: 'output', device });
         return;
       }
-      values.push({ bytes, def: ref.def, lastUse: ref.lastUse, kind: 'intermediate' });
+      const kind = this.uploaded.has(r) ? 'upload' : 'intermediate';
+      values.push({ bytes, def: ref.def, lastUse: ref.lastUse, kind, device });
       this.calls[Math.max(ref.def, ref.lastUse)].release.push(r);
     });
+    // a kernel's scratch lives within its call
+    for (const t of this.scratchTaken) {
+      valueRefs.push(-1);
+      values.push({ bytes: t.bytes, def: t.call, lastUse: t.call, kind: 'intermediate', device: t.device });
+    }
+    // each call that makes an intermediate learns its slot: a replay leases it for the call
+    const { slotOf } = assignSlots(values);
+    const slotUse = new Map<number, SlotUse>();
+    const firstScratch = values.length - this.scratchTaken.length;
+    this.scratchTaken.forEach((t, j) => {
+      const c = this.calls[t.call];
+      if (c.kind === 'kernel')
+        c.scratch.push({ slot: slotOf[firstScratch + j], bytes: t.bytes, device: t.device, state: null });
+    });
+    values.forEach((v, i) => {
+      const r = valueRefs[i];
+      if (r < 0) return;
+      const kept = state.get(r) ?? null;
+      if (slotOf[i] >= 0 || kept)
+        slotUse.set(r, { slot: slotOf[i], bytes: v.bytes, device: v.device, state: kept });
+    });
+    for (const c of this.calls) {
+      if (c.kind === 'kernel') {
+        for (const r of c.results) {
+          const u = r >= 0 ? slotUse.get(r) : undefined;
+          if (u) c.slots.push(u);
+        }
+      } else if (c.kind === 'allocate') {
+        const u = slotUse.get(c.value);
+        if (u) c.slots.push(u);
+      }
+    }
     return new CapturedStep({
       calls: this.calls,
       base,

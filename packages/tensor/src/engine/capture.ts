@@ -1,6 +1,6 @@
 import type { Backend, KernelName, KernelTable } from '../backend.js';
 import type { TypedArray } from '../dtype.js';
-import type { Storage } from '../storage.js';
+import type { Device, Storage } from '../storage.js';
 
 /**
  * The engine's side of `lr.compile` (compile/): while a function is being traced, the registry
@@ -32,6 +32,8 @@ export interface TraceSink {
   guard(holds: () => boolean, what: string): void;
   /** The host random generator was drawn from outside a per-call host computation. */
   randomDraw(): void;
+  /** The kernel being recorded took `bytes` of scratch memory on `device` (given back within the call). */
+  scratch(device: Device, bytes: number): void;
 }
 
 let sink: TraceSink | null = null;
@@ -42,6 +44,14 @@ let epoch = 0;
 /** The active trace, or null (the hooks below read it). */
 export function activeTrace(): TraceSink | null {
   return opaque === 0 ? sink : null;
+}
+
+/**
+ * A backend's scratch allocator reports here: inside a recorded kernel of a trace, the trace
+ * plans a slot for it (outside a trace: nothing).
+ */
+export function reportScratch(device: Device, bytes: number): void {
+  if (sink !== null && opaque > 0) sink.scratch(device, bytes);
 }
 
 /** Starts (a sink) or ends (null) a trace; only compile/ calls it. */

@@ -3,6 +3,7 @@ import type { ElementwiseProgram } from '../expr/program.js';
 import { type Device, retireDeviceStorages, Storage } from '../storage.js';
 import { activeTrace } from './capture.js';
 import { backendIfAny } from './registry.js';
+import { claimSlot, isSlotBacked, moveSlot, releaseSlot } from './slots.js';
 
 /**
  * Memory accounting: every storage a backend hands out is counted here, with the tensors viewing
@@ -76,7 +77,24 @@ export function newStorage<H>(
   countBytes(m, bytes);
   const s = new Storage(device, dtype, size, bytes, handle);
   activeTrace()?.created(s);
+  claimSlot(s);
+  if (!isSlotBacked(s)) backendAllocations++;
   return s;
+}
+
+let backendAllocations = 0;
+
+/**
+ * Storages made so far that took memory from their backend (not a captured step's memory-plan
+ * slot): tests of "a replay allocates nothing" read it before and after a replay.
+ *
+ * @example
+ * const before = backendAllocationCount();
+ * step(x); // a replay: only its outputs (and per-call uploads) allocate
+ * backendAllocationCount() - before; // 1 for a step returning the loss
+ */
+export function backendAllocationCount(): number {
+  return backendAllocations;
 }
 
 export function retainStorage(s: Storage): void {
@@ -97,6 +115,8 @@ export function releaseStorage(s: Storage): void {
   countBytes(m, -s.bytes);
   // after destroyWebGPU() the device's memory is already gone: there is nothing to give back
   if (lazyValues.has(s)) releaseLazyInputs(s);
+  else if (releaseSlot(s))
+    s.handle = null; // a memory-plan slot: the capture keeps its memory
   else backendIfAny(s.device)?.release(s);
 }
 
@@ -137,6 +157,7 @@ function distinctStorages(views: readonly { readonly storage: Storage }[]): Set<
  */
 export function adoptMemory(target: Storage, fresh: Storage): void {
   activeTrace()?.adopt(target, fresh);
+  moveSlot(fresh, target);
   target.handle = fresh.handle;
   fresh.handle = null;
   fresh.released = true;

@@ -14,7 +14,7 @@ import { norm, normBackward, normParamGrad } from './norm.js';
 import { adamUpdate } from './optim.js';
 import { dequantize, quantize, quantMatmul } from './quant.js';
 import { reduce, softmax } from './reduce.js';
-import { allocate, storageOf } from './storage.js';
+import { allocate, reserveCpuSlot, storageOf } from './storage.js';
 
 /** The CPU backend: plain TypeScript over typed arrays. It is the executable specification. */
 export const cpuBackend: Backend = {
@@ -41,6 +41,7 @@ export const cpuBackend: Backend = {
   release(storage: Storage) {
     storage.handle = null;
   },
+  reserve: reserveCpuSlot,
 };
 
 export const cpuKernels = {

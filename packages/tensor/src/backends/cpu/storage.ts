@@ -1,4 +1,5 @@
 import { type DType, type TypedArray, typedArrayFor } from '../../dtype.js';
+import { type SlotMemory, slotHandle } from '../../engine/slots.js';
 import { newStorage } from '../../engine.js';
 import type { Storage } from '../../storage.js';
 
@@ -44,5 +45,45 @@ export function setCpuArrayAllocator(a: CpuArrayAllocator | null): void {
  * return storageOf(out, 'float32');
  */
 export function cpuArray(dtype: DType, size: number): TypedArray {
+  const slot = slotHandle('cpu', dtype, size, size * elementBytes(dtype), true);
+  if (slot) return slot as TypedArray;
   return allocator ? allocator(dtype, size) : typedArrayFor(dtype, size);
+}
+
+/** Bytes one element of `dtype` takes in a CPU typed array. */
+export function elementBytes(dtype: DType): number {
+  return dtype === 'bool' ? 1 : 4;
+}
+
+/** A typed array of `size` elements of `dtype` over `buffer` at byte `offset`. */
+export function viewOver(buffer: ArrayBufferLike, dtype: DType, offset: number, size: number): TypedArray {
+  switch (dtype) {
+    case 'float32':
+      return new Float32Array(buffer, offset, size);
+    case 'int32':
+      return new Int32Array(buffer, offset, size);
+    case 'bool':
+      return new Uint8Array(buffer, offset, size);
+  }
+}
+
+/**
+ * A memory-plan slot of the TypeScript CPU backend (`Backend.reserve`): an ArrayBuffer whose
+ * views are the storages of the values a captured step's plan puts there.
+ *
+ * @example
+ * const slot = reserveCpuSlot(4096);
+ * slot.view('float32', 1024, true); // a zero-filled Float32Array over the slot
+ */
+export function reserveCpuSlot(bytes: number): SlotMemory {
+  const buffer = new ArrayBuffer(Math.max(4, Math.ceil(bytes / 4) * 4));
+  return {
+    bytes: buffer.byteLength,
+    view(dtype, size, zeroed) {
+      const v = viewOver(buffer, dtype, 0, size);
+      if (zeroed) v.fill(0);
+      return v;
+    },
+    free() {},
+  };
 }

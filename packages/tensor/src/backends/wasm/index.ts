@@ -110,6 +110,7 @@ function install(runtime: WasmRuntime, pool: Executor & { terminate(): void }, t
     maxStorageBytes: 2 ** 32 - 1,
     upload: (data, dtype) => runtime.storages.upload(data, dtype),
     release,
+    reserve: (bytes) => runtime.storages.reserve(bytes),
   };
   registerBackend(backend);
   registerKernels('cpu', wasmKernelTable(runtime, pool));

@@ -1,4 +1,5 @@
 import type { DType, TypedArray } from '../../dtype.js';
+import { type SlotMemory, slotHandle } from '../../engine/slots.js';
 import { newStorage } from '../../engine.js';
 import type { Storage, View } from '../../storage.js';
 import { WasmHeap } from './heap.js';
@@ -46,6 +47,8 @@ export class WasmStorages {
    */
   allocate(dtype: DType, size: number): Storage<TypedArray> {
     const bytes = size * BYTES[dtype];
+    const slot = slotHandle('cpu', dtype, size, bytes, false);
+    if (slot) return newStorage('cpu', dtype, size, bytes, slot as TypedArray);
     const ptr = this.heap.alloc(bytes);
     const view = viewOver(this.heap.memory.buffer, dtype, ptr, size);
     const s = newStorage('cpu', dtype, size, bytes, view);
@@ -70,6 +73,30 @@ export class WasmStorages {
     view.fill(0);
     this.addresses.set(view, ptr);
     return view;
+  }
+
+  /**
+   * A memory-plan slot in the heap (`Backend.reserve`): its views are registered like a storage's,
+   * so Wasm kernels take their addresses with no copy; only over a shared memory, whose views a
+   * grow never detaches (null otherwise: the plan's slots are then not bound).
+   *
+   * @example
+   * const slot = mem.reserve(4096);
+   * slot?.view('float32', 1024, false); // a Float32Array in the heap
+   */
+  reserve(bytes: number): SlotMemory | null {
+    if (!this.heap.shared) return null;
+    const ptr = this.heap.alloc(bytes);
+    return {
+      bytes,
+      view: (dtype, size, zeroed) => {
+        const view = viewOver(this.heap.memory.buffer, dtype, ptr, size);
+        if (zeroed) view.fill(0);
+        this.addresses.set(view, ptr);
+        return view;
+      },
+      free: () => this.heap.free(ptr),
+    };
   }
 
   /**

@@ -1,4 +1,6 @@
 import type { DType } from '../../dtype.js';
+import { reportScratch } from '../../engine/capture.js';
+import { releaseScratch, scratchHandle, slotHandle } from '../../engine/slots.js';
 import { newStorage } from '../../engine.js';
 import { OpError } from '../../errors.js';
 import type { Storage } from '../../storage.js';
@@ -37,6 +39,7 @@ export function sizeClass(bytes: number): number {
 /** The counters of the context's `stats` that the pool keeps. */
 export interface PoolStats {
   buffersCreated: number;
+  buffersAcquired: number;
   bytesInUse: number;
   peakBytesInUse: number;
   bytesReserved: number;
@@ -88,6 +91,7 @@ export class BufferPool {
   /** A buffer for `bytes`: the last one freed of its size class (for uploads, one not pending). */
   private acquireBuffer(op: string, bytes: number, forUpload: boolean): GPUBuffer {
     this.checkSize(op, bytes);
+    this.stats.buffersAcquired++;
     const cls = Math.min(sizeClass(bytes), Math.max(16, Math.ceil(this.maxStorageBytes / 4) * 4));
     const free = this.pool.get(cls);
     let reused: GPUBuffer | undefined;
@@ -141,14 +145,22 @@ export class BufferPool {
     this.stats.peakBytesReserved = this.stats.bytesReserved;
   }
 
-  /** A new storage of `size` elements (contents undefined until a kernel writes them). */
   /** A pooled buffer for `size` elements that no tensor owns (a kernel's scratch; see release). */
   scratch(op: string, size: number): GPUBuffer {
-    return this.acquireBuffer(op, Math.max(1, size) * ELEMENT_BYTES, false);
+    const bytes = Math.max(1, size) * ELEMENT_BYTES;
+    // a replay of a captured step: the memory plan's slot for this scratch, when it has one
+    const slot = scratchHandle('webgpu', bytes);
+    if (slot) return slot as GPUBuffer;
+    reportScratch('webgpu', bytes);
+    return this.acquireBuffer(op, bytes, false);
   }
 
+  /** A new storage of `size` elements (contents undefined until a kernel writes them). */
   allocate(op: string, dtype: DType, size: number): Storage<GPUBuffer> {
     const bytes = size * ELEMENT_BYTES;
+    // a replay of a captured step: the memory plan's slot for this value, when it has one
+    const slot = slotHandle('webgpu', dtype, size, bytes, false);
+    if (slot) return newStorage('webgpu', dtype, size, bytes, slot as GPUBuffer);
     const buffer = this.acquireBuffer(op, bytes, false);
     return newStorage('webgpu', dtype, size, bytes, buffer);
   }
@@ -159,6 +171,7 @@ export class BufferPool {
    */
   release(buffer: GPUBuffer, batchOpen: boolean): boolean {
     if (this.errors.destroyed) return false;
+    if (releaseScratch(buffer)) return false; // scratch in a memory-plan slot: the capture keeps it
     this.stats.bytesInUse -= buffer.size;
     if (batchOpen) {
       this.pending.add(buffer);

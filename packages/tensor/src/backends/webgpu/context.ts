@@ -56,6 +56,8 @@ export class WebGPUContext {
    */
   readonly stats = {
     buffersCreated: 0,
+    /** Storage buffers handed out by the pool (reused or created; a replay's planned values take none). */
+    buffersAcquired: 0,
     pipelinesCreated: 0,
     submits: 0,
     dispatches: 0,

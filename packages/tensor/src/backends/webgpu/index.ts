@@ -136,6 +136,12 @@ function createBackend(c: WebGPUContext): Backend {
       if (storage.handle) c.release(storage.handle as GPUBuffer);
       storage.handle = null;
     },
+    reserve(bytes: number) {
+      // a pooled buffer held by the capture: its storages bind the same buffer every replay, so
+      // their bind groups stay cached
+      const buffer = c.scratch('compile', Math.ceil(bytes / ELEMENT_BYTES));
+      return { bytes: buffer.size, view: () => buffer, free: () => c.release(buffer) };
+    },
     flush(): Promise<void> {
       return c.sync();
     },
