@@ -2,7 +2,8 @@
  * `@lowrank/models/hub` — downloading a model repository from the Hugging Face Hub (or any
  * server with the Hub's API) into a cache, browser-safe: the storage is a `HubStore`
  * (`@lowrank/models/node` has one in HF's cache layout, and `fromPretrained('org/name')`;
- * `CacheApiHubStore` keeps files in a browser's Cache API). The metadata (the revision's commit,
+ * `OpfsHubStore` keeps files on a browser's Origin Private File System, `CacheApiHubStore` in its
+ * Cache API, `browserHubStore()` picks one). The metadata (the revision's commit,
  * the files with their sizes and hashes) comes through `@huggingface/hub`; the bytes from the
  * `resolve` endpoint, resumed with a `Range` request after an interruption. A separate entry
  * point, so that `@lowrank/models` itself does not pull in `@huggingface/hub`, whose browser
@@ -13,6 +14,14 @@
  */
 import { HubApiError, listFiles, modelInfo } from '@huggingface/hub';
 import type { FileReader } from './auto.js';
+import { type OpfsDirectoryHandle, OpfsHubStore } from './hub-opfs.js';
+
+export {
+  type OpfsDirectoryHandle,
+  type OpfsFileHandle,
+  OpfsHubStore,
+  type OpfsWritable,
+} from './hub-opfs.js';
 
 /** The Hub's address when neither the `endpoint` option nor `HF_ENDPOINT` says another. */
 export const HF_HUB_URL = 'https://huggingface.co';
@@ -549,4 +558,28 @@ export class CacheApiHubStore implements HubStore {
   async discardPartial(repo: string, blob: string): Promise<void> {
     for (const k of await this.chunkKeys(repo, blob)) await this.cache.delete(k);
   }
+}
+
+/**
+ * The browser's Hub cache, named `name`: on the Origin Private File System (`OpfsHubStore`)
+ * when `navigator.storage.getDirectory` exists, else in the Cache API (`CacheApiHubStore`);
+ * an environment with neither is refused.
+ *
+ * @example
+ * const snap = await hubDownload('HuggingFaceTB/SmolLM2-135M', { cache: await browserHubStore() });
+ */
+export async function browserHubStore(name = 'lowrank-hub'): Promise<HubStore> {
+  const g = globalThis as {
+    navigator?: { storage?: { getDirectory?: () => Promise<OpfsDirectoryHandle> } };
+    caches?: { open(name: string): Promise<CacheLike> };
+  };
+  const storage = g.navigator?.storage;
+  if (typeof storage?.getDirectory === 'function') {
+    const root = await storage.getDirectory();
+    return new OpfsHubStore(await root.getDirectoryHandle(name, { create: true }));
+  }
+  if (g.caches) return new CacheApiHubStore(await g.caches.open(name));
+  throw new Error(
+    'browserHubStore: this environment has neither navigator.storage.getDirectory (the Origin Private File System) nor caches (the Cache API); give hubDownload a HubStore',
+  );
 }
