@@ -12,7 +12,7 @@ export interface LinearCrossEntropyOptions {
   labelSmoothing?: number;
   /** 'mean' (default), 'sum', or 'none' (a loss per label, shaped like `labels`). */
   reduction?: LossReduction;
-  /** Rows of logits computed at a time (default: 2^24 floats' worth, 333 rows of GPT-2's vocabulary). */
+  /** Rows of logits computed at a time (default: as few even chunks as fit in 64 MiB each on the CPU, 256 MiB on WebGPU). */
   chunkSize?: number;
 }
 
