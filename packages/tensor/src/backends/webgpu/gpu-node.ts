@@ -67,6 +67,36 @@ export function filterDawnWarnings<T>(fn: () => T): T {
   return outcome.value;
 }
 
+/**
+ * Dawn's instance flags from the environment: `LOWRANK_DAWN_FEATURES` (comma-separated Dawn
+ * toggles, such as `disable_robustness,skip_validation`) becomes `enable-dawn-features=…`, and
+ * `LOWRANK_DAWN_DISABLE_FEATURES` `disable-dawn-features=…`. Unset: none (Dawn's defaults, which
+ * browsers use too). The two named above trade safety for speed: robustness clamps every buffer
+ * index a shader computes, validation checks every command on the CPU.
+ *
+ * @example
+ * dawnFlags({ LOWRANK_DAWN_FEATURES: 'disable_robustness' }); // ['enable-dawn-features=disable_robustness']
+ */
+export function dawnFlags(env: Readonly<Record<string, string | undefined>>): string[] {
+  const flags: string[] = [];
+  const list = (v: string | undefined) =>
+    (v ?? '')
+      .split(',')
+      .map((t) => t.trim())
+      .filter((t) => t.length > 0);
+  const on = list(env.LOWRANK_DAWN_FEATURES);
+  const off = list(env.LOWRANK_DAWN_DISABLE_FEATURES);
+  for (const t of [...on, ...off]) {
+    if (!/^[a-z0-9_]+$/.test(t))
+      throw new Error(
+        `webgpu: Dawn toggles are lower_snake_case names, got '${t}' in LOWRANK_DAWN_(DISABLE_)FEATURES`,
+      );
+  }
+  if (on.length > 0) flags.push(`enable-dawn-features=${on.join(',')}`);
+  if (off.length > 0) flags.push(`disable-dawn-features=${off.join(',')}`);
+  return flags;
+}
+
 /** The process-wide Dawn instance (kept referenced: the instance lives as long as this object). */
 export async function nodeGPU(): Promise<GPU> {
   if (instance) return instance;
@@ -76,7 +106,7 @@ export async function nodeGPU(): Promise<GPU> {
   process.env.XDG_RUNTIME_DIR ??= tmpdir();
   const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
-  const gpu = create([]);
+  const gpu = create(dawnFlags(process.env));
   const request = gpu.requestAdapter.bind(gpu);
   let first = true;
   // Dawn enumerates (and warns) on the first request only
