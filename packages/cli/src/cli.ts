@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 /**
- * `lowrank` — train (full or LoRA), generate, merge and inspect GPT-2 checkpoints from a shell.
+ * `lowrank` — train (full or LoRA), generate, chat with, merge and inspect GPT-2 and Llama-family
+ * checkpoints from a shell.
  *
  *   lowrank train --data data/tinyshakespeare/input.txt --out runs/char --steps 200
  *   lowrank train --init runs/char --data data/e2e/valid.txt --format e2e --lora --r 8 --out runs/e2e
  *   lowrank generate --model runs/char --adapter runs/e2e --prompt "name : Alimentum||"
+ *   lowrank chat --model HuggingFaceTB/SmolLM2-135M-Instruct --system "Be brief."   (one stdin line a turn)
  *   lowrank merge --model runs/char --adapter runs/e2e --out runs/merged
  *   lowrank inspect runs/e2e
  *
@@ -45,6 +47,7 @@ import { parseSafetensors } from '@lowrank/nn';
 import { loadCheckpoint, saveCheckpoint } from '@lowrank/nn/node';
 import { type Device, init, type Tensor, tensor, tidy } from '@lowrank/tensor';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { ChatError, runChat } from './chat.js';
 import { checkTrainArgs, TRAIN_DEFAULTS, type TrainArgs } from './train-args.js';
 import { TrainProgress } from './train-progress.js';
 
@@ -455,6 +458,45 @@ async function generateCmd(o: {
   process.stdout.write(`\n[${r.tokens.length} tokens, stopped by ${r.stoppedBy}]\n`);
 }
 
+async function chatCmd(o: {
+  model: string;
+  adapter?: string;
+  system?: string;
+  maxTokens: number;
+  temperature: number;
+  topK?: number;
+  topP?: number;
+  greedy?: boolean;
+  seed: number;
+  showPrompt?: boolean;
+  device: string;
+}): Promise<void> {
+  const device = await useDevice(o.device);
+  const { model, tokenizer, folder } = await loadWithAdapter(o.model, o.adapter, device);
+  if (process.stdin.isTTY) console.error(`chatting with ${o.model}: one line a turn, Ctrl-D to end`);
+  try {
+    await runChat(model, {
+      tokenizer,
+      folder,
+      system: o.system,
+      sampling: {
+        maxNewTokens: o.maxTokens,
+        temperature: o.temperature,
+        topK: o.topK,
+        topP: o.topP,
+        greedy: o.greedy,
+        seed: o.seed,
+      },
+      input: process.stdin,
+      write: (t) => process.stdout.write(t),
+      trace: o.showPrompt ? (line) => console.error(line) : undefined,
+    });
+  } catch (e) {
+    if (e instanceof ChatError) throw new CliError(e.message);
+    throw e;
+  }
+}
+
 async function mergeCmd(o: { model: string; adapter: string; out: string; device: string }): Promise<void> {
   const device = await useDevice(o.device);
   const { model, lora, folder } = await loadWithAdapter(o.model, o.adapter, device);
@@ -581,7 +623,9 @@ function version(): string {
 
 export function makeProgram(): Command {
   const program = new Command('lowrank')
-    .description('Train, fine-tune (LoRA), generate with, merge and inspect GPT-2 checkpoints.')
+    .description(
+      'Train, fine-tune (LoRA), generate with, chat with, merge and inspect GPT-2 and Llama-family checkpoints.',
+    )
     .version(version(), '-V, --version', 'print the version')
     .configureOutput({
       // the whole message: commander's second line holds hints such as "(Did you mean --data?)"
@@ -648,7 +692,7 @@ export function makeProgram(): Command {
   program
     .command('generate')
     .description('generate text from a model (and optionally a LoRA adapter), with a KV cache')
-    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--model <dir|hub-id>', 'model directory or Hub id (org/name)')
     .option('--adapter <dir>', 'PEFT adapter directory to apply')
     .requiredOption('--prompt <text>', 'prompt text')
     .option('--max-tokens <n>', 'most new tokens', int(0), 100)
@@ -660,6 +704,24 @@ export function makeProgram(): Command {
     .option('--seed <n>', 'sampling seed', int(0), 0)
     .addOption(deviceOption())
     .action(generateCmd);
+
+  program
+    .command('chat')
+    .description(
+      'chat with a model through its chat template: each stdin line is a user turn, the reply is generated with a KV cache and kept in the conversation',
+    )
+    .requiredOption('--model <dir|hub-id>', 'model directory or Hub id (org/name)')
+    .option('--adapter <dir>', 'PEFT adapter directory to apply')
+    .option('--system <text>', 'a system message put first')
+    .option('--max-tokens <n>', 'most new tokens a reply', int(1), 256)
+    .option('--temperature <t>', 'sampling temperature (0: greedy)', num(0), 0.7)
+    .option('--top-k <k>', 'keep the k most likely tokens', int())
+    .option('--top-p <p>', 'nucleus sampling threshold', num(0.000001, 1))
+    .option('--greedy', 'always take the most likely token')
+    .option('--seed <n>', 'sampling seed', int(0), 0)
+    .option('--show-prompt', "print each turn's rendered prompt, its token ids and the reply's ids to stderr")
+    .addOption(deviceOption())
+    .action(chatCmd);
 
   program
     .command('merge')
