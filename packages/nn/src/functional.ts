@@ -6,9 +6,9 @@ import {
   layerNorm as fusedLayerNorm,
   rmsNorm as fusedRmsNorm,
   type Generator,
-  hostTensor,
   matmul,
   OpError,
+  rand,
   type Tensor,
   where,
 } from '@lowrank/tensor';
@@ -106,8 +106,9 @@ export interface DropoutOptions {
 
 /**
  * Zeroes each element with probability `p` and scales the rest by 1/(1 − p) while `training`;
- * returns `x` itself otherwise. The mask is drawn on the host from the (seeded) generator, so a
- * seed gives the same mask on every backend.
+ * returns `x` itself otherwise. The mask is computed on the device: element i is kept when
+ * `lr.philoxUniform(i, key) ≥ p` for a key drawn from the (seeded) generator (`lr.rand`), so a
+ * seed gives the same mask on every backend, and forward and gradient are one fused kernel each.
  *
  * @example
  * F.dropout(lr.ones([4]), 0.5, true, { generator: new lr.Generator(0) }); // values 0 or 2
@@ -116,16 +117,16 @@ export interface DropoutOptions {
 export function dropout(x: Tensor, p = 0.5, training = true, options: DropoutOptions = {}): Tensor {
   if (!(p >= 0 && p <= 1)) throw new OpError('dropout', `p must be in [0, 1], got ${p}`);
   if (!training || p === 0) return x;
-  const gen = options.generator ?? defaultGenerator();
   const scale = p === 1 ? 0 : 1 / (1 - p);
-  const n = x.size;
-  const draw = () => {
-    const mask = new Float32Array(n);
-    for (let i = 0; i < n; i++) mask[i] = gen.nextFloat() < p ? 0 : scale;
-    return mask;
-  };
-  // drawn again at every replay of a compiled step
-  return composite([x], () => x.mul(hostTensor(draw, x.shape, { device: x.device })));
+  // the mask is a device draw (lr.rand: Philox under a key from the generator, drawn again at
+  // every replay of a compiled step): it is computed inside the multiply's kernel, and again
+  // inside the gradient's, with no host array and no upload
+  return composite([x], () => {
+    const keep = rand(x.shape, { device: x.device, generator: options.generator ?? defaultGenerator() }).ge(
+      p,
+    );
+    return x.mul(where(keep, scale, 0));
+  });
 }
 
 /**
@@ -171,8 +172,11 @@ export interface AttentionOptions {
 /**
  * softmax(q·kᵀ·scale + mask)·v. q [..., L, E], k [..., S, E], v [..., S, Ev] → [..., L, Ev].
  * A row with every key masked gives NaN, as in PyTorch. One fused kernel and its fused gradient
- * (`lr.scaledDotProductAttention`: no [L, S] scores stored); with `dropoutP > 0` the ops are
- * composed instead (the dropout mask is drawn on the host over the [..., L, S] weights).
+ * (`lr.scaledDotProductAttention`: no [L, S] scores stored), dropout included: with
+ * `dropoutP > 0` the kernel drops each probability (kept ones scaled by 1/(1 − p)) by a mask it
+ * computes from a key drawn from `generator` (`lr.attentionKeep` of batch·heads + head, query
+ * row, key column), and the backward regenerates it. `F.attentionWithWeights` composes the ops
+ * (it returns the [..., L, S] weights; its dropout is `F.dropout`'s, another mask).
  *
  * @example
  * const q = lr.randn([2, 4, 8]); // [batch, L, E]
@@ -184,12 +188,13 @@ export function scaledDotProductAttention(
   v: Tensor,
   options: AttentionOptions = {},
 ): Tensor {
-  if (options.dropoutP) return attentionWithWeights(q, k, v, options).output;
   return fusedAttention(q, k, v, {
     attnMask: options.attnMask ?? options.mask ?? null,
     isCausal: options.isCausal ?? options.causal,
     scale: options.scale,
     enableGqa: options.enableGqa,
+    dropoutP: options.dropoutP,
+    generator: options.generator,
   });
 }
 

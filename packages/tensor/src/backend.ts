@@ -1,6 +1,7 @@
 import type { DType, TypedArray } from './dtype.js';
 import type { SlotMemory } from './engine/slots.js';
 import type { ElementwiseProgram } from './expr/program.js';
+import type { RandomKey } from './philox.js';
 import type { Device, Storage, View } from './storage.js';
 
 export type { BinaryOp, UnaryOp } from './expr/table.js';
@@ -82,6 +83,25 @@ export interface AttentionParams {
   causal: boolean;
   /** Forward only: also return the rows' logsumexp (what the backward kernel reads). */
   lse: boolean;
+  /** Dropout of the probabilities (absent or null: none); the backward regenerates its mask. */
+  dropout?: AttentionDropout | null;
+}
+
+/**
+ * Dropout inside the attention kernels, as FlashAttention applies it: the probability of query
+ * row i, key j of batch b and query head h is kept when `attentionKeep(b·H + h, i, j, key,
+ * threshold)` (philox.ts) and then multiplied by `scale`; dropped ones are 0. The row's softmax
+ * (its sum and logsumexp) is that of the undropped probabilities.
+ */
+export interface AttentionDropout {
+  /** The drop probability p (for messages; the kernels read the threshold and scale). */
+  p: number;
+  /** `dropThreshold(p)`: keep where the top 24 bits of the Philox word are ≥ it. */
+  threshold: number;
+  /** 1 / (1 − p) (0 when p = 1). */
+  scale: number;
+  /** The draw's key (the object `drawRandomKey` returned: a compiled replay swaps in a new one). */
+  key: RandomKey;
 }
 
 /** What the `attention` kernel returns. */

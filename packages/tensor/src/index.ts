@@ -13,6 +13,7 @@ import './tensor-methods.js';
 
 export type {
   AdamUpdateParams,
+  AttentionDropout,
   AttentionGrads,
   AttentionOutput,
   AttentionParams,
@@ -100,6 +101,9 @@ export {
   type LoadExpr,
   linearize,
   type OpExpr,
+  type RandomDist,
+  type RandomExpr,
+  type RandomLeaf,
   type Step,
 } from './expr/program.js';
 export {
@@ -114,6 +118,7 @@ export { type InitOptions, type InitResult, init } from './init.js';
 export { KERNEL_NAMES } from './kernel-names.js';
 export {
   type AttentionInputGrads,
+  type ScaledDotProductAttentionBackwardOptions,
   type ScaledDotProductAttentionOptions,
   scaledDotProductAttention,
   scaledDotProductAttentionBackward,
@@ -238,6 +243,17 @@ export {
   unsqueeze,
   view,
 } from './ops/views.js';
+export {
+  ATTENTION_STREAM,
+  attentionKeep,
+  dropThreshold,
+  PHILOX_WGSL,
+  philox4x32,
+  philoxNormal,
+  philoxUniform,
+  type RandomKey,
+  wordToUniform,
+} from './philox.js';
 export { quantizedEmbedding } from './quant/embedding.js';
 export {
   DOUBLE_QUANT_BLOCK,
@@ -262,7 +278,7 @@ export {
   quantizedMatmul,
   quantizedMemory,
 } from './quant/weight.js';
-export { defaultGenerator, Generator, manualSeed } from './random.js';
+export { defaultGenerator, drawRandomKey, Generator, manualSeed } from './random.js';
 export type { Device, View } from './storage.js';
 export { Storage } from './storage.js';
 export { type Dims, type NestedArray, type Operand, Tensor } from './tensor.js';

@@ -1,8 +1,12 @@
-import { activeTrace } from './engine/capture.js';
+import { activeTrace, hostValue, onReplay, opaqueToTrace } from './engine/capture.js';
+import type { RandomKey } from './philox.js';
 
 /**
- * Seedable random numbers. Values are always drawn on the host by this generator and then
- * uploaded, so the same seed gives bit-identical tensors on every backend.
+ * Seedable random numbers. Random tensors (`lr.rand`, `lr.uniform`, `lr.randn`, dropout masks)
+ * take a 64-bit key from this generator (two `nextUint32` words, `drawRandomKey`) and the device
+ * computes their elements from it with the counter-based Philox4x32-10 (philox.ts): the same seed
+ * gives the same keys, hence bit-identical uniform tensors and masks on every backend. Host draws
+ * (`randint`, parameter initialisers, sampling) read the stream directly.
  *
  * The generator is xoshiro128** (32-bit state words, period 2^128 − 1) seeded through splitmix32;
  * its whole state is four 32-bit integers, which checkpoints save and restore.
@@ -125,4 +129,28 @@ export function defaultGenerator(): Generator {
 export function manualSeed(seed: number): Generator {
   globalGenerator = new Generator(seed);
   return globalGenerator;
+}
+
+/**
+ * Draws the key of one device random tensor from `gen` (two `nextUint32` words) and returns it as
+ * the object kernels read. In a function traced by `lr.compile`, each replay draws the key again
+ * at this point of the step (`lr.onReplay`) and the kernels that read the returned object get the
+ * new one (`lr.hostValue`): a replayed step consumes the generator as the eager step does, and the
+ * forward and backward kernels of one draw (a dropout mask recomputed in the gradient) see the
+ * same key.
+ *
+ * @example
+ * const key = lr.drawRandomKey(new lr.Generator(0)); // { key0, key1 }
+ */
+export function drawRandomKey(gen: Generator): RandomKey {
+  const cell = { key0: 0, key1: 0 };
+  const draw = () => {
+    cell.key0 = gen.nextUint32();
+    cell.key1 = gen.nextUint32();
+  };
+  // hidden from the trace: a direct host draw there is refused (a replay would repeat it)
+  opaqueToTrace(draw);
+  onReplay(draw);
+  // a copy per call: a replay rebuilds the kernels' arguments from it
+  return hostValue(() => ({ key0: cell.key0, key1: cell.key1 }));
 }

@@ -9,7 +9,8 @@ import { type BackwardContext, type RuleTable, unbroadcast } from '../rule.js';
 /**
  * Gradient of the fused attention (packages/tensor/src/ops/attention.ts): one backward kernel
  * recomputes the probabilities from the rows' logsumexp the forward kept (residual attr) and
- * returns dq, dk, dv (dk/dv already summed over the query heads of each kv head under GQA);
+ * returns dq, dk, dv (dk/dv already summed over the query heads of each kv head under GQA; with
+ * dropout, the kernel regenerates the forward's mask from the key kept in the attrs);
  * inputs broadcast over batch dims get their gradient summed back. Inputs are `[q, k, v, mask?]`.
  * A float mask that requires grad is refused: its gradient is the [.., L, S] matrix of score
  * gradients, which the fused op exists not to store.
@@ -37,6 +38,7 @@ export const attentionRules = {
         causal: attrs.causal,
         scale: attrs.scale,
         enableGqa: attrs.enableGqa,
+        dropout: attrs.dropout ?? null,
       });
       const out: (Tensor | null)[] = [
         needs[0] ? unbroadcast(g.q, inputShapes[0]!) : null,

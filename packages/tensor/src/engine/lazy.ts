@@ -1,9 +1,9 @@
 import type { DType } from '../dtype.js';
 import { OpError } from '../errors.js';
 import { composeView, type Layout } from '../expr/compose.js';
-import { type ElementwiseProgram, type Expr, exprSize } from '../expr/program.js';
+import { type ElementwiseProgram, type Expr, exprSize, type RandomLeaf } from '../expr/program.js';
 import { sizeOf } from '../shape.js';
-import type { Device, Storage, View } from '../storage.js';
+import { type Device, Storage, type View } from '../storage.js';
 import { activeTrace } from './capture.js';
 import { adoptMemory, lazyOf, newStorage, releaseLazyInputs, retainLazyInputs, setLazy } from './memory.js';
 import { getBackend, getKernel } from './registry.js';
@@ -136,7 +136,7 @@ function chainNodes(program: ElementwiseProgram): number {
 export function realize(storage: Storage): void {
   const lazy = lazyOf(storage);
   if (!lazy) return;
-  const program = flatten(lazy.program, storage.device);
+  const program = flatten(lazy.program, storage.device, undefined, { random: true });
   let fresh: Storage;
   try {
     fresh = getKernel(lazy.op, storage.device, 'elementwise')(program);
@@ -169,33 +169,60 @@ export function realView(v: View): View {
   return v;
 }
 
+/** Options of `flatten`. */
+export interface FlattenOptions {
+  /**
+   * The kernel evaluates random nodes (the elementwise kernel does): chains holding random draws
+   * are inlined. Default false: such chains are computed first and read as memory (reductions,
+   * norms and softmax prologues take no random nodes).
+   */
+  random?: boolean;
+}
+
 /**
  * One program over real memory that computes `program`: lazy inputs are inlined (their views
  * composed with the view that reads them) where the backend's input limit and the node cap
  * allow, and computed first otherwise. `maxInputs` (default: the backend's `maxFusedInputs`) is
  * lower for a kernel that binds more than one program (a norm's backward reads x and its gradient).
  */
-export function flatten(program: ElementwiseProgram, device: Device, maxInputs?: number): ElementwiseProgram {
+export function flatten(
+  program: ElementwiseProgram,
+  device: Device,
+  maxInputs?: number,
+  options: FlattenOptions = {},
+): ElementwiseProgram {
   const max = maxInputs ?? getBackend(device).maxFusedInputs;
   // inlined chains may use up the limit before the root's last inputs are loaded: then try again
   // leaving them room (chains computed by a failed try stay computed; the root has ≤ 3 inputs)
   for (let cap = max; ; cap--) {
-    const b = new Builder(Math.max(0, cap));
+    const b = new Builder(Math.max(0, cap), options.random ?? false);
     const root = b.inline(program, (v) => v, true);
     if (!root) throw new Error('internal: the outermost program always flattens');
-    if (b.storageCount <= max || cap <= 0)
-      return { root, inputs: b.inputs, consts: b.consts, shape: program.shape };
+    if (b.storageCount <= max || cap <= 0) {
+      const out = { root, inputs: b.inputs, consts: b.consts, shape: program.shape };
+      return b.rng.length > 0 ? { ...out, rng: b.rng } : out;
+    }
   }
 }
+
+/**
+ * The storage of the views that carry a random leaf's positions through `composeView` (a view
+ * maps element positions to memory offsets; a leaf's "memory" is its draw's counter space).
+ */
+const POSITIONS = new Storage('cpu', 'float32', 0, 0, null);
 
 class Builder {
   readonly inputs: View[] = [];
   readonly consts: number[] = [];
+  readonly rng: RandomLeaf[] = [];
   private readonly index = new Map<string, number>();
   private readonly storages = new Map<Storage, number>();
   private nodes = 0;
 
-  constructor(private readonly maxStorages: number) {}
+  constructor(
+    private readonly maxStorages: number,
+    private readonly random: boolean,
+  ) {}
 
   get storageCount(): number {
     return this.storages.size;
@@ -207,7 +234,12 @@ class Builder {
    * not compose: then nothing was added. `force` is for the root program, which always fits.
    */
   inline(p: ElementwiseProgram, toRoot: (v: View) => View | null, force: boolean): Expr | null {
-    const mark = { inputs: this.inputs.length, consts: this.consts.length, nodes: this.nodes };
+    const mark = {
+      inputs: this.inputs.length,
+      consts: this.consts.length,
+      rng: this.rng.length,
+      nodes: this.nodes,
+    };
     const consts = p.consts.map((v) => this.constant(v));
     const visit = (e: Expr): Expr | null => {
       switch (e.kind) {
@@ -230,6 +262,11 @@ class Builder {
         }
         case 'load':
           return this.load(p.inputs[e.input], toRoot, force);
+        case 'random': {
+          this.nodes++;
+          const index = this.randomLeaf(p, e.index, toRoot);
+          return index === null ? null : { kind: 'random', index, dist: e.dist, dtype: e.dtype };
+        }
       }
     };
     const out = visit(p.root);
@@ -267,12 +304,28 @@ class Builder {
     return { kind: 'load', input: i, dtype: r.storage.dtype };
   }
 
+  /** The root-space leaf of draw `i` of `p` (its positions through the views), or null. */
+  private randomLeaf(p: ElementwiseProgram, i: number, toRoot: (v: View) => View | null): number | null {
+    const leaf = p.rng?.[i];
+    if (!leaf) throw new Error(`internal: random node ${i} of a program with ${p.rng?.length ?? 0} draws`);
+    if (!this.random) return null;
+    const r = toRoot({ storage: POSITIONS, shape: p.shape, strides: leaf.strides, offset: leaf.offset });
+    if (!r) return null;
+    const same = this.rng.findIndex(
+      (x) => x.key === leaf.key && x.offset === r.offset && x.strides.every((st, d) => st === r.strides[d]),
+    );
+    if (same >= 0) return same;
+    this.rng.push({ key: leaf.key, strides: r.strides, offset: r.offset });
+    return this.rng.length - 1;
+  }
+
   private constant(value: number): number {
     this.consts.push(value);
     return this.consts.length - 1;
   }
 
-  private rollback(mark: { inputs: number; consts: number; nodes: number }): void {
+  private rollback(mark: { inputs: number; consts: number; rng: number; nodes: number }): void {
+    this.rng.length = mark.rng;
     for (const r of this.inputs.splice(mark.inputs)) {
       this.index.delete(inputKey(r));
       const n = (this.storages.get(r.storage) ?? 1) - 1;

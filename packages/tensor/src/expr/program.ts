@@ -1,4 +1,5 @@
 import type { DType } from '../dtype.js';
+import type { RandomKey } from '../philox.js';
 import type { View } from '../storage.js';
 import type { ScalarOpName } from './table.js';
 
@@ -44,11 +45,46 @@ export interface CastExpr {
   readonly dtype: DType;
 }
 
+/** How a random leaf turns its Philox words into a value. */
+export type RandomDist = 'uniform' | 'normal';
+
 /**
- * An elementwise expression: a tree of scalar ops over the elements of strided input views and
- * constants. Every node knows its dtype, so backends never infer types.
+ * A random value (philox.ts): element `position` of draw `rng[index]` of the program, where the
+ * position is the draw's own strided index at the current element (the draw's tensor read through
+ * the views between it and the program). `uniform`: U[0, 1) (`philoxUniform`), bit-identical on
+ * every backend; `normal`: N(0, 1) by Box–Muller (`philoxNormal`).
  */
-export type Expr = LoadExpr | ConstExpr | OpExpr | CastExpr;
+export interface RandomExpr {
+  /** Discriminant. */
+  readonly kind: 'random';
+  /** Index into the program's `rng`. */
+  readonly index: number;
+  /** The distribution. */
+  readonly dist: RandomDist;
+  /** Always float32. */
+  readonly dtype: 'float32';
+}
+
+/**
+ * An elementwise expression: a tree of scalar ops over the elements of strided input views,
+ * constants and random draws. Every node knows its dtype, so backends never infer types.
+ */
+export type Expr = LoadExpr | ConstExpr | OpExpr | CastExpr | RandomExpr;
+
+/**
+ * A random draw a program reads: its key (the object `drawRandomKey` returned: a compiled replay
+ * swaps in the new draw's) and where element positions of the program fall in the draw's tensor:
+ * position = offset + Σ_d index_d · strides[d] over the program's shape (a contiguous draw read
+ * as it is has its row-major strides and offset 0; a broadcast has stride 0).
+ */
+export interface RandomLeaf {
+  /** The draw's key. */
+  readonly key: RandomKey;
+  /** Strides over the program's shape (in elements of the draw). */
+  readonly strides: readonly number[];
+  /** The position of the program's first element. */
+  readonly offset: number;
+}
 
 /**
  * What an elementwise kernel evaluates: `out[i] = root(inputs at i)` over `shape` (row-major).
@@ -65,6 +101,8 @@ export interface ElementwiseProgram {
   readonly consts: readonly number[];
   /** The output shape (row-major). */
   readonly shape: readonly number[];
+  /** Random draws, read by random nodes (absent: none). Only the elementwise kernel takes them. */
+  readonly rng?: readonly RandomLeaf[];
 }
 
 /**
@@ -92,6 +130,8 @@ function computeKey(e: Expr): string {
       return `L${e.input}`;
     case 'const':
       return `C${e.index}${e.dtype[0]}`;
+    case 'random':
+      return `R${e.index}${e.dist[0]}`;
     case 'cast':
       return `(${exprKey(e.arg)})>${e.dtype[0]}`;
     case 'op':
@@ -105,6 +145,8 @@ export function exprSize(e: Expr): number {
     case 'load':
     case 'const':
       return 0;
+    case 'random':
+      return 1;
     case 'cast':
       return 1 + exprSize(e.arg);
     case 'op': {

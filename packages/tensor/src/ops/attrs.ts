@@ -1,5 +1,6 @@
 import type { DType } from '../dtype.js';
 import { NON_DIFFERENTIABLE_SCALAR_OPS, type ScalarOpName } from '../expr/table.js';
+import type { RandomKey } from '../philox.js';
 import type { QuantizedMatmulAttrs } from '../quant/weight.js';
 import type { Tensor } from '../tensor.js';
 
@@ -203,6 +204,8 @@ export interface AttentionAttrs {
   enableGqa: boolean;
   /** The mask input's kind, or null without one. */
   mask: 'bool' | 'float' | null;
+  /** The dropout the forward applied (its probability and key), or null: the backward's mask. */
+  dropout?: { readonly p: number; readonly key: RandomKey } | null;
   /** logsumexp of each row of masked scores (when recorded). */
   lse?: Tensor;
 }

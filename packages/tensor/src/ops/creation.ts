@@ -3,9 +3,9 @@ import { hostUpload } from '../engine/capture.js';
 import { constValue, lazyStorage } from '../engine/lazy.js';
 import { getBackend, getDefaultDevice } from '../engine/registry.js';
 import { fmtShape, OpError } from '../errors.js';
-import type { ElementwiseProgram } from '../expr/program.js';
-import { defaultGenerator, type Generator } from '../random.js';
-import { assertShape, sizeOf } from '../shape.js';
+import type { ElementwiseProgram, Expr, RandomDist } from '../expr/program.js';
+import { defaultGenerator, drawRandomKey, type Generator } from '../random.js';
+import { assertShape, contiguousStrides, sizeOf } from '../shape.js';
 import type { Device } from '../storage.js';
 import type { NestedArray, Tensor } from '../tensor.js';
 import { wrap } from './util.js';
@@ -270,23 +270,65 @@ function floatOnly(op: string, dtype: DType | undefined): void {
     throw new OpError(op, `dtype must be float32, got ${dtype}`);
 }
 
+/** Elements a device draw may hold: positions are 32-bit counters (philox.ts) and int32 offsets. */
+const MAX_DRAW = 2 ** 31 - 1;
+
 /**
- * Uniform U[0, 1) from the (seedable) generator.
+ * A lazy float32 tensor of `shape` whose element i is Philox draw i (philox.ts) under a key
+ * drawn from the generator now, mapped by `value` (which receives the random node and returns
+ * the element's expression; `consts` are the constants it reads). No host array, no upload: the
+ * elementwise kernel that computes or consumes it (dropout's multiply, say) evaluates it.
+ */
+function deviceRandom(
+  op: string,
+  shape: readonly number[],
+  dist: RandomDist,
+  options: RandomOptions,
+  value: (r: Expr) => Expr = (r) => r,
+  consts: readonly number[] = [],
+): Tensor {
+  assertShape(op, shape);
+  floatOnly(op, options.dtype);
+  if (sizeOf(shape) > MAX_DRAW) {
+    throw new OpError(op, `a random tensor holds at most ${MAX_DRAW} elements, got ${fmtShape(shape)}`);
+  }
+  const device = options.device ?? getDefaultDevice();
+  getBackend(device); // throws for a device with no backend
+  const key = drawRandomKey(options.generator ?? defaultGenerator());
+  const program: ElementwiseProgram = {
+    root: value({ kind: 'random', index: 0, dist, dtype: 'float32' }),
+    inputs: [],
+    consts,
+    shape,
+    rng: [{ key, strides: contiguousStrides(shape), offset: 0 }],
+  };
+  return finish(wrap(lazyStorage(op, device, program), shape), options);
+}
+
+const f32Const = (index: number): Expr => ({ kind: 'const', index, dtype: 'float32' });
+const f32Op = (op: 'add' | 'mul', a: Expr, b: Expr): Expr => ({
+  kind: 'op',
+  op,
+  args: [a, b],
+  dtype: 'float32',
+});
+
+/**
+ * Uniform U[0, 1) from the (seedable) generator, computed on the tensor's device: element i is
+ * `lr.philoxUniform(i, key0, key1)` for a key of two `nextUint32` words of the generator, the
+ * same bits on every backend. The tensor stays lazy, so a consumer's kernel (a dropout multiply)
+ * computes it in place.
  *
  * @example
  * lr.manualSeed(0);
  * lr.rand([2, 2]).shape; // [2, 2], values in [0, 1)
  */
 export function rand(shape: readonly number[], options: RandomOptions = {}): Tensor {
-  assertShape('rand', shape);
-  floatOnly('rand', options.dtype);
-  const gen = options.generator ?? defaultGenerator();
-  const n = sizeOf(shape);
-  return hostTensor(() => filled(n, (a) => gen.fillUniform(a)), shape, { ...options, dtype: 'float32' });
+  return deviceRandom('rand', shape, 'uniform', options);
 }
 
 /**
- * Uniform U[low, high).
+ * Uniform U[low, high): `low + (high − low)·u` of `rand`'s u, in float32.
  *
  * @example
  * lr.uniform([3], -0.1, 0.1).shape; // [3], values in [-0.1, 0.1)
@@ -297,18 +339,18 @@ export function uniform(
   high: number,
   options: RandomOptions = {},
 ): Tensor {
-  assertShape('uniform', shape);
-  floatOnly('uniform', options.dtype);
-  const gen = options.generator ?? defaultGenerator();
-  const n = sizeOf(shape);
-  return hostTensor(() => filled(n, (a) => gen.fillUniform(a, low, high)), shape, {
-    ...options,
-    dtype: 'float32',
-  });
+  if (!Number.isFinite(low) || !Number.isFinite(high)) {
+    throw new OpError('uniform', `low and high must be finite, got low=${low}, high=${high}`);
+  }
+  const consts = [Math.fround(low), Math.fround(high - low)];
+  const value = (r: Expr) => f32Op('add', f32Const(0), f32Op('mul', f32Const(1), r));
+  return deviceRandom('uniform', shape, 'uniform', options, value, consts);
 }
 
 /**
- * Standard normal N(0, 1) (or N(mean, std²)).
+ * Standard normal N(0, 1) (or N(mean, std²)), computed on the tensor's device: Box–Muller of the
+ * first two Philox words of each element (`lr.philoxNormal`); GPU and CPU agree to float32
+ * precision (their log and cos differ by ulps).
  *
  * @example
  * const w = lr.randn([64, 64], { requiresGrad: true });
@@ -317,15 +359,13 @@ export function randn(
   shape: readonly number[],
   options: RandomOptions & { mean?: number; std?: number } = {},
 ): Tensor {
-  assertShape('randn', shape);
-  floatOnly('randn', options.dtype);
-  const gen = options.generator ?? defaultGenerator();
-  const n = sizeOf(shape);
   const { mean = 0, std = 1 } = options;
-  return hostTensor(() => filled(n, (a) => gen.fillNormal(a, mean, std)), shape, {
-    ...options,
-    dtype: 'float32',
-  });
+  if (!Number.isFinite(mean) || !Number.isFinite(std)) {
+    throw new OpError('randn', `mean and std must be finite, got mean=${mean}, std=${std}`);
+  }
+  if (mean === 0 && std === 1) return deviceRandom('randn', shape, 'normal', options);
+  const value = (r: Expr) => f32Op('add', f32Const(0), f32Op('mul', f32Const(1), r));
+  return deviceRandom('randn', shape, 'normal', options, value, [Math.fround(mean), Math.fround(std)]);
 }
 
 /**
@@ -352,13 +392,6 @@ export function randint(
     return values;
   };
   return hostTensor(draw, shape, { ...options, dtype: options.dtype ?? 'int32' });
-}
-
-/** A new Float32Array of n values written by `fill`. */
-function filled(n: number, fill: (a: Float32Array) => void): Float32Array {
-  const a = new Float32Array(n);
-  fill(a);
-  return a;
 }
 
 /** A 0-d tensor holding `value` on `device` (internal helper for number operands). */

@@ -1,4 +1,5 @@
-import type { AttentionParams, KernelTable } from '../../backend.js';
+import type { AttentionDropout, AttentionParams, KernelTable } from '../../backend.js';
+import { attentionKeep } from '../../philox.js';
 import type { View } from '../../storage.js';
 import { allocate } from './storage.js';
 import { arrayOf } from './strided.js';
@@ -9,7 +10,16 @@ import { arrayOf } from './strided.js';
  * recomputes each row's probabilities from the logsumexp (p = exp(s − lse)), as the GPU kernels
  * do, and accumulates dq, dk, dv in float64. A fully masked row has max −∞: its output is NaN and
  * its lse −∞, so its p = exp(−∞ − (−∞)) is NaN in the backward too, as in the composed graph.
+ * Dropout (params.dropout) multiplies each probability by z = keep ? scale : 0 after the row's
+ * sum is taken (the lse is the undropped softmax's): out = Σ p·z·v / Σ p; the backward has
+ * dv = Σ p·z·g, ds = p·(z·(g·v) − D) with D = rowsum(g∘out) as without dropout.
  */
+
+/** z of (row bh·L + i, key j): the dropout factor (1 without dropout). */
+function dropFactor(drop: AttentionDropout | null | undefined, bh: number, i: number, j: number): number {
+  if (!drop) return 1;
+  return attentionKeep(bh, i, j, drop.key.key0, drop.key.key1, drop.threshold) ? drop.scale : 0;
+}
 
 interface Dims {
   b: number;
@@ -92,10 +102,12 @@ export const attention: KernelTable['attention'] = (q, k, v, mask, params) => {
         for (let j = 0; j < d.s; j++) if (sc[j] > mx || Number.isNaN(sc[j])) mx = sc[j];
         let sum = 0;
         acc.fill(0);
+        const bh = bi * d.h + hi;
         for (let j = 0; j < d.s; j++) {
-          const w = Math.exp(sc[j] - mx);
+          let w = Math.exp(sc[j] - mx);
           sum += w;
-          if (w === 0) continue; // a masked key adds nothing (and no 0·∞ from v)
+          w *= dropFactor(params.dropout, bh, i, j);
+          if (w === 0) continue; // a masked (or dropped) key adds nothing (and no 0·∞ from v)
           for (let c = 0; c < d.ev; c++) acc[c] += w * va[vo + j * v.strides[2] + c * v.strides[3]];
         }
         const row = (bi * d.h + hi) * d.l + i;
@@ -142,14 +154,15 @@ export const attentionBackward: KernelTable['attentionBackward'] = (
         for (let j = 0; j < d.s; j++) {
           const p = hard[j] ? (dead ? Number.NaN : 0) : Math.exp(sc[j] - m);
           if (p === 0) continue;
+          const z = dropFactor(params.dropout, bi * d.h + hi, i, j);
           let dp = 0;
           const vrow = ((bi * d.hkv + kh) * d.s + j) * d.ev;
           for (let c = 0; c < d.ev; c++) {
             const g = ga[at(grad, bi, hi, i, c)];
             dp += g * va[at(v, bi, kh, j, c)];
-            dv[vrow + c] += p * g;
+            dv[vrow + c] += p * z * g;
           }
-          const ds = hard[j] ? 0 : p * (dp - dsum) * params.scale;
+          const ds = hard[j] ? 0 : p * (z * dp - dsum) * params.scale;
           const krow = ((bi * d.hkv + kh) * d.s + j) * d.e;
           for (let c = 0; c < d.e; c++) {
             dq[qrow + c] += ds * ka[at(k, bi, kh, j, c)];

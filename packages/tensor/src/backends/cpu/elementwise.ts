@@ -2,6 +2,7 @@ import type { KernelTable } from '../../backend.js';
 import { type DType, type TypedArray, typedArrayFor } from '../../dtype.js';
 import { type ElementwiseProgram, exprKey, linearize, type Step } from '../../expr/program.js';
 import { TABLE } from '../../expr/table.js';
+import { philoxNormal, philoxUniform } from '../../philox.js';
 import { coalesce, contiguousStrides, sizeOf } from '../../shape.js';
 import { Storage, type View } from '../../storage.js';
 import { cpuArray, storageOf } from './storage.js';
@@ -20,7 +21,11 @@ import { arrayOf } from './strided.js';
  * (float32 by Math.fround, int32 by wrapping), as if it had been stored.
  */
 
-/** Runs a compiled loop nest: arrays of the inputs, the output, then layout words and constants. */
+/**
+ * Runs a compiled loop nest: arrays of the inputs, the output, then layout words (offsets and
+ * strides of the output, the inputs and the random draws' positions), constants and the draws'
+ * keys (two words each).
+ */
 type Compiled = (
   inputs: readonly TypedArray[],
   out: TypedArray,
@@ -28,7 +33,11 @@ type Compiled = (
   shape: Int32Array,
   strides: Int32Array,
   consts: readonly number[],
+  keys: Uint32Array,
 ) => void;
+
+/** The random-leaf functions generated code calls (philox.ts). */
+const RNG = { uniform: philoxUniform, normal: philoxNormal };
 
 const compiled = new Map<string, Compiled | null>();
 let codegenAllowed: boolean | null = null;
@@ -98,15 +107,25 @@ export function evaluate(program: ElementwiseProgram, dst: View | null, into?: T
     return out;
   }
   const outStrides = dst ? dst.strides : contiguousStrides(program.shape);
-  const co = coalesce(program.shape, [outStrides, ...program.inputs.map((v) => v.strides)]);
+  const rng = program.rng ?? [];
+  const co = coalesce(program.shape, [
+    outStrides,
+    ...program.inputs.map((v) => v.strides),
+    ...rng.map((r) => r.strides),
+  ]);
   const rank = co.shape.length;
-  const offsets = Int32Array.from([dst ? dst.offset : 0, ...program.inputs.map((v) => v.offset)]);
+  const offsets = Int32Array.from([
+    dst ? dst.offset : 0,
+    ...program.inputs.map((v) => v.offset),
+    ...rng.map((r) => r.offset),
+  ]);
   const strides = Int32Array.from(co.strides.flat());
   const shape = Int32Array.from(co.shape);
   const arrays = program.inputs.map(arrayOf);
+  const keys = Uint32Array.from(rng.flatMap((r) => [r.key.key0, r.key.key1]));
   const fn = canGenerate() ? compile(program, rank) : null;
-  if (fn) fn(arrays, out, offsets, shape, strides, program.consts);
-  else interpret(program, arrays, out, offsets, shape, strides, rank);
+  if (fn) fn(arrays, out, offsets, shape, strides, program.consts, keys);
+  else interpret(program, arrays, out, offsets, shape, strides, rank, keys);
   return out;
 }
 
@@ -114,7 +133,7 @@ export function evaluate(program: ElementwiseProgram, dst: View | null, into?: T
 
 function compile(program: ElementwiseProgram, rank: number): Compiled | null {
   const inTypes = program.inputs.map((v) => v.storage.dtype[0]).join('');
-  const key = `${exprKey(program.root)}|${inTypes}|${rank}`;
+  const key = `${exprKey(program.root)}|${inTypes}|${rank}|${program.rng?.length ?? 0}`;
   let fn = compiled.get(key);
   if (fn === undefined) {
     fn = generate(program, rank);
@@ -126,18 +145,25 @@ function compile(program: ElementwiseProgram, rank: number): Compiled | null {
 function generate(program: ElementwiseProgram, rank: number): Compiled | null {
   const { steps, result } = linearize(program.root);
   const k = program.inputs.length;
+  const nr = program.rng?.length ?? 0;
   const ops = [...new Set(steps.flatMap((s) => (s.node.kind === 'op' ? [s.node.op] : [])))];
   const lines: string[] = ['"use strict";', 'const fr = Math.fround;'];
+  if (nr > 0) lines.push('const R_uniform = RNG.uniform;', 'const R_normal = RNG.normal;');
   for (const op of ops) {
     const row = TABLE[op];
     lines.push(`const f_${op} = T.${op}.ts;`);
     if (row.tsInt) lines.push(`const fi_${op} = T.${op}.tsInt;`);
   }
-  lines.push('return function (A, out, offs, shape, st, C) {');
+  lines.push('return function (A, out, offs, shape, st, C, K) {');
   for (let i = 0; i < k; i++) lines.push(`const a${i} = A[${i}];`);
   const nConsts = program.consts.length;
   for (let i = 0; i < nConsts; i++) lines.push(`const c${i} = C[${i}];`);
-  const operands = ['o', ...Array.from({ length: k }, (_, i) => `p${i}`)];
+  for (let i = 0; i < 2 * nr; i++) lines.push(`const k${i} = K[${i}];`);
+  const operands = [
+    'o',
+    ...Array.from({ length: k }, (_, i) => `p${i}`),
+    ...Array.from({ length: nr }, (_, i) => `r${i}`),
+  ];
   for (let d = 0; d < rank; d++) {
     lines.push(`const n${d} = shape[${d}];`);
     lines.push(...operands.map((name, j) => `const s${name}_${d} = st[${j * rank + d}];`));
@@ -163,7 +189,7 @@ function generate(program: ElementwiseProgram, rank: number): Compiled | null {
   lines.push('};');
   const source = lines.join('\n');
   try {
-    return new Function('T', source)(TABLE) as Compiled;
+    return new Function('T', 'RNG', source)(TABLE, RNG) as Compiled;
   } catch {
     codegenAllowed = false;
     return null;
@@ -179,6 +205,8 @@ function stepCode(s: Step, level: string): string {
       return `a${e.input}[p${e.input}${level}]`;
     case 'const':
       return `c${e.index}`;
+    case 'random':
+      return `R_${e.dist}(r${e.index}${level}, k${2 * e.index}, k${2 * e.index + 1})`;
     case 'cast':
       return castCode(arg(0), e.arg.dtype, e.dtype);
     case 'op': {
@@ -217,15 +245,16 @@ function interpret(
   shape: Int32Array,
   strides: Int32Array,
   rank: number,
+  keys: Uint32Array,
 ): void {
   const { steps, result } = linearize(program.root);
   const t = new Float64Array(steps.length);
-  const k = arrays.length + 1;
+  const k = offsets.length;
   const pos = Int32Array.from(offsets);
   const idx = new Int32Array(rank);
   const n = sizeOf(Array.from(shape));
   for (let i = 0; i < n; i++) {
-    for (let j = 0; j < steps.length; j++) t[j] = evalStep(steps[j], t, arrays, pos, program.consts);
+    for (let j = 0; j < steps.length; j++) t[j] = evalStep(steps[j], t, arrays, pos, program.consts, keys);
     out[pos[0]] = t[result];
     for (let d = rank - 1; d >= 0; d--) {
       idx[d]++;
@@ -243,6 +272,7 @@ function evalStep(
   arrays: readonly TypedArray[],
   pos: Int32Array,
   consts: readonly number[],
+  keys: Uint32Array,
 ): number {
   const e = s.node;
   switch (e.kind) {
@@ -250,6 +280,8 @@ function evalStep(
       return arrays[e.input][pos[e.input + 1]];
     case 'const':
       return consts[e.index];
+    case 'random':
+      return RNG[e.dist](pos[1 + arrays.length + e.index], keys[2 * e.index], keys[2 * e.index + 1]);
     case 'cast':
       return castValue(t[s.args[0]], e.arg.dtype, e.dtype);
     case 'op': {

@@ -1,4 +1,5 @@
-import type { AttentionParams, KernelTable } from '../../backend.js';
+import type { AttentionDropout, AttentionParams, KernelTable } from '../../backend.js';
+import { attentionKeep } from '../../philox.js';
 import type { View } from '../../storage.js';
 import type { Executor } from './matmul.js';
 import type { WasmRuntime } from './runtime.js';
@@ -11,7 +12,10 @@ import type { WasmRuntime } from './runtime.js';
  * softmax kernel, and P·V, dS·K, dSᵀ·Q, Pᵀ·dO are gemms again.
  * So only one head's score matrix exists at a time (the TypeScript reference keeps one row).
  * Semantics follow backends/cpu/attention.ts: masked keys (causal, bool false) are −∞, a fully
- * masked row gives NaN and lse −∞, float masks add. Differences: probabilities are rounded to
+ * masked row gives NaN and lse −∞, float masks add. Dropout (params.dropout): the head's factors
+ * z = keep ? scale : 0 (`attentionKeep`, the TypeScript Philox: the same mask as every backend)
+ * multiply P after the softmax (so the lse stays the undropped one) before P·V; in the backward
+ * they multiply dP = dO·vᵀ before the dS step and P before Pᵀ·dO. Differences: probabilities are rounded to
  * float32 before P·V, the backward takes p as the row softmax of the scores again (what
  * exp(s − lse) is for the forward's lse, which now only marks rows with no key), and the gemms
  * accumulate in float32 (≈ 1e-6 relative); a masked key whose
@@ -108,6 +112,20 @@ export function wasmAttention(
 
   const zero = (d: ReturnType<typeof dims>) => d.b * d.h * d.l * d.s * d.e * d.ev === 0;
 
+  /** The dropout factors of head `bh` ([L, S] row-major) into `z`. */
+  const dropFactors = (drop: AttentionDropout, bh: number, l: number, s: number, z: Float32Array) => {
+    const { key0, key1 } = drop.key;
+    for (let i = 0; i < l; i++) {
+      for (let j = 0; j < s; j++)
+        z[i * s + j] = attentionKeep(bh, i, j, key0, key1, drop.threshold) ? drop.scale : 0;
+    }
+  };
+  /** x[0..n) *= z[0..n) for the float32 heap array at byte address `at`. */
+  const scaleBy = (at: number, z: Float32Array) => {
+    const x = new Float32Array(rt.heap.memory.buffer, at, z.length);
+    for (let i = 0; i < z.length; i++) x[i] *= z[i];
+  };
+
   const attention: KernelTable['attention'] = (q, k, v, mask, params) => {
     const d = dims(q, k, v);
     if (zero(d)) return fallback.attention(q, k, v, mask, params);
@@ -117,6 +135,8 @@ export function wasmAttention(
     const sp = rt.heap.alloc(4 * Math.max(1, d.l * d.s));
     const hard = rt.heap.alloc(Math.max(1, d.l * d.s));
     const lens = rt.heap.alloc(4 * Math.max(1, d.l));
+    const drop = params.dropout ?? null;
+    const z = drop ? new Float32Array(d.l * d.s) : null;
     try {
       for (let bi = 0; bi < d.b; bi++) {
         for (let hi = 0; hi < d.h; hi++) {
@@ -127,6 +147,10 @@ export function wasmAttention(
           const lseAt = lse ? mem.address(lse)! + 4 * row0 : 0;
           // rows stop at their last kept key (lens): the causal mask's −∞ tail is never exponentiated
           exec.run('softmax', [[sp, sp, d.l, d.s, lseAt, lens]]);
+          if (drop && z) {
+            dropFactors(drop, bi * d.h + hi, d.l, d.s, z);
+            scaleBy(sp, z);
+          }
           const oa = mem.address(out)! + 4 * row0 * d.ev;
           gemm(sp, 4 * d.s, 4, head.va, 4 * v.strides[2], 4 * v.strides[3], oa, 4 * d.ev, d.l, d.s, d.ev);
         }
@@ -153,6 +177,8 @@ export function wasmAttention(
     const part = rt.heap.alloc(4 * d.s * Math.max(d.e, d.ev, 1)); // one head's dk or dv, summed into the kv head
     const hard = rt.heap.alloc(ls);
     const lens = rt.heap.alloc(4 * d.l);
+    const drop = params.dropout ?? null;
+    const z = drop ? new Float32Array(ls) : null;
     try {
       const gAddr = mem.adoptView(grad);
       const oAddr = mem.adoptView(out);
@@ -179,6 +205,11 @@ export function wasmAttention(
             d.ev,
             d.s,
           );
+          if (drop && z) {
+            // dP of the dropped probabilities: Z∘(dO·vᵀ)
+            dropFactors(drop, bi * d.h + hi, d.l, d.s, z);
+            scaleBy(dp, z);
+          }
           // dS = P·(dP − rowsum(dO∘O))·scale, 0 at masked keys (and P NaN there on a row of no key)
           exec.run('attn_ds', [
             [
@@ -209,6 +240,7 @@ export function wasmAttention(
             exec.run('add_f32', [[target + 4 * kvRow * width, part, d.s * width]]);
           };
           acc(mem.address(dk)!, d.e, dp, head.qa, 4 * q.strides[2], 4 * q.strides[3]);
+          if (z) scaleBy(sp, z); // dv takes the dropped probabilities: (Z∘P)ᵀ·dO
           acc(mem.address(dv)!, d.ev, sp, g0, 4 * grad.strides[2], 4 * grad.strides[3]);
         }
       }

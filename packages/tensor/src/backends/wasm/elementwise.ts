@@ -60,6 +60,8 @@ type Run = (...args: number[]) => void;
  * wasmSupports(loadProgram(view)); // true for a float32, int32 or bool view
  */
 export function wasmSupports(program: ElementwiseProgram): boolean {
+  // random draws run on the TypeScript kernel: the same Philox (philox.ts) for the same bits
+  if (program.rng?.length) return false;
   const { steps } = linearize(program.root);
   return steps.every((s) => {
     const e = s.node;
@@ -246,6 +248,8 @@ function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], 
       case 'const':
         f.get(consts[e.index]).op('f64x2.splat');
         return;
+      case 'random':
+        throw new Error('internal: wasmSupports refuses random nodes');
       case 'cast':
         arg(0);
         // float → bool is `!= 0`; bool → float and same-dtype casts keep the value

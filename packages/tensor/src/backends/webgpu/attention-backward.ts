@@ -1,9 +1,11 @@
+import { PHILOX_WGSL } from '../../philox.js';
 import {
   accumulate,
   attentionWords,
   checkHeadDims,
   chooseTile,
   DIMS,
+  dropFactor,
   each,
   loadRows,
   maskBinding,
@@ -41,6 +43,8 @@ import { metaStruct, PRELUDE, s, u } from './wgsl.js';
  * 32×32 scalar tiles this replaced spent 6 workgroup loads per 8 multiply-adds and stored their
  * transposed tiles with 32-way bank conflicts (54 + 44 ms of a 197 ms GPT-2 step).
  * Causal blocks wholly below the diagonal (and inside L, S, without a mask) skip the mask tests.
+ * With dropout, the forward's mask is regenerated per element (dropFactor: z = kept ? 1/(1 − p)
+ * : 0): the p tile holds z·p (dv = (z∘p)ᵀ·grad) and ds = p·(z·(grad·vᵀ) − D).
  */
 
 function tileBytes(e: number, ev: number, t: Tile): number {
@@ -67,7 +71,8 @@ function tileFor(c: WebGPUContext, e: number, ev: number): Tile {
   return chooseTile(c, TILES, (t) => tileBytes(e, ev, t));
 }
 
-const HEADER = (mask: 'bool' | 'float' | null, outs: string[]) => `${PRELUDE}
+const HEADER = (mask: 'bool' | 'float' | null, outs: string[], dropout: boolean) => `${PRELUDE}
+${dropout ? PHILOX_WGSL : ''}
 ${metaStruct(W.words)}
 ${outs.map((o, i) => `@group(0) @binding(${i + 1}) var<storage, read_write> ${o}: array<f32>;`).join('\n')}
 @group(0) @binding(${outs.length + 1}) var<storage, read> q: array<f32>;
@@ -118,12 +123,14 @@ function store(
 function probs(
   mask: 'bool' | 'float' | null,
   causal: boolean,
+  dropout: boolean,
   t: Tile,
   at: (i: number, j: number) => { row: string; col: string; lse: string; d: string },
   fast: string,
 ): string {
   const rt = t.br / t.ty;
   const ct = t.bc / t.tx;
+  const z = (row: string, col: string) => (dropout ? dropFactor('b', 'h', row, col) : '1.0');
   const slow = each(rt * ct, (n) => {
     const { row, col, lse: m, d } = at(Math.floor(n / ct), n % ct);
     return `{
@@ -135,13 +142,16 @@ function probs(
         var p = select(0.0, exp(x - m), ok);
         // a row with no key (lse −∞): NaN as the composed softmax; its where-masked scores still get 0
         if (bitcast<u32>(m) == 0xff800000u && row < L) { p = nan_f(); }
-        sc[${n}] = p;
-        dp[${n}] = select(p * (dp[${n}] - ${d}), 0.0, hard);
+        ${dropout ? `let z = ${z('row', 'col')};` : 'let z = 1.0;'}
+        sc[${n}] = p * z;
+        dp[${n}] = select(p * (z * dp[${n}] - ${d}), 0.0, hard);
       }`;
   });
   const quick = each(rt * ct, (n) => {
-    const { lse: m, d } = at(Math.floor(n / ct), n % ct);
-    return `{ let p = exp(sc[${n}] * scale - ${m}); sc[${n}] = p; dp[${n}] = p * (dp[${n}] - ${d}); }`;
+    const { row, col, lse: m, d } = at(Math.floor(n / ct), n % ct);
+    if (!dropout)
+      return `{ let p = exp(sc[${n}] * scale - ${m}); sc[${n}] = p; dp[${n}] = p * (dp[${n}] - ${d}); }`;
+    return `{ let p = exp(sc[${n}] * scale - ${m}); let z = ${z(row, col)}; sc[${n}] = p * z; dp[${n}] = p * (z * dp[${n}] - ${d}); }`;
   });
   if (mask) return slow;
   return `if (${fast}) {
@@ -159,7 +169,14 @@ var<workgroup> ${d}s: array<vec4<f32>, ${t.bc * rowVec4(ev)}>;
 ${psDecl(t)}`;
 }
 
-function kvSource(e: number, ev: number, t: Tile, mask: 'bool' | 'float' | null, causal: boolean): string {
+function kvSource(
+  e: number,
+  ev: number,
+  t: Tile,
+  mask: 'bool' | 'float' | null,
+  causal: boolean,
+  dropout: boolean,
+): string {
   const { br, bc, ty, tx } = t;
   const nt = ty * tx;
   const rt = br / ty;
@@ -168,7 +185,7 @@ function kvSource(e: number, ev: number, t: Tile, mask: 'bool' | 'float' | null,
   const ccv = Math.ceil(Math.ceil(ev / 4) / tx);
   // the block is clear when every query is at or after every key, all in range
   const fast = `q0 + ${bc}u <= L && k0 + ${br}u <= S${causal ? ` && q0 + 1u >= k0 + ${br}u` : ''}`;
-  return `${HEADER(mask, ['dk', 'dv'])}
+  return `${HEADER(mask, ['dk', 'dv'], dropout)}
 ${tiles(e, ev, t, 'K', 'V', 'Q', 'G')}
 var<workgroup> Lc: array<f32, ${bc}>;
 var<workgroup> Dc: array<f32, ${bc}>;
@@ -218,7 +235,7 @@ fn main(
       ${scores('sc', 'Ks', 'Qs', e, t)}
       ${scores('dp', 'Vs', 'Gs', ev, t)}
       ${each(ct, (j) => `let lc${j} = Lc[tx + ${tx * j}u];\n      let dc${j} = Dc[tx + ${tx * j}u];`, '\n      ')}
-      ${probs(mask, causal, t, (i, j) => ({ row: `q0 + tx + ${tx * j}u`, col: `k0 + ty + ${ty * i}u`, lse: `lc${j}`, d: `dc${j}` }), fast)}
+      ${probs(mask, causal, dropout, t, (i, j) => ({ row: `q0 + tx + ${tx * j}u`, col: `k0 + ty + ${ty * i}u`, lse: `lc${j}`, d: `dc${j}` }), fast)}
       ${toPs('sc', t)}
       workgroupBarrier();
       ${accumulate('dva', 'Gs', ev, t)}
@@ -233,7 +250,14 @@ fn main(
 }`;
 }
 
-function qSource(e: number, ev: number, t: Tile, mask: 'bool' | 'float' | null, causal: boolean): string {
+function qSource(
+  e: number,
+  ev: number,
+  t: Tile,
+  mask: 'bool' | 'float' | null,
+  causal: boolean,
+  dropout: boolean,
+): string {
   const { br, bc, ty, tx } = t;
   const nt = ty * tx;
   const rt = br / ty;
@@ -241,7 +265,7 @@ function qSource(e: number, ev: number, t: Tile, mask: 'bool' | 'float' | null, 
   const cce = Math.ceil(Math.ceil(e / 4) / tx);
   // the block is clear when its last key is at or before its first query, all in range
   const fast = `q0 + ${br}u <= L && k0 + ${bc}u <= S${causal ? ` && k0 + ${bc}u <= q0 + 1u` : ''}`;
-  return `${HEADER(mask, ['dq'])}
+  return `${HEADER(mask, ['dq'], dropout)}
 ${tiles(e, ev, t, 'Q', 'G', 'K', 'V')}
 @compute @workgroup_size(${nt})
 fn main(
@@ -281,7 +305,7 @@ fn main(
     var dp = array<f32, ${rt * ct}>();
     ${scores('sc', 'Qs', 'Ks', e, t)}
     ${scores('dp', 'Gs', 'Vs', ev, t)}
-    ${probs(mask, causal, t, (i, j) => ({ row: `q0 + ty + ${ty * i}u`, col: `k0 + tx + ${tx * j}u`, lse: `lr${i}`, d: `dr${i}` }), fast)}
+    ${probs(mask, causal, dropout, t, (i, j) => ({ row: `q0 + ty + ${ty * i}u`, col: `k0 + tx + ${tx * j}u`, lse: `lr${i}`, d: `dr${i}` }), fast)}
     ${toPs('dp', t)}
     workgroupBarrier();
     ${accumulate('dqa', 'Ks', e, t)}
@@ -350,7 +374,8 @@ export const attentionBackward: GpuKernel<'attentionBackward'> = (
     c.grid(Math.ceil(rows / 256)),
   );
   const tile = tileFor(c, e, ev);
-  const key = `${e}|${ev}|${kind}|${params.causal}|${tile.br}|${tile.bc}|${tile.ty}|${tile.tx}`;
+  const dropout = Boolean(params.dropout);
+  const key = `${e}|${ev}|${kind}|${params.causal}|${dropout}|${tile.br}|${tile.bc}|${tile.ty}|${tile.tx}`;
   const inputs = [
     bindingOf(q.storage),
     bindingOf(k.storage),
@@ -360,7 +385,7 @@ export const attentionBackward: GpuKernel<'attentionBackward'> = (
     dBinding,
   ];
   if (mask) inputs.push(bindingOf(mask.storage));
-  const kvPipe = c.pipeline(`attentionDkv|${key}`, () => kvSource(e, ev, tile, kind, params.causal));
+  const kvPipe = c.pipeline(`attentionDkv|${key}`, () => kvSource(e, ev, tile, kind, params.causal, dropout));
   const bkv = b * hkv;
   c.dispatch(
     kvPipe,
@@ -368,7 +393,7 @@ export const attentionBackward: GpuKernel<'attentionBackward'> = (
     [bindingOf(dk), bindingOf(dv), ...inputs],
     [Math.min(bkv, 65535), Math.ceil(sl / tile.br), Math.ceil(bkv / 65535)],
   );
-  const qPipe = c.pipeline(`attentionDq|${key}`, () => qSource(e, ev, tile, kind, params.causal));
+  const qPipe = c.pipeline(`attentionDq|${key}`, () => qSource(e, ev, tile, kind, params.causal, dropout));
   const bh = b * h;
   c.dispatch(
     qPipe,

@@ -25,7 +25,9 @@ export const W = {
   out: 28,
   grad: 33,
   lse: 38,
-  words: 44,
+  /** Dropout: key0, key1, threshold, scale (f32). */
+  drop: 44,
+  words: 49,
 } as const;
 
 /** The largest head dim the kernels take (the q tile and the accumulators grow with it). */
@@ -66,7 +68,21 @@ export function attentionWords(
     for (let i = 0; i < 3; i++) ints[W.lse + i] = extra.lse.strides[i];
     ints[W.lse + 4] = extra.lse.offset;
   }
+  if (p.dropout) {
+    words[W.drop] = p.dropout.key.key0;
+    words[W.drop + 1] = p.dropout.key.key1;
+    words[W.drop + 2] = p.dropout.threshold;
+    floats[W.drop + 3] = p.dropout.scale;
+  }
   return words;
+}
+
+/**
+ * WGSL of the dropout factor of (query `row`, key `col`) of query head `h` of batch `b`:
+ * `keep ? scale : 0` from the uniform words (`attn_keep`, philox.ts: the mask every backend draws).
+ */
+export function dropFactor(b: string, h: string, row: string, col: string): string {
+  return `select(0.0, bitcast<f32>(${u(W.drop + 3)}), attn_keep(${b} * H + ${h}, ${row}, ${col}, ${u(W.drop)}, ${u(W.drop + 1)}, ${u(W.drop + 2)}))`;
 }
 
 /** WGSL: `let <name>_base = …` (element [b, h, 0, 0]) and `<name>_r`, `<name>_d` strides (i32). */

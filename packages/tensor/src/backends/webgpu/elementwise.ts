@@ -1,4 +1,5 @@
 import type { ElementwiseProgram } from '../../expr/program.js';
+import { PHILOX_WGSL } from '../../philox.js';
 import { coalesce, contiguousStrides, sizeOf } from '../../shape.js';
 import { Storage, type View } from '../../storage.js';
 import { type Binding, ELEMENT_BYTES, type WebGPUContext } from './context.js';
@@ -83,16 +84,25 @@ function run(c: WebGPUContext, program: ElementwiseProgram, dst: View): void {
   const n = sizeOf(program.shape);
   const b = inputBindings(program);
   const k = program.inputs.length;
-  const co = coalesce(program.shape, [dst.strides, ...program.inputs.map((v) => v.strides)]);
+  const rng = program.rng ?? [];
+  const nr = rng.length;
+  const co = coalesce(program.shape, [
+    dst.strides,
+    ...program.inputs.map((v) => v.strides),
+    ...rng.map((r) => r.strides),
+  ]);
   const rank = co.shape.length;
-  const vec4 = vectorizable(program, b, dst, co.shape, co.strides, n);
+  const vec4 = nr > 0 ? null : vectorizable(program, b, dst, co.shape, co.strides, n);
   const m = program.consts.length;
-  // words: n, out offset, input offsets[k], shape[rank], strides[(k+1)·rank], constants[m]
-  const shapeAt = 2 + k;
-  const strideAt = Array.from({ length: k + 1 }, (_, i) => shapeAt + rank + i * rank);
-  const constAt = shapeAt + rank * (k + 2);
-  const words = new Uint32Array(constAt + m + 1);
-  words[constAt + m] = ONE_BITS;
+  // words: n, out offset, input offsets[k], draw positions[nr], shape[rank],
+  // strides[(k+1+nr)·rank], constants[m], keys[2·nr], 1.0
+  const shapeAt = 2 + k + nr;
+  const strideAt = Array.from({ length: k + 1 + nr }, (_, i) => shapeAt + rank + i * rank);
+  const constAt = shapeAt + rank * (k + 2 + nr);
+  const keyAt = constAt + m;
+  const oneAt = keyAt + 2 * nr;
+  const words = new Uint32Array(oneAt + 1);
+  words[oneAt] = ONE_BITS;
   const ints = new Int32Array(words.buffer);
   words[0] = vec4 ? n / 4 : n;
   words[1] = dst.offset;
@@ -100,14 +110,19 @@ function run(c: WebGPUContext, program: ElementwiseProgram, dst: View): void {
     const v = program.inputs[i];
     words[2 + i] = v.offset;
   }
+  for (let i = 0; i < nr; i++) {
+    words[2 + k + i] = rng[i].offset;
+    words[keyAt + 2 * i] = rng[i].key.key0;
+    words[keyAt + 2 * i + 1] = rng[i].key.key1;
+  }
   for (let d = 0; d < rank; d++) {
     words[shapeAt + d] = co.shape[d];
-    for (let j = 0; j <= k; j++) ints[strideAt[j] + d] = co.strides[j][d];
+    for (let j = 0; j <= k + nr; j++) ints[strideAt[j] + d] = co.strides[j][d];
   }
   const cd = constDtypes(program);
   for (let i = 0; i < m; i++) words[constAt + i] = constBits(program.consts[i], cd[i]);
   const outT = WGSL_TYPE[program.root.dtype];
-  const key = `ew|${programKey(program, b)}>${program.root.dtype[0]}|r${rank}|k${k}|m${m}${vec4 ? `|v${vec4.map(Number).join('')}` : ''}`;
+  const key = `ew|${programKey(program, b)}>${program.root.dtype[0]}|r${rank}|k${k}|m${m}|n${nr}${vec4 ? `|v${vec4.map(Number).join('')}` : ''}`;
   const pipeline = c.pipeline(key, () => {
     const types = b.storages.map((st) => WGSL_TYPE[st.dtype]);
     // a binding is vec4 when its inputs step through it one element at a time
@@ -122,7 +137,9 @@ function run(c: WebGPUContext, program: ElementwiseProgram, dst: View): void {
       ),
     ];
     const constWord = (i: number) => u(constAt + i);
-    const value = expressionCode(program.root, 'r_', constWord, u(constAt + m));
+    const random = (i: number, dist: 'uniform' | 'normal') =>
+      `philox_${dist}(u32(or${i}), ${u(keyAt + 2 * i)}, ${u(keyAt + 2 * i + 1)})`;
+    const value = expressionCode(program.root, 'r_', constWord, u(oneAt), random);
     let body: string;
     if (vec4) {
       // four consecutive elements of one row per invocation: element e = 4·idx is at
@@ -155,8 +172,12 @@ function run(c: WebGPUContext, program: ElementwiseProgram, dst: View): void {
   }
   y[(${addr(0, 'i32(U.v[0].y)')}) >> 2u] = out_;`;
     } else {
-      const names = ['oy', ...program.inputs.map((_, i) => `o${i}`)];
-      const offsets = ['i32(U.v[0].y)', ...program.inputs.map((_, i) => s(2 + i))];
+      const names = ['oy', ...program.inputs.map((_, i) => `o${i}`), ...rng.map((_, i) => `or${i}`)];
+      const offsets = [
+        'i32(U.v[0].y)',
+        ...program.inputs.map((_, i) => s(2 + i)),
+        ...rng.map((_, i) => s(2 + k + i)),
+      ];
       const loads = program.inputs.map((_, i) => `let x${i} = in${b.slot[i]}[o${i}];`).join('\n  ');
       body = `${unravel('idx', rank, shapeAt, names, offsets, strideAt)}
   ${loads}
@@ -164,6 +185,7 @@ function run(c: WebGPUContext, program: ElementwiseProgram, dst: View): void {
   y[oy] = r_;`;
     }
     return `${PRELUDE}
+${nr > 0 ? PHILOX_WGSL : ''}
 ${metaStruct(words.length)}
 ${decls.join('\n')}
 @compute @workgroup_size(${WG})

@@ -48,13 +48,15 @@ export function programKey(program: ElementwiseProgram, b: InputBindings): strin
 
 /**
  * WGSL statements computing the program's value into `let <result> = …;` from loaded inputs
- * named `x<i>`; constant i is read by `constWord(i)` (a u32 word of the uniform block).
+ * named `x<i>`; constant i is read by `constWord(i)` (a u32 word of the uniform block); random
+ * draw i by `random(i, dist)` (only the elementwise kernel takes random nodes).
  */
 export function expressionCode(
   root: Expr,
   result: string,
   constWord: (i: number) => string,
   oneWord: string,
+  random?: (i: number, dist: 'uniform' | 'normal') => string,
 ): string {
   // every float op's result is multiplied by a 1.0 the compiler cannot see (a uniform word):
   // without it a driver's fast math rewrites across what were separate ops, e.g. lavapipe turned
@@ -72,6 +74,10 @@ export function expressionCode(
         break;
       case 'const':
         code = `bitcast<${WGSL_TYPE[e.dtype]}>(${constWord(e.index)})`;
+        break;
+      case 'random':
+        if (!random) throw new Error('internal: a random node reached a kernel other than elementwise');
+        code = `(${random(e.index, e.dist)}) * ${one}`;
         break;
       case 'cast':
         code = castCode(arg(0), e.arg.dtype, e.dtype);
