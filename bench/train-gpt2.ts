@@ -42,9 +42,14 @@ async function sync(): Promise<void> {
   await lr.getBackend(device).flush?.();
 }
 
-function stats(): { dispatches: number; submits: number; created: number } {
+function stats(): { dispatches: number; submits: number; created: number; acquired: number } {
   const s = lr.webgpuStats();
-  return { dispatches: s?.dispatches ?? 0, submits: s?.submits ?? 0, created: s?.buffersCreated ?? 0 };
+  return {
+    dispatches: s?.dispatches ?? 0,
+    submits: s?.submits ?? 0,
+    created: s?.buffersCreated ?? 0,
+    acquired: s?.buffersAcquired ?? 0,
+  };
 }
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
@@ -249,9 +254,14 @@ async function trainBench(kind: 'lora' | 'full'): Promise<void> {
       console.log(
         `RESULT ${kind} plan peak_MiB ${f1(plan.peakBytes / MiB)} arena_MiB ${f1(plan.arenaBytes / MiB)} unplanned_MiB ${f1(plan.unplannedBytes / MiB)} slots ${plan.slots.length} calls ${plan.calls}`,
       );
+    const bound = compiled.slotStats();
+    if (bound)
+      console.log(
+        `RESULT ${kind} slots reserved ${bound.reserved} reserved_MiB ${f1(bound.reservedBytes / MiB)} unbound ${bound.unbound} misses ${bound.misses}`,
+      );
   }
   console.log(
-    `RESULT ${kind} dispatches_per_step ${f1((s1.dispatches - s0.dispatches) / STEPS)} submits_per_step ${f1((s1.submits - s0.submits) / STEPS)} buffers_created_per_step ${f1((s1.created - s0.created) / STEPS)}`,
+    `RESULT ${kind} dispatches_per_step ${f1((s1.dispatches - s0.dispatches) / STEPS)} submits_per_step ${f1((s1.submits - s0.submits) / STEPS)} buffers_created_per_step ${f1((s1.created - s0.created) / STEPS)} buffers_acquired_per_step ${f1((s1.acquired - s0.acquired) / STEPS)}`,
   );
   if (wgpu)
     console.log(
