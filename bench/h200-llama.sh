@@ -12,9 +12,9 @@ kit=${KIT:-.gpu-qbench}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$out/gpu.txt" 2>&1
 step() { local name=$1 limit=$2; shift 2; echo "== $name" >&2; local t0=$SECONDS; timeout "$limit" "$@" > "$out/$name.txt" 2>&1; echo "rc $? in $((SECONDS - t0)) s" >> "$out/$name.txt"; }
-step llama-f32 120 bash "$kit/run.sh" train-llama --bits f32 --decode 128 --prompt 32 --kprof 25 ${LLAMA_ARGS:-}
-step torch-f32 100 python3 bench/train_llama_torch.py --dtype f32 --decode 128 --prompt 32 ${TORCH_ARGS:-}
-step llama-f16 80 bash "$kit/run.sh" train-llama --bits f16 --kprof 25 ${LLAMA_ARGS:-}
-step llama-nf4 80 bash "$kit/run.sh" train-llama --bits nf4 --kprof 25 ${LLAMA_ARGS:-}
-if [ "${BF16:-1}" = 1 ]; then step torch-bf16 60 python3 bench/train_llama_torch.py --dtype bf16 --decode 0 ${TORCH_ARGS:-}; fi
+step llama-f32 100 bash "$kit/run.sh" train-llama --bits f32 --decode 128 --prompt 32 --kprof 25 ${LLAMA_ARGS:-}
+step torch-f32 80 python3 bench/train_llama_torch.py --dtype f32 --decode 128 --prompt 32 ${TORCH_ARGS:-}
+step llama-f16 60 bash "$kit/run.sh" train-llama --bits f16 --kprof 25 ${LLAMA_ARGS:-}
+step llama-nf4 60 bash "$kit/run.sh" train-llama --bits nf4 --kprof 25 ${LLAMA_ARGS:-}
+if [ "${BF16:-1}" = 1 ]; then step torch-bf16 45 python3 bench/train_llama_torch.py --dtype bf16 --decode 0 ${TORCH_ARGS:-}; fi
 grep -h "^RESULT" "$out"/llama-*.txt "$out"/torch-*.txt > "$out/summary.txt" 2>/dev/null
