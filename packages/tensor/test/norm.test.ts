@@ -78,6 +78,8 @@ describe('fused layerNorm / rmsNorm (cpu)', () => {
     const x = lr.randn([6, 50]);
     const attn = lr.randn([6, 50]);
     const w = lr.randn([50]);
+    // random tensors are lazy device draws: computed here, so only the norm's own kernels count
+    for (const t of [x, attn, w]) lr.realize(t.storage);
     let y: lr.Tensor | null = null;
     const counts = countKernels(() => {
       y = lr.layerNorm(x.add(attn).mul(0.5), [50], w);
