@@ -18,6 +18,9 @@ describe.skipIf(skip !== null)(`fusion on webgpu${skip ? ` (skipped: ${skip})` :
   it('x.mul(2).add(1).exp().sub(y).square().mean() runs in at most 2 dispatches (8 with fusion off)', async () => {
     const x = lr.randn([64, 33], { device });
     const y = lr.randn([64, 33], { device });
+    // random tensors are lazy device draws: computed here, so only the chain's kernels count
+    lr.realize(x.storage);
+    lr.realize(y.storage);
     await lr.getBackend('webgpu').flush?.();
     const expr = () => x.mul(2).add(1).exp().sub(y).square().mean();
     let fusedValue = 0;
