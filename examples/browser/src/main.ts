@@ -2,7 +2,7 @@
  * The page: fine-tunes LoRA adapters on a small pre-trained GPT in the tab. `?backend=cpu` forces
  * the CPU backend (default: WebGPU through navigator.gpu when an adapter exists, else the CPU).
  */
-import { type Device, memory } from 'lowrank';
+import { CharTokenizer, type Device, GPT2LMHeadModel, type LoadDType, memory } from 'lowrank';
 import { type ChartSeries, drawLossChart } from './chart.js';
 import {
   describeFootprint,
@@ -16,6 +16,13 @@ import {
   validateGenerate,
   validateTrain,
 } from './form.js';
+import {
+  type DirectoryLike,
+  directorySource,
+  folderSource,
+  hubSource,
+  type ModelSource,
+} from './model-source.js';
 import { type AdapterInfo, BASE, type Corpus, Session } from './session.js';
 import { AdapterStore, type SavedAdapter } from './store.js';
 
@@ -43,6 +50,8 @@ const message = (e: unknown): string => (e instanceof Error ? e.message : String
 const base = new URL('./', window.location.href).href;
 const params = new URLSearchParams(window.location.search);
 const wanted = (params.get('backend') ?? 'auto') as Device | 'auto';
+/** `?hub=<address>`: a Hub mirror (or a test's server) instead of https://huggingface.co. */
+const hubEndpoint = params.get('hub') ?? undefined;
 const notices: string[] = [];
 let session: Session | null = null;
 let e2e: Corpus | null = null;
@@ -50,6 +59,8 @@ let store: AdapterStore | null = null;
 /** Adapters saved in this browser, by name (a copy of the store's records). */
 const saved = new Map<string, SavedAdapter>();
 const series: ChartSeries[] = [];
+/** The text file whose contents are in the text box (null once the box is edited by hand). */
+let textFile: string | null = null;
 const stateLog: string[] = [];
 const readouts: string[] = [];
 
@@ -57,7 +68,9 @@ function setState(state: 'loading' | 'ready' | 'quantizing' | 'training' | 'gene
   document.body.dataset.state = state;
   stateLog.push(state);
   const idle = state === 'ready';
-  for (const id of ['train', 'generate']) $<HTMLButtonElement>(id).disabled = !idle;
+  for (const id of ['train', 'generate', 'load-hub', 'pick-folder'])
+    $<HTMLButtonElement>(id).disabled = !idle;
+  input('model-folder').disabled = !idle;
   $<HTMLSelectElement>('quant').disabled = !idle;
   $<HTMLButtonElement>('stop').disabled = state !== 'training';
   $<HTMLButtonElement>('download').disabled = !idle || !session || session.active === BASE;
@@ -154,7 +167,7 @@ function readTrainForm(): { settings?: TrainSettings; errors: FieldError[] } {
       targets: [...document.querySelectorAll<HTMLInputElement>('input.target:checked')].map((el) => el.value),
       textLength: useText ? s.encode($<HTMLTextAreaElement>('text').value).ids.length : undefined,
     },
-    { nPositions: s.model.config.n_positions, taken: takenBy, reserved: BASE },
+    { nPositions: s.model.contextLength, taken: takenBy, reserved: BASE },
   );
 }
 
@@ -342,13 +355,14 @@ function updateDataHint(): void {
   const useText = input('source-text').checked;
   if (!useText) {
     $('data-hint').textContent = e2e
-      ? `E2E: ${e2e.train.length.toLocaleString('en-US')} training characters (dev split), ${e2e.heldOut.length.toLocaleString('en-US')} held out (test split).`
+      ? `E2E: ${e2e.train.length.toLocaleString('en-US')} training ${s.tokenizer instanceof CharTokenizer ? 'characters' : 'tokens'} (dev split), ${e2e.heldOut.length.toLocaleString('en-US')} held out (test split).`
       : '';
     return;
   }
   const { ids, replaced } = s.encode($<HTMLTextAreaElement>('text').value);
+  const unit = s.tokenizer instanceof CharTokenizer ? 'characters' : 'tokens';
   $('data-hint').textContent =
-    `${ids.length.toLocaleString('en-US')} characters` +
+    `${textFile ? `${textFile}: ` : ''}${ids.length.toLocaleString('en-US')} ${unit}` +
     (replaced
       ? ` (${replaced} outside the model's ${s.tokenizer.vocabSize}-character vocabulary become spaces)`
       : '');
@@ -470,6 +484,126 @@ export interface PageApi {
   quantizedMemory: () => Record<string, { count: number; bytes: number; f32Bytes: number }>;
 }
 
+/** The modules LoRA can adapt in this model, and which are ticked at first (q and v, as the LoRA paper). */
+function targetChoices(s: Session): { value: string; label: string; checked: boolean }[] {
+  if (s.model instanceof GPT2LMHeadModel)
+    return [
+      { value: 'c_attn', label: 'c_attn (q|k|v)', checked: true },
+      { value: 'c_proj', label: 'c_proj', checked: true },
+      { value: 'c_fc', label: 'c_fc (MLP)', checked: false },
+    ];
+  const attention = ['q_proj', 'k_proj', 'v_proj', 'o_proj'].map((value) => ({
+    value,
+    label: value,
+    checked: value === 'q_proj' || value === 'v_proj',
+  }));
+  const mlp = ['gate_proj', 'up_proj', 'down_proj'].map((value) => ({
+    value,
+    label: `${value} (MLP)`,
+    checked: false,
+  }));
+  return [...attention, ...mlp];
+}
+
+/** The 'adapt:' checkboxes for the session's model. */
+function renderTargets(s: Session): void {
+  const box = $('targets');
+  for (const label of [...box.querySelectorAll('label')]) label.remove();
+  for (const t of targetChoices(s)) {
+    const label = document.createElement('label');
+    const box1 = Object.assign(document.createElement('input'), {
+      type: 'checkbox',
+      value: t.value,
+      checked: t.checked,
+    });
+    box1.className = 'target';
+    label.append(box1, ` ${t.label}`);
+    box.append(label);
+  }
+}
+
+/** The 'model:' pill: what the base is, its size and where it came from. */
+function describeModel(s: Session): string {
+  const m = s.model;
+  const params = `${s.parameters.toLocaleString('en-US')} parameters`;
+  const weights = s.dtype === 'f32' ? '' : `, ${s.dtype} base`;
+  if (m instanceof GPT2LMHeadModel) {
+    const c = m.config;
+    if (s.pretrain && s.source.id === 'shipped')
+      return (
+        `char-level GPT-2 pre-trained on Tiny Shakespeare (${c.n_layer} layers, width ${c.n_embd}, ` +
+        `${params}, val loss ${s.pretrain.valLoss.toFixed(2)})`
+      );
+    return `GPT-2 from ${s.source.label} (${c.n_layer} layers, width ${c.n_embd}, ${params}${weights})`;
+  }
+  const c = m.config;
+  return `${c.model_type} from ${s.source.label} (${c.num_hidden_layers} layers, width ${c.hidden_size}, ${params}${weights})`;
+}
+
+/** Everything on the page that depends on the model: shown again after a model is loaded. */
+async function showModel(s: Session): Promise<void> {
+  $('model-info').textContent = describeModel(s);
+  renderTargets(s);
+  const block = input('block');
+  block.max = String(Math.min(1024, s.model.contextLength));
+  if (Number(block.value) > s.model.contextLength) block.value = block.max;
+  e2e = await s.e2eCorpus(base);
+  if (takenBy(input('name').value)) input('name').value = suggestName('adapter');
+  renderAdapters();
+  updateDataHint();
+  $<HTMLSelectElement>('quant').value = s.quantization;
+  showBaseMemory();
+  checkTrainForm();
+  checkGenerateForm();
+}
+
+/**
+ * Replaces the session's model by the one `open` gives (a Hub repository, a picked folder):
+ * read and built before the old one goes, so a failure (shown under the model controls) leaves
+ * the page as it was. The old model's adapters go with it; adapters saved in this browser stay
+ * listed (loadable again once their model is back).
+ */
+async function switchModel(open: (progress: (text: string) => void) => Promise<ModelSource>): Promise<void> {
+  const old = session!;
+  if (old.busy) return;
+  $('model-error').textContent = '';
+  const progress = (text: string): void => {
+    $('model-progress').textContent = text;
+  };
+  setState('loading');
+  const t0 = performance.now();
+  try {
+    const source = await open(progress);
+    progress(`building the model from ${source.label}…`);
+    const dtype = $<HTMLSelectElement>('model-dtype').value as LoadDType;
+    const next = await Session.openModel({ device: old.device, backend: old.backend }, source, dtype);
+    session = next;
+    old.model.dispose();
+    series.length = 0;
+    drawLossChart($<HTMLCanvasElement>('chart'), series);
+    for (const id of ['gen-base', 'gen-adapter']) $(id).textContent = '';
+    await showModel(next);
+    const mem = memory();
+    progress(
+      `loaded ${source.label} in ${((performance.now() - t0) / 1000).toFixed(1)} s · ${describeFootprint(next.baseFootprint)} · memory in use ${formatBytes(mem.numBytes)}`,
+    );
+  } catch (e) {
+    console.error(e);
+    progress('');
+    $('model-error').textContent = `the model stays ${old.source.label}: ${message(e)}`;
+  }
+  setState('ready');
+}
+
+function hubProgress(progress: (text: string) => void) {
+  return (p: { file: string; loaded: number; total: number; cached: boolean }): void =>
+    progress(
+      p.cached
+        ? `${p.file}: in the cache`
+        : `downloading ${p.file}: ${formatBytes(p.loaded)} of ${formatBytes(p.total)}`,
+    );
+}
+
 async function start(): Promise<void> {
   $<HTMLTextAreaElement>('text').value = SAMPLE_TEXT.repeat(8);
   drawLossChart($<HTMLCanvasElement>('chart'), series);
@@ -502,10 +636,8 @@ async function start(): Promise<void> {
         ? ' — the page is not cross-origin isolated (COOP/COEP headers): the Wasm memory is not shared, and reading weights can fail once it grows'
         : '';
     $('backend').textContent = `${s.backend}${fallback}${software}${isolation}`;
-    const c = s.model.config;
-    $('model-info').textContent =
-      `char-level GPT-2 pre-trained on Tiny Shakespeare (${c.n_layer} layers, width ${c.n_embd}, ` +
-      `${s.parameters.toLocaleString('en-US')} parameters, val loss ${s.pretrain.valLoss.toFixed(2)})`;
+    $('model-info').textContent = describeModel(s);
+    renderTargets(s);
     e2e = await s.e2eCorpus(base);
   } catch (e) {
     console.error(e);
@@ -529,6 +661,46 @@ async function start(): Promise<void> {
   checkGenerateForm();
   setState('ready');
   $('quant').addEventListener('change', () => void changeQuantization());
+  $('hub-store').textContent =
+    typeof navigator.storage?.getDirectory === 'function'
+      ? 'the Origin Private File System'
+      : 'the Cache API';
+  $('load-hub').addEventListener('click', () => {
+    const id = input('hub-id').value;
+    void switchModel(async (progress) => {
+      progress(`asking the Hub for ${id.trim()}…`);
+      return hubSource(id, { endpoint: hubEndpoint, onProgress: hubProgress(progress) });
+    });
+  });
+  input('model-folder').addEventListener('change', () => {
+    const files = [...(input('model-folder').files ?? [])];
+    input('model-folder').value = ''; // the same folder can be picked again
+    if (files.length > 0) void switchModel(async () => folderSource(files));
+  });
+  const picker = (window as unknown as { showDirectoryPicker?: () => Promise<DirectoryLike> })
+    .showDirectoryPicker;
+  if (picker) {
+    $('pick-folder').hidden = false;
+    $('pick-folder').addEventListener('click', () => {
+      void switchModel(async () => directorySource(await picker.call(window)));
+    });
+  }
+  input('text-file').addEventListener('change', () => {
+    const file = input('text-file').files?.[0];
+    if (!file) return;
+    void file.text().then(
+      (text) => {
+        $<HTMLTextAreaElement>('text').value = text.replace(/\r/g, '');
+        input('source-text').checked = true;
+        textFile = file.name;
+        updateDataHint();
+        checkTrainForm();
+      },
+      (e: unknown) => {
+        $('text-error').textContent = `${file.name} could not be read: ${message(e)}`;
+      },
+    );
+  });
   $('train').addEventListener('click', () => void train());
   $('stop').addEventListener('click', () => session?.stop());
   $('generate').addEventListener('click', () => void generate());
@@ -545,6 +717,7 @@ async function start(): Promise<void> {
   };
   for (const id of ['source-e2e', 'source-text']) input(id).addEventListener('change', onTrainInput);
   $('text').addEventListener('input', () => {
+    textFile = null;
     input('source-text').checked = true;
     onTrainInput();
   });

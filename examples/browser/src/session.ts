@@ -5,6 +5,7 @@
  */
 import * as lr from 'lowrank';
 import { type BaseQuant, checkTrainSettings, type GenerateSettings, type TrainSettings } from './form.js';
+import { type ModelSource, shippedSource, tokenizerOf } from './model-source.js';
 
 export type { TrainSettings } from './form.js';
 
@@ -43,20 +44,26 @@ export interface StepReport {
   quantized: Record<string, { bytes: number; f32Bytes: number }>;
 }
 
-/** The checkpoint as fetched: the original float32 weights, kept to rebuild the base. */
+/**
+ * Where the base comes from, read again for every rebuild (the files' bytes are not kept), and
+ * the dtype its weights load in ('f16' / 'bf16': a 16-bit base, `fromFiles`' `dtype`).
+ */
 interface Checkpoint {
-  config: Record<string, unknown>;
-  weights: Uint8Array;
+  source: ModelSource;
+  dtype: lr.LoadDType;
 }
 
 /**
  * The model of a checkpoint on `device`, in eval mode, its linear layers quantized as `q` asks:
  * on the CPU, where the checkpoint is read, before the move (as `fromPretrained` does), so a GPU
- * never holds their float32 weights. Every GPT-2 Conv1D is quantized; the embeddings (tied to
- * lm_head), norms and biases stay float32.
+ * never holds their float32 weights. Every GPT-2 Conv1D (Llama Linear) is quantized; the
+ * embeddings (tied to lm_head), norms and biases stay float32. Unquantized, the weights load in
+ * the checkpoint's `dtype` (a 16-bit base keeps the tables in 16 bits too).
  */
-async function buildModel(c: Checkpoint, device: lr.Device, q: BaseQuant): Promise<lr.GPT2LMHeadModel> {
-  const model = lr.gpt2FromSafetensors(c.config, c.weights);
+async function buildModel(c: Checkpoint, device: lr.Device, q: BaseQuant): Promise<lr.AutoCausalLM> {
+  const model = await lr.AutoModelForCausalLM.fromFiles(c.source.read, {
+    dtype: q === 'none' ? c.dtype : 'f32',
+  });
   try {
     if (q !== 'none') await lr.quantizeModel(model, { bits: q, skip: ['lm_head'] });
     if (device !== 'cpu') await model.to(device);
@@ -80,7 +87,7 @@ export interface Corpus {
 export class Session {
   readonly adapters = new Map<string, AdapterInfo>();
   active: string = BASE;
-  lora: lr.LoraModel<lr.GPT2LMHeadModel> | null = null;
+  lora: lr.LoraModel<lr.AutoCausalLM> | null = null;
   /** How the base's linear layers are stored ('none': float32, the checkpoint's weights). */
   quantization: BaseQuant = 'none';
   /**
@@ -90,45 +97,67 @@ export class Session {
   baseFootprint: lr.ModelFootprint;
   private stopRequested = false;
   busy = false;
-  #model: lr.GPT2LMHeadModel;
+  #model: lr.AutoCausalLM;
 
   private constructor(
     readonly device: lr.Device,
     readonly backend: string,
-    model: lr.GPT2LMHeadModel,
+    model: lr.AutoCausalLM,
     private readonly checkpoint: Checkpoint,
-    readonly tokenizer: lr.CharTokenizer,
-    readonly pretrain: { steps: number; valLoss: number },
+    readonly tokenizer: lr.Tokenizer,
+    /** The shipped checkpoint's pre-training (its training.json); null for another model. */
+    readonly pretrain: { steps: number; valLoss: number } | null,
   ) {
     this.#model = model;
     this.baseFootprint = lr.modelFootprint(model);
-    const c = model.config;
-    this.modelKey = `gpt2 ${c.n_layer}x${c.n_embd} vocab ${c.vocab_size} ctx ${c.n_positions} params ${model.numParameters()}`;
+    this.modelKey = modelKeyOf(model, checkpoint.source);
   }
 
   /** Initialises the backend (WebGPU through navigator.gpu when present, else the CPU) and loads the checkpoint. */
   static async open(options: { backend: lr.Device | 'auto'; base: string; onNotice: (m: string) => void }) {
     const { device, description } = await lr.init({ backend: options.backend, onNotice: options.onNotice });
-    const get = async (path: string): Promise<Response> => {
-      const res = await fetch(new URL(path, options.base));
-      if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${res.statusText}`);
-      return res;
-    };
-    const [config, weights, tokSpec, training] = await Promise.all([
-      get('checkpoint/config.json').then((r) => r.json() as Promise<Record<string, unknown>>),
-      get('checkpoint/model.safetensors').then(async (r) => new Uint8Array(await r.arrayBuffer())),
-      get('checkpoint/tokenizer.json').then((r) => r.json() as Promise<{ chars: string[]; eos?: string }>),
-      get('checkpoint/training.json').then((r) => r.json() as Promise<{ steps: number; valLoss: number }>),
-    ]);
-    const checkpoint: Checkpoint = { config, weights };
-    const model = await buildModel(checkpoint, device, 'none');
-    // characters outside the vocabulary (pasted text) become spaces instead of failing
-    const tokenizer = new lr.CharTokenizer(tokSpec.chars, { eos: tokSpec.eos ?? '\n', unknown: ' ' });
-    return new Session(device, description, model, checkpoint, tokenizer, training);
+    return Session.openModel({ device, backend: description }, shippedSource(options.base));
+  }
+
+  /**
+   * A session over another model (a picked folder, a Hub repository: `model-source.ts`) on an
+   * initialised backend, its weights in `dtype` ('f16' / 'bf16': a 16-bit base). The config, the
+   * tokenizer and the weights are read before anything is built; a failure leaves no model behind.
+   */
+  static async openModel(
+    on: { device: lr.Device; backend: string },
+    source: ModelSource,
+    dtype: lr.LoadDType = 'f32',
+  ): Promise<Session> {
+    // characters outside a char vocabulary (pasted text) become spaces instead of failing
+    const tokenizer = await tokenizerOf(source);
+    const training = await source.read('training.json');
+    const pretrain = training
+      ? (JSON.parse(new TextDecoder().decode(training)) as { steps: number; valLoss: number })
+      : null;
+    const checkpoint: Checkpoint = { source, dtype };
+    const model = await buildModel(checkpoint, on.device, 'none');
+    if (tokenizer.vocabSize > model.config.vocab_size) {
+      model.dispose();
+      throw new Error(
+        `${source.label}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocab_size}`,
+      );
+    }
+    return new Session(on.device, on.backend, model, checkpoint, tokenizer, pretrain);
+  }
+
+  /** Where the base came from (what the page shows). */
+  get source(): ModelSource {
+    return this.checkpoint.source;
+  }
+
+  /** The dtype the base's weights were loaded in. */
+  get dtype(): lr.LoadDType {
+    return this.checkpoint.dtype;
   }
 
   /** The base model (with its LoRA layers once an adapter is trained or loaded). */
-  get model(): lr.GPT2LMHeadModel {
+  get model(): lr.AutoCausalLM {
     return this.#model;
   }
 
@@ -176,9 +205,10 @@ export class Session {
     return this.model.numParameters();
   }
 
-  /** Tokens of a text, with the number of characters that were not in the vocabulary. */
+  /** Tokens of a text, with the number of characters that were not in the (char) vocabulary. */
   encode(text: string): { ids: number[]; replaced: number } {
     const ids = this.tokenizer.encode(text);
+    if (!(this.tokenizer instanceof lr.CharTokenizer)) return { ids, replaced: 0 };
     const space = this.tokenizer.encode(' ')[0];
     let replaced = 0;
     [...text].forEach((c, i) => {
@@ -239,7 +269,7 @@ export class Session {
   /** Trains a new adapter on `corpus`; resolves when done or stopped. */
   async train(corpus: Corpus, s: TrainSettings, onStep: (r: StepReport) => void): Promise<AdapterInfo> {
     if (this.busy) throw new Error('busy: wait for the current run to finish');
-    checkTrainSettings(s, this.model.config.n_positions);
+    checkTrainSettings(s, this.model.contextLength);
     const name = s.name.trim();
     if (name === BASE || this.adapters.has(name)) throw new Error(`adapter name '${name}' is taken`);
     this.busy = true;
@@ -383,4 +413,18 @@ export class Session {
     if (!this.lora || !this.adapters.has(name)) throw new Error(`no adapter '${name}' to download`);
     return lr.serializeAdapter(this.lora, name);
   }
+}
+
+/**
+ * Names the base model, so that an adapter saved for another model is not loaded into this one:
+ * the shipped GPT-2 keeps the key it always had (adapters saved before stay loadable); others
+ * add their type and source.
+ */
+function modelKeyOf(model: lr.AutoCausalLM, source: ModelSource): string {
+  if (model instanceof lr.GPT2LMHeadModel && source.id === 'shipped') {
+    const c = model.config;
+    return `gpt2 ${c.n_layer}x${c.n_embd} vocab ${c.vocab_size} ctx ${c.n_positions} params ${model.numParameters()}`;
+  }
+  const c = model.config;
+  return `${c.model_type} ${source.id} vocab ${c.vocab_size} ctx ${model.contextLength} params ${model.numParameters()}`;
 }
