@@ -79,6 +79,12 @@ function f16File(tensors: Record<string, SafetensorsTensor>): Uint8Array {
 const conv1dNames = (m: GPT2LMHeadModel) =>
   m.namedModules().filter(([, x]) => x instanceof QuantizedLinear) as [string, QuantizedLinear][];
 
+const webgpuUnavailable = await lr
+  .init({ backend: 'webgpu' })
+  .then(() => null)
+  .catch((e: unknown) => (e instanceof Error ? e.message : String(e)))
+  .finally(() => lr.setDefaultDevice('cpu'));
+
 describe('GPT-2 with a 16-bit base', () => {
   it('f32 file as f16: Conv1D weights rounded in their [in, out] layout, wte/wpe 16-bit, base bytes halved; logits, loss, LoRA gradients and greedy tokens', async () => {
     const h = await fromPretrained(base, { dtype: 'f16' });
@@ -192,4 +198,22 @@ describe('GPT-2 with a 16-bit base', () => {
     h.dispose();
     b.dispose();
   });
+
+  it.skipIf(webgpuUnavailable !== null)(
+    `on WebGPU: logits and loss as on the CPU${webgpuUnavailable ? ` (skipped: ${webgpuUnavailable})` : ''}`,
+    async () => {
+      const runs: [Float32Array, number][] = [];
+      for (const device of ['cpu', 'webgpu'] as const) {
+        const m = await fromPretrained(base, { dtype: 'f16', device });
+        expect(m.device).toBe(device);
+        const ids = lr.tensor([[3, 17, 200, 45, 9, 120, 7, 33]], { dtype: 'int32', device });
+        runs.push(await logitsAndLoss(m, ids));
+        ids.dispose();
+        m.dispose();
+      }
+      const [[lc, lossC], [lg, lossG]] = runs;
+      expect(maxDiff(lg, lc)).toBeLessThan(1e-4 * maxAbs(lc));
+      expect(Math.abs(lossG - lossC)).toBeLessThan(1e-4);
+    },
+  );
 });

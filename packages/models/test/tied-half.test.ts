@@ -73,6 +73,12 @@ function copyRounded(half: AutoCausalLM, f: AutoCausalLM): void {
   }
 }
 
+const webgpuUnavailable = await lr
+  .init({ backend: 'webgpu' })
+  .then(() => null)
+  .catch((e: unknown) => (e instanceof Error ? e.message : String(e)))
+  .finally(() => lr.setDefaultDevice('cpu'));
+
 describe('a tied head kept in 16 bits', () => {
   it('peft-llama-tiny (f32, tied) as f16: one 16-bit table for the embedding and the head; logits, loss, LoRA gradients and greedy tokens', async () => {
     const dir = `${fixtures}peft-llama-tiny/base`;
@@ -191,4 +197,36 @@ describe('a tied head kept in 16 bits', () => {
     expect(m.lmHeadWeight.shape).toEqual([512, 64]);
     m.dispose();
   });
+
+  it.skipIf(webgpuUnavailable !== null)(
+    `on WebGPU: the f16 table gathered and read by the head as on the CPU (logits, loss, LoRA gradients)${webgpuUnavailable ? ` (skipped: ${webgpuUnavailable})` : ''}`,
+    async () => {
+      const dir = `${fixtures}peft-llama-tiny/base`;
+      const adapterDir = `${fixtures}peft-llama-tiny/adapter`;
+      const config = readFileSync(`${adapterDir}/adapter_config.json`, 'utf8');
+      const bytes = new Uint8Array(readFileSync(`${adapterDir}/adapter_model.safetensors`));
+      const runs: { logits: Float32Array; loss: number; grads: Map<string, Float32Array> }[] = [];
+      for (const device of ['cpu', 'webgpu'] as const) {
+        const m = await AutoModelForCausalLM.fromFiles(reader(dir), { dtype: 'f16', device });
+        expect(m.device).toBe(device);
+        const ids = lr.tensor([[1, 5, 9, 200, 17, 3, 400, 33, 2]], { dtype: 'int32', device });
+        const [logits] = await logitsAndLoss(m, ids);
+        const lora = loadAdapterFromBytes(m, config, bytes, { onWarning: () => {} });
+        m.train();
+        const loss = m.forward(ids, { labels: ids }).loss as lr.Tensor;
+        loss.backward();
+        const grads = new Map<string, Float32Array>();
+        for (const [k, p] of adapterParameters(lora))
+          grads.set(k, (await (p.grad as lr.Tensor).data()) as Float32Array);
+        runs.push({ logits, loss: (await loss.item()) as number, grads });
+        lr.dispose(loss, ids);
+        m.dispose();
+      }
+      const [cpu, gpu] = runs;
+      expect(maxDiff(gpu.logits, cpu.logits)).toBeLessThan(1e-4 * maxAbs(cpu.logits));
+      expect(Math.abs(gpu.loss - cpu.loss)).toBeLessThan(1e-4);
+      for (const [k, g] of cpu.grads)
+        expect(maxDiff(gpu.grads.get(k) as Float32Array, g) / maxAbs(g), k).toBeLessThan(1e-4);
+    },
+  );
 });
