@@ -18,7 +18,9 @@ if [ "${QLORA:-1}" = 1 ]; then step qlora 200 bash .gpu/run.sh qlora-gpt2 --bits
 # the CPU side of a replayed LoRA step: a V8 profile of 40 compiled steps, summarised
 if [ "${CPUPROF:-0}" = 1 ]; then
   mkdir -p "$out/prof"
-  NODE_OPTIONS="--cpu-prof --cpu-prof-dir=$out/prof" step gpt2-cpuprof 200 bash .gpu/run.sh train-gpt2 --mode lora --compile 1 --steps 40 --infer 0
+  # Node 20 refuses --cpu-prof in NODE_OPTIONS: a copy of the kit's run.sh passes it to node
+  sed "s|^exec /tmp/kit-node/node |exec /tmp/kit-node/node --cpu-prof --cpu-prof-dir=$out/prof |" .gpu/run.sh > .gpu/run-prof.sh
+  step gpt2-cpuprof 200 bash .gpu/run-prof.sh train-gpt2 --mode lora --compile 1 --steps 40 --infer 0
   python3 bench/cpuprofile_top.py "$(ls -t "$out"/prof/*.cpuprofile | head -1)" --top 25 --inclusive replay,run,dispatch,submit,realizeUsers,read > "$out/gpt2-cpuprof-summary.txt" 2>&1
   rm -rf "$out/prof"
 fi
