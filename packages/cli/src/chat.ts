@@ -7,6 +7,7 @@ import {
   type GenerateOptions,
   generate,
   HFTokenizer,
+  PromptCache,
   type Tokenizer,
 } from '@lowrank/models';
 
@@ -14,7 +15,8 @@ import {
  * `lowrank chat`: a conversation with a model through its chat template, one stdin line a user
  * turn. Each turn renders the whole conversation so far (`applyChatTemplate(messages,
  * { addGenerationPrompt: true })`), encodes it, and generates the reply with the KV cache
- * (`generate`), until a stop token (the config's, `generation_config.json`'s and the
+ * (`generate`), which is kept across turns (`PromptCache`): a turn runs only the tokens its
+ * prompt adds to the last one (the reply's last token and the new message), until a stop token (the config's, `generation_config.json`'s and the
  * tokenizer's end-of-text ids: chat models end a turn with their own, e.g. Llama 3's
  * `<|eot_id|>`) or `maxTokens`. The reply (its stop token left out) joins the conversation as the
  * assistant's message.
@@ -34,7 +36,10 @@ export interface ChatSession {
   input: NodeJS.ReadableStream;
   /** Where replies go (stdout in the CLI). */
   write: (text: string) => void;
-  /** Where each turn's rendered prompt, its ids and the reply's ids go, when given (`--show-prompt`). */
+  /**
+   * Where each turn's rendered prompt, its ids, the tokens taken from the cache and the reply's
+   * ids go, when given (`--show-prompt`).
+   */
   trace?: (line: string) => void;
 }
 
@@ -83,31 +88,43 @@ export async function runChat(model: AutoCausalLM, s: ChatSession): Promise<Chat
     throw new ChatError(
       'chat: the model has no chat template (tokenizer.json with chat_template.jinja or tokenizer_config.json chat_template)',
     );
-  const stop = chatStopIds(model, tok, s.folder);
+  const hf: HFTokenizer = tok; // narrowed, for the loop below
+  const stop = chatStopIds(model, hf, s.folder);
   const messages: ChatMessage[] = s.system ? [{ role: 'system', content: s.system }] : [];
   const lines = createInterface({ input: s.input, crlfDelay: Number.POSITIVE_INFINITY, terminal: false });
-  for await (const line of lines) {
-    if (line.trim() === '') continue;
-    messages.push({ role: 'user', content: line });
-    const prompt = tok.applyChatTemplate(messages, { addGenerationPrompt: true });
-    const promptIds = tok.encode(prompt);
-    s.trace?.(`prompt ${JSON.stringify(prompt)}`);
-    s.trace?.(`ids ${JSON.stringify(promptIds)}`);
-    if (promptIds.length >= model.contextLength)
-      throw new ChatError(
-        `chat: the conversation is ${promptIds.length} tokens, the model's context ${model.contextLength}: start a new chat`,
-      );
-    const r = await generate(model, promptIds, {
-      ...s.sampling,
-      eosTokenId: stop,
-      onToken: (id) => {
-        if (!stop.includes(id)) s.write(tok.decode([id]));
-      },
-    });
-    const reply = r.stoppedBy === 'eos' ? r.tokens.slice(0, -1) : r.tokens;
-    s.trace?.(`reply ${JSON.stringify(reply)} ${r.stoppedBy}`);
-    s.write('\n');
-    messages.push({ role: 'assistant', content: tok.decode(reply) });
+  const cache = new PromptCache();
+  try {
+    await turns();
+  } finally {
+    cache.dispose();
   }
   return messages;
+
+  async function turns(): Promise<void> {
+    for await (const line of lines) {
+      if (line.trim() === '') continue;
+      messages.push({ role: 'user', content: line });
+      const prompt = hf.applyChatTemplate(messages, { addGenerationPrompt: true });
+      const promptIds = hf.encode(prompt);
+      s.trace?.(`prompt ${JSON.stringify(prompt)}`);
+      s.trace?.(`ids ${JSON.stringify(promptIds)}`);
+      if (promptIds.length >= model.contextLength)
+        throw new ChatError(
+          `chat: the conversation is ${promptIds.length} tokens, the model's context ${model.contextLength}: start a new chat`,
+        );
+      const r = await generate(model, promptIds, {
+        ...s.sampling,
+        cache,
+        eosTokenId: stop,
+        onToken: (id) => {
+          if (!stop.includes(id)) s.write(hf.decode([id]));
+        },
+      });
+      const reply = r.stoppedBy === 'eos' ? r.tokens.slice(0, -1) : r.tokens;
+      s.trace?.(`cached ${cache.reused}`);
+      s.trace?.(`reply ${JSON.stringify(reply)} ${r.stoppedBy}`);
+      s.write('\n');
+      messages.push({ role: 'assistant', content: hf.decode(reply) });
+    }
+  }
 }

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 
 /**
  * `lowrank chat` as a user runs it: a spawned CLI on the peft-llama-tiny fixture, two lines on
- * stdin. Each turn's rendered prompt and token ids (`--show-prompt`) are checked against the
+ * stdin (the KV cache kept from the first turn to the second). Each turn's rendered prompt and token ids (`--show-prompt`) are checked against the
  * chat template rendered here with @huggingface/jinja and encoded with @huggingface/tokenizers
  * directly (not through lowrank's HFTokenizer), the first turn also against transformers' own
  * rendering (the fixture's tokenizer_cases.json), and the greedy replies against `generate` run
@@ -65,13 +65,16 @@ interface Turn {
   ids: number[];
   reply: number[];
   stoppedBy: string;
+  /** Prompt tokens taken from the KV cache kept across turns. */
+  cached: number;
 }
 
 function turns(stderr: string): Turn[] {
   const out: Turn[] = [];
   for (const line of stderr.split('\n')) {
     if (line.startsWith('prompt '))
-      out.push({ prompt: JSON.parse(line.slice(7)), ids: [], reply: [], stoppedBy: '' });
+      out.push({ prompt: JSON.parse(line.slice(7)), ids: [], reply: [], stoppedBy: '', cached: -1 });
+    else if (line.startsWith('cached ')) out[out.length - 1].cached = Number(line.slice(7));
     else if (line.startsWith('ids ')) out[out.length - 1].ids = JSON.parse(line.slice(4));
     else if (line.startsWith('reply ')) {
       const [ids, why] = line.slice(6).split(' ');
@@ -132,10 +135,19 @@ describe('lowrank chat', () => {
     expect(got[1].prompt.startsWith(got[0].prompt + reply1)).toBe(true);
     expect(got[1].ids).toEqual(tok.encode(got[1].prompt, { add_special_tokens: false }).ids);
 
+    // the KV cache kept across turns: turn 2 runs only what it adds to turn 1's prompt and
+    // reply (the cache holds every generated token but the last, which was never fed)
+    expect(got[0].cached).toBe(0);
+    const held = [...got[0].ids, ...(got[0].stoppedBy === 'eos' ? got[0].reply : got[0].reply.slice(0, -1))];
+    let shared = 0;
+    while (shared < Math.min(held.length, got[1].ids.length - 1) && held[shared] === got[1].ids[shared])
+      shared++;
+    expect(shared).toBeGreaterThan(got[0].ids.length);
+    expect(got[1].cached).toBe(shared);
     // the replies: greedy generation (KV cache) on those ids in this process, stopping at eos 0
     const model = await AutoModelForCausalLM.fromPretrained(base);
     for (const t of got) {
-      const want = await generate(model, t.ids, { maxNewTokens: 6, greedy: true, eosTokenId: [0] });
+      const want = await generate(model, t.ids, { maxNewTokens: 6, greedy: true, eosTokenId: [0] }); // no cache kept
       expect(t.stoppedBy).toBe(want.stoppedBy);
       expect(t.reply).toEqual(want.stoppedBy === 'eos' ? want.tokens.slice(0, -1) : want.tokens);
       expect(t.reply.length).toBeGreaterThan(0);

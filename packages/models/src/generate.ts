@@ -2,6 +2,7 @@ import { noGrad } from '@lowrank/autograd';
 import { Generator, OpError, type Tensor, tensor, tidy } from '@lowrank/tensor';
 import type { CausalLM } from './causal-lm.js';
 import type { KVCache } from './gpt2.js';
+import type { PromptCache } from './prompt-cache.js';
 import { checkSamplingOptions, type SamplingOptions, sampleToken } from './sampling.js';
 
 /** Options of `generate`: sampling, length, seed, stop token, streaming. */
@@ -16,6 +17,11 @@ export interface GenerateOptions extends SamplingOptions {
   eosTokenId?: number | readonly number[] | null;
   /** Called with each new token as it is chosen (streaming). */
   onToken?: (id: number) => void;
+  /**
+   * A cache kept across calls (a chat): the prompt's prefix it already holds is not run again,
+   * and it keeps this call's tokens for the next one (`PromptCache`; free it with `dispose()`).
+   */
+  cache?: PromptCache;
 }
 
 /** What `generate` returns. */
@@ -59,16 +65,30 @@ export async function generate(
   model.eval();
   const all = [...prompt];
   const out: number[] = [];
+  const kept = options.cache;
   let cache: KVCache | undefined;
+  /** The tokens whose keys and values `cache` holds, by position. */
+  let cached: number[] = [];
+  let feed = all.slice(-nPos);
+  if (kept) {
+    const shared = feed.length === all.length ? kept.sharedPrefix(all) : 0; // a cut prompt moved every position
+    kept.truncate(shared);
+    kept.reused = kept.kv ? shared : 0;
+    cache = kept.kv;
+    cached = kept.kv ? kept.tokens.slice() : [];
+    kept.kv = undefined;
+    kept.tokens = [];
+    feed = all.slice(cached.length);
+  }
   let stoppedBy: GenerateResult['stoppedBy'] = 'maxNewTokens';
   try {
-    let feed = all.slice(-nPos);
     while (out.length < options.maxNewTokens) {
       const pastLen = cache?.[0].k.shape[2] ?? 0;
       if (pastLen + feed.length > nPos) {
         // context full: restart from the last half of the window
         disposeCache(cache);
         cache = undefined;
+        cached = [];
         feed = all.slice(-Math.max(1, Math.floor(nPos / 2)));
       }
       const past = cache;
@@ -81,6 +101,7 @@ export async function generate(
       );
       disposeCache(past);
       cache = step.present;
+      cached.push(...feed);
       const row = await step.logits.data();
       step.logits.dispose();
       const next = sampleToken(row as Float32Array, options, gen);
@@ -94,7 +115,10 @@ export async function generate(
       feed = [next];
     }
   } finally {
-    disposeCache(cache);
+    if (kept && cache) {
+      kept.kv = cache;
+      kept.tokens = cached;
+    } else disposeCache(cache);
     model.train(wasTraining);
   }
   return { tokens: out, stoppedBy };

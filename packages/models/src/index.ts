@@ -20,6 +20,7 @@ export * from './hf-tokenizer.js';
 export * from './llama.js';
 export * from './llama-config.js';
 export * from './plot.js';
+export * from './prompt-cache.js';
 export * from './rope.js';
 export * from './sampling.js';
 export * from './tokenizer.js';
