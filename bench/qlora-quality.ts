@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { applyLora } from '../packages/lora/src/index.js';
 import { e2eStream, evaluateLM, GPT2LMHeadModel, LMTrainer, parseE2E } from '../packages/models/src/index.js';
-import { fromPretrained, loadTokenizer } from '../packages/models/src/node.js';
+import { AutoModelForCausalLM, loadTokenizer } from '../packages/models/src/node.js';
 import { modelFootprint, quantizeModel } from '../packages/nn/src/index.js';
 import * as lr from '../packages/tensor/src/index.js';
 import { arg, numberArg } from './args.js';
@@ -55,7 +55,8 @@ async function run(
   bits: 'f32' | lr.QuantFormat,
   f32After: number | null,
 ): Promise<[Row, number]> {
-  const model = await fromPretrained(dir, { device: 'cpu' });
+  // float32 in memory (an f16 file is widened), so the f32 row is a float32 base
+  const model = await AutoModelForCausalLM.fromPretrained(dir, { device: 'cpu' });
   const tok = loadTokenizer(dir, model.config.vocab_size);
   const train = e2eStream(trainSet, (s) => tok.encode(s));
   const test = e2eStream(testSet, (s) => tok.encode(s));
