@@ -37,12 +37,22 @@ interface Layer extends Module {
  * softmax(q·kᵀ·scale, masked)·v with n_head query heads sharing n_kv key/value heads (GQA:
  * query head h reads kv head ⌊h / (n_head/n_kv)⌋, as HF's `repeat_kv`): the fused attention with
  * `enableGqa`, which reads each kv head for its group inside the kernel (no copy, no [T, S] scores).
- * q [B, n_head, T, d], k/v [B, n_kv, S, d], mask bool [T, S] (true = may attend) → [B, n_head, T, d].
+ * q [B, n_head, T, d], k/v [B, n_kv, S, d], mask bool [T, S] (true = may attend), or `'causal'`
+ * (T = S, no cache: the kernels mask by position, skip the blocks above the diagonal and read no
+ * mask) → [B, n_head, T, d].
  *
  * @example
- * const y = groupedQueryAttention(q, k, v, causal, 1 / Math.sqrt(16));
+ * const y = groupedQueryAttention(q, k, v, 'causal', 1 / Math.sqrt(16));
  */
-export function groupedQueryAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: number): Tensor {
+export function groupedQueryAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask: Tensor | 'causal',
+  scale: number,
+): Tensor {
+  if (mask === 'causal')
+    return F.scaledDotProductAttention(q, k, v, { isCausal: true, scale, enableGqa: true });
   return F.scaledDotProductAttention(q, k, v, { attnMask: mask, scale, enableGqa: true });
 }
 
@@ -72,14 +82,26 @@ export class LlamaAttention extends Module {
   /**
    * x [B, T, C] → [B, T, C]. `rope` holds cos/sin [T, head_dim] of the new positions; `past` the
    * rotated keys and values so far, [B, n_kv, T_past, head_dim] (returned extended in `present`).
+   * `mask`: see `groupedQueryAttention` (`'causal'` only without cached positions).
    */
-  forward(x: Tensor, rope: { cos: Tensor; sin: Tensor }, mask: Tensor, past?: LayerCache): CachedOutput {
+  forward(
+    x: Tensor,
+    rope: { cos: Tensor; sin: Tensor },
+    mask: Tensor | 'causal',
+    past?: LayerCache,
+  ): CachedOutput {
     const [B, T] = x.shape;
     const { num_attention_heads: H, num_key_value_heads: KV, head_dim: D } = this.config;
     const heads = (t: Tensor, n: number): Tensor => t.reshape(B, T, n, D).permute(0, 2, 1, 3); // (B, n, T, d)
     const q = applyRotary(heads(this.q_proj.forward(x), H), rope.cos, rope.sin);
     const k1 = applyRotary(heads(this.k_proj.forward(x), KV), rope.cos, rope.sin);
     const v1 = heads(this.v_proj.forward(x), KV);
+    if (mask === 'causal' && past && past.k.shape[2] > 0) {
+      throw new OpError(
+        'LlamaAttention',
+        `a 'causal' mask is for calls without a cache (got ${past.k.shape[2]} cached positions): pass the bool mask [T, S]`,
+      );
+    }
     const k = past ? cat([past.k, k1], 2) : k1;
     const v = past ? cat([past.v, v1], 2) : v1;
     const y = groupedQueryAttention(q, k, v, mask, 1 / Math.sqrt(D)); // (B, H, T, d)
@@ -142,8 +164,13 @@ export class LlamaDecoderLayer extends Module {
     this.mlp = this.registerModule('mlp', new LlamaMLP(config));
   }
 
-  /** x [B, T, C] → `out` [B, T, C] and the layer's extended cache in `present`. */
-  forward(x: Tensor, rope: { cos: Tensor; sin: Tensor }, mask: Tensor, past?: LayerCache): CachedOutput {
+  /** x [B, T, C] → `out` [B, T, C] and the layer's extended cache in `present` (`mask`: see LlamaAttention). */
+  forward(
+    x: Tensor,
+    rope: { cos: Tensor; sin: Tensor },
+    mask: Tensor | 'causal',
+    past?: LayerCache,
+  ): CachedOutput {
     const a = this.self_attn.forward(this.input_layernorm.forward(x), rope, mask, past);
     const h = x.add(a.out);
     return { out: h.add(this.mlp.forward(this.post_attention_layernorm.forward(h))), present: a.present };
@@ -201,7 +228,8 @@ export class LlamaModel extends Module {
     const pastLen = past?.[0]?.k.shape[2] ?? 0;
     const c = this.config;
     const rope = rotaryTables(c.head_dim, c.rope, pastLen, T, ids.device);
-    const full = causalWindowMask(T, pastLen, null, ids.device);
+    // without a cache the full layers take the kernels' own causal mask
+    const full = pastLen === 0 ? 'causal' : causalWindowMask(T, pastLen, null, ids.device);
     const windowed =
       c.sliding_window === null ? full : causalWindowMask(T, pastLen, c.sliding_window, ids.device);
     let x = this.embed_tokens.forward(ids); // (B, T, C)
