@@ -5,7 +5,7 @@ text so that the fine-tune's words (eatType, riverside, family-friendly, £20-25
 each, but never in the model's pre-training (examples/pretrain-llama.ts).
 
 Writes OUT/tokenizer.json, OUT/tokenizer_config.json and OUT/tokenizer_cases.json (the ids the
-library gives for a few strings, the fixture of packages/models/test/shipped-llama-tokenizer.test.ts).
+library gives for a few strings, copied to examples/test/fixtures/llama-shakespeare-brown-tokenizer-cases.json for examples/test/shipped-llama.test.ts).
 
 Run (where `tokenizers` and `transformers` are installed, e.g. the GPU machine):
   python3 examples/pretrain-llama/train_tokenizer.py --out out/llama-tokenizer [--vocab 4096]
