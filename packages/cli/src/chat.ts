@@ -10,6 +10,7 @@ import {
   PromptCache,
   type Tokenizer,
 } from '@lowrank/models';
+import { modelFootprint } from '@lowrank/nn';
 
 /**
  * `lowrank chat`: a conversation with a model through its chat template, one stdin line a user
@@ -37,8 +38,8 @@ export interface ChatSession {
   /** Where replies go (stdout in the CLI). */
   write: (text: string) => void;
   /**
-   * Where each turn's rendered prompt, its ids, the tokens taken from the cache and the reply's
-   * ids go, when given (`--show-prompt`).
+   * Where the base's bytes by storage type, and each turn's rendered prompt, its ids, the tokens
+   * taken from the cache and the reply's ids go, when given (`--show-prompt`).
    */
   trace?: (line: string) => void;
 }
@@ -93,6 +94,7 @@ export async function runChat(model: AutoCausalLM, s: ChatSession): Promise<Chat
   const messages: ChatMessage[] = s.system ? [{ role: 'system', content: s.system }] : [];
   const lines = createInterface({ input: s.input, crlfDelay: Number.POSITIVE_INFINITY, terminal: false });
   const cache = new PromptCache();
+  s.trace?.(`base ${JSON.stringify(modelFootprint(model).byType)}`); // bytes by storage type
   try {
     await turns();
   } finally {

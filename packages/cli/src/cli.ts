@@ -29,6 +29,7 @@ import {
   HFTokenizer,
   isHFTokenizerJson,
   LMTrainer,
+  type LoadDType,
   parseE2E,
   type Tokenizer,
   type TokenizerSpec,
@@ -74,6 +75,15 @@ function deviceOption(): Option {
   return new Option('--device <device>', 'where to run (auto: a hardware GPU, else the CPU)')
     .choices(['auto', 'cpu', 'webgpu'])
     .default('auto');
+}
+
+function dtypeOption(): Option {
+  return new Option(
+    '--dtype <dtype>',
+    "the base's weights: float32, or kept in 16 bits (half the memory; decoded inside the kernels)",
+  )
+    .choices(['f32', 'f16', 'bf16'])
+    .default('f32');
 }
 
 async function useDevice(wanted: string): Promise<Device> {
@@ -158,9 +168,9 @@ async function modelFolder(dirOrHubId: string): Promise<string> {
   }
 }
 
-async function loadModel(dir: string, device: Device): Promise<AutoCausalLM> {
+async function loadModel(dir: string, device: Device, dtype: LoadDType = 'f32'): Promise<AutoCausalLM> {
   try {
-    return await AutoModelForCausalLM.fromPretrained(dir, { device });
+    return await AutoModelForCausalLM.fromPretrained(dir, { device, dtype });
   } catch (e) {
     throw new CliError((e as Error).message);
   }
@@ -392,9 +402,14 @@ function tokenizerOptions(
   return spec ? { tokenizer: spec } : dir ? { tokenizerFrom: dir } : {};
 }
 
-async function loadWithAdapter(modelDir: string, adapterDir: string | undefined, device: Device) {
+async function loadWithAdapter(
+  modelDir: string,
+  adapterDir: string | undefined,
+  device: Device,
+  dtype: LoadDType = 'f32',
+) {
   const folder = await modelFolder(modelDir);
-  const model = await loadModel(modelDir, device);
+  const model = await loadModel(modelDir, device, dtype);
   let lora: LoraModel<AutoCausalLM> | null = null;
   if (adapterDir) {
     const cfg = join(adapterDir, 'adapter_config.json');
@@ -424,10 +439,11 @@ async function generateCmd(o: {
   greedy?: boolean;
   chat?: boolean;
   seed: number;
+  dtype: LoadDType;
   device: string;
 }): Promise<void> {
   const device = await useDevice(o.device);
-  const { model, tokenizer } = await loadWithAdapter(o.model, o.adapter, device);
+  const { model, tokenizer } = await loadWithAdapter(o.model, o.adapter, device, o.dtype);
   let prompt: number[];
   let text = o.prompt;
   try {
@@ -469,10 +485,11 @@ async function chatCmd(o: {
   greedy?: boolean;
   seed: number;
   showPrompt?: boolean;
+  dtype: LoadDType;
   device: string;
 }): Promise<void> {
   const device = await useDevice(o.device);
-  const { model, tokenizer, folder } = await loadWithAdapter(o.model, o.adapter, device);
+  const { model, tokenizer, folder } = await loadWithAdapter(o.model, o.adapter, device, o.dtype);
   if (process.stdin.isTTY) console.error(`chatting with ${o.model}: one line a turn, Ctrl-D to end`);
   try {
     await runChat(model, {
@@ -702,6 +719,7 @@ export function makeProgram(): Command {
     .option('--greedy', 'always take the most likely token')
     .option('--chat', "wrap the prompt as a user message in the model's chat template")
     .option('--seed <n>', 'sampling seed', int(0), 0)
+    .addOption(dtypeOption())
     .addOption(deviceOption())
     .action(generateCmd);
 
@@ -720,6 +738,7 @@ export function makeProgram(): Command {
     .option('--greedy', 'always take the most likely token')
     .option('--seed <n>', 'sampling seed', int(0), 0)
     .option('--show-prompt', "print each turn's rendered prompt, its token ids and the reply's ids to stderr")
+    .addOption(dtypeOption())
     .addOption(deviceOption())
     .action(chatCmd);
 

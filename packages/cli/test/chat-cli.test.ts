@@ -100,6 +100,7 @@ describe('lowrank chat', () => {
     expect(r.code, r.stderr).toBe(0);
     const got = turns(r.stderr);
     expect(got.length).toBe(2); // the empty line is no turn
+    expect(r.stderr).toMatch(/^base \{"float32":\d+\}$/m); // the default: float32
 
     const template = new Template(readFileSync(`${base}/chat_template.jinja`, 'utf8'));
     const tok = new Tokenizer(
@@ -156,6 +157,34 @@ describe('lowrank chat', () => {
     // stdout: the two replies, one after the other, each ended by a newline
     expect(r.stdout.endsWith('\n')).toBe(true);
     expect(r.stdout.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('--dtype f16: the base in 16 bits, the reply the f16 model gives in this process', async () => {
+    const r = await chat(
+      'Hi there\n',
+      '--model',
+      base,
+      '--dtype',
+      'f16',
+      '--greedy',
+      '--max-tokens',
+      '6',
+      '--show-prompt',
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const [t] = turns(r.stderr);
+    // every Linear weight and the tied table in f16 (q, k, v, o, gate, up, down in 2 layers and
+    // 512 x 64: 106,496 values, 2 bytes each); the norms stay float32
+    expect(r.stderr).toMatch(/^base \{"f16":212992,"float32":1280\}$/m);
+    const model = await AutoModelForCausalLM.fromPretrained(base, { dtype: 'f16' });
+    const want = await generate(model, t.ids, { maxNewTokens: 6, greedy: true, eosTokenId: [0] });
+    expect(t.reply).toEqual(want.stoppedBy === 'eos' ? want.tokens.slice(0, -1) : want.tokens);
+    model.dispose();
+    const bad = await chat('Hi\n', '--model', base, '--dtype', 'f8');
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(
+      /option '--dtype <dtype>' argument 'f8' is invalid\. Allowed choices are f32, f16, bf16/,
+    );
   });
 
   it('a model without a chat template is refused with a clear error', async () => {
