@@ -6,6 +6,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  QuantizedEmbedding,
   QuantizedLinear,
   type QuantizeModelOptions,
   quantizeModel,
@@ -137,10 +138,13 @@ export async function savePretrained(
   /** Size of the written `model.safetensors`. */
   bytes: number;
 }> {
-  const quantized = model.namedModules().find(([, m]) => m instanceof QuantizedLinear);
+  // their codes are non-persistent buffers: the file would lack those weights
+  const quantized = model
+    .namedModules()
+    .find(([, m]) => m instanceof QuantizedLinear || m instanceof QuantizedEmbedding);
   if (quantized)
     throw new Error(
-      `savePretrained: '${quantized[0]}' is quantized (${(quantized[1] as QuantizedLinear).format}); a checkpoint holds float weights: dequantizeModel(model) or mergeAndUnload({ dtype: 'f32' }) first`,
+      `savePretrained: '${quantized[0]}' is quantized (${(quantized[1] as QuantizedLinear | QuantizedEmbedding).format}); a checkpoint holds float weights: dequantizeModel(model) or mergeAndUnload({ dtype: 'f32' }) first`,
     );
   mkdirSync(dir, { recursive: true });
   let st: Uint8Array;

@@ -1,8 +1,9 @@
 import '@lowrank/autograd';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { noGrad } from '@lowrank/autograd';
-import { adapterParameters, loadAdapterFromBytes } from '@lowrank/lora';
+import { adapterParameters, applyLora, loadAdapterFromBytes } from '@lowrank/lora';
 import {
   initializers,
   modelFootprint,
@@ -17,6 +18,7 @@ import { generate } from '../src/generate.js';
 import { loadWeightsStreaming } from '../src/half-load.js';
 import { LlamaForCausalLM } from '../src/llama.js';
 import { lmLoss } from '../src/lm-head.js';
+import { savePretrained } from '../src/node.js';
 
 /**
  * A tied head in 16 bits (issue #17): `dtype: 'f16'` makes a tied model's embedding table a
@@ -61,6 +63,15 @@ function logitsAndLoss(model: AutoCausalLM, ids: lr.Tensor): Promise<[Float32Arr
       return v as number;
     }),
   ]);
+}
+
+/** Every 16-bit Linear back to float32 (the tables left as they are). */
+function dequantizeLinears(model: AutoCausalLM): void {
+  for (const [name, m] of model.namedModules())
+    if (m instanceof QuantizedLinear) {
+      model.setSubmodule(name, m.toFloat());
+      m.weight.dispose();
+    }
 }
 
 /** Copies every 16-bit weight of `half` (dequantized) into the float32 model `f`. */
@@ -229,4 +240,47 @@ describe('a tied head kept in 16 bits', () => {
         expect(maxDiff(gpu.grads.get(k) as Float32Array, g) / maxAbs(g), k).toBeLessThan(1e-4);
     },
   );
+
+  it('a 16-bit tied model merges back to float32 and saves whole; saving it still 16-bit is refused', async () => {
+    const dir = `${fixtures}peft-llama-tiny/base`;
+    const h = await AutoModelForCausalLM.fromFiles(reader(dir), { dtype: 'f16' });
+    const out = mkdtempSync(join(tmpdir(), 'tied-f16-'));
+    try {
+      // a table alone (the Linear weights back in float32) is refused too: the file would lack it
+      dequantizeLinears(h);
+      expect(h.getSubmodule('model.embed_tokens')).toBeInstanceOf(QuantizedEmbedding);
+      await expect(savePretrained(h, out)).rejects.toThrow(
+        /savePretrained: 'model\.embed_tokens' is quantized \(f16\); .*mergeAndUnload\(\{ dtype: 'f32' \}\) first/,
+      );
+      const probe = lr.tensor([[1, 5, 9, 200, 17, 3]], { dtype: 'int32' });
+      const [plain] = await logitsAndLoss(h, probe);
+      probe.dispose();
+      const lora = applyLora(h, {
+        r: 2,
+        targetModules: ['q_proj', 'v_proj'],
+        initLoraWeights: false,
+        seed: 3,
+      });
+      const ids = lr.tensor([[1, 5, 9, 200, 17, 3]], { dtype: 'int32' });
+      const [before] = await logitsAndLoss(h, ids);
+      expect(maxDiff(before, plain)).toBeGreaterThan(1e-3 * maxAbs(plain)); // the adapter does change them
+      const merged = lora.mergeAndUnload({ dtype: 'f32' });
+      expect(
+        merged
+          .namedModules()
+          .some(([, m]) => m instanceof QuantizedEmbedding || m instanceof QuantizedLinear),
+      ).toBe(false);
+      expect(merged.getParameter('model.embed_tokens.weight').shape).toEqual([512, 64]);
+      await savePretrained(merged, out);
+      const back = await AutoModelForCausalLM.fromFiles(reader(out));
+      const [after] = await logitsAndLoss(back, ids);
+      // the f16 table decoded exactly, ΔW added in float32: the unmerged 16-bit model's logits
+      expect(maxDiff(after, before)).toBeLessThan(1e-5 * maxAbs(before));
+      lr.dispose(ids);
+      back.dispose();
+      merged.dispose();
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
 });

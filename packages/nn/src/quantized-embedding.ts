@@ -1,5 +1,6 @@
 import {
   type Device,
+  dequantize,
   OpError,
   type QuantFormat,
   QuantizedWeight,
@@ -7,7 +8,8 @@ import {
   quantizedEmbedding,
   type Tensor,
 } from '@lowrank/tensor';
-import type { Embedding } from './layers.js';
+import { withoutInit } from './init.js';
+import { Embedding } from './layers.js';
 import { Module } from './module.js';
 
 /**
@@ -80,6 +82,24 @@ export class QuantizedEmbedding extends Module {
   /** Device of the table. */
   get device(): Device {
     return this.qcodes.device;
+  }
+
+  /**
+   * A float32 `Embedding` with the decoded table (a new tensor, on the same device; this layer's
+   * codes stay until it is disposed). `dequantizeModel` uses it, so a 16-bit model saves whole.
+   *
+   * @example
+   * const e = await QuantizedEmbedding.fromEmbedding(new Embedding(10, 4), { bits: 'bf16' });
+   * e.toFloat().weight.shape; // [10, 4]
+   */
+  toFloat(): Embedding {
+    const layer = withoutInit(
+      () => new Embedding(this.numEmbeddings, this.embeddingDim, { device: this.device }),
+    );
+    layer.weight.dispose();
+    layer.registerParameter('weight', dequantize(this.weight));
+    layer.training = this.training;
+    return layer;
   }
 
   /** The rows at int32 `ids` (any shape) → float32 [...ids.shape, embeddingDim]. */

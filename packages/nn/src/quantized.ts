@@ -277,7 +277,8 @@ export async function quantizeModel(
 
 /**
  * Replaces every `QuantizedLinear` of a model by a float32 `Linear`/`Conv1D` with its dequantized
- * weight (sharing its bias), and frees the codes. Returns the model.
+ * weight (sharing its bias), and every `QuantizedEmbedding` (a 16-bit load's tables) by a float32
+ * `Embedding`, and frees the codes. Returns the model.
  *
  * @example
  * await quantizeModel(model, { bits: 'int8' });
@@ -285,7 +286,7 @@ export async function quantizeModel(
  */
 export function dequantizeModel<M extends Module>(model: M): M {
   for (const [name, m] of model.namedModules()) {
-    if (!(m instanceof QuantizedLinear)) continue;
+    if (!(m instanceof QuantizedLinear || m instanceof QuantizedEmbedding)) continue;
     const layer = m.toFloat();
     model.setSubmodule(name, layer);
     m.weight.dispose();
