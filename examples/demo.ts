@@ -1,12 +1,16 @@
 /**
- * The main demo: LoRA fine-tuning of a small GPT, end to end, in a few minutes on a laptop CPU.
+ * The main demo: LoRA fine-tuning of a small pre-trained language model, end to end, in a couple
+ * of minutes on a laptop CPU.
  *
- *   1. loads a character-level GPT-2 pre-trained on Tiny Shakespeare by our own engine
- *      (shipped in examples/checkpoints/, made by examples/pretrain-shakespeare.ts);
+ *   1. loads a 5.8M-parameter Llama (byte-level BPE, 4096 tokens) pre-trained by our own engine on
+ *      general English, Tiny Shakespeare and the Brown Corpus (shipped in
+ *      examples/checkpoints/llama-shakespeare-brown, made by examples/pretrain-llama.ts; the older
+ *      character-level GPT-2 of examples/pretrain-shakespeare.ts loads with --checkpoint);
  *   2. LoRA-fine-tunes it on the E2E NLG restaurant data-to-text task (the LoRA paper's Table 3
- *      task): only A and B of every attention projection train, everything else is frozen;
+ *      task): only A and B of every projection train, everything else is frozen;
  *   3. ends with what LoRA buys: trainable parameters, optimizer state and checkpoint size against
- *      full fine-tuning, merged = unmerged outputs, generations before/after, a loss-curve SVG.
+ *      full fine-tuning, merged = unmerged outputs, BLEU-4 on 50 test meaning representations
+ *      before/after, generations, a loss-curve SVG.
  *
  * Run: pnpm demo [--quick] [--device auto|cpu|webgpu] [--steps N] [--out DIR] [--eager] (pnpm demo --help)
  * (LOWRANK_QUICK=1 is --quick: a shortened run for CI.) No download: data and checkpoint ship in the repo.
@@ -15,11 +19,13 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyLora, trainableParameters } from '@lowrank/lora';
 import { saveAdapter } from '@lowrank/lora/node';
-import { fromPretrained, loadTokenizer } from '@lowrank/models/node';
+import { AutoModelForCausalLM, loadTokenizer } from '@lowrank/models/node';
 import { serializeSafetensors, toHost } from '@lowrank/nn';
 import { SingleBar } from 'cli-progress';
 import * as lr from 'lowrank';
 import { cliFlags } from './args.js';
+import { greedyByLength } from './e2e/batched-greedy.js';
+import { type BleuScore, bleuTokens, corpusBleu } from './e2e/bleu.js';
 
 const args = cliFlags(
   'demo',
@@ -30,24 +36,28 @@ const args = cliFlags(
       default: process.env.LOWRANK_QUICK === '1',
     },
     device: { help: 'where to run', choices: ['auto', 'cpu', 'webgpu'], default: 'auto' },
-    steps: { help: 'LoRA optimizer steps (default: 100, 10 with --quick)', positiveInt: true },
+    steps: {
+      help: 'LoRA optimizer steps (default: 50 for the Llama, 100 for a GPT-2; 10 with --quick)',
+      positiveInt: true,
+    },
+    lr: { help: 'peak learning rate of the LoRA run (default: 1e-2)', positive: true },
     out: { help: 'output directory (adapter, loss.svg, summary.json)', default: 'out/demo' },
-    checkpoint: { help: 'base model directory (default: the shipped Shakespeare model)' },
+    checkpoint: {
+      help: 'base model directory (default: the shipped Llama, examples/checkpoints/llama-shakespeare-brown; examples/checkpoints/shakespeare-char is the older character-level GPT-2)',
+    },
     eager: { type: 'boolean', help: 'run every step eagerly (default: compiled steps, lr.compile)' },
   },
-  'Usage: pnpm demo [options]\n\nLoRA fine-tuning of a small pre-trained GPT-2 on the E2E NLG task, end to end.',
-) as { quick: boolean; device: string; steps?: string; out: string; checkpoint?: string; eager?: boolean };
-const quick = args.quick === true;
-const settings = {
-  steps: args.steps ? Number(args.steps) : quick ? 10 : 100,
-  batchSize: 8,
-  blockSize: 128,
-  lr: 1e-2,
-  r: 8,
-  loraAlpha: 16,
-  evalBatches: quick ? 1 : 4,
-  genTokens: quick ? 40 : 120,
+  'Usage: pnpm demo [options]\n\nLoRA fine-tuning of a small pre-trained language model on the E2E NLG task, end to end.',
+) as {
+  quick: boolean;
+  device: string;
+  steps?: string;
+  lr?: string;
+  out: string;
+  checkpoint?: string;
+  eager?: boolean;
 };
+const quick = args.quick === true;
 const here = (p: string): string => new URL(p, import.meta.url).pathname;
 const t0 = performance.now();
 
@@ -60,18 +70,43 @@ const why = reason === 'asked for' ? '' : `\n   (${reason})`;
 console.log(`lowrank demo on ${device}: ${description}${quick ? ' (quick mode)' : ''}${why}\n`);
 
 // ---- 1. the pre-trained model ----------------------------------------------------------------
-const ckpt = args.checkpoint ?? here('./checkpoints/shakespeare-char');
-const model = await fromPretrained(ckpt, { device });
+const ckpt = args.checkpoint ?? here('./checkpoints/llama-shakespeare-brown');
+const model = await AutoModelForCausalLM.fromPretrained(ckpt, { device });
 const tok = loadTokenizer(ckpt, model.config.vocab_size);
 const pretrain = JSON.parse(readFileSync(join(ckpt, 'training.json'), 'utf8')) as {
   steps: number;
-  valLoss: number;
+  savedStep?: number;
+  valLoss: number | { shakespeare: number; brown: number };
 };
-const c = model.config;
-console.log(
-  `1. GPT-2 (char-level, vocab ${c.vocab_size}, ${c.n_layer} layers, width ${c.n_embd}, ${c.n_head} heads, context ${c.n_positions}),` +
-    ` ${model.numParameters().toLocaleString('en-US')} parameters,\n   pre-trained on Tiny Shakespeare for ${pretrain.steps} steps (val loss ${pretrain.valLoss.toFixed(3)}).`,
-);
+const isLlama = model instanceof lr.LlamaForCausalLM;
+// a BPE token is ≈4.5 characters of E2E text, so the Llama sees ≈4.5× the text per step of the
+// character model; a step costs ≈1.4 s on the 2-core machine when it is quiet, hence 50 (≈70 s)
+const settings = {
+  steps: args.steps ? Number(args.steps) : quick ? 10 : isLlama ? 50 : 100,
+  batchSize: 8,
+  blockSize: 128,
+  lr: args.lr ? Number(args.lr) : 1e-2,
+  r: 8,
+  loraAlpha: 16,
+  evalBatches: quick ? 1 : isLlama ? 2 : 4,
+  genTokens: quick ? 24 : isLlama ? 64 : 120,
+  bleuMrs: quick ? 4 : 50,
+};
+const unit = isLlama ? 'token' : 'char';
+if (model instanceof lr.LlamaForCausalLM) {
+  const c = model.config;
+  const v = pretrain.valLoss as { shakespeare: number; brown: number };
+  console.log(
+    `1. Llama (byte-level BPE, vocab ${c.vocab_size}, ${c.num_hidden_layers} layers, width ${c.hidden_size}, ${c.num_attention_heads} heads / ${c.num_key_value_heads} kv, SwiGLU ${c.intermediate_size}, context ${c.max_position_embeddings}),` +
+      ` ${model.numParameters().toLocaleString('en-US')} parameters,\n   pre-trained by lowrank on Tiny Shakespeare + the Brown Corpus (step ${pretrain.savedStep ?? pretrain.steps} of ${pretrain.steps}; val loss ${v.shakespeare.toFixed(3)} / ${v.brown.toFixed(3)} nats/token).`,
+  );
+} else {
+  const c = model.config;
+  console.log(
+    `1. GPT-2 (char-level, vocab ${c.vocab_size}, ${c.n_layer} layers, width ${c.n_embd}, ${c.n_head} heads, context ${c.n_positions}),` +
+      ` ${model.numParameters().toLocaleString('en-US')} parameters,\n   pre-trained on Tiny Shakespeare for ${pretrain.steps} steps (val loss ${(pretrain.valLoss as number).toFixed(3)}).`,
+  );
+}
 
 // ---- 2. E2E data -------------------------------------------------------------------------------
 const e2e = (f: string): lr.E2EExample[] => lr.parseE2E(readFileSync(here(`../data/e2e/${f}`), 'utf8'));
@@ -81,10 +116,42 @@ const testSet = e2e('test.txt');
 const encode = (s: string): number[] => tok.encode(s);
 const train = lr.e2eStream(trainSet, encode);
 const test = lr.e2eStream(testSet, encode);
-const prompts = lr.groupByMr(testSet).slice(0, quick ? 1 : 2);
+const bleuSet = lr.groupByMr(testSet).slice(0, settings.bleuMrs);
+const prompts = bleuSet.slice(0, quick ? 1 : 2);
 console.log(
-  `2. E2E NLG (restaurant data-to-text): ${trainSet.length} training lines (${train.tokens.length.toLocaleString('en-US')} characters), ${testSet.length} test lines.`,
+  `2. E2E NLG (restaurant data-to-text): ${trainSet.length} training lines (${train.tokens.length.toLocaleString('en-US')} ${unit}s), ${testSet.length} test lines.`,
 );
+
+// a reply ends at its newline: every token whose text holds one (BPE merges '\n' with other
+// whitespace; the character model's '\n' is its eos)
+const stopIds = new Set<number>();
+for (let id = 0; id < tok.vocabSize; id++) if (tok.decode([id]).includes('\n')) stopIds.add(id);
+if (tok.eosTokenId !== null) stopIds.add(tok.eosTokenId); // the Llama's <|endoftext|> ends a text too
+const promptIds = bleuSet.map((g) => tok.encode(lr.e2ePrompt(g.mr)));
+const longest = Math.max(...promptIds.map((p) => p.length));
+// BLEU needs whole replies: the character model's 128 positions do not hold an MR and its reply
+const bleuFits = longest + settings.genTokens <= model.contextLength;
+
+/** Greedy replies to the BLEU set's MRs (batched by prompt length), their BLEU, and the seconds taken. */
+async function replies(): Promise<{ texts: string[]; score: BleuScore | null; seconds: number }> {
+  const g0 = performance.now();
+  if (!bleuFits) {
+    const texts = await Promise.all(prompts.map(async (p) => sample(p.mr)));
+    return { texts, score: null, seconds: (performance.now() - g0) / 1000 };
+  }
+  // no 4-gram twice in a reply (the LoRA paper decodes E2E with no_repeat_ngram_size 4)
+  const outs = await greedyByLength(model, promptIds, {
+    maxNewTokens: settings.genTokens,
+    stopIds,
+    noRepeatNgram: 4,
+  });
+  const texts = outs.map((ids) => tok.decode(ids).trim());
+  const score = corpusBleu(
+    texts.map(bleuTokens),
+    bleuSet.map((g) => g.refs.map(bleuTokens)),
+  );
+  return { texts, score, seconds: (performance.now() - g0) / 1000 };
+}
 
 async function sample(mr: string): Promise<string> {
   const prompt = tok.encode(lr.e2ePrompt(mr));
@@ -93,7 +160,7 @@ async function sample(mr: string): Promise<string> {
     temperature: 0.7,
     topK: 10,
     seed: 0,
-    eosTokenId: tok.eosTokenId,
+    eosTokenId: [...stopIds],
   });
   return tok.decode(r.tokens).replace(/\n$/, '');
 }
@@ -107,17 +174,18 @@ const evalLoss = (): Promise<number> =>
   });
 
 const lossBefore = await evalLoss();
-const before = await Promise.all(prompts.map(async (p) => sample(p.mr)));
+const before = await replies();
 
 // ---- 3. LoRA ---------------------------------------------------------------------------------------
-const lora = applyLora(model, {
-  r: settings.r,
-  loraAlpha: settings.loraAlpha,
-  targetModules: ['c_attn', 'c_proj', 'c_fc'], // every projection of every block (q|k|v, out, MLP)
-  seed: 0,
-});
+// every projection of every block: attention (q, k, v, out) and the MLP
+const targetModules = isLlama
+  ? ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
+  : ['c_attn', 'c_proj', 'c_fc'];
+const lora = applyLora(model, { r: settings.r, loraAlpha: settings.loraAlpha, targetModules, seed: 0 });
 const report = trainableParameters(model);
-console.log(`3. LoRA r=${settings.r}, alpha=${settings.loraAlpha} on c_attn, c_proj, c_fc: ${report}\n`);
+console.log(
+  `3. LoRA r=${settings.r}, alpha=${settings.loraAlpha} on ${targetModules.join(', ')}: ${report}\n`,
+);
 const trainer = new lr.LMTrainer(model, lora.trainableParameters(), {
   steps: settings.steps,
   batchSize: settings.batchSize,
@@ -141,6 +209,7 @@ const evalEvery = Math.max(1, Math.round(settings.steps / 5));
 const evaluations: [number, number][] = [[0, lossBefore]];
 let evalSeconds = 0;
 const trainStart = performance.now();
+const cpuStart = process.cpuUsage();
 for (let s = 1; s <= settings.steps; s++) {
   const loss = await trainer.trainStep(train.tokens, train.targetMask);
   if (s % evalEvery === 0 || s === settings.steps) {
@@ -162,9 +231,13 @@ for (let s = 1; s <= settings.steps; s++) {
 if (tty) bar.stop();
 // training time only (tokens/s would otherwise count the evaluations' forward passes)
 const trainSeconds = (performance.now() - trainStart) / 1000 - evalSeconds;
+const trainCpu = process.cpuUsage(cpuStart);
+// CPU time of the whole loop (evaluations included) over its wall time: the cores this process got
+const fineTuneWall = (performance.now() - trainStart) / 1000;
+const fineTuneCpuSeconds = (trainCpu.user + trainCpu.system) / 1e6;
 
 const lossAfter = evaluations[evaluations.length - 1][1];
-const after = await Promise.all(prompts.map(async (p) => sample(p.mr)));
+const after = await replies();
 
 // ---- 4. what LoRA buys -----------------------------------------------------------------------------
 // merged ≡ unmerged: logits of a test batch with the adapter as a side path, then folded into W
@@ -208,19 +281,27 @@ writeFileSync(
       { name: 'test loss (evaluations)', points: evaluations, markers: true },
     ],
     {
-      title: 'LoRA fine-tuning on E2E (char-level GPT-2)',
+      title: `LoRA fine-tuning on E2E (${isLlama ? '5.8M Llama, BPE' : 'char-level GPT-2'})`,
       xLabel: 'step',
-      yLabel: 'cross-entropy (nats/char)',
+      yLabel: `cross-entropy (nats/${unit})`,
     },
   ),
 );
 
+function bleuLine(): string {
+  if (!summary.bleu)
+    return `BLEU-4                 not measured: prompt + reply (${longest} + ${settings.genTokens} ${unit}s) exceed the model's context of ${model.contextLength}`;
+  const b = summary.bleu;
+  return `BLEU-4 (${b.mrs} test MRs)  ${(100 * b.before).toFixed(1)} → ${(100 * b.after).toFixed(1)} (greedy, no repeated 4-gram; corpus BLEU, multi-reference; ${b.seconds.toFixed(0)} s generating)`;
+}
 const kib = (n: number): string => `${(n / 1024).toFixed(1)} KiB`;
 const pct = (a: number, b: number): string => `${((100 * a) / b).toFixed(2)}%`;
 const seconds = (performance.now() - t0) / 1000;
 const summary = {
   device,
   quick,
+  checkpoint: ckpt,
+  modelType: isLlama ? 'llama' : 'gpt2',
   steps: settings.steps,
   trainableParams: report.trainable,
   totalParams: report.total,
@@ -232,21 +313,38 @@ const summary = {
   testLossBefore: lossBefore,
   testLossAfter: lossAfter,
   trainSeconds,
+  fineTuneSeconds: fineTuneWall,
+  fineTuneCpuSeconds,
   tokensPerSecond: (settings.steps * settings.batchSize * settings.blockSize) / trainSeconds,
   seconds,
-  samples: prompts.map((p, i) => ({ mr: p.mr, before: before[i], after: after[i], reference: p.refs[0] })),
+  bleu: before.score &&
+    after.score && {
+      mrs: bleuSet.length,
+      before: before.score.bleu,
+      after: after.score.bleu,
+      detailBefore: before.score,
+      detailAfter: after.score,
+      seconds: before.seconds + after.seconds,
+    },
+  samples: prompts.map((p, i) => ({
+    mr: p.mr,
+    before: before.texts[i],
+    after: after.texts[i],
+    reference: p.refs[0],
+  })),
   lossSvg: svgPath,
   evaluations,
 };
 writeFileSync(join(args.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
 
 console.log(`
-4. Summary (${seconds.toFixed(0)} s in all, ${trainSeconds.toFixed(0)} s training at ${summary.tokensPerSecond.toFixed(0)} tokens/s on ${device})
+4. Summary (${seconds.toFixed(0)} s in all; fine-tuning ${fineTuneWall.toFixed(0)} s wall, ${fineTuneCpuSeconds.toFixed(0)} s CPU, of which ${trainSeconds.toFixed(0)} s training at ${summary.tokensPerSecond.toFixed(0)} tokens/s on ${device})
    trainable parameters   ${report.trainable.toLocaleString('en-US')} of ${report.total.toLocaleString('en-US')} (${pct(report.trainable, report.total)})
    optimizer state        ${kib(optimizerStateBytes)} with LoRA vs ${kib(fullOptimizerStateBytes)} for full fine-tuning (${pct(optimizerStateBytes, fullOptimizerStateBytes)})
    checkpoint             ${kib(adapterBytes)} adapter (${saved.dir}) vs ${kib(fullCheckpointBytes)} full model (${pct(adapterBytes, fullCheckpointBytes)})
    merged vs unmerged     max |Δ logit| = ${maxMergeDiff.toExponential(2)} (W + (α/r)·B·A: no extra inference cost)
-   test loss (E2E refs)   ${lossBefore.toFixed(3)} → ${lossAfter.toFixed(3)} nats/char
+   test loss (E2E refs)   ${lossBefore.toFixed(3)} → ${lossAfter.toFixed(3)} nats/${unit}
+   ${bleuLine()}
    loss curve             ${svgPath}
 `);
 for (const s of summary.samples) {
