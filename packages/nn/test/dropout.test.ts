@@ -3,7 +3,7 @@ import { AdamW, CausalSelfAttention, Dropout, F, Linear } from '@lowrank/nn';
 import * as lr from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
 import { maxDiff } from '../../tensor/test/attention-reference.js';
-import { attentionDropFactors, firstKey, naivePhilox } from '../../tensor/test/philox-reference.js';
+import { attentionDropFactors, firstKey, naiveUniform } from '../../tensor/test/philox-reference.js';
 import { webgpuUnavailable } from './helpers.js';
 
 /**
@@ -20,7 +20,7 @@ const unavailable = await webgpuUnavailable();
 /** The mask F.dropout(·, p) applies to a tensor of n elements under key `key`: 0 or 1/(1 − p). */
 function dropoutMask(n: number, key: readonly number[], p: number): number[] {
   return Array.from({ length: n }, (_, i) =>
-    (naivePhilox([i, 0, 0, 0], key)[0] >>> 8) / 2 ** 24 >= Math.fround(p) ? Math.fround(1 / (1 - p)) : 0,
+    naiveUniform(i, key) >= Math.fround(p) ? Math.fround(1 / (1 - p)) : 0,
   );
 }
 

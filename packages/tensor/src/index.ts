@@ -251,6 +251,7 @@ export {
   philox4x32,
   philoxNormal,
   philoxUniform,
+  philoxWord,
   type RandomKey,
   wordToUniform,
 } from './philox.js';

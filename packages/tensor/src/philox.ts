@@ -10,11 +10,15 @@
  * 16-bit halves (WGSL has no 64-bit integers), so the TypeScript functions here, the CPU kernels
  * that call them and the WGSL below give identical bits.
  *
- * Counters used by the engine (the key is a fresh draw from a `Generator` per random tensor):
- * - an elementwise draw (`lr.rand`, `lr.randn`, `F.dropout`): element at position i of the
- *   tensor reads counter (i, 0, 0, 0);
- * - attention dropout: the probability of query row i, key column j, batch b and query head h
- *   reads counter (j, i, b·H + h, ATTENTION_STREAM).
+ * Counters used by the engine (the key is a fresh draw from a `Generator` per random tensor);
+ * each counter gives four words, which four consecutive elements share:
+ * - an elementwise uniform draw (`lr.rand`, `F.dropout`): element i is word i mod 4 of counter
+ *   (⌊i/4⌋, 0, 0, 0); a normal draw (`lr.randn`): words 2(i mod 2) and 2(i mod 2) + 1 of counter
+ *   (⌊i/2⌋, 0, 0, 0);
+ * - attention dropout: the probability of query row i, key column j, batch b and query head h is
+ *   word j mod 4 of counter (⌊j/4⌋, i, b·H + h, ATTENTION_STREAM).
+ * The CPU keeps the last counter's words (`philoxWord`), so a row walked in order computes one
+ * Philox per four elements; a GPU thread computes the one it needs.
  */
 
 const M0 = 0xd2511f53;
@@ -33,16 +37,14 @@ export interface RandomKey {
   readonly key1: number;
 }
 
-/** The high 32 bits of the 64-bit product a·b (unsigned), exactly, from 16-bit halves. */
+/**
+ * The high 32 bits of the 64-bit product a·b (unsigned), exactly: with a = 2¹⁶·a₁ + a₀, both
+ * a₁·b and a₀·b are below 2⁴⁸ (exact in float64), and ⌊a·b / 2³²⌋ = ⌊(a₁·b + ⌊a₀·b / 2¹⁶⌋) / 2¹⁶⌋.
+ * (WGSL, without float64, splits both operands: PHILOX_WGSL's `mulhi32`.)
+ */
 export function mulhi32(a: number, b: number): number {
-  const a0 = a & 0xffff;
-  const a1 = a >>> 16;
-  const b0 = b & 0xffff;
-  const b1 = b >>> 16;
-  const p01 = a0 * b1;
-  const p10 = a1 * b0;
-  const mid = ((a0 * b0) >>> 16) + (p01 & 0xffff) + (p10 & 0xffff);
-  return (a1 * b1 + (p01 >>> 16) + (p10 >>> 16) + (mid >>> 16)) >>> 0;
+  const x = b >>> 0;
+  return Math.floor(((a >>> 16) * x + Math.floor(((a & 0xffff) * x) / 65536)) / 65536);
 }
 
 /**
@@ -88,42 +90,82 @@ export function philox4x32(
   return out;
 }
 
-const scratch = new Uint32Array(4);
+/** The counter and key of the words in `cached` (NaN: none yet). */
+const cachedAt = [Number.NaN, Number.NaN, Number.NaN, Number.NaN, Number.NaN, Number.NaN];
+const cached = new Uint32Array(4);
 
-/** A 32-bit word as a uniform float in [0, 1): its top 24 bits times 2⁻²⁴ (exact in float32). */
+/**
+ * Word `w` (0..3) of Philox4x32-10 of counter (c0, c1, c2, c3) under key (k0, k1). The last
+ * counter's four words are kept, so four consecutive elements sharing a counter cost one Philox.
+ *
+ * @example
+ * lr.philoxWord(0, 0, 0, 0, 0, 0, 0).toString(16); // "6627e8d5", as philox4x32's word 0
+ */
+export function philoxWord(
+  c0: number,
+  c1: number,
+  c2: number,
+  c3: number,
+  k0: number,
+  k1: number,
+  w: number,
+): number {
+  const at = cachedAt;
+  if (c0 !== at[0] || c1 !== at[1] || c2 !== at[2] || c3 !== at[3] || k0 !== at[4] || k1 !== at[5]) {
+    philox4x32(c0, c1, c2, c3, k0, k1, cached);
+    at[0] = c0;
+    at[1] = c1;
+    at[2] = c2;
+    at[3] = c3;
+    at[4] = k0;
+    at[5] = k1;
+  }
+  return cached[w];
+}
+
+/**
+ * A 32-bit word as a uniform float in [0, 1): its top 24 bits times 2⁻²⁴ (exact in float32).
+ *
+ * @example
+ * lr.wordToUniform(0x80000000); // 0.5
+ */
 export function wordToUniform(w: number): number {
   return (w >>> 8) / 16777216;
 }
 
 /**
- * Element `i` of an elementwise draw under `key`: U[0, 1) from word 0 of counter (i, 0, 0, 0).
+ * Element `i` of an elementwise draw under `key`: U[0, 1) from word i mod 4 of counter
+ * (⌊i/4⌋, 0, 0, 0).
  *
  * @example
  * lr.philoxUniform(0, 1, 2); // in [0, 1), the value `lr.rand` gives element 0 under key (1, 2)
  */
 export function philoxUniform(i: number, key0: number, key1: number): number {
-  return wordToUniform(philox4x32(i, 0, 0, 0, key0, key1, scratch)[0]);
+  return wordToUniform(philoxWord(i >>> 2, 0, 0, 0, key0, key1, i & 3));
 }
 
 /**
- * Element `i` of a normal draw under `key`: Box–Muller of words 0 and 1 of counter (i, 0, 0, 0),
- * √(−2 ln u₁)·cos(2π u₂) with u₁ = 1 − word0's uniform ∈ (0, 1] and u₂ = word1's uniform, rounded
- * to float32. (GPU logs and cosines differ from these by a few ulps: normal draws agree across
+ * Element `i` of a normal draw under `key`: Box–Muller of words 2(i mod 2) and 2(i mod 2) + 1 of
+ * counter (⌊i/2⌋, 0, 0, 0), √(−2 ln u₁)·cos(2π u₂) with u₁ = 1 − the first word's uniform ∈ (0, 1]
+ * and u₂ = the second's, rounded to float32. (GPU logs and cosines differ from these by a few ulps: normal draws agree across
  * backends to float32 precision, uniform draws and masks bit for bit.)
  *
  * @example
  * lr.philoxNormal(0, 1, 2); // a standard normal value
  */
 export function philoxNormal(i: number, key0: number, key1: number): number {
-  philox4x32(i, 0, 0, 0, key0, key1, scratch);
-  const u1 = 1 - wordToUniform(scratch[0]);
-  const u2 = wordToUniform(scratch[1]);
+  const w = 2 * (i & 1);
+  const u1 = 1 - wordToUniform(philoxWord(i >>> 1, 0, 0, 0, key0, key1, w));
+  const u2 = wordToUniform(philoxWord(i >>> 1, 0, 0, 0, key0, key1, w + 1));
   return Math.fround(Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2));
 }
 
 /**
  * The attention-dropout threshold of probability `p`: a key is dropped when the top 24 bits of
  * its word are below it, i.e. when its uniform is below float32(p), the test `F.dropout` makes.
+ *
+ * @example
+ * lr.dropThreshold(0.5); // 8388608 (2²³)
  */
 export function dropThreshold(p: number): number {
   return Math.ceil(Math.fround(p) * 16777216);
@@ -144,12 +186,13 @@ export function attentionKeep(
   key1: number,
   threshold: number,
 ): boolean {
-  return philox4x32(col, row, bh, ATTENTION_STREAM, key0, key1, scratch)[0] >>> 8 >= threshold;
+  return philoxWord(col >>> 2, row, bh, ATTENTION_STREAM, key0, key1, col & 3) >>> 8 >= threshold;
 }
 
 /**
- * WGSL of the generator: `philox_w0(c, k)` (word 0), `philox_w01(c, k)` (words 0 and 1), the
- * uniform and normal conversions, and `attn_keep` (attention dropout). The same arithmetic as
+ * WGSL of the generator: `philox4x32(counter, key)` (the four words), `word_uniform`, and the
+ * elementwise draws `philox_uniform` / `philox_normal` (the attention kernels call `philox4x32`
+ * for their keep bits: backends/webgpu/attention-shared.ts). The same arithmetic as
  * `philox4x32` above.
  */
 export const PHILOX_WGSL = /* wgsl */ `
@@ -178,15 +221,14 @@ fn philox4x32(c: vec4<u32>, k: vec2<u32>) -> vec4<u32> {
 }
 fn word_uniform(w: u32) -> f32 { return f32(w >> 8u) * 5.9604644775390625e-8; }
 fn philox_uniform(i: u32, k0: u32, k1: u32) -> f32 {
-  return word_uniform(philox4x32(vec4<u32>(i, 0u, 0u, 0u), vec2<u32>(k0, k1)).x);
+  let w = philox4x32(vec4<u32>(i >> 2u, 0u, 0u, 0u), vec2<u32>(k0, k1));
+  return word_uniform(w[i & 3u]);
 }
 fn philox_normal(i: u32, k0: u32, k1: u32) -> f32 {
-  let w = philox4x32(vec4<u32>(i, 0u, 0u, 0u), vec2<u32>(k0, k1));
-  let u1 = 1.0 - word_uniform(w.x);
-  let u2 = word_uniform(w.y);
+  let w = philox4x32(vec4<u32>(i >> 1u, 0u, 0u, 0u), vec2<u32>(k0, k1));
+  let odd = (i & 1u) == 1u;
+  let u1 = 1.0 - word_uniform(select(w.x, w.z, odd));
+  let u2 = word_uniform(select(w.y, w.w, odd));
   return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
-fn attn_keep(bh: u32, row: u32, col: u32, k0: u32, k1: u32, threshold: u32) -> bool {
-  return (philox4x32(vec4<u32>(col, row, bh, ${ATTENTION_STREAM >>> 0}u), vec2<u32>(k0, k1)).x >> 8u) >= threshold;
 }
 `;

@@ -24,10 +24,15 @@ export function firstKey(seed: number): [number, number] {
   return [g.nextUint32(), g.nextUint32()];
 }
 
+/** Element i of an elementwise uniform draw under `key`: word i mod 4 of counter (⌊i/4⌋, 0, 0, 0). */
+export function naiveUniform(i: number, key: readonly number[]): number {
+  return (naivePhilox([Math.floor(i / 4), 0, 0, 0], key)[i % 4] >>> 8) / 2 ** 24;
+}
+
 /**
  * The attention-dropout factors [B, H, L, S] (kept: 1/(1 − p), dropped: 0) under `key`, from
- * the naive Philox: counter (key column j, query row i, b·H + h, "ATT1"), kept when the top 24
- * bits of word 0, as a uniform, are ≥ float32(p).
+ * the naive Philox: word j mod 4 of counter (⌊j/4⌋ for key column j, query row i, b·H + h,
+ * "ATT1"), kept when its top 24 bits, as a uniform, are ≥ float32(p).
  */
 export function attentionDropFactors(
   shape: readonly [number, number, number, number],
@@ -41,7 +46,7 @@ export function attentionDropFactors(
   for (let bh = 0; bh < b * h; bh++) {
     for (let i = 0; i < l; i++) {
       for (let j = 0; j < s; j++) {
-        const w = naivePhilox([j, i, bh, 0x41545431], key)[0];
+        const w = naivePhilox([Math.floor(j / 4), i, bh, 0x41545431], key)[j % 4];
         out[(bh * l + i) * s + j] = (w >>> 8) / 2 ** 24 >= pf ? scale : 0;
       }
     }

@@ -5,8 +5,11 @@ import {
   checkHeadDims,
   chooseTile,
   DIMS,
-  dropFactor,
   each,
+  keepBytes,
+  keepDecl,
+  keepFactor,
+  keepFill,
   loadRows,
   maskBinding,
   maskKind,
@@ -43,13 +46,15 @@ import { metaStruct, PRELUDE, s, u } from './wgsl.js';
  * 32×32 scalar tiles this replaced spent 6 workgroup loads per 8 multiply-adds and stored their
  * transposed tiles with 32-way bank conflicts (54 + 44 ms of a 197 ms GPT-2 step).
  * Causal blocks wholly below the diagonal (and inside L, S, without a mask) skip the mask tests.
- * With dropout, the forward's mask is regenerated per element (dropFactor: z = kept ? 1/(1 − p)
- * : 0): the p tile holds z·p (dv = (z∘p)ᵀ·grad) and ds = p·(z·(grad·vᵀ) − D).
+ * With dropout, the forward's mask is regenerated per block (keepFill: the workgroup's keep bits,
+ * keepFactor: z = kept ? 1/(1 − p) : 0): the p tile holds z·p (dv = (z∘p)ᵀ·grad) and ds = p·(z·(grad·vᵀ) − D).
  */
 
-function tileBytes(e: number, ev: number, t: Tile): number {
+function tileBytes(e: number, ev: number, t: Tile, dropout: boolean): number {
   const rows = (t.br + t.bc) * (rowVec4(e) + rowVec4(ev)) * 16;
-  return rows + t.br * rowVec4(t.bc) * 16 + 8 * t.bc;
+  // keep bits: dk/dv blocks are bc queries × br keys, dq blocks br queries × bc keys
+  const keep = dropout ? Math.max(keepBytes(t.bc, t.br), keepBytes(t.br, t.bc)) : 0;
+  return rows + t.br * rowVec4(t.bc) * 16 + 8 * t.bc + keep;
 }
 
 /**
@@ -67,8 +72,8 @@ const TILES: Tile[] = [
   { br: 4, bc: 4, ty: 4, tx: 4 },
 ];
 
-function tileFor(c: WebGPUContext, e: number, ev: number): Tile {
-  return chooseTile(c, TILES, (t) => tileBytes(e, ev, t));
+function tileFor(c: WebGPUContext, e: number, ev: number, dropout: boolean): Tile {
+  return chooseTile(c, TILES, (t) => tileBytes(e, ev, t, dropout));
 }
 
 const HEADER = (mask: 'bool' | 'float' | null, outs: string[], dropout: boolean) => `${PRELUDE}
@@ -125,14 +130,13 @@ function probs(
   causal: boolean,
   dropout: boolean,
   t: Tile,
-  at: (i: number, j: number) => { row: string; col: string; lse: string; d: string },
+  at: (i: number, j: number) => { row: string; col: string; lse: string; d: string; keep: string },
   fast: string,
 ): string {
   const rt = t.br / t.ty;
   const ct = t.bc / t.tx;
-  const z = (row: string, col: string) => (dropout ? dropFactor('b', 'h', row, col) : '1.0');
   const slow = each(rt * ct, (n) => {
-    const { row, col, lse: m, d } = at(Math.floor(n / ct), n % ct);
+    const { row, col, lse: m, d, keep } = at(Math.floor(n / ct), n % ct);
     return `{
         let row = ${row};
         let col = ${col};
@@ -142,16 +146,16 @@ function probs(
         var p = select(0.0, exp(x - m), ok);
         // a row with no key (lse −∞): NaN as the composed softmax; its where-masked scores still get 0
         if (bitcast<u32>(m) == 0xff800000u && row < L) { p = nan_f(); }
-        ${dropout ? `let z = ${z('row', 'col')};` : 'let z = 1.0;'}
+        ${dropout ? `let z = ${keep};` : 'let z = 1.0;'}
         sc[${n}] = p * z;
         dp[${n}] = select(p * (z * dp[${n}] - ${d}), 0.0, hard);
       }`;
   });
   const quick = each(rt * ct, (n) => {
-    const { row, col, lse: m, d } = at(Math.floor(n / ct), n % ct);
+    const { lse: m, d, keep } = at(Math.floor(n / ct), n % ct);
     if (!dropout)
       return `{ let p = exp(sc[${n}] * scale - ${m}); sc[${n}] = p; dp[${n}] = p * (dp[${n}] - ${d}); }`;
-    return `{ let p = exp(sc[${n}] * scale - ${m}); let z = ${z(row, col)}; sc[${n}] = p * z; dp[${n}] = p * (z * dp[${n}] - ${d}); }`;
+    return `{ let p = exp(sc[${n}] * scale - ${m}); let z = ${keep}; sc[${n}] = p * z; dp[${n}] = p * (z * dp[${n}] - ${d}); }`;
   });
   if (mask) return slow;
   return `if (${fast}) {
@@ -187,6 +191,7 @@ function kvSource(
   const fast = `q0 + ${bc}u <= L && k0 + ${br}u <= S${causal ? ` && q0 + 1u >= k0 + ${br}u` : ''}`;
   return `${HEADER(mask, ['dk', 'dv'], dropout)}
 ${tiles(e, ev, t, 'K', 'V', 'Q', 'G')}
+${dropout ? keepDecl(bc, br) : ''}
 var<workgroup> Lc: array<f32, ${bc}>;
 var<workgroup> Dc: array<f32, ${bc}>;
 @compute @workgroup_size(${nt})
@@ -229,13 +234,14 @@ fn main(
         Lc[r] = lse[lse_base + i32(row) * lse_r];
         Dc[r] = dsum[(b * H + h) * L + row];
       }
+      ${dropout ? keepFill(bc, br, 'b * H + h', 'q0', 'k0', nt) : ''}
       workgroupBarrier();
       var sc = array<f32, ${rt * ct}>();
       var dp = array<f32, ${rt * ct}>();
       ${scores('sc', 'Ks', 'Qs', e, t)}
       ${scores('dp', 'Vs', 'Gs', ev, t)}
       ${each(ct, (j) => `let lc${j} = Lc[tx + ${tx * j}u];\n      let dc${j} = Dc[tx + ${tx * j}u];`, '\n      ')}
-      ${probs(mask, causal, dropout, t, (i, j) => ({ row: `q0 + tx + ${tx * j}u`, col: `k0 + ty + ${ty * i}u`, lse: `lc${j}`, d: `dc${j}` }), fast)}
+      ${probs(mask, causal, dropout, t, (i, j) => ({ row: `q0 + tx + ${tx * j}u`, col: `k0 + ty + ${ty * i}u`, lse: `lc${j}`, d: `dc${j}`, keep: keepFactor(br, `tx + ${tx * j}u`, `ty + ${ty * i}u`) }), fast)}
       ${toPs('sc', t)}
       workgroupBarrier();
       ${accumulate('dva', 'Gs', ev, t)}
@@ -267,6 +273,7 @@ function qSource(
   const fast = `q0 + ${br}u <= L && k0 + ${bc}u <= S${causal ? ` && k0 + ${bc}u <= q0 + 1u` : ''}`;
   return `${HEADER(mask, ['dq'], dropout)}
 ${tiles(e, ev, t, 'Q', 'G', 'K', 'V')}
+${dropout ? keepDecl(br, bc) : ''}
 @compute @workgroup_size(${nt})
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -300,12 +307,13 @@ fn main(
     workgroupBarrier();
     ${loadRows('Ks', 'k', bc, e, 'k0', 'S', nt)}
     ${loadRows('Vs', 'v', bc, ev, 'k0', 'S', nt)}
+    ${dropout ? keepFill(br, bc, 'bh', 'q0', 'k0', nt) : ''}
     workgroupBarrier();
     var sc = array<f32, ${rt * ct}>();
     var dp = array<f32, ${rt * ct}>();
     ${scores('sc', 'Qs', 'Ks', e, t)}
     ${scores('dp', 'Gs', 'Vs', ev, t)}
-    ${probs(mask, causal, dropout, t, (i, j) => ({ row: `q0 + ty + ${ty * i}u`, col: `k0 + tx + ${tx * j}u`, lse: `lr${i}`, d: `dr${i}` }), fast)}
+    ${probs(mask, causal, dropout, t, (i, j) => ({ row: `q0 + ty + ${ty * i}u`, col: `k0 + tx + ${tx * j}u`, lse: `lr${i}`, d: `dr${i}`, keep: keepFactor(bc, `ty + ${ty * i}u`, `tx + ${tx * j}u`) }), fast)}
     ${toPs('dp', t)}
     workgroupBarrier();
     ${accumulate('dqa', 'Ks', e, t)}
@@ -373,7 +381,7 @@ export const attentionBackward: GpuKernel<'attentionBackward'> = (
     [dBinding, bindingOf(out.storage), bindingOf(grad.storage)],
     c.grid(Math.ceil(rows / 256)),
   );
-  const tile = tileFor(c, e, ev);
+  const tile = tileFor(c, e, ev, Boolean(params.dropout));
   const dropout = Boolean(params.dropout);
   const key = `${e}|${ev}|${kind}|${params.causal}|${dropout}|${tile.br}|${tile.bc}|${tile.ty}|${tile.tx}`;
   const inputs = [

@@ -1,5 +1,6 @@
 import type { AttentionParams } from '../../backend.js';
 import { OpError } from '../../errors.js';
+import { ATTENTION_STREAM } from '../../philox.js';
 import type { View } from '../../storage.js';
 import type { WebGPUContext } from './context.js';
 import { s, u } from './wgsl.js';
@@ -77,12 +78,50 @@ export function attentionWords(
   return words;
 }
 
+/** u32 words of keep bits per row of a dropout block of `cols` key columns. */
+const keepWords = (cols: number) => Math.ceil(cols / 32);
+
+/** Workgroup bytes of the keep bits of a block of `rows` query rows × `cols` key columns. */
+export function keepBytes(rows: number, cols: number): number {
+  return 4 * rows * keepWords(cols);
+}
+
+/** WGSL declaring the keep bits of a dropout block (`rows` query rows × `cols` key columns). */
+export function keepDecl(rows: number, cols: number): string {
+  return `var<workgroup> Keep: array<u32, ${rows * keepWords(cols)}>;`;
+}
+
 /**
- * WGSL of the dropout factor of (query `row`, key `col`) of query head `h` of batch `b`:
- * `keep ? scale : 0` from the uniform words (`attn_keep`, philox.ts: the mask every backend draws).
+ * WGSL filling the keep bits of the block of query rows `r0` + [0, rows) × key columns `c0` +
+ * [0, cols) of batch-head `bh` (c0 a multiple of 4): the threads share the Philox calls, one per
+ * four columns (its four words, `attentionKeep`'s), so a thread computes a few instead of one per
+ * score it owns, and the kernel has one call site (lavapipe compiled the per-score calls of the
+ * backward for minutes). Run between the barriers around a block's tile loads.
  */
-export function dropFactor(b: string, h: string, row: string, col: string): string {
-  return `select(0.0, bitcast<f32>(${u(W.drop + 3)}), attn_keep(${b} * H + ${h}, ${row}, ${col}, ${u(W.drop)}, ${u(W.drop + 1)}, ${u(W.drop + 2)}))`;
+export function keepFill(rows: number, cols: number, bh: string, r0: string, c0: string, nt: number): string {
+  const words = keepWords(cols);
+  const key = `vec2<u32>(${u(W.drop)}, ${u(W.drop + 1)})`;
+  return `for (var idx = lid; idx < ${rows * words}u; idx += ${nt}u) {
+      let kr = idx / ${words}u;
+      let kc = (idx % ${words}u) * 32u;
+      var bits = 0u;
+      for (var c = 0u; c < ${Math.min(32, cols)}u; c += 4u) {
+        let w = philox4x32(vec4<u32>((${c0} + kc + c) >> 2u, ${r0} + kr, ${bh}, ${ATTENTION_STREAM >>> 0}u), ${key}) >> vec4<u32>(8u);
+        let t = ${u(W.drop + 2)};
+        bits |= (select(0u, 1u, w.x >= t) | select(0u, 2u, w.y >= t) | select(0u, 4u, w.z >= t) | select(0u, 8u, w.w >= t)) << c;
+      }
+      Keep[idx] = bits;
+    }`;
+}
+
+/**
+ * WGSL of the dropout factor of the block's query row `r` and key column `c` (indices within
+ * the block of `cols` columns whose keep bits `keepFill` wrote): 1/(1 − p) when kept, else 0.
+ */
+export function keepFactor(cols: number, r: string, c: string): string {
+  const words = keepWords(cols);
+  const word = words === 1 ? `Keep[${r}]` : `Keep[(${r}) * ${words}u + (${c}) / 32u]`;
+  return `select(0.0, bitcast<f32>(${u(W.drop + 3)}), ((${word} >> ((${c}) % 32u)) & 1u) == 1u)`;
 }
 
 /** WGSL: `let <name>_base = …` (element [b, h, 0, 0]) and `<name>_r`, `<name>_d` strides (i32). */
