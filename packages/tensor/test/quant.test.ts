@@ -182,6 +182,28 @@ describe('quantizedMatmul (CPU)', () => {
     w.dispose();
   });
 
+  it('needs no scratch wider than 64 columns: the peak is the output, in both orientations', async () => {
+    // W [64, 1024] NF4; x·W (the backward's d input) once summed [m, 1024] products of 64-row
+    // panels, a transient as large as the output beside it (peak 1.25× the output here)
+    const w = await lr.QuantizedWeight.quantize(lr.tensor(values(64 * 1024, 5), { shape: [64, 1024] }), {
+      bits: 'nf4',
+    });
+    for (const transpose of [false, true]) {
+      const x = lr.tensor(values(256 * (transpose ? 1024 : 64), 6), { shape: [256, transpose ? 1024 : 64] });
+      const before = lr.memory().numBytes;
+      lr.resetPeakMemory();
+      const y = lr.quantizedMatmul(x, w, { transpose });
+      const outBytes = y.size * 4;
+      expect(outBytes).toBe(256 * (transpose ? 64 : 1024) * 4);
+      // the decoded panel (64 × k) and one [256, 64] product at most, next to the output
+      const scratch = (64 * (transpose ? 1024 : 64) + 256 * 64) * 4;
+      expect(lr.peakMemory() - before).toBeLessThanOrEqual(Math.max(outBytes, scratch) + 1024);
+      y.dispose();
+      x.dispose();
+    }
+    w.dispose();
+  });
+
   it('refuses a wrong inner dimension, requiresGrad on the weight and a disposed weight', async () => {
     const w = await lr.QuantizedWeight.quantize(lr.randn([4, 10]), { bits: 'int8' });
     expect(() => lr.quantizedMatmul(lr.ones([2, 4]), w)).toThrow(

@@ -3,7 +3,7 @@ import { releaseStorage } from '../../engine/memory.js';
 import { getKernel } from '../../engine/registry.js';
 import { DOUBLE_QUANT_BLOCK, NF4_VALUES, quantizeData } from '../../quant/format.js';
 import { f16Table } from '../../quant/half.js';
-import type { Storage, View } from '../../storage.js';
+import type { View } from '../../storage.js';
 import { allocate, cpuArray, storageOf } from './storage.js';
 import { arrayOf } from './strided.js';
 
@@ -29,84 +29,79 @@ function scalesOf(w: QuantView): Float32Array {
 }
 
 /**
- * A function writing dequantized row r of `w` into `row` (length cols). Block by block: nf4
- * scales the 16-entry table once per block (NF4[i]·scale, the same float32 products as value by
- * value), then each code is one lookup.
+ * A function writing columns [c0, c1) of dequantized row r of `w` into `dst` (length c1 − c0).
+ * Block by block: nf4 scales the 16-entry table once per block (NF4[i]·scale, the same float32
+ * products as value by value), then each code is one lookup; f16 goes through the 65536-entry
+ * table (exact), bf16 is the upper half of a float32 (a bit copy).
  */
-function rowReader(w: QuantView): (r: number, row: Float32Array) => void {
+function rangeReader(w: QuantView): (r: number, c0: number, c1: number, dst: Float32Array) => void {
   const words = w.codes.handle as Int32Array;
-  if (w.format === 'f16' || w.format === 'bf16') return halfRowReader(words, w.cols, w.format);
+  const { cols } = w;
+  if (w.format === 'bf16') {
+    const wpr = Math.ceil(cols / 2);
+    return (r, c0, c1, dst) => {
+      const bits = new Uint32Array(dst.buffer, dst.byteOffset, c1 - c0);
+      const base = r * wpr;
+      for (let c = c0; c < c1; c++) {
+        const word = words[base + (c >> 1)];
+        bits[c - c0] = c & 1 ? word & 0xffff0000 : word << 16;
+      }
+    };
+  }
+  if (w.format === 'f16') {
+    const wpr = Math.ceil(cols / 2);
+    const table = f16Table();
+    return (r, c0, c1, dst) => {
+      const base = r * wpr;
+      for (let c = c0; c < c1; c++) dst[c - c0] = table[(words[base + (c >> 1)] >>> ((c & 1) << 4)) & 0xffff];
+    };
+  }
   const scales = scalesOf(w);
-  const { cols, blockSize } = w;
+  const { blockSize } = w;
   const bpr = Math.ceil(cols / blockSize);
   if (w.format === 'nf4') {
     const wpr = Math.ceil(cols / 8);
     const table = new Float32Array(16);
-    return (r, row) => {
+    return (r, c0, c1, dst) => {
       const base = r * wpr;
-      for (let b = 0; b < bpr; b++) {
+      for (let b = Math.floor(c0 / blockSize); b * blockSize < c1; b++) {
         const scale = scales[r * bpr + b];
         for (let i = 0; i < 16; i++) table[i] = NF4_VALUES[i] * scale;
-        const hi = Math.min(cols, (b + 1) * blockSize);
-        for (let c = b * blockSize; c < hi; c++)
-          row[c] = table[(words[base + (c >> 3)] >>> ((c & 7) << 2)) & 15];
+        const hi = Math.min(c1, (b + 1) * blockSize);
+        for (let c = Math.max(c0, b * blockSize); c < hi; c++)
+          dst[c - c0] = table[(words[base + (c >> 3)] >>> ((c & 7) << 2)) & 15];
       }
     };
   }
   const wpr = Math.ceil(cols / 4);
-  return (r, row) => {
+  return (r, c0, c1, dst) => {
     const base = r * wpr;
-    for (let b = 0; b < bpr; b++) {
+    for (let b = Math.floor(c0 / blockSize); b * blockSize < c1; b++) {
       const scale = scales[r * bpr + b];
-      const hi = Math.min(cols, (b + 1) * blockSize);
-      for (let c = b * blockSize; c < hi; c++)
-        row[c] = ((words[base + (c >> 2)] << (24 - ((c & 3) << 3))) >> 24) * scale;
+      const hi = Math.min(c1, (b + 1) * blockSize);
+      for (let c = Math.max(c0, b * blockSize); c < hi; c++)
+        dst[c - c0] = ((words[base + (c >> 2)] << (24 - ((c & 3) << 3))) >> 24) * scale;
     }
   };
 }
 
-/**
- * Row r of a 16-bit weight: two values a word, low half first; f16 through the 65536-entry
- * table (exact), bf16 as the upper half of a float32 (a bit copy).
- */
-function halfRowReader(
-  words: Int32Array,
-  cols: number,
-  format: 'f16' | 'bf16',
-): (r: number, row: Float32Array) => void {
-  const wpr = Math.ceil(cols / 2);
-  const pairs = cols >> 1;
-  if (format === 'bf16') {
-    return (r, row) => {
-      const bits = new Uint32Array(row.buffer, row.byteOffset, cols);
-      const base = r * wpr;
-      for (let i = 0; i < pairs; i++) {
-        const word = words[base + i];
-        bits[2 * i] = word << 16;
-        bits[2 * i + 1] = word & 0xffff0000;
-      }
-      if (cols & 1) bits[cols - 1] = words[base + pairs] << 16;
-    };
-  }
-  const table = f16Table();
-  return (r, row) => {
-    const base = r * wpr;
-    for (let i = 0; i < pairs; i++) {
-      const word = words[base + i];
-      row[2 * i] = table[word & 0xffff];
-      row[2 * i + 1] = table[word >>> 16];
-    }
-    if (cols & 1) row[cols - 1] = table[words[base + pairs] & 0xffff];
-  };
+/** Row r of `w` whole (length cols). */
+function rowReader(w: QuantView): (r: number, row: Float32Array) => void {
+  const read = rangeReader(w);
+  return (r, row) => read(r, 0, w.cols, row);
 }
 
-/** Weight rows decoded per panel: the float32 scratch is PANEL × cols (or rows) at most. */
+/** Weight rows (x·Wᵀ) or columns (x·W) decoded per panel. */
 const PANEL = 64;
 
 /**
- * Panels of PANEL weight rows are decoded into a float32 scratch storage and multiplied by
- * whichever `matmul` kernel the CPU has registered (the Wasm SIMD gemm when installed): out's
- * columns [r0, r0 + P) = a · panelᵀ (x·Wᵀ), or out += a[:, r0:r0+P] · panel (x·W).
+ * Panels of the weight are decoded into a float32 scratch storage and multiplied by whichever
+ * `matmul` kernel the CPU has registered (the Wasm SIMD gemm when installed), each product
+ * written into its own columns of out: x·Wᵀ takes PANEL rows of W at a time (out's columns
+ * [r0, r0 + P) = a · panelᵀ), x·W (the backward's d input) PANEL columns of every row (out's
+ * columns [c0, c0 + P) = a · W[:, c0:c0+P]). No product is ever wider than PANEL columns: x·W
+ * once took row panels and summed [m, cols] products, a transient as large as the output
+ * (GPT-2 2 × 256 LoRA step on an NF4 base: 1 MiB more at the peak than the float32 base).
  */
 export const quantMatmul: KernelTable['quantMatmul'] = (a, w, m, transpose) => {
   const { rows, cols } = w;
@@ -114,46 +109,27 @@ export const quantMatmul: KernelTable['quantMatmul'] = (a, w, m, transpose) => {
   const out = cpuArray('float32', m * n) as Float32Array;
   if (m === 0 || n === 0) return storageOf(out, 'float32');
   const matmul = getKernel('quantMatmul', 'cpu', 'matmul');
-  const read = rowReader(w);
+  const read = rangeReader(w);
   const [rs, cs] = a.strides;
-  const a3: View = {
-    storage: a.storage,
-    shape: [1, m, transpose ? cols : rows],
-    strides: [0, rs, cs],
-    offset: a.offset,
-  };
-  for (let r0 = 0; r0 < rows; r0 += PANEL) {
-    const p = Math.min(PANEL, rows - r0);
-    const panel = allocate('float32', p * cols);
+  const k = transpose ? cols : rows;
+  const a3: View = { storage: a.storage, shape: [1, m, k], strides: [0, rs, cs], offset: a.offset };
+  for (let j0 = 0; j0 < n; j0 += PANEL) {
+    const p = Math.min(PANEL, n - j0);
+    const panel = allocate('float32', p * k);
     const pd = panel.handle as Float32Array;
-    for (let i = 0; i < p; i++) read(r0 + i, pd.subarray(i * cols, (i + 1) * cols));
-    let prod: Storage;
+    let b: View;
     if (transpose) {
-      // a [m, cols] · panelᵀ [cols, p]
-      prod = matmul(
-        a3,
-        { storage: panel, shape: [1, cols, p], strides: [0, 1, cols], offset: 0 },
-        1,
-        m,
-        cols,
-        p,
-      );
-      const pr = prod.handle as Float32Array;
-      for (let i = 0; i < m; i++) out.set(pr.subarray(i * p, (i + 1) * p), i * n + r0);
+      // rows j0…j0+p of W [p, cols], read as panelᵀ [cols, p]
+      for (let i = 0; i < p; i++) read(j0 + i, 0, cols, pd.subarray(i * cols, (i + 1) * cols));
+      b = { storage: panel, shape: [1, cols, p], strides: [0, 1, cols], offset: 0 };
     } else {
-      // a[:, r0:r0+p] [m, p] · panel [p, cols]
-      const aSlice: View = { ...a3, shape: [1, m, p], offset: a.offset + r0 * cs };
-      prod = matmul(
-        aSlice,
-        { storage: panel, shape: [1, p, cols], strides: [0, cols, 1], offset: 0 },
-        1,
-        m,
-        p,
-        cols,
-      );
-      const pr = prod.handle as Float32Array;
-      for (let i = 0; i < m * cols; i++) out[i] += pr[i];
+      // columns j0…j0+p of every row of W: panel [rows, p]
+      for (let r = 0; r < rows; r++) read(r, j0, j0 + p, pd.subarray(r * p, (r + 1) * p));
+      b = { storage: panel, shape: [1, rows, p], strides: [0, p, 1], offset: 0 };
     }
+    const prod = matmul(a3, b, 1, m, k, p);
+    const pr = prod.handle as Float32Array;
+    for (let i = 0; i < m; i++) out.set(pr.subarray(i * p, (i + 1) * p), i * n + j0);
     releaseStorage(prod);
     releaseStorage(panel);
   }
