@@ -98,9 +98,17 @@ export function assignSlots(values: readonly PlanValue[]): {
   return { slotOf, slots, devices };
 }
 
-/** The plan of a step of `calls` recorded calls whose values are `values`. */
-export function planMemory(values: readonly PlanValue[], calls: number, externalBytes: number): MemoryPlan {
-  const { slots, devices } = assignSlots(values);
+/**
+ * The plan of a step of `calls` recorded calls whose values are `values` (`assigned`: their
+ * slots, when the caller already computed them).
+ */
+export function planMemory(
+  values: readonly PlanValue[],
+  calls: number,
+  externalBytes: number,
+  assigned: ReturnType<typeof assignSlots> = assignSlots(values),
+): MemoryPlan {
+  const { slots, devices } = assigned;
   const sum = (kind: PlanValue['kind']) =>
     values.filter((v) => v.kind === kind).reduce((n, v) => n + v.bytes, 0);
   // live bytes per call: +bytes at def, −bytes after the last use (intermediates only)

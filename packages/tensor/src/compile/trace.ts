@@ -294,7 +294,8 @@ export class Trace implements TraceSink {
       values.push({ bytes: t.bytes, def: t.call, lastUse: t.call, kind: 'intermediate', device: t.device });
     }
     // each call that makes an intermediate learns its slot: a replay leases it for the call
-    const { slotOf } = assignSlots(values);
+    const assigned = assignSlots(values);
+    const { slotOf } = assigned;
     const slotUse = new Map<number, SlotUse>();
     const firstScratch = values.length - this.scratchTaken.length;
     this.scratchTaken.forEach((t, j) => {
@@ -332,7 +333,7 @@ export class Trace implements TraceSink {
       guards: this.guards,
       outputs: stepOutputs,
       epoch: captureEpoch(),
-      plan: planMemory(values, end, externalBytes),
+      plan: planMemory(values, end, externalBytes, assigned),
     });
   }
 
