@@ -6,7 +6,7 @@ import { dropThreshold, type RandomKey } from '../philox.js';
 import { defaultGenerator, drawRandomKey, type Generator } from '../random.js';
 import { broadcastShapes } from '../shape.js';
 import type { Tensor } from '../tensor.js';
-import type { AttentionAttrs } from './attrs.js';
+import type { AttentionAttrs, AttentionDropoutDraw } from './attrs.js';
 import { kernel, wrap } from './util.js';
 import { expand, reshape } from './views.js';
 
@@ -53,7 +53,7 @@ export interface ScaledDotProductAttentionOptions {
 export interface ScaledDotProductAttentionBackwardOptions
   extends Omit<ScaledDotProductAttentionOptions, 'dropoutP' | 'generator'> {
   /** The forward's dropout: its probability and the key it drew (null or absent: none). */
-  dropout?: { readonly p: number; readonly key: RandomKey } | null;
+  dropout?: AttentionDropoutDraw | null;
 }
 
 /** The kernels' dropout parameters for probability `p` under `key`. */
@@ -183,8 +183,8 @@ function layout(
  * are read through their strides (GPT-2's heads, transposed views of one projection, are not
  * copied), and the mask through 0-strides. A row whose keys are all masked gives NaN, as the
  * composed softmax does. Differentiable in q, k and v (a float mask that requires grad is refused
- * by the gradient). No dropout: `F.scaledDotProductAttention` composes the ops when dropoutP > 0.
- * float32 only. Batch ranks above 2 are merged by a reshape (a copy when the strides forbid a view).
+ * by the gradient). With `dropoutP` the probabilities are dropped inside the kernels (Philox
+ * keyed by the generator; the backward regenerates the mask). float32 only. Batch ranks above 2 are merged by a reshape (a copy when the strides forbid a view).
  *
  * @example
  * const q = lr.randn([2, 4, 5, 8]); // [B, H, L, E]

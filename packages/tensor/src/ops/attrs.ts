@@ -205,7 +205,7 @@ export interface AttentionAttrs {
   /** The mask input's kind, or null without one. */
   mask: 'bool' | 'float' | null;
   /** The dropout the forward applied (its probability and key), or null: the backward's mask. */
-  dropout?: { readonly p: number; readonly key: RandomKey } | null;
+  dropout?: AttentionDropoutDraw | null;
   /** logsumexp of each row of masked scores (when recorded). */
   lse?: Tensor;
 }
@@ -246,4 +246,12 @@ export interface LoraMatmulAttrs {
   scale: number;
   /** Whether the last input is a per-sample index into a stacked weight [S, K, N]. */
   indexed: boolean;
+}
+
+/** An attention's dropout as its forward drew it: the backward regenerates the same mask. */
+export interface AttentionDropoutDraw {
+  /** The drop probability. */
+  readonly p: number;
+  /** The key the forward drew from its generator. */
+  readonly key: RandomKey;
 }
