@@ -1,6 +1,15 @@
 import { applyLora } from '@lowrank/lora';
 import { GPT2LMHeadModel, LMTrainer } from '@lowrank/models';
-import { type Device, init, setDefaultDevice } from '@lowrank/tensor';
+import { AdamW } from '@lowrank/nn';
+import {
+  compile,
+  type Device,
+  init,
+  setDefaultDevice,
+  type Tensor,
+  tensor,
+  webgpuStats,
+} from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
 
 const webgpuUnavailable = await init({ backend: 'webgpu' })
@@ -78,5 +87,46 @@ describe.skipIf(webgpuUnavailable !== null)('LMTrainer on WebGPU: compiled steps
     const compiled = await run(true, true, 'webgpu', 10);
     expect(compiled.losses).toEqual(eager.losses);
     expect(compiled.t.compiledStep.stats.invalidations).toBe(2);
+  }, 300_000);
+
+  it('a replayed GPT-2 LoRA step with dropout takes one pool buffer, its loss', async () => {
+    // every intermediate, kernel scratch and gradient lives in the plan's slots (reserved by the
+    // first replay); before the slots were bound a replay here took ~100 buffers from the pool
+    const model = await new GPT2LMHeadModel({ ...config, vocab_size: 32 }, { seed: 4 }).to('webgpu');
+    const handle = applyLora(model, {
+      r: 2,
+      loraAlpha: 4,
+      targetModules: ['c_attn'],
+      loraDropout: 0.1,
+      seed: 1,
+    });
+    const opt = new AdamW(handle.trainableParameters(), { lr: 0.05 });
+    const step = compile((x: Tensor) => {
+      const loss = model.forward(x, { labels: x }).loss as Tensor;
+      loss.backward();
+      opt.step();
+      opt.zeroGrad();
+      return loss;
+    });
+    const ids = tensor(
+      Int32Array.from({ length: 32 }, (_, i) => (i * 7) % 32),
+      { shape: [2, 16], device: 'webgpu' },
+    );
+    const acquired: number[] = [];
+    const losses: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const before = webgpuStats()?.buffersAcquired ?? Number.NaN;
+      const loss = step(ids);
+      acquired.push((webgpuStats()?.buffersAcquired ?? Number.NaN) - before);
+      losses.push(Number(await loss.toArray()));
+      loss.dispose();
+    }
+    expect(step.stats).toMatchObject({ eager: 1, traces: 1, replays: 4 });
+    const reserved = step.slotStats()?.reserved ?? 0;
+    expect(reserved).toBeGreaterThan(10);
+    // warm-up and trace run eagerly; the first replay reserves the slots
+    expect(acquired.slice(2)).toEqual([1 + reserved, 1, 1, 1]);
+    expect(step.slotStats()).toMatchObject({ unbound: 0, misses: 0 });
+    expect(losses[5]).toBeLessThan(losses[0]);
   }, 300_000);
 });
