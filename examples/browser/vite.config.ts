@@ -5,18 +5,33 @@ import { defaultClientConditions, defineConfig, type Plugin } from 'vite';
 const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url));
 
 /**
- * Files the page fetches at run time, served as they are (not bundled): the pre-trained
- * char-level GPT (examples/checkpoints/, made by examples/pretrain-shakespeare.ts) and the E2E
- * data (data/e2e/). Served by the dev server and copied into dist/ by the build.
+ * Files the page fetches at run time, served as they are (not bundled): the shipped models
+ * (examples/checkpoints/) and the E2E data (data/e2e/). `checkpoint/` is the default, the 5.8M
+ * Llama with its byte-level BPE tokenizer.json (examples/pretrain-llama.ts); `checkpoint-char/`
+ * the older 213k character-level GPT-2 (examples/pretrain-shakespeare.ts, `?model=char`).
+ * Served by the dev server and copied into dist/ by the build.
  */
 export const STATIC_FILES: Record<string, string> = {
-  'checkpoint/config.json': here('../checkpoints/shakespeare-char/config.json'),
-  'checkpoint/model.safetensors': here('../checkpoints/shakespeare-char/model.safetensors'),
-  'checkpoint/tokenizer.json': here('../checkpoints/shakespeare-char/tokenizer.json'),
-  'checkpoint/training.json': here('../checkpoints/shakespeare-char/training.json'),
+  ...checkpointFiles('checkpoint', 'llama-shakespeare-brown', [
+    'config.json',
+    'model.safetensors',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'training.json',
+  ]),
+  ...checkpointFiles('checkpoint-char', 'shakespeare-char', [
+    'config.json',
+    'model.safetensors',
+    'tokenizer.json',
+    'training.json',
+  ]),
   'data/e2e-valid.txt': here('../../data/e2e/valid.txt'),
   'data/e2e-test.txt': here('../../data/e2e/test.txt'),
 };
+
+function checkpointFiles(served: string, dir: string, files: string[]): Record<string, string> {
+  return Object.fromEntries(files.map((f) => [`${served}/${f}`, here(`../checkpoints/${dir}/${f}`)]));
+}
 
 /**
  * The page is served cross-origin isolated: the CPU backend's Wasm heap is then a shared memory

@@ -1,8 +1,9 @@
 /**
- * The page: fine-tunes LoRA adapters on a small pre-trained GPT in the tab. `?backend=cpu` forces
+ * The page: fine-tunes LoRA adapters on a small pre-trained language model in the tab (the shipped
+ * 5.8M Llama; `?model=char` starts with the older character-level GPT-2). `?backend=cpu` forces
  * the CPU backend (default: WebGPU through navigator.gpu when an adapter exists, else the CPU).
  */
-import { CharTokenizer, type Device, GPT2LMHeadModel, type LoadDType, memory } from 'lowrank';
+import { CharTokenizer, type Device, e2ePrompt, GPT2LMHeadModel, type LoadDType, memory } from 'lowrank';
 import { type ChartSeries, drawLossChart } from './chart.js';
 import {
   describeFootprint,
@@ -21,9 +22,13 @@ import {
   directorySource,
   folderSource,
   hubSource,
+  isShippedModel,
   type ModelSource,
+  SHIPPED_MODELS,
+  type ShippedModel,
+  shippedSource,
 } from './model-source.js';
-import { type AdapterInfo, BASE, type Corpus, Session } from './session.js';
+import { type AdapterInfo, BASE, type E2ECorpus, Session } from './session.js';
 import { AdapterStore, type SavedAdapter } from './store.js';
 
 const COLORS = ['#2f6fde', '#e0671b', '#2a9d55', '#9b3fc2', '#c23f5d'];
@@ -52,9 +57,16 @@ const params = new URLSearchParams(window.location.search);
 const wanted = (params.get('backend') ?? 'auto') as Device | 'auto';
 /** `?hub=<address>`: a Hub mirror (or a test's server) instead of https://huggingface.co. */
 const hubEndpoint = params.get('hub') ?? undefined;
+/** `?model=char`: start with the character-level GPT-2 instead of the Llama. */
+const firstModel: ShippedModel | Error = ((name) =>
+  isShippedModel(name)
+    ? name
+    : new Error(`?model=${name}: the page ships ${Object.keys(SHIPPED_MODELS).join(' and ')}`))(
+  params.get('model') ?? 'llama',
+);
 const notices: string[] = [];
 let session: Session | null = null;
-let e2e: Corpus | null = null;
+let e2e: E2ECorpus | null = null;
 let store: AdapterStore | null = null;
 /** Adapters saved in this browser, by name (a copy of the store's records). */
 const saved = new Map<string, SavedAdapter>();
@@ -68,7 +80,7 @@ function setState(state: 'loading' | 'ready' | 'quantizing' | 'training' | 'gene
   document.body.dataset.state = state;
   stateLog.push(state);
   const idle = state === 'ready';
-  for (const id of ['train', 'generate', 'load-hub', 'pick-folder'])
+  for (const id of ['train', 'generate', 'load-hub', 'pick-folder', 'load-shipped'])
     $<HTMLButtonElement>(id).disabled = !idle;
   input('model-folder').disabled = !idle;
   $<HTMLSelectElement>('quant').disabled = !idle;
@@ -195,7 +207,7 @@ function checkGenerateForm(): ReturnType<typeof validateGenerate> {
   $('sampling-hint').textContent = !g
     ? ''
     : g.temperature === 0
-      ? 'temperature 0: greedy, the most likely character each step (top-k, top-p and seed are unused)'
+      ? 'temperature 0: greedy, the most likely token each step (top-k, top-p and seed are unused)'
       : `sampling at temperature ${g.temperature}, ${g.topK ? `top-k ${g.topK}` : 'every token'}, top-p ${g.topP}, seed ${g.seed} (the base model and the adapter draw the same numbers)`;
   return result;
 }
@@ -436,10 +448,12 @@ async function generate(): Promise<void> {
     const { prompt } = settings;
     $('gen-base').textContent = '…';
     $('gen-adapter').textContent = s.active === BASE ? '(train or choose an adapter)' : '…';
+    const stopAtNewline = input('stop-line').checked;
     const show = (r: { text: string; eos: boolean }): string =>
       `${prompt}${r.text}${r.eos ? ' ⏎ (end of text)' : ''}`;
-    $('gen-base').textContent = show(await s.generate({ ...settings, base: true }));
-    if (s.active !== BASE) $('gen-adapter').textContent = show(await s.generate(settings));
+    $('gen-base').textContent = show(await s.generate({ ...settings, stopAtNewline, base: true }));
+    if (s.active !== BASE)
+      $('gen-adapter').textContent = show(await s.generate({ ...settings, stopAtNewline }));
   } catch (e) {
     console.error(e);
     $('generate-error').textContent = message(e);
@@ -484,8 +498,12 @@ export interface PageApi {
   quantizedMemory: () => Record<string, { count: number; bytes: number; f32Bytes: number }>;
 }
 
-/** The modules LoRA can adapt in this model, and which are ticked at first (q and v, as the LoRA paper). */
+/**
+ * The modules LoRA can adapt in this model, and which are ticked at first: q and v, as the LoRA
+ * paper; every projection for the shipped Llama, as the demo trains it.
+ */
 function targetChoices(s: Session): { value: string; label: string; checked: boolean }[] {
+  const all = s.source.id === 'shipped-llama';
   if (s.model instanceof GPT2LMHeadModel)
     return [
       { value: 'c_attn', label: 'c_attn (q|k|v)', checked: true },
@@ -495,12 +513,12 @@ function targetChoices(s: Session): { value: string; label: string; checked: boo
   const attention = ['q_proj', 'k_proj', 'v_proj', 'o_proj'].map((value) => ({
     value,
     label: value,
-    checked: value === 'q_proj' || value === 'v_proj',
+    checked: all || value === 'q_proj' || value === 'v_proj',
   }));
   const mlp = ['gate_proj', 'up_proj', 'down_proj'].map((value) => ({
     value,
     label: `${value} (MLP)`,
-    checked: false,
+    checked: all,
   }));
   return [...attention, ...mlp];
 }
@@ -529,15 +547,39 @@ function describeModel(s: Session): string {
   const weights = s.dtype === 'f32' ? '' : `, ${s.dtype} base`;
   if (m instanceof GPT2LMHeadModel) {
     const c = m.config;
-    if (s.pretrain && s.source.id === 'shipped')
+    if (s.pretrain && typeof s.pretrain.valLoss === 'number' && s.source.id === 'shipped')
       return (
         `char-level GPT-2 pre-trained on Tiny Shakespeare (${c.n_layer} layers, width ${c.n_embd}, ` +
-        `${params}, val loss ${s.pretrain.valLoss.toFixed(2)})`
+        `${params}${weights}, val loss ${s.pretrain.valLoss.toFixed(2)})`
       );
     return `GPT-2 from ${s.source.label} (${c.n_layer} layers, width ${c.n_embd}, ${params}${weights})`;
   }
   const c = m.config;
+  const v = s.pretrain?.valLoss;
+  if (s.source.id === 'shipped-llama' && v && typeof v === 'object')
+    return (
+      `Llama pre-trained by lowrank on Tiny Shakespeare + the Brown Corpus (${c.num_hidden_layers} layers, ` +
+      `width ${c.hidden_size}, byte-level BPE of ${c.vocab_size} tokens, ${params}${weights}, val loss ` +
+      `${Object.values(v)
+        .map((x) => x.toFixed(2))
+        .join(' / ')} nats/token)`
+    );
   return `${c.model_type} from ${s.source.label} (${c.num_hidden_layers} layers, width ${c.hidden_size}, ${params}${weights})`;
+}
+
+/** The 'test MR' choices: the E2E test split's first meaning representations, as prompts. */
+function renderExampleMrs(): void {
+  const select = $<HTMLSelectElement>('example-mr');
+  const first = Object.assign(document.createElement('option'), {
+    value: '',
+    textContent: 'a test MR as the prompt…',
+  });
+  select.replaceChildren(
+    first,
+    ...(e2e?.testMrs ?? []).map((mr, i) =>
+      Object.assign(document.createElement('option'), { value: String(i), textContent: mr }),
+    ),
+  );
 }
 
 /** Everything on the page that depends on the model: shown again after a model is loaded. */
@@ -548,6 +590,7 @@ async function showModel(s: Session): Promise<void> {
   block.max = String(Math.min(1024, s.model.contextLength));
   if (Number(block.value) > s.model.contextLength) block.value = block.max;
   e2e = await s.e2eCorpus(base);
+  renderExampleMrs();
   if (takenBy(input('name').value)) input('name').value = suggestName('adapter');
   renderAdapters();
   updateDataHint();
@@ -621,7 +664,13 @@ async function start(): Promise<void> {
   (window as unknown as { lowrankPage: PageApi }).lowrankPage = api;
   setState('loading');
   try {
-    session = await Session.open({ backend: wanted, base, onNotice: (m) => notices.push(m) });
+    if (firstModel instanceof Error) throw firstModel;
+    session = await Session.open({
+      backend: wanted,
+      base,
+      model: firstModel,
+      onNotice: (m) => notices.push(m),
+    });
     const s = session;
     const fallback =
       s.device === 'cpu' && wanted !== 'cpu' && notices.length > 0
@@ -639,6 +688,8 @@ async function start(): Promise<void> {
     $('model-info').textContent = describeModel(s);
     renderTargets(s);
     e2e = await s.e2eCorpus(base);
+    renderExampleMrs();
+    $<HTMLSelectElement>('shipped-model').value = firstModel;
   } catch (e) {
     console.error(e);
     $('error').textContent = message(e);
@@ -665,6 +716,18 @@ async function start(): Promise<void> {
     typeof navigator.storage?.getDirectory === 'function'
       ? 'the Origin Private File System'
       : 'the Cache API';
+  $('load-shipped').addEventListener('click', () => {
+    const name = $<HTMLSelectElement>('shipped-model').value;
+    if (!isShippedModel(name)) return;
+    void switchModel(async () => shippedSource(base, name));
+  });
+  $('example-mr').addEventListener('change', () => {
+    const mr = e2e?.testMrs[Number($<HTMLSelectElement>('example-mr').value)];
+    if (mr === undefined) return;
+    $<HTMLTextAreaElement>('prompt').value = e2ePrompt(mr);
+    input('stop-line').checked = true;
+    void checkGenerateForm();
+  });
   $('load-hub').addEventListener('click', () => {
     const id = input('hub-id').value;
     void switchModel(async (progress) => {

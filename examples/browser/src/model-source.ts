@@ -22,19 +22,42 @@ export interface ModelSource {
 }
 
 /**
- * The checkpoint the page ships (`checkpoint/…`, served beside it): a missing file reads as null.
+ * The models the page ships, served beside it (vite.config.ts, STATIC_FILES): `llama` (the
+ * default) is the 5.8M-parameter Llama pre-trained on Tiny Shakespeare + the Brown Corpus, with
+ * a 4096-token byte-level BPE tokenizer.json; `char` the older 213k-parameter character-level
+ * GPT-2 pre-trained on Tiny Shakespeare.
+ */
+export const SHIPPED_MODELS = {
+  llama: { folder: 'checkpoint', label: 'the shipped Llama' },
+  char: { folder: 'checkpoint-char', label: 'the shipped char GPT-2' },
+} as const;
+
+/** The name of a shipped model (`?model=` on the page). */
+export type ShippedModel = keyof typeof SHIPPED_MODELS;
+
+/** Whether `name` names a shipped model. */
+export function isShippedModel(name: string): name is ShippedModel {
+  return Object.hasOwn(SHIPPED_MODELS, name);
+}
+
+/**
+ * A checkpoint the page ships (`checkpoint/…` or `checkpoint-char/…`, served beside it): a
+ * missing file reads as null.
  *
  * @example
- * const source = shippedSource(new URL('./', location.href).href);
+ * const source = shippedSource(new URL('./', location.href).href); // the Llama
+ * const char = shippedSource(new URL('./', location.href).href, 'char');
  */
-export function shippedSource(base: string): ModelSource {
+export function shippedSource(base: string, model: ShippedModel = 'llama'): ModelSource {
+  const { folder, label } = SHIPPED_MODELS[model];
   return {
-    label: 'the shipped checkpoint',
-    id: 'shipped',
+    label,
+    // the char model keeps the id it always had: adapters saved for it stay loadable
+    id: model === 'llama' ? 'shipped-llama' : 'shipped',
     read: async (name) => {
-      const res = await fetch(new URL(`checkpoint/${name}`, base));
+      const res = await fetch(new URL(`${folder}/${name}`, base));
       if (res.status === 404) return null;
-      if (!res.ok) throw new Error(`GET checkpoint/${name}: ${res.status} ${res.statusText}`);
+      if (!res.ok) throw new Error(`GET ${folder}/${name}: ${res.status} ${res.statusText}`);
       return new Uint8Array(await res.arrayBuffer());
     },
   };

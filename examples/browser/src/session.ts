@@ -5,7 +5,7 @@
  */
 import * as lr from 'lowrank';
 import { type BaseQuant, checkTrainSettings, type GenerateSettings, type TrainSettings } from './form.js';
-import { type ModelSource, shippedSource, tokenizerOf } from './model-source.js';
+import { type ModelSource, type ShippedModel, shippedSource, tokenizerOf } from './model-source.js';
 
 export type { TrainSettings } from './form.js';
 
@@ -80,8 +80,26 @@ export interface Corpus {
   label: string;
   train: Int32Array;
   heldOut: Int32Array;
+  /**
+   * 1 where a token counts in the loss, one entry per token of `train` / `heldOut` (E2E: the
+   * references, not the meaning representations, as the demo and the LoRA paper train);
+   * absent: every token counts.
+   */
+  trainMask?: Uint8Array;
+  heldOutMask?: Uint8Array;
   /** Characters that were not in the vocabulary and became spaces. */
   replaced: number;
+}
+
+/** The E2E task, with the test split's first meaning representations (the page's example prompts). */
+export interface E2ECorpus extends Corpus {
+  testMrs: string[];
+}
+
+/** The shipped model's pre-training (its training.json): the Llama's loss on each corpus, the char model's one number. */
+export interface Pretraining {
+  steps: number;
+  valLoss: number | Record<string, number>;
 }
 
 export class Session {
@@ -105,18 +123,26 @@ export class Session {
     model: lr.AutoCausalLM,
     private readonly checkpoint: Checkpoint,
     readonly tokenizer: lr.Tokenizer,
-    /** The shipped checkpoint's pre-training (its training.json); null for another model. */
-    readonly pretrain: { steps: number; valLoss: number } | null,
+    /** The checkpoint's pre-training (its training.json); null when the folder has none. */
+    readonly pretrain: Pretraining | null,
   ) {
     this.#model = model;
     this.baseFootprint = lr.modelFootprint(model);
     this.modelKey = modelKeyOf(model, checkpoint.source);
   }
 
-  /** Initialises the backend (WebGPU through navigator.gpu when present, else the CPU) and loads the checkpoint. */
-  static async open(options: { backend: lr.Device | 'auto'; base: string; onNotice: (m: string) => void }) {
+  /**
+   * Initialises the backend (WebGPU through navigator.gpu when present, else the CPU) and loads a
+   * shipped checkpoint (default: the Llama).
+   */
+  static async open(options: {
+    backend: lr.Device | 'auto';
+    base: string;
+    model?: ShippedModel;
+    onNotice: (m: string) => void;
+  }) {
     const { device, description } = await lr.init({ backend: options.backend, onNotice: options.onNotice });
-    return Session.openModel({ device, backend: description }, shippedSource(options.base));
+    return Session.openModel({ device, backend: description }, shippedSource(options.base, options.model));
   }
 
   /**
@@ -132,9 +158,7 @@ export class Session {
     // characters outside a char vocabulary (pasted text) become spaces instead of failing
     const tokenizer = await tokenizerOf(source);
     const training = await source.read('training.json');
-    const pretrain = training
-      ? (JSON.parse(new TextDecoder().decode(training)) as { steps: number; valLoss: number })
-      : null;
+    const pretrain = training ? (JSON.parse(new TextDecoder().decode(training)) as Pretraining) : null;
     const checkpoint: Checkpoint = { source, dtype };
     const model = await buildModel(checkpoint, on.device, 'none');
     if (tokenizer.vocabSize > model.config.vocab_size) {
@@ -217,28 +241,38 @@ export class Session {
     return { ids, replaced };
   }
 
-  /** The E2E task (the LoRA paper's Table 3): train on the dev split, hold out the test split. */
-  async e2eCorpus(base: string): Promise<Corpus> {
+  /**
+   * The E2E task (the LoRA paper's Table 3): train on the dev split, hold out the test split; the
+   * loss counts the references only (`e2eStream`'s mask), as the demo trains.
+   */
+  async e2eCorpus(base: string): Promise<E2ECorpus> {
     const text = async (f: string): Promise<string> => {
       const res = await fetch(new URL(`data/${f}`, base));
       if (!res.ok) throw new Error(`GET data/${f}: ${res.status}`);
       return (await res.text()).replace(/\r/g, '');
     };
-    const [train, test] = await Promise.all([text('e2e-valid.txt'), text('e2e-test.txt')]);
-    const enc = (t: string) =>
-      this.encode(
-        lr
-          .parseE2E(t)
-          .map((e) => lr.e2eText(e))
-          .join(''),
-      );
-    const a = enc(train);
-    const b = enc(test);
+    const [trainText, testText] = await Promise.all([text('e2e-valid.txt'), text('e2e-test.txt')]);
+    const trainSet = lr.parseE2E(trainText);
+    const testSet = lr.parseE2E(testText);
+    let replaced = 0;
+    const encode = (t: string): number[] => {
+      const r = this.encode(t);
+      replaced += r.replaced;
+      return r.ids;
+    };
+    const train = lr.e2eStream(trainSet, encode);
+    const test = lr.e2eStream(testSet, encode);
     return {
       label: 'E2E NLG (restaurant data-to-text)',
-      train: Int32Array.from(a.ids),
-      heldOut: Int32Array.from(b.ids),
-      replaced: a.replaced + b.replaced,
+      train: train.tokens,
+      trainMask: train.targetMask,
+      heldOut: test.tokens,
+      heldOutMask: test.targetMask,
+      replaced,
+      testMrs: lr
+        .groupByMr(testSet)
+        .slice(0, 8)
+        .map((g) => g.mr),
     };
   }
 
@@ -279,7 +313,13 @@ export class Session {
       if (this.lora) this.lora.addAdapter(name, config).setAdapter(name);
       else this.lora = lr.applyLora(this.model, config, name);
       this.active = name;
-      const evalOptions = { batches: 2, batchSize: s.batchSize, blockSize: s.blockSize, seed: 7 };
+      const evalOptions = {
+        batches: 2,
+        batchSize: s.batchSize,
+        blockSize: s.blockSize,
+        seed: 7,
+        mask: corpus.heldOutMask,
+      };
       const evalBefore = await lr.evaluateLM(this.model, corpus.heldOut, evalOptions);
       const trainer = new lr.LMTrainer(this.model, this.lora.trainableParameters(), {
         steps: s.steps,
@@ -295,7 +335,7 @@ export class Session {
       const t0 = performance.now();
       let tokensPerSecond = 0;
       for (let step = 1; step <= s.steps && !this.stopRequested; step++) {
-        const loss = await trainer.trainStep(corpus.train);
+        const loss = await trainer.trainStep(corpus.train, corpus.trainMask);
         const elapsedSeconds = (performance.now() - t0) / 1000;
         tokensPerSecond = (step * s.batchSize * s.blockSize) / elapsedSeconds;
         const mem = lr.memory();
@@ -342,17 +382,36 @@ export class Session {
   }
 
   /**
+   * The tokens that end a generation: the tokenizer's end of text and, with `atNewline`, every
+   * token whose text holds a newline (a BPE vocabulary merges '\n' with other whitespace, so an
+   * E2E reply, one line, ends at any of them; the char model's '\n' is its end of text already).
+   */
+  stopTokens(atNewline: boolean): number[] {
+    const eos = this.tokenizer.eosTokenId;
+    const stops = new Set<number>(eos === null ? [] : [eos]);
+    if (atNewline) {
+      this.#newlineIds ??= Array.from({ length: this.tokenizer.vocabSize }, (_, id) => id).filter((id) =>
+        this.tokenizer.decode([id]).includes('\n'),
+      );
+      for (const id of this.#newlineIds) stops.add(id);
+    }
+    return [...stops].sort((a, b) => a - b);
+  }
+  #newlineIds: number[] | undefined;
+
+  /**
    * Continues `prompt` with the active adapter, or with the base model (`base`); `eos`: it ended
-   * the text. Temperature 0 is greedy; top-k 0 and top-p 1 keep every token; the seed makes a
-   * sampled run reproducible (the base and the adapter run draw the same numbers).
+   * the text (a stop token, not included in `text`). Temperature 0 is greedy; top-k 0 and top-p 1
+   * keep every token; the seed makes a sampled run reproducible (the base and the adapter run
+   * draw the same numbers). `stopAtNewline`: a line ends the text too (`stopTokens`).
    */
   async generate(
     options: Omit<GenerateSettings, 'temperature' | 'topK' | 'topP' | 'seed'> &
-      Partial<GenerateSettings> & { base?: boolean },
+      Partial<GenerateSettings> & { base?: boolean; stopAtNewline?: boolean },
   ): Promise<{ text: string; eos: boolean }> {
     const ids = this.encode(options.prompt).ids;
     if (ids.length === 0) throw new Error('the prompt is empty');
-    const eosId = this.tokenizer.eosTokenId;
+    const eosId = this.stopTokens(options.stopAtNewline ?? false);
     const temperature = options.temperature ?? 0;
     const sampling: lr.SamplingOptions =
       temperature === 0

@@ -4,6 +4,9 @@
  * Vite, serves dist/ on 127.0.0.1, fine-tunes two LoRA adapters on WebGPU through the page's own
  * buttons, and checks the results against Node (same checkpoint, CPU backend). Also runs a
  * subset of the tensor-op property suite in the page. Writes artifacts/screenshot.png.
+ * Its pages start with the shipped character-level GPT-2 (`?model=char`: 213k parameters, a
+ * step in milliseconds, so the page's controls are tested quickly); the default model, the
+ * 5.8M Llama, has default-model.test.ts.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -255,7 +258,7 @@ describe.skipIf(skipReason !== null)(
       'loads the checkpoint on WebGPU (navigator.gpu, ?backend=webgpu) and its logits match Node on the CPU',
       async () => {
         // WebGPU asked for: under 'auto' the engine may prefer the CPU to a software adapter
-        await page.goto(`${url}?backend=webgpu`);
+        await page.goto(`${url}?backend=webgpu&model=char`);
         await waitState(page, ['ready', 'error'], 120_000);
         expect(await page.textContent('#error')).toBe('');
         expect(await page.textContent('#backend')).toMatch(/^WebGPU \(/);
@@ -279,7 +282,7 @@ describe.skipIf(skipReason !== null)(
         if (m.type() === 'error' || m.type() === 'warning') console.log(`[cpu page ${m.type()}] ${m.text()}`);
       });
       cpu.on('pageerror', (e) => pageErrors.push(e.message));
-      await cpu.goto(`${url}?backend=cpu`);
+      await cpu.goto(`${url}?backend=cpu&model=char`);
       await waitState(cpu, ['ready', 'error'], 30_000);
       expect(await cpu.textContent('#backend')).toMatch(/^CPU /);
       expect(await fieldErrors(cpu)).toEqual([]);
@@ -486,7 +489,7 @@ describe.skipIf(skipReason !== null)(
           console.log(`[qlora page ${m.type()}] ${m.text()}`);
       });
       q.on('pageerror', (e) => pageErrors.push(e.message));
-      await q.goto(`${url}?backend=cpu`);
+      await q.goto(`${url}?backend=cpu&model=char`);
       await waitState(q, ['ready', 'error'], 30_000);
       expect(await q.evaluate(() => window.crossOriginIsolated), 'served with COOP/COEP').toBe(true);
       expect(await q.textContent('#backend')).not.toMatch(/isolated/);
@@ -716,6 +719,10 @@ describe.skipIf(skipReason !== null)(
       await waitState(p, ['ready', 'error'], 30_000);
       expect(await p.textContent('#error')).toBe('');
       expect(await p.textContent('#backend')).toMatch(/^CPU .*fallback: WebGPU unavailable/);
+      // with no ?model=, the page's default: the shipped Llama
+      expect(await p.textContent('#model-info')).toMatch(
+        /^Llama pre-trained by lowrank .*5,770,496 parameters/,
+      );
       await context.close();
     });
   },

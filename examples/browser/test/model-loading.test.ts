@@ -162,7 +162,7 @@ describe.skipIf(skipReason !== null)(
     it(
       'a folder picked with webkitdirectory: the Llama model, its tokenizer and targets; logits as in Node; then f16 weights at half the bytes',
       async () => {
-        expect(await page.textContent('#model-info')).toMatch(/^char-level GPT-2/);
+        expect(await page.textContent('#model-info')).toMatch(/^Llama pre-trained by lowrank /);
         await page.setInputFiles('#model-folder', fixture);
         await waitState(page, ['loading'], 10_000).catch(() => undefined);
         await waitState(page, ['ready', 'error'], 60_000);
