@@ -317,6 +317,7 @@ async function train(cmd: Command): Promise<void> {
       seed: a.seed,
       allowNonFinite: a.allowNonfinite,
       compile: a.compile,
+      gradAccumSteps: a.gradAccum,
     });
   } catch (e) {
     throw new CliError((e as Error).message);
@@ -347,7 +348,7 @@ async function train(cmd: Command): Promise<void> {
   );
   const t0 = performance.now();
   const stopAt = cmd.opts<{ stopAfter?: number }>().stopAfter ?? Number.POSITIVE_INFINITY;
-  const progress = new TrainProgress(trainer.step, a.steps, a.batchSize * a.blockSize);
+  const progress = new TrainProgress(trainer.step, a.steps, a.batchSize * a.gradAccum * a.blockSize);
   let lastVal: number | null = null;
   try {
     while (trainer.step < a.steps) {
@@ -678,7 +679,8 @@ export function makeProgram(): Command {
     )
     .option('--lora-dropout <p>', 'dropout on the LoRA path', num(0, 0.99))
     .option('--steps <n>', 'optimizer steps', int())
-    .option('--batch-size <n>', 'sequences per step', int())
+    .option('--batch-size <n>', 'sequences per micro-batch (a step is --grad-accum of them)', int())
+    .option('--grad-accum <n>', 'micro-batches per optimizer step (gradient accumulation)', int())
     .option('--block-size <n>', 'tokens per sequence', int(2))
     .option('--lr <x>', 'peak learning rate (AdamW, warmup then cosine)', num(0))
     .option('--warmup <n>', 'warmup steps', int(0))

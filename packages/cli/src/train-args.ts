@@ -38,6 +38,8 @@ export interface TrainArgs {
   finalEval: boolean;
   /** Compiled steps (lr.compile; `--no-compile`: eager steps). */
   compile: boolean;
+  /** Micro-batches of `batchSize` per optimizer step (gradient accumulation; 1: none). */
+  gradAccum: number;
 }
 
 /** The defaults (`lowrank train --help` shows them). */
@@ -68,6 +70,7 @@ export const TRAIN_DEFAULTS: Omit<TrainArgs, 'data' | 'out'> = {
   allowNonfinite: false,
   finalEval: true,
   compile: true,
+  gradAccum: 1,
 };
 
 type Check = (v: unknown) => string | null;
@@ -125,6 +128,7 @@ const CHECKS: Record<keyof TrainArgs, Check> = {
   allowNonfinite: flag,
   finalEval: flag,
   compile: flag,
+  gradAccum: integer(1),
 };
 
 /**
@@ -148,8 +152,8 @@ export function checkTrainArgs(json: Record<string, unknown>, source: string, co
   }
   if (complete) {
     for (const k of Object.keys(CHECKS)) {
-      // allowNonfinite, finalEval and compile came later than the first saved runs: absent means the default
-      if (['init', 'model', 'allowNonfinite', 'finalEval', 'compile'].includes(k)) continue;
+      // allowNonfinite, finalEval, compile and gradAccum came later than the first saved runs: absent means the default
+      if (['init', 'model', 'allowNonfinite', 'finalEval', 'compile', 'gradAccum'].includes(k)) continue;
       if (!(k in json)) errors.push(`${source}: '${k}' is missing`);
     }
   }

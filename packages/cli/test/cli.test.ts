@@ -37,6 +37,25 @@ const small = [
 ];
 
 describe('lowrank CLI', () => {
+  it('train --grad-accum 2 of batch 1 ≈ batch 2 (same windows, one optimizer step each)', async () => {
+    const one = small.map((v, i) => (small[i - 1] === '--batch-size' ? '1' : v));
+    const run = (out: string, ...flags: string[]) =>
+      lowrank('train', '--data', text, '--out', join(dir, out), '--steps', '3', '--lr', '0.01', ...flags);
+    const [accum, whole] = await Promise.all([
+      run('accum', ...one, '--grad-accum', '2'),
+      run('whole', ...small),
+    ]);
+    expect(accum.code, accum.stderr).toBe(0);
+    expect(whole.code, whole.stderr).toBe(0);
+    const losses = (out: string) => [...out.matchAll(/step \d+\/3 loss ([\d.]+)/g)].map((m) => Number(m[1]));
+    expect(losses(accum.stdout)).toHaveLength(3);
+    const w = losses(whole.stdout);
+    losses(accum.stdout).forEach((l, i) => {
+      expect(l).toBeCloseTo(w[i], 3);
+    });
+    expect(JSON.parse(readFileSync(join(dir, 'accum', 'train_args.json'), 'utf8')).gradAccum).toBe(2);
+  }, 120_000);
+
   it('train → resume (bit-identical) → LoRA train → generate → merge → inspect', async () => {
     const base = join(dir, 'base');
     const straight = join(dir, 'straight');

@@ -44,6 +44,16 @@ export interface TrainerOptions {
    * runs every step eagerly, as before). The results are the same (bit for bit on the CPU).
    */
   compile?: boolean;
+  /**
+   * Micro-batches per optimizer step (default 1). Each `trainStep` draws `gradAccumSteps`
+   * batches of `batchSize` windows, runs forward and backward on each in turn (summing the
+   * gradients of loss / gradAccumSteps), then clips and steps once: the update of one batch of
+   * `gradAccumSteps · batchSize` windows at the activation memory of one micro-batch. Inside a
+   * compiled step the micro-batches unroll into one trace, so their activations share slots.
+   * Each micro-batch's loss is its own token mean, so with a mask whose counts differ between
+   * micro-batches the result weights tokens slightly differently from one large batch (as in HF).
+   */
+  gradAccumSteps?: number;
 }
 
 /** Everything needed to continue a run exactly where it stopped. */
@@ -138,15 +148,36 @@ export class LMTrainer {
     this.sampler = new Generator(options.seed ?? 0);
     // a different stream from the sampler's: the same seed would correlate masks and batches
     this.dropout = useDropoutGenerator(model, new Generator(((options.seed ?? 0) ^ 0x5f3759df) >>> 0));
+    const accum = options.gradAccumSteps ?? 1;
+    if (!(Number.isInteger(accum) && accum >= 1))
+      throw new Error(`train: gradAccumSteps must be an integer ≥ 1, got ${accum}`);
     this.compiledStep = compile((ids: Tensor, labels: Tensor = ids) => this.optimize(ids, labels), {
       enabled: options.compile ?? true,
     });
   }
 
-  /** Forward, backward, clipping and the optimizer step on one batch; returns the (detached) loss. */
+  /**
+   * Forward, backward, clipping and the optimizer step on one batch ([gradAccumSteps · batchSize,
+   * blockSize]: micro-batch i is rows i·batchSize …); returns the (detached) mean loss.
+   */
   private optimize(ids: Tensor, labels: Tensor): Tensor {
-    const l = this.model.forward(ids, { labels }).loss!;
-    l.backward();
+    const accum = this.options.gradAccumSteps ?? 1;
+    let l: Tensor;
+    if (accum === 1) {
+      l = this.model.forward(ids, { labels }).loss!;
+      l.backward();
+    } else {
+      const b = this.options.batchSize;
+      let total: Tensor | null = null;
+      for (let i = 0; i < accum; i++) {
+        const rows = (t: Tensor): Tensor => t.slice(0, i * b, (i + 1) * b);
+        const micro = this.model.forward(rows(ids), { labels: rows(labels) }).loss!.div(accum);
+        micro.backward();
+        const d = micro.detach();
+        total = total ? total.add(d) : d;
+      }
+      l = total as Tensor;
+    }
     const clip = this.options.gradClip ?? 1;
     if (clip > 0) clipGradNorm(this.params, clip).dispose();
     this.optimizer.step();
@@ -172,14 +203,15 @@ export class LMTrainer {
       );
     }
     checkTokens('trainStep', tokens, this.model.config.vocab_size);
-    const { batchSize, blockSize } = this.options;
-    const batch = randomWindows(tokens, batchSize, blockSize, this.sampler, mask);
+    const { blockSize } = this.options;
+    const windows = this.options.batchSize * (this.options.gradAccumSteps ?? 1);
+    const batch = randomWindows(tokens, windows, blockSize, this.sampler, mask);
     this.model.train();
     const device = this.params[0].device;
     const loss = tidy(() => {
-      const ids = fromTypedArray(batch.ids, [batchSize, blockSize], { dtype: 'int32', device });
+      const ids = fromTypedArray(batch.ids, [windows, blockSize], { dtype: 'int32', device });
       if (!mask) return this.compiledStep(ids);
-      const labels = fromTypedArray(batch.labels, [batchSize, blockSize], { dtype: 'int32', device });
+      const labels = fromTypedArray(batch.labels, [windows, blockSize], { dtype: 'int32', device });
       return this.compiledStep(ids, labels);
     });
     this.scheduler.step();
@@ -208,7 +240,16 @@ export class LMTrainer {
       blockSize: this.options.blockSize,
       seed,
       mask,
+      compile: this.options.compile,
     });
+  }
+
+  /**
+   * The model's compiled evaluation step (ids, labels → loss under noGrad), which `evaluate` and
+   * `evaluateLM` run; its `stats` and `memoryPlan()` describe the evaluation's capture.
+   */
+  get evalStep(): CompiledFunction<[Tensor, Tensor], Tensor> {
+    return evalStepOf(this.model);
   }
 
   /** The current learning rate (of the first group). */
@@ -238,6 +279,38 @@ export class LMTrainer {
   }
 }
 
+/** Options of `evaluateLM`. */
+export interface EvaluateOptions {
+  /** Random batches averaged. */
+  batches: number;
+  /** Windows per batch. */
+  batchSize: number;
+  /** Tokens per window. */
+  blockSize: number;
+  /** Seed of the window positions (default 1234: the same windows on every call). */
+  seed?: number;
+  /** Only tokens whose mask is set are predicted (see `randomWindows`). */
+  mask?: ArrayLike<number>;
+  /**
+   * Run the evaluation step compiled (`lr.compile`, default true): the model's no-grad forward
+   * and loss are traced once per batch shape and replayed, as the training step is. The losses
+   * are the same as eager ones (bit for bit on the CPU).
+   */
+  compile?: boolean;
+}
+
+/** The compiled evaluation step of each model (created on its first evaluation). */
+const evalSteps = new WeakMap<CausalLM, CompiledFunction<[Tensor, Tensor], Tensor>>();
+
+function evalStepOf(model: CausalLM): CompiledFunction<[Tensor, Tensor], Tensor> {
+  let step = evalSteps.get(model);
+  if (!step) {
+    step = compile((ids: Tensor, labels: Tensor) => noGrad(() => model.forward(ids, { labels }).loss!));
+    evalSteps.set(model, step);
+  }
+  return step;
+}
+
 /**
  * Mean causal-LM loss of a model over random windows of a token stream (no gradients). It waits
  * for any training step or evaluation already running on the model (see `LMTrainer.trainStep`).
@@ -248,7 +321,7 @@ export class LMTrainer {
 export async function evaluateLM(
   model: CausalLM,
   tokens: ArrayLike<number>,
-  options: { batches: number; batchSize: number; blockSize: number; seed?: number; mask?: ArrayLike<number> },
+  options: EvaluateOptions,
 ): Promise<number> {
   return exclusive(model, () => evaluateUnshared(model, tokens, options));
 }
@@ -256,24 +329,24 @@ export async function evaluateLM(
 async function evaluateUnshared(
   model: CausalLM,
   tokens: ArrayLike<number>,
-  options: { batches: number; batchSize: number; blockSize: number; seed?: number; mask?: ArrayLike<number> },
+  options: EvaluateOptions,
 ): Promise<number> {
   checkTokens('evaluate', tokens, model.config.vocab_size);
   const gen = new Generator(options.seed ?? 1234);
   const wasTraining = model.training;
   model.eval();
   const device = model.device;
+  const step = evalStepOf(model);
+  step.setEnabled(options.compile ?? true);
   let total = 0;
   try {
     for (let i = 0; i < options.batches; i++) {
       const b = randomWindows(tokens, options.batchSize, options.blockSize, gen, options.mask);
-      const loss = noGrad(() =>
-        tidy(() => {
-          const ids = fromTypedArray(b.ids, [b.batch, b.block], { dtype: 'int32', device });
-          const labels = fromTypedArray(b.labels, [b.batch, b.block], { dtype: 'int32', device });
-          return model.forward(ids, { labels }).loss!;
-        }),
-      );
+      const loss = tidy(() => {
+        const ids = fromTypedArray(b.ids, [b.batch, b.block], { dtype: 'int32', device });
+        const labels = fromTypedArray(b.labels, [b.batch, b.block], { dtype: 'int32', device });
+        return step(ids, labels);
+      });
       total += (await loss.item()) as number;
       loss.dispose();
     }

@@ -1,8 +1,10 @@
 import {
+  captureGuard,
   type Device,
   type DType,
   fromTypedArray,
   invalidateCaptures,
+  isTracing,
   keep,
   OpError,
   Tensor,
@@ -93,15 +95,19 @@ function isHostTensor(v: Tensor | HostTensor): v is HostTensor {
 export abstract class Module {
   #training = true;
   /**
-   * Training mode (dropout active); switch with `train()` / `eval()`. A change invalidates
-   * compiled steps (`lr.compile`), which recorded the kernels of one mode.
+   * Training mode (dropout active); switch with `train()` / `eval()`. A compiled step
+   * (`lr.compile`) recorded the kernels of the modes its trace read, so it replays only while
+   * every module it read is in that mode again: a training step stays captured across an
+   * evaluation (`eval()`, then `train()`), and an evaluation step across the training between.
    */
   get training(): boolean {
-    return this.#training;
+    const mode = this.#training;
+    if (isTracing())
+      captureGuard(() => this.#training === mode, `${this.constructor.name}'s train/eval mode`);
+    return mode;
   }
   /** Sets this module's mode alone (`train()`/`eval()` set every submodule's). */
   set training(mode: boolean) {
-    if (mode !== this.#training) invalidateCaptures();
     this.#training = mode;
   }
   readonly #parameters = new Map<string, Tensor | null>();

@@ -14,9 +14,9 @@ import { CaptureError, Trace } from './trace.js';
  * initialisation happen there), the next is traced — it runs eagerly too while the engine
  * records every kernel call, upload and allocation — and later calls replay the recording with
  * no op, autograd or tidy code. What a replay cannot see invalidates the capture (the next call
- * traces again): a changed host state (`lr.invalidateCaptures()`, called by `train()`/`eval()`,
- * adapter switches and parameter registration), a disposed tensor the step reads, or a failed
- * `lr.captureGuard`. A replay reads the tensors the trace read: one a JS variable held then, even
+ * traces again): a changed host state (`lr.invalidateCaptures()`, called by adapter switches
+ * and parameter registration), a disposed tensor the step reads, or a failed `lr.captureGuard`
+ * (nn's modules guard the `training` flag a trace reads, so a replay needs the modes it read). A replay reads the tensors the trace read: one a JS variable held then, even
  * if the variable now holds another, for as long as the old one lives. Keep such tensors in
  * modules (`registerParameter` invalidates) or pass them as arguments.
  */

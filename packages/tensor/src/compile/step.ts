@@ -163,7 +163,8 @@ export class CapturedStep {
   staleReason(): string | null {
     const p = this.parts;
     if (this.disposed) return 'it was disposed';
-    if (captureEpoch() !== p.epoch) return 'host state changed (train/eval, adapters, parameters)';
+    if (captureEpoch() !== p.epoch)
+      return 'host state changed (adapters, parameters, lr.invalidateCaptures())';
     for (const s of p.externals) if (s.released) return 'a tensor it reads was disposed';
     for (const g of p.guards) if (!g.holds()) return `${g.what} changed`;
     return null;

@@ -83,11 +83,12 @@ export function isTracing(): boolean {
 
 /**
  * Drops every captured step: the next call of each compiled function traces again. The engine
- * calls it on changes a replay could not see (nn: `train()`/`eval()`, registering a parameter or a
- * module; lora: switching, merging or disabling adapters; `requiresGrad_`).
+ * calls it on changes a replay could not see (nn: registering a parameter or a module; lora:
+ * switching, merging or disabling adapters; `requiresGrad_`). A module's train/eval mode is
+ * guarded instead (`captureGuard` where a trace reads `training`).
  *
  * @example
- * model.train(); // calls lr.invalidateCaptures() itself
+ * model.registerParameter('scale', s); // calls lr.invalidateCaptures() itself
  * lr.invalidateCaptures(); // after changing host state a compiled step reads
  */
 export function invalidateCaptures(): void {
