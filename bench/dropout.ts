@@ -5,10 +5,15 @@
  *   a mask of B·T·C floats drawn by `Generator.nextFloat` on the host and uploaded (`hostTensor`);
  * - attention with dropoutP > 0: the fused kernels (mask regenerated in-kernel) beside the old
  *   composition (matmul → where → softmax → host-mask dropout → matmul, [B, H, T, T] kept).
- *   pnpm bench bench/dropout.ts --device cpu --b 2 --t 256 --c 768 --h 12
+ * On the CPU's Wasm backend both device paths are timed twice: with Philox in Wasm (the
+ * default) and with the TypeScript Philox it replaced (`useWasmPhilox(false)`: the random leaf
+ * on the TypeScript elementwise kernel, the attention mask by `attentionKeep` per element).
+ *   pnpm bench bench/dropout.ts --device cpu --b 2 --t 256 --c 768 --h 12 [--threads 2]
  */
+import { loadavg } from 'node:os';
 import '../packages/autograd/src/index.js';
 import { F } from '../packages/nn/src/index.js';
+import { useWasmPhilox } from '../packages/tensor/src/backends/wasm/philox.js';
 import * as lr from '../packages/tensor/src/index.js';
 import { arg, numberArg } from './args.js';
 
@@ -20,7 +25,24 @@ const H = numberArg('h', 12);
 const P = numberArg('p', 0.1);
 const reps = numberArg('reps', 3);
 
+const threads = numberArg('threads', 1);
 if (device === 'webgpu') await lr.init({ backend: 'webgpu' });
+else if (threads > 1) await lr.init({ backend: 'cpu', threads });
+// the Wasm backend is the CPU's default in Node; with LOWRANK_CPU=ts the toggle changes nothing
+const wasmCpu = device === 'cpu' && lr.getBackend('cpu').description.includes('Wasm');
+
+/** `fn` timed with the TypeScript Philox in the Wasm kernels (null where there is no Wasm backend). */
+async function withTsPhilox(fn: () => Promise<number>): Promise<number | null> {
+  if (!wasmCpu) return null;
+  useWasmPhilox(false);
+  try {
+    return await fn();
+  } finally {
+    useWasmPhilox(true);
+  }
+}
+const vs = (ms: number | null, base: number) =>
+  ms === null ? '' : `, TypeScript Philox ${ms.toFixed(1)} ms (${(ms / base).toFixed(2)}x)`;
 
 async function sync(): Promise<void> {
   await lr.getBackend(device).flush?.();
@@ -58,6 +80,11 @@ function hostDropout(x: lr.Tensor, p: number, gen: lr.Generator): lr.Tensor {
   return x.mul(mask);
 }
 
+const loadAverage = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+
 const gen = new lr.Generator(0);
 const x = lr.randn([B, T, C], { device, requiresGrad: true });
 const step = (f: (t: lr.Tensor) => lr.Tensor) => async () => {
@@ -66,11 +93,13 @@ const step = (f: (t: lr.Tensor) => lr.Tensor) => async () => {
   lr.tidy(() => f(x).sum().backward());
   await x.grad!.data();
 };
-const deviceMs = await time(step((t) => F.dropout(t, P, true, { generator: gen })));
+const deviceDropout = step((t) => F.dropout(t, P, true, { generator: gen }));
+const deviceMs = await time(deviceDropout);
+const tsDeviceMs = await withTsPhilox(() => time(deviceDropout));
 const hostMs = await time(step((t) => hostDropout(t, P, gen)));
-console.log(`${lr.getBackend(device).description}; p = ${P}`);
+console.log(`${lr.getBackend(device).description}; p = ${P}; load average ${loadAverage()}`);
 console.log(
-  `dropout [${B}, ${T}, ${C}] fwd+bwd: device draw ${deviceMs.toFixed(1)} ms, host mask ${hostMs.toFixed(1)} ms (${(hostMs / deviceMs).toFixed(2)}x)`,
+  `dropout [${B}, ${T}, ${C}] fwd+bwd: device draw ${deviceMs.toFixed(1)} ms${vs(tsDeviceMs, deviceMs)}, host mask ${hostMs.toFixed(1)} ms (${(hostMs / deviceMs).toFixed(2)}x)`,
 );
 
 const d = C / H;
@@ -83,11 +112,11 @@ const attnStep = (f: (q: lr.Tensor, k: lr.Tensor, v: lr.Tensor) => lr.Tensor) =>
   lr.tidy(() => f(qkv[0], qkv[1], qkv[2]).sum().backward());
   await qkv[0].grad!.data();
 };
-const fusedMs = await time(
-  attnStep((q, k, v) =>
-    F.scaledDotProductAttention(q, k, v, { isCausal: true, dropoutP: P, generator: gen }),
-  ),
+const fusedStep = attnStep((q, k, v) =>
+  F.scaledDotProductAttention(q, k, v, { isCausal: true, dropoutP: P, generator: gen }),
 );
+const fusedMs = await time(fusedStep);
+const tsFusedMs = await withTsPhilox(() => time(fusedStep));
 const composedMs = await time(
   attnStep((q, k, v) => {
     const s = lr.matmul(q, k.transpose(-2, -1)).mul(1 / Math.sqrt(d));
@@ -96,5 +125,5 @@ const composedMs = await time(
   }),
 );
 console.log(
-  `causal attention [${B}, ${H}, ${T}, ${d}] with dropout fwd+bwd: fused ${fusedMs.toFixed(1)} ms, composed with a host mask ${composedMs.toFixed(1)} ms (${(composedMs / fusedMs).toFixed(2)}x)`,
+  `causal attention [${B}, ${H}, ${T}, ${d}] with dropout fwd+bwd: fused ${fusedMs.toFixed(1)} ms${vs(tsFusedMs, fusedMs)}, composed with a host mask ${composedMs.toFixed(1)} ms (${(composedMs / fusedMs).toFixed(2)}x)`,
 );

@@ -54,6 +54,10 @@ const PLAIN = {
   'i32.shl': 0x74,
   'i32.shr_s': 0x75,
   'i32.shr_u': 0x76,
+  'i64.mul': 0x7e,
+  'i64.shr_u': 0x88,
+  'i32.wrap_i64': 0xa7,
+  'i64.extend_i32_u': 0xad,
   'f32.abs': 0x8b,
   'f32.neg': 0x8c,
   'f32.ceil': 0x8d,
@@ -285,6 +289,19 @@ export class FunctionBuilder {
     return this;
   }
 
+  /** An i64 constant from a safe integer (or a bigint for the full range). */
+  i64(value: number | bigint): this {
+    this.code.push(0x42);
+    let v = BigInt.asIntN(64, BigInt(value));
+    for (;;) {
+      const byte = Number(v & 0x7fn);
+      v >>= 7n;
+      const done = (v === 0n && (byte & 0x40) === 0) || (v === -1n && (byte & 0x40) !== 0);
+      this.code.push(done ? byte : byte | 0x80);
+      if (done) return this;
+    }
+  }
+
   f32(value: number): this {
     this.code.push(0x43);
     const b = new Uint8Array(new Float32Array([value]).buffer);
@@ -330,8 +347,8 @@ export class FunctionBuilder {
     return this;
   }
 
-  /** Calls a function of the same module by its builder. */
-  call(fn: FunctionBuilder, module: ModuleBuilder): this {
+  /** Calls a function of the same module by its builder, or a function it imports. */
+  call(fn: FunctionBuilder | ImportedFunction, module: ModuleBuilder): this {
     this.code.push(0x10);
     uleb(this.code, module.indexOf(fn));
     return this;
@@ -434,9 +451,21 @@ export interface MemoryImport {
   shared: boolean;
 }
 
-/** Collects functions (all exported by name) into a module that imports one memory. */
+/** A function a module imports from `env` (`ModuleBuilder.importFunction`). */
+export interface ImportedFunction {
+  /** Its name in `env`. */
+  readonly name: string;
+  readonly params: readonly ValType[];
+  readonly results: readonly ValType[];
+}
+
+/**
+ * Collects functions (all exported by name) into a module that imports one memory and, where
+ * asked, functions from `env`.
+ */
 export class ModuleBuilder {
   private readonly functions: FunctionBuilder[] = [];
+  private readonly imports: ImportedFunction[] = [];
 
   constructor(readonly memory: MemoryImport | null = null) {}
 
@@ -455,22 +484,43 @@ export class ModuleBuilder {
     return f;
   }
 
-  indexOf(fn: FunctionBuilder): number {
+  /**
+   * Declares a function imported as `env.<name>` (imports come first in the function index
+   * space, so declare them before calls are emitted).
+   *
+   * @example
+   * const log = m.importFunction('log', ['f64'], ['f64']); // instantiate with { env: { log: Math.log } }
+   * f.get(x).call(log, m);
+   */
+  importFunction(name: string, params: readonly ValType[], results: readonly ValType[]): ImportedFunction {
+    const fn = { name, params, results };
+    this.imports.push(fn);
+    return fn;
+  }
+
+  indexOf(fn: FunctionBuilder | ImportedFunction): number {
+    if (!(fn instanceof FunctionBuilder)) {
+      const j = this.imports.indexOf(fn);
+      if (j < 0) throw new Error(`function ${fn.name} is not imported by this module`);
+      return j;
+    }
     const i = this.functions.indexOf(fn);
     if (i < 0) throw new Error(`function ${fn.name} is not in this module`);
-    return i;
+    return this.imports.length + i;
   }
 
   /** The module's binary. */
   encode(): Uint8Array<ArrayBuffer> {
     const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
     const types: string[] = [];
-    const typeOf = this.functions.map((f) => {
+    const typeIndex = (f: { params: readonly ValType[]; results: readonly ValType[] }) => {
       const key = `${f.params.join(',')}>${f.results.join(',')}`;
       let i = types.indexOf(key);
       if (i < 0) i = types.push(key) - 1;
       return i;
-    });
+    };
+    const importTypes = this.imports.map(typeIndex);
+    const typeOf = this.functions.map(typeIndex);
     section(out, 1, (s) => {
       uleb(s, types.length);
       for (const key of types) {
@@ -483,9 +533,16 @@ export class ModuleBuilder {
       }
     });
     const mem = this.memory;
-    if (mem) {
+    if (mem || this.imports.length > 0) {
       section(out, 2, (s) => {
-        uleb(s, 1);
+        uleb(s, this.imports.length + (mem ? 1 : 0));
+        this.imports.forEach((fn, i) => {
+          name(s, 'env');
+          name(s, fn.name);
+          s.push(0x00);
+          uleb(s, importTypes[i]);
+        });
+        if (!mem) return;
         name(s, 'env');
         name(s, 'memory');
         s.push(0x02);
@@ -504,7 +561,7 @@ export class ModuleBuilder {
       this.functions.forEach((f, i) => {
         name(s, f.name);
         s.push(0x00);
-        uleb(s, i);
+        uleb(s, this.imports.length + i);
       });
     });
     section(out, 10, (s) => {

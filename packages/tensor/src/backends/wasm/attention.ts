@@ -2,7 +2,13 @@ import type { AttentionDropout, AttentionParams, KernelTable } from '../../backe
 import { attentionKeep } from '../../philox.js';
 import type { View } from '../../storage.js';
 import type { Executor } from './matmul.js';
+import { wasmPhiloxEnabled } from './philox.js';
+import { ranges } from './ranges.js';
 import type { WasmRuntime } from './runtime.js';
+
+// The dropout mask costs ≈ 6 ns a probability on one thread (a Philox per four); a dispatch to a
+// worker 9 µs: heads of 8192 probabilities (≈ 50 µs) and more are split by rows.
+const MIN_PARALLEL_DROPMASK = 2 ** 13;
 
 /**
  * `attention` and `attentionBackward` on the Wasm gemm, one (batch, head) at a time: the [L, S]
@@ -13,8 +19,8 @@ import type { WasmRuntime } from './runtime.js';
  * So only one head's score matrix exists at a time (the TypeScript reference keeps one row).
  * Semantics follow backends/cpu/attention.ts: masked keys (causal, bool false) are −∞, a fully
  * masked row gives NaN and lse −∞, float masks add. Dropout (params.dropout): the head's factors
- * z = keep ? scale : 0 (`attentionKeep`, the TypeScript Philox: the same mask as every backend)
- * multiply P after the softmax (so the lse stays the undropped one) before P·V; in the backward
+ * z = keep ? scale : 0 (`attn_dropmask`, Philox in Wasm: the mask of philox.ts `attentionKeep`,
+ * the same on every backend) multiply P after the softmax (so the lse stays the undropped one) before P·V; in the backward
  * they multiply dP = dO·vᵀ before the dS step and P before Pᵀ·dO. Differences: probabilities are rounded to
  * float32 before P·V, the backward takes p as the row softmax of the scores again (what
  * exp(s − lse) is for the forward's lse, which now only marks rows with no key), and the gemms
@@ -112,18 +118,35 @@ export function wasmAttention(
 
   const zero = (d: ReturnType<typeof dims>) => d.b * d.h * d.l * d.s * d.e * d.ev === 0;
 
-  /** The dropout factors of head `bh` ([L, S] row-major) into `z`. */
-  const dropFactors = (drop: AttentionDropout, bh: number, l: number, s: number, z: Float32Array) => {
+  /** The dropout factors of head `bh` ([L, S] row-major) into heap scratch `z`: whole rows per thread. */
+  const dropFactors = (drop: AttentionDropout, bh: number, l: number, s: number, z: number) => {
     const { key0, key1 } = drop.key;
-    for (let i = 0; i < l; i++) {
-      for (let j = 0; j < s; j++)
-        z[i * s + j] = attentionKeep(bh, i, j, key0, key1, drop.threshold) ? drop.scale : 0;
+    if (!wasmPhiloxEnabled()) {
+      // the TypeScript mask it replaced (bench/dropout.ts compares them)
+      const zs = new Float32Array(rt.heap.memory.buffer, z, l * s);
+      for (let i = 0; i < l; i++) {
+        for (let j = 0; j < s; j++)
+          zs[i * s + j] = attentionKeep(bh, i, j, key0, key1, drop.threshold) ? drop.scale : 0;
+      }
+      return;
     }
+    const threads = l * s >= MIN_PARALLEL_DROPMASK ? exec.threads : 1;
+    const tasks = ranges(l, threads).map(([a, b]) => [
+      z,
+      a,
+      b,
+      s,
+      bh,
+      key0,
+      key1,
+      drop.threshold,
+      drop.scale,
+    ]);
+    exec.run('attn_dropmask', tasks);
   };
-  /** x[0..n) *= z[0..n) for the float32 heap array at byte address `at`. */
-  const scaleBy = (at: number, z: Float32Array) => {
-    const x = new Float32Array(rt.heap.memory.buffer, at, z.length);
-    for (let i = 0; i < z.length; i++) x[i] *= z[i];
+  /** x[0..n) *= z[0..n) for float32 heap arrays at byte addresses `at` and `z`. */
+  const scaleBy = (at: number, z: number, n: number) => {
+    exec.run('mul_f32', [[at, z, n]]);
   };
 
   const attention: KernelTable['attention'] = (q, k, v, mask, params) => {
@@ -136,7 +159,7 @@ export function wasmAttention(
     const hard = rt.heap.alloc(Math.max(1, d.l * d.s));
     const lens = rt.heap.alloc(4 * Math.max(1, d.l));
     const drop = params.dropout ?? null;
-    const z = drop ? new Float32Array(d.l * d.s) : null;
+    const z = drop ? rt.heap.alloc(4 * Math.max(1, d.l * d.s)) : 0;
     try {
       for (let bi = 0; bi < d.b; bi++) {
         for (let hi = 0; hi < d.h; hi++) {
@@ -147,9 +170,9 @@ export function wasmAttention(
           const lseAt = lse ? mem.address(lse)! + 4 * row0 : 0;
           // rows stop at their last kept key (lens): the causal mask's −∞ tail is never exponentiated
           exec.run('softmax', [[sp, sp, d.l, d.s, lseAt, lens]]);
-          if (drop && z) {
+          if (drop) {
             dropFactors(drop, bi * d.h + hi, d.l, d.s, z);
-            scaleBy(sp, z);
+            scaleBy(sp, z, d.l * d.s);
           }
           const oa = mem.address(out)! + 4 * row0 * d.ev;
           gemm(sp, 4 * d.s, 4, head.va, 4 * v.strides[2], 4 * v.strides[3], oa, 4 * d.ev, d.l, d.s, d.ev);
@@ -159,6 +182,7 @@ export function wasmAttention(
       rt.heap.free(sp);
       rt.heap.free(hard);
       rt.heap.free(lens);
+      if (drop) rt.heap.free(z);
     }
     return { out, lse };
   };
@@ -178,7 +202,7 @@ export function wasmAttention(
     const hard = rt.heap.alloc(ls);
     const lens = rt.heap.alloc(4 * d.l);
     const drop = params.dropout ?? null;
-    const z = drop ? new Float32Array(ls) : null;
+    const z = drop ? rt.heap.alloc(4 * ls) : 0;
     try {
       const gAddr = mem.adoptView(grad);
       const oAddr = mem.adoptView(out);
@@ -205,10 +229,10 @@ export function wasmAttention(
             d.ev,
             d.s,
           );
-          if (drop && z) {
+          if (drop) {
             // dP of the dropped probabilities: Z∘(dO·vᵀ)
             dropFactors(drop, bi * d.h + hi, d.l, d.s, z);
-            scaleBy(dp, z);
+            scaleBy(dp, z, ls);
           }
           // dS = P·(dP − rowsum(dO∘O))·scale, 0 at masked keys (and P NaN there on a row of no key)
           exec.run('attn_ds', [
@@ -240,7 +264,7 @@ export function wasmAttention(
             exec.run('add_f32', [[target + 4 * kvRow * width, part, d.s * width]]);
           };
           acc(mem.address(dk)!, d.e, dp, head.qa, 4 * q.strides[2], 4 * q.strides[3]);
-          if (z) scaleBy(sp, z); // dv takes the dropped probabilities: (Z∘P)ᵀ·dO
+          if (drop) scaleBy(sp, z, ls); // dv takes the dropped probabilities: (Z∘P)ᵀ·dO
           acc(mem.address(dv)!, d.ev, sp, g0, 4 * grad.strides[2], 4 * grad.strides[3]);
         }
       }
@@ -250,6 +274,7 @@ export function wasmAttention(
       rt.heap.free(part);
       rt.heap.free(hard);
       rt.heap.free(lens);
+      if (drop) rt.heap.free(z);
     }
     return { dq, dk, dv };
   };

@@ -4,6 +4,7 @@ import { coalesce, contiguousStrides, sizeOf } from '../../shape.js';
 import type { Storage, View } from '../../storage.js';
 import { type Local, ModuleBuilder } from './assembler.js';
 import { F64x2Math, MATH_OPS } from './math.js';
+import { emitPhilox, type PhiloxLocals, philoxLocals, pushWord, wasmPhiloxEnabled } from './philox.js';
 import type { WasmRuntime } from './runtime.js';
 
 /**
@@ -12,7 +13,8 @@ import type { WasmRuntime } from './runtime.js';
  * as float64x2, and every float32 intermediate is rounded to float32 as it is made (demote, then
  * promote): exactly the TypeScript kernel's arithmetic (float64, then `Math.fround` per step), so
  * results are bit-identical to it. Handled: float32, bool and int32 values (int32 arithmetic as
- * in `INT_OPS`), the ops below, and layouts of up to 3 coalesced dims with any strides.
+ * in `INT_OPS`), the ops below, random leaves (Philox4x32-10 in Wasm, philox.ts here: the
+ * TypeScript kernel's bits), and layouts of up to 3 coalesced dims with any strides.
  */
 
 const FLOAT_OPS = {
@@ -60,8 +62,7 @@ type Run = (...args: number[]) => void;
  * wasmSupports(loadProgram(view)); // true for a float32, int32 or bool view
  */
 export function wasmSupports(program: ElementwiseProgram): boolean {
-  // random draws run on the TypeScript kernel: the same Philox (philox.ts) for the same bits
-  if (program.rng?.length) return false;
+  if (program.rng?.length && !wasmPhiloxEnabled()) return false;
   const { steps } = linearize(program.root);
   return steps.every((s) => {
     const e = s.node;
@@ -125,7 +126,12 @@ export class WasmElementwise {
     const n = sizeOf(program.shape);
     const outDtype = program.root.dtype;
     if (n === 0 || !wasmSupports(program)) return null;
-    const co = coalesce(program.shape, [outStrides, ...program.inputs.map((v) => v.strides)]);
+    const rng = program.rng ?? [];
+    const co = coalesce(program.shape, [
+      outStrides,
+      ...program.inputs.map((v) => v.strides),
+      ...rng.map((r) => r.strides),
+    ]);
     if (co.shape.length > 3) return null;
     const pad = 3 - co.shape.length;
     const shape = [...Array<number>(pad).fill(1), ...co.shape];
@@ -135,7 +141,7 @@ export class WasmElementwise {
     const unit = strides.map((st) => st[2] === 1);
     // equal constants read as one, so subtrees differing only in which copy they read merge
     const root = canonicalConsts(program.root, program.consts);
-    const key = `${exprKey(root)}|${dtypes.join(',')}|${unit.map(Number).join('')}`;
+    const key = `${exprKey(root)}|${dtypes.join(',')}|${unit.map(Number).join('')}|${rng.length}`;
     let fn = this.cache.get(key);
     if (fn === undefined) {
       fn = compile(this.rt, { ...program, root }, dtypes, unit);
@@ -144,8 +150,13 @@ export class WasmElementwise {
     if (!fn) return null;
     const run = fn;
     const inputs = program.inputs.map((v) => this.rt.storages.adoptView(v));
-    const byteStrides = strides.flatMap((st, k) => st.map((x) => x * BYTES[dtypes[k]]));
-    return { launch: (out) => run(out, ...inputs, ...shape, ...byteStrides, ...program.consts) };
+    const k = dtypes.length;
+    const byteStrides = strides.slice(0, k).flatMap((st, o) => st.map((x) => x * BYTES[dtypes[o]]));
+    // per random leaf: its position at the first element, its strides (elements), its key
+    const leaves = rng.flatMap((r, j) => [r.offset, ...strides[k + j], r.key.key0, r.key.key1]);
+    return {
+      launch: (out) => run(out, ...inputs, ...shape, ...byteStrides, ...program.consts, ...leaves),
+    };
   }
 }
 
@@ -173,31 +184,46 @@ export function canonicalConsts(e: Expr, consts: readonly number[]): Expr {
 }
 
 /**
- * `run(out, in…, n0, n1, n2, strides (3 per operand, bytes), consts…)`: three nested loops, the
- * innermost two elements per turn (a last odd one alone).
+ * `run(out, in…, n0, n1, n2, strides (3 per operand, bytes), consts…, leaves…)`: three nested
+ * loops, the innermost two elements per turn (a last odd one alone). Each random leaf passes
+ * (position of the first element, its 3 strides in elements, key0, key1).
  */
 function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], unit: boolean[]): Run | null {
   const k = dtypes.length; // operands: the output, then the inputs
+  const nr = program.rng?.length ?? 0;
+  const nc = program.consts.length;
   const m = new ModuleBuilder({
     initial: 1,
     maximum: rt.heap.shared ? rt.heap.maximumPages : undefined,
     shared: rt.heap.shared,
   });
+  const { steps, result } = linearize(program.root);
+  // Box–Muller calls Math.log and Math.cos themselves (imported): the TypeScript kernel's bits
+  const normal = steps.some((s) => s.node.kind === 'random' && s.node.dist === 'normal');
+  const log = normal ? m.importFunction('log', ['f64'], ['f64']) : null;
+  const cos = normal ? m.importFunction('cos', ['f64'], ['f64']) : null;
   const f = m.function(
     'run',
-    [...Array<'i32'>(k + 3 + 3 * k).fill('i32'), ...Array<'f64'>(program.consts.length).fill('f64')],
+    [
+      ...Array<'i32'>(k + 3 + 3 * k).fill('i32'),
+      ...Array<'f64'>(nc).fill('f64'),
+      ...Array<'i32'>(6 * nr).fill('i32'),
+    ],
     [],
   );
   const ptr = Array.from({ length: k }, (_, i) => f.param(i));
   const [n0, n1, n2] = [f.param(k), f.param(k + 1), f.param(k + 2)];
   const st = (op: number, d: number) => f.param(k + 3 + 3 * op + d);
   const consts = program.consts.map((_, i) => f.param(k + 3 + 3 * k + i));
+  const leaf = (j: number, w: number) => f.param(k + 3 + 3 * k + nc + 6 * j + w);
   const [i0, i1, i2, end2] = Array.from({ length: 4 }, () => f.local('i32'));
   const base0 = ptr.map(() => f.local('i32'));
   const p = ptr.map(() => f.local('i32'));
+  // random leaves' positions, stepped like the operands' addresses (in elements)
+  const rBase0 = Array.from({ length: nr }, () => f.local('i32'));
+  const rPos = Array.from({ length: nr }, () => f.local('i32'));
   const one = f.local('v128');
   const zero = f.local('v128');
-  const { steps, result } = linearize(program.root);
   const t = steps.map(() => f.local('v128'));
   const math = new F64x2Math(f);
   f.f64(1).op('f64x2.splat').set(one);
@@ -238,6 +264,72 @@ function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], 
     }
   };
 
+  // each random step keeps the words of its last counter: four (uniform) or two (normal)
+  // consecutive elements share one Philox, as the TypeScript kernel's `philoxWord` cache does
+  const draws = new Map<Step, { ph: PhiloxLocals; last: Local; pos: Local; ctr: Local; w: Local }>();
+  for (const s of steps) {
+    if (s.node.kind !== 'random') continue;
+    const d = {
+      ph: philoxLocals(f),
+      last: f.local('i32'),
+      pos: f.local('i32'),
+      ctr: f.local('i32'),
+      w: f.local('i32'),
+    };
+    draws.set(s, d);
+    // no counter yet: positions are below 2^30 (the heap holds < 2^32 bytes), so ⌊pos/2⌋ ≠ 2^32 − 1
+    f.i32(-1).set(d.last);
+  }
+  const uniformOf = (w: () => void) => {
+    w();
+    f.i32(8)
+      .op('i32.shr_u', 'f64.convert_i32_u')
+      .f64(2 ** -24)
+      .op('f64.mul');
+  };
+  /** Pushes the f64 value of random step `s` at the position in `d.pos`. */
+  const randomLane = (s: Step) => {
+    const e = s.node;
+    if (e.kind !== 'random') throw new Error('internal: not a random step');
+    const d = draws.get(s)!;
+    const shift = e.dist === 'uniform' ? 2 : 1;
+    f.get(d.pos).i32(shift).op('i32.shr_u').set(d.ctr);
+    f.get(d.ctr).get(d.last).op('i32.ne');
+    f.if(() => {
+      f.get(d.ctr).set(d.ph.x[0]);
+      for (const x of d.ph.x.slice(1)) f.i32(0).set(x);
+      emitPhilox(f, d.ph, leaf(e.index, 4), leaf(e.index, 5));
+      f.get(d.ctr).set(d.last);
+    });
+    if (e.dist === 'uniform') {
+      f.get(d.pos).i32(3).op('i32.and').set(d.w);
+      uniformOf(() => pushWord(f, d.ph, d.w));
+      return;
+    }
+    // √(−2 ln u₁)·cos(2π u₂), u₁ = 1 − U(word 2(pos&1)), u₂ = U(word 2(pos&1) + 1), then float32
+    f.get(d.pos).i32(1).op('i32.and').i32(1).op('i32.shl').set(d.w);
+    f.f64(-2).f64(1);
+    uniformOf(() => pushWord(f, d.ph, d.w));
+    f.op('f64.sub').call(log!, m).op('f64.mul', 'f64.sqrt');
+    f.f64(2 * Math.PI);
+    f.get(d.w).i32(1).op('i32.or').set(d.w);
+    uniformOf(() => pushWord(f, d.ph, d.w));
+    f.op('f64.mul').call(cos!, m).op('f64.mul', 'f32.demote_f64', 'f64.promote_f32');
+  };
+  const random = (s: Step, pair: boolean) => {
+    const e = s.node;
+    if (e.kind !== 'random') throw new Error('internal: not a random step');
+    const d = draws.get(s)!;
+    f.get(rPos[e.index]).set(d.pos);
+    randomLane(s);
+    f.op('f64x2.splat');
+    if (pair) {
+      f.get(rPos[e.index]).get(leaf(e.index, 3)).op('i32.add').set(d.pos);
+      randomLane(s);
+      f.lane('f64x2.replace_lane', 1);
+    }
+  };
+
   const step = (s: Step, pair: boolean) => {
     const e = s.node;
     const arg = (i: number) => f.get(t[s.args[i]]);
@@ -249,7 +341,8 @@ function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], 
         f.get(consts[e.index]).op('f64x2.splat');
         return;
       case 'random':
-        throw new Error('internal: wasmSupports refuses random nodes');
+        random(s, pair);
+        return;
       case 'cast':
         arg(0);
         // float → bool is `!= 0`; bool → float and same-dtype casts keep the value
@@ -337,11 +430,17 @@ function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], 
 
   f.for(i0, 0, n0, 1, () => {
     for (let o = 0; o < k; o++) f.get(ptr[o]).get(i0).get(st(o, 0)).op('i32.mul', 'i32.add').set(base0[o]);
+    for (let j = 0; j < nr; j++)
+      f.get(leaf(j, 0)).get(i0).get(leaf(j, 1)).op('i32.mul', 'i32.add').set(rBase0[j]);
     f.for(i1, 0, n1, 1, () => {
       for (let o = 0; o < k; o++) f.get(base0[o]).get(i1).get(st(o, 1)).op('i32.mul', 'i32.add').set(p[o]);
+      for (let j = 0; j < nr; j++)
+        f.get(rBase0[j]).get(i1).get(leaf(j, 2)).op('i32.mul', 'i32.add').set(rPos[j]);
       f.for(i2, 0, end2, 2, () => {
         body(true);
         for (let o = 0; o < k; o++) f.get(p[o]).get(st(o, 2)).i32(1).op('i32.shl', 'i32.add').set(p[o]);
+        for (let j = 0; j < nr; j++)
+          f.get(rPos[j]).get(leaf(j, 3)).i32(1).op('i32.shl', 'i32.add').set(rPos[j]);
       });
       f.get(end2).get(n2).op('i32.lt_s');
       f.if(() => body(false));
@@ -349,7 +448,9 @@ function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], 
   });
   try {
     const module = new WebAssembly.Module(m.encode());
-    const inst = new WebAssembly.Instance(module, { env: { memory: rt.heap.memory } });
+    const inst = new WebAssembly.Instance(module, {
+      env: { memory: rt.heap.memory, log: Math.log, cos: Math.cos },
+    });
     return inst.exports.run as Run;
   } catch {
     return null;

@@ -1,4 +1,5 @@
 import type { FunctionBuilder, Local, ModuleBuilder } from './assembler.js';
+import { emitAttentionDropout } from './attention-dropout.js';
 import { emitAttentionRows } from './attention-rows.js';
 import { emitCrossEntropy } from './cross-entropy.js';
 import { emitNorm } from './norm.js';
@@ -18,6 +19,7 @@ import { emitSoftmax } from './softmax.js';
  * - `softmax(x, out, rows, cols)`: contiguous float32 rows (softmax.ts).
  * - `norm_fwd` and `norm_bwd`: layer/RMS norm over contiguous float32 rows (norm.ts).
  * - `attn_mask`, `attn_ds`, `add_f32`: the attention's row loops between its gemms (attention-rows.ts).
+ * - `attn_dropmask`, `mul_f32`: the attention-dropout factors by Philox in Wasm (attention-dropout.ts).
  * - `ce_rows`: cross-entropy of contiguous float32 rows, optionally overwritten by their gradient (cross-entropy.ts).
  *
  * @example
@@ -38,6 +40,7 @@ export function emitKernels(module: ModuleBuilder): void {
   emitNorm(module);
   emitCrossEntropy(module);
   emitAttentionRows(module);
+  emitAttentionDropout(module);
 }
 
 function params(f: FunctionBuilder, n: number): Local[] {
