@@ -283,7 +283,17 @@ export interface GenerateForm {
   topK: RawNumber;
   topP: RawNumber;
   seed: RawNumber;
+  /**
+   * 'no repeated 4-gram' ticked, with the prompt's length in tokens and the model's context: a
+   * greedy reply then never completes a 4-gram it already holds (the demo's decoding,
+   * examples/e2e/batched-greedy.ts), and prompt and reply must fit the context (no sliding
+   * window). Absent: off.
+   */
+  noRepeat?: { promptTokens: number; contextLength: number };
 }
+
+/** The n of 'no repeated n-gram': the demo's (and the LoRA paper's E2E decoding's) 4. */
+export const NO_REPEAT_NGRAM = 4;
 
 /** Options of one generation (what `Session.generate` takes, besides `base`). */
 export interface GenerateSettings {
@@ -296,6 +306,8 @@ export interface GenerateSettings {
   /** 1: off. */
   topP: number;
   seed: number;
+  /** A greedy reply never completes an n-gram it already holds (0 or absent: off; sampling ignores it). */
+  noRepeatNgram?: number;
 }
 
 /**
@@ -317,8 +329,23 @@ export function validateGenerate(
   const topK = num('top-k', form.topK, topKSpec(vocabSize));
   const topP = num('top-p', form.topP, TOP_P);
   const seed = num('seed', form.seed, SEED);
+  const fit = form.noRepeat;
+  if (
+    fit &&
+    errors.length === 0 &&
+    temperature === 0 &&
+    fit.promptTokens + maxNewTokens > fit.contextLength
+  ) {
+    const room = fit.contextLength - fit.promptTokens;
+    errors.push({
+      field: 'max-tokens',
+      message: `with no repeated ${NO_REPEAT_NGRAM}-gram the prompt (${fit.promptTokens} tokens) and the reply must fit the model's context of ${fit.contextLength}: ${room > 0 ? `at most ${room} tokens` : 'shorten the prompt'}, or untick it`,
+    });
+  }
   if (errors.length > 0) return { errors };
-  return { errors, settings: { prompt: form.prompt, maxNewTokens, temperature, topK, topP, seed } };
+  const settings: GenerateSettings = { prompt: form.prompt, maxNewTokens, temperature, topK, topP, seed };
+  if (fit) settings.noRepeatNgram = NO_REPEAT_NGRAM;
+  return { errors, settings };
 }
 
 /**

@@ -199,6 +199,12 @@ function checkGenerateForm(): ReturnType<typeof validateGenerate> {
       topK: raw('top-k'),
       topP: raw('top-p'),
       seed: raw('seed'),
+      noRepeat: input('no-repeat').checked
+        ? {
+            promptTokens: session!.encode($<HTMLTextAreaElement>('prompt').value).ids.length,
+            contextLength: session!.model.contextLength,
+          }
+        : undefined,
     },
     session!.tokenizer.vocabSize,
   );
@@ -207,7 +213,7 @@ function checkGenerateForm(): ReturnType<typeof validateGenerate> {
   $('sampling-hint').textContent = !g
     ? ''
     : g.temperature === 0
-      ? 'temperature 0: greedy, the most likely token each step (top-k, top-p and seed are unused)'
+      ? `temperature 0: greedy, the most likely token each step${g.noRepeatNgram ? ` that completes no ${g.noRepeatNgram}-gram the reply already holds` : ''} (top-k, top-p and seed are unused)`
       : `sampling at temperature ${g.temperature}, ${g.topK ? `top-k ${g.topK}` : 'every token'}, top-p ${g.topP}, seed ${g.seed} (the base model and the adapter draw the same numbers)`;
   return result;
 }
@@ -591,6 +597,7 @@ async function showModel(s: Session): Promise<void> {
   if (Number(block.value) > s.model.contextLength) block.value = block.max;
   e2e = await s.e2eCorpus(base);
   renderExampleMrs();
+  input('no-repeat').checked = s.source.id === 'shipped-llama';
   if (takenBy(input('name').value)) input('name').value = suggestName('adapter');
   renderAdapters();
   updateDataHint();
@@ -689,6 +696,8 @@ async function start(): Promise<void> {
     renderTargets(s);
     e2e = await s.e2eCorpus(base);
     renderExampleMrs();
+    // the demo's decoding for its model; another model's context may not hold prompt and reply
+    input('no-repeat').checked = s.source.id === 'shipped-llama';
     $<HTMLSelectElement>('shipped-model').value = firstModel;
   } catch (e) {
     console.error(e);
@@ -788,6 +797,7 @@ async function start(): Promise<void> {
     $(id).addEventListener('input', onTrainInput);
   $('targets').addEventListener('change', onTrainInput);
   for (const id of GENERATE_FIELDS) $(id).addEventListener('input', () => void checkGenerateForm());
+  input('no-repeat').addEventListener('change', () => void checkGenerateForm());
   window.addEventListener('resize', () => drawLossChart($<HTMLCanvasElement>('chart'), series));
 }
 

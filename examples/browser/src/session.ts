@@ -4,6 +4,7 @@
  * (main.ts) drives it from buttons; the browser test reaches it through `window.lowrankPage`.
  */
 import * as lr from 'lowrank';
+import { greedyByLength } from '../../e2e/batched-greedy.js';
 import { type BaseQuant, checkTrainSettings, type GenerateSettings, type TrainSettings } from './form.js';
 import { type ModelSource, type ShippedModel, shippedSource, tokenizerOf } from './model-source.js';
 
@@ -404,6 +405,8 @@ export class Session {
    * the text (a stop token, not included in `text`). Temperature 0 is greedy; top-k 0 and top-p 1
    * keep every token; the seed makes a sampled run reproducible (the base and the adapter run
    * draw the same numbers). `stopAtNewline`: a line ends the text too (`stopTokens`).
+   * `noRepeatNgram` n (greedy only): the reply never completes an n-gram it already holds,
+   * decoded as the demo decodes (`greedyByLength`: prompt and reply must fit the context).
    */
   async generate(
     options: Omit<GenerateSettings, 'temperature' | 'topK' | 'topP' | 'seed'> &
@@ -417,7 +420,17 @@ export class Session {
       temperature === 0
         ? { greedy: true }
         : { temperature, topK: options.topK || undefined, topP: options.topP ?? 1 };
+    const n = temperature === 0 ? (options.noRepeatNgram ?? 0) : 0;
     const run = async (): Promise<{ text: string; eos: boolean }> => {
+      if (n > 0) {
+        const [tokens] = await greedyByLength(this.model, [ids], {
+          maxNewTokens: options.maxNewTokens,
+          stopIds: new Set(eosId),
+          noRepeatNgram: n,
+        });
+        // cut before its first stop token: fewer tokens than asked for means a stop came
+        return { text: this.tokenizer.decode(tokens), eos: tokens.length < options.maxNewTokens };
+      }
       const r = await lr.generate(this.model, ids, {
         ...sampling,
         maxNewTokens: options.maxNewTokens,

@@ -22,6 +22,7 @@ import { AutoModelForCausalLM, loadHFTokenizer } from '@lowrank/models/node';
 import * as lr from 'lowrank';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bannedNext, greedyByLength } from '../../e2e/batched-greedy.js';
 import type { PageApi } from '../src/main.js';
 import { ISOLATION_HEADERS } from '../vite.config.js';
 
@@ -111,15 +112,18 @@ async function nodeRun(s: RunSettings, mrs: string[], maxNewTokens: number, bits
     // a reply ends at a token holding a newline, or at <|endoftext|>
     const stops = [0];
     for (let id = 1; id < tok.vocabSize; id++) if (tok.decode([id]).includes('\n')) stops.push(id);
+    // the demo's decoding: greedy, no 4-gram twice in a reply
     const reply = async (mr: string): Promise<string> => {
       const prompt = lr.e2ePrompt(mr);
-      const r = await lr.generate(model, tok.encode(prompt), {
-        greedy: true,
+      const [tokens] = await greedyByLength(model, [tok.encode(prompt)], {
         maxNewTokens,
-        eosTokenId: stops,
+        stopIds: new Set(stops),
+        noRepeatNgram: 4,
       });
-      const eos = r.stoppedBy === 'eos';
-      return `${prompt}${tok.decode(eos ? r.tokens.slice(0, -1) : r.tokens)}${eos ? ' ⏎ (end of text)' : ''}`;
+      for (let i = 3; i < tokens.length; i++)
+        expect(bannedNext(tokens.slice(0, i), 4).has(tokens[i]), `a repeated 4-gram at ${i}`).toBe(false);
+      const eos = tokens.length < maxNewTokens;
+      return `${prompt}${tok.decode(tokens)}${eos ? ' ⏎ (end of text)' : ''}`;
     };
     const replies: NodeRun['replies'] = [];
     for (const mr of mrs) {
@@ -228,6 +232,8 @@ async function defaultFlow(
     ),
     'every projection, as the demo',
   ).toEqual(ALL);
+  expect(await page.isChecked('#no-repeat'), "the demo's decoding: no repeated 4-gram").toBe(true);
+  expect(await page.isChecked('#stop-line')).toBe(true);
   const testMrs = await page.$$eval('#example-mr option', (els) =>
     els.slice(1).map((e) => e.textContent ?? ''),
   );
@@ -411,6 +417,38 @@ describe.skipIf(skipReason !== null)(
       },
       SLOW,
     );
+
+    it('switches to the shipped char GPT-2 and back; ?model= names only shipped models', async () => {
+      const page = await open('?backend=cpu');
+      const load = async (name: string) => {
+        await page.selectOption('#shipped-model', name);
+        await page.click('#load-shipped');
+        await waitState(page, ['loading'], 5_000).catch(() => undefined);
+        await waitState(page, ['ready', 'error'], 60_000);
+        expect(await fieldErrors(page)).toEqual([]);
+      };
+      await load('char');
+      expect(await page.textContent('#model-info')).toMatch(
+        /^char-level GPT-2 pre-trained on Tiny Shakespeare \(4 layers, width 64, [\d,]+ parameters, val loss [\d.]+\)$/,
+      );
+      // its 128-character context would not hold an E2E prompt and 80 characters: off for it
+      expect(await page.isChecked('#no-repeat')).toBe(false);
+      expect(
+        await page.$$eval('input.target:checked', (els) => els.map((e) => (e as HTMLInputElement).value)),
+      ).toEqual(['c_attn', 'c_proj']);
+      await load('llama');
+      expect(await page.textContent('#model-info')).toMatch(
+        /^Llama pre-trained by lowrank .*5,770,496 parameters/,
+      );
+      expect(await page.isChecked('#no-repeat')).toBe(true);
+      expect(pageErrors).toEqual([]);
+      await page.context().close();
+      const bad = await browser.newPage();
+      await bad.goto(`${url}?backend=cpu&model=gpt4`);
+      await waitState(bad, ['error'], 30_000);
+      expect(await bad.textContent('#error')).toBe('?model=gpt4: the page ships llama and char');
+      await bad.close();
+    });
 
     it(
       'on WebGPU: the same flow at the smallest size (3 steps of 2 × 32 tokens, one reply of 6 tokens)',

@@ -144,6 +144,35 @@ describe('generate form', () => {
     });
   });
 
+  it('no repeated 4-gram: greedy prompt + reply must fit the context; sampling is not held to it', () => {
+    const greedy = { temperature: { value: '0' } };
+    // 30 prompt tokens + 80 = 110 ≤ 128: fits, and the settings carry n = 4
+    expect(
+      validateGenerate({ ...GEN, ...greedy, noRepeat: { promptTokens: 30, contextLength: 128 } }, 65).settings
+        ?.noRepeatNgram,
+    ).toBe(4);
+    // 49 + 80 = 129 > 128: refused at the tokens field, with the most that fits (79)
+    expect(
+      validateGenerate({ ...GEN, ...greedy, noRepeat: { promptTokens: 49, contextLength: 128 } }, 65).errors,
+    ).toEqual([
+      {
+        field: 'max-tokens',
+        message:
+          "with no repeated 4-gram the prompt (49 tokens) and the reply must fit the model's context of 128: at most 79 tokens, or untick it",
+      },
+    ]);
+    expect(
+      validateGenerate({ ...GEN, ...greedy, noRepeat: { promptTokens: 128, contextLength: 128 } }, 65)
+        .errors[0].message,
+    ).toMatch(/: shorten the prompt, or untick it$/);
+    // sampled (temperature 0.8): generate's sliding window applies, so nothing is refused
+    expect(
+      validateGenerate({ ...GEN, noRepeat: { promptTokens: 49, contextLength: 128 } }, 65).errors,
+    ).toEqual([]);
+    // unticked: no field
+    expect(validateGenerate({ ...GEN, ...greedy }, 65).settings).not.toHaveProperty('noRepeatNgram');
+  });
+
   it('refuses sampling values outside their ranges, each at its own field', () => {
     expect(gen({ topP: { value: '1.5' } })).toEqual(['top-p']);
     expect(gen({ topP: { value: '0' } })).toEqual(['top-p']);
