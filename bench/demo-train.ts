@@ -1,6 +1,8 @@
 /**
- * The demo's training loop (examples/demo.ts: GPT-2-tiny char model, LoRA r=8 on c_attn, c_proj,
- * c_fc, B=8, T=128, Adam) in ONE process on the CPU, with each kernel set in turn: the
+ * The demo's training loop (examples/demo.ts: LoRA r=8, B=8, T=128, Adam) in ONE process on the
+ * CPU, on `--model char` (the older GPT-2-tiny char model, LoRA on c_attn, c_proj, c_fc; the
+ * default) or `--model llama` (the demo's default now: the 5.8M byte-level-BPE Llama of
+ * examples/checkpoints/llama-shakespeare-brown, LoRA on every projection), with each kernel set in turn: the
  * TypeScript kernels (`cpu-ts`) and the Wasm kernels on 1 and 2 threads. Every configuration
  * starts from the same checkpoint and seed, so their losses must agree (printed, to check).
  * Tokens/s counts B·T per step, as the demo's progress line does, after `--warmup` steps; the
@@ -11,19 +13,30 @@
  * A config ending in `-eager` (`wasm2-eager`) runs the steps eagerly (LMTrainer's `compile: false`);
  * the others run compiled steps (lr.compile), the trainer's default.
  *
- *   node --conditions=source --import tsx bench/demo-train.ts [--steps 8 --warmup 2 --configs ts,wasm1,wasm2,webgpu,wasm2-eager]
+ *   node --conditions=source --import tsx bench/demo-train.ts [--model char|llama --steps 8 --warmup 2 --configs ts,wasm1,wasm2,webgpu,wasm2-eager]
  */
 import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { applyLora } from '../packages/lora/src/index.js';
 import * as lr from '../packages/lowrank/src/index.js';
-import { fromPretrained, loadTokenizer } from '../packages/models/src/node.js';
+import { AutoModelForCausalLM, loadTokenizer } from '../packages/models/src/node.js';
 import { arg, numberArg } from './args.js';
 
 const STEPS = numberArg('steps', 8);
 const WARMUP = numberArg('warmup', 2); // ≥ 2 for compiled steps: a warm-up call and a traced one
 const CONFIGS = arg('configs', 'ts,wasm1,wasm2').split(',');
+const MODEL = arg('model', 'char');
 const here = (p: string): string => new URL(p, import.meta.url).pathname;
-const ckpt = here('../examples/checkpoints/shakespeare-char');
+const MODELS: Record<string, { dir: string; targetModules: string[] }> = {
+  char: { dir: 'shakespeare-char', targetModules: ['c_attn', 'c_proj', 'c_fc'] },
+  llama: {
+    dir: 'llama-shakespeare-brown',
+    targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  },
+};
+const chosen = MODELS[MODEL];
+if (!chosen) throw new Error(`--model: expected one of ${Object.keys(MODELS).join(', ')}, got ${MODEL}`);
+const ckpt = here(`../examples/checkpoints/${chosen.dir}`);
 const e2e = (f: string): lr.E2EExample[] => lr.parseE2E(readFileSync(here(`../data/e2e/${f}`), 'utf8'));
 
 async function run(name: string): Promise<void> {
@@ -33,13 +46,13 @@ async function run(name: string): Promise<void> {
   if (config === 'ts') await lr.init({ backend: 'cpu-ts' });
   else if (config === 'webgpu') await lr.init({ backend: 'webgpu' });
   else await lr.init({ backend: 'cpu', threads: Number(config.replace('wasm', '')) });
-  const model = await fromPretrained(ckpt, { device });
+  const model = await AutoModelForCausalLM.fromPretrained(ckpt, { device });
   const tok = loadTokenizer(ckpt, model.config.vocab_size);
   const train = lr.e2eStream(e2e('valid.txt'), (s) => tok.encode(s));
   const lora = applyLora(model, {
     r: 8,
     loraAlpha: 16,
-    targetModules: ['c_attn', 'c_proj', 'c_fc'],
+    targetModules: chosen.targetModules,
     seed: 0,
   });
   const trainer = new lr.LMTrainer(model, lora.trainableParameters(), {
@@ -65,7 +78,7 @@ async function run(name: string): Promise<void> {
   const tps = (STEPS * 8 * 128) / sec;
   console.log(
     `${name.padEnd(12)} ${lr.getBackend(device).description.padEnd(44)} ${tps.toFixed(0).padStart(6)} tok/s ` +
-      `(${((sec * 1000) / STEPS).toFixed(0)} ms/step, CPU ${cpuMs.toFixed(0)} ms/step)  losses ${losses.map((l) => l.toFixed(4)).join(' ')}`,
+      `(${((sec * 1000) / STEPS).toFixed(0)} ms/step, CPU ${cpuMs.toFixed(0)} ms/step, load ${loadavg()[0].toFixed(1)})  losses ${losses.map((l) => l.toFixed(4)).join(' ')}`,
   );
 }
 

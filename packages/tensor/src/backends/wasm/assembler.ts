@@ -153,6 +153,8 @@ const SIMD = {
   'f64x2.div': 0xf3,
   'f64x2.min': 0xf4,
   'f64x2.max': 0xf5,
+  'f64x2.pmin': 0xf6,
+  'f64x2.pmax': 0xf7,
   // relaxed SIMD (a separate proposal: check `features().relaxedSimd` before emitting these)
   'f32x4.relaxed_madd': 0x105,
   'f32x4.relaxed_nmadd': 0x106,
