@@ -57,11 +57,14 @@ async function coreCount(): Promise<number> {
 }
 
 /**
- * Registers the Wasm kernels (matmul, reduce, adamUpdate, gather, indexSelect) for device 'cpu',
- * and a 'cpu' backend whose uploads live in the Wasm heap, so those kernels read tensors with no
- * copy. The other kernels stay the TypeScript ones (they read heap storages like any typed
- * array). Workers start here; kernels stay single-threaded where threads are unavailable (a page
- * that is not cross-origin isolated), which the backend's description says.
+ * Registers the Wasm kernels for device 'cpu' (elementwise, matmul with its epilogue and LoRA
+ * forms, reduce, softmax, norm and its backward, crossEntropyRows, attention and its backward,
+ * adamUpdate, gather, indexSelect, scatterAdd, indexAdd: table.ts), and a 'cpu' backend whose
+ * uploads live in the Wasm heap, so those kernels read tensors with no copy. The others
+ * (normParamGrad, quantMatmul, quantize, dequantize) and the layouts a Wasm kernel does not take
+ * stay the TypeScript ones (they read heap storages like any typed array). Workers start here;
+ * kernels stay single-threaded where threads are unavailable (a page that is not cross-origin
+ * isolated), which the backend's description says.
  *
  * @example
  * const wasm = await registerWasmKernels({ threads: 2 });

@@ -3,6 +3,7 @@ import { emitAttentionDropout } from './attention-dropout.js';
 import { emitAttentionRows } from './attention-rows.js';
 import { emitCrossEntropy } from './cross-entropy.js';
 import { emitNorm } from './norm.js';
+import { emitScatter } from './scatter.js';
 import { emitSoftmax } from './softmax.js';
 
 /**
@@ -16,6 +17,8 @@ import { emitSoftmax } from './softmax.js';
  *   (with the max-second-moment buffer `h` after `v`): contiguous float32, in place.
  * - `gather32(x, sx0, sx1, sx2, idx, si0, si1, si2, out, d0, d1, d2, size)`: 3-D gather along the
  *   middle axis (strides in bytes, indices already checked), for 4-byte elements.
+ * - `scatter_add_f32`, `scatter_add_i32`: scatterAdd and indexAdd, 3-D adds along the middle
+ *   axis (scatter.ts).
  * - `softmax(x, out, rows, cols)`: contiguous float32 rows (softmax.ts).
  * - `norm_fwd` and `norm_bwd`: layer/RMS norm over contiguous float32 rows (norm.ts).
  * - `attn_mask`, `attn_ds`, `add_f32`: the attention's row loops between its gemms (attention-rows.ts).
@@ -36,6 +39,7 @@ export function emitKernels(module: ModuleBuilder): void {
   emitAdam(module, false);
   emitAdam(module, true);
   emitGather(module);
+  emitScatter(module);
   emitSoftmax(module);
   emitNorm(module);
   emitCrossEntropy(module);

@@ -5,7 +5,12 @@ import type { View } from '../../storage.js';
 import { attention as tsAttention, attentionBackward as tsAttentionBackward } from '../cpu/attention.js';
 import { crossEntropyRows as tsCrossEntropyRows } from '../cpu/cross-entropy.js';
 import { elementwise as tsElementwise } from '../cpu/elementwise.js';
-import { gather as tsGather, indexSelect as tsIndexSelect } from '../cpu/indexing.js';
+import {
+  gather as tsGather,
+  indexAdd as tsIndexAdd,
+  indexSelect as tsIndexSelect,
+  scatterAdd as tsScatterAdd,
+} from '../cpu/indexing.js';
 import { loraMatmul as tsLoraMatmul } from '../cpu/lora-matmul.js';
 import { matmulEpilogue as tsMatmulEpilogue } from '../cpu/matmul-epilogue.js';
 import { norm as tsNorm, normBackward as tsNormBackward } from '../cpu/norm.js';
@@ -20,6 +25,7 @@ import { type Executor, wasmMatmul } from './matmul.js';
 import { wasmNorm } from './norm.js';
 import { ranges } from './ranges.js';
 import type { WasmRuntime } from './runtime.js';
+import { wasmScatter } from './scatter.js';
 
 // Below these sizes a dispatch to a worker (9 µs there and back, measured) costs more than it saves.
 const MIN_PARALLEL_REDUCE = 2 ** 18;
@@ -34,8 +40,9 @@ function contiguous(v: View): boolean {
 /**
  * The Wasm kernels as a `KernelTable` part for device 'cpu'. Each takes the Wasm path for the
  * layouts it handles (contiguous float32 rows for reduce, norms, cross-entropy and Adam, rank ≤ 3 for gather; any
- * strides for matmul) and falls back to the TypeScript kernel otherwise, so it is always
- * correct to register. Operands outside the heap are adopted into it (`WasmStorages.adopt`).
+ * strides for matmul; scatter.ts says which scatterAdd and indexAdd take) and falls back to the
+ * TypeScript kernel otherwise, so it is always correct to register. Operands outside the heap
+ * are adopted into it (`WasmStorages.adopt`).
  *
  * @example
  * const rt = await WasmRuntime.create();
@@ -60,6 +67,8 @@ export function wasmKernelTable(
   | 'adamUpdate'
   | 'gather'
   | 'indexSelect'
+  | 'scatterAdd'
+  | 'indexAdd'
 > {
   const mem = rt.storages;
 
@@ -212,6 +221,7 @@ export function wasmKernelTable(
   });
   const { norm, normBackward } = wasmNorm(rt, ew, exec, { norm: tsNorm, normBackward: tsNormBackward });
   const crossEntropyRows = wasmCrossEntropy(rt, exec, tsCrossEntropyRows);
+  const scatter = wasmScatter(rt, exec, elementwise, { scatterAdd: tsScatterAdd, indexAdd: tsIndexAdd });
   return {
     elementwise,
     matmul,
@@ -227,5 +237,6 @@ export function wasmKernelTable(
     adamUpdate,
     gather,
     indexSelect,
+    ...scatter,
   };
 }
