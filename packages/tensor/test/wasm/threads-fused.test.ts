@@ -1,17 +1,18 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import type { CrossEntropyRowsParams, NormKind } from '../../src/backend.js';
+import type { AttentionParams, CrossEntropyRowsParams, NormKind } from '../../src/backend.js';
 import type { Executor } from '../../src/backends/wasm/matmul.js';
 import { WorkerPool } from '../../src/backends/wasm/pool.js';
 import { WasmRuntime } from '../../src/backends/wasm/runtime.js';
 import { wasmKernelTable } from '../../src/backends/wasm/table.js';
 import type { TypedArray } from '../../src/dtype.js';
 import { loadProgram } from '../../src/expr/program.js';
+import { dropThreshold } from '../../src/philox.js';
 import { contiguousStrides } from '../../src/shape.js';
 import type { Storage, View } from '../../src/storage.js';
 import '../../src/index.js';
 
 /**
- * The fused Wasm kernels (norm, cross-entropy) give the same bits on 1, 2 and 4
+ * The fused Wasm kernels (norm, cross-entropy, attention) give the same bits on 1, 2 and 4
  * threads: each thread takes whole rows, so no sum depends on the split. Sizes are above each
  * kernel's parallel threshold, and a recording executor checks that the work really was split
  * into as many tasks as threads (matmul, reduce, softmax, Adam and elementwise: threads.test.ts).
@@ -113,5 +114,33 @@ describe('fused Wasm kernels on 1, 2 and 4 threads', () => {
       const loss = k.crossEntropyRows(x, view(labels, [rows], 'int32'), rows, cols, params);
       return [bits(loss), bits(x)];
     });
+  });
+
+  it('attention forward and backward give identical bits (GQA, causal, dropout; 97 queries × 101 keys)', async () => {
+    const [b, h, hkv, l, s, e] = [1, 4, 2, 97, 101, 16]; // 9,797 scores a head: above MIN_PARALLEL_DROPMASK (2^13)
+    const q = view(randomArray(b * h * l * e), [b, h, l, e]);
+    const kk = view(randomArray(b * hkv * s * e), [b, hkv, s, e]);
+    const v = view(randomArray(b * hkv * s * e), [b, hkv, s, e]);
+    const grad = view(randomArray(b * h * l * e), [b, h, l, e]);
+    const dropout = {
+      p: 0.25,
+      threshold: dropThreshold(0.25),
+      scale: 1 / 0.75,
+      key: { key0: 77, key1: 0xdeadbeef },
+    };
+    const cases: AttentionParams[] = [
+      { scale: 0.25, causal: false, lse: true },
+      { scale: 0.25, causal: true, lse: true, dropout },
+    ];
+    // the dropout mask is split by rows at least (attention.ts); any split must keep the bits
+    await sameOnEveryThreadCount('any', (k) =>
+      cases.flatMap((params) => {
+        const f = k.attention(q, kk, v, null, params);
+        if (!f.lse) throw new Error('attention: no lse');
+        const out = asView(f.out, [b, h, l, e]);
+        const g = k.attentionBackward(q, kk, v, null, out, grad, asView(f.lse, [b, h, l]), params);
+        return [bits(f.out), bits(f.lse), bits(g.dq), bits(g.dk), bits(g.dv)];
+      }),
+    );
   });
 });
