@@ -43,6 +43,28 @@ export const SHAPES: Shape[] = [
   { name: 'dW.wte', m: V, k: T, n: C, layout: 'tn' },
 ];
 
+/**
+ * The frozen-base products of a SmolLM2-135M-shaped Llama step at batch 8 × 512 (hidden 576, 3 kv
+ * heads of 64 = 192, intermediate 1536, vocab 49152 in chunks of 1024 rows), issue 17's target:
+ * forward x·Wᵀ and d(input) dY·W only (the base is frozen: no dW).
+ */
+const LC = 576;
+const LKV = 192;
+const LFF = 1536;
+const LV = 49152;
+export const LLAMA_SHAPES: Shape[] = [
+  { name: 'llama.fwd.q', m: T, k: LC, n: LC, layout: 'nt' },
+  { name: 'llama.fwd.kv', m: T, k: LC, n: LKV, layout: 'nt' },
+  { name: 'llama.fwd.up', m: T, k: LC, n: LFF, layout: 'nt' },
+  { name: 'llama.fwd.down', m: T, k: LFF, n: LC, layout: 'nt' },
+  { name: 'llama.fwd.lm_head', m: 1024, k: LC, n: LV, layout: 'nt' },
+  { name: 'llama.dX.q', m: T, k: LC, n: LC, layout: 'nn' },
+  { name: 'llama.dX.kv', m: T, k: LKV, n: LC, layout: 'nn' },
+  { name: 'llama.dX.up', m: T, k: LFF, n: LC, layout: 'nn' },
+  { name: 'llama.dX.down', m: T, k: LC, n: LFF, layout: 'nn' },
+  { name: 'llama.dX.lm_head', m: 1024, k: LV, n: LC, layout: 'nn' },
+];
+
 /** The operands of a shape on the device: A [m, k] and B [k, n], as views where the layout says. */
 export function operands(L: typeof lr, s: Shape): { a: lr.Tensor; b: lr.Tensor; dispose: () => void } {
   const base = [
