@@ -120,13 +120,22 @@ export function chooseConfig(
       : MATMUL_CONFIGS.t128x128x8r16;
   if (fits(limits, big) && tiles(big, batch, m, n) >= 1024) return big;
   const mid = MATMUL_CONFIGS.t64x128x16r8;
-  if (fits(limits, mid) && tiles(mid, batch, m, n) >= 32) return mid;
+  if (fits(limits, mid) && tiles(mid, batch, m, n) >= 32) {
+    // 128×64 where it pads the output less (bench/results/h200-2026-12-03-final/llama-matmul/:
+    // SmolLM2's width 576 = 4.5 × 128 = 9 × 64, its q/o products 17.1 → 22.2 TFLOP/s, k/v (192
+    // wide) 17.1 → 18.5); GPT-2's multiples of 128 pad neither, so they keep 64×128
+    const tall = MATMUL_CONFIGS.t128x64x16r8;
+    const padded = (c: MatmulConfig) => tiles(c, batch, m, n) * c.bm * c.bn;
+    return fits(limits, tall) && padded(tall) < padded(mid) ? tall : mid;
+  }
   if (tiles(MATMUL_CONFIGS.t64x64x16, batch, m, n) >= 32) return MATMUL_CONFIGS.t64x64x16;
   return MATMUL_CONFIGS.t32x32x16;
 }
 
 /**
- * The K splits (same sweep): when the output has fewer than 320 tiles (the weight gradients
+ * The K splits (same sweep; the SmolLM2 shapes' sweep agrees: its 1536-deep products on 288 tiles
+ * of 128×64, 22.7 → 28.7 TFLOP/s at 3 splits, its LM head's dh, K = 49152, 16.3 → 29.2 at 8):
+ * when the output has fewer than 320 tiles (the weight gradients
  * dW = dYᵀ·X with K = 4096 tokens: 27 → 36 TFLOP/s at 4 splits, 768² 17 → 30 at 8) or K is ≥ 8×
  * the larger output dim (the LM head's dh = dlogits·wte, K = 50257: 24 → 27 at 3), enough splits
  * for ≈ 1024 workgroups, each at least 512 deep, at most 8. More tiles gain nothing (2048³: 35.0
