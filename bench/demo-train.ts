@@ -11,7 +11,9 @@
  * measurement behind init's 'auto' rule (software adapters lose to the CPU; docs/perf.md).
  *
  * A config ending in `-eager` (`wasm2-eager`) runs the steps eagerly (LMTrainer's `compile: false`);
- * the others run compiled steps (lr.compile), the trainer's default.
+ * the others run compiled steps (lr.compile), the trainer's default. One ending in `-f64x2`
+ * (`wasm1-f64x2`) compiles every elementwise program with the f64x2 Wasm compiler (no f32x4
+ * path: the comparison of docs/perf.md, issue 16).
  *
  *   node --conditions=source --import tsx bench/demo-train.ts [--model char|llama --steps 8 --warmup 2 --configs ts,wasm1,wasm2,webgpu,wasm2-eager]
  */
@@ -20,6 +22,7 @@ import { loadavg } from 'node:os';
 import { applyLora } from '../packages/lora/src/index.js';
 import * as lr from '../packages/lowrank/src/index.js';
 import { AutoModelForCausalLM, loadTokenizer } from '../packages/models/src/node.js';
+import { useF32x4Elementwise } from '../packages/tensor/src/backends/wasm/elementwise.js';
 import { arg, numberArg } from './args.js';
 
 const STEPS = numberArg('steps', 8);
@@ -41,7 +44,9 @@ const e2e = (f: string): lr.E2EExample[] => lr.parseE2E(readFileSync(here(`../da
 
 async function run(name: string): Promise<void> {
   const eager = name.endsWith('-eager');
-  const config = name.replace(/-eager$/, '');
+  const f64x2 = name.endsWith('-f64x2');
+  const config = name.replace(/-(eager|f64x2)$/, '');
+  useF32x4Elementwise(!f64x2);
   const device: lr.Device = config === 'webgpu' ? 'webgpu' : 'cpu';
   if (config === 'ts') await lr.init({ backend: 'cpu-ts' });
   else if (config === 'webgpu') await lr.init({ backend: 'webgpu' });

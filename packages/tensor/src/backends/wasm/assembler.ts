@@ -87,6 +87,7 @@ const PLAIN = {
   'i32.trunc_f32_s': 0xa8,
   'i32.trunc_f64_s': 0xaa,
   'f32.convert_i32_s': 0xb2,
+  'f32.convert_i32_u': 0xb3,
   'f32.demote_f64': 0xb6,
   'f64.convert_i32_s': 0xb7,
   'f64.convert_i32_u': 0xb8,
@@ -136,6 +137,10 @@ const SIMD = {
   'f32x4.max': 0xe9,
   'f32x4.pmin': 0xea,
   'f32x4.pmax': 0xeb,
+  'f32x4.ceil': 0x67,
+  'f32x4.floor': 0x68,
+  'f32x4.trunc': 0x69,
+  'f32x4.nearest': 0x6a,
   'f64x2.ceil': 0x74,
   'f64x2.floor': 0x75,
   'f64x2.trunc': 0x7a,
@@ -339,6 +344,14 @@ export class FunctionBuilder {
     this.code.push(0xfd, 0x5b, 3);
     uleb(this.code, offset);
     this.code.push(lane);
+    return this;
+  }
+
+  /** `i8x16.shuffle`: byte i of the result is byte lanes[i] of the two v128s below (0–15 the first, 16–31 the second). */
+  shuffle(lanes: readonly number[]): this {
+    if (lanes.length !== 16 || lanes.some((l) => l < 0 || l > 31))
+      throw new Error(`shuffle: 16 lanes in 0..31, got ${lanes}`);
+    this.code.push(0xfd, 0x0d, ...lanes);
     return this;
   }
 

@@ -3,6 +3,7 @@ import { type ElementwiseProgram, type Expr, exprKey, linearize, type Step } fro
 import { coalesce, contiguousStrides, sizeOf } from '../../shape.js';
 import type { Storage, View } from '../../storage.js';
 import { type Local, ModuleBuilder } from './assembler.js';
+import { compileF32x4, f32x4Supports } from './elementwise-f32x4.js';
 import { F64x2Math, MATH_OPS } from './math.js';
 import { emitPhilox, type PhiloxLocals, philoxLocals, pushWord, wasmPhiloxEnabled } from './philox.js';
 import type { WasmRuntime } from './runtime.js';
@@ -79,6 +80,19 @@ export function wasmSupports(program: ElementwiseProgram): boolean {
 
 const BYTES: Record<DType, number> = { float32: 4, int32: 4, bool: 1 };
 
+let f32x4Enabled = true;
+
+/**
+ * Compiles float32/bool programs with the f32x4 compiler (true, the default) or all with the
+ * f64x2 one (false): for tests that compare the two and for benchmarks. Same bits either way.
+ *
+ * @example
+ * useF32x4Elementwise(false); // every program on the f64x2 compiler
+ */
+export function useF32x4Elementwise(on: boolean): void {
+  f32x4Enabled = on;
+}
+
 /** The Wasm elementwise kernel over a runtime's heap. */
 export class WasmElementwise {
   private readonly cache = new Map<string, Run | null>();
@@ -142,10 +156,18 @@ export class WasmElementwise {
     // equal constants read as one, so subtrees differing only in which copy they read merge
     const root = canonicalConsts(program.root, program.consts);
     const key = `${exprKey(root)}|${dtypes.join(',')}|${unit.map(Number).join('')}|${rng.length}`;
-    let fn = this.cache.get(key);
+    // float32/bool programs four elements at a time (elementwise-f32x4.ts), the rest as f64x2
+    // (constants are float32 values by contract; one that is not keeps its float64 value there)
+    const four =
+      f32x4Enabled &&
+      program.consts.every((v) => Object.is(Math.fround(v), v) || Number.isNaN(v)) &&
+      f32x4Supports(program);
+    let fn = this.cache.get(four ? `4|${key}` : key);
     if (fn === undefined) {
-      fn = compile(this.rt, { ...program, root }, dtypes, unit);
-      this.cache.set(key, fn);
+      fn = four
+        ? compileF32x4(this.rt, { ...program, root }, dtypes, unit)
+        : compile(this.rt, { ...program, root }, dtypes, unit);
+      this.cache.set(four ? `4|${key}` : key, fn);
     }
     if (!fn) return null;
     const run = fn;
