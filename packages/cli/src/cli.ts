@@ -9,6 +9,8 @@
  *   lowrank chat --model HuggingFaceTB/SmolLM2-135M-Instruct --system "Be brief."   (one stdin line a turn)
  *   lowrank merge --model runs/char --adapter runs/e2e --out runs/merged
  *   lowrank inspect runs/e2e
+ *   lowrank train --init runs/char --data data/e2e/valid.txt --format e2e --lora --quantize nf4 --out runs/qlora
+ *   lowrank inspect runs/char --quantize nf4   (the footprint of an NF4 base)
  *
  * Errors (bad flags, missing files, a corrupt checkpoint) print their whole message and exit with
  * status 1.
@@ -44,7 +46,7 @@ import {
   readJSON,
   savePretrained,
 } from '@lowrank/models/node';
-import { parseSafetensors } from '@lowrank/nn';
+import { type ModelFootprint, modelFootprint, safetensorsEntries } from '@lowrank/nn';
 import { loadCheckpoint, saveCheckpoint } from '@lowrank/nn/node';
 import { type Device, init, type Tensor, tensor, tidy } from '@lowrank/tensor';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -84,6 +86,16 @@ function dtypeOption(): Option {
   )
     .choices(['f32', 'f16', 'bf16'])
     .default('f32');
+}
+
+/** The storage `--quantize` gives the frozen base (QLoRA: NF4 or int8 codes, blocks of 64). */
+type QuantizeFlag = 'nf4' | 'int8';
+
+function quantizeOption(what: string): Option {
+  return new Option(
+    '--quantize <format>',
+    `${what}: NF4 (4.5 bits a weight, 0.14x float32) or int8 (0.27x) codes in blocks of 64, decoded inside the kernels; lm_head and embeddings stay float32`,
+  ).choices(['nf4', 'int8']);
 }
 
 async function useDevice(wanted: string): Promise<Device> {
@@ -168,9 +180,19 @@ async function modelFolder(dirOrHubId: string): Promise<string> {
   }
 }
 
-async function loadModel(dir: string, device: Device, dtype: LoadDType = 'f32'): Promise<AutoCausalLM> {
+async function loadModel(
+  dir: string,
+  device: Device,
+  dtype: LoadDType = 'f32',
+  quantize?: QuantizeFlag,
+): Promise<AutoCausalLM> {
   try {
-    return await AutoModelForCausalLM.fromPretrained(dir, { device, dtype });
+    // fromPretrained refuses a --dtype other than f32 next to --quantize (both choose the base's storage)
+    return await AutoModelForCausalLM.fromPretrained(dir, {
+      device,
+      dtype,
+      quantize: quantize ? { bits: quantize } : undefined,
+    });
   } catch (e) {
     throw new CliError((e as Error).message);
   }
@@ -183,7 +205,12 @@ async function buildModel(a: TrainArgs, corpus: string, device: Device): Promise
   let tokenizerDir: string | null = null;
   if (a.init) {
     const dir = await modelFolder(a.init); // a Hub id's snapshot: model.nameOrPath stays the id
-    model = await loadModel(a.init, device);
+    if (a.quantize && !a.lora)
+      throw new CliError(
+        `train: --quantize ${a.quantize} stores a frozen base, which only --lora can fine-tune (a quantized weight has no gradient): add --lora`,
+      );
+    model = await loadModel(a.init, device, 'f32', a.quantize);
+    if (a.quantize) console.log(`base ${a.quantize}: ${fmtFootprint(modelFootprint(model))}`);
     tokenizer = loadTokenizer(dir, model.config.vocab_size);
     const tokPath = join(dir, 'tokenizer.json');
     if (tokenizer instanceof HFTokenizer) {
@@ -198,6 +225,10 @@ async function buildModel(a: TrainArgs, corpus: string, device: Device): Promise
     }
   } else {
     if (a.lora) throw new CliError('train: --lora needs a base model to adapt (--init <model dir>)');
+    if (a.quantize)
+      throw new CliError(
+        `train: --quantize ${a.quantize} quantizes a pretrained base: give it with --init <model dir> and --lora`,
+      );
     const spec: TokenizerSpec =
       a.tokenizer === 'char' ? CharTokenizer.fromText(corpus).toJSON() : { type: a.tokenizer };
     tokenizerSpec = spec;
@@ -408,9 +439,10 @@ async function loadWithAdapter(
   adapterDir: string | undefined,
   device: Device,
   dtype: LoadDType = 'f32',
+  quantize?: QuantizeFlag,
 ) {
   const folder = await modelFolder(modelDir);
-  const model = await loadModel(modelDir, device, dtype);
+  const model = await loadModel(modelDir, device, dtype, quantize);
   let lora: LoraModel<AutoCausalLM> | null = null;
   if (adapterDir) {
     const cfg = join(adapterDir, 'adapter_config.json');
@@ -441,10 +473,11 @@ async function generateCmd(o: {
   chat?: boolean;
   seed: number;
   dtype: LoadDType;
+  quantize?: QuantizeFlag;
   device: string;
 }): Promise<void> {
   const device = await useDevice(o.device);
-  const { model, tokenizer } = await loadWithAdapter(o.model, o.adapter, device, o.dtype);
+  const { model, tokenizer } = await loadWithAdapter(o.model, o.adapter, device, o.dtype, o.quantize);
   let prompt: number[];
   let text = o.prompt;
   try {
@@ -487,10 +520,11 @@ async function chatCmd(o: {
   seed: number;
   showPrompt?: boolean;
   dtype: LoadDType;
+  quantize?: QuantizeFlag;
   device: string;
 }): Promise<void> {
   const device = await useDevice(o.device);
-  const { model, tokenizer, folder } = await loadWithAdapter(o.model, o.adapter, device, o.dtype);
+  const { model, tokenizer, folder } = await loadWithAdapter(o.model, o.adapter, device, o.dtype, o.quantize);
   if (process.stdin.isTTY) console.error(`chatting with ${o.model}: one line a turn, Ctrl-D to end`);
   try {
     await runChat(model, {
@@ -555,7 +589,28 @@ function fmtBytes(n: number): string {
       : `${(n / 1024 ** 2).toFixed(2)} MiB`;
 }
 
-function inspectCmd(path: string, o: { json?: boolean }): void {
+/** A footprint as one line: bytes by storage type, their sum, and the float32 model's size. */
+function fmtFootprint(fp: ModelFootprint): string {
+  const types = Object.entries(fp.byType)
+    .map(([t, n]) => `${t} ${fmtBytes(n)}`)
+    .join(', ');
+  const q = fp.quantized;
+  const layers =
+    q.f32Bytes > 0
+      ? `; quantized weights ${fmtBytes(q.bytes)} = ${(q.bytes / q.f32Bytes).toFixed(3)}x their ${fmtBytes(q.f32Bytes)} in float32`
+      : '';
+  return `${types} = ${fmtBytes(fp.bytes)} (float32: ${fmtBytes(fp.f32Bytes)}, ${(fp.bytes / fp.f32Bytes).toFixed(3)}x)${layers}`;
+}
+
+/** Bytes of a file's tensors by their stored dtype, beside the same tensors widened to float32. */
+interface FileStorage {
+  byType: Record<string, number>;
+  bytes: number;
+  /** Float tensors at 4 bytes a value; integer ones as stored. */
+  f32Bytes: number;
+}
+
+async function inspectCmd(path: string, o: { json?: boolean; quantize?: QuantizeFlag }): Promise<void> {
   if (!existsSync(path)) throw new CliError(`inspect: not found: ${path}`);
   const files = statSync(path).isDirectory() ? readdirSync(path).map((f) => join(path, f)) : [path];
   // a run directory also holds checkpoint.safetensors (training state): show the model/adapter
@@ -567,7 +622,12 @@ function inspectCmd(path: string, o: { json?: boolean }): void {
   const lines: string[] = [];
   const configPath = statSync(path).isDirectory() ? join(path, 'config.json') : '';
   const adapterPath = statSync(path).isDirectory() ? join(path, 'adapter_config.json') : '';
-  if (configPath && existsSync(configPath)) {
+  const isModel = configPath !== '' && existsSync(configPath);
+  if (o.quantize && !isModel)
+    throw new CliError(
+      `inspect --quantize ${o.quantize}: needs a model directory (config.json + model.safetensors), got ${path}`,
+    );
+  if (isModel) {
     const c = readJSON(configPath, 'model config');
     report.config = c;
     lines.push(
@@ -584,22 +644,26 @@ function inspectCmd(path: string, o: { json?: boolean }): void {
     );
   }
   const tensors: { file: string; name: string; dtype: string; shape: number[]; params: number }[] = [];
+  const storage: FileStorage = { byType: {}, bytes: 0, f32Bytes: 0 };
   let total = 0;
   let bytes = 0;
   for (const f of sts) {
     const raw = readBytes(f);
     bytes += raw.length;
-    let parsed: ReturnType<typeof parseSafetensors>;
+    let entries: ReturnType<typeof safetensorsEntries>;
     try {
-      parsed = parseSafetensors(raw);
+      entries = safetensorsEntries(raw);
     } catch (e) {
       throw new CliError(`inspect: ${f}: ${(e as Error).message}`);
     }
-    for (const [name, t] of Object.entries(parsed.tensors)) {
+    for (const [name, t] of Object.entries(entries.tensors)) {
       if (name.startsWith('__optim__.')) continue;
       const params = t.shape.reduce((x, y) => x * y, 1);
       total += params;
-      tensors.push({ file: f, name, dtype: t.sourceDtype, shape: [...t.shape], params });
+      tensors.push({ file: f, name, dtype: t.dtype, shape: [...t.shape], params });
+      storage.byType[t.dtype] = (storage.byType[t.dtype] ?? 0) + t.bytes.length;
+      storage.bytes += t.bytes.length;
+      storage.f32Bytes += /^(F|BF)\d+$/.test(t.dtype) ? params * 4 : t.bytes.length;
     }
   }
   const lora = tensors.filter((t) => /lora_/.test(t.name)).reduce((s, t) => s + t.params, 0);
@@ -607,6 +671,17 @@ function inspectCmd(path: string, o: { json?: boolean }): void {
   report.parameters = total;
   report.loraParameters = lora;
   report.bytes = bytes;
+  report.storage = storage;
+  let footprint: ModelFootprint | null = null;
+  if (o.quantize) {
+    // the base as `train --lora --quantize` / `fromPretrained(dir, { quantize })` would hold it,
+    // quantized here on the CPU (the whole float32 model is loaded first)
+    await useDevice('cpu');
+    const model = await loadModel(path, 'cpu', 'f32', o.quantize);
+    footprint = modelFootprint(model);
+    model.dispose();
+    report.footprint = { quantize: { bits: o.quantize, blockSize: 64, skip: ['lm_head'] }, ...footprint };
+  }
   if (o.json) {
     console.log(JSON.stringify(report, null, 2));
     return;
@@ -615,6 +690,13 @@ function inspectCmd(path: string, o: { json?: boolean }): void {
   lines.push(
     `${tensors.length} tensors, ${total.toLocaleString('en-US')} parameters${lora ? ` (${lora.toLocaleString('en-US')} LoRA)` : ''}, ${fmtBytes(bytes)} in ${sts.length} file(s)`,
   );
+  const types = Object.entries(storage.byType)
+    .map(([t, n]) => `${t} ${fmtBytes(n)}`)
+    .join(', ');
+  lines.push(
+    `storage: ${types} (float32: ${fmtBytes(storage.f32Bytes)}, ${(storage.bytes / storage.f32Bytes).toFixed(3)}x)`,
+  );
+  if (footprint) lines.push(`base ${o.quantize}: ${fmtFootprint(footprint)}`);
   console.log(lines.join('\n'));
 }
 
@@ -689,6 +771,7 @@ export function makeProgram(): Command {
     .option('--seed <n>', 'seed of initialisation and batches', int(0))
     .option('--save-every <n>', 'checkpoint every n steps', int())
     .option('--eval-every <n>', 'validation loss every n steps (0: never)', int(0))
+    .addOption(quantizeOption('with --lora, store the frozen base of --init'))
     .addOption(
       new Option('--device <device>', 'where to run (auto: a hardware GPU, else the CPU)').choices([
         'auto',
@@ -722,6 +805,7 @@ export function makeProgram(): Command {
     .option('--chat', "wrap the prompt as a user message in the model's chat template")
     .option('--seed <n>', 'sampling seed', int(0), 0)
     .addOption(dtypeOption())
+    .addOption(quantizeOption('store the base'))
     .addOption(deviceOption())
     .action(generateCmd);
 
@@ -741,6 +825,7 @@ export function makeProgram(): Command {
     .option('--seed <n>', 'sampling seed', int(0), 0)
     .option('--show-prompt', "print each turn's rendered prompt, its token ids and the reply's ids to stderr")
     .addOption(dtypeOption())
+    .addOption(quantizeOption('store the base'))
     .addOption(deviceOption())
     .action(chatCmd);
 
@@ -756,10 +841,11 @@ export function makeProgram(): Command {
   program
     .command('inspect')
     .description(
-      'list the tensors, parameters, adapters and sizes of a model/adapter directory or .safetensors file',
+      'list the tensors, parameters, adapters and sizes (bytes by storage type beside float32) of a model/adapter directory or .safetensors file',
     )
     .argument('<path>', 'directory or .safetensors file')
     .option('--json', 'print JSON')
+    .addOption(quantizeOption("also report the memory of the model's base loaded with"))
     .action(inspectCmd);
   return program;
 }

@@ -40,6 +40,8 @@ export interface TrainArgs {
   compile: boolean;
   /** Micro-batches of `batchSize` per optimizer step (gradient accumulation; 1: none). */
   gradAccum: number;
+  /** With `lora`: store the frozen base in NF4 or int8 (QLoRA; blocks of 64); absent: float32. */
+  quantize?: 'nf4' | 'int8';
 }
 
 /** The defaults (`lowrank train --help` shows them). */
@@ -129,12 +131,13 @@ const CHECKS: Record<keyof TrainArgs, Check> = {
   finalEval: flag,
   compile: flag,
   gradAccum: integer(1),
+  quantize: oneOf('nf4', 'int8'),
 };
 
 /**
  * Checks a parsed JSON object (from `source`, named in errors) as training arguments: no unknown
  * key, and every key present holds what its flag accepts. With `complete`, the required keys
- * (everything but `init` and `model`) must be present too. Returns the error lines (empty: valid).
+ * (everything but `init`, `model` and `quantize`) must be present too. Returns the error lines (empty: valid).
  *
  * @example
  * checkTrainArgs({ steps: -7 }, 'run/train_args.json', false); // ["run/train_args.json: 'steps' must be an integer ≥ 1, got -7"]
@@ -152,8 +155,10 @@ export function checkTrainArgs(json: Record<string, unknown>, source: string, co
   }
   if (complete) {
     for (const k of Object.keys(CHECKS)) {
-      // allowNonfinite, finalEval, compile and gradAccum came later than the first saved runs: absent means the default
-      if (['init', 'model', 'allowNonfinite', 'finalEval', 'compile', 'gradAccum'].includes(k)) continue;
+      // allowNonfinite, finalEval, compile and gradAccum came later than the first saved runs: absent
+      // means the default; quantize is absent for a float32 base
+      if (['init', 'model', 'allowNonfinite', 'finalEval', 'compile', 'gradAccum', 'quantize'].includes(k))
+        continue;
       if (!(k in json)) errors.push(`${source}: '${k}' is missing`);
     }
   }
