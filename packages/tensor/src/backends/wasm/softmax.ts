@@ -10,7 +10,9 @@ import { F64x2Math } from './math.js';
  * lens[r] on are taken as −∞ without being read (the attention's masked tail: causal rows, a
  * mask's trailing keys): only its first lens[r] values are exponentiated and the rest written 0
  * (NaN on a row whose max is −∞) — the bits the full −∞-padded row gives. Rows are
- * independent: any split over threads gives the same bits.
+ * independent: any split over threads gives the same bits. Four elements a turn: the max and
+ * the division are f32x4 (exactly the float64 ones on float32 values), exp two f64x2 halves;
+ * 16.3 → 12.5 ns an element of a causal 128×128 head (CPU time, same process, load 11; same bits).
  *
  * @example
  * emitSoftmax(m); // then exports.softmax(xAddr, outAddr, rows, cols, 0, 0)
@@ -18,10 +20,13 @@ import { F64x2Math } from './math.js';
 export function emitSoftmax(module: ModuleBuilder): void {
   const f = module.function('softmax', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], []);
   const [x, out, rows, cols, lse, lens] = Array.from({ length: 6 }, (_, i) => f.param(i));
-  const [r, j, xr, or, end2, p, q, len] = Array.from({ length: 8 }, () => f.local('i32'));
+  const [r, j, xr, or, end4, len] = Array.from({ length: 6 }, () => f.local('i32'));
   const [m, s] = [f.local('f64'), f.local('f64')];
-  const [pair, e, sv] = [f.local('v128'), f.local('v128'), f.local('v128')];
+  const [mf, sf] = [f.local('f32'), f.local('f32')];
+  const [acc, half, eLo, e4, sv, fill] = Array.from({ length: 6 }, () => f.local('v128'));
   const math = new F64x2Math(f);
+  const xAt = () => f.get(xr).get(j).i32(2).op('i32.shl', 'i32.add');
+  const oAt = () => f.get(or).get(j).i32(2).op('i32.shl', 'i32.add');
   f.for(r, 0, rows, 1, () => {
     // the row's length: cols, or lens[r] (its values from there on are −∞)
     f.get(cols).set(len);
@@ -29,43 +34,58 @@ export function emitSoftmax(module: ModuleBuilder): void {
     f.if(() => {
       f.get(lens).get(r).i32(2).op('i32.shl', 'i32.add').mem('i32.load').set(len);
     });
-    f.get(len).i32(-2).op('i32.and').set(end2);
+    f.get(len).i32(-4).op('i32.and').set(end4);
     f.get(r).get(cols).op('i32.mul').i32(2).op('i32.shl').set(j);
     f.get(x).get(j).op('i32.add').set(xr);
     f.get(out).get(j).op('i32.add').set(or);
-    // max, two at a time (f64.max is commutative and NaN-propagating: the order cannot matter)
-    f.f64(Number.NEGATIVE_INFINITY).op('f64x2.splat').set(pair);
-    f.for(j, 0, end2, 2, () => {
-      f.get(pair).get(xr).get(j).i32(2).op('i32.shl', 'i32.add');
-      f.mem('v128.load64_zero').op('f64x2.promote_low_f32x4', 'f64x2.max').set(pair);
+    // max, four at a time: f32 max of float32 values is f64.max of them (commutative and
+    // NaN-propagating, so the order cannot matter)
+    f.f32(Number.NEGATIVE_INFINITY).op('f32x4.splat').set(acc);
+    f.for(j, 0, end4, 4, () => {
+      f.get(acc);
+      xAt().mem('v128.load').op('f32x4.max').set(acc);
     });
-    f.get(pair).lane('f64x2.extract_lane', 0).get(pair).lane('f64x2.extract_lane', 1).op('f64.max').set(m);
-    f.get(end2).get(len).op('i32.lt_s');
-    f.if(() => {
-      f.get(m).get(xr).get(end2).i32(2).op('i32.shl', 'i32.add').mem('f32.load');
-      f.op('f64.promote_f32', 'f64.max').set(m);
+    f.get(acc).lane('f32x4.extract_lane', 0).get(acc).lane('f32x4.extract_lane', 1).op('f32.max');
+    f.get(acc)
+      .lane('f32x4.extract_lane', 2)
+      .get(acc)
+      .lane('f32x4.extract_lane', 3)
+      .op('f32.max', 'f32.max')
+      .set(mf);
+    f.for(j, end4, len, 1, () => {
+      f.get(mf);
+      xAt().mem('f32.load').op('f32.max').set(mf);
     });
-    // e = f32(exp(x − m)) two at a time, summed in float64 in index order
+    f.get(mf).op('f64.promote_f32').set(m);
+    // e = f32(exp(x − m)) four at a time (two f64x2 halves), summed in float64 in index order
     f.f64(0).set(s);
-    const expPair = (n: 1 | 2) => {
-      f.get(xr).get(j).i32(2).op('i32.shl', 'i32.add').set(p);
-      f.get(or).get(j).i32(2).op('i32.shl', 'i32.add').set(q);
-      if (n === 2) f.get(p).mem('v128.load64_zero').op('f64x2.promote_low_f32x4');
-      else f.get(p).mem('f32.load').op('f64.promote_f32', 'f64x2.splat');
-      f.get(m).op('f64x2.splat', 'f64x2.sub').set(pair);
-      math.exp(pair);
-      f.op('f32x4.demote_f64x2_zero').set(e);
-      if (n === 2) f.get(q).get(e).store64Lane(0);
-      else f.get(q).get(e).lane('f32x4.extract_lane', 0).mem('f32.store');
+    const expHalf = (v: () => void) => {
+      v();
+      f.op('f64x2.promote_low_f32x4');
+      f.get(m).op('f64x2.splat', 'f64x2.sub').set(half);
+      math.exp(half);
+      f.op('f32x4.demote_f64x2_zero');
+    };
+    const addLanes = (v: typeof e4, n: number) => {
       for (let l = 0; l < n; l++) {
-        f.get(s).get(e).lane('f32x4.extract_lane', l).op('f64.promote_f32', 'f64.add').set(s);
+        f.get(s).get(v).lane('f32x4.extract_lane', l).op('f64.promote_f32', 'f64.add').set(s);
       }
     };
-    f.for(j, 0, end2, 2, () => expPair(2));
-    f.get(end2).get(len).op('i32.lt_s');
-    f.if(() => {
-      f.get(end2).set(j);
-      expPair(1);
+    f.for(j, 0, end4, 4, () => {
+      xAt().mem('v128.load').set(e4);
+      expHalf(() => f.get(e4));
+      f.set(eLo);
+      expHalf(() => f.get(e4).get(e4).shuffle([8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]));
+      f.set(e4);
+      f.get(eLo).get(e4).shuffle([0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]).set(e4);
+      oAt().get(e4).mem('v128.store');
+      addLanes(e4, 4);
+    });
+    f.for(j, end4, len, 1, () => {
+      expHalf(() => xAt().mem('f32.load').op('f32x4.splat'));
+      f.set(e4);
+      oAt().get(e4).lane('f32x4.extract_lane', 0).mem('f32.store');
+      addLanes(e4, 1);
     });
     // lse (when asked): f32(m + log s) in float64 as the TypeScript attention kernel; −∞ for a
     // row of only −∞ (whose s is NaN)
@@ -85,26 +105,36 @@ export function emitSoftmax(module: ModuleBuilder): void {
         },
       );
     });
-    // y = f32(e / f32(s))
-    // two at a time: f64x2.div is the scalar division in each lane
-    f.get(s).op('f32.demote_f64', 'f64.promote_f32').set(s);
-    f.get(s).op('f64x2.splat').set(sv);
-    f.for(j, 0, end2, 2, () => {
-      f.get(or).get(j).i32(2).op('i32.shl', 'i32.add').set(q);
-      f.get(q);
-      f.get(q).mem('v128.load64_zero').op('f64x2.promote_low_f32x4').get(sv);
-      f.op('f64x2.div', 'f32x4.demote_f64x2_zero').store64Lane(0);
+    // y = f32(e / f32(s)): the float32 division of float32 values is that rounding of their
+    // float64 quotient, so f32x4.div, four at a time
+    f.get(s).op('f32.demote_f64').set(sf);
+    f.get(sf).op('f32x4.splat').set(sv);
+    f.for(j, 0, end4, 4, () => {
+      oAt();
+      oAt().mem('v128.load').get(sv).op('f32x4.div').mem('v128.store');
     });
-    f.get(end2).get(len).op('i32.lt_s');
-    f.if(() => {
-      f.get(or).get(end2).i32(2).op('i32.shl', 'i32.add').set(q);
-      f.get(q);
-      f.get(q).mem('f32.load').op('f64.promote_f32').get(s).op('f64.div', 'f32.demote_f64').mem('f32.store');
+    f.for(j, end4, len, 1, () => {
+      oAt();
+      oAt().mem('f32.load').get(sf).op('f32.div').mem('f32.store');
     });
     // the tail: what exp(−∞ − m)/s gives, 0 (NaN on a row whose max is −∞, as all of it)
-    f.for(j, len, cols, 1, () => {
-      f.get(or).get(j).i32(2).op('i32.shl', 'i32.add');
-      f.f32(Number.NaN).f32(0).get(m).f64(Number.NEGATIVE_INFINITY).op('f64.eq', 'select').mem('f32.store');
+    f.f32(Number.NaN)
+      .f32(0)
+      .get(m)
+      .f64(Number.NEGATIVE_INFINITY)
+      .op('f64.eq', 'select')
+      .op('f32x4.splat')
+      .set(fill);
+    f.get(len).set(j);
+    f.block(() => {
+      f.loop(() => {
+        f.get(j).i32(4).op('i32.add').get(cols).op('i32.gt_s').brIf(1);
+        oAt().get(fill).mem('v128.store');
+        f.get(j).i32(4).op('i32.add').set(j).br(0);
+      });
+    });
+    f.for(j, j, cols, 1, () => {
+      oAt().get(fill).lane('f32x4.extract_lane', 0).mem('f32.store');
     });
   });
 }
