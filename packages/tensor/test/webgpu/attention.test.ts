@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as lr from '../../src/index.js';
 import {
@@ -47,6 +48,31 @@ describe.skipIf(skip !== null)(`flash attention on webgpu${skip ? ` (skipped: ${
       });
       expect(maxDiff(await got.data(), await ref.data()), JSON.stringify(c)).toBeLessThan(2e-5);
     }
+  }, 300_000);
+
+  it('forward kernel: random shapes around the tiles, causal or not, GQA 1/2/4 (property)', async () => {
+    // one head size, so the pipelines of the cases above serve (shapes are uniforms, not baked in)
+    const arb = fc.record({
+      b: fc.integer({ min: 1, max: 2 }),
+      hkv: fc.integer({ min: 1, max: 2 }),
+      g: fc.constantFrom(1, 2, 4),
+      l: fc.constantFrom(1, 3, 17, 33, 65, 97),
+      s: fc.constantFrom(1, 5, 31, 64, 70, 129),
+      causal: fc.boolean(),
+    });
+    await fc.assert(
+      fc.asyncProperty(arb, fc.integer({ min: 0, max: 1000 }), async (r, seed) => {
+        const c: Case = { ...r, e: 16, ev: 16, mask: 'none' };
+        const { q, k, v } = inputs(c, seed);
+        const ref = composedAttention(q, k, v, { causal: c.causal });
+        const [qg, kg, vg] = await Promise.all([q, k, v].map((t) => t.to('webgpu')));
+        const got = lr.scaledDotProductAttention(qg, kg, vg, { causal: c.causal, enableGqa: c.g > 1 });
+        const d = maxDiff(await got.data(), await ref.data());
+        lr.dispose(qg, kg, vg, got);
+        expect(d, JSON.stringify(c)).toBeLessThan(2e-5); // NaN rows must be NaN in both (maxDiff)
+      }),
+      { numRuns: 8, seed: 11 },
+    );
   }, 300_000);
 
   it('reads strided GPT-2 heads on the GPU', async () => {
