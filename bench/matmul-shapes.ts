@@ -65,6 +65,15 @@ export const LLAMA_SHAPES: Shape[] = [
   { name: 'llama.dX.lm_head', m: 1024, k: LV, n: LC, layout: 'nn' },
 ];
 
+/**
+ * GPT-2's LM-head products as a training step runs them: linearCrossEntropy's chunks of 1,024 of
+ * the 4,096 rows on WebGPU (logits h·wteᵀ and dh = dlogits·wte).
+ */
+export const CHUNK_SHAPES: Shape[] = [
+  { name: 'chunk.fwd.lm_head', m: 1024, k: C, n: V, layout: 'nt' },
+  { name: 'chunk.dX.lm_head', m: 1024, k: V, n: C, layout: 'nn' },
+];
+
 /** The operands of a shape on the device: A [m, k] and B [k, n], as views where the layout says. */
 export function operands(L: typeof lr, s: Shape): { a: lr.Tensor; b: lr.Tensor; dispose: () => void } {
   const base = [

@@ -7,12 +7,12 @@
  *
  *   node --conditions=source --import tsx bench/matmul-sweep.ts [--budget=200] [--ms=20] [--out=sweep.json]
  *   on a GPU machine: bash .gpu/run.sh matmul-sweep --out=$OUT/sweep.json
- *   --set llama sweeps the SmolLM2-shaped Llama's products (matmul-shapes.ts LLAMA_SHAPES)
+ *   --set llama|chunks sweeps the SmolLM2-shaped Llama's products or GPT-2's LM-head chunks (matmul-shapes.ts)
  */
 import { writeFileSync } from 'node:fs';
 import * as lr from '@lowrank/tensor';
 import { arg } from './args.js';
-import { LLAMA_SHAPES, operands, SHAPES } from './matmul-shapes.js';
+import { CHUNK_SHAPES, LLAMA_SHAPES, operands, SHAPES } from './matmul-shapes.js';
 import { timeIt } from './webgpu-common.js';
 
 const budget = Number(arg('budget', '200')) * 1000;
@@ -43,9 +43,10 @@ const skip = arg('skip', 't32x32x16,t64x64x16,t64x64x8r8').split(',');
 const names = Object.keys(lr.MATMUL_CONFIGS).filter((n) => !skip.includes(n));
 // the split-K and LM-head shapes first, so that a cut-off budget loses the square ones
 const order = ['sq4096', 'dW', 'fwd', 'dX', 'sq1024', 'sq2048'];
-const rank = (name: string) => order.findIndex((p) => name.replace(/^llama\./, '').startsWith(p));
+const rank = (name: string) => order.findIndex((p) => name.replace(/^(llama|chunk)\./, '').startsWith(p));
 // --set llama: the SmolLM2-shaped Llama's products instead of GPT-2's
-const set = arg('set', 'gpt2') === 'llama' ? LLAMA_SHAPES : SHAPES;
+const sets: Record<string, typeof SHAPES> = { gpt2: SHAPES, llama: LLAMA_SHAPES, chunks: CHUNK_SHAPES };
+const set = sets[arg('set', 'gpt2')] ?? SHAPES;
 const shapes = (only ? set.filter((s) => only.split(',').includes(s.name)) : set)
   .slice()
   .sort((x, y) => rank(x.name) - rank(y.name));
