@@ -15,13 +15,14 @@
  * (`wasm1-f64x2`) compiles every elementwise program with the f64x2 Wasm compiler (no f32x4
  * path: the comparison of docs/perf.md, issue 16).
  *
- *   node --conditions=source --import tsx bench/demo-train.ts [--model char|llama --steps 8 --warmup 2 --configs ts,wasm1,wasm2,webgpu,wasm2-eager]
+ *   node --conditions=source --import tsx bench/demo-train.ts [--model char|llama --steps 8 --warmup 2 --configs ts,wasm1,wasm2,webgpu,wasm2-eager --causal-block 32]
  */
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { applyLora } from '../packages/lora/src/index.js';
 import * as lr from '../packages/lowrank/src/index.js';
 import { AutoModelForCausalLM, loadTokenizer } from '../packages/models/src/node.js';
+import { setCausalBlockRows } from '../packages/tensor/src/backends/wasm/attention.js';
 import { useF32x4Elementwise } from '../packages/tensor/src/backends/wasm/elementwise.js';
 import { arg, numberArg } from './args.js';
 
@@ -29,6 +30,9 @@ const STEPS = numberArg('steps', 8);
 const WARMUP = numberArg('warmup', 2); // ≥ 2 for compiled steps: a warm-up call and a traced one
 const CONFIGS = arg('configs', 'ts,wasm1,wasm2').split(',');
 const MODEL = arg('model', 'char');
+// rows per block of the causal attention gemms on the Wasm backend (0: whole products); a
+// config ending in -cbN (`wasm1-cb0`) sets it for that run
+const CAUSAL_BLOCK = numberArg('causal-block', 32);
 const here = (p: string): string => new URL(p, import.meta.url).pathname;
 const MODELS: Record<string, { dir: string; targetModules: string[] }> = {
   char: { dir: 'shakespeare-char', targetModules: ['c_attn', 'c_proj', 'c_fc'] },
@@ -43,9 +47,12 @@ const ckpt = here(`../examples/checkpoints/${chosen.dir}`);
 const e2e = (f: string): lr.E2EExample[] => lr.parseE2E(readFileSync(here(`../data/e2e/${f}`), 'utf8'));
 
 async function run(name: string): Promise<void> {
-  const eager = name.endsWith('-eager');
-  const f64x2 = name.endsWith('-f64x2');
-  const config = name.replace(/-(eager|f64x2)$/, '');
+  const cb = /-cb(\d+)$/.exec(name);
+  setCausalBlockRows(cb ? Number(cb[1]) : CAUSAL_BLOCK);
+  const base = name.replace(/-cb\d+$/, '');
+  const eager = base.endsWith('-eager');
+  const f64x2 = base.endsWith('-f64x2');
+  const config = base.replace(/-(eager|f64x2)$/, '');
   useF32x4Elementwise(!f64x2);
   const device: lr.Device = config === 'webgpu' ? 'webgpu' : 'cpu';
   if (config === 'ts') await lr.init({ backend: 'cpu-ts' });

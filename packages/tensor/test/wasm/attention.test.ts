@@ -4,13 +4,13 @@ import {
   attention as tsAttention,
   attentionBackward as tsAttentionBackward,
 } from '../../src/backends/cpu/attention.js';
-import { wasmAttention } from '../../src/backends/wasm/attention.js';
+import { setCausalBlockRows, wasmAttention } from '../../src/backends/wasm/attention.js';
 import { serialExecutor } from '../../src/backends/wasm/matmul.js';
 import { WasmRuntime } from '../../src/backends/wasm/runtime.js';
 import type { TypedArray } from '../../src/dtype.js';
+import * as lr from '../../src/index.js';
 import { contiguousStrides } from '../../src/shape.js';
 import type { Storage, View } from '../../src/storage.js';
-import '../../src/index.js';
 
 /** The Wasm attention kernels against the TypeScript reference loops (backends/cpu/attention.ts). */
 const rt = new WasmRuntime();
@@ -150,6 +150,78 @@ describe('wasm causal attention', () => {
       const g1 = k.attentionBackward(q, kk, v, extra ? boolMask(keep) : null, out, grad, lse, causal);
       const g2 = k.attentionBackward(q, kk, v, boolMask(tri), out, grad, lse, plain);
       for (const key of ['dq', 'dk', 'dv'] as const) expect(bitsOf(g1[key])).toEqual(bitsOf(g2[key]));
+    }
+  });
+});
+
+describe('wasm causal attention by row blocks of the triangle', () => {
+  it('gives the bits of the whole gemms and the reference values (L = S = 77, 32-row blocks; a fully masked row; dropout)', () => {
+    const bitsOf = (s: Storage) =>
+      Array.from(
+        new Uint32Array(
+          Float32Array.from(s.handle as TypedArray, (x) => (Number.isNaN(x) ? Number.NaN : x)).buffer,
+        ),
+      );
+    const [b, h, l, e, ev] = [2, 2, 77, 6, 5];
+    const q = view([b, h, l, e]);
+    const kk = view([b, h, l, e]);
+    const v = view([b, h, l, ev]);
+    const grad = view([b, h, l, ev]);
+    // head 0's row 40 has no key (a bool mask on top of causality)
+    const keep = Uint8Array.from({ length: h * l * l }, (_, x) => (x >= 40 * l && x < 41 * l ? 0 : 1));
+    const mask: View = {
+      storage: rt.storages.upload(keep, 'bool'),
+      shape: [b, h, l, l],
+      strides: [0, l * l, l, 1],
+      offset: 0,
+    };
+    const dropout = { p: 0.2, threshold: lr.dropThreshold(0.2), scale: 1 / 0.8, key: { key0: 5, key1: 6 } };
+    for (const [m, params] of [
+      [null, { scale: 0.4, causal: true, lse: true }],
+      [mask, { scale: 0.4, causal: true, lse: true, dropout }],
+    ] as const) {
+      const runs = [32, 0].map((rows) => {
+        setCausalBlockRows(rows);
+        try {
+          const f = k.attention(q, kk, v, m, params);
+          const out: View = {
+            storage: f.out,
+            shape: [b, h, l, ev],
+            strides: contiguousStrides([b, h, l, ev]),
+            offset: 0,
+          };
+          const lse: View = {
+            storage: f.lse!,
+            shape: [b, h, l],
+            strides: contiguousStrides([b, h, l]),
+            offset: 0,
+          };
+          const g = k.attentionBackward(q, kk, v, m, out, grad, lse, params);
+          return { f, g, all: [f.out, f.lse!, g.dq, g.dk, g.dv].map(bitsOf) };
+        } finally {
+          setCausalBlockRows(32);
+        }
+      });
+      expect(runs[0].all).toEqual(runs[1].all);
+      const want = ref.attention(q, kk, v, m, params);
+      close(values(runs[0].f.out), values(want.out));
+      if (m) expect(values(runs[0].f.out).some(Number.isNaN)).toBe(true);
+      const lseRef: View = {
+        storage: want.lse!,
+        shape: [b, h, l],
+        strides: contiguousStrides([b, h, l]),
+        offset: 0,
+      };
+      const outRef: View = {
+        storage: want.out,
+        shape: [b, h, l, ev],
+        strides: contiguousStrides([b, h, l, ev]),
+        offset: 0,
+      };
+      const gw = ref.attentionBackward(q, kk, v, m, outRef, grad, lseRef, params);
+      close(values(runs[0].g.dq), values(gw.dq));
+      close(values(runs[0].g.dk), values(gw.dk));
+      close(values(runs[0].g.dv), values(gw.dv));
     }
   });
 });

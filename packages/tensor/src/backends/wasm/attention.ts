@@ -6,6 +6,31 @@ import { wasmPhiloxEnabled } from './philox.js';
 import { ranges } from './ranges.js';
 import type { WasmRuntime } from './runtime.js';
 
+/**
+ * Row blocks of the causal triangle for a causal head with as many queries as keys (null
+ * otherwise, or when one block would hold it all): the gemms then skip the products of masked
+ * (query, key) pairs. CAUSAL_BLOCK rows a block.
+ */
+function causalBlocks(d: { l: number; s: number }, p: AttentionParams): [number, number][] | null {
+  if (!p.causal || d.l !== d.s || causalBlockRows <= 0 || d.l <= causalBlockRows) return null;
+  const out: [number, number][] = [];
+  for (let a = 0; a < d.l; a += causalBlockRows) out.push([a, Math.min(d.l, a + causalBlockRows)]);
+  return out;
+}
+
+let causalBlockRows = 32;
+
+/**
+ * Rows per block of the causal attention gemms (0: whole gemms, the masked triangle computed
+ * and thrown away): for tests and benchmarks that compare the two. Same bits either way.
+ *
+ * @example
+ * setCausalBlockRows(0); // the whole [L, S] products
+ */
+export function setCausalBlockRows(rows: number): void {
+  causalBlockRows = rows;
+}
+
 // The dropout mask costs ≈ 6 ns a probability on one thread (a Philox per four); a dispatch to a
 // worker 9 µs: heads of 8192 probabilities (≈ 50 µs) and more are split by rows.
 const MIN_PARALLEL_DROPMASK = 2 ** 13;
@@ -54,6 +79,52 @@ export function wasmAttention(
     exec.run('gemm', [[pa, 0, rsa, csa, pb, 0, rsb, csb, pc, 0, ldc, 1, m, k, n]]);
   };
 
+  /**
+   * The same product over the causal triangle only, by row blocks [a, b) of C (`blocks`; null: the
+   * whole gemm). 'cols': C[a:b, 0:b] = A[a:b]·B[:, 0:b] (scores, dP: the keys past the block's last
+   * query are masked, never read); 'inner': C[a:b] = A[a:b, 0:b]·B[0:b] (P·V, dS·K: A is 0 past
+   * the diagonal); 'lower': C[a:b] = A[a:b, a:]·B[a:] (dSᵀ·Q, Pᵀ·dO: key j has no query before j).
+   * The products left out are exact zeros at the end or the start of each sum, so for finite
+   * inputs the bits are the whole gemm's (a ±∞ or NaN in q, k, v or dO no longer reaches the keys
+   * masked for it through 0·∞, which the TypeScript reference skips as well).
+   */
+  const causalGemm = (
+    blocks: readonly (readonly [number, number])[] | null,
+    mode: 'cols' | 'inner' | 'lower',
+    pa: number,
+    rsa: number,
+    csa: number,
+    pb: number,
+    rsb: number,
+    csb: number,
+    pc: number,
+    ldc: number,
+    m: number,
+    k: number,
+    n: number,
+  ) => {
+    if (!blocks) {
+      gemm(pa, rsa, csa, pb, rsb, csb, pc, ldc, m, k, n);
+      return;
+    }
+    for (const [a, b] of blocks) {
+      const lower = mode === 'lower';
+      gemm(
+        pa + a * rsa + (lower ? a * csa : 0),
+        rsa,
+        csa,
+        pb + (lower ? a * rsb : 0),
+        rsb,
+        csb,
+        pc + a * ldc,
+        ldc,
+        b - a,
+        mode === 'inner' ? b : lower ? k - a : k,
+        mode === 'cols' ? b : n,
+      );
+    }
+  };
+
   interface Head {
     qa: number;
     ka: number;
@@ -82,7 +153,9 @@ export function wasmAttention(
     hard: number,
     lens: number,
   ) => {
-    gemm(
+    causalGemm(
+      causalBlocks(d, p),
+      'cols',
       head.qa,
       4 * q.strides[2],
       4 * q.strides[3],
@@ -160,6 +233,7 @@ export function wasmAttention(
     const lens = rt.heap.alloc(4 * Math.max(1, d.l));
     const drop = params.dropout ?? null;
     const z = drop ? rt.heap.alloc(4 * Math.max(1, d.l * d.s)) : 0;
+    const blocks = causalBlocks(d, params);
     try {
       for (let bi = 0; bi < d.b; bi++) {
         for (let hi = 0; hi < d.h; hi++) {
@@ -175,7 +249,21 @@ export function wasmAttention(
             scaleBy(sp, z, d.l * d.s);
           }
           const oa = mem.address(out)! + 4 * row0 * d.ev;
-          gemm(sp, 4 * d.s, 4, head.va, 4 * v.strides[2], 4 * v.strides[3], oa, 4 * d.ev, d.l, d.s, d.ev);
+          causalGemm(
+            blocks,
+            'inner',
+            sp,
+            4 * d.s,
+            4,
+            head.va,
+            4 * v.strides[2],
+            4 * v.strides[3],
+            oa,
+            4 * d.ev,
+            d.l,
+            d.s,
+            d.ev,
+          );
         }
       }
     } finally {
@@ -203,6 +291,7 @@ export function wasmAttention(
     const lens = rt.heap.alloc(4 * d.l);
     const drop = params.dropout ?? null;
     const z = drop ? rt.heap.alloc(4 * ls) : 0;
+    const blocks = causalBlocks(d, params);
     try {
       const gAddr = mem.adoptView(grad);
       const oAddr = mem.adoptView(out);
@@ -216,7 +305,9 @@ export function wasmAttention(
           exec.run('softmax', [[sp, sp, d.l, d.s, 0, lens]]);
           const g0 = gAddr + 4 * (bi * grad.strides[0] + hi * grad.strides[1]);
           // dP = dO·vᵀ
-          gemm(
+          causalGemm(
+            blocks,
+            'cols',
             g0,
             4 * grad.strides[2],
             4 * grad.strides[3],
@@ -256,16 +347,40 @@ export function wasmAttention(
           ]);
           // dq = dS·k (each query head once: written in place)
           const dqa = mem.address(dq)! + 4 * (bi * d.h + hi) * d.l * d.e;
-          gemm(dp, 4 * d.s, 4, head.ka, 4 * k.strides[2], 4 * k.strides[3], dqa, 4 * d.e, d.l, d.s, d.e);
+          causalGemm(
+            blocks,
+            'inner',
+            dp,
+            4 * d.s,
+            4,
+            head.ka,
+            4 * k.strides[2],
+            4 * k.strides[3],
+            dqa,
+            4 * d.e,
+            d.l,
+            d.s,
+            d.e,
+          );
           // dk += dSᵀ·q and dv += Pᵀ·dO over the query heads of kv head kh
           const kvRow = (bi * d.hkv + head.kh) * d.s;
-          const acc = (target: number, width: number, a: number, b: number, rsb: number, csb: number) => {
-            gemm(a, 4, 4 * d.s, b, rsb, csb, part, 4 * width, d.s, d.l, width);
+          const acc = (
+            target: number,
+            width: number,
+            a: number,
+            b: number,
+            rsb: number,
+            csb: number,
+            rows: typeof blocks,
+          ) => {
+            causalGemm(rows, 'lower', a, 4, 4 * d.s, b, rsb, csb, part, 4 * width, d.s, d.l, width);
             exec.run('add_f32', [[target + 4 * kvRow * width, part, d.s * width]]);
           };
-          acc(mem.address(dk)!, d.e, dp, head.qa, 4 * q.strides[2], 4 * q.strides[3]);
+          acc(mem.address(dk)!, d.e, dp, head.qa, 4 * q.strides[2], 4 * q.strides[3], blocks);
           if (drop) scaleBy(sp, z, ls); // dv takes the dropped probabilities: (Z∘P)ᵀ·dO
-          acc(mem.address(dv)!, d.ev, sp, g0, 4 * grad.strides[2], 4 * grad.strides[3]);
+          // a row with no key (a mask on top of causality) has p = NaN at every key, which the
+          // reference carries into every key's dv: with a mask, dv takes the whole product
+          acc(mem.address(dv)!, d.ev, sp, g0, 4 * grad.strides[2], 4 * grad.strides[3], mask ? null : blocks);
         }
       }
     } finally {
