@@ -24,14 +24,39 @@ let activeKey: number | 'cores' | 'load' | null = null;
  */
 export function installCpuAtLoad(): void {
   registerCpuBackend();
-  const env = (globalThis as { process?: { versions?: { node?: string }; env?: Record<string, string> } })
-    .process;
+  const env = (globalThis as { process?: NodeProcess }).process;
   if (!env?.versions?.node || env.env?.LOWRANK_CPU === 'ts') return;
+  enableRelaxedSimd(env);
   active = registerWasmKernelsSync();
   if (active) {
     runtime = active.runtime;
     activeKey = 'load';
   }
+}
+
+/** What this file reads of Node's `process`. */
+interface NodeProcess {
+  versions?: { node?: string; v8?: string };
+  env?: Record<string, string | undefined>;
+  getBuiltinModule?: (id: string) => unknown;
+}
+
+/**
+ * Node 20's V8 (11.3) has relaxed SIMD behind `--experimental-wasm-relaxed-simd`; from V8 11.4
+ * (Node 22, Chrome 114) it is on by default. Where it is off, turn the flag on before the first
+ * module is compiled, so the gemm's micro-kernel gets `f32x4.relaxed_madd` (FMA, 6×8 tiles):
+ * the demo's char-model step on one thread took 167–170 → 122 ms on this machine (docs/perf.md,
+ * issue 16). V8 flags are process-wide, so the worker pool sees it too. `LOWRANK_RELAXED_SIMD=0`
+ * leaves V8's flags alone.
+ */
+function enableRelaxedSimd(env: NodeProcess): void {
+  if (env.env?.LOWRANK_RELAXED_SIMD === '0') return;
+  const [major, minor] = (env.versions?.v8 ?? '').split('.').map(Number);
+  if (!(major < 11 || (major === 11 && minor < 4))) return;
+  const v8 = env.getBuiltinModule?.('node:v8') as
+    | { setFlagsFromString?: (flags: string) => void }
+    | undefined;
+  v8?.setFlagsFromString?.('--experimental-wasm-relaxed-simd');
 }
 
 /**
