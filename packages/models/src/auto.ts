@@ -1,11 +1,12 @@
-import type { HostTensor, RawSafetensorsTensor } from '@lowrank/nn';
-import { initializers as init, parseSafetensors, safetensorsEntries } from '@lowrank/nn';
-import type { Device } from '@lowrank/tensor';
+import type { HostTensor, QuantizeModelOptions, RawSafetensorsTensor } from '@lowrank/nn';
+import { initializers as init, safetensorsEntries } from '@lowrank/nn';
+import { type Device, getDefaultDevice, type QuantFormat, setDefaultDevice } from '@lowrank/tensor';
 import { gpt2Config } from './config.js';
 import { GPT2LMHeadModel } from './gpt2.js';
 import { type LoadDType, type LoadProgress, loadWeightsStreaming } from './half-load.js';
 import { gpt2KeysFromHF, loadGPT2Weights } from './hf.js';
 import { LlamaForCausalLM } from './llama.js';
+import { isRangeReader, type RangeReader, rangeSafetensors } from './loading-source.js';
 import { loadHFWeights, mergeShards, shardFiles } from './weights.js';
 
 /**
@@ -32,11 +33,15 @@ export type CausalLMType = keyof typeof CAUSAL_LM_CLASSES;
 /** Any model `AutoModelForCausalLM` makes. */
 export type AutoCausalLM = GPT2LMHeadModel | LlamaForCausalLM;
 
-/** Reads one file of a model directory by name; null when the file does not exist. */
-export type FileReader = (name: string) => Promise<Uint8Array | null>;
+/**
+ * Reads one file of a model directory by name; null when the file does not exist. For a
+ * `.safetensors` file it may give a `RangeReader` instead of the bytes: the load then reads the
+ * header and each tensor's range, and never holds the file (`@lowrank/models/node` does this).
+ */
+export type FileReader = (name: string) => Promise<Uint8Array | RangeReader | null>;
 
-function modelType(config: Record<string, unknown>): CausalLMType {
-  const t = config.model_type;
+function modelType(config: Record<string, unknown>, fallback?: CausalLMType): CausalLMType {
+  const t = config.model_type ?? fallback;
   if (typeof t === 'string' && Object.hasOwn(CAUSAL_LM_CLASSES, t)) return t as CausalLMType;
   const supported = Object.keys(CAUSAL_LM_CLASSES).join(', ');
   throw new Error(
@@ -61,8 +66,18 @@ export interface FromFilesOptions {
    * a 16-bit table read by the head, `wpe` 16-bit too.
    */
   dtype?: LoadDType;
-  /** Called after each tensor is loaded (streaming load, as with `dtype`). */
+  /**
+   * Quantize the frozen base as the weights stream in (QLoRA): `'nf4'` / `'int8'` (shorthand for
+   * `{ bits }`) or `QuantizeModelOptions`. Each Linear / Conv1D weight (bar `skip`, `['lm_head']`
+   * by default) is decoded to float32 alone, quantized on the host and uploaded to `device` as a
+   * `QuantizedLinear`, so no float32 copy of those weights ever exists beyond the one being
+   * converted; the codes are those of loading in float32 then `quantizeModel`. Not with `dtype`.
+   */
+  quantize?: QuantizeModelOptions | QuantFormat;
+  /** Called after each tensor is loaded. */
   onLoadProgress?: (progress: LoadProgress) => void;
+  /** The `model_type` of a config that names none (GPT-2's `fromPretrained`: `'gpt2'`). */
+  defaultType?: CausalLMType;
 }
 
 /** Builds the right causal LM for a `config.json`, and loads weights into it. */
@@ -106,68 +121,128 @@ export class AutoModelForCausalLM {
    * const model = await AutoModelForCausalLM.fromFiles(async (f) => bytesFromFolderPicker(f));
    */
   static async fromFiles(read: FileReader, options: FromFilesOptions = {}): Promise<AutoCausalLM> {
-    const need = async (name: string, what: string): Promise<Uint8Array> => {
-      const bytes = await read(name);
-      if (!bytes) throw new Error(`${what} not found: ${name}`);
-      return bytes;
+    const need = async (name: string, what: string): Promise<Uint8Array | RangeReader> => {
+      const file = await read(name);
+      if (!file) throw new Error(`${what} not found: ${name}`);
+      return file;
     };
     const json = async (name: string, what: string): Promise<unknown> => {
+      const file = await need(name, what);
+      let bytes = file as Uint8Array;
+      if (isRangeReader(file)) {
+        bytes = file.read(0, file.size); // a small JSON file
+        file.close?.();
+      }
       try {
-        return JSON.parse(new TextDecoder().decode(await need(name, what)));
+        return JSON.parse(new TextDecoder().decode(bytes));
       } catch (e) {
         if (e instanceof SyntaxError) throw new Error(`${what} is not valid JSON: ${name} (${e.message})`);
         throw e;
       }
     };
     const config = (await json('config.json', 'model config')) as Record<string, unknown>;
-    const type = modelType(config); // fail on the type before reading the weights
-    const streaming = (options.dtype !== undefined && options.dtype !== 'f32') || options.onLoadProgress;
-    const single = await read('model.safetensors');
-    if (streaming) {
+    const type = modelType(config, options.defaultType); // fail on the type before reading the weights
+    const quantize = quantizeOptions(options.quantize);
+    if (quantize && options.dtype && options.dtype !== 'f32')
+      throw new Error(
+        `AutoModelForCausalLM: quantize (${quantize.bits}) and dtype '${options.dtype}' both choose how the base is stored: give one (quantize: '${options.dtype}' also works)`,
+      );
+    const opened: RangeReader[] = [];
+    const tensorsOf = (file: Uint8Array | RangeReader): Record<string, RawSafetensorsTensor> => {
+      if (!isRangeReader(file)) return safetensorsEntries(file).tensors;
+      opened.push(file);
+      return rangeSafetensors(file);
+    };
+    try {
       let raw: Record<string, RawSafetensorsTensor>;
-      if (single) raw = safetensorsEntries(single).tensors;
+      const single = await read('model.safetensors');
+      if (single) raw = tensorsOf(single);
       else {
         const index = await json(
           'model.safetensors.index.json',
           'model weights (model.safetensors or its index)',
         );
-        const shards = new Map<string, Uint8Array>();
-        for (const file of shardFiles(index)) shards.set(file, await need(file, 'weight shard'));
+        // mergeShards checks each shard's names against the index; it hands `parse` what `read`
+        // gave, here an empty marker per shard standing for its (header-only) tensors
+        const shards = new Map<Uint8Array, Record<string, RawSafetensorsTensor>>();
+        const markers = new Map<string, Uint8Array>();
+        for (const file of shardFiles(index)) {
+          const marker = new Uint8Array(0);
+          markers.set(file, marker);
+          const bytes = await need(file, 'weight shard');
+          try {
+            shards.set(marker, tensorsOf(bytes));
+          } catch (e) {
+            throw new Error(`${file}: ${(e as Error).message}`);
+          }
+        }
         raw = mergeShards(
           index,
-          (file) => shards.get(file) as Uint8Array,
-          (b) => safetensorsEntries(b).tensors,
+          (file) => markers.get(file) as Uint8Array,
+          (marker) => shards.get(marker) as Record<string, RawSafetensorsTensor>,
         );
       }
-      const load = { dtype: options.dtype ?? 'f32', onLoadProgress: options.onLoadProgress } as const;
+      // built on the device without random init: every weight is a lazy zero until its tensor
+      // is written, and one that becomes 16-bit or quantized is never allocated in float32
+      const device = options.device ?? 'cpu';
+      const build = <M>(make: () => M): M => {
+        const before = getDefaultDevice();
+        setDefaultDevice(device);
+        try {
+          return init.withoutInit(make);
+        } finally {
+          setDefaultDevice(before);
+        }
+      };
+      const load = {
+        dtype: options.dtype ?? 'f32',
+        quantize: quantize ? { skip: ['lm_head'], ...quantize } : undefined,
+        onLoadProgress: options.onLoadProgress,
+      } as const;
       let model: AutoCausalLM;
       if (type === 'gpt2') {
         // HF's GPT-2 names (with or without `transformer.`, mask buffers dropped); Conv1D weights
-        // [in, out] are transposed to the [out, in] a 16-bit QuantizedLinear reads
-        const gpt2 = init.withoutInit(() => new GPT2LMHeadModel(gpt2Config(config)));
-        loadWeightsStreaming(gpt2, Object.fromEntries(gpt2KeysFromHF(raw)), 'GPT-2', load);
+        // [in, out] are transposed to the [out, in] a QuantizedLinear reads
+        const gpt2 = build(() => new GPT2LMHeadModel(gpt2Config(config)));
+        try {
+          loadWeightsStreaming(gpt2, Object.fromEntries(gpt2KeysFromHF(raw)), 'GPT-2', load);
+        } catch (e) {
+          gpt2.dispose();
+          throw e;
+        }
         model = gpt2;
       } else {
-        const llama = init.withoutInit(() => new LlamaForCausalLM(config));
-        loadWeightsStreaming(llama, raw, llama.config.model_type, load);
+        const llama = build(() => new LlamaForCausalLM(config));
+        try {
+          loadWeightsStreaming(llama, raw, llama.config.model_type, load);
+        } catch (e) {
+          llama.dispose();
+          throw e;
+        }
         model = llama;
       }
-      if (options.device && options.device !== 'cpu') await model.to(options.device);
       return model;
+    } finally {
+      for (const f of opened) f.close?.();
     }
-    let tensors: Readonly<Record<string, HostTensor>>;
-    if (single) tensors = parseSafetensors(single).tensors;
-    else {
-      const index = await json(
-        'model.safetensors.index.json',
-        'model weights (model.safetensors or its index)',
-      );
-      const shards = new Map<string, Uint8Array>();
-      for (const file of shardFiles(index)) shards.set(file, await need(file, 'weight shard'));
-      tensors = mergeShards(index, (file) => shards.get(file) as Uint8Array);
-    }
-    const model = AutoModelForCausalLM.fromWeights(config, tensors);
-    if (options.device && options.device !== 'cpu') await model.to(options.device);
-    return model;
   }
+}
+
+/**
+ * `quantize` as options: `'nf4'` (or any format) is `{ bits: 'nf4' }`; undefined stays undefined.
+ *
+ * @example
+ * quantizeOptions('int8'); // { bits: 'int8' }
+ */
+export function quantizeOptions(
+  quantize: QuantizeModelOptions | QuantFormat | undefined,
+): QuantizeModelOptions | undefined {
+  if (quantize === undefined) return undefined;
+  const formats = ['nf4', 'int8', 'f16', 'bf16'];
+  const bits = typeof quantize === 'string' ? quantize : quantize?.bits;
+  if (!formats.includes(bits as string))
+    throw new Error(
+      `quantize must be 'nf4', 'int8', 'f16', 'bf16' or { bits, blockSize, doubleQuant, skip }, got ${JSON.stringify(quantize)}`,
+    );
+  return typeof quantize === 'string' ? { bits: quantize } : quantize;
 }

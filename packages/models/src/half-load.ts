@@ -7,12 +7,14 @@ import {
   type Module,
   QuantizedEmbedding,
   QuantizedLinear,
+  type QuantizeModelOptions,
   type RawSafetensorsTensor,
 } from '@lowrank/nn';
 import {
   fromTypedArray,
   type HalfFormat,
   halfData,
+  type QuantFormat,
   type QuantizedData,
   QuantizedWeight,
   quantizeData,
@@ -40,8 +42,8 @@ export interface LoadProgress {
   done: number;
   /** Tensors to load. */
   total: number;
-  /** What it became: `'f16'` / `'bf16'` for a 16-bit base weight, else `'float32'`. */
-  storedAs: HalfFormat | 'float32';
+  /** What it became: `'f16'` / `'bf16'` for a 16-bit base weight, the format of a quantized one, else `'float32'`. */
+  storedAs: QuantFormat | 'float32';
   /** Bytes it takes in memory now. */
   bytes: number;
 }
@@ -62,6 +64,13 @@ export interface StreamingLoadOptions {
    * multiplies by the same 16-bit words, so a tied model's table and head take half the bytes.
    */
   embeddings?: boolean;
+  /**
+   * Quantize each `Linear` / `Conv1D` weight as it is read (`quantizeModel`'s rules: every such
+   * layer but `skip`'s, refused for a weight two modules hold; embeddings, norms and biases stay
+   * float32), so its float32 values exist only while that one weight is converted; the same
+   * codes as loading in float32, then `quantizeModel`. Needs `dtype` `'f32'`.
+   */
+  quantize?: QuantizeModelOptions;
   /** Called after each tensor. */
   onLoadProgress?: (progress: LoadProgress) => void;
 }
@@ -70,6 +79,8 @@ export interface StreamingLoadOptions {
 export interface StreamingLoadReport {
   /** Layers (Linear and Embedding) whose weight is now 16-bit. */
   halfLayers: string[];
+  /** Layers quantized as they loaded (`quantize`). */
+  quantized: string[];
   /** Device bytes of those weights. */
   bytes: number;
   /** What they would take in float32. */
@@ -117,8 +128,27 @@ function halfWeight(
   }
 }
 
-function skipped(name: string, skip: readonly string[]): boolean {
+function skipped(name: string, skip: readonly string[] | RegExp | undefined): boolean {
+  if (!skip) return false;
+  if (skip instanceof RegExp) return skip.test(name);
   return skip.some((k) => name === k || name.endsWith(`.${k}`));
+}
+
+/** A Linear / Conv1D weight [out, in] ([in, out] with `transpose`) quantized from its file values. */
+function quantizedWeight(
+  name: string,
+  t: RawSafetensorsTensor,
+  options: QuantizeModelOptions,
+  transpose: boolean,
+): QuantizedData {
+  const [r0, c0] = t.shape;
+  const decoded = decodeSafetensor(name, t).data as Float32Array;
+  const values = transpose ? transposed(decoded, r0, c0) : decoded;
+  try {
+    return transpose ? quantizeData(values, c0, r0, options) : quantizeData(values, r0, c0, options);
+  } catch (e) {
+    throw new Error(`tensor '${name}' (${t.dtype}) as ${options.bits}: ${(e as Error).message}`);
+  }
 }
 
 /**
@@ -148,17 +178,35 @@ export function loadWeightsStreaming(
     throw new Error(`load: dtype must be 'f32', 'f16' or 'bf16', got '${String(dtype)}'`);
   const own = model.stateDict();
   const ownKeys = new Set(Object.keys(own));
-  const holders = new Map<Tensor, number>();
-  for (const m of model.modules())
-    for (const [, p] of m.namedParameters({ recurse: false })) holders.set(p, (holders.get(p) ?? 0) + 1);
+  const quantize = options.quantize;
+  if (quantize && dtype !== 'f32')
+    throw new Error(
+      `load: quantize (${quantize.bits}) and dtype '${dtype}' both choose how the base is stored: give one`,
+    );
+  const holders = new Map<Tensor, string[]>();
+  for (const [name, m] of model.namedModules())
+    for (const [, p] of m.namedParameters({ recurse: false }))
+      holders.set(p, [...(holders.get(p) ?? []), name]);
   type HalfLayer = Linear | Conv1D | Embedding;
   const half = new Map<string, [string, HalfLayer]>(); // weight key → layer
-  if (dtype !== 'f32') {
+  if (quantize) {
+    // quantizeModel's choice: every Linear/Conv1D not in skip; a tied one is refused, not left out
+    for (const [name, m] of model.namedModules()) {
+      if (name === '' || !(m instanceof Linear || m instanceof Conv1D) || skipped(name, quantize.skip))
+        continue;
+      const shared = (holders.get(m.weight) ?? []).filter((n) => n !== name);
+      if (shared.length > 0)
+        throw new Error(
+          `load: '${name}' shares its weight with '${shared.join("', '")}' (tied weights): add '${name}' to quantize.skip`,
+        );
+      half.set(`${name}.weight`, [name, m]);
+    }
+  } else if (dtype !== 'f32') {
     const skip = options.skip ?? ['lm_head'];
     const tables = options.embeddings ?? true;
     for (const [name, m] of model.namedModules()) {
       const kind = m instanceof Linear || m instanceof Conv1D || (tables && m instanceof Embedding);
-      if (kind && name !== '' && !skipped(name, skip) && holders.get((m as HalfLayer).weight) === 1)
+      if (kind && name !== '' && !skipped(name, skip) && holders.get((m as HalfLayer).weight)?.length === 1)
         half.set(`${name}.weight`, [name, m as HalfLayer]);
     }
   }
@@ -174,7 +222,7 @@ export function loadWeightsStreaming(
     if (t.shape.length !== target.rank || t.shape.some((d, i) => d !== target.shape[i]))
       shapes.push(`${k}: checkpoint [${t.shape.join(',')}], model [${target.shape.join(',')}]`);
     else if (half.has(k) && !FLOAT_DTYPES.has(t.dtype))
-      shapes.push(`${k}: ${t.dtype} cannot become ${dtype} (a float dtype is needed)`);
+      shapes.push(`${k}: ${t.dtype} cannot become ${quantize?.bits ?? dtype} (a float dtype is needed)`);
   }
   if (shapes.length) problems.push(`mis-shaped keys:\n  ${shapes.join('\n  ')}`);
   if (missing.length) problems.push(`missing keys: ${missing.join(', ')}`);
@@ -182,24 +230,30 @@ export function loadWeightsStreaming(
   if (problems.length)
     throw new Error(`${what} checkpoint does not match the config: ${problems.join('\n')}`);
 
-  const report: StreamingLoadReport = { halfLayers: [], bytes: 0, f32Bytes: 0 };
+  const report: StreamingLoadReport = { halfLayers: [], quantized: [], bytes: 0, f32Bytes: 0 };
   let done = 0;
-  for (const [k, t] of entries) {
+  for (const [k, entry] of entries) {
+    // one read of the bytes (a lazily read source reads the tensor's range here), dropped
+    // with `t` at the end of the iteration
+    const t: RawSafetensorsTensor = { dtype: entry.dtype, shape: entry.shape, bytes: entry.bytes };
     const layer = half.get(k);
     let storedAs: LoadProgress['storedAs'] = 'float32';
     let bytes: number;
-    if (layer && dtype !== 'f32') {
+    if (layer && (quantize || dtype !== 'f32')) {
       const [name, old] = layer;
       const conv = old instanceof Conv1D;
-      const w = QuantizedWeight.fromData(halfWeight(k, t, dtype, conv), old.weight.device);
+      const data = quantize
+        ? quantizedWeight(k, t, quantize, conv)
+        : halfWeight(k, t, dtype as HalfFormat, conv);
+      const w = QuantizedWeight.fromData(data, old.weight.device);
       const q = old instanceof Embedding ? new QuantizedEmbedding(w) : new QuantizedLinear(w, old.bias, conv);
       q.training = old.training;
       old.weight.dispose();
       model.setSubmodule(name, q);
-      report.halfLayers.push(name);
+      (quantize ? report.quantized : report.halfLayers).push(name);
       report.bytes += w.bytes;
       report.f32Bytes += w.f32Bytes;
-      storedAs = dtype;
+      storedAs = w.format;
       bytes = w.bytes;
     } else {
       const target = own[k];

@@ -3,24 +3,39 @@
  *
  * @module @lowrank/models/node
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import {
   QuantizedEmbedding,
   QuantizedLinear,
   type QuantizeModelOptions,
-  quantizeModel,
   stateDictToSafetensors,
 } from '@lowrank/nn';
-import type { Device } from '@lowrank/tensor';
-import { type AutoCausalLM, AutoModelForCausalLM as AutoModelFromFiles } from './auto.js';
+import type { Device, QuantFormat } from '@lowrank/tensor';
+import {
+  type AutoCausalLM,
+  AutoModelForCausalLM as AutoModelFromFiles,
+  type FromFilesOptions,
+} from './auto.js';
 import { GPT2LMHeadModel } from './gpt2.js';
 import type { LoadDType, LoadProgress } from './half-load.js';
-import { gpt2ConfigJSON, gpt2FromSafetensors, gpt2ToSafetensors } from './hf.js';
+import { gpt2ConfigJSON, gpt2ToSafetensors } from './hf.js';
 import { HFTokenizer, isHFTokenizerJson } from './hf-tokenizer.js';
 import { isHubId } from './hub.js';
 import { type HubDirOptions, hubSnapshotDir } from './hub-node.js';
 import type { LlamaForCausalLM } from './llama.js';
+import type { RangeReader } from './loading-source.js';
 import { type Tokenizer, type TokenizerSpec, tokenizerFromSpec } from './tokenizer.js';
 
 /** The files of a Hugging Face tokenizer that `savePretrained` copies beside a model. */
@@ -59,17 +74,51 @@ export function readJSON(path: string, what = 'file'): Record<string, unknown> {
 
 export * from './hub-node.js';
 
+/**
+ * A `RangeReader` over a file: each `read` is one `readSync` of that range into a fresh buffer,
+ * so a load holds one tensor's bytes at a time (`close()` closes the descriptor).
+ *
+ * @example
+ * const file = fileRangeReader('model/model.safetensors');
+ * const first8 = file.read(0, 8);
+ * file.close();
+ */
+export function fileRangeReader(path: string): RangeReader {
+  const fd = openSync(path, 'r');
+  let open = true;
+  const size = fstatSync(fd).size;
+  return {
+    size,
+    read(offset: number, length: number): Uint8Array {
+      if (!open) throw new Error(`${path}: read after close`);
+      const out = new Uint8Array(length);
+      let got = 0;
+      while (got < length) {
+        const n = readSync(fd, out, got, length - got, offset + got);
+        if (n === 0) break; // end of file: the caller reports the short read
+        got += n;
+      }
+      return got === length ? out : out.subarray(0, got);
+    },
+    close(): void {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
+}
+
 /** Options of `fromPretrained` (the `HubDirOptions` apply when it is given a Hub id). */
-export interface FromPretrainedOptions extends HubDirOptions {
+export interface FromPretrainedOptions extends HubDirOptions, FromFilesOptions {
   /** Device to move the model to (the CPU by default). */
   device?: Device;
   /**
-   * Quantize the frozen base (QLoRA): every Linear/Conv1D becomes a `QuantizedLinear`, layer by
-   * layer on the CPU once the weights are loaded there (each float32 weight freed as soon as it
-   * is quantized), before the move to `device`, so the device never holds their float32
-   * weights (the host briefly holds the float32 model). `skip` defaults to `['lm_head']`.
+   * Quantize the frozen base (QLoRA) while the weights stream in: `'nf4'` / `'int8'` (shorthand
+   * for `{ bits }`) or `QuantizeModelOptions`. Every Linear/Conv1D becomes a `QuantizedLinear`
+   * on `device` as its tensor is read (decoded to float32 alone, quantized on the host, then
+   * uploaded), so neither the host nor the device ever holds the float32 model; the codes are
+   * those of loading in float32 then `quantizeModel`. `skip` defaults to `['lm_head']`.
    */
-  quantize?: QuantizeModelOptions;
+  quantize?: QuantizeModelOptions | QuantFormat;
   /**
    * `'f16'` / `'bf16'` keep the base's Linear / Conv1D weights and embedding tables in 16 bits
    * (a tied head reads the same table), loaded tensor by tensor without random init
@@ -78,16 +127,6 @@ export interface FromPretrainedOptions extends HubDirOptions {
   dtype?: LoadDType;
   /** Called after each tensor is loaded (`FromFilesOptions.onLoadProgress`). */
   onLoadProgress?: (progress: LoadProgress) => void;
-}
-
-/** Quantizes a freshly loaded model (on the CPU) as `FromPretrainedOptions.quantize` asks, then moves it. */
-async function finishLoad<M extends GPT2LMHeadModel | AutoCausalLM>(
-  model: M,
-  options: FromPretrainedOptions,
-): Promise<M> {
-  if (options.quantize) await quantizeModel(model, { skip: ['lm_head'], ...options.quantize });
-  if (options.device && options.device !== 'cpu') await model.to(options.device);
-  return model;
 }
 
 /**
@@ -104,21 +143,14 @@ export async function fromPretrained(
   dirOrHubId: string,
   options: FromPretrainedOptions = {},
 ): Promise<GPT2LMHeadModel> {
-  if ((options.dtype && options.dtype !== 'f32') || options.onLoadProgress) {
-    const model = await AutoModelForCausalLM.fromPretrained(dirOrHubId, options);
-    if (!(model instanceof GPT2LMHeadModel)) {
-      model.dispose();
-      throw new Error(
-        `fromPretrained: ${dirOrHubId} holds a ${model.config.model_type} model, not GPT-2: load it with AutoModelForCausalLM.fromPretrained`,
-      );
-    }
-    return model;
+  const model = await AutoModelForCausalLM.fromPretrained(dirOrHubId, { defaultType: 'gpt2', ...options });
+  if (!(model instanceof GPT2LMHeadModel)) {
+    model.dispose();
+    throw new Error(
+      `fromPretrained: ${dirOrHubId} holds a ${model.config.model_type} model, not GPT-2: load it with AutoModelForCausalLM.fromPretrained`,
+    );
   }
-  const dir = await modelDir(dirOrHubId, options);
-  const config = readJSON(join(dir, 'config.json'), 'model config');
-  const model = gpt2FromSafetensors(config, readBytes(join(dir, 'model.safetensors'), 'model weights'));
-  model.nameOrPath = dirOrHubId;
-  return finishLoad(model, options);
+  return model;
 }
 
 /**
@@ -188,17 +220,14 @@ export class AutoModelForCausalLM extends AutoModelFromFiles {
     options: FromPretrainedOptions = {},
   ): Promise<AutoCausalLM> {
     const dir = await modelDir(dirOrHubId, options);
-    const read = async (name: string): Promise<Uint8Array | null> => {
+    // weights by byte range (the header, then each tensor when the load reaches it), never the
+    // whole file; the JSON files whole
+    const read = async (name: string): Promise<Uint8Array | RangeReader | null> => {
       const path = join(dir, name);
-      return existsSync(path) ? new Uint8Array(readFileSync(path)) : null;
+      if (!existsSync(path)) return null;
+      return name.endsWith('.safetensors') ? fileRangeReader(path) : new Uint8Array(readFileSync(path));
     };
-    if (options.quantize && options.dtype && options.dtype !== 'f32')
-      throw new Error(
-        `AutoModelForCausalLM.fromPretrained: quantize (${options.quantize.bits}) and dtype '${options.dtype}' both choose how the base is stored: give one (quantize: { bits: '${options.dtype}' } also works)`,
-      );
-    const model = options.quantize
-      ? await finishLoad(await AutoModelFromFiles.fromFiles(read, { device: 'cpu' }), options)
-      : await AutoModelFromFiles.fromFiles(read, options);
+    const model = await AutoModelFromFiles.fromFiles(read, options);
     model.nameOrPath = dirOrHubId;
     return model;
   }

@@ -5,6 +5,7 @@ import {
   type Generator,
   OpError,
   type Tensor,
+  zeros,
 } from '@lowrank/tensor';
 import { fmtShape, noGrad } from './internal.js';
 
@@ -79,7 +80,7 @@ let skipping = 0;
 
 /**
  * Runs `fn` with every initialiser of this module switched off: the in-place ones (`normal_`,
- * `ones_`, …) leave their tensor as it is, the creating ones (what layers call) return zeros,
+ * `ones_`, …) leave their tensor as it is, the creating ones (what layers call) return lazy zeros (no memory until written),
  * and no generator is drawn from. For a model whose weights are about to be overwritten by a
  * checkpoint (loaders build it this way): the random values would be computed for nothing.
  *
@@ -229,8 +230,11 @@ export function xavierNormal_(t: Tensor, options: InitOptions & { gain?: number 
 // ---- creating forms (what the layers use)
 
 function create(shape: readonly number[], fill: (v: Float32Array) => void, options: CreateOptions): Tensor {
+  // skipped: lazy zeros, which hold no memory until written, so a loader that replaces a layer
+  // (a quantized or 16-bit base weight) never allocates its float32 weight at all
+  if (skipping > 0) return zeros(shape, { device: options.device });
   const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  if (skipping === 0) fill(v);
+  fill(v);
   return fromTypedArray(v, shape, { device: options.device });
 }
 

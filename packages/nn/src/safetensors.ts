@@ -136,24 +136,93 @@ export function safetensorsEntries(bytes: Uint8Array): {
   /** The header's `__metadata__` strings. */
   metadata: Record<string, string>;
 } {
+  const n = safetensorsHeaderLength(bytes.subarray(0, 8), bytes.length);
+  const { entries, metadata } = headerEntries(bytes.subarray(8, 8 + n), bytes.length);
+  const dataStart = 8 + n;
+  const tensors: Record<string, RawSafetensorsTensor> = Object.create(null);
+  for (const e of entries)
+    tensors[e.name] = {
+      dtype: e.dtype,
+      shape: e.shape,
+      bytes: bytes.subarray(dataStart + e.begin, dataStart + e.end),
+    };
+  return { tensors, metadata };
+}
+
+/**
+ * The header length N of a safetensors file from its first 8 bytes (`fileSize`: the whole
+ * file's length), checked against the limit and the file: a reader of byte ranges reads these
+ * 8 bytes, then the N header bytes (`safetensorsLayout`), then each tensor's range.
+ *
+ * @example
+ * const n = safetensorsHeaderLength(first8, size);
+ * const layout = safetensorsLayout(bytesAt(8, n), size);
+ */
+export function safetensorsHeaderLength(first8: Uint8Array, fileSize: number): number {
   if (!LITTLE_ENDIAN) throw new SafetensorsError('big-endian hosts are not supported');
-  if (bytes.length < 8) {
-    throw new SafetensorsError(`file is ${bytes.length} bytes, too short for the 8-byte header length`);
+  if (fileSize < 8 || first8.length < 8) {
+    throw new SafetensorsError(`file is ${fileSize} bytes, too short for the 8-byte header length`);
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const declared = view.getBigUint64(0, true);
+  const declared = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true);
   if (declared > BigInt(MAX_HEADER_BYTES)) {
     throw new SafetensorsError(`header length ${declared} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
   }
   const n = Number(declared);
-  if (8 + n > bytes.length) {
+  if (8 + n > fileSize) {
     throw new SafetensorsError(
-      `header length ${n} exceeds the file (${bytes.length} bytes): the file is truncated`,
+      `header length ${n} exceeds the file (${fileSize} bytes): the file is truncated`,
     );
   }
+  return n;
+}
+
+/** Where one tensor lies in a safetensors file (`safetensorsLayout`). */
+export interface SafetensorsTensorInfo {
+  /** The dtype in the file. */
+  readonly dtype: SafetensorsDType;
+  /** Its shape. */
+  readonly shape: number[];
+  /** Its first byte, from the start of the file. */
+  readonly begin: number;
+  /** One past its last byte, from the start of the file. */
+  readonly end: number;
+}
+
+/**
+ * The tensors of a safetensors file from its header alone (the N JSON bytes after the 8-byte
+ * length), with every check of `safetensorsEntries`, and each tensor's byte range in the file:
+ * a loader reads the ranges one at a time and never holds the whole file.
+ *
+ * @example
+ * const layout = safetensorsLayout(headerBytes, fileSize);
+ * const w = layout.tensors['model.norm.weight']; // { dtype, shape, begin, end }
+ */
+export function safetensorsLayout(
+  header: Uint8Array,
+  fileSize: number,
+): {
+  /** By name, in file order (a null-prototype object). */
+  tensors: Record<string, SafetensorsTensorInfo>;
+  /** The header's `__metadata__` strings. */
+  metadata: Record<string, string>;
+} {
+  const { entries, metadata } = headerEntries(header, fileSize);
+  const dataStart = 8 + header.length;
+  const tensors: Record<string, SafetensorsTensorInfo> = Object.create(null);
+  for (const e of entries)
+    tensors[e.name] = { dtype: e.dtype, shape: e.shape, begin: dataStart + e.begin, end: dataStart + e.end };
+  return { tensors, metadata };
+}
+
+/** The checked entries of a header (offsets relative to the data), for a file of `fileSize` bytes. */
+function headerEntries(
+  headerBytes: Uint8Array,
+  fileSize: number,
+): { entries: Entry[]; metadata: Record<string, string> } {
+  const n = headerBytes.length;
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
   } catch {
     throw new SafetensorsError('header is not valid UTF-8');
   }
@@ -165,8 +234,7 @@ export function safetensorsEntries(bytes: Uint8Array): {
   }
   if (!isRecord(header)) throw new SafetensorsError('header must be a JSON object');
 
-  const dataStart = 8 + n;
-  const dataLen = bytes.length - dataStart;
+  const dataLen = fileSize - 8 - n;
   const metadata: Record<string, string> = Object.create(null);
   const entries: Entry[] = [];
   for (const [name, info] of Object.entries(header)) {
@@ -195,14 +263,7 @@ export function safetensorsEntries(bytes: Uint8Array): {
     throw new SafetensorsError(`the tensors cover ${pos} bytes of data but the file holds ${dataLen}`);
   }
 
-  const tensors: Record<string, RawSafetensorsTensor> = Object.create(null);
-  for (const e of entries)
-    tensors[e.name] = {
-      dtype: e.dtype,
-      shape: e.shape,
-      bytes: bytes.subarray(dataStart + e.begin, dataStart + e.end),
-    };
-  return { tensors, metadata };
+  return { entries, metadata };
 }
 
 /**
