@@ -59,9 +59,7 @@ export interface FromFilesOptions {
    * a checkpoint already in that dtype is kept as it is, others are rounded to nearest even.
    * The embedding table too (`QuantizedEmbedding`): a tied head multiplies by the same 16-bit
    * words, so the table is stored once; norms, biases and an untied `lm_head` stay float32.
-   * The model is built without random
-   * initialisation and loaded tensor by tensor from the file's bytes, so no float32 copy of the
-   * checkpoint exists. `'f32'` (the default) widens everything to float32. GPT-2's Conv1D
+   * The base's float32 weights are never allocated (see `fromFiles`). `'f32'` (the default) widens everything to float32. GPT-2's Conv1D
    * weights ([in, out] in the file) become `QuantizedLinear`s with `fanInFanOut`, its tied `wte`
    * a 16-bit table read by the head, `wpe` 16-bit too.
    */
@@ -115,10 +113,17 @@ export class AutoModelForCausalLM {
 
   /**
    * A model from the files of an HF directory: `config.json` and `model.safetensors`, or the
-   * shards of `model.safetensors.index.json`. Moved to `device` when given.
+   * shards of `model.safetensors.index.json`, streamed tensor by tensor. What the load holds:
+   * the model, built on `device` without random init (weights are lazy zeros, holding no memory,
+   * until their tensor is written; a weight that becomes 16-bit or quantized is never allocated
+   * in float32), plus one tensor at a time: its bytes (a view of bytes `read` gave, or a fresh
+   * buffer of its range when `read` gives a `RangeReader`, as Node's `fromPretrained` does, so
+   * the file is never held) and its decoded float32 copy, uploaded to `device` and dropped.
+   * Every name and shape is checked against the model from the header before any tensor is read.
    *
    * @example
    * const model = await AutoModelForCausalLM.fromFiles(async (f) => bytesFromFolderPicker(f));
+   * const qlora = await AutoModelForCausalLM.fromFiles(read, { device: 'webgpu', quantize: 'nf4' });
    */
   static async fromFiles(read: FileReader, options: FromFilesOptions = {}): Promise<AutoCausalLM> {
     const need = async (name: string, what: string): Promise<Uint8Array | RangeReader> => {

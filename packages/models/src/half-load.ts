@@ -159,8 +159,10 @@ function quantizedWeight(
  * becomes a 16-bit `QuantizedLinear` on the CPU (a Conv1D's [in, out] transposed to [out, in],
  * `fanInFanOut`), and each Embedding a `QuantizedEmbedding` (`embeddings`; a tied head then
  * reads the same 16-bit table), their float32 weights freed; the file's 16-bit values are kept
- * as they are, f32 ones rounded to nearest even. At most one tensor's converted copy exists
- * beside the file's bytes at a time.
+ * as they are, f32 ones rounded to nearest even. With `quantize`, each Linear / Conv1D weight
+ * becomes a quantized `QuantizedLinear` instead (`StreamingLoadOptions.quantize`). Each tensor's
+ * `bytes` is read once (a `rangeSafetensors` source reads its range then) and at most one
+ * tensor's converted copy exists at a time.
  *
  * @example
  * const model = nn.init.withoutInit(() => new LlamaForCausalLM(config)); // no random values drawn

@@ -131,12 +131,16 @@ export interface FromPretrainedOptions extends HubDirOptions, FromFilesOptions {
 
 /**
  * A GPT-2 from a Hugging Face style directory (`config.json`, `model.safetensors`) or a Hub id
- * (downloaded into the cache, see `hubSnapshotDir`), moved to
- * `device` when given, its base quantized with `quantize`.
+ * (downloaded into the cache, see `hubSnapshotDir`), built on `device` and streamed tensor by
+ * tensor from the file (its header, then one tensor's byte range at a time: the file is never
+ * read whole), its base kept in 16 bits with `dtype` or quantized as it loads with `quantize`
+ * (`AutoModelForCausalLM.fromFiles` says what the load holds). A config without `model_type` is
+ * GPT-2's.
  *
  * @example
  * const model = await fromPretrained('checkpoints/gpt2', { device: 'webgpu' });
- * const qlora = await fromPretrained('checkpoints/gpt2', { device: 'webgpu', quantize: { bits: 'nf4' } });
+ * const qlora = await fromPretrained('checkpoints/gpt2', { device: 'webgpu', quantize: 'nf4' });
+ * const blocks = await fromPretrained('checkpoints/gpt2', { quantize: { bits: 'int8', blockSize: 'channel' } });
  * const half = await fromPretrained('checkpoints/gpt2', { dtype: 'f16' }); // base and tied wte in f16
  */
 export async function fromPretrained(
@@ -208,12 +212,14 @@ export class AutoModelForCausalLM extends AutoModelFromFiles {
   /**
    * The model in a Hugging Face directory, or of a Hub id (`org/name`, when no such directory
    * exists: downloaded into the cache, or found there; `revision`, `cache`, `endpoint`,
-   * `onProgress`), moved to `device` when given, its base quantized with `quantize` (on the CPU,
-   * before the move). `model.nameOrPath` is set to `dirOrHubId`.
+   * `onProgress`), built on `device` and streamed tensor by tensor from its files (the header,
+   * then one tensor's byte range at a time: neither the file nor, with `quantize`, the float32
+   * base is ever held whole; see `fromFiles`). `model.nameOrPath` is set to `dirOrHubId`.
    *
    * @example
    * const model = await AutoModelForCausalLM.fromPretrained('models/SmolLM2-135M', { device: 'webgpu' });
    * const hub = await AutoModelForCausalLM.fromPretrained('HuggingFaceTB/SmolLM2-135M', { revision: 'main', onProgress: console.log });
+   * const qlora = await AutoModelForCausalLM.fromPretrained('models/SmolLM2-135M', { device: 'webgpu', quantize: 'nf4' });
    */
   static async fromPretrained(
     dirOrHubId: string,
