@@ -33,12 +33,15 @@ export type CausalLMType = keyof typeof CAUSAL_LM_CLASSES;
 /** Any model `AutoModelForCausalLM` makes. */
 export type AutoCausalLM = GPT2LMHeadModel | LlamaForCausalLM;
 
+/** Reads one file of a model directory by name; null when the file does not exist. */
+export type FileReader = (name: string) => Promise<Uint8Array | null>;
+
 /**
- * Reads one file of a model directory by name; null when the file does not exist. For a
- * `.safetensors` file it may give a `RangeReader` instead of the bytes: the load then reads the
- * header and each tensor's range, and never holds the file (`@lowrank/models/node` does this).
+ * A `FileReader` that may give a `RangeReader` for a `.safetensors` file instead of its bytes:
+ * the load then reads the header and each tensor's range, and never holds the file
+ * (`@lowrank/models/node` reads this way).
  */
-export type FileReader = (name: string) => Promise<Uint8Array | RangeReader | null>;
+export type RangeFileReader = (name: string) => Promise<Uint8Array | RangeReader | null>;
 
 function modelType(config: Record<string, unknown>, fallback?: CausalLMType): CausalLMType {
   const t = config.model_type ?? fallback;
@@ -125,7 +128,10 @@ export class AutoModelForCausalLM {
    * const model = await AutoModelForCausalLM.fromFiles(async (f) => bytesFromFolderPicker(f));
    * const qlora = await AutoModelForCausalLM.fromFiles(read, { device: 'webgpu', quantize: 'nf4' });
    */
-  static async fromFiles(read: FileReader, options: FromFilesOptions = {}): Promise<AutoCausalLM> {
+  static async fromFiles(
+    read: FileReader | RangeFileReader,
+    options: FromFilesOptions = {},
+  ): Promise<AutoCausalLM> {
     const need = async (name: string, what: string): Promise<Uint8Array | RangeReader> => {
       const file = await read(name);
       if (!file) throw new Error(`${what} not found: ${name}`);

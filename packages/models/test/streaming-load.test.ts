@@ -16,7 +16,12 @@ import {
 } from '@lowrank/nn';
 import * as lr from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
-import { type AutoCausalLM, AutoModelForCausalLM as BrowserAuto, type FileReader } from '../src/auto.js';
+import {
+  type AutoCausalLM,
+  AutoModelForCausalLM as BrowserAuto,
+  type FileReader,
+  type RangeFileReader,
+} from '../src/auto.js';
 import { loadWeightsStreaming } from '../src/half-load.js';
 import { LlamaForCausalLM } from '../src/llama.js';
 import { bytesRangeReader, type RangeReader, rangeSafetensors } from '../src/loading-source.js';
@@ -34,7 +39,7 @@ import { fileRangeReader, fromPretrained } from '../src/node.js';
 const fixtures = new URL('./fixtures/', import.meta.url).pathname;
 
 /** A reader of a directory whose `.safetensors` reads are recorded (offset, length). */
-function recordingReader(dir: string, reads: { file: string; length: number }[]): FileReader {
+function recordingReader(dir: string, reads: { file: string; length: number }[]): RangeFileReader {
   return async (name) => {
     const path = join(dir, name);
     try {
@@ -81,6 +86,12 @@ async function stateBits(model: Module): Promise<Map<string, number[]>> {
   }
   return out;
 }
+
+const webgpuUnavailable = await lr
+  .init({ backend: 'webgpu' })
+  .then(() => null)
+  .catch((e: unknown) => (e instanceof Error ? e.message : String(e)))
+  .finally(() => lr.setDefaultDevice('cpu'));
 
 describe('streaming loads', () => {
   it('f32 from a file: reads are the header and one tensor range each, never the whole file', async () => {
@@ -229,10 +240,35 @@ describe('streaming loads', () => {
       size: file.length,
       read: (o, n) => file.subarray(o, Math.min(o + n, file.length - 3)),
     };
-    const reader: FileReader = async (name) =>
+    const reader: RangeFileReader = async (name) =>
       name === 'model.safetensors' ? short : new Uint8Array(readFileSync(join(dir, name)));
     await expect(BrowserAuto.fromFiles(reader)).rejects.toThrow(
       /read \d+ of its \d+ bytes: the file changed or is truncated/,
     );
   });
+
+  it.skipIf(webgpuUnavailable !== null)(
+    `on WebGPU: built and loaded on the device, the same bits as the CPU load (f32 and nf4)${webgpuUnavailable ? ` (skipped: ${webgpuUnavailable})` : ''}`,
+    async () => {
+      const dir = `${fixtures}peft-llama-tiny/base`;
+      for (const quantize of [undefined, 'nf4'] as const) {
+        const cpu = await BrowserAuto.fromFiles(recordingReader(dir, []), { quantize });
+        const gpu = await BrowserAuto.fromFiles(recordingReader(dir, []), { quantize, device: 'webgpu' });
+        const tensors = (m: Module) => [...m.parameters(), ...m.buffers()];
+        expect(tensors(gpu).every((t) => t.device === 'webgpu')).toBe(true);
+        expect(await stateBits(gpu)).toEqual(await stateBits(cpu));
+        const q = (m: Module) => m.modules().filter((x) => x instanceof QuantizedLinear) as QuantizedLinear[];
+        const [qc, qg] = [q(cpu), q(gpu)];
+        expect(qg.length).toBe(quantize ? 14 : 0);
+        for (let i = 0; i < qc.length; i++) {
+          expect(qg[i].weight.device).toBe('webgpu');
+          expect(Array.from((await qg[i].weight.codes.data()) as Int32Array)).toEqual(
+            Array.from((await qc[i].weight.codes.data()) as Int32Array),
+          );
+        }
+        cpu.dispose();
+        gpu.dispose();
+      }
+    },
+  );
 });
