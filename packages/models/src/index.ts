@@ -19,6 +19,7 @@ export * from './hf.js';
 export * from './hf-tokenizer.js';
 export * from './llama.js';
 export * from './llama-config.js';
+export * from './loading-source.js';
 export * from './plot.js';
 export * from './prompt-cache.js';
 export * from './rope.js';
