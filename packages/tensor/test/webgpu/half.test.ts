@@ -59,6 +59,31 @@ describe.skipIf(skip !== null)(`16-bit weights on webgpu${skip ? ` (skipped: ${s
     w.dispose();
   });
 
+  it('quantizedEmbedding gathers nf4/int8 rows on the GPU = dequantize-then-gather on the CPU (odd sizes)', async () => {
+    // 11 rows of 37: 37 is no multiple of 8 (nf4 codes a word) nor 4 (int8), nor of the blocks
+    const [rows, cols] = [11, 37];
+    const idv = [10, 0, 7, 7, 3, 10, 1];
+    for (const options of [
+      { bits: 'nf4', blockSize: 16 },
+      { bits: 'nf4', blockSize: 64 },
+      { bits: 'int8', blockSize: 'channel' },
+      { bits: 'int8', blockSize: 5 },
+    ] as const) {
+      const q = lr.quantizeData(values(rows * cols, 43), rows, cols, options);
+      const deq = lr.dequantizeData(q); // the host decoding (../half.test.ts: = the paper's definitions)
+      const want = idv.flatMap((r) => Array.from(deq.subarray(r * cols, (r + 1) * cols)));
+      const w = lr.QuantizedWeight.fromData(q, 'webgpu');
+      const ids = lr.tensor([...idv, 2], { dtype: 'int32', shape: [2, 4], device: 'webgpu' });
+      const e = lr.quantizedEmbedding(w, ids);
+      expect(e.device).toBe('webgpu');
+      expect(e.shape).toEqual([2, 4, cols]);
+      const got = Array.from((await e.data()) as Float32Array);
+      expect(got.slice(0, idv.length * cols)).toEqual(want);
+      expect(got.slice(idv.length * cols)).toEqual(Array.from(deq.subarray(2 * cols, 3 * cols)));
+      for (const t of [e, ids, w]) t.dispose();
+    }
+  });
+
   it('quantizeNow on the GPU rounds to the same f16/bf16 patterns as the host (ties, subnormal f16 range, NaN, ±Inf)', async () => {
     const g = new lr.Generator(17);
     const xs: number[] = [
