@@ -86,7 +86,9 @@ export interface TokenBatch {
 /**
  * Random windows of `block` tokens from one long token stream (nanoGPT's `get_batch`). The model
  * shifts labels itself (HF convention), so a window is both input and label; with `mask` (one
- * entry per token), tokens whose mask is 0 get label −100 and add nothing to the loss.
+ * entry per token), tokens whose mask is 0 get label −100 and add nothing to the loss; a batch
+ * in which the mask keeps no token to predict (its mean loss would be 0/0) is drawn again, and
+ * 100 such draws in a row throw.
  *
  * @example
  * const { ids } = randomWindows(tokens, 8, 128, new lr.Generator(0)); // 8 windows of 128 tokens
@@ -106,15 +108,34 @@ export function randomWindows(
   }
   const ids = new Int32Array(batch * block);
   const labels = new Int32Array(batch * block);
-  for (let b = 0; b < batch; b++) {
-    const start = gen.nextInt(0, tokens.length - block + 1);
-    for (let t = 0; t < block; t++) {
-      const id = tokens[start + t];
-      ids[b * block + t] = id;
-      labels[b * block + t] = !mask || mask[start + t] ? id : -100;
+  for (let attempt = 0; ; attempt++) {
+    let counted = 0;
+    for (let b = 0; b < batch; b++) {
+      const start = gen.nextInt(0, tokens.length - block + 1);
+      for (let t = 0; t < block; t++) {
+        const id = tokens[start + t];
+        ids[b * block + t] = id;
+        const kept = !mask || mask[start + t];
+        labels[b * block + t] = kept ? id : -100;
+        // the model shifts labels: a window's first label predicts nothing
+        if (kept && t > 0) counted++;
+      }
+    }
+    // a batch whose mask keeps no predicted token has a 0/0 mean loss (NaN): draw it again
+    if (counted > 0 || block < 2) break;
+    if (attempt === 99) {
+      throw new Error(
+        `randomWindows: 100 random batches of ${batch} × ${block} tokens held no masked-in token to predict; the mask selects too few tokens for this block size (${countSet(mask)} of ${tokens.length})`,
+      );
     }
   }
   return { ids, labels, batch, block };
+}
+
+function countSet(mask: ArrayLike<number> | undefined): number {
+  let n = 0;
+  if (mask) for (let i = 0; i < mask.length; i++) if (mask[i]) n++;
+  return n;
 }
 
 /**

@@ -53,6 +53,21 @@ describe('E2E data', () => {
     expect(() => randomWindows(tokens, 1, 2, new Generator(0), targetMask.subarray(1))).toThrow(/mask has/);
   });
 
+  it('a masked batch with no token to predict is drawn again (its mean loss would be NaN)', () => {
+    // 200 tokens, only 150–159 kept: most 4-token windows keep nothing past their first token
+    const stream = Int32Array.from({ length: 200 }, (_, i) => i);
+    const mask = Uint8Array.from({ length: 200 }, (_, i) => (i >= 150 && i < 160 ? 1 : 0));
+    for (let seed = 0; seed < 20; seed++) {
+      const b = randomWindows(stream, 2, 4, new Generator(seed), mask);
+      const predicted = Array.from(b.labels).filter((l, i) => l !== -100 && i % 4 !== 0);
+      expect(predicted.length, `seed ${seed}`).toBeGreaterThan(0);
+    }
+    // a mask that keeps nothing cannot be satisfied: a clear error, not an endless loop
+    expect(() => randomWindows(stream, 2, 4, new Generator(0), new Uint8Array(200))).toThrow(
+      /100 random batches of 2 × 4 tokens held no masked-in token to predict.*\(0 of 200\)/,
+    );
+  });
+
   it('random windows are contiguous slices of the stream', () => {
     const stream = Int32Array.from({ length: 100 }, (_, i) => i);
     const b = randomWindows(stream, 4, 10, new Generator(0));
