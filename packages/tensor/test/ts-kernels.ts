@@ -13,6 +13,8 @@ export interface TsKernelServing {
    * is not "CPU (TypeScript)".
    */
   notServing(): string[];
+  /** The kernel names called at least once, in `KERNEL_NAMES` order. */
+  ran(): string[];
 }
 
 /**
@@ -45,5 +47,6 @@ export async function serveCpuWithTsKernels(): Promise<TsKernelServing> {
       const names = lr.KERNEL_NAMES.filter((name) => getKernel('check', 'cpu', name) !== wrapped[name]);
       return lr.getBackend('cpu').description === 'CPU (TypeScript)' ? names : [...names, 'backend'];
     },
+    ran: () => lr.KERNEL_NAMES.filter((name) => (calls[name] ?? 0) > 0),
   };
 }
