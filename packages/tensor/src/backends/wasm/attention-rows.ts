@@ -46,7 +46,8 @@ function emitMask(module: ModuleBuilder): void {
     [],
   );
   const [sc, hard, lens, l, s, causal, mask, mrs, mcs, kind, scale] = params(f, 11);
-  const [i, j, row, hrow, mrow, end, masked, last] = locals(f, 'i32', 8);
+  const [i, j, row, hrow, mrow, end, masked, last, end2] = locals(f, 'i32', 9);
+  const [scale2] = locals(f, 'v128', 1);
   f.for(i, 0, l, 1, () => {
     f.get(i).get(s).op('i32.mul').set(hrow);
     f.get(hrow).get(hard).op('i32.add').set(hrow);
@@ -66,6 +67,32 @@ function emitMask(module: ModuleBuilder): void {
       f.get(hrow).get(j).op('i32.add').i32(1).mem('i32.store8');
     });
     f.i32(0).set(last);
+    // no mask: every key before `end` is kept; f32(sc·scale) two at a time (the same float64
+    // product and float32 rounding per lane), the hard bytes zeroed four at a time
+    f.get(kind).op('i32.eqz');
+    f.if(() => {
+      f.get(end).set(last);
+      f.get(end).i32(-2).op('i32.and').set(end2);
+      f.get(scale).op('f64x2.splat').set(scale2);
+      f.for(j, 0, end2, 2, () => {
+        at4(f, row, j);
+        at4(f, row, j).mem('v128.load64_zero').op('f64x2.promote_low_f32x4').get(scale2);
+        f.op('f64x2.mul', 'f32x4.demote_f64x2_zero').store64Lane(0);
+      });
+      f.for(j, end2, end, 1, () => {
+        at4(f, row, j);
+        at4(f, row, j).mem('f32.load').op('f64.promote_f32').get(scale).op('f64.mul', 'f32.demote_f64');
+        f.mem('f32.store');
+      });
+      f.get(end).i32(-4).op('i32.and').set(end2);
+      f.for(j, 0, end2, 4, () => {
+        f.get(hrow).get(j).op('i32.add').i32(0).mem('i32.store');
+      });
+      f.for(j, end2, end, 1, () => {
+        f.get(hrow).get(j).op('i32.add').i32(0).mem('i32.store8');
+      });
+      f.i32(0).set(end); // the general loop below has nothing left to do
+    });
     f.for(j, 0, end, 1, () => {
       // masked = kind == 2 && mask byte == 0
       f.i32(0).set(masked);
