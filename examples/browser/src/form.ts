@@ -191,7 +191,7 @@ export function validateTrain(
   if (form.textLength !== undefined && Number.isFinite(blockSize) && form.textLength < blockSize + 1) {
     errors.push({
       field: 'text',
-      message: `the text has ${form.textLength} characters; paste at least ${blockSize + 1} (block + 1), or lower the block`,
+      message: `the text has ${form.textLength} tokens (characters for a char model); paste at least ${blockSize + 1} (block + 1), or lower the block`,
     });
   }
   if (errors.length > 0) return { errors };

@@ -282,7 +282,7 @@ export class Session {
     const { ids, replaced } = this.encode(text);
     if (ids.length < minLength + 1) {
       throw new Error(
-        `the text has ${ids.length} characters; paste at least ${minLength + 1} (the block size)`,
+        `the text has ${ids.length} tokens; paste at least ${minLength + 1} (the block size + 1)`,
       );
     }
     const { train, val } = lr.trainValSplit(Int32Array.from(ids), 0.1);
