@@ -1,5 +1,5 @@
 import { applyLora } from '@lowrank/lora';
-import { GPT2LMHeadModel, LMTrainer } from '@lowrank/models';
+import { evaluateLM, GPT2LMHeadModel, LMTrainer } from '@lowrank/models';
 import { AdamW } from '@lowrank/nn';
 import {
   compile,
@@ -116,6 +116,33 @@ describe('LMTrainer: gradient accumulation and the evaluation step', () => {
     const accumPlan = compiled.t.compiledStep.memoryPlan();
     expect(accumPlan && wholePlan).toBeTruthy();
     if (accumPlan && wholePlan) expect(accumPlan.peakBytes).toBeLessThan(wholePlan.peakBytes);
+  });
+
+  it('a second adapter trained after its evaluation: the compiled evaluation sees its new weights', async () => {
+    // the browser page's flow: adapter 1 trained and evaluated, adapter 2 added, evaluated, trained,
+    // evaluated again; a trace right after the switch computed adapter 2's lazy B = 0 inside the
+    // capture, and every replayed evaluation read zeros again (same loss before and after)
+    const flow = async (compile: boolean) => {
+      const model = await new GPT2LMHeadModel(config, { seed: 4 });
+      let lora: ReturnType<typeof applyLora> | null = null;
+      const out: number[] = [];
+      for (const name of ['e2e', 'pasted']) {
+        const cfg = { r: 2, loraAlpha: 4, targetModules: ['c_attn'], seed: 0 };
+        if (lora) lora.addAdapter(name, cfg).setAdapter(name);
+        else lora = applyLora(model, cfg, name);
+        const m = name === 'e2e' ? mask : undefined;
+        const ev = { batches: 2, batchSize: 2, blockSize: 8, seed: 7, mask: m, compile };
+        out.push(await evaluateLM(model, tokens, ev));
+        const t = new LMTrainer(model, lora.trainableParameters(), { ...options, steps: 3, compile });
+        for (let i = 0; i < 3; i++) await t.trainStep(tokens, m);
+        model.eval();
+        out.push(await evaluateLM(model, tokens, ev));
+      }
+      return out;
+    };
+    const eager = await flow(false);
+    expect(eager[3]).not.toBe(eager[2]);
+    expect(await flow(true)).toEqual(eager);
   });
 
   it('refuses a gradAccumSteps that is not a positive integer', async () => {

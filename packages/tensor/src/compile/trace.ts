@@ -43,6 +43,7 @@ export class Trace implements TraceSink {
   private readonly hostComputes: (() => object)[] = [];
   private readonly guards: { holds: () => boolean; what: string }[] = [];
   private readonly made: Storage[] = [];
+  private readonly madeSet = new Set<Storage>();
   private readonly backends = new Map<Backend, Backend>();
   private pendingUpload: (() => TypedArray) | null = null;
   /** Storages written in place by the step (their lazy readers are computed before a replay). */
@@ -184,6 +185,11 @@ export class Trace implements TraceSink {
 
   created(s: Storage): void {
     this.made.push(s);
+    this.madeSet.add(s);
+  }
+
+  madeHere(s: Storage): boolean {
+    return this.madeSet.has(s);
   }
 
   host(run: () => void): void {

@@ -22,6 +22,8 @@ export interface TraceSink {
   written(s: Storage): void;
   /** A storage was created (lazy ones included): the trace realizes the live ones at its end. */
   created(s: Storage): void;
+  /** Whether `s` was created during this trace (else it is external: made before it began). */
+  madeHere(s: Storage): boolean;
   /** A host callback to run again, at this point, on every replay. */
   host(run: () => void): void;
   /** `value` was computed by `compute` on the host: kernel arguments holding it are recomputed. */

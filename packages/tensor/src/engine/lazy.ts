@@ -4,7 +4,7 @@ import { composeView, type Layout } from '../expr/compose.js';
 import { type ElementwiseProgram, type Expr, exprSize, type RandomLeaf } from '../expr/program.js';
 import { sizeOf } from '../shape.js';
 import { type Device, Storage, type View } from '../storage.js';
-import { activeTrace } from './capture.js';
+import { activeTrace, opaqueToTrace } from './capture.js';
 import { adoptMemory, lazyOf, newStorage, releaseLazyInputs, retainLazyInputs, setLazy } from './memory.js';
 import { getBackend, getKernel } from './registry.js';
 
@@ -136,6 +136,13 @@ function chainNodes(program: ElementwiseProgram): number {
 export function realize(storage: Storage): void {
   const lazy = lazyOf(storage);
   if (!lazy) return;
+  // a lazy storage made before the trace (a new adapter's B = 0, say) is computed outside the
+  // recording: it is an external the replays read, not a value they recompute on every call
+  const trace = activeTrace();
+  if (trace && !trace.madeHere(storage)) {
+    opaqueToTrace(() => realize(storage));
+    return;
+  }
   const program = flatten(lazy.program, storage.device, undefined, { random: true });
   let fresh: Storage;
   try {
