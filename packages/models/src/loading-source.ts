@@ -21,7 +21,13 @@ export interface RangeReader {
   close?(): void;
 }
 
-/** Whether `v` is a `RangeReader` (and not a file's bytes). */
+/**
+ * Whether `v` is a `RangeReader` (and not a file's bytes).
+ *
+ * @example
+ * isRangeReader(bytesRangeReader(new Uint8Array(8))); // true
+ * isRangeReader(new Uint8Array(8)); // false
+ */
 export function isRangeReader(v: unknown): v is RangeReader {
   return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) && 'read' in v && 'size' in v;
 }
