@@ -42,8 +42,8 @@ export class Trace implements TraceSink {
   private readonly hostIndex = new Map<object, number>();
   private readonly hostComputes: (() => object)[] = [];
   private readonly guards: { holds: () => boolean; what: string }[] = [];
-  private readonly made: Storage[] = [];
-  private readonly madeSet = new Set<Storage>();
+  /** Storages created while tracing, in creation order (a Set iterates in insertion order). */
+  private readonly made = new Set<Storage>();
   private readonly backends = new Map<Backend, Backend>();
   private pendingUpload: (() => TypedArray) | null = null;
   /** Storages written in place by the step (their lazy readers are computed before a replay). */
@@ -184,12 +184,11 @@ export class Trace implements TraceSink {
   }
 
   created(s: Storage): void {
-    this.made.push(s);
-    this.madeSet.add(s);
+    this.made.add(s);
   }
 
   madeHere(s: Storage): boolean {
-    return this.madeSet.has(s);
+    return this.made.has(s);
   }
 
   host(run: () => void): void {
@@ -345,7 +344,7 @@ export class Trace implements TraceSink {
 
   /** Lets go of what a failed trace holds (the constants it uploaded). */
   abort(): void {
-    this.made.length = 0;
+    this.made.clear();
     for (const s of this.constants) releaseStorage(s);
   }
 }
