@@ -13,7 +13,8 @@
  * A config ending in `-eager` (`wasm2-eager`) runs the steps eagerly (LMTrainer's `compile: false`);
  * the others run compiled steps (lr.compile), the trainer's default. One ending in `-f64x2`
  * (`wasm1-f64x2`) compiles every elementwise program with the f64x2 Wasm compiler (no f32x4
- * path: the comparison of docs/perf.md, issue 16).
+ * path: the comparison of docs/perf.md, issue 16). One ending in `-sm64` (`wasm1-sm64`) runs the
+ * attention's row softmax in float64 (the kernel before `softmax_f32`).
  *
  *   node --conditions=source --import tsx bench/demo-train.ts [--model char|llama --steps 8 --warmup 2 --configs ts,wasm1,wasm2,webgpu,wasm2-eager --causal-block 32]
  */
@@ -22,7 +23,7 @@ import { loadavg } from 'node:os';
 import { applyLora } from '../packages/lora/src/index.js';
 import * as lr from '../packages/lowrank/src/index.js';
 import { AutoModelForCausalLM, loadTokenizer } from '../packages/models/src/node.js';
-import { setCausalBlockRows } from '../packages/tensor/src/backends/wasm/attention.js';
+import { setAttentionSoftmax, setCausalBlockRows } from '../packages/tensor/src/backends/wasm/attention.js';
 import { useF32x4Elementwise } from '../packages/tensor/src/backends/wasm/elementwise.js';
 import { arg, numberArg } from './args.js';
 
@@ -52,8 +53,10 @@ async function run(name: string): Promise<void> {
   const base = name.replace(/-cb\d+$/, '');
   const eager = base.endsWith('-eager');
   const f64x2 = base.endsWith('-f64x2');
-  const config = base.replace(/-(eager|f64x2)$/, '');
+  const sm64 = base.endsWith('-sm64');
+  const config = base.replace(/-(eager|f64x2|sm64)$/, '');
   useF32x4Elementwise(!f64x2);
+  setAttentionSoftmax(sm64 ? 'f64' : 'f32');
   const device: lr.Device = config === 'webgpu' ? 'webgpu' : 'cpu';
   if (config === 'ts') await lr.init({ backend: 'cpu-ts' });
   else if (config === 'webgpu') await lr.init({ backend: 'webgpu' });

@@ -12,6 +12,19 @@ function instantiate(m: ModuleBuilder, memory?: WebAssembly.Memory): Record<stri
 }
 
 describe('wasm assembler', () => {
+  it('names its functions in the custom name section (profiles say gemm, not wasm-function[2])', () => {
+    const m = new ModuleBuilder();
+    m.importFunction('host', ['i32'], []);
+    const one = m.function('one', [], ['i32']);
+    one.i32(1);
+    const mod = new WebAssembly.Module(m.encode());
+    const [section] = WebAssembly.Module.customSections(mod, 'name');
+    const b = new Uint8Array(section);
+    // subsection 1 (function names): size, count 2, then (index, length, utf-8 name) pairs
+    expect(b[0]).toBe(1);
+    expect([...b.subarray(2)]).toEqual([2, 0, 4, ...Buffer.from('host'), 1, 3, ...Buffer.from('one')]);
+  });
+
   it('assembles i32/f32/f64 arithmetic with params and results', () => {
     const m = new ModuleBuilder();
     const add = m.function('add', ['i32', 'i32'], ['i32']);

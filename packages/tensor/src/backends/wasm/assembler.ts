@@ -123,6 +123,8 @@ const SIMD = {
   'v128.any_true': 0x53,
   'f32x4.demote_f64x2_zero': 0x5e,
   'f64x2.promote_low_f32x4': 0x5f,
+  'i32x4.eq': 0x37,
+  'i32x4.shl': 0xab,
   'i32x4.add': 0xae,
   'i32x4.sub': 0xb1,
   'i32x4.mul': 0xb5,
@@ -160,6 +162,7 @@ const SIMD = {
   'f64x2.max': 0xf5,
   'f64x2.pmin': 0xf6,
   'f64x2.pmax': 0xf7,
+  'i32x4.trunc_sat_f32x4_s': 0xf8,
   // relaxed SIMD (a separate proposal: check `features().relaxedSimd` before emitting these)
   'f32x4.relaxed_madd': 0x105,
   'f32x4.relaxed_nmadd': 0x106,
@@ -191,6 +194,7 @@ const LANE = {
   'f64x2.extract_lane': 0x21,
   'f64x2.replace_lane': 0x22,
   'i32x4.extract_lane': 0x1b,
+  'i32x4.replace_lane': 0x1c,
 } as const;
 
 /** A scalar or SIMD instruction without immediates. */
@@ -513,6 +517,13 @@ export class ModuleBuilder {
     return fn;
   }
 
+  /** The function added under `name` (for calls between emitters in different files). */
+  find(name: string): FunctionBuilder {
+    const f = this.functions.find((g) => g.name === name);
+    if (!f) throw new Error(`function ${name} is not in this module (emit it first)`);
+    return f;
+  }
+
   indexOf(fn: FunctionBuilder | ImportedFunction): number {
     if (!(fn instanceof FunctionBuilder)) {
       const j = this.imports.indexOf(fn);
@@ -586,6 +597,21 @@ export class ModuleBuilder {
         uleb(s, body.length);
         for (const b of body) s.push(b);
       }
+    });
+    // the custom "name" section (function names, subsection 1): profilers and stack traces then
+    // say `gemm` or `softmax` where they said `wasm-function[2]`
+    section(out, 0, (s) => {
+      name(s, 'name');
+      const names: number[] = [];
+      const all = [...this.imports, ...this.functions];
+      uleb(names, all.length);
+      all.forEach((f, i) => {
+        uleb(names, i);
+        name(names, f.name);
+      });
+      s.push(1);
+      uleb(s, names.length);
+      for (const b of names) s.push(b);
     });
     return new Uint8Array(out);
   }

@@ -21,9 +21,55 @@ import type { FunctionBuilder, Local, ModuleBuilder } from './assembler.js';
  * emitAttentionRows(m); // then exports.attn_mask(sc, hard, lens, l, s, 1, 0, 0, 0, 0, 0.125)
  */
 export function emitAttentionRows(module: ModuleBuilder): void {
-  emitMask(module);
-  emitDs(module);
+  const mask = emitMask(module);
+  const ds = emitDs(module);
   emitAdd(module);
+  // attn_mask_heads(count, sc, scH, hard, hardH, lens, lensH, l, s, causal, mask, maskH, mrs, mcs,
+  // kind, scale): attn_mask on `count` heads, each pointer `…H` bytes past the last head's
+  emitHeads(
+    module,
+    'attn_mask_heads',
+    mask,
+    ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f64'],
+    [0, 1, 2, 6],
+  );
+  // attn_ds_heads(count, p, pH, ds, dsH, hard, hardH, g, gH, grs, gcs, o, oH, ors, ocs, lse, lseH,
+  // lss, l, s, ev, scale): attn_ds likewise
+  emitHeads(
+    module,
+    'attn_ds_heads',
+    ds,
+    ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f64'],
+    [0, 1, 2, 3, 6, 9],
+  );
+}
+
+/**
+ * `name(count, …)`: calls `inner` on `count` heads, its parameters in order with each one of
+ * `perHead` (byte addresses) followed by that address's step from one head to the next. One
+ * call for a thread's heads, where the JavaScript driver made one per head (≈ 2 µs each).
+ */
+function emitHeads(
+  module: ModuleBuilder,
+  name: string,
+  inner: FunctionBuilder,
+  types: readonly ('i32' | 'f64')[],
+  perHead: readonly number[],
+): void {
+  const sig: ('i32' | 'f64')[] = ['i32'];
+  for (let i = 0; i < types.length; i++)
+    sig.push(types[i], ...(perHead.includes(i) ? (['i32'] as const) : []));
+  const f = module.function(name, sig, []);
+  const count = f.param(0);
+  const h = f.local('i32');
+  f.for(h, 0, count, 1, () => {
+    let at = 1;
+    for (let i = 0; i < types.length; i++) {
+      f.get(f.param(at++));
+      if (perHead.includes(i)) f.get(h).get(f.param(at++)).op('i32.mul', 'i32.add');
+    }
+    f.call(inner, module);
+  });
 }
 
 function params(f: FunctionBuilder, n: number): Local[] {
@@ -39,7 +85,7 @@ function at4(f: FunctionBuilder, base: Local, i: Local): FunctionBuilder {
   return f.get(base).get(i).i32(2).op('i32.shl', 'i32.add');
 }
 
-function emitMask(module: ModuleBuilder): void {
+function emitMask(module: ModuleBuilder): FunctionBuilder {
   const f = module.function(
     'attn_mask',
     ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f64'],
@@ -130,9 +176,10 @@ function emitMask(module: ModuleBuilder): void {
     });
     at4(f, lens, i).get(last).mem('i32.store');
   });
+  return f;
 }
 
-function emitDs(module: ModuleBuilder): void {
+function emitDs(module: ModuleBuilder): FunctionBuilder {
   const f = module.function(
     'attn_ds',
     ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f64'],
@@ -170,6 +217,7 @@ function emitDs(module: ModuleBuilder): void {
       );
     });
   });
+  return f;
 }
 
 function emitAdd(module: ModuleBuilder): void {

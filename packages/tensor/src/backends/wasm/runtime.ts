@@ -1,4 +1,5 @@
 import { features, ModuleBuilder } from './assembler.js';
+import { emitAttentionDriver } from './attention-driver.js';
 import { defaultGemm, emitGemm, type GemmConfig, gemmScratchBytes } from './gemm.js';
 import { WasmHeap } from './heap.js';
 import { emitKernels } from './kernels.js';
@@ -40,6 +41,7 @@ export function kernelModuleBytes(heap: WasmHeap, gemm: GemmConfig): Uint8Array<
   });
   emitGemm(m, gemm);
   emitKernels(m);
+  emitAttentionDriver(m); // calls the gemm and the attention's row kernels
   return m.encode();
 }
 

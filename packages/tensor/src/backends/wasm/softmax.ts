@@ -1,5 +1,6 @@
 import type { ModuleBuilder } from './assembler.js';
 import { F64x2Math } from './math.js';
+import { expF32x4 } from './math-f32x4.js';
 
 /**
  * `softmax(x, out, rows, cols, lse, lens)`: row softmax over contiguous float32 rows, with the TypeScript
@@ -13,20 +14,41 @@ import { F64x2Math } from './math.js';
  * independent: any split over threads gives the same bits. Four elements a turn: the max and
  * the division are f32x4 (exactly the float64 ones on float32 values), exp two f64x2 halves;
  * 16.3 → 12.5 ns an element of a causal 128×128 head (CPU time, same process, load 11; same bits).
+ * `softmax_f32` (same arguments) is the float32 kernel below, for the attention.
  *
  * @example
  * emitSoftmax(m); // then exports.softmax(xAddr, outAddr, rows, cols, 0, 0)
  */
 export function emitSoftmax(module: ModuleBuilder): void {
-  const f = module.function('softmax', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], []);
+  emitRowSoftmax(module, 'softmax', true);
+  emitRowSoftmax(module, 'softmax_f32', false);
+}
+
+/**
+ * One row-softmax kernel. `exact`: exp in float64 (math.ts) and the sum in float64 in index
+ * order, the TypeScript kernel's bits. Otherwise (`softmax_f32`, the attention's): x − m and exp in
+ * float32 (math-f32x4.ts, ≤ 2 ulp), summed in float32 by lane (element j into lane j mod 4, so a
+ * row's −∞ tail given by `lens` or read as −∞ gives the same bits; lanes joined (0+1)+(2+3)):
+ * within (4 + 1.2·|x − m|)·1e-7 relative of the exact kernel (x − m rounds to float32: the
+ * float32 gemm that made the scores rounded them as much).
+ */
+function emitRowSoftmax(module: ModuleBuilder, name: string, exact: boolean): void {
+  const f = module.function(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], []);
   const [x, out, rows, cols, lse, lens] = Array.from({ length: 6 }, (_, i) => f.param(i));
   const [r, j, xr, or, end4, len] = Array.from({ length: 6 }, () => f.local('i32'));
   const [m, s] = [f.local('f64'), f.local('f64')];
   const [mf, sf] = [f.local('f32'), f.local('f32')];
   const [acc, half, eLo, e4, sv, fill] = Array.from({ length: 6 }, () => f.local('v128'));
+  const [lanes, d4] = [f.local('v128'), f.local('v128')];
   const math = new F64x2Math(f);
   const xAt = () => f.get(xr).get(j).i32(2).op('i32.shl', 'i32.add');
   const oAt = () => f.get(or).get(j).i32(2).op('i32.shl', 'i32.add');
+  if (!exact) {
+    // lane ids [0, 1, 2, 3]: the tail's element j goes to lane j mod 4
+    f.i32(0).op('i32x4.splat');
+    for (let l = 1; l < 4; l++) f.i32(l).lane('i32x4.replace_lane', l);
+    f.set(lanes);
+  }
   f.for(r, 0, rows, 1, () => {
     // the row's length: cols, or lens[r] (its values from there on are −∞)
     f.get(cols).set(len);
@@ -57,36 +79,62 @@ export function emitSoftmax(module: ModuleBuilder): void {
       xAt().mem('f32.load').op('f32.max').set(mf);
     });
     f.get(mf).op('f64.promote_f32').set(m);
-    // e = f32(exp(x − m)) four at a time (two f64x2 halves), summed in float64 in index order
-    f.f64(0).set(s);
-    const expHalf = (v: () => void) => {
-      v();
-      f.op('f64x2.promote_low_f32x4');
-      f.get(m).op('f64x2.splat', 'f64x2.sub').set(half);
-      math.exp(half);
-      f.op('f32x4.demote_f64x2_zero');
-    };
-    const addLanes = (v: typeof e4, n: number) => {
-      for (let l = 0; l < n; l++) {
-        f.get(s).get(v).lane('f32x4.extract_lane', l).op('f64.promote_f32', 'f64.add').set(s);
-      }
-    };
-    f.for(j, 0, end4, 4, () => {
-      xAt().mem('v128.load').set(e4);
-      expHalf(() => f.get(e4));
-      f.set(eLo);
-      expHalf(() => f.get(e4).get(e4).shuffle([8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]));
-      f.set(e4);
-      f.get(eLo).get(e4).shuffle([0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]).set(e4);
-      oAt().get(e4).mem('v128.store');
-      addLanes(e4, 4);
-    });
-    f.for(j, end4, len, 1, () => {
-      expHalf(() => xAt().mem('f32.load').op('f32x4.splat'));
-      f.set(e4);
-      oAt().get(e4).lane('f32x4.extract_lane', 0).mem('f32.store');
-      addLanes(e4, 1);
-    });
+    if (exact) {
+      // e = f32(exp(x − m)) four at a time (two f64x2 halves), summed in float64 in index order
+      f.f64(0).set(s);
+      const expHalf = (v: () => void) => {
+        v();
+        f.op('f64x2.promote_low_f32x4');
+        f.get(m).op('f64x2.splat', 'f64x2.sub').set(half);
+        math.exp(half);
+        f.op('f32x4.demote_f64x2_zero');
+      };
+      const addLanes = (v: typeof e4, n: number) => {
+        for (let l = 0; l < n; l++) {
+          f.get(s).get(v).lane('f32x4.extract_lane', l).op('f64.promote_f32', 'f64.add').set(s);
+        }
+      };
+      f.for(j, 0, end4, 4, () => {
+        xAt().mem('v128.load').set(e4);
+        expHalf(() => f.get(e4));
+        f.set(eLo);
+        expHalf(() =>
+          f.get(e4).get(e4).shuffle([8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]),
+        );
+        f.set(e4);
+        f.get(eLo).get(e4).shuffle([0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]).set(e4);
+        oAt().get(e4).mem('v128.store');
+        addLanes(e4, 4);
+      });
+      f.for(j, end4, len, 1, () => {
+        expHalf(() => xAt().mem('f32.load').op('f32x4.splat'));
+        f.set(e4);
+        oAt().get(e4).lane('f32x4.extract_lane', 0).mem('f32.store');
+        addLanes(e4, 1);
+      });
+    } else {
+      // e = exp(x − m) in float32, four at a time, into lane sums
+      f.f32(0).op('f32x4.splat').set(acc);
+      f.for(j, 0, end4, 4, () => {
+        xAt().mem('v128.load').get(mf).op('f32x4.splat', 'f32x4.sub').set(d4);
+        expF32x4(f, d4);
+        f.set(e4);
+        oAt().get(e4).mem('v128.store');
+        f.get(acc).get(e4).op('f32x4.add').set(acc);
+      });
+      f.for(j, end4, len, 1, () => {
+        xAt().mem('f32.load').op('f32x4.splat').get(mf).op('f32x4.splat', 'f32x4.sub').set(d4);
+        expF32x4(f, d4);
+        f.set(e4);
+        oAt().get(e4).lane('f32x4.extract_lane', 0).mem('f32.store');
+        // into lane j mod 4 only
+        f.get(acc).get(e4).get(lanes).get(j).i32(3).op('i32.and', 'i32x4.splat', 'i32x4.eq', 'v128.and');
+        f.op('f32x4.add').set(acc);
+      });
+      f.get(acc).lane('f32x4.extract_lane', 0).get(acc).lane('f32x4.extract_lane', 1).op('f32.add');
+      f.get(acc).lane('f32x4.extract_lane', 2).get(acc).lane('f32x4.extract_lane', 3).op('f32.add');
+      f.op('f32.add', 'f64.promote_f32').set(s);
+    }
     // lse (when asked): f32(m + log s) in float64 as the TypeScript attention kernel; −∞ for a
     // row of only −∞ (whose s is NaN)
     f.get(lse);
