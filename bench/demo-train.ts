@@ -18,84 +18,16 @@
  *
  *   node --conditions=source --import tsx bench/demo-train.ts [--model char|llama --steps 8 --warmup 2 --configs ts,wasm1,wasm2,webgpu,wasm2-eager --causal-block 32]
  */
-import { readFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
-import { applyLora } from '../packages/lora/src/index.js';
-import * as lr from '../packages/lowrank/src/index.js';
-import { AutoModelForCausalLM, loadTokenizer } from '../packages/models/src/node.js';
-import { setAttentionSoftmax, setCausalBlockRows } from '../packages/tensor/src/backends/wasm/attention.js';
-import { useF32x4Elementwise } from '../packages/tensor/src/backends/wasm/elementwise.js';
 import { arg, numberArg } from './args.js';
+import { demoTraining } from './demo-step.js';
 
-const STEPS = numberArg('steps', 8);
-const WARMUP = numberArg('warmup', 2); // ≥ 2 for compiled steps: a warm-up call and a traced one
-const CONFIGS = arg('configs', 'ts,wasm1,wasm2').split(',');
-const MODEL = arg('model', 'char');
-// rows per block of the causal attention gemms on the Wasm backend (0: whole products); a
-// config ending in -cbN (`wasm1-cb0`) sets it for that run
-const CAUSAL_BLOCK = numberArg('causal-block', 32);
-const here = (p: string): string => new URL(p, import.meta.url).pathname;
-const MODELS: Record<string, { dir: string; targetModules: string[] }> = {
-  char: { dir: 'shakespeare-char', targetModules: ['c_attn', 'c_proj', 'c_fc'] },
-  llama: {
-    dir: 'llama-shakespeare-brown',
-    targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
-  },
+const opts = {
+  model: arg('model', 'char'),
+  steps: numberArg('steps', 8),
+  warmup: numberArg('warmup', 2),
+  // rows per block of the causal attention gemms on the Wasm backend (0: whole products); a
+  // config ending in -cbN (`wasm1-cb0`) sets it for that run
+  causalBlock: numberArg('causal-block', 32),
 };
-const chosen = MODELS[MODEL];
-if (!chosen) throw new Error(`--model: expected one of ${Object.keys(MODELS).join(', ')}, got ${MODEL}`);
-const ckpt = here(`../examples/checkpoints/${chosen.dir}`);
-const e2e = (f: string): lr.E2EExample[] => lr.parseE2E(readFileSync(here(`../data/e2e/${f}`), 'utf8'));
-
-async function run(name: string): Promise<void> {
-  const cb = /-cb(\d+)$/.exec(name);
-  setCausalBlockRows(cb ? Number(cb[1]) : CAUSAL_BLOCK);
-  const base = name.replace(/-cb\d+$/, '');
-  const eager = base.endsWith('-eager');
-  const f64x2 = base.endsWith('-f64x2');
-  const sm64 = base.endsWith('-sm64');
-  const config = base.replace(/-(eager|f64x2|sm64)$/, '');
-  useF32x4Elementwise(!f64x2);
-  setAttentionSoftmax(sm64 ? 'f64' : 'f32');
-  const device: lr.Device = config === 'webgpu' ? 'webgpu' : 'cpu';
-  if (config === 'ts') await lr.init({ backend: 'cpu-ts' });
-  else if (config === 'webgpu') await lr.init({ backend: 'webgpu' });
-  else await lr.init({ backend: 'cpu', threads: Number(config.replace('wasm', '')) });
-  const model = await AutoModelForCausalLM.fromPretrained(ckpt, { device });
-  const tok = loadTokenizer(ckpt, model.config.vocab_size);
-  const train = lr.e2eStream(e2e('valid.txt'), (s) => tok.encode(s));
-  const lora = applyLora(model, {
-    r: 8,
-    loraAlpha: 16,
-    targetModules: chosen.targetModules,
-    seed: 0,
-  });
-  const trainer = new lr.LMTrainer(model, lora.trainableParameters(), {
-    steps: STEPS + WARMUP,
-    batchSize: 8,
-    blockSize: 128,
-    lr: 1e-2,
-    warmupSteps: 1,
-    weightDecay: 0,
-    seed: 0,
-    compile: !eager,
-  });
-  const losses: number[] = [];
-  for (let s = 0; s < WARMUP; s++) losses.push(await trainer.trainStep(train.tokens, train.targetMask));
-  const t0 = performance.now();
-  const c0 = process.cpuUsage();
-  for (let s = 0; s < STEPS; s++) losses.push(await trainer.trainStep(train.tokens, train.targetMask));
-  const sec = (performance.now() - t0) / 1000;
-  // CPU time of the process (all its threads: the worker pool's too): less sensitive than wall
-  // time to other processes sharing the cores, though not immune (caches, frequency)
-  const cpu = process.cpuUsage(c0);
-  const cpuMs = (cpu.user + cpu.system) / 1000 / STEPS;
-  const tps = (STEPS * 8 * 128) / sec;
-  console.log(
-    `${name.padEnd(12)} ${lr.getBackend(device).description.padEnd(44)} ${tps.toFixed(0).padStart(6)} tok/s ` +
-      `(${((sec * 1000) / STEPS).toFixed(0)} ms/step, CPU ${cpuMs.toFixed(0)} ms/step, load ${loadavg()[0].toFixed(1)})  losses ${losses.map((l) => l.toFixed(4)).join(' ')}`,
-  );
-}
-
-for (const c of CONFIGS) await run(c);
+for (const c of arg('configs', 'ts,wasm1,wasm2').split(',')) await demoTraining(c, opts);
 process.exit(0);
