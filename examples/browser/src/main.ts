@@ -76,20 +76,27 @@ let textFile: string | null = null;
 const stateLog: string[] = [];
 const readouts: string[] = [];
 
-function setState(state: 'loading' | 'ready' | 'quantizing' | 'training' | 'generating' | 'error'): void {
+function setState(
+  state: 'loading' | 'ready' | 'quantizing' | 'training' | 'generating' | 'merging' | 'error',
+): void {
   document.body.dataset.state = state;
   stateLog.push(state);
   const idle = state === 'ready';
-  for (const id of ['train', 'generate', 'load-hub', 'pick-folder', 'load-shipped'])
+  // a merged adapter has no base left to train on, switch from or quantize (Session.merged)
+  const merged = session?.merged ?? null;
+  for (const id of ['generate', 'load-hub', 'pick-folder', 'load-shipped'])
     $<HTMLButtonElement>(id).disabled = !idle;
+  $<HTMLButtonElement>('train').disabled = !idle || merged !== null;
   input('model-folder').disabled = !idle;
-  $<HTMLSelectElement>('quant').disabled = !idle;
+  $<HTMLSelectElement>('quant').disabled = !idle || merged !== null;
   $<HTMLButtonElement>('stop').disabled = state !== 'training';
   $<HTMLButtonElement>('download').disabled = !idle || !session || session.active === BASE;
+  $<HTMLButtonElement>('merge').disabled = !idle || !session || session.active === BASE || merged !== null;
+  $<HTMLButtonElement>('unmerge').disabled = !idle || merged === null;
   for (const el of document.querySelectorAll<HTMLInputElement | HTMLButtonElement>(
     '#adapters input, #adapters button',
   ))
-    el.disabled = !idle || el.dataset.blocked !== undefined;
+    el.disabled = !idle || el.dataset.blocked !== undefined || merged !== null;
 }
 
 /** Writes each field's message next to it (and clears the others of the group); marks the controls invalid. */
@@ -285,9 +292,17 @@ function renderAdapters(): void {
     }
     box.append(row);
   }
-  $('active-adapter').textContent = describeAdapter(s.adapters.get(s.active));
+  $('active-adapter').textContent =
+    describeAdapter(s.adapters.get(s.active)) + (s.merged ? ' · merged into the base' : '');
   $('gen-adapter-title').textContent =
-    s.active === BASE ? 'with the adapter (after): none active' : `with adapter '${s.active}' (after)`;
+    s.active === BASE
+      ? 'with the adapter (after): none active'
+      : s.merged
+        ? `adapter '${s.merged}' merged into the base (after)`
+        : `with adapter '${s.active}' (after)`;
+  $('merge-status').textContent = s.merged
+    ? `'${s.merged}' is merged into the base's weights (W + s·B·A, no LoRA path): generation runs on the merged model. The adapter stays loaded, saved and downloadable; unmerge reloads the base from the checkpoint.`
+    : '';
 }
 
 function button(id: string, text: string, onClick: () => Promise<void> | void): HTMLButtonElement {
@@ -457,7 +472,10 @@ async function generate(): Promise<void> {
     const stopAtNewline = input('stop-line').checked;
     const show = (r: { text: string; eos: boolean }): string =>
       `${prompt}${r.text}${r.eos ? ' ⏎ (end of text)' : ''}`;
-    $('gen-base').textContent = show(await s.generate({ ...settings, stopAtNewline, base: true }));
+    // merged: the base alone is not in memory (its weights hold ΔW) until unmerge reloads it
+    $('gen-base').textContent = s.merged
+      ? `(the base alone is back after unmerge: '${s.merged}' is merged into its weights)`
+      : show(await s.generate({ ...settings, stopAtNewline, base: true }));
     if (s.active !== BASE)
       $('gen-adapter').textContent = show(await s.generate({ ...settings, stopAtNewline }));
   } catch (e) {
@@ -484,6 +502,28 @@ async function download(): Promise<void> {
     // browsers may drop a second download started in the same task
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
+}
+
+/**
+ * Merges the active adapter into the base, or gives the base its own weights back (`Session.merge`
+ * / `unmerge`); a failure is shown under the buttons and leaves the model as it was.
+ */
+async function mergeAction(action: 'merge' | 'unmerge'): Promise<void> {
+  const s = session!;
+  $('merge-error').textContent = '';
+  setState('merging');
+  $('merge-status').textContent =
+    action === 'merge' ? `merging '${s.active}' into the base…` : 'reloading the base from the checkpoint…';
+  try {
+    await (action === 'merge' ? s.merge() : s.unmerge());
+  } catch (e) {
+    console.error(e);
+    $('merge-error').textContent = message(e);
+  }
+  for (const id of ['gen-base', 'gen-adapter']) $(id).textContent = '';
+  showBaseMemory();
+  renderAdapters();
+  setState('ready');
 }
 
 /** What the browser test uses (and what a curious visitor can call from the console). */
@@ -776,6 +816,8 @@ async function start(): Promise<void> {
   $('train').addEventListener('click', () => void train());
   $('stop').addEventListener('click', () => session?.stop());
   $('generate').addEventListener('click', () => void generate());
+  $('merge').addEventListener('click', () => void mergeAction('merge'));
+  $('unmerge').addEventListener('click', () => void mergeAction('unmerge'));
   $('download').addEventListener('click', () => {
     $('download-error').textContent = '';
     void download().catch((e: unknown) => {

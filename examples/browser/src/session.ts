@@ -195,29 +195,91 @@ export class Session {
    */
   async setQuantization(q: BaseQuant): Promise<void> {
     if (this.busy) throw new Error('busy: wait for the current run to finish');
+    if (this.merged !== null) throw new Error(`'${this.merged}' is merged into the base: unmerge it first`);
     if (q === this.quantization) return;
     this.busy = true;
     try {
-      const kept: { name: string; configJson: string; safetensors: Uint8Array }[] = [];
-      for (const name of this.adapters.keys()) kept.push({ name, ...(await this.serialize(name)) });
-      const model = await buildModel(this.checkpoint, this.device, q);
-      const old = this.#model;
-      const active = this.active;
-      this.#model = model;
-      this.baseFootprint = lr.modelFootprint(model); // before any LoRA layer adds its weights
-      this.lora = null;
-      this.quantization = q;
-      old.dispose();
-      for (const a of kept) {
-        this.lora = lr.loadAdapterFromBytes(model, a.configJson, a.safetensors, {
-          adapterName: a.name,
-          onWarning: (m) => console.warn(m),
-        });
-      }
-      this.use(active);
+      await this.#rebuild(q);
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * A new base from the checkpoint, stored as `q` asks, with every adapter of the session moved
+   * onto it (their PEFT weights, unchanged) and the active one active again. The new base is
+   * built before the old one goes: on a failure the old one stays as it was.
+   */
+  async #rebuild(q: BaseQuant): Promise<void> {
+    const kept: { name: string; configJson: string; safetensors: Uint8Array }[] = [];
+    for (const name of this.adapters.keys()) kept.push({ name, ...(await this.serialize(name)) });
+    const model = await buildModel(this.checkpoint, this.device, q);
+    const old = this.#model;
+    const active = this.active;
+    this.#model = model;
+    this.baseFootprint = lr.modelFootprint(model); // before any LoRA layer adds its weights
+    this.lora = null;
+    this.quantization = q;
+    this.merged = null;
+    old.dispose();
+    for (const a of kept) {
+      this.lora = lr.loadAdapterFromBytes(model, a.configJson, a.safetensors, {
+        adapterName: a.name,
+        onWarning: (m) => console.warn(m),
+      });
+    }
+    this.use(active);
+  }
+
+  /**
+   * The adapter whose ΔW = s·B·A is merged into the base's weights (`merge`), or null. While one
+   * is, generation and logits run on the merged weights alone (no LoRA path), and training,
+   * switching or deleting adapters, loading one and changing the quantization are refused: the
+   * base the other actions need is gone until `unmerge`.
+   */
+  merged: string | null = null;
+
+  /**
+   * Merges the active adapter into the base (lowrank's `safeMerge`: W ← W + s·B·A in every
+   * adapted layer, refused with the layers named when a ΔW holds NaN or infinity, nothing
+   * changed then). Its A and B stay loaded, so it stays downloadable and saved as it was. On a
+   * quantized base W + ΔW is requantized to the base's format (the engine warns: outputs move
+   * beyond float rounding).
+   */
+  async merge(): Promise<void> {
+    if (this.busy) throw new Error('busy: wait for the current run to finish');
+    if (this.merged !== null) throw new Error(`'${this.merged}' is merged already`);
+    if (!this.lora || this.active === BASE)
+      throw new Error('no adapter is active: choose the adapter to merge into the base');
+    this.busy = true;
+    try {
+      await this.lora.safeMerge([this.active]);
+      this.merged = this.active;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /**
+   * Gives the base back its own weights: rebuilt from the checkpoint (not W − ΔW, which would
+   * keep float rounding, or on a quantized base a second requantization), with every adapter
+   * moved onto it and the merged one active, unmerged: its logits are the ones before `merge`
+   * bit for bit.
+   */
+  async unmerge(): Promise<void> {
+    if (this.busy) throw new Error('busy: wait for the current run to finish');
+    if (this.merged === null) throw new Error('no adapter is merged');
+    this.busy = true;
+    try {
+      await this.#rebuild(this.quantization);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  #refuseWhileMerged(what: string): void {
+    if (this.merged !== null)
+      throw new Error(`'${this.merged}' is merged into the base: unmerge it before ${what}`);
   }
 
   /**
@@ -293,6 +355,7 @@ export class Session {
   /** Activates an adapter by name, or the base model (`BASE`). */
   use(name: string): void {
     if (name !== BASE && !this.adapters.has(name)) throw new Error(`no adapter '${name}'`);
+    if (name !== this.active) this.#refuseWhileMerged('switching adapters');
     if (this.lora) this.lora.setAdapter(name === BASE ? [] : name);
     this.active = name;
   }
@@ -304,6 +367,7 @@ export class Session {
   /** Trains a new adapter on `corpus`; resolves when done or stopped. */
   async train(corpus: Corpus, s: TrainSettings, onStep: (r: StepReport) => void): Promise<AdapterInfo> {
     if (this.busy) throw new Error('busy: wait for the current run to finish');
+    this.#refuseWhileMerged('training');
     checkTrainSettings(s, this.model.contextLength);
     const name = s.name.trim();
     if (name === BASE || this.adapters.has(name)) throw new Error(`adapter name '${name}' is taken`);
@@ -440,11 +504,13 @@ export class Session {
       const eos = r.stoppedBy === 'eos';
       return { text: this.tokenizer.decode(eos ? r.tokens.slice(0, -1) : r.tokens), eos };
     };
+    if (options.base && this.merged !== null)
+      throw new Error(`'${this.merged}' is merged into the base: the base alone is back after unmerge`);
     if (options.base && this.lora && this.active !== BASE) return this.lora.disableAdapters(run);
     return run();
   }
 
-  /** Logits [T, vocab] of one sequence through the active adapter (the test compares them with Node). */
+  /** Logits [T, vocab] of one sequence through the active adapter, or the merged weights (the test compares them with Node). */
   async logits(text: string): Promise<number[]> {
     const ids = lr.tensor([this.encode(text).ids], { dtype: 'int32' });
     const logits = lr.noGrad(() => this.model.forward(ids).logits);
@@ -462,6 +528,7 @@ export class Session {
     if (this.busy) throw new Error('busy: wait for the current run to finish');
     if (info.name === BASE || this.adapters.has(info.name))
       throw new Error(`an adapter named '${info.name}' is already loaded`);
+    this.#refuseWhileMerged('loading another adapter');
     const handle = lr.loadAdapterFromBytes(this.model, configJson, safetensors, {
       adapterName: info.name,
       onWarning: (m) => console.warn(m),
@@ -475,6 +542,7 @@ export class Session {
   delete(name: string): void {
     if (this.busy) throw new Error('busy: wait for the current run to finish');
     if (!this.adapters.has(name)) throw new Error(`no adapter '${name}'`);
+    this.#refuseWhileMerged('deleting an adapter');
     this.lora?.deleteAdapter(name);
     this.adapters.delete(name);
     if (this.active === name) this.use(BASE);

@@ -418,6 +418,79 @@ describe.skipIf(skipReason !== null)(
       SLOW,
     );
 
+    it(
+      "merges a saved adapter into a fresh base (issue 17's chain in the page): the merged model's logits are the adapter's within 1e-4, greedy replies the same; unmerge gives the base back bit for bit",
+      async () => {
+        const page = await open('?backend=cpu');
+        const logits = () =>
+          page.evaluate(
+            (text) => (window as unknown as { lowrankPage: PageApi }).lowrankPage.logits(text),
+            FIXED,
+          );
+        const peftBytes = () =>
+          page.evaluate(async () => {
+            const f = await (window as unknown as { lowrankPage: PageApi }).lowrankPage
+              .session()!
+              .serialize('e2e');
+            return { configJson: f.configJson, safetensors: Array.from(f.safetensors) };
+          });
+        // fromPretrained (the shipped default) → LoRA → train → saved in IndexedDB by the page
+        await trainE2E(page, { steps: 2, batch: 2, block: 32 });
+        expect(await page.textContent('#saved-e2e')).toBe('saved in this browser');
+        const trained = await logits();
+        const saved = await peftBytes();
+        // a fresh base: the page reloaded, the adapter loaded back from IndexedDB
+        await page.reload();
+        await waitState(page, ['ready', 'error'], 120_000);
+        expect(await fieldErrors(page)).toEqual([]);
+        const base = await logits();
+        await page.click('#load-e2e');
+        expect(await page.textContent('#active-adapter')).toMatch(/^e2e \(r=8/);
+        const unmerged = await logits();
+        expect(unmerged, 'the saved weights are the trained ones').toEqual(trained);
+        expect(maxDiff(unmerged, base), 'the adapter changes the logits').toBeGreaterThan(1e-2);
+        const before = await generateFor(page, 0, 12);
+        expect(await page.isDisabled('#unmerge')).toBe(true);
+
+        await page.click('#merge');
+        await waitState(page, ['merging'], 5_000).catch(() => undefined);
+        await waitState(page, ['ready', 'error'], 60_000);
+        expect(await fieldErrors(page)).toEqual([]);
+        expect(await page.textContent('#active-adapter')).toMatch(/^e2e \(r=8.* · merged into the base$/);
+        expect(await page.textContent('#merge-status')).toMatch(/^'e2e' is merged into the base's weights/);
+        // every adapted layer holds W + s·B·A and runs no LoRA path (6 blocks × 7 projections)
+        const layers = await page.evaluate(() => {
+          const lora = (window as unknown as { lowrankPage: PageApi }).lowrankPage.session()!.lora!;
+          return [...lora.layers.values()].map((l) => [...l.merged]);
+        });
+        expect(layers).toEqual(Array.from({ length: 42 }, () => ['e2e']));
+        for (const id of ['#merge', '#train', '#quant', '#adapter-base', '#delete-e2e'])
+          expect(await page.isDisabled(id), `${id} while merged`).toBe(true);
+        expect(await page.isDisabled('#download'), 'still downloadable').toBe(false);
+        const merged = await logits();
+        const diff = maxDiff(merged, unmerged);
+        console.log(`[default model] merged vs unmerged adapter logits: max |diff| ${diff.toExponential(2)}`);
+        expect(diff, 'W + s·B·A vs the LoRA path: float rounding only').toBeLessThanOrEqual(1e-4);
+        const after = await generateFor(page, 0, 12);
+        expect(after.adapter, 'greedy on the merged model: the same tokens').toBe(before.adapter);
+        expect(after.base).toMatch(/^\(the base alone is back after unmerge/);
+        expect(await peftBytes(), 'the adapter is kept as it was saved').toEqual(saved);
+
+        await page.click('#unmerge');
+        await waitState(page, ['merging'], 5_000).catch(() => undefined);
+        await waitState(page, ['ready', 'error'], 60_000);
+        expect(await fieldErrors(page)).toEqual([]);
+        expect(await page.textContent('#active-adapter')).toMatch(/^e2e \(r=8.*\)$/);
+        expect(await page.textContent('#merge-status')).toBe('');
+        expect(await logits(), 'the base rebuilt from the checkpoint, the adapter on it').toEqual(unmerged);
+        await page.check('#adapter-base');
+        expect(await logits(), "the base's own weights").toEqual(base);
+        expect(pageErrors).toEqual([]);
+        await page.context().close();
+      },
+      SLOW,
+    );
+
     it('switches to the shipped char GPT-2 and back; ?model= names only shipped models', async () => {
       const page = await open('?backend=cpu');
       const load = async (name: string) => {
