@@ -115,4 +115,33 @@ describe('softmax_f32', () => {
     expect(Array.from(none.y).every(Number.isNaN)).toBe(true);
     expect(none.lse[0]).toBe(Number.NEGATIVE_INFINITY);
   });
+
+  it('softmax_from_lse: exp(x − lse) over each row’s lens, 0 past it, NaN on a row whose lse is −∞', () => {
+    const [rows, cols] = [5, 21];
+    const lens = Int32Array.from([21, 3, 0, 17, 8]);
+    const x = Float32Array.from({ length: rows * cols }, (_, k) =>
+      k % cols < lens[Math.floor(k / cols)] ? rand() * 10 - 5 : Number.NEGATIVE_INFINITY,
+    );
+    const want = call('softmax_f32', x, rows, cols, lens);
+    const xa = rt.heap.alloc(4 * x.length);
+    const la = rt.heap.alloc(4 * 2 * rows);
+    const na = rt.heap.alloc(4 * rows);
+    try {
+      heapF32(xa, x.length).set(x);
+      // lse rows 8 bytes apart (a strided view)
+      const lse = heapF32(la, 2 * rows);
+      for (let r = 0; r < rows; r++) lse[2 * r] = want.lse[r];
+      new Int32Array(rt.heap.memory.buffer, na, rows).set(lens);
+      rt.exports.softmax_from_lse(xa, rows, cols, la, 8, na);
+      const got = heapF32(xa, x.length);
+      for (let k = 0; k < x.length; k++) {
+        const r = Math.floor(k / cols);
+        if (lens[r] === 0) expect(got[k]).toBeNaN();
+        else if (k % cols >= lens[r]) expect(got[k]).toBe(0);
+        else expect(Math.abs(got[k] - want.y[k])).toBeLessThanOrEqual(2e-6 * want.y[k] + 1e-30);
+      }
+    } finally {
+      for (const a of [xa, la, na]) rt.heap.free(a);
+    }
+  });
 });

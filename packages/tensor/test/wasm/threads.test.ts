@@ -84,6 +84,56 @@ describe('Wasm kernels on 1, 2 and 4 threads', () => {
     expect(results[1]).toEqual(results[0]);
     expect(results[2]).toEqual(results[0]);
   });
+
+  it('split generated elementwise kernels over the workers: same bits along any axis (1-D, 3-D strided)', async () => {
+    const x1 = view(randomArray(2 ** 16 + 5, true), [2 ** 16 + 5]);
+    const y1 = view(randomArray(2 ** 16 + 5), [2 ** 16 + 5]);
+    // [6, 97, 61] read through a permutation: no axis coalesces
+    const base = view(randomArray(61 * 97 * 6), [61, 97, 6]);
+    const x3: View = { ...base, shape: [6, 97, 61], strides: [1, 6, 6 * 97] };
+    const y3 = view(randomArray(6 * 97 * 61), [6, 97, 61]);
+    const program = (x: View, y: View): ElementwiseProgram => ({
+      root: {
+        kind: 'op',
+        op: 'add',
+        args: [
+          { kind: 'op', op: 'exp', args: [{ kind: 'load', input: 0, dtype: 'float32' }], dtype: 'float32' },
+          {
+            kind: 'op',
+            op: 'mul',
+            args: [
+              { kind: 'load', input: 1, dtype: 'float32' },
+              { kind: 'const', index: 0, dtype: 'float32' },
+            ],
+            dtype: 'float32',
+          },
+        ],
+        dtype: 'float32',
+      },
+      inputs: [x, y],
+      consts: [0.375],
+      shape: x.shape,
+    });
+    const results: number[][][] = [];
+    for (const t of [1, 2, 4]) {
+      const pool = await WorkerPool.create(rt, t);
+      pools.push(pool);
+      const split: number[] = [];
+      const k = wasmKernelTable(rt, {
+        threads: pool.threads,
+        run: (fn, tasks) => {
+          if (fn.startsWith('ew|')) split.push(tasks.length);
+          pool.run(fn, tasks);
+        },
+        load: (name, bytes, run) => pool.load(name, bytes, run),
+      });
+      results.push([x1, x3].map((x, i) => bits(k.elementwise(program(x, [y1, y3][i])))));
+      // the workers ran their share: one task per thread, for both programs
+      expect(split).toEqual(t > 1 ? [t, t] : []);
+    }
+    expect(results[1]).toEqual(results[0]);
+    expect(results[2]).toEqual(results[0]);
+  });
 });
 
 describe('Wasm softmax', () => {

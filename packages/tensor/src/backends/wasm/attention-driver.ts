@@ -19,7 +19,7 @@ import type { FunctionBuilder, Local, ModuleBuilder } from './assembler.js';
  *   B·H (batch-major): scores, mask, float32 softmax (and lse), dropout, P·V.
  * - `attn_bwd_items(desc, i0, i1, sp, dp, hard, lens, part, z, pa, pb, tile)`: kv heads i0..i1 of
  *   the B·Hkv, each with its query heads in order (so dk, dv of a kv head are one thread's sums):
- *   P again, dP = dO·vᵀ, dS, dq = dS·k, dk (+)= dSᵀ·q, dv (+)= Pᵀ·dO (the first query head
+ *   P again (exp(s − lse): `softmax_from_lse`), dP = dO·vᵀ, dS, dq = dS·k, dk (+)= dSᵀ·q, dv (+)= Pᵀ·dO (the first query head
  *   writes, the others add through `part`).
  *
  * @example
@@ -209,8 +209,11 @@ class Desc {
 }
 
 interface HeadCalls {
-  /** sp = the masked row softmax of head (bi, hi)'s scores, lse to `lseAt` (an address or 0). */
-  probabilities(bi: Local, hi: Local, lseAt: () => void): void;
+  /**
+   * sp = the masked row softmax of head (bi, hi)'s scores, lse to `lseAt` (an address or 0), or
+   * with `fromLse` exp(scores − the lse of the descriptor's `lin`).
+   */
+  probabilities(bi: Local, hi: Local, lseAt: () => void, fromLse?: boolean): void;
   /** zz = the dropout factors of query head `bh` (when the descriptor's drop is set). */
   dropFactors(bh: Local, zz: Local): void;
 }
@@ -225,7 +228,7 @@ function headCalls(
   const { sp, hard, lens, z, pa, pb, tile } = scratch;
   const [kh, qa, ka] = [f.local('i32'), f.local('i32'), f.local('i32')];
   return {
-    probabilities(bi, hi, lseAt) {
+    probabilities(bi, hi, lseAt, fromLse = false) {
       f.get(hi);
       d.get('group').op('i32.div_u').set(kh);
       d.at('q', 'qB', 'qH', bi, hi);
@@ -264,6 +267,16 @@ function headCalls(
         lseAt();
         f.get(lens).call(module.find(name), module);
       };
+      if (fromLse) {
+        // the backward: p = exp(s − lse) from the forward's lse (one pass; the softmax makes three)
+        f.get(sp);
+        d.get('l');
+        d.get('s');
+        d.at('lin', 'lB', 'lH', bi, hi);
+        d.get('lss');
+        f.get(lens).call(module.find('softmax_from_lse'), module);
+        return;
+      }
       // exact: the float64 kernel (the TypeScript kernel's bits; a benchmark's switch)
       d.get('exact');
       f.if(softmax('softmax'), softmax('softmax_f32'));
@@ -372,7 +385,7 @@ function emitBackward(module: ModuleBuilder, gemm: FunctionBuilder): void {
         d.get('group').op('i32.mul').get(gi).op('i32.add').set(hi);
         f.get(bi);
         d.get('H').op('i32.mul').get(hi).op('i32.add').set(qidx);
-        head.probabilities(bi, hi, () => f.i32(0));
+        head.probabilities(bi, hi, () => f.i32(0), true);
         d.at('g', 'gB', 'gH', bi, hi);
         f.set(g0);
         // dP = dO·vᵀ

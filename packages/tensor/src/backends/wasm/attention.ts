@@ -53,9 +53,9 @@ export function setAttentionSoftmax(kind: 'f32' | 'f64'): void {
  * z = keep ? scale : 0 (`attn_dropmask`, Philox in Wasm: the mask of philox.ts `attentionKeep`,
  * the same on every backend) multiply P after the softmax (so the lse stays the undropped one)
  * before P·V; in the backward they multiply dP = dO·vᵀ before the dS step and P before Pᵀ·dO.
- * Differences: probabilities are rounded to float32 before P·V, the backward takes p as the row
- * softmax of the scores again (what exp(s − lse) is for the forward's lse, which now only marks
- * rows with no key), and the softmax and gemms are float32 (≈ 1e-6 relative); a masked key
+ * Differences: probabilities are rounded to float32 before P·V, the backward takes p as
+ * exp(s − lse) of the scores again and the forward's lse (`softmax_from_lse`, one pass where a
+ * softmax makes three), and the softmax and gemms are float32 (≈ 1e-6 relative); a masked key
  * whose v is ±∞ contributes 0·∞ = NaN where the reference skips it. The bits do not depend on
  * the thread count: a head runs the same calls whichever thread takes it.
  *

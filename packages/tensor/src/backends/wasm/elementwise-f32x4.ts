@@ -47,7 +47,8 @@ const F32_UNARY: Record<string, PlainOp> = {
 const VIA_F64 = new Set([...MATH_OPS, 'rsqrt']);
 const LOGICAL = new Set(['where', 'logicalAnd', 'logicalOr', 'logicalNot', 'relu', 'square', 'reciprocal']);
 
-type Run = (...args: number[]) => void;
+/** A compiled program: the function, and its module's bytes (for worker threads to compile). */
+export type Run = ((...args: number[]) => void) & { readonly bytes: Uint8Array };
 
 /**
  * Whether `program` has only float32 and bool values, operands and ops this compiler takes, and
@@ -267,9 +268,10 @@ export function compileF32x4(
     });
   });
   try {
-    const module = new WebAssembly.Module(m.encode());
+    const bytes = m.encode();
+    const module = new WebAssembly.Module(bytes);
     const inst = new WebAssembly.Instance(module, { env: { memory: rt.heap.memory } });
-    return inst.exports.run as Run;
+    return Object.assign(inst.exports.run as Run, { bytes });
   } catch {
     return null;
   }

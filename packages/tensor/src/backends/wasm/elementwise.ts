@@ -3,9 +3,11 @@ import { type ElementwiseProgram, type Expr, exprKey, linearize, type Step } fro
 import { coalesce, contiguousStrides, sizeOf } from '../../shape.js';
 import type { Storage, View } from '../../storage.js';
 import { type Local, ModuleBuilder } from './assembler.js';
-import { compileF32x4, f32x4Supports } from './elementwise-f32x4.js';
+import { compileF32x4, f32x4Supports, type Run } from './elementwise-f32x4.js';
 import { F64x2Math, MATH_OPS } from './math.js';
+import type { Executor } from './matmul.js';
 import { emitPhilox, type PhiloxLocals, philoxLocals, pushWord, wasmPhiloxEnabled } from './philox.js';
+import { ranges } from './ranges.js';
 import type { WasmRuntime } from './runtime.js';
 
 /**
@@ -53,8 +55,6 @@ const OTHER = new Set(['where', 'logicalAnd', 'logicalOr']);
  */
 const INT_OPS = new Set(['add', 'sub', 'maximum', 'minimum', 'neg', 'abs', 'where', 'sign']);
 
-type Run = (...args: number[]) => void;
-
 /**
  * Whether every node of the program is one this compiler handles (float32/bool values, the ops
  * above); others run on the TypeScript kernel.
@@ -93,11 +93,22 @@ export function useF32x4Elementwise(on: boolean): void {
   f32x4Enabled = on;
 }
 
+// A dispatch to a worker costs ≈ 9 µs and a program 1–10 ns an element: split from 2^15 elements.
+const MIN_PARALLEL_ELEMENTWISE = 2 ** 15;
+// a pool call carries 28 numbers, 3 of them the thread's scratch
+const MAX_TASK_ARGS = 25;
+
 /** The Wasm elementwise kernel over a runtime's heap. */
 export class WasmElementwise {
   private readonly cache = new Map<string, Run | null>();
+  /** Cache keys of the programs the executor's workers have loaded. */
+  private readonly loaded = new Set<string>();
 
-  constructor(private readonly rt: WasmRuntime) {}
+  /** `exec`: threads for large programs (one thread without it). */
+  constructor(
+    private readonly rt: WasmRuntime,
+    private readonly exec?: Executor,
+  ) {}
 
   /**
    * Evaluates `program` into a new heap storage (or into `dst`, a strided view of its shape,
@@ -162,22 +173,64 @@ export class WasmElementwise {
       f32x4Enabled &&
       program.consts.every((v) => Object.is(Math.fround(v), v) || Number.isNaN(v)) &&
       f32x4Supports(program);
-    let fn = this.cache.get(four ? `4|${key}` : key);
+    const cacheKey = four ? `4|${key}` : key;
+    let fn = this.cache.get(cacheKey);
     if (fn === undefined) {
       fn = four
         ? compileF32x4(this.rt, { ...program, root }, dtypes, unit)
         : compile(this.rt, { ...program, root }, dtypes, unit);
-      this.cache.set(four ? `4|${key}` : key, fn);
+      this.cache.set(cacheKey, fn);
     }
     if (!fn) return null;
     const run = fn;
     const inputs = program.inputs.map((v) => this.rt.storages.adoptView(v));
     const k = dtypes.length;
-    const byteStrides = strides.slice(0, k).flatMap((st, o) => st.map((x) => x * BYTES[dtypes[o]]));
+    const byteStrides = strides.slice(0, k).map((st, o) => st.map((x) => x * BYTES[dtypes[o]]));
     // per random leaf: its position at the first element, its strides (elements), its key
-    const leaves = rng.flatMap((r, j) => [r.offset, ...strides[k + j], r.key.key0, r.key.key1]);
+    const args = (out: number, a: number, b: number, axis: number): number[] => {
+      const at = (base: number, st: readonly number[]) => base + a * st[axis];
+      const part = shape.map((d, i) => (i === axis ? b - a : d));
+      const leaves = rng.flatMap((r, j) => [
+        at(r.offset, strides[k + j]),
+        ...strides[k + j],
+        r.key.key0,
+        r.key.key1,
+      ]);
+      return [
+        at(out, byteStrides[0]),
+        ...inputs.map((p, i) => at(p, byteStrides[i + 1])),
+        ...part,
+        ...byteStrides.flat(),
+        ...program.consts,
+        ...leaves,
+      ];
+    };
+    const exec = this.exec;
+    // large programs split over threads along their outermost axis of more than one element
+    // (the innermost by multiples of 4): every element takes the same arithmetic whichever
+    // thread computes it, so the bits do not depend on the split
+    const found = shape.findIndex((d) => d > 1);
+    const axis = Math.max(found, 0);
+    const whole = (out: number) => args(out, 0, shape[axis], axis);
+    if (
+      !exec?.load ||
+      exec.threads < 2 ||
+      n < MIN_PARALLEL_ELEMENTWISE ||
+      found < 0 ||
+      whole(0).length > MAX_TASK_ARGS
+    )
+      return { launch: (out) => run(...whole(out)) };
+    if (!this.loaded.has(cacheKey)) {
+      exec.load(`ew|${cacheKey}`, run.bytes, run);
+      this.loaded.add(cacheKey);
+    }
+    const parts = ranges(shape[axis], exec.threads, axis === 2 ? 4 : 1);
     return {
-      launch: (out) => run(out, ...inputs, ...shape, ...byteStrides, ...program.consts, ...leaves),
+      launch: (out) =>
+        exec.run(
+          `ew|${cacheKey}`,
+          parts.map(([a, b]) => args(out, a, b, axis)),
+        ),
     };
   }
 }
@@ -469,11 +522,12 @@ function compile(rt: WasmRuntime, program: ElementwiseProgram, dtypes: DType[], 
     });
   });
   try {
-    const module = new WebAssembly.Module(m.encode());
+    const bytes = m.encode();
+    const module = new WebAssembly.Module(bytes);
     const inst = new WebAssembly.Instance(module, {
       env: { memory: rt.heap.memory, log: Math.log, cos: Math.cos },
     });
-    return inst.exports.run as Run;
+    return Object.assign(inst.exports.run as Run, { bytes });
   } catch {
     return null;
   }

@@ -8,6 +8,11 @@ import type { WasmRuntime } from './runtime.js';
 export interface Executor {
   readonly threads: number;
   run(fn: string, tasks: readonly (readonly number[])[]): void;
+  /**
+   * Makes a generated kernel (`bytes`, a module exporting `run`; `run`, the caller's instance of
+   * it) callable by `name` on every thread (the worker pool's `load`); absent on one thread.
+   */
+  load?(name: string, bytes: Uint8Array, run: (...args: number[]) => void): void;
 }
 
 /**

@@ -41,8 +41,19 @@ function start(data, post) {
     if (seq === seen) continue;
     seen = seq;
     const fn = ctl[${FN}];
-    if (fn < 0) return;
+    if (fn === -1) return;
     try {
+      if (fn === -2) {
+        // a generated kernel: its bytes in the shared memory (args: address, length, index)
+        const bytes = new Uint8Array(data.memory.buffer, args[0], args[1]).slice();
+        const extra = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
+          env: { memory: data.memory, log: Math.log, cos: Math.cos },
+        });
+        fns[args[2]] = extra.exports.run;
+        Atomics.store(ctl, ${DONE}, seq);
+        Atomics.notify(ctl, ${DONE});
+        continue;
+      }
       const argc = ctl[${ARGC}];
       const a = new Array(argc);
       for (let i = 0; i < argc; i++) a[i] = args[i];
@@ -96,6 +107,8 @@ export class WorkerPool implements Executor {
   private readonly slots: Int32Array[];
   private readonly args: Float64Array[];
   private readonly names: Map<string, number>;
+  /** The caller's own function of each kernel `load` added (the workers instantiate theirs). */
+  private readonly loaded = new Map<string, (...args: number[]) => void>();
   private terminated = false;
 
   private constructor(
@@ -162,7 +175,8 @@ export class WorkerPool implements Executor {
       throw new Error(`pool: ${tasks.length} tasks for ${this.threads} threads`);
     if (this.terminated && tasks.length > 1) throw new Error('pool: terminated');
     const index = this.names.get(fn);
-    if (index === undefined) throw new Error(`pool: no kernel '${fn}'`);
+    if (index === undefined && !(tasks.length <= 1 && this.loaded.has(fn)))
+      throw new Error(`pool: no kernel '${fn}'`);
     const seq = ++this.seq;
     for (let t = 1; t < tasks.length; t++) {
       const s = this.rt.scratchFor(t);
@@ -170,7 +184,7 @@ export class WorkerPool implements Executor {
       if (task.length > MAX_ARGS) throw new Error(`pool: ${fn} takes more than ${MAX_ARGS} arguments`);
       const slot = this.slots[t - 1];
       this.args[t - 1].set(task);
-      slot[FN] = index;
+      slot[FN] = index as number;
       slot[ARGC] = task.length;
       slot[FAILED] = 0;
       Atomics.store(slot, SEQ, seq);
@@ -179,7 +193,8 @@ export class WorkerPool implements Executor {
     const s = this.rt.scratch;
     let error: unknown = null;
     try {
-      if (tasks.length > 0) this.rt.exports[fn](...tasks[0], s.packA, s.packB, s.tile);
+      if (tasks.length > 0)
+        (this.loaded.get(fn) ?? this.rt.exports[fn])(...tasks[0], s.packA, s.packB, s.tile);
     } catch (e) {
       error = e;
     }
@@ -195,6 +210,58 @@ export class WorkerPool implements Executor {
       }
     }
     if (error) throw error;
+  }
+
+  /**
+   * Makes a generated kernel (a module exporting `run`, importing `env.memory` and optionally
+   * `env.log` / `env.cos`) callable as `name` on every thread: each worker compiles `bytes`
+   * (copied through the shared memory: a worker blocked in `Atomics.wait` reads no messages) and
+   * the caller runs `run`, its own instance. Synchronous; once per kernel.
+   *
+   * @example
+   * pool.load('ew:…', bytes, inst.exports.run);
+   * pool.run('ew:…', [argsOfRows0to99, argsOfRows100to199]);
+   */
+  load(name: string, bytes: Uint8Array, run: (...args: number[]) => void): void {
+    if (this.loaded.has(name)) return;
+    this.loaded.set(name, run);
+    if (this.terminated || this.workers.length === 0) return;
+    const index = this.names.size;
+    const at = this.rt.heap.alloc(bytes.length);
+    try {
+      new Uint8Array(this.rt.heap.memory.buffer, at, bytes.length).set(bytes);
+      const seq = ++this.seq;
+      for (let t = 0; t < this.workers.length; t++) {
+        const slot = this.slots[t];
+        this.args[t].set([at, bytes.length, index]);
+        slot[FN] = -2;
+        slot[ARGC] = 3;
+        slot[FAILED] = 0;
+        Atomics.store(slot, SEQ, seq);
+        Atomics.notify(slot, SEQ);
+      }
+      let error: Error | null = null;
+      const spin = !isNode();
+      for (let t = 0; t < this.workers.length; t++) {
+        const slot = this.slots[t];
+        while (Atomics.load(slot, DONE) !== seq) {
+          if (!spin) Atomics.wait(slot, DONE, seq - 1, 1000);
+        }
+        if (slot[FAILED] && !error) {
+          const message = this.workers[t].poll() as { error?: string } | null;
+          error = new Error(
+            `wasm worker ${t + 1} could not load ${name}: ${message?.error ?? 'unknown error'}`,
+          );
+        }
+      }
+      if (error) {
+        this.loaded.delete(name);
+        throw error;
+      }
+      this.names.set(name, index);
+    } finally {
+      this.rt.heap.free(at);
+    }
   }
 
   /**

@@ -72,7 +72,7 @@ export function wasmKernelTable(
 > {
   const mem = rt.storages;
 
-  const ew = new WasmElementwise(rt);
+  const ew = new WasmElementwise(rt, exec);
 
   const elementwise: KernelTable['elementwise'] = (program, dst) =>
     ew.run(program, dst) ?? tsElementwise(program, dst);
