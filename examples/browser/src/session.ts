@@ -55,23 +55,19 @@ interface Checkpoint {
 }
 
 /**
- * The model of a checkpoint on `device`, in eval mode, its linear layers quantized as `q` asks:
- * on the CPU, where the checkpoint is read, before the move (as `fromPretrained` does), so a GPU
- * never holds their float32 weights. Every GPT-2 Conv1D (Llama Linear) is quantized; the
- * embeddings (tied to lm_head), norms and biases stay float32. Unquantized, the weights load in
- * the checkpoint's `dtype` (a 16-bit base keeps the tables in 16 bits too).
+ * The model of a checkpoint on `device`, in eval mode, its linear layers quantized as `q` asks.
+ * `fromFiles` builds it on the device and quantizes each weight as the checkpoint streams in,
+ * one tensor at a time, so neither the host nor a GPU ever holds the float32 weights of a
+ * quantized layer (beyond the one tensor being converted). Every GPT-2 Conv1D (Llama Linear) is
+ * quantized; the embeddings (tied to lm_head: `fromFiles` skips `lm_head`), norms and biases stay
+ * float32. Unquantized, the weights load in the checkpoint's `dtype` (a 16-bit base keeps the
+ * tables in 16 bits too).
  */
 async function buildModel(c: Checkpoint, device: lr.Device, q: BaseQuant): Promise<lr.AutoCausalLM> {
-  const model = await lr.AutoModelForCausalLM.fromFiles(c.source.read, {
-    dtype: q === 'none' ? c.dtype : 'f32',
-  });
-  try {
-    if (q !== 'none') await lr.quantizeModel(model, { bits: q, skip: ['lm_head'] });
-    if (device !== 'cpu') await model.to(device);
-  } catch (e) {
-    model.dispose();
-    throw e;
-  }
+  const model = await lr.AutoModelForCausalLM.fromFiles(
+    c.source.read,
+    q === 'none' ? { device, dtype: c.dtype } : { device, quantize: q },
+  );
   model.eval();
   return model;
 }
