@@ -440,56 +440,61 @@ function emitBackward(module: ModuleBuilder, gemm: FunctionBuilder): void {
         d.get('s');
         d.get('e');
         f.get(pa).get(pb).get(tile).call(gemm, module);
-        // dk (+)= dSᵀ·q: the first query head of the group writes, the others add via part
-        f.get(part).get(dkT).get(gi).op('select').set(tgt);
-        f.i32(2);
-        d.get('rows');
-        f.get(dp).i32(4);
-        d.get('s').i32(2).op('i32.shl');
-        d.at('q', 'qB', 'qH', bi, hi);
-        d.get('qrs');
-        d.get('qcs');
-        f.get(tgt);
-        d.get('e').i32(2).op('i32.shl');
-        d.get('s');
-        d.get('l');
-        d.get('e');
-        f.get(pa).get(pb).get(tile).call(gemm, module);
-        f.get(gi);
-        f.if(() => {
-          f.get(dkT).get(part);
+        // dk (+)= dSᵀ·q and dv (+)= (Z∘P)ᵀ·dO over the kv head's rows: the first query head
+        // of the group writes, the others add through part
+        const sumInto = (
+          target: Local,
+          width: AttentionField,
+          a: Local,
+          rows: () => void,
+          b: () => void,
+          rsb: AttentionField,
+          csb: AttentionField,
+        ) => {
+          f.get(part).get(target).get(gi).op('select').set(tgt);
+          f.i32(2);
+          rows();
+          f.get(a).i32(4);
+          d.get('s').i32(2).op('i32.shl');
+          b();
+          d.get(rsb);
+          d.get(csb);
+          f.get(tgt);
+          d.get(width).i32(2).op('i32.shl');
           d.get('s');
-          d.get('e').op('i32.mul').call(add, module);
-        });
-        // dv (+)= (Z∘P)ᵀ·dO; a row with no key (a mask on top of causality) has p = NaN at
-        // every key, which the reference carries into every key's dv: whole product then
+          d.get('l');
+          d.get(width);
+          f.get(pa).get(pb).get(tile).call(gemm, module);
+          f.get(gi);
+          f.if(() => {
+            f.get(target).get(part);
+            d.get('s');
+            d.get(width).op('i32.mul').call(add, module);
+          });
+        };
+        sumInto(
+          dkT,
+          'e',
+          dp,
+          () => d.get('rows'),
+          () => d.at('q', 'qB', 'qH', bi, hi),
+          'qrs',
+          'qcs',
+        );
         d.get('drop');
         f.if(() => {
           f.get(sp).get(zz);
           ls();
           f.call(mul, module);
         });
-        f.get(part).get(dvT).get(gi).op('select').set(tgt);
-        f.i32(2).i32(0);
-        d.get('rows');
-        d.get('dvWhole').op('select');
-        f.get(sp).i32(4);
-        d.get('s').i32(2).op('i32.shl');
-        f.get(g0);
-        d.get('grs');
-        d.get('gcs');
-        f.get(tgt);
-        d.get('ev').i32(2).op('i32.shl');
-        d.get('s');
-        d.get('l');
-        d.get('ev');
-        f.get(pa).get(pb).get(tile).call(gemm, module);
-        f.get(gi);
-        f.if(() => {
-          f.get(dvT).get(part);
-          d.get('s');
-          d.get('ev').op('i32.mul').call(add, module);
-        });
+        // a row with no key (a mask on top of causality) has p = NaN at every key, which the
+        // reference carries into every key's dv: the whole product then (no row blocks)
+        const dvRows = () => {
+          f.i32(0);
+          d.get('rows');
+          d.get('dvWhole').op('select');
+        };
+        sumInto(dvT, 'ev', sp, dvRows, () => f.get(g0), 'grs', 'gcs');
         f.get(gi).i32(1).op('i32.add').set(gi).br(0);
       });
     });
