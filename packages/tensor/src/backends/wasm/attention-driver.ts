@@ -144,28 +144,11 @@ function emitBlockedGemm(module: ModuleBuilder): FunctionBuilder {
     const aRow = () => f.get(a).get(a0).get(rsa).op('i32.mul', 'i32.add');
     const cRow = () => f.get(c).get(a0).get(ldc).op('i32.mul', 'i32.add');
     const height = () => f.get(a1).get(a0).op('i32.sub');
-    f.get(mode).op('i32.eqz');
-    f.if(() =>
-      call(
-        aRow,
-        () => f.get(b),
-        cRow,
-        height,
-        () => f.get(k),
-        () => f.get(a1),
-      ),
-    );
-    f.get(mode).i32(1).op('i32.eq');
-    f.if(() =>
-      call(
-        aRow,
-        () => f.get(b),
-        cRow,
-        height,
-        () => f.get(a1),
-        () => f.get(n),
-      ),
-    );
+    // 'cols' (0) ends the keys at a1, 'inner' (1) the inner sum
+    const either = (x: Local, whenMode: number) => () =>
+      f.get(a1).get(x).get(mode).i32(whenMode).op('i32.eq', 'select');
+    f.get(mode).i32(2).op('i32.lt_u');
+    f.if(() => call(aRow, () => f.get(b), cRow, height, either(k, 1), either(n, 0)));
     f.get(mode).i32(2).op('i32.eq');
     f.if(() =>
       call(
@@ -307,6 +290,47 @@ function headCalls(
   };
 }
 
+/**
+ * out[head] = X·kv for the [l, s] scratch X at `rows` and kv head (bi, kh) of v (out, width ev)
+ * or k (dq, width e), by causal row blocks ('inner': X is 0 past the diagonal).
+ */
+function timesKv(
+  module: ModuleBuilder,
+  f: FunctionBuilder,
+  d: Desc,
+  gemm: FunctionBuilder,
+  o: {
+    rows: Local;
+    kv: 'v' | 'k';
+    bi: Local;
+    kh: Local;
+    out: 'out' | 'dq';
+    head: Local;
+    pa: Local;
+    pb: Local;
+    tile: Local;
+  },
+): void {
+  const [base, sb, sh, rs, cs] =
+    o.kv === 'v' ? (['v', 'vB', 'vH', 'vrs', 'vcs'] as const) : (['k', 'kB', 'kH', 'krs', 'kcs'] as const);
+  const width = o.kv === 'v' ? 'ev' : 'e';
+  f.i32(1);
+  d.get('rows');
+  f.get(o.rows);
+  d.get('s').i32(2).op('i32.shl').i32(4);
+  d.at(base, sb, sh, o.bi, o.kh);
+  d.get(rs);
+  d.get(cs);
+  d.get(o.out).get(o.head);
+  d.get('l');
+  d.get(width).op('i32.mul', 'i32.mul').i32(2).op('i32.shl', 'i32.add');
+  d.get(width).i32(2).op('i32.shl');
+  d.get('l');
+  d.get('s');
+  d.get(width);
+  f.get(o.pa).get(o.pb).get(o.tile).call(gemm, module);
+}
+
 function emitForward(module: ModuleBuilder, gemm: FunctionBuilder): void {
   const f = module.function('attn_fwd_items', Array<'i32'>(10).fill('i32'), []);
   const [desc, i0, i1, sp, hard, lens, z, pa, pb, tile] = params(f, 10);
@@ -334,21 +358,7 @@ function emitForward(module: ModuleBuilder, gemm: FunctionBuilder): void {
       d.get('s').op('i32.mul').call(module.find('mul_f32'), module);
     });
     // out = P·V (the probabilities past the diagonal are zero: cut from the inner sum)
-    f.i32(1);
-    d.get('rows');
-    f.get(sp);
-    d.get('s').i32(2).op('i32.shl').i32(4);
-    d.at('v', 'vB', 'vH', bi, kh);
-    d.get('vrs');
-    d.get('vcs');
-    d.get('out').get(idx);
-    d.get('l');
-    d.get('ev').op('i32.mul', 'i32.mul').i32(2).op('i32.shl', 'i32.add');
-    d.get('ev').i32(2).op('i32.shl');
-    d.get('l');
-    d.get('s');
-    d.get('ev');
-    f.get(pa).get(pb).get(tile).call(gemm, module);
+    timesKv(module, f, d, gemm, { rows: sp, kv: 'v', bi, kh, out: 'out', head: idx, pa, pb, tile });
   });
 }
 
@@ -425,21 +435,7 @@ function emitBackward(module: ModuleBuilder, gemm: FunctionBuilder): void {
         d.get('ev');
         d.scale().call(module.find('attn_ds'), module);
         // dq = dS·k (each query head once)
-        f.i32(1);
-        d.get('rows');
-        f.get(dp);
-        d.get('s').i32(2).op('i32.shl').i32(4);
-        d.at('k', 'kB', 'kH', bi, kh);
-        d.get('krs');
-        d.get('kcs');
-        d.get('dq').get(qidx);
-        d.get('l');
-        d.get('e').op('i32.mul', 'i32.mul').i32(2).op('i32.shl', 'i32.add');
-        d.get('e').i32(2).op('i32.shl');
-        d.get('l');
-        d.get('s');
-        d.get('e');
-        f.get(pa).get(pb).get(tile).call(gemm, module);
+        timesKv(module, f, d, gemm, { rows: dp, kv: 'k', bi, kh, out: 'dq', head: qidx, pa, pb, tile });
         // dk (+)= dSᵀ·q and dv (+)= (Z∘P)ᵀ·dO over the kv head's rows: the first query head
         // of the group writes, the others add through part
         const sumInto = (
