@@ -225,3 +225,37 @@ describe('wasm causal attention by row blocks of the triangle', () => {
     }
   });
 });
+
+describe('attn_ds (the backward dS row loop)', () => {
+  it('equals the float64 loop bit for bit: keys two at a time, masked keys one at a time, a row with no key', () => {
+    const [l, s, ev, scale] = [4, 11, 3, 0.3];
+    const n = l * s;
+    const p = Float32Array.from({ length: n }, () => rand() + 0.5);
+    const dp = Float32Array.from({ length: n }, rand);
+    const g = Float32Array.from({ length: l * ev }, rand);
+    const o = Float32Array.from({ length: l * ev }, rand);
+    // row 2 has no key (lse −∞); elsewhere a scattering of masked keys, pairs and singles
+    const hard = Uint8Array.from({ length: n }, (_, x) =>
+      Math.floor(x / s) === 2 || x % 5 === 1 || x % 7 === 3 ? 1 : 0,
+    );
+    const lse = Float32Array.from({ length: l }, (_, i) => (i === 2 ? Number.NEGATIVE_INFINITY : rand()));
+    const at = (data: Float32Array | Uint8Array) =>
+      rt.storages.address(rt.storages.upload(data, data instanceof Uint8Array ? 'bool' : 'float32'))!;
+    const [pa, da, ha, ga, oa, la] = [p, dp, hard, g, o, lse].map(at);
+    rt.exports.attn_ds(pa, da, ha, ga, 4 * ev, 4, oa, 4 * ev, 4, la, 4, l, s, ev, scale);
+    const gotP = new Float32Array(rt.heap.memory.buffer, pa, n).slice();
+    const gotDs = new Float32Array(rt.heap.memory.buffer, da, n).slice();
+    for (let i = 0; i < l; i++) {
+      let dsum = 0;
+      for (let c = 0; c < ev; c++) dsum += g[i * ev + c] * o[i * ev + c];
+      for (let j = 0; j < s; j++) {
+        const x = i * s + j;
+        if (hard[x]) {
+          expect(gotDs[x]).toBe(0);
+          if (i === 2) expect(gotP[x]).toBeNaN();
+          else expect(gotP[x]).toBe(0);
+        } else expect(gotDs[x]).toBe(Math.fround(p[x] * (dp[x] - dsum) * scale));
+      }
+    }
+  });
+});

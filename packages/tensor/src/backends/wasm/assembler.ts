@@ -174,6 +174,7 @@ const MEMORY = {
   'f32.load': [0x2a, 2],
   'f64.load': [0x2b, 3],
   'i32.load8_u': [0x2d, 0],
+  'i32.load16_u': [0x2f, 1],
   'i32.store': [0x36, 2],
   'f32.store': [0x38, 2],
   'f64.store': [0x39, 3],

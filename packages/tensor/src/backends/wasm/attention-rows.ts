@@ -21,55 +21,9 @@ import type { FunctionBuilder, Local, ModuleBuilder } from './assembler.js';
  * emitAttentionRows(m); // then exports.attn_mask(sc, hard, lens, l, s, 1, 0, 0, 0, 0, 0.125)
  */
 export function emitAttentionRows(module: ModuleBuilder): void {
-  const mask = emitMask(module);
-  const ds = emitDs(module);
+  emitMask(module);
+  emitDs(module);
   emitAdd(module);
-  // attn_mask_heads(count, sc, scH, hard, hardH, lens, lensH, l, s, causal, mask, maskH, mrs, mcs,
-  // kind, scale): attn_mask on `count` heads, each pointer `…H` bytes past the last head's
-  emitHeads(
-    module,
-    'attn_mask_heads',
-    mask,
-    ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f64'],
-    [0, 1, 2, 6],
-  );
-  // attn_ds_heads(count, p, pH, ds, dsH, hard, hardH, g, gH, grs, gcs, o, oH, ors, ocs, lse, lseH,
-  // lss, l, s, ev, scale): attn_ds likewise
-  emitHeads(
-    module,
-    'attn_ds_heads',
-    ds,
-    ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f64'],
-    [0, 1, 2, 3, 6, 9],
-  );
-}
-
-/**
- * `name(count, …)`: calls `inner` on `count` heads, its parameters in order with each one of
- * `perHead` (byte addresses) followed by that address's step from one head to the next. One
- * call for a thread's heads, where the JavaScript driver made one per head (≈ 2 µs each).
- */
-function emitHeads(
-  module: ModuleBuilder,
-  name: string,
-  inner: FunctionBuilder,
-  types: readonly ('i32' | 'f64')[],
-  perHead: readonly number[],
-): void {
-  const sig: ('i32' | 'f64')[] = ['i32'];
-  for (let i = 0; i < types.length; i++)
-    sig.push(types[i], ...(perHead.includes(i) ? (['i32'] as const) : []));
-  const f = module.function(name, sig, []);
-  const count = f.param(0);
-  const h = f.local('i32');
-  f.for(h, 0, count, 1, () => {
-    let at = 1;
-    for (let i = 0; i < types.length; i++) {
-      f.get(f.param(at++));
-      if (perHead.includes(i)) f.get(h).get(f.param(at++)).op('i32.mul', 'i32.add');
-    }
-    f.call(inner, module);
-  });
 }
 
 function params(f: FunctionBuilder, n: number): Local[] {
@@ -186,8 +140,9 @@ function emitDs(module: ModuleBuilder): FunctionBuilder {
     [],
   );
   const [p, ds, hard, g, grs, gcs, o, ors, ocs, lse, lss, l, s, ev, scale] = params(f, 15);
-  const [i, j, c, x, gRow, oRow, dead] = locals(f, 'i32', 7);
+  const [i, j, c, x, gRow, oRow, dead, row, end2] = locals(f, 'i32', 9);
   const [dsum] = locals(f, 'f64', 1);
+  const [dsum2] = locals(f, 'v128', 1);
   f.for(i, 0, l, 1, () => {
     f.get(lse).get(i).get(lss).op('i32.mul', 'i32.add').mem('f32.load');
     f.f32(Number.NEGATIVE_INFINITY).op('f32.eq').set(dead);
@@ -200,21 +155,50 @@ function emitDs(module: ModuleBuilder): FunctionBuilder {
       f.get(oRow).get(c).get(ocs).op('i32.mul', 'i32.add').mem('f32.load').op('f64.promote_f32');
       f.op('f64.mul', 'f64.add').set(dsum);
     });
-    f.for(j, 0, s, 1, () => {
-      f.get(i).get(s).op('i32.mul').get(j).op('i32.add').set(x);
-      f.get(hard).get(x).op('i32.add').mem('i32.load8_u');
+    const one = (at: Local) => {
+      f.get(hard).get(at).op('i32.add').mem('i32.load8_u');
       f.if(
         () => {
-          at4(f, p, x).f32(Number.NaN).f32(0).get(dead).op('select').mem('f32.store');
-          at4(f, ds, x).f32(0).mem('f32.store');
+          at4(f, p, at).f32(Number.NaN).f32(0).get(dead).op('select').mem('f32.store');
+          at4(f, ds, at).f32(0).mem('f32.store');
         },
         () => {
-          at4(f, ds, x);
-          at4(f, p, x).mem('f32.load').op('f64.promote_f32');
-          at4(f, ds, x).mem('f32.load').op('f64.promote_f32').get(dsum).op('f64.sub', 'f64.mul');
+          at4(f, ds, at);
+          at4(f, p, at).mem('f32.load').op('f64.promote_f32');
+          at4(f, ds, at).mem('f32.load').op('f64.promote_f32').get(dsum).op('f64.sub', 'f64.mul');
           f.get(scale).op('f64.mul', 'f32.demote_f64').mem('f32.store');
         },
       );
+    };
+    // two keys a turn where neither is masked (the same float64 steps as f64x2 lanes), one at a
+    // time otherwise: 2.1 → 1.7 ns a key of a causal 128×128 head (its masked half one at a time)
+    f.get(dsum).op('f64x2.splat').set(dsum2);
+    f.get(s).i32(-2).op('i32.and').set(end2);
+    f.get(i).get(s).op('i32.mul').set(row);
+    f.for(j, 0, end2, 2, () => {
+      f.get(row).get(j).op('i32.add').set(x);
+      f.get(hard).get(x).op('i32.add').mem('i32.load16_u').op('i32.eqz');
+      f.if(
+        () => {
+          at4(f, ds, x);
+          at4(f, p, x).mem('v128.load64_zero').op('f64x2.promote_low_f32x4');
+          at4(f, ds, x)
+            .mem('v128.load64_zero')
+            .op('f64x2.promote_low_f32x4')
+            .get(dsum2)
+            .op('f64x2.sub', 'f64x2.mul');
+          f.get(scale).op('f64x2.splat', 'f64x2.mul', 'f32x4.demote_f64x2_zero').store64Lane(0);
+        },
+        () => {
+          one(x);
+          f.get(x).i32(1).op('i32.add').set(x);
+          one(x);
+        },
+      );
+    });
+    f.for(j, end2, s, 1, () => {
+      f.get(row).get(j).op('i32.add').set(x);
+      one(x);
     });
   });
   return f;
