@@ -3,10 +3,18 @@ import { initializers as init, safetensorsEntries } from '@lowrank/nn';
 import { type Device, getDefaultDevice, type QuantFormat, setDefaultDevice } from '@lowrank/tensor';
 import { gpt2Config } from './config.js';
 import { GPT2LMHeadModel } from './gpt2.js';
-import { type LoadDType, type LoadProgress, loadWeightsStreaming } from './half-load.js';
+import { type LoadDType, type LoadProgress, loadWeightsStreamingAsync } from './half-load.js';
 import { gpt2KeysFromHF, loadGPT2Weights } from './hf.js';
 import { LlamaForCausalLM } from './llama.js';
-import { isRangeReader, type RangeReader, rangeSafetensors } from './loading-source.js';
+import {
+  type AsyncRangeReader,
+  type AsyncRawTensor,
+  asyncRangeSafetensors,
+  isAsyncRangeReader,
+  isRangeReader,
+  type RangeReader,
+  rangeSafetensors,
+} from './loading-source.js';
 import { loadHFWeights, mergeShards, shardFiles } from './weights.js';
 
 /**
@@ -42,6 +50,22 @@ export type FileReader = (name: string) => Promise<Uint8Array | null>;
  * (`@lowrank/models/node` reads this way).
  */
 export type RangeFileReader = (name: string) => Promise<Uint8Array | RangeReader | null>;
+
+/**
+ * A `FileReader` that may give an `AsyncRangeReader` (or a `RangeReader`) for a `.safetensors`
+ * file: a browser's `Blob` / `File` through `blobRangeReader`. The load reads the header, then
+ * each tensor's range when it reaches it, and never holds the file.
+ *
+ * @example
+ * const read: AsyncRangeFileReader = async (name) => {
+ *   const f = files.get(name);
+ *   if (!f) return null;
+ *   return name.endsWith('.safetensors') ? blobRangeReader(f) : new Uint8Array(await f.arrayBuffer());
+ * };
+ */
+export type AsyncRangeFileReader = (
+  name: string,
+) => Promise<Uint8Array | RangeReader | AsyncRangeReader | null>;
 
 function modelType(config: Record<string, unknown>, fallback?: CausalLMType): CausalLMType {
   const t = config.model_type ?? fallback;
@@ -120,19 +144,21 @@ export class AutoModelForCausalLM {
    * the model, built on `device` without random init (weights are lazy zeros, holding no memory,
    * until their tensor is written; a weight that becomes 16-bit or quantized is never allocated
    * in float32), plus one tensor at a time: its bytes (a view of bytes `read` gave, or a fresh
-   * buffer of its range when `read` gives a `RangeReader`, as Node's `fromPretrained` does, so
-   * the file is never held) and its decoded float32 copy, uploaded to `device` and dropped.
+   * buffer of its range when `read` gives a `RangeReader`, as Node's `fromPretrained` does, or an
+   * `AsyncRangeReader`, as a browser's `blobRangeReader(file)`, read when the load reaches that
+   * tensor, so the file is never held) and its decoded float32 copy, uploaded to `device` and dropped.
    * Every name and shape is checked against the model from the header before any tensor is read.
    *
    * @example
    * const model = await AutoModelForCausalLM.fromFiles(async (f) => bytesFromFolderPicker(f));
    * const qlora = await AutoModelForCausalLM.fromFiles(read, { device: 'webgpu', quantize: 'nf4' });
+   * const picked = await AutoModelForCausalLM.fromFiles(async (f) => blobRangeReader(fileNamed(f))); // a browser File, read by range
    */
   static async fromFiles(
-    read: FileReader | RangeFileReader,
+    read: FileReader | RangeFileReader | AsyncRangeFileReader,
     options: FromFilesOptions = {},
   ): Promise<AutoCausalLM> {
-    const need = async (name: string, what: string): Promise<Uint8Array | RangeReader> => {
+    const need = async (name: string, what: string): Promise<Uint8Array | RangeReader | AsyncRangeReader> => {
       const file = await read(name);
       if (!file) throw new Error(`${what} not found: ${name}`);
       return file;
@@ -140,9 +166,12 @@ export class AutoModelForCausalLM {
     const json = async (name: string, what: string): Promise<unknown> => {
       const file = await need(name, what);
       let bytes = file as Uint8Array;
-      if (isRangeReader(file)) {
-        bytes = file.read(0, file.size); // a small JSON file
-        file.close?.();
+      if (isRangeReader(file) || isAsyncRangeReader(file)) {
+        try {
+          bytes = await file.read(0, file.size); // a small JSON file
+        } finally {
+          file.close?.();
+        }
       }
       try {
         return JSON.parse(new TextDecoder().decode(bytes));
@@ -158,16 +187,23 @@ export class AutoModelForCausalLM {
       throw new Error(
         `AutoModelForCausalLM: quantize (${quantize.bits}) and dtype '${options.dtype}' both choose how the base is stored: give one (quantize: '${options.dtype}' also works)`,
       );
-    const opened: RangeReader[] = [];
-    const tensorsOf = (file: Uint8Array | RangeReader): Record<string, RawSafetensorsTensor> => {
+    const opened: (RangeReader | AsyncRangeReader)[] = [];
+    type Streamed = RawSafetensorsTensor | AsyncRawTensor;
+    const tensorsOf = async (
+      file: Uint8Array | RangeReader | AsyncRangeReader,
+    ): Promise<Record<string, Streamed>> => {
+      if (isAsyncRangeReader(file)) {
+        opened.push(file);
+        return asyncRangeSafetensors(file);
+      }
       if (!isRangeReader(file)) return safetensorsEntries(file).tensors;
       opened.push(file);
       return rangeSafetensors(file);
     };
     try {
-      let raw: Record<string, RawSafetensorsTensor>;
+      let raw: Record<string, Streamed>;
       const single = await read('model.safetensors');
-      if (single) raw = tensorsOf(single);
+      if (single) raw = await tensorsOf(single);
       else {
         const index = await json(
           'model.safetensors.index.json',
@@ -175,14 +211,14 @@ export class AutoModelForCausalLM {
         );
         // mergeShards checks each shard's names against the index; it hands `parse` what `read`
         // gave, here an empty marker per shard standing for its (header-only) tensors
-        const shards = new Map<Uint8Array, Record<string, RawSafetensorsTensor>>();
+        const shards = new Map<Uint8Array, Record<string, Streamed>>();
         const markers = new Map<string, Uint8Array>();
         for (const file of shardFiles(index)) {
           const marker = new Uint8Array(0);
           markers.set(file, marker);
           const bytes = await need(file, 'weight shard');
           try {
-            shards.set(marker, tensorsOf(bytes));
+            shards.set(marker, await tensorsOf(bytes));
           } catch (e) {
             throw new Error(`${file}: ${(e as Error).message}`);
           }
@@ -190,7 +226,7 @@ export class AutoModelForCausalLM {
         raw = mergeShards(
           index,
           (file) => markers.get(file) as Uint8Array,
-          (marker) => shards.get(marker) as Record<string, RawSafetensorsTensor>,
+          (marker) => shards.get(marker) as Record<string, Streamed>,
         );
       }
       // built on the device without random init: every weight is a lazy zero until its tensor
@@ -216,7 +252,7 @@ export class AutoModelForCausalLM {
         // [in, out] are transposed to the [out, in] a QuantizedLinear reads
         const gpt2 = build(() => new GPT2LMHeadModel(gpt2Config(config)));
         try {
-          loadWeightsStreaming(gpt2, Object.fromEntries(gpt2KeysFromHF(raw)), 'GPT-2', load);
+          await loadWeightsStreamingAsync(gpt2, Object.fromEntries(gpt2KeysFromHF(raw)), 'GPT-2', load);
         } catch (e) {
           gpt2.dispose();
           throw e;
@@ -225,7 +261,7 @@ export class AutoModelForCausalLM {
       } else {
         const llama = build(() => new LlamaForCausalLM(config));
         try {
-          loadWeightsStreaming(llama, raw, llama.config.model_type, load);
+          await loadWeightsStreamingAsync(llama, raw, llama.config.model_type, load);
         } catch (e) {
           llama.dispose();
           throw e;

@@ -20,6 +20,7 @@ import {
   quantizeData,
   type Tensor,
 } from '@lowrank/tensor';
+import type { AsyncRawTensor } from './loading-source.js';
 import { skippedHFKey } from './weights.js';
 
 /**
@@ -175,6 +176,62 @@ export function loadWeightsStreaming(
   what: string,
   options: StreamingLoadOptions,
 ): StreamingLoadReport {
+  const plan = planStreamingLoad(model, tensors, what, options);
+  // one read of each tensor's bytes (a lazily read source reads its range here), dropped
+  // once that tensor is loaded
+  for (const [k, entry] of plan.entries) plan.load(k, entry.dtype, entry.shape, entry.bytes);
+  return plan.report;
+}
+
+/**
+ * `loadWeightsStreaming` over tensors whose bytes may be read asynchronously
+ * (`asyncRangeSafetensors`: a browser's `Blob` / `File`): the same checks before anything
+ * changes, then each tensor's bytes awaited when the load reaches it and loaded by the same
+ * per-tensor step, so the load holds one tensor's bytes at a time and never the file. Tensors
+ * with `bytes` (`safetensorsEntries`, `rangeSafetensors`) load as in the synchronous loader.
+ *
+ * @example
+ * const model = nn.init.withoutInit(() => new LlamaForCausalLM(config));
+ * const tensors = await asyncRangeSafetensors(blobRangeReader(file));
+ * await loadWeightsStreamingAsync(model, tensors, 'Llama', { dtype: 'f32' });
+ */
+export async function loadWeightsStreamingAsync(
+  model: Module,
+  tensors: Readonly<Record<string, RawSafetensorsTensor | AsyncRawTensor>>,
+  what: string,
+  options: StreamingLoadOptions,
+): Promise<StreamingLoadReport> {
+  const plan = planStreamingLoad(model, tensors, what, options);
+  for (const [k, entry] of plan.entries) {
+    const bytes = 'readBytes' in entry ? await entry.readBytes() : entry.bytes;
+    plan.load(k, entry.dtype, entry.shape, bytes);
+  }
+  return plan.report;
+}
+
+/** What a checked load will do: its tensors in load order, and the step that loads one of them. */
+interface StreamingLoadPlan<T> {
+  /** The checkpoint's tensors that load (old RoPE buffers, a tied head left out), in file order. */
+  entries: [string, T][];
+  /** Loads the tensor `key` from its bytes (and reports its progress). */
+  load(key: string, dtype: RawSafetensorsTensor['dtype'], shape: number[], bytes: Uint8Array): void;
+  /** Filled in as tensors load. */
+  report: StreamingLoadReport;
+}
+
+/**
+ * The shared part of the two loaders: every key and shape checked against the model (one error
+ * listing every problem before anything changes), the layers that become 16-bit or quantized
+ * chosen, and the per-tensor step.
+ */
+function planStreamingLoad<
+  T extends { readonly dtype: RawSafetensorsTensor['dtype']; readonly shape: number[] },
+>(
+  model: Module,
+  tensors: Readonly<Record<string, T>>,
+  what: string,
+  options: StreamingLoadOptions,
+): StreamingLoadPlan<T> {
   const dtype = options.dtype;
   if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'bf16')
     throw new Error(`load: dtype must be 'f32', 'f16' or 'bf16', got '${String(dtype)}'`);
@@ -234,10 +291,13 @@ export function loadWeightsStreaming(
 
   const report: StreamingLoadReport = { halfLayers: [], quantized: [], bytes: 0, f32Bytes: 0 };
   let done = 0;
-  for (const [k, entry] of entries) {
-    // one read of the bytes (a lazily read source reads the tensor's range here), dropped
-    // with `t` at the end of the iteration
-    const t: RawSafetensorsTensor = { dtype: entry.dtype, shape: entry.shape, bytes: entry.bytes };
+  const load = (
+    k: string,
+    fileDtype: RawSafetensorsTensor['dtype'],
+    shape: number[],
+    fileBytes: Uint8Array,
+  ) => {
+    const t: RawSafetensorsTensor = { dtype: fileDtype, shape, bytes: fileBytes };
     const layer = half.get(k);
     let storedAs: LoadProgress['storedAs'] = 'float32';
     let bytes: number;
@@ -269,6 +329,6 @@ export function loadWeightsStreaming(
     }
     done++;
     options.onLoadProgress?.({ name: k, done, total: entries.length, storedAs, bytes });
-  }
-  return report;
+  };
+  return { entries, load, report };
 }
