@@ -5,7 +5,9 @@
  * `showDirectoryPicker`), or a Hub repository (downloaded by `hubDownload` into the browser's
  * Hub cache: the Origin Private File System where there is one, else the Cache API). Each
  * build reads the files again instead of holding their bytes, so only the model stays in
- * memory.
+ * memory; the weights are read by range (`blobRangeReader` over a `File` / `Blob`), one tensor
+ * at a time as the load reaches it, so a load never holds a `.safetensors` file in the page's
+ * memory either.
  */
 
 import { browserHubStore, type HubProgress, hubDownload, isHubId } from '@lowrank/models/hub';
@@ -17,8 +19,28 @@ export interface ModelSource {
   label: string;
   /** Identifies the source among saved adapters' bases (a Hub id, a folder name). */
   id: string;
-  /** One file of the folder by name, or null when the folder lacks it. */
+  /** One file of the folder by name, or null when the folder lacks it (the config, the tokenizer). */
   read: lr.FileReader;
+  /**
+   * What the model loads through (`AutoModelForCausalLM.fromFiles`): `read`, but a
+   * `.safetensors` file comes as an `AsyncRangeReader` where the source has it as a `Blob`, so
+   * the load reads one tensor's range at a time.
+   */
+  weights: lr.AsyncRangeFileReader;
+}
+
+/**
+ * `read` for every file but a `.safetensors` one, which `blobOf` gives as a Blob read by range.
+ */
+function rangeReading(
+  read: lr.FileReader,
+  blobOf: (name: string) => Promise<Blob | null>,
+): lr.AsyncRangeFileReader {
+  return async (name) => {
+    if (!name.endsWith('.safetensors')) return read(name);
+    const blob = await blobOf(name);
+    return blob ? lr.blobRangeReader(blob) : null;
+  };
 }
 
 /**
@@ -50,16 +72,24 @@ export function isShippedModel(name: string): name is ShippedModel {
  */
 export function shippedSource(base: string, model: ShippedModel = 'llama'): ModelSource {
   const { folder, label } = SHIPPED_MODELS[model];
+  const get = async (name: string): Promise<Response | null> => {
+    const res = await fetch(new URL(`${folder}/${name}`, base));
+    if (res.status === 404) return null;
+    if (!res.ok) throw new Error(`GET ${folder}/${name}: ${res.status} ${res.statusText}`);
+    return res;
+  };
+  const read: lr.FileReader = async (name) => {
+    const res = await get(name);
+    return res ? new Uint8Array(await res.arrayBuffer()) : null;
+  };
   return {
     label,
     // the char model keeps the id it always had: adapters saved for it stay loadable
     id: model === 'llama' ? 'shipped-llama' : 'shipped',
-    read: async (name) => {
-      const res = await fetch(new URL(`${folder}/${name}`, base));
-      if (res.status === 404) return null;
-      if (!res.ok) throw new Error(`GET ${folder}/${name}: ${res.status} ${res.statusText}`);
-      return new Uint8Array(await res.arrayBuffer());
-    },
+    read,
+    // fetched whole as a Blob (the browser keeps it, not the page's heap), then read by range:
+    // no HTTP Range requests, as the shipped weights are small (11.5 MB Llama, 0.9 MB char)
+    weights: rangeReading(read, async (name) => (await get(name))?.blob() ?? null),
   };
 }
 
@@ -85,13 +115,15 @@ export function folderSource(files: Iterable<File>): ModelSource {
       `the folder${folder ? ` '${folder}'` : ''} has no config.json at its top (pick a Hugging Face model folder: config.json, model.safetensors or its index and shards, tokenizer.json); it holds ${names || 'no files'}`,
     );
   }
+  const read: lr.FileReader = async (name) => {
+    const f = byName.get(name);
+    return f ? new Uint8Array(await f.arrayBuffer()) : null;
+  };
   return {
     label: `folder '${folder || 'picked files'}'`,
     id: `folder:${folder}`,
-    read: async (name) => {
-      const f = byName.get(name);
-      return f ? new Uint8Array(await f.arrayBuffer()) : null;
-    },
+    read,
+    weights: rangeReading(read, async (name) => byName.get(name) ?? null),
   };
 }
 
@@ -110,9 +142,9 @@ export interface DirectoryLike {
  * const source = await directorySource(await window.showDirectoryPicker());
  */
 export async function directorySource(dir: DirectoryLike): Promise<ModelSource> {
-  const read = async (name: string): Promise<Uint8Array | null> => {
+  const file = async (name: string): Promise<Blob | null> => {
     try {
-      return new Uint8Array(await (await (await dir.getFileHandle(name)).getFile()).arrayBuffer());
+      return await (await dir.getFileHandle(name)).getFile();
     } catch (e) {
       if (
         (e as { name?: unknown }).name === 'NotFoundError' ||
@@ -122,9 +154,13 @@ export async function directorySource(dir: DirectoryLike): Promise<ModelSource> 
       throw e;
     }
   };
+  const read: lr.FileReader = async (name) => {
+    const f = await file(name);
+    return f ? new Uint8Array(await f.arrayBuffer()) : null;
+  };
   if (!(await read('config.json')))
     throw new Error(`the folder '${dir.name}' has no config.json (pick a Hugging Face model folder)`);
-  return { label: `folder '${dir.name}'`, id: `folder:${dir.name}`, read };
+  return { label: `folder '${dir.name}'`, id: `folder:${dir.name}`, read, weights: rangeReading(read, file) };
 }
 
 /**
@@ -146,6 +182,7 @@ export async function hubSource(
     label: `Hub ${trimmed}@${snap.commit.slice(0, 7)}`,
     id: `hub:${trimmed}`,
     read: snap.read,
+    weights: snap.open,
     fromCache: snap.fromCache,
   };
 }

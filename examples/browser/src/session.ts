@@ -64,8 +64,9 @@ interface Checkpoint {
  * tables in 16 bits too).
  */
 async function buildModel(c: Checkpoint, device: lr.Device, q: BaseQuant): Promise<lr.AutoCausalLM> {
+  // the weights by range where the source has them as Blobs (ModelSource.weights): one tensor's bytes at a time
   const model = await lr.AutoModelForCausalLM.fromFiles(
-    c.source.read,
+    c.source.weights,
     q === 'none' ? { device, dtype: c.dtype } : { device, quantize: q },
   );
   model.eval();

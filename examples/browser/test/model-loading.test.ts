@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AutoModelForCausalLM, loadHFTokenizer } from '@lowrank/models/node';
+import { safetensorsEntries } from '@lowrank/nn';
 import * as lr from 'lowrank';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -147,6 +148,16 @@ describe.skipIf(skipReason !== null)(
         if (m.type() === 'error' || m.type() === 'warning') console.log(`[page ${m.type()}] ${m.text()}`);
       });
       page.on('pageerror', (e) => pageErrors.push(e.message));
+      // every Blob / File the page reads, by size: a load by range reads slices, never the file
+      await page.addInitScript(() => {
+        const reads: number[] = [];
+        (window as unknown as { blobReads: number[] }).blobReads = reads;
+        const arrayBuffer = Blob.prototype.arrayBuffer;
+        Blob.prototype.arrayBuffer = function (this: Blob) {
+          reads.push(this.size);
+          return arrayBuffer.call(this);
+        };
+      });
       await page.goto(`${url}?backend=cpu&hub=${encodeURIComponent(`${url}hub`)}`);
       await waitState(page, ['ready', 'error'], 60_000);
       expect(await page.textContent('#error')).toBe('');
@@ -163,10 +174,33 @@ describe.skipIf(skipReason !== null)(
       'a folder picked with webkitdirectory: the Llama model, its tokenizer and targets; logits as in Node; then f16 weights at half the bytes',
       async () => {
         expect(await page.textContent('#model-info')).toMatch(/^Llama pre-trained by lowrank /);
+        const blobReads = () => page.evaluate(() => (window as unknown as { blobReads: number[] }).blobReads);
+        await page.evaluate(() => {
+          (window as unknown as { blobReads: number[] }).blobReads.length = 0;
+        });
         await page.setInputFiles('#model-folder', fixture);
         await waitState(page, ['loading'], 10_000).catch(() => undefined);
         await waitState(page, ['ready', 'error'], 60_000);
         expect(await fieldErrors(page)).toEqual([]);
+        // model.safetensors was read by range (blobRangeReader over the picked File): the
+        // largest read is its largest tensor, no read is the file; the others are the small files
+        const weights = readFileSync(join(fixture, 'model.safetensors'));
+        const largest = Math.max(
+          ...Object.values(safetensorsEntries(new Uint8Array(weights)).tensors).map((t) => t.bytes.length),
+        );
+        const reads = await blobReads();
+        const small = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja']
+          .filter((f) => existsSync(join(fixture, f)))
+          .map((f) => readFileSync(join(fixture, f)).length);
+        const ranges = reads.filter((n) => !small.includes(n));
+        console.log(
+          `[model loading] picked folder: ${reads.length} Blob reads, the largest ${Math.max(...ranges)} B of model.safetensors' ${weights.length} B`,
+        );
+        expect(ranges).not.toContain(weights.length);
+        expect(Math.max(...ranges), 'the largest read: one tensor').toBe(largest);
+        expect(ranges.length, 'the 8-byte length, the header, one read per tensor').toBe(
+          2 + Object.keys(safetensorsEntries(new Uint8Array(weights)).tensors).length,
+        );
         expect(await page.textContent('#model-info')).toMatch(
           /^llama from folder 'base' \(2 layers, width 64, [\d,]+ parameters\)$/,
         );
@@ -270,11 +304,22 @@ describe.skipIf(skipReason !== null)(
         ).toBeLessThan(1e-4);
         // again: the cache, with no request at all
         const again = hub.requests.length;
+        await page.evaluate(() => {
+          (window as unknown as { blobReads: number[] }).blobReads.length = 0;
+        });
         await page.click('#load-hub');
         await waitState(page, ['loading'], 10_000).catch(() => undefined);
         await waitState(page, ['ready', 'error'], 60_000);
         expect(await fieldErrors(page)).toEqual([]);
         expect(hub.requests.length).toBe(again);
+        // the weights read from OPFS by range (HubSnapshot.open: getFile(), then slices)
+        const weights = readFileSync(join(fixture, 'model.safetensors'));
+        const largest = Math.max(
+          ...Object.values(safetensorsEntries(new Uint8Array(weights)).tensors).map((t) => t.bytes.length),
+        );
+        const reads = await page.evaluate(() => (window as unknown as { blobReads: number[] }).blobReads);
+        expect(reads).not.toContain(weights.length);
+        expect(Math.max(...reads), 'the largest read: one tensor').toBe(largest);
         // an unknown repository: the error under the controls, the model unchanged
         await page.fill('#hub-id', 'org/nope');
         await page.click('#load-hub');

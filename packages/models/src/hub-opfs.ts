@@ -1,4 +1,5 @@
 import type { HubPartial, HubStore } from './hub.js';
+import { type AsyncRangeReader, blobRangeReader } from './loading-source.js';
 
 /**
  * A `HubStore` on the browser's Origin Private File System (`navigator.storage.getDirectory()`),
@@ -158,6 +159,12 @@ export class OpfsHubStore implements HubStore {
     const blob = await this.pointer(repo, commit, path);
     const f = blob === null ? null : await this.blob(repo, blob);
     return f ? new Uint8Array(await (await f.getFile()).arrayBuffer()) : null;
+  }
+
+  async openFile(repo: string, commit: string, path: string): Promise<AsyncRangeReader | null> {
+    const blob = await this.pointer(repo, commit, path);
+    const f = blob === null ? null : await this.blob(repo, blob);
+    return f ? blobRangeReader(await f.getFile()) : null;
   }
 
   async linkBlob(repo: string, blob: string, commit: string, path: string): Promise<boolean> {

@@ -13,8 +13,9 @@
  * @module @lowrank/models/hub
  */
 import { HubApiError, listFiles, modelInfo } from '@huggingface/hub';
-import type { FileReader } from './auto.js';
+import type { AsyncRangeFileReader, FileReader } from './auto.js';
 import { type OpfsDirectoryHandle, OpfsHubStore } from './hub-opfs.js';
+import { type AsyncRangeReader, blobRangeReader } from './loading-source.js';
 
 export {
   type OpfsDirectoryHandle,
@@ -71,6 +72,12 @@ export interface HubStore {
   hasFile(repo: string, commit: string, path: string): Promise<boolean>;
   /** A snapshot's file, or null when it is not there. */
   readFile(repo: string, commit: string, path: string): Promise<Uint8Array | null>;
+  /**
+   * A snapshot's file for reading by range (null when it is not there), where the store can:
+   * an OPFS file's `getFile()`, a cached response's Blob. `HubSnapshot.open` uses it for
+   * `.safetensors` files, so a load reads one tensor at a time.
+   */
+  openFile?(repo: string, commit: string, path: string): Promise<AsyncRangeReader | null>;
   /** Makes an existing blob the snapshot's file `path`; false when there is no such blob. */
   linkBlob(repo: string, blob: string, commit: string, path: string): Promise<boolean>;
   /** Opens the unfinished blob for appending (emptied first when `restart`). */
@@ -115,6 +122,12 @@ export interface HubSnapshot {
   fromCache: boolean;
   /** Reads a file of the snapshot (null when the snapshot lacks it): `AutoModelForCausalLM.fromFiles(snapshot.read)`. */
   read: FileReader;
+  /**
+   * `read`, but a `.safetensors` file comes as an `AsyncRangeReader` where the store can give
+   * one (`HubStore.openFile`: OPFS, the Cache API), so `AutoModelForCausalLM.fromFiles(snapshot.open)`
+   * reads each tensor's range as the load reaches it and never holds the file.
+   */
+  open: AsyncRangeFileReader;
 }
 
 const COMMIT = /^[0-9a-f]{40}$/;
@@ -349,10 +362,22 @@ export async function hubDownload(
   const store = options.cache;
   const revision = options.revision ?? 'main';
   const read: (commit: string) => FileReader = (commit) => (name) => store.readFile(repo, commit, name);
+  const open =
+    (commit: string): AsyncRangeFileReader =>
+    (name) =>
+      name.endsWith('.safetensors') && store.openFile
+        ? store.openFile(repo, commit, name)
+        : store.readFile(repo, commit, name);
   const cachedCommit = COMMIT.test(revision) ? revision : await store.readRef(repo, revision);
   const fresh = options.refresh === true && !COMMIT.test(revision);
   if (cachedCommit && !fresh && (await cachedComplete(store, repo, cachedCommit))) {
-    return { repo, commit: cachedCommit, fromCache: true, read: read(cachedCommit) };
+    return {
+      repo,
+      commit: cachedCommit,
+      fromCache: true,
+      read: read(cachedCommit),
+      open: open(cachedCommit),
+    };
   }
   const offline = options.offline ?? env('HF_HUB_OFFLINE') === '1';
   if (offline)
@@ -419,7 +444,7 @@ export async function hubDownload(
   }
   for (const w of weights) await get(w); // last: a snapshot with every weight file is complete
   if (!COMMIT.test(revision)) await store.writeRef(repo, revision, commit);
-  return { repo, commit, fromCache: false, read: read(commit) };
+  return { repo, commit, fromCache: false, read: read(commit), open: open(commit) };
 }
 
 /** What `CacheApiHubStore` needs of a browser `Cache` (a `caches.open(...)` result). */
@@ -500,6 +525,13 @@ export class CacheApiHubStore implements HubStore {
     if (blob === null) return null;
     const r = await this.cache.match(this.key(repo, 'blobs', blob));
     return r ? new Uint8Array(await r.arrayBuffer()) : null;
+  }
+
+  async openFile(repo: string, commit: string, path: string): Promise<AsyncRangeReader | null> {
+    const blob = await this.text(this.key(repo, 'snapshots', commit, path));
+    if (blob === null) return null;
+    const r = await this.cache.match(this.key(repo, 'blobs', blob));
+    return r ? blobRangeReader(await r.blob()) : null;
   }
 
   async linkBlob(repo: string, blob: string, commit: string, path: string): Promise<boolean> {

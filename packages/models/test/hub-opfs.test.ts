@@ -5,6 +5,7 @@ import * as lr from '@lowrank/tensor';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AutoModelForCausalLM } from '../src/auto.js';
 import { browserHubStore, CacheApiHubStore, hubDownload, OpfsHubStore } from '../src/hub.js';
+import { type AsyncRangeReader, isAsyncRangeReader } from '../src/loading-source.js';
 import { FakeHub, filesOf } from './hub-server.js';
 import { MemDir, MemFs } from './opfs-fake.js';
 
@@ -92,6 +93,14 @@ describe('OpfsHubStore over an in-memory OPFS', () => {
     const model = await AutoModelForCausalLM.fromFiles(again.read);
     const reference = await AutoModelForCausalLM.fromFiles(async (n) => tiny.get(n) ?? null);
     expect(await logits(model)).toEqual(await logits(reference));
+    // open: the weights as an OPFS file read by range (getFile()), the rest as bytes
+    const file = await again.open('model.safetensors');
+    expect(isAsyncRangeReader(file)).toBe(true);
+    expect((file as AsyncRangeReader).size).toBe(weights.length);
+    expect(await again.open('config.json')).toEqual(tiny.get('config.json'));
+    const ranged = await AutoModelForCausalLM.fromFiles(again.open);
+    expect(await logits(ranged)).toEqual(await logits(reference));
+    ranged.dispose();
     model.dispose();
     reference.dispose();
   });

@@ -27,6 +27,7 @@ import {
   isHubId,
 } from '../src/hub.js';
 import type { LlamaForCausalLM } from '../src/llama.js';
+import { isAsyncRangeReader } from '../src/loading-source.js';
 import {
   AutoModelForCausalLM,
   FsHubStore,
@@ -356,7 +357,11 @@ describe('CacheApiHubStore (browser cache), over a fake Cache', () => {
     expect(again.fromCache).toBe(true);
     expect(hub.requests.length).toBe(before);
     const model = await PureAuto.fromFiles(again.read);
-    expect(await logits(model)).toEqual(await logits(await AutoModelForCausalLM.fromPretrained(tinyDir)));
+    const want = await logits(await AutoModelForCausalLM.fromPretrained(tinyDir));
+    expect(await logits(model)).toEqual(want);
+    // open: the weights as the cached response's Blob, read by range
+    expect(isAsyncRangeReader(await again.open('model.safetensors'))).toBe(true);
+    expect(await logits(await PureAuto.fromFiles(again.open))).toEqual(want);
   });
 
   it('a truncated file leaves no chunk behind', async () => {
