@@ -2,12 +2,14 @@ import '@lowrank/autograd';
 import { gradcheck } from '@lowrank/autograd';
 import * as lr from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
+import { setAttentionKernels } from '../../tensor/src/backends/webgpu/attention-shared.js';
 import { type AttentionCase as Case, maxDiff } from '../../tensor/test/attention-reference.js';
 
 /**
  * The WebGPU flash-attention backward (D pre-pass, dk/dv and dq kernels) against the CPU
- * reference kernels on the same inputs, finite differences on a small case, and the memory
- * bound: forward + backward at T = 512 never holds a [B, H, T, T] float32 buffer.
+ * reference kernels on the same inputs, the other paths (ds in p's tile, dq fused into the dk/dv
+ * pass by atomic adds, GQA heads split over workgroups) on the first cases, finite differences on a small case,
+ * and the memory bound: forward + backward at T = 512 never holds a [B, H, T, T] float32 buffer.
  */
 const unavailable = await lr
   .init({ backend: 'webgpu' })
@@ -26,8 +28,40 @@ const CASES: Case[] = [
 
 async function grads(xs: lr.Tensor[], g: lr.Tensor, o: lr.ScaledDotProductAttentionOptions) {
   const leaves = xs.map((x) => x.detach().requiresGrad_(true));
-  lr.scaledDotProductAttention(leaves[0], leaves[1], leaves[2], o).backward(g);
-  return Promise.all(leaves.map((x) => x.grad!.data()));
+  lr.tidy(() => lr.scaledDotProductAttention(leaves[0], leaves[1], leaves[2], o).backward(g));
+  const data = await Promise.all(leaves.map((x) => x.grad!.data()));
+  lr.dispose(
+    leaves.map((x) => x.grad!),
+    leaves,
+  );
+  return data;
+}
+
+async function checkCase(c: Case, seed: number): Promise<void> {
+  lr.manualSeed(seed);
+  const h = c.hkv * c.g;
+  const xs = [
+    lr.randn([c.b, h, c.l, c.e]),
+    lr.randn([c.b, c.hkv, c.s, c.e]),
+    lr.randn([c.b, c.hkv, c.s, c.ev]),
+  ];
+  const g = lr.randn([c.b, h, c.l, c.ev]);
+  let mask: lr.Tensor | null = null;
+  if (c.mask === 'bool') mask = lr.rand([c.b, 1, c.l, c.s]).gt(0.4);
+  if (c.mask === 'float') {
+    const r = lr.rand([1, h, c.l, c.s]);
+    mask = lr.where(r.gt(0.7), Number.NEGATIVE_INFINITY, r);
+  }
+  const o = { causal: c.causal, enableGqa: c.g > 1 };
+  const want = await grads(xs, g, { ...o, mask });
+  const onGpu = await Promise.all([...xs, g].map((t) => t.to('webgpu')));
+  const maskGpu = mask && (await mask.to('webgpu'));
+  const got = await grads(onGpu.slice(0, 3), onGpu[3], { ...o, mask: maskGpu });
+  // freed here: the memory-bound test below measures from the bytes live when it starts
+  lr.dispose(xs, g, onGpu, mask, maskGpu);
+  for (let i = 0; i < 3; i++) {
+    expect(maxDiff(got[i], want[i]), `d${'qkv'[i]} ${JSON.stringify(c)}`).toBeLessThan(2e-4);
+  }
 }
 
 if (unavailable) {
@@ -38,30 +72,24 @@ if (unavailable) {
   describe('fused attention gradient on webgpu', () => {
     it('backward kernels match the CPU reference (causal, GQA, bool/float masks, E = 128, L and S off the tiles)', async () => {
       let seed = 0;
-      for (const c of CASES) {
-        lr.manualSeed(seed++);
-        const h = c.hkv * c.g;
-        const xs = [
-          lr.randn([c.b, h, c.l, c.e]),
-          lr.randn([c.b, c.hkv, c.s, c.e]),
-          lr.randn([c.b, c.hkv, c.s, c.ev]),
-        ];
-        const g = lr.randn([c.b, h, c.l, c.ev]);
-        let mask: lr.Tensor | null = null;
-        if (c.mask === 'bool') mask = lr.rand([c.b, 1, c.l, c.s]).gt(0.4);
-        if (c.mask === 'float') {
-          const r = lr.rand([1, h, c.l, c.s]);
-          mask = lr.where(r.gt(0.7), Number.NEGATIVE_INFINITY, r);
-        }
-        const o = { causal: c.causal, enableGqa: c.g > 1 };
-        const want = await grads(xs, g, { ...o, mask });
-        const onGpu = await Promise.all([...xs, g].map((t) => t.to('webgpu')));
-        const got = await grads(onGpu.slice(0, 3), onGpu[3], {
-          ...o,
-          mask: mask && (await mask.to('webgpu')),
-        });
-        for (let i = 0; i < 3; i++) {
-          expect(maxDiff(got[i], want[i]), `d${'qkv'[i]} ${JSON.stringify(c)}`).toBeLessThan(2e-4);
+      for (const c of CASES) await checkCase(c, seed++);
+    }, 600_000);
+
+    it("the other paths match too: no subgroups with ds in p's tile, dq fused by atomic adds, GQA heads split, other tiles", async () => {
+      // the H200's tile (64 × 16 at head dim 64) has no room for ds's own tile: ds in p's (the first)
+      const choices = [
+        { dsTile: 'shared', subgroups: 'off' },
+        { dq: 'fused', gqa: 'split' },
+        { dq: 'fused', dsTile: 'shared' },
+        // tiles outside the candidate lists (bench/attention-gpu.ts --variants), forward included
+        { backwardShape: '32x32x8x8', forwardShape: '64x32x8x8' },
+      ] as const;
+      for (const [i, choice] of choices.entries()) {
+        const before = setAttentionKernels(choice);
+        try {
+          await checkCase(CASES[i % 2], i);
+        } finally {
+          setAttentionKernels(before);
         }
       }
     }, 600_000);

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
+import { setAttentionKernels } from '../../src/backends/webgpu/attention-shared.js';
 import * as lr from '../../src/index.js';
 import {
   attentionInputs,
@@ -47,6 +48,24 @@ describe.skipIf(skip !== null)(`flash attention on webgpu${skip ? ` (skipped: ${
         enableGqa: c.g > 1,
       });
       expect(maxDiff(await got.data(), await ref.data()), JSON.stringify(c)).toBeLessThan(2e-5);
+    }
+  }, 300_000);
+
+  it('the plain forward (no subgroups) matches too; the backend says when subgroups are used', async () => {
+    const backend = lr.getBackend('webgpu');
+    const has = lr.webgpuDevice()?.features.has('subgroups') ?? false;
+    expect(backend.description.includes('subgroups')).toBe(has);
+    const before = setAttentionKernels({ subgroups: 'off' });
+    try {
+      for (const [i, c] of [CASES[0], CASES[2]].entries()) {
+        const { q, k, v } = inputs(c, i);
+        const ref = composedAttention(q, k, v, { causal: c.causal });
+        const [qg, kg, vg] = await Promise.all([q, k, v].map((t) => t.to('webgpu')));
+        const got = lr.scaledDotProductAttention(qg, kg, vg, { causal: c.causal, enableGqa: c.g > 1 });
+        expect(maxDiff(await got.data(), await ref.data()), JSON.stringify(c)).toBeLessThan(2e-5);
+      }
+    } finally {
+      setAttentionKernels(before);
     }
   }, 300_000);
 

@@ -1,9 +1,12 @@
 import { PHILOX_WGSL } from '../../philox.js';
+import type { Storage } from '../../storage.js';
+import { atomicAdd4, atomicBinding, zeroSource } from './attention-atomic.js';
+import { dsumGroups, dsumPlan, dsumSource } from './attention-dsum.js';
 import {
   accumulate,
+  attentionKernels,
   attentionWords,
   checkHeadDims,
-  chooseTile,
   DIMS,
   each,
   keepBytes,
@@ -14,6 +17,7 @@ import {
   maskBinding,
   maskKind,
   maskScore,
+  pickTile,
   psDecl,
   rowVec4,
   scores,
@@ -30,7 +34,7 @@ import { metaStruct, PRELUDE, s, u } from './wgsl.js';
 /**
  * Flash-attention backward in the FlashAttention-2 order, three dispatches and no [L, S] matrix
  * in global memory:
- * 1. D = rowsum(grad·out), one invocation per query row, into a scratch buffer;
+ * 1. D = rowsum(grad·out) into a scratch buffer (attention-dsum.ts);
  * 2. dk, dv: a workgroup per key block of one (batch, kv head) keeps its k and v tiles and walks
  *    the query tiles of every query head of its group (GQA sums inside, no atomics), recomputing
  *    p = exp(s − lse) and ds = p·(grad·vᵀ − D) per tile;
@@ -48,6 +52,10 @@ import { metaStruct, PRELUDE, s, u } from './wgsl.js';
  * Causal blocks wholly below the diagonal (and inside L, S, without a mask) skip the mask tests.
  * With dropout, the forward's mask is regenerated per block (keepFill: the workgroup's keep bits,
  * keepFactor: z = kept ? 1/(1 − p) : 0): the p tile holds z·p (dv = (z∘p)ᵀ·grad) and ds = p·(z·(grad·vᵀ) − D).
+ * Other layouts stay selectable (attention-shared.ts `setAttentionKernels`), each measured slower
+ * on the H200 (docs/perf.md, session 6): dq folded into the dk/dv pass by atomic adds (no dq
+ * kernel: WGSL has no float atomics, and the compare-exchange loops cost more than the kernel they
+ * replace), GQA heads split over workgroups, and tiles outside the candidate list.
  */
 
 function tileBytes(e: number, ev: number, t: Tile, dropout: boolean): number {
@@ -73,13 +81,25 @@ const TILES: Tile[] = [
 ];
 
 function tileFor(c: WebGPUContext, e: number, ev: number, dropout: boolean): Tile {
-  return chooseTile(c, TILES, (t) => tileBytes(e, ev, t, dropout));
+  const k = attentionKernels();
+  return pickTile(c, TILES, k.backwardTile, k.backwardShape, (t) => tileBytes(e, ev, t, dropout));
 }
 
-const HEADER = (mask: 'bool' | 'float' | null, outs: string[], dropout: boolean) => `${PRELUDE}
+/** An output binding: plain f32 stores, or atomic adds (`add_<name>`, attention-atomic.ts). */
+interface Out {
+  name: string;
+  atomic: boolean;
+}
+
+const outDecl = (o: Out, binding: number) =>
+  o.atomic
+    ? `${atomicBinding(o.name, binding)}\n${atomicAdd4(o.name)}`
+    : `@group(0) @binding(${binding}) var<storage, read_write> ${o.name}: array<f32>;`;
+
+const HEADER = (mask: 'bool' | 'float' | null, outs: Out[], dropout: boolean) => `${PRELUDE}
 ${dropout ? PHILOX_WGSL : ''}
 ${metaStruct(W.words)}
-${outs.map((o, i) => `@group(0) @binding(${i + 1}) var<storage, read_write> ${o}: array<f32>;`).join('\n')}
+${outs.map((o, i) => outDecl(o, i + 1)).join('\n')}
 @group(0) @binding(${outs.length + 1}) var<storage, read> q: array<f32>;
 @group(0) @binding(${outs.length + 2}) var<storage, read> k: array<f32>;
 @group(0) @binding(${outs.length + 3}) var<storage, read> v: array<f32>;
@@ -98,9 +118,17 @@ function store(
   limit: string,
   base: string,
   mul: string,
+  atomic = false,
 ): string {
   const rt = t.br / t.ty;
   const cc = Math.ceil(Math.ceil(dim / 4) / t.tx);
+  const put = atomic
+    ? `if (col < ${dim}u) { add_${dst}((${base} + row) * ${dim}u + col, val, min(4u, ${dim}u - col)); }`
+    : each(
+        4,
+        (w) => `if (col + ${w}u < ${dim}u) { ${dst}[(${base} + row) * ${dim}u + col + ${w}u] = val[${w}]; }`,
+        '\n        ',
+      );
   return each(
     rt,
     (i) => `{
@@ -111,7 +139,7 @@ function store(
         (c) => `{
         let col = (tx + ${t.tx * c}u) * 4u;
         let val = ${acc}[${i * cc + c}]${mul};
-        ${each(4, (w) => `if (col + ${w}u < ${dim}u) { ${dst}[(${base} + row) * ${dim}u + col + ${w}u] = val[${w}]; }`, '\n        ')}
+        ${put}
       }`,
         '\n      ',
       )}
@@ -173,6 +201,52 @@ var<workgroup> ${d}s: array<vec4<f32>, ${t.bc * rowVec4(ev)}>;
 ${psDecl(t)}`;
 }
 
+/** How the dk/dv pass is laid out (see `attentionKernels`). */
+interface KvPlan {
+  /** dq += dsᵀ·k in the same pass, atomically (no dq kernel) */
+  fuseDq: boolean;
+  /** one query head a workgroup, dk and dv added atomically into the kv head (GQA) */
+  splitHeads: boolean;
+  /** ds in its own tile (Ds) beside p's: both written before one barrier, not one after the other */
+  ownDs: boolean;
+}
+
+/**
+ * WGSL adding the streamed block's dq rows q0 + [0, BC), scale · dsᵀ·k over the BR stationary
+ * keys, into dq (ds is in the tile `ds`, k in Ks), atomically: the key blocks of a query run in different
+ * workgroups. Where the threads divide the block's vec4 evenly (head dim 64: 16 queries × 16 vec4
+ * on 128 threads) a thread owns one vec4 column of NQ query rows, so one k load serves NQ rows;
+ * otherwise one vec4 of one row per pass.
+ */
+function dqPartial(e: number, t: Tile, ds: string): string {
+  const e4 = Math.ceil(e / 4);
+  const nt = t.ty * t.tx;
+  const vp = rowVec4(t.bc);
+  const add = (qc: string, acc: string) =>
+    `if (q0 + ${qc} < L) { add_dq((bh * L + q0 + ${qc}) * ${e}u + g * 4u, ${acc} * scale, min(4u, ${e}u - g * 4u)); }`;
+  const nq = (t.bc * e4) / nt;
+  if (nt % e4 === 0 && Number.isInteger(nq) && nq <= 4) {
+    const rows = nt / e4; // query rows a pass: qb, qb + rows, …
+    return `{
+        let g = lid % ${e4}u;
+        let qb = lid / ${e4}u;
+        ${each(nq, (j) => `var acc${j} = vec4<f32>(0.0);`, '\n        ')}
+        for (var r = 0u; r < ${t.br}u; r++) {
+          let kr = Ks[r * ${rowVec4(e)}u + g];
+          ${each(nq, (j) => `acc${j} += ${ds}[r * ${4 * vp}u + qb + ${rows * j}u] * kr;`, '\n          ')}
+        }
+        ${each(nq, (j) => add(`qb + ${rows * j}u`, `acc${j}`), '\n        ')}
+      }`;
+  }
+  return `for (var o = lid; o < ${t.bc * e4}u; o += ${nt}u) {
+        let qc = o / ${e4}u;
+        let g = o % ${e4}u;
+        var acc = vec4<f32>(0.0);
+        for (var r = 0u; r < ${t.br}u; r++) { acc += ${ds}[r * ${4 * vp}u + qc] * Ks[r * ${rowVec4(e)}u + g]; }
+        ${add('qc', 'acc')}
+      }`;
+}
+
 function kvSource(
   e: number,
   ev: number,
@@ -180,6 +254,7 @@ function kvSource(
   mask: 'bool' | 'float' | null,
   causal: boolean,
   dropout: boolean,
+  plan: KvPlan,
 ): string {
   const { br, bc, ty, tx } = t;
   const nt = ty * tx;
@@ -189,8 +264,30 @@ function kvSource(
   const ccv = Math.ceil(Math.ceil(ev / 4) / tx);
   // the block is clear when every query is at or after every key, all in range
   const fast = `q0 + ${bc}u <= L && k0 + ${br}u <= S${causal ? ` && q0 + 1u >= k0 + ${br}u` : ''}`;
-  return `${HEADER(mask, ['dk', 'dv'], dropout)}
+  const outs: Out[] = [
+    { name: 'dk', atomic: plan.splitHeads },
+    { name: 'dv', atomic: plan.splitHeads },
+  ];
+  if (plan.fuseDq) outs.push({ name: 'dq', atomic: true });
+  const ds = plan.ownDs ? 'Ds' : 'Ps';
+  // split: the grid's x is (batch, query head) and the workgroup walks that head only
+  const heads = plan.splitHeads
+    ? `let bq = wid.x + wid.z * 65535u;
+  if (bq >= ${u(W.b)} * H) { return; }
+  let b = bq / H;
+  let kh = (bq % H) / G;
+  let hFirst = (bq % H) % G;
+  let hEnd = hFirst + 1u;
+  let bkv = b * HKV + kh;`
+    : `let bkv = wid.x + wid.z * 65535u;
+  if (bkv >= ${u(W.b)} * HKV) { return; }
+  let b = bkv / HKV;
+  let kh = bkv % HKV;
+  let hFirst = 0u;
+  let hEnd = G;`;
+  return `${HEADER(mask, outs, dropout)}
 ${tiles(e, ev, t, 'K', 'V', 'Q', 'G')}
+${plan.ownDs ? psDecl(t, 'Ds') : ''}
 ${dropout ? keepDecl(bc, br) : ''}
 var<workgroup> Lc: array<f32, ${bc}>;
 var<workgroup> Dc: array<f32, ${bc}>;
@@ -202,10 +299,7 @@ fn main(
 ) {
   ${DIMS}
   let HKV = ${u(W.hkv)};
-  let bkv = wid.x + wid.z * 65535u;
-  if (bkv >= ${u(W.b)} * HKV) { return; }
-  let b = bkv / HKV;
-  let kh = bkv % HKV;
+  ${heads}
   // block-major grid: the first key blocks (the most queries under a causal mask) go first
   let k0 = wid.y * ${br}u;
   let tx = lid % ${tx}u;
@@ -218,8 +312,9 @@ fn main(
   var dva: array<vec4<f32>, ${rt * ccv}>;
   var qStart = 0u;
   ${causal ? `qStart = (k0 / ${bc}u) * ${bc}u;` : ''}
-  for (var hh = 0u; hh < G; hh++) {
+  for (var hh = hFirst; hh < hEnd; hh++) {
     let h = kh * G + hh;
+    let bh = b * H + h;
     ${viewBase('q', W.q, 'b', 'h')}
     ${viewBase('gout', W.grad, 'b', 'h')}
     ${mask ? viewBase('mask', W.mask, 'b', 'h') : ''}
@@ -232,9 +327,9 @@ fn main(
       for (var r = lid; r < ${bc}u; r += ${nt}u) {
         let row = min(q0 + r, L - 1u);
         Lc[r] = lse[lse_base + i32(row) * lse_r];
-        Dc[r] = dsum[(b * H + h) * L + row];
+        Dc[r] = dsum[bh * L + row];
       }
-      ${dropout ? keepFill(bc, br, 'b * H + h', 'q0', 'k0', nt) : ''}
+      ${dropout ? keepFill(bc, br, 'bh', 'q0', 'k0', nt) : ''}
       workgroupBarrier();
       var sc = array<f32, ${rt * ct}>();
       var dp = array<f32, ${rt * ct}>();
@@ -243,16 +338,16 @@ fn main(
       ${each(ct, (j) => `let lc${j} = Lc[tx + ${tx * j}u];\n      let dc${j} = Dc[tx + ${tx * j}u];`, '\n      ')}
       ${probs(mask, causal, dropout, t, (i, j) => ({ row: `q0 + tx + ${tx * j}u`, col: `k0 + ty + ${ty * i}u`, lse: `lc${j}`, d: `dc${j}`, keep: keepFactor(br, `tx + ${tx * j}u`, `ty + ${ty * i}u`) }), fast)}
       ${toPs('sc', t)}
+      ${plan.ownDs ? '' : `workgroupBarrier();\n      ${accumulate('dva', 'Gs', ev, t)}\n      workgroupBarrier();`}
+      ${toPs('dp', t, ds)}
       workgroupBarrier();
-      ${accumulate('dva', 'Gs', ev, t)}
-      workgroupBarrier();
-      ${toPs('dp', t)}
-      workgroupBarrier();
-      ${accumulate('dka', 'Qs', e, t)}
+      ${plan.ownDs ? accumulate('dva', 'Gs', ev, t) : ''}
+      ${accumulate('dka', 'Qs', e, t, ds)}
+      ${plan.fuseDq ? dqPartial(e, t, ds) : ''}
     }
   }
-  ${store('dk', 'dka', e, t, 'k0', 'S', 'bkv * S', ' * scale')}
-  ${store('dv', 'dva', ev, t, 'k0', 'S', 'bkv * S', '')}
+  ${store('dk', 'dka', e, t, 'k0', 'S', 'bkv * S', ' * scale', plan.splitHeads)}
+  ${store('dv', 'dva', ev, t, 'k0', 'S', 'bkv * S', '', plan.splitHeads)}
 }`;
 }
 
@@ -271,7 +366,7 @@ function qSource(
   const cce = Math.ceil(Math.ceil(e / 4) / tx);
   // the block is clear when its last key is at or before its first query, all in range
   const fast = `q0 + ${br}u <= L && k0 + ${bc}u <= S${causal ? ` && k0 + ${bc}u <= q0 + 1u` : ''}`;
-  return `${HEADER(mask, ['dq'], dropout)}
+  return `${HEADER(mask, [{ name: 'dq', atomic: false }], dropout)}
 ${tiles(e, ev, t, 'Q', 'G', 'K', 'V')}
 ${dropout ? keepDecl(br, bc) : ''}
 @compute @workgroup_size(${nt})
@@ -322,32 +417,6 @@ fn main(
 }`;
 }
 
-function dSource(): string {
-  return `${metaStruct(W.words)}
-@group(0) @binding(1) var<storage, read_write> dsum: array<f32>;
-@group(0) @binding(2) var<storage, read> outv: array<f32>;
-@group(0) @binding(3) var<storage, read> gout: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let idx = gid.x + gid.y * nwg.x * 256u;
-  let L = ${u(W.l)};
-  let H = ${u(W.h)};
-  let EV = ${u(W.words - 1)};
-  if (idx >= ${u(W.b)} * H * L) { return; }
-  let row = idx % L;
-  let bh = idx / L;
-  let b = bh / H;
-  let h = bh % H;
-  ${viewBase('outv', W.out, 'b', 'h')}
-  ${viewBase('gout', W.grad, 'b', 'h')}
-  var acc = 0.0;
-  for (var c = 0u; c < EV; c++) {
-    acc += outv[outv_base + i32(row) * outv_r + i32(c) * outv_d] * gout[gout_base + i32(row) * gout_r + i32(c) * gout_d];
-  }
-  dsum[idx] = acc;
-}`;
-}
-
 export const attentionBackward: GpuKernel<'attentionBackward'> = (
   c,
   q,
@@ -374,12 +443,13 @@ export const attentionBackward: GpuKernel<'attentionBackward'> = (
   words[W.words - 1] = ev;
   const dsum = c.scratch('attentionBackward', rows);
   const dBinding = { buffer: dsum, size: rows * 4 };
-  const dPipe = c.pipeline('attentionD', dSource);
+  const { lanes, subgroups } = dsumPlan(c);
+  const dPipe = c.pipeline(`attentionD|${lanes}|${subgroups}`, () => dsumSource(lanes, subgroups));
   c.dispatch(
     dPipe,
     words,
     [dBinding, bindingOf(out.storage), bindingOf(grad.storage)],
-    c.grid(Math.ceil(rows / 256)),
+    c.grid(dsumGroups(rows, lanes)),
   );
   const tile = tileFor(c, e, ev, Boolean(params.dropout));
   const dropout = Boolean(params.dropout);
@@ -393,22 +463,50 @@ export const attentionBackward: GpuKernel<'attentionBackward'> = (
     dBinding,
   ];
   if (mask) inputs.push(bindingOf(mask.storage));
-  const kvPipe = c.pipeline(`attentionDkv|${key}`, () => kvSource(e, ev, tile, kind, params.causal, dropout));
-  const bkv = b * hkv;
+  const choice = attentionKernels();
+  const dsBytes = 16 * tile.br * rowVec4(tile.bc);
+  const plan: KvPlan = {
+    fuseDq: choice.dq === 'fused',
+    splitHeads: choice.gqa === 'split' && h > hkv,
+    ownDs:
+      choice.dsTile === 'own' &&
+      tileBytes(e, ev, tile, dropout) + dsBytes <= c.limits.maxComputeWorkgroupStorageSize,
+  };
+  // the atomic adds start from zero
+  const zero = (buffer: Storage<GPUBuffer>) => {
+    if (buffer.size === 0) return;
+    const pipe = c.pipeline('attentionZero', zeroSource);
+    c.dispatch(
+      pipe,
+      new Uint32Array([buffer.size]),
+      [bindingOf(buffer)],
+      c.grid(Math.ceil(buffer.size / 256)),
+    );
+  };
+  if (plan.fuseDq) zero(dq);
+  if (plan.splitHeads) {
+    zero(dk);
+    zero(dv);
+  }
+  const kvKey = `attentionDkv|${key}|${plan.fuseDq}|${plan.splitHeads}|${plan.ownDs}`;
+  const kvPipe = c.pipeline(kvKey, () => kvSource(e, ev, tile, kind, params.causal, dropout, plan));
+  const groups = plan.splitHeads ? b * h : b * hkv;
   c.dispatch(
     kvPipe,
     words,
-    [bindingOf(dk), bindingOf(dv), ...inputs],
-    [Math.min(bkv, 65535), Math.ceil(sl / tile.br), Math.ceil(bkv / 65535)],
+    [bindingOf(dk), bindingOf(dv), ...(plan.fuseDq ? [bindingOf(dq)] : []), ...inputs],
+    [Math.min(groups, 65535), Math.ceil(sl / tile.br), Math.ceil(groups / 65535)],
   );
-  const qPipe = c.pipeline(`attentionDq|${key}`, () => qSource(e, ev, tile, kind, params.causal, dropout));
-  const bh = b * h;
-  c.dispatch(
-    qPipe,
-    words,
-    [bindingOf(dq), ...inputs],
-    [Math.min(bh, 65535), Math.ceil(l / tile.br), Math.ceil(bh / 65535)],
-  );
+  if (!plan.fuseDq) {
+    const qPipe = c.pipeline(`attentionDq|${key}`, () => qSource(e, ev, tile, kind, params.causal, dropout));
+    const bh = b * h;
+    c.dispatch(
+      qPipe,
+      words,
+      [bindingOf(dq), ...inputs],
+      [Math.min(bh, 65535), Math.ceil(l / tile.br), Math.ceil(bh / 65535)],
+    );
+  }
   c.release(dsum);
   return { dq, dk, dv };
 };

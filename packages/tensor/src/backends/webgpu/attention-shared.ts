@@ -31,6 +31,61 @@ export const W = {
   words: 49,
 } as const;
 
+/**
+ * Which attention kernels run: the defaults are the fastest measured on the H200; the others stay
+ * for A/B benches (bench/attention-gpu.ts `--dq`, `--gqa`, `--subgroups`) and for tests of both paths.
+ */
+export interface AttentionKernels {
+  /** dq folded into the dk/dv pass with atomic adds ('fused'), or its own kernel that recomputes p and ds ('kernel'). */
+  dq: 'fused' | 'kernel';
+  /** GQA dk/dv: a workgroup per query head adding into its kv head atomically ('split'), or per kv head looping over the group ('loop'). */
+  gqa: 'split' | 'loop';
+  /** Subgroup operations where the device has the `subgroups` feature ('auto'), or never ('off'). */
+  subgroups: 'auto' | 'off';
+  /** The backward's ds tile: its own workgroup array beside p's where it fits ('own': 2 barriers a step fewer), or p's ('shared'). */
+  dsTile: 'own' | 'shared';
+  /** Index of the first candidate tile tried by the forward (0: the fastest measured that fits). */
+  forwardTile: number;
+  /** Same for the backward. */
+  backwardTile: number;
+  /** A forward tile outside the candidates, `BRxBCxTYxTX` (e.g. '64x32x8x8'), or '' for none. */
+  forwardShape: string;
+  /** Same for the backward. */
+  backwardShape: string;
+}
+
+// measured on the H200 (docs/perf.md, session 6): the fused dq's atomic adds cost more than the
+// dq kernel they replace (dk/dv 0.52 → 0.92 ms against dq's 0.39–0.46 at T = 512), and splitting
+// GQA heads over workgroups gained nothing (0.85 ms either way at T = 512, 2.88 vs 2.62 at 1024)
+const kernels: AttentionKernels = {
+  dq: 'kernel',
+  gqa: 'loop',
+  subgroups: 'auto',
+  dsTile: 'own',
+  forwardTile: 0,
+  backwardTile: 0,
+  forwardShape: '',
+  backwardShape: '',
+};
+
+/** The attention kernels in use (a copy). */
+export function attentionKernels(): AttentionKernels {
+  return { ...kernels };
+}
+
+/**
+ * Chooses attention kernels (pipelines are keyed by the choice, so switching recompiles nothing
+ * already built); returns the previous choice.
+ * @example
+ * const before = setAttentionKernels({ dq: 'kernel' }); // the separate dq kernel, for an A/B
+ * setAttentionKernels(before);
+ */
+export function setAttentionKernels(choice: Partial<AttentionKernels>): AttentionKernels {
+  const before = attentionKernels();
+  Object.assign(kernels, choice);
+  return before;
+}
+
 /** The largest head dim the kernels take (the q tile and the accumulators grow with it). */
 export const MAX_HEAD_DIM = 256;
 
@@ -212,6 +267,41 @@ export function chooseTile(c: WebGPUContext, tiles: readonly Tile[], bytes: (t: 
   return tiles.find(fits) ?? tiles[tiles.length - 1];
 }
 
+/**
+ * The tile a kernel runs: `shape` (`BRxBCxTYxTX`) when given, else the first of `tiles` from
+ * index `first` that fits (chooseTile). A given shape must divide evenly and fit.
+ */
+export function pickTile(
+  c: WebGPUContext,
+  tiles: readonly Tile[],
+  first: number,
+  shape: string,
+  bytes: (t: Tile) => number,
+): Tile {
+  if (!shape) return chooseTile(c, tiles.slice(first), bytes);
+  const [br, bc, ty, tx] = shape.split('x').map(Number);
+  const t = { br, bc, ty, tx };
+  const limit = c.limits.maxComputeWorkgroupStorageSize;
+  if (!(br % ty === 0 && bc % tx === 0 && bc % 4 === 0 && bytes(t) <= limit)) {
+    throw new Error(
+      `attention tile: expected BRxBCxTYxTX with TY | BR, TX | BC, 4 | BC and ≤ ${limit} bytes, got '${shape}' (${bytes(t)} bytes)`,
+    );
+  }
+  return t;
+}
+
+/**
+ * Whether a kernel whose rows are TX consecutive invocations (lid = ty·TX + tx, TX a power of 2)
+ * reduces each row with subgroup shuffles instead of workgroup memory and a barrier: the device has
+ * `subgroups` (requested when the adapter has it), its smallest subgroup holds a row, and the choice
+ * is not 'off'. It takes consecutive local invocation indices to be consecutive lanes, as Vulkan
+ * drivers lay out 1-D workgroups (lavapipe: 8 lanes, the tests; the H200: 32, the bench's check).
+ */
+export function rowSubgroups(c: WebGPUContext, t: Tile): boolean {
+  if (kernels.subgroups === 'off' || !c.features.has('subgroups')) return false;
+  return (c.adapterInfo?.subgroupMinSize ?? 0) >= t.tx;
+}
+
 /** vec4 per row of a tile in workgroup memory: enough for `n` floats, odd (bank spread). */
 export const rowVec4 = (n: number) => Math.ceil(n / 4) | 1;
 
@@ -220,9 +310,9 @@ export const rowVec4 = (n: number) => Math.ceil(n / 4) | 1;
  * reads through psRow. Ps is f32, not vec4, so no thread stores one component of a shared vec4
  * (which a compiler may lower to a read-modify-write of the whole vector, racing three others).
  */
-export function psDecl(t: Tile): string {
-  return `var<workgroup> Ps: array<f32, ${4 * t.br * rowVec4(t.bc)}>;
-fn psRow(o: u32) -> vec4<f32> { return vec4<f32>(Ps[o], Ps[o + 1u], Ps[o + 2u], Ps[o + 3u]); }`;
+export function psDecl(t: Tile, name = 'Ps'): string {
+  return `var<workgroup> ${name}: array<f32, ${4 * t.br * rowVec4(t.bc)}>;
+fn ${name.toLowerCase()}Row(o: u32) -> vec4<f32> { return vec4<f32>(${name}[o], ${name}[o + 1u], ${name}[o + 2u], ${name}[o + 3u]); }`;
 }
 
 export const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -269,7 +359,7 @@ export function scores(acc: string, a: string, c: string, dim: number, t: Tile):
 }
 
 /** WGSL: acc[i·CC + c] += Σ_j Ps[row i][j] · src[j][column group c] over the BC streamed rows. */
-export function accumulate(acc: string, src: string, dim: number, t: Tile): string {
+export function accumulate(acc: string, src: string, dim: number, t: Tile, ps = 'Ps'): string {
   const rt = t.br / t.ty;
   const groups = Math.ceil(dim / 4);
   const cc = Math.ceil(groups / t.tx);
@@ -278,7 +368,7 @@ export function accumulate(acc: string, src: string, dim: number, t: Tile): stri
   const col = (c: number) =>
     (c + 1) * t.tx <= groups ? `tx + ${t.tx * c}u` : `min(tx + ${t.tx * c}u, ${groups - 1}u)`;
   return `for (var j4 = 0u; j4 < ${t.bc / 4}u; j4++) {
-      ${each(rt, (i) => `let p${i} = psRow((ty + ${t.ty * i}u) * ${4 * vp}u + j4 * 4u);`, '\n      ')}
+      ${each(rt, (i) => `let p${i} = ${ps.toLowerCase()}Row((ty + ${t.ty * i}u) * ${4 * vp}u + j4 * 4u);`, '\n      ')}
       ${each(
         4,
         (
@@ -291,7 +381,7 @@ export function accumulate(acc: string, src: string, dim: number, t: Tile): stri
 }
 
 /** WGSL storing a register tile (sc or dp) into Ps[row ty + TY·i][col tx + TX·j]. */
-export function toPs(acc: string, t: Tile): string {
+export function toPs(acc: string, t: Tile, ps = 'Ps'): string {
   const rt = t.br / t.ty;
   const ct = t.bc / t.tx;
   const vp = rowVec4(t.bc);
@@ -300,7 +390,7 @@ export function toPs(acc: string, t: Tile): string {
     (n) => {
       const i = Math.floor(n / ct);
       const j = n % ct;
-      return `{ let c = tx + ${t.tx * j}u; Ps[(ty + ${t.ty * i}u) * ${4 * vp}u + c] = ${acc}[${n}]; }`;
+      return `{ let c = tx + ${t.tx * j}u; ${ps}[(ty + ${t.ty * i}u) * ${4 * vp}u + c] = ${acc}[${n}]; }`;
     },
     '\n    ',
   );

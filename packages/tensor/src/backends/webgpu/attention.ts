@@ -2,9 +2,9 @@ import { PHILOX_WGSL } from '../../philox.js';
 import { attentionDecode, useDecode } from './attention-decode.js';
 import {
   accumulate,
+  attentionKernels,
   attentionWords,
   checkHeadDims,
-  chooseTile,
   DIMS,
   each,
   keepBytes,
@@ -15,8 +15,10 @@ import {
   maskBinding,
   maskKind,
   maskScore,
+  pickTile,
   psDecl,
   range,
+  rowSubgroups,
   rowVec4,
   scores,
   type Tile,
@@ -38,7 +40,9 @@ import { metaStruct, PRELUDE, u } from './wgsl.js';
  * row, and blocks wholly below the diagonal skip the mask tests (decode, one query over a long
  * cache, splits the keys instead: attention-decode.ts). The running sums are per thread (the
  * columns it owns), merged once at the end: all threads of a row share the row max, so their
- * partial sums rescale alike. With dropout, each probability is multiplied by its factor
+ * partial sums rescale alike (where the device has subgroups, a row's threads, consecutive lanes,
+ * reduce its max and sum by xor shuffles instead of workgroup memory and a barrier a block: 0.333 →
+ * 0.326 ms at T = 512 on the H200, rowSubgroups). With dropout, each probability is multiplied by its factor
  * (keepFactor: kept ? 1/(1 − p) : 0, from keep bits the workgroup computes per block) after it entered the running sum, so P·V accumulates the
  * dropped, scaled probabilities and the lse stays the undropped softmax's. Tiles are row-major vec4 as in the backward (attention-backward.ts);
  * on the H200 the transposed scalar tiles this replaced took 0.72 ms at T = 512 (B = 8, H = 12,
@@ -63,7 +67,8 @@ function tileBytes(e: number, ev: number, t: Tile, dropout: boolean): number {
 }
 
 function tileFor(c: WebGPUContext, e: number, ev: number, dropout: boolean): Tile {
-  return chooseTile(c, TILES, (t) => tileBytes(e, ev, t, dropout));
+  const k = attentionKernels();
+  return pickTile(c, TILES, k.forwardTile, k.forwardShape, (t) => tileBytes(e, ev, t, dropout));
 }
 
 function source(
@@ -73,11 +78,14 @@ function source(
   mask: 'bool' | 'float' | null,
   causal: boolean,
   dropout: boolean,
+  subgroups: boolean,
 ): string {
   const { br, bc, ty, tx } = t;
   const rt = br / ty;
   const ct = bc / tx;
   const nt = ty * tx;
+  // a row's TX threads are TX consecutive lanes of one subgroup: xor shuffles over 1, 2, … TX/2
+  const lanes = range(Math.log2(tx)).map((i) => 1 << i);
   const ccv = Math.ceil(Math.ceil(ev / 4) / tx);
   // the block is clear when its last key is at or before its first query, all in range
   const fast = `q0 + ${br}u <= L && k0 + ${bc}u <= S${causal ? ` && k0 + ${bc}u <= q0 + 1u` : ''}`;
@@ -102,7 +110,8 @@ function source(
           '\n      ',
         )
       : '';
-  return `${PRELUDE}
+  return `${subgroups ? 'enable subgroups;' : ''}
+${PRELUDE}
 ${dropout ? PHILOX_WGSL : ''}
 ${metaStruct(W.words)}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -116,7 +125,7 @@ var<workgroup> Qs: array<vec4<f32>, ${br * rowVec4(e)}>;
 var<workgroup> Ks: array<vec4<f32>, ${bc * rowVec4(e)}>;
 var<workgroup> Vs: array<vec4<f32>, ${bc * rowVec4(ev)}>;
 ${psDecl(t)}
-var<workgroup> Red: array<f32, ${br * tx}>;
+${subgroups ? '' : `var<workgroup> Red: array<f32, ${br * tx}>;`}
 ${dropout ? keepDecl(br, bc) : ''}
 @compute @workgroup_size(${nt})
 fn main(
@@ -154,13 +163,19 @@ fn main(
     var sc = array<f32, ${rt * ct}>();
     ${scores('sc', 'Qs', 'Ks', e, t)}
     ${mask ? masked : `if (${fast}) {\n      ${scaled}\n    } else {\n      ${masked}\n    }`}
-    ${each(rt, (i) => `Red[(ty + ${ty * i}u) * ${tx}u + tx] = ${range(ct).reduce((a, j) => `max(${a}, sc[${i * ct + j}])`, 'NEG')};`, '\n    ')}
-    workgroupBarrier();
+    ${
+      subgroups
+        ? ''
+        : `${each(rt, (i) => `Red[(ty + ${ty * i}u) * ${tx}u + tx] = ${range(ct).reduce((a, j) => `max(${a}, sc[${i * ct + j}])`, 'NEG')};`, '\n    ')}
+    workgroupBarrier();`
+    }
     ${each(
       rt,
       (i) => `{
+      ${subgroups ? `var mx = ${range(ct).reduce((a, j) => `max(${a}, sc[${i * ct + j}])`, 'NEG')};` : ''}
+      ${subgroups ? lanes.map((m) => `mx = max(mx, subgroupShuffleXor(mx, ${m}u));`).join(' ') : ''}
       var mn = m[${i}];
-      for (var t = 0u; t < ${tx}u; t++) { mn = max(mn, Red[(ty + ${ty * i}u) * ${tx}u + t]); }
+      ${subgroups ? 'mn = max(mn, mx);' : `for (var t = 0u; t < ${tx}u; t++) { mn = max(mn, Red[(ty + ${ty * i}u) * ${tx}u + t]); }`}
       let alpha = exp(m[${i}] - mn);
       m[${i}] = mn;
       var ls = 0.0;
@@ -175,15 +190,24 @@ fn main(
     workgroupBarrier();
     ${accumulate('o', 'Vs', ev, t)}
   }
-  workgroupBarrier();
+  ${
+    subgroups
+      ? ''
+      : `workgroupBarrier();
   ${each(rt, (i) => `Red[(ty + ${ty * i}u) * ${tx}u + tx] = l[${i}];`, '\n  ')}
-  workgroupBarrier();
+  workgroupBarrier();`
+  }
   ${each(
     rt,
     (i) => `{
     let row = q0 + ty + ${ty * i}u;
     var sum = 0.0;
-    for (var t = 0u; t < ${tx}u; t++) { sum += Red[(ty + ${ty * i}u) * ${tx}u + t]; }
+    ${
+      subgroups
+        ? `sum = l[${i}];
+    ${lanes.map((m) => `sum += subgroupShuffleXor(sum, ${m}u);`).join(' ')}`
+        : `for (var t = 0u; t < ${tx}u; t++) { sum += Red[(ty + ${ty * i}u) * ${tx}u + t]; }`
+    }
     if (row < L) {
       let orow = (bh * L + row) * ${ev}u;
       ${each(
@@ -223,8 +247,9 @@ export const attention: GpuKernel<'attention'> = (c, q, k, v, mask, params) => {
   const kind = maskKind(mask);
   const dropout = Boolean(params.dropout);
   const tile = tileFor(c, e, ev, dropout);
-  const key = `attention|${e}|${ev}|${kind}|${params.causal}|${dropout}|${tile.br}|${tile.bc}|${tile.ty}|${tile.tx}`;
-  const pipeline = c.pipeline(key, () => source(e, ev, tile, kind, params.causal, dropout));
+  const subgroups = rowSubgroups(c, tile);
+  const key = `attention|${e}|${ev}|${kind}|${params.causal}|${dropout}|${tile.br}|${tile.bc}|${tile.ty}|${tile.tx}|${subgroups}`;
+  const pipeline = c.pipeline(key, () => source(e, ev, tile, kind, params.causal, dropout, subgroups));
   const words = attentionWords(q, k, v, mask, params);
   const bindings = [
     bindingOf(out),

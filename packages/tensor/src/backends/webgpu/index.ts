@@ -96,7 +96,10 @@ async function openDevice(
   };
   const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
-  return { device, description: `WebGPU (${adapterName(describeAdapter(adapter))})` };
+  // said, not silent: which kernels take the subgroup path (attention-shared.ts rowSubgroups)
+  const lanes = device.features.has('subgroups') ? device.adapterInfo?.subgroupMinSize : undefined;
+  const sub = lanes ? `; subgroups of ${lanes}+ lanes: the attention forward's row reductions` : '';
+  return { device, description: `WebGPU (${adapterName(describeAdapter(adapter))}${sub})` };
 }
 
 function createBackend(c: WebGPUContext): Backend {
