@@ -98,6 +98,38 @@ describe('wasm matmul', () => {
     }
   });
 
+  it('packs A the same way for 4- and 6-row strips: the bits of either, any layout', () => {
+    // packA's row-major (rows two at a time), column-major (a strip's k-th values at once) and
+    // strided paths, for both micro-kernel heights (mr 4 without relaxed SIMD, 6 with it)
+    const [r4, r6] = [4, 6].map((mr) => new WasmRuntime({ gemm: { mr } }));
+    expect([r4.gemm.mr, r6.gemm.mr]).toEqual([4, 6]);
+    for (const [batch, m, k, n] of [
+      [1, 19, 7, 9],
+      [2, 13, 33, 8],
+    ] as const) {
+      for (const ta of [false, true]) {
+        const oa = { transposed: ta, pad: ta ? 0 : 2, offset: 1 };
+        const aData = randomArray(elements(batch, m, k, oa));
+        const bData = randomArray(elements(batch, k, n, {}));
+        const bitsOf = (r: WasmRuntime) => {
+          const a = view(r.storages.upload(aData, 'float32'), batch, m, k, oa);
+          const b = view(r.storages.upload(bData, 'float32'), batch, k, n);
+          const out = wasmMatmul(r, serialExecutor(r))(a, b, batch, m, k, n);
+          return Array.from(new Uint32Array((out.handle as Float32Array).slice().buffer));
+        };
+        expect(bitsOf(r4)).toEqual(bitsOf(r6));
+        check(
+          view(rt.storages.upload(aData, 'float32'), batch, m, k, oa),
+          view(rt.storages.upload(bData, 'float32'), batch, k, n),
+          batch,
+          m,
+          k,
+          n,
+        );
+      }
+    }
+  });
+
   it('propagates NaN and Inf as the reference does', () => {
     const [m, k, n] = [9, 19, 13];
     const ad = randomArray(m * k);
