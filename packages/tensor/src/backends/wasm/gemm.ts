@@ -124,11 +124,11 @@ export function emitGemm(module: ModuleBuilder, cfg: GemmConfig): void {
 function emitPackA(module: ModuleBuilder, mr: number): FunctionBuilder {
   const f = module.function('packA', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], []);
   const [src, rs, cs, rows, depth, dst] = Array.from({ length: 6 }, (_, i) => f.param(i));
-  const [r0, q, p, s, d, end4, rowA] = Array.from({ length: 7 }, () => f.local('i32'));
+  const [r0, q, p, s, d, end4, rowA, pairs] = Array.from({ length: 8 }, () => f.local('i32'));
   const [va, vb] = [f.local('v128'), f.local('v128')];
   const step = mr * 4;
   /** The strip's rows q0.. one at a time (an edge strip, a stride the vector paths do not take). */
-  const scalarRows = (q0: number | Local) => {
+  const scalarRows = (q0: Local) => {
     f.for(q, q0, mr, 1, () => {
       f.get(dst).get(q).i32(2).op('i32.shl', 'i32.add').set(d);
       f.get(r0).get(q).op('i32.add').get(rows).op('i32.lt_s');
@@ -157,72 +157,70 @@ function emitPackA(module: ModuleBuilder, mr: number): FunctionBuilder {
   const rowMajor = mr % 2 === 0;
   f.get(depth).i32(-4).op('i32.and').set(end4);
   f.for(r0, 0, rows, mr, () => {
-    f.get(r0).i32(mr).op('i32.add').get(rows).op('i32.le_s'); // a whole strip
+    // a whole strip of a column-major A
+    f.get(r0).i32(mr).op('i32.add').get(rows).op('i32.le_s').get(rs).i32(4).op('i32.eq', 'i32.and');
     f.if(
       () => {
-        f.get(rs).i32(4).op('i32.eq');
-        f.if(
-          () => {
-            f.get(src).get(r0).i32(2).op('i32.shl', 'i32.add').set(s);
-            f.get(dst).set(d);
-            f.for(p, 0, depth, 1, () => {
-              f.get(d).get(s).mem('v128.load').mem('v128.store');
-              for (let o = 16; o + 8 <= step; o += 8)
-                f.get(d).get(s).mem('v128.load64_zero', o).store64Lane(0, o);
-              if (step % 8 !== 0)
-                f.get(d)
-                  .get(s)
-                  .mem('f32.load', step - 4)
-                  .mem('f32.store', step - 4);
-              f.get(s).get(cs).op('i32.add').set(s);
-              f.get(d).i32(step).op('i32.add').set(d);
-            });
-          },
-          () => {
-            f.get(cs)
-              .i32(4)
-              .op('i32.eq')
-              .i32(rowMajor ? 1 : 0)
-              .op('i32.and');
-            f.if(
-              () => {
-                f.for(q, 0, mr, 2, () => {
-                  f.get(src).get(r0).get(q).op('i32.add').get(rs).op('i32.mul', 'i32.add').set(rowA);
-                  f.get(dst).get(q).i32(2).op('i32.shl', 'i32.add').set(d);
-                  f.for(p, 0, end4, 4, () => {
-                    f.get(rowA).get(p).i32(2).op('i32.shl', 'i32.add').set(s);
-                    f.get(s).mem('v128.load').set(va);
-                    f.get(s).get(rs).op('i32.add').mem('v128.load').set(vb);
-                    const pair = (lanes: number[], lane: number, k: number) => {
-                      f.get(d);
-                      f.get(va).get(vb).shuffle(lanes);
-                      f.store64Lane(lane, k * step);
-                    };
-                    const lo = [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23];
-                    const hi = [8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31];
-                    pair(lo, 0, 0);
-                    pair(lo, 1, 1);
-                    pair(hi, 0, 2);
-                    pair(hi, 1, 3);
-                    f.get(d)
-                      .i32(4 * step)
-                      .op('i32.add')
-                      .set(d);
-                  });
-                  f.for(p, end4, depth, 1, () => {
-                    f.get(rowA).get(p).i32(2).op('i32.shl', 'i32.add').set(s);
-                    f.get(d).get(s).mem('f32.load').mem('f32.store');
-                    f.get(d).get(s).get(rs).op('i32.add').mem('f32.load').mem('f32.store', 4);
-                    f.get(d).i32(step).op('i32.add').set(d);
-                  });
-                });
-              },
-              () => scalarRows(0),
-            );
-          },
-        );
+        f.get(src).get(r0).i32(2).op('i32.shl', 'i32.add').set(s);
+        f.get(dst).set(d);
+        f.for(p, 0, depth, 1, () => {
+          f.get(d).get(s).mem('v128.load').mem('v128.store');
+          for (let o = 16; o + 8 <= step; o += 8)
+            f.get(d).get(s).mem('v128.load64_zero', o).store64Lane(0, o);
+          if (step % 8 !== 0)
+            f.get(d)
+              .get(s)
+              .mem('f32.load', step - 4)
+              .mem('f32.store', step - 4);
+          f.get(s).get(cs).op('i32.add').set(s);
+          f.get(d).i32(step).op('i32.add').set(d);
+        });
       },
-      () => scalarRows(0),
+      () => {
+        // a row-major A: the strip's pairs of rows that exist (an edge strip's last odd row and
+        // its zero rows one at a time)
+        f.i32(0).set(pairs);
+        f.get(cs)
+          .i32(4)
+          .op('i32.eq')
+          .i32(rowMajor ? 1 : 0)
+          .op('i32.and');
+        f.if(() => {
+          f.get(rows).get(r0).op('i32.sub').set(pairs);
+          f.i32(mr).get(pairs).get(pairs).i32(mr).op('i32.gt_s', 'select').i32(-2).op('i32.and').set(pairs);
+        });
+        f.for(q, 0, pairs, 2, () => {
+          f.get(src).get(r0).get(q).op('i32.add').get(rs).op('i32.mul', 'i32.add').set(rowA);
+          f.get(dst).get(q).i32(2).op('i32.shl', 'i32.add').set(d);
+          f.for(p, 0, end4, 4, () => {
+            f.get(rowA).get(p).i32(2).op('i32.shl', 'i32.add').set(s);
+            f.get(s).mem('v128.load').set(va);
+            f.get(s).get(rs).op('i32.add').mem('v128.load').set(vb);
+            const pair = (lanes: number[], lane: number, k: number) => {
+              f.get(d);
+              f.get(va).get(vb).shuffle(lanes);
+              f.store64Lane(lane, k * step);
+            };
+            const lo = [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23];
+            const hi = [8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31];
+            pair(lo, 0, 0);
+            pair(lo, 1, 1);
+            pair(hi, 0, 2);
+            pair(hi, 1, 3);
+            f.get(d)
+              .i32(4 * step)
+              .op('i32.add')
+              .set(d);
+          });
+          f.for(p, end4, depth, 1, () => {
+            f.get(rowA).get(p).i32(2).op('i32.shl', 'i32.add').set(s);
+            f.get(d).get(s).mem('f32.load').mem('f32.store');
+            f.get(d).get(s).get(rs).op('i32.add').mem('f32.load').mem('f32.store', 4);
+            f.get(d).i32(step).op('i32.add').set(d);
+          });
+        });
+        scalarRows(pairs);
+      },
     );
     f.get(dst).get(depth).i32(step).op('i32.mul', 'i32.add').set(dst);
   });
