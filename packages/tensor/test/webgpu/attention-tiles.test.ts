@@ -1,10 +1,17 @@
 /**
  * The attention kernels' tile choice (no device needed): SwiftShader gets register tiles of at
  * most 2 × 2 scores a thread (its compiler took minutes over the larger ones and the page lost
- * its device), other adapters the first tile that fits their workgroup memory.
+ * its device), other adapters the first tile that fits their workgroup memory; a given shape
+ * (the benches' A/B) is taken as it is or refused; the kernel choice round-trips.
  */
 import { describe, expect, it } from 'vitest';
-import { chooseTile, type Tile } from '../../src/backends/webgpu/attention-shared.js';
+import {
+  attentionKernels,
+  chooseTile,
+  pickTile,
+  setAttentionKernels,
+  type Tile,
+} from '../../src/backends/webgpu/attention-shared.js';
 import type { WebGPUContext } from '../../src/backends/webgpu/context.js';
 
 const TILES: Tile[] = [
@@ -42,5 +49,26 @@ describe('attention tile choice', () => {
     const swiftShader = { vendor: 'google', architecture: 'swiftshader', device: '', description: '' };
     expect(chooseTile(context(32 * 1024, swiftShader), TILES, bytes)).toBe(TILES[2]);
     expect(chooseTile(context(4 * 1024, swiftShader), TILES, bytes)).toBe(TILES[3]);
+  });
+
+  it('takes a given BRxBCxTYxTX shape over the candidates, and refuses one that does not divide or fit', () => {
+    const c = context(48 * 1024, { vendor: 'nvidia', architecture: 'hopper' });
+    expect(pickTile(c, TILES, 0, '', bytes)).toBe(TILES[0]);
+    expect(pickTile(c, TILES, 2, '', bytes)).toBe(TILES[2]);
+    expect(pickTile(c, TILES, 0, '32x32x8x8', bytes)).toEqual({ br: 32, bc: 32, ty: 8, tx: 8 });
+    expect(() => pickTile(c, TILES, 0, '32x30x8x8', bytes)).toThrow(/got '32x30x8x8'/);
+    expect(() => pickTile(c, TILES, 0, '128x64x16x8', bytes)).toThrow(
+      /≤ 49152 bytes, got '128x64x16x8' \(131072 bytes\)/,
+    );
+  });
+
+  it('setAttentionKernels returns the previous choice and restores it', () => {
+    const start = attentionKernels();
+    expect(start.dq).toBe('kernel');
+    const before = setAttentionKernels({ dq: 'fused', subgroups: 'off' });
+    expect(before).toEqual(start);
+    expect(attentionKernels()).toEqual({ ...start, dq: 'fused', subgroups: 'off' });
+    setAttentionKernels(before);
+    expect(attentionKernels()).toEqual(start);
   });
 });
