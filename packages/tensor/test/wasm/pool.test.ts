@@ -50,12 +50,43 @@ describe('wasm worker pool', () => {
     }
   });
 
+  it('runs more tasks than threads from its queue: each task exactly once, by whichever thread is free', async () => {
+    const pool = await WorkerPool.create(rt, 3);
+    pools.push(pool);
+    // 50 tasks doubling their own 37 floats: a task run twice (or never) would show
+    const [n, each] = [50, 37];
+    const x = rt.storages.upload(
+      Float32Array.from({ length: n * each }, (_, i) => i + 1),
+      'float32',
+    );
+    const two = rt.storages.upload(new Float32Array(n * each).fill(2), 'float32');
+    const [xa, ta] = [rt.storages.address(x)!, rt.storages.address(two)!];
+    pool.run(
+      'mul_f32',
+      Array.from({ length: n }, (_, t) => [xa + 4 * t * each, ta, each]),
+    );
+    const got = x.handle as Float32Array;
+    for (let i = 0; i < n * each; i++) if (got[i] !== 2 * (i + 1)) throw new Error(`element ${i}: ${got[i]}`);
+    // and a worker's error in a queued task still reaches the caller
+    const bad = Array.from({ length: 9 }, (_, t) => (t === 7 ? [2 ** 31, ta, each] : [xa, ta, each]));
+    expect(() => pool.run('mul_f32', bad)).toThrow(/out of bounds/);
+  });
+
   it('reports a worker error, and after terminate runs on the caller only', async () => {
     const pool = await WorkerPool.create(rt, 2);
     // an address past the end of memory traps in the worker
     const bad = [2 ** 31, 0, 4, 4, 2 ** 31, 0, 4, 4, 2 ** 31, 0, 4, 1, 1, 1, 1];
     const ok = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    expect(() => pool.run('gemm', [ok, bad])).toThrow(/wasm worker 1 failed in gemm.*out of bounds/s);
+    // the caller’s own task long enough (a 1024³ product, ≈ 60 ms) that the worker takes its
+    // share before the caller would take it back
+    const n = 1024;
+    const [a, c] = [rt.heap.alloc(4 * n * n), rt.heap.alloc(4 * n * n)];
+    const long = [a, 0, 4 * n, 4, a, 0, 4 * n, 4, c, 0, 4 * n, 1, n, n, n];
+    expect(() => pool.run('gemm', [long, bad])).toThrow(/wasm worker 1 failed in gemm.*out of bounds/s);
+    rt.heap.free(a);
+    rt.heap.free(c);
+    // a task the caller takes back from a worker still asleep reports its error as the caller's
+    expect(() => pool.run('gemm', [ok, bad])).toThrow(/out of bounds/);
     pool.run('gemm', [ok, ok]); // still usable
     pool.terminate();
     expect(() => pool.run('gemm', [ok, ok])).toThrow(/terminated/);

@@ -70,8 +70,8 @@ async function tables(): Promise<{ k: Kernels; split: Map<string, number> }[]> {
 type Kernels = ReturnType<typeof wasmKernelTable>;
 
 /**
- * Runs `fn` on each table; expects the same bits, and each of `fns` (any function for 'any')
- * split into t tasks on t threads.
+ * Runs `fn` on each table; expects the same bits, and each of `fns` split into t tasks on t
+ * threads ('any': some function split into t to 4t, the queued parts of attention.ts).
  */
 async function sameOnEveryThreadCount(fns: string[] | 'any', fn: (k: Kernels) => number[][]): Promise<void> {
   const ts = await tables();
@@ -81,8 +81,12 @@ async function sameOnEveryThreadCount(fns: string[] | 'any', fn: (k: Kernels) =>
   expect(results[2]).toEqual(results[0]);
   for (const [i, t] of [1, 2, 4].entries()) {
     const { split } = ts[i];
-    if (fns === 'any') expect(Math.max(...split.values()), `the widest split on ${t} threads`).toBe(t);
-    else for (const name of fns) expect(split.get(name), `${name} on ${t} threads`).toBe(t);
+    if (fns === 'any') {
+      // the attention's heads: from one range a thread to four (the pool's queue)
+      const widest = Math.max(...split.values());
+      expect(widest, `the widest split on ${t} threads`).toBeGreaterThanOrEqual(t);
+      expect(widest, `the widest split on ${t} threads`).toBeLessThanOrEqual(t === 1 ? 1 : 4 * t);
+    } else for (const name of fns) expect(split.get(name), `${name} on ${t} threads`).toBe(t);
   }
 }
 

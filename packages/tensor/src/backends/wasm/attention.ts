@@ -7,7 +7,7 @@ import {
   ATTENTION_SCALE_AT,
   type AttentionField,
 } from './attention-driver.js';
-import type { Executor } from './matmul.js';
+import { type Executor, queuedParts } from './matmul.js';
 import { wasmPhiloxEnabled } from './philox.js';
 import { ranges } from './ranges.js';
 import type { WasmRuntime } from './runtime.js';
@@ -155,8 +155,12 @@ export function wasmAttention(
     return { drop: 1, key0, key1, threshold: drop.threshold, zAll };
   };
 
-  /** Items 0..n split over the threads: one range each (fewer threads than items). */
-  const split = (n: number) => ranges(n, Math.min(exec.threads, n));
+  /**
+   * Items 0..n in ranges the threads take from the pool's queue (queuedParts), each with its own
+   * scratch of `bytes`; one range a thread where that scratch would pass 4 MiB a range.
+   */
+  const split = (n: number, bytes: number) =>
+    ranges(n, Math.min(bytes <= 2 ** 22 ? queuedParts(exec.threads) : exec.threads, n));
 
   const attention: KernelTable['attention'] = (q, k, v, mask, params) => {
     const d = dims(q, k, v);
@@ -175,7 +179,7 @@ export function wasmAttention(
         drop?.scale ?? 1,
       );
       const ls = d.l * d.s;
-      const tasks = split(d.b * d.h).map(([i0, i1]) => [
+      const tasks = split(d.b * d.h, 13 * ls).map(([i0, i1]) => [
         ...[desc, i0, i1, alloc(4 * ls), alloc(ls), alloc(4 * d.l)],
         drop ? alloc(4 * ls) : 0,
       ]);
@@ -213,7 +217,7 @@ export function wasmAttention(
         drop?.scale ?? 1,
       );
       const ls = d.l * d.s;
-      const tasks = split(d.b * d.hkv).map(([i0, i1]) => [
+      const tasks = split(d.b * d.hkv, 17 * ls).map(([i0, i1]) => [
         ...[desc, i0, i1, alloc(4 * ls), alloc(4 * ls), alloc(ls), alloc(4 * d.l)],
         alloc(4 * d.s * Math.max(d.e, d.ev, 1)),
         drop ? alloc(4 * ls) : 0,

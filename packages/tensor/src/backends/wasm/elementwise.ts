@@ -5,7 +5,7 @@ import type { Storage, View } from '../../storage.js';
 import { type Local, ModuleBuilder } from './assembler.js';
 import { compileF32x4, f32x4Supports, type Run } from './elementwise-f32x4.js';
 import { F64x2Math, MATH_OPS } from './math.js';
-import type { Executor } from './matmul.js';
+import { type Executor, queuedParts } from './matmul.js';
 import { emitPhilox, type PhiloxLocals, philoxLocals, pushWord, wasmPhiloxEnabled } from './philox.js';
 import { ranges } from './ranges.js';
 import type { WasmRuntime } from './runtime.js';
@@ -224,7 +224,7 @@ export class WasmElementwise {
       exec.load(`ew|${cacheKey}`, run.bytes, run);
       this.loaded.add(cacheKey);
     }
-    const parts = ranges(shape[axis], exec.threads, axis === 2 ? 4 : 1);
+    const parts = ranges(shape[axis], queuedParts(exec.threads), axis === 2 ? 4 : 1);
     return {
       launch: (out) =>
         exec.run(

@@ -3,7 +3,8 @@ import type { WasmRuntime } from './runtime.js';
 
 /**
  * Runs kernel calls on threads: `run(fn, tasks)` calls `fn(...tasks[t], ...scratch(t))` on
- * thread t (thread 0 is the caller) and returns when all are done. `threads` is how many it has.
+ * thread t (thread 0 is the caller) and returns when all are done; with more tasks than threads,
+ * each thread takes the next task left until none is (a queue). `threads` is how many it has.
  */
 export interface Executor {
   readonly threads: number;
@@ -31,6 +32,17 @@ export function serialExecutor(rt: WasmRuntime): Executor {
       for (const t of tasks) f(...t, s.packA, s.packB, s.tile);
     },
   };
+}
+
+/**
+ * How many parts to cut a large call into for `threads` threads: four a thread, taken from the
+ * pool's queue, so a thread another process slows down takes fewer; one on one thread.
+ *
+ * @example
+ * ranges(rows, queuedParts(exec.threads)); // 8 ranges on 2 threads
+ */
+export function queuedParts(threads: number): number {
+  return threads > 1 ? 4 * threads : 1;
 }
 
 // A dispatch to one worker and back costs 9 µs (median; p90 14 µs) on the 2-core VM, and the
@@ -139,7 +151,7 @@ export interface GemmCall {
  */
 export function gemmTasks(rt: WasmRuntime, threads: number, g: GemmCall): number[][] {
   const { batch, m, k, n } = g;
-  const use = 2 * batch * m * n * k >= MIN_PARALLEL_FLOPS ? threads : 1;
+  const use = 2 * batch * m * n * k >= MIN_PARALLEL_FLOPS ? queuedParts(threads) : 1;
   return split(use, batch, m, n, rt.gemm.mr, rt.gemm.nr).map((p) => [
     g.a + p.b0 * g.bsa + p.r0 * g.rsa,
     g.bsa,

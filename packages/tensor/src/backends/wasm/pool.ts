@@ -13,7 +13,7 @@ import type { WasmRuntime } from './runtime.js';
  * caller spins instead of waiting (the main thread of a page may not `Atomics.wait`).
  */
 
-// Slot layout (bytes): int32 [seq, done, fn, argc, failed] at 0, float64 args at 32.
+// Slot layout (bytes): int32 [seq, done, fn, argc, failed, mode, state] at 0, float64 args at 32.
 const SLOT_BYTES = 256;
 const MAX_ARGS = (SLOT_BYTES - 32) / 8;
 const SEQ = 0;
@@ -21,6 +21,14 @@ const DONE = 1;
 const FN = 2;
 const ARGC = 3;
 const FAILED = 4;
+// mode 1: the call's tasks are in the queue, taken one at a time by whichever thread is free
+const MODE = 5;
+// the call's seq while no thread has taken it, −1 once the worker has, 0 once the caller has
+// (a worker another process keeps off its core is not waited for: the caller runs its share)
+const STATE = 6;
+// The queue after the slots: int32 [next, count] then QUEUE_TASKS rows of MAX_ARGS float64s.
+const QUEUE_TASKS = 256;
+const QUEUE_BYTES = 16 + QUEUE_TASKS * MAX_ARGS * 8;
 
 /**
  * What a worker runs, as plain JavaScript (no TypeScript, no imports of the package: it must
@@ -33,6 +41,8 @@ function start(data, post) {
   const fns = data.names.map((n) => inst.exports[n]);
   const ctl = new Int32Array(data.control, data.slot * ${SLOT_BYTES}, 8);
   const args = new Float64Array(data.control, data.slot * ${SLOT_BYTES} + 32, ${MAX_ARGS});
+  const queue = new Int32Array(data.control, data.queue, 2);
+  const table = new Float64Array(data.control, data.queue + 16, ${QUEUE_TASKS * MAX_ARGS});
   post({ ready: true });
   let seen = 0;
   for (;;) {
@@ -40,9 +50,25 @@ function start(data, post) {
     const seq = Atomics.load(ctl, ${SEQ});
     if (seq === seen) continue;
     seen = seq;
+    // the caller may have taken this call back (it ran the share itself): then nothing to do
+    if (Atomics.compareExchange(ctl, ${STATE}, seq, -1) !== seq) continue;
     const fn = ctl[${FN}];
     if (fn === -1) return;
     try {
+      if (ctl[${MODE}] === 1) {
+        // take tasks until none is left (this thread's scratch in args[0..2])
+        const scratch = [args[0], args[1], args[2]];
+        const argc = ctl[${ARGC}];
+        for (;;) {
+          const i = Atomics.add(queue, 0, 1);
+          if (i >= queue[1]) break;
+          const row = table.subarray(i * ${MAX_ARGS}, i * ${MAX_ARGS} + argc);
+          fns[fn](...row, ...scratch);
+        }
+        Atomics.store(ctl, ${DONE}, seq);
+        Atomics.notify(ctl, ${DONE});
+        continue;
+      }
       if (fn === -2) {
         // a generated kernel: its bytes in the shared memory (args: address, length, index)
         const bytes = new Uint8Array(data.memory.buffer, args[0], args[1]).slice();
@@ -78,6 +104,8 @@ interface WorkerInit {
   module: WebAssembly.Module;
   memory: WebAssembly.Memory;
   control: SharedArrayBuffer;
+  /** Byte offset of the task queue in `control`. */
+  queue: number;
   names: string[];
   slot: number;
 }
@@ -105,6 +133,8 @@ function isNode(): boolean {
 export class WorkerPool implements Executor {
   private seq = 0;
   private readonly slots: Int32Array[];
+  private readonly queue: Int32Array;
+  private readonly table: Float64Array;
   private readonly args: Float64Array[];
   private readonly names: Map<string, number>;
   /** The caller's own function of each kernel `load` added (the workers instantiate theirs). */
@@ -118,6 +148,9 @@ export class WorkerPool implements Executor {
     names: string[],
   ) {
     this.slots = workers.map((_, i) => new Int32Array(control!, i * SLOT_BYTES, 8));
+    const q = workers.length * SLOT_BYTES;
+    this.queue = control ? new Int32Array(control, q, 2) : new Int32Array(2);
+    this.table = control ? new Float64Array(control, q + 16, QUEUE_TASKS * MAX_ARGS) : new Float64Array(0);
     this.args = workers.map((_, i) => new Float64Array(control!, i * SLOT_BYTES + 32, MAX_ARGS));
     this.names = new Map(names.map((n, i) => [n, i]));
   }
@@ -139,7 +172,7 @@ export class WorkerPool implements Executor {
   static async create(rt: WasmRuntime, threads: number): Promise<WorkerPool> {
     const n = threadsAvailable(rt) ? Math.max(0, Math.floor(threads) - 1) : 0;
     // no SharedArrayBuffer at all in a page that is not cross-origin isolated: no workers, no block
-    const control = n > 0 ? new SharedArrayBuffer(n * SLOT_BYTES) : null;
+    const control = n > 0 ? new SharedArrayBuffer(n * SLOT_BYTES + QUEUE_BYTES) : null;
     const names = Object.keys(rt.exports);
     const workers: WorkerHandle[] = [];
     const spawn = isNode() ? spawnNode : spawnBrowser;
@@ -151,6 +184,7 @@ export class WorkerPool implements Executor {
             module: rt.module,
             memory: rt.heap.memory,
             control: control!,
+            queue: n * SLOT_BYTES,
             names,
             slot: i,
           });
@@ -171,8 +205,11 @@ export class WorkerPool implements Executor {
    * pool.run('gemm', [argsForRows0to63, argsForRows64to127]);
    */
   run(fn: string, tasks: readonly (readonly number[])[]): void {
-    if (tasks.length > this.threads)
-      throw new Error(`pool: ${tasks.length} tasks for ${this.threads} threads`);
+    if (tasks.length > this.threads) {
+      for (let t0 = 0; t0 < tasks.length; t0 += QUEUE_TASKS)
+        this.runQueued(fn, tasks.slice(t0, t0 + QUEUE_TASKS));
+      return;
+    }
     if (this.terminated && tasks.length > 1) throw new Error('pool: terminated');
     const index = this.names.get(fn);
     if (index === undefined && !(tasks.length <= 1 && this.loaded.has(fn)))
@@ -186,27 +223,102 @@ export class WorkerPool implements Executor {
       this.args[t - 1].set(task);
       slot[FN] = index as number;
       slot[ARGC] = task.length;
+      slot[MODE] = 0;
       slot[FAILED] = 0;
+      slot[STATE] = seq;
       Atomics.store(slot, SEQ, seq);
       Atomics.notify(slot, SEQ);
     }
     const s = this.rt.scratch;
+    const f = this.loaded.get(fn) ?? this.rt.exports[fn];
     let error: unknown = null;
     try {
-      if (tasks.length > 0)
-        (this.loaded.get(fn) ?? this.rt.exports[fn])(...tasks[0], s.packA, s.packB, s.tile);
+      if (tasks.length > 0) f(...tasks[0], s.packA, s.packB, s.tile);
     } catch (e) {
       error = e;
     }
+    // a worker's task it has not started is the caller's: wake-ups wait for a core another
+    // process may hold (the 2-thread demo step waited 30 ms of its 120 for them on the shared VM)
+    for (let t = 1; t < tasks.length && !error; t++) {
+      if (Atomics.compareExchange(this.slots[t - 1], STATE, seq, 0) !== seq) continue;
+      try {
+        f(...tasks[t], s.packA, s.packB, s.tile);
+      } catch (e) {
+        error = e;
+      }
+    }
+    this.waitAll(seq, fn, error, tasks.length - 1);
+  }
+
+  /**
+   * More tasks than threads: they go to the queue and each thread, the caller included, takes
+   * the next one until none is left, so a thread slowed by another process on its core takes
+   * fewer (static halves waited for it: 38% of a 2-thread demo step on the shared VM). The tasks
+   * are fixed before any runs, so which thread runs one changes no result.
+   */
+  private runQueued(fn: string, tasks: readonly (readonly number[])[]): void {
+    const f = this.loaded.get(fn) ?? this.rt.exports[fn];
+    const index = this.names.get(fn);
+    const argc = tasks[0].length;
+    if (tasks.some((t) => t.length !== argc)) throw new Error(`pool: ${fn}'s tasks differ in length`);
+    if (argc + 3 > MAX_ARGS) throw new Error(`pool: ${fn} takes more than ${MAX_ARGS} arguments`);
+    const s = this.rt.scratch;
+    if (this.terminated || this.workers.length === 0 || index === undefined) {
+      if (index === undefined && !this.loaded.has(fn)) throw new Error(`pool: no kernel '${fn}'`);
+      for (const t of tasks) f(...t, s.packA, s.packB, s.tile);
+      return;
+    }
+    tasks.forEach((t, i) => {
+      this.table.set(t, i * MAX_ARGS);
+    });
+    this.queue[0] = 0;
+    this.queue[1] = tasks.length;
+    const seq = ++this.seq;
+    for (let t = 0; t < this.workers.length; t++) {
+      const sc = this.rt.scratchFor(t + 1);
+      const slot = this.slots[t];
+      this.args[t].set([sc.packA, sc.packB, sc.tile]);
+      slot[FN] = index;
+      slot[ARGC] = argc;
+      slot[MODE] = 1;
+      slot[FAILED] = 0;
+      slot[STATE] = seq;
+      Atomics.store(slot, SEQ, seq);
+      Atomics.notify(slot, SEQ);
+    }
+    let error: unknown = null;
+    try {
+      for (;;) {
+        const i = Atomics.add(this.queue, 0, 1);
+        if (i >= tasks.length) break;
+        f(...tasks[i], s.packA, s.packB, s.tile);
+      }
+    } catch (e) {
+      error = e;
+      Atomics.store(this.queue, 0, tasks.length); // the others stop taking tasks
+    }
+    // a worker that has not woken yet is not waited for: the queue is empty
+    for (const slot of this.slots) Atomics.compareExchange(slot, STATE, seq, 0);
+    this.waitAll(seq, fn, error, this.workers.length);
+  }
+
+  /**
+   * Waits until each of the first `count` workers that took call `seq` has finished it (one the
+   * caller took back is not waited for); throws the first error.
+   */
+  private waitAll(seq: number, fn: string, first: unknown, count: number): void {
+    let error = first;
     const spin = !isNode();
-    for (let t = 1; t < tasks.length; t++) {
-      const slot = this.slots[t - 1];
+    for (let t = 0; t < count; t++) {
+      const slot = this.slots[t];
+      if (Atomics.load(slot, STATE) === 0) continue;
       while (Atomics.load(slot, DONE) !== seq) {
         if (!spin) Atomics.wait(slot, DONE, seq - 1, 1000);
       }
+      slot[MODE] = 0;
       if (slot[FAILED] && !error) {
-        const message = this.workers[t - 1].poll() as { error?: string } | null;
-        error = new Error(`wasm worker ${t} failed in ${fn}: ${message?.error ?? 'unknown error'}`);
+        const message = this.workers[t].poll() as { error?: string } | null;
+        error = new Error(`wasm worker ${t + 1} failed in ${fn}: ${message?.error ?? 'unknown error'}`);
       }
     }
     if (error) throw error;
@@ -236,6 +348,8 @@ export class WorkerPool implements Executor {
         this.args[t].set([at, bytes.length, index]);
         slot[FN] = -2;
         slot[ARGC] = 3;
+        slot[MODE] = 0;
+        slot[STATE] = seq;
         slot[FAILED] = 0;
         Atomics.store(slot, SEQ, seq);
         Atomics.notify(slot, SEQ);
@@ -277,6 +391,7 @@ export class WorkerPool implements Executor {
     for (let i = 0; i < this.workers.length; i++) {
       const slot = this.slots[i];
       slot[FN] = -1;
+      slot[STATE] = seq;
       Atomics.store(slot, SEQ, seq);
       Atomics.notify(slot, SEQ);
       this.workers[i].terminate();
