@@ -179,11 +179,20 @@ for (const s of SIZES) {
 const shape: MlpShape = { batch: 64, inp: 256, hidden: 512, out: 256 };
 
 if (MLP) {
-  const impls: Impl[] = LOWRANK.map(([kind, name]) => ({
+  // eager steps, and the step as an lr.compile'd function (lowrank's counterpart of jax-js's jit)
+  const variants = LOWRANK.flatMap(([kind, name]): ['ts' | 'wasm1' | 'wasm2', string, boolean][] =>
+    kind === 'ts'
+      ? [[kind, name, false]]
+      : [
+          [kind, name, false],
+          [kind, `${name}, compiled`, true],
+        ],
+  );
+  const impls: Impl[] = variants.map(([kind, name, compile]) => ({
     name,
     setup: async () => {
       useLowrank(kind);
-      const mlp = lowrankMlp(shape, 'cpu');
+      const mlp = lowrankMlp(shape, 'cpu', { compile });
       return {
         call: async () => {
           const l = mlp.step();
