@@ -1,7 +1,7 @@
 import '@lowrank/autograd';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Module, safetensorsEntries } from '@lowrank/nn';
+import { safetensorsEntries } from '@lowrank/nn';
 import { describe, expect, it } from 'vitest';
 import { type AsyncRangeFileReader, AutoModelForCausalLM, type FileReader } from '../src/auto.js';
 import {
@@ -11,6 +11,7 @@ import {
   isAsyncRangeReader,
   isRangeReader,
 } from '../src/loading-source.js';
+import { stateBits } from './state-bits.js';
 
 /**
  * A browser's load from `Blob` / `File` objects (a picked folder, an OPFS file): the
@@ -55,15 +56,6 @@ const bytesOf =
       return null;
     }
   };
-
-async function stateBits(model: Module): Promise<Map<string, number[]>> {
-  const out = new Map<string, number[]>();
-  for (const [k, t] of Object.entries(model.stateDict())) {
-    const d = await t.data();
-    out.set(k, Array.from(new Uint32Array(d.buffer, d.byteOffset, d.length)));
-  }
-  return out;
-}
 
 describe('loads from Blobs (AsyncRangeReader)', () => {
   it('blobRangeReader reads a range of the blob; the two reader kinds tell apart', async () => {

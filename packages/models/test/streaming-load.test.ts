@@ -26,6 +26,7 @@ import { loadWeightsStreaming } from '../src/half-load.js';
 import { LlamaForCausalLM } from '../src/llama.js';
 import { bytesRangeReader, type RangeReader, rangeSafetensors } from '../src/loading-source.js';
 import { fileRangeReader, fromPretrained } from '../src/node.js';
+import { stateBits } from './state-bits.js';
 
 /**
  * Every load streams tensor by tensor (issues #17 item 2, #18 item 2), measured on the fixtures:
@@ -76,15 +77,6 @@ async function logitsOf(model: AutoCausalLM, ids: lr.Tensor): Promise<Float32Arr
   const d = (await t.data()) as Float32Array;
   t.dispose();
   return d;
-}
-
-async function stateBits(model: Module): Promise<Map<string, number[]>> {
-  const out = new Map<string, number[]>();
-  for (const [k, t] of Object.entries(model.stateDict())) {
-    const d = await t.data();
-    out.set(k, Array.from(new Uint32Array(d.buffer, d.byteOffset, d.length)));
-  }
-  return out;
 }
 
 const webgpuUnavailable = await lr
