@@ -219,15 +219,7 @@ export class WorkerPool implements Executor {
       const s = this.rt.scratchFor(t);
       const task = [...tasks[t], s.packA, s.packB, s.tile];
       if (task.length > MAX_ARGS) throw new Error(`pool: ${fn} takes more than ${MAX_ARGS} arguments`);
-      const slot = this.slots[t - 1];
-      this.args[t - 1].set(task);
-      slot[FN] = index as number;
-      slot[ARGC] = task.length;
-      slot[MODE] = 0;
-      slot[FAILED] = 0;
-      slot[STATE] = seq;
-      Atomics.store(slot, SEQ, seq);
-      Atomics.notify(slot, SEQ);
+      this.post(t - 1, seq, index as number, task, 0);
     }
     const s = this.rt.scratch;
     const f = this.loaded.get(fn) ?? this.rt.exports[fn];
@@ -247,7 +239,7 @@ export class WorkerPool implements Executor {
         error = e;
       }
     }
-    this.waitAll(seq, fn, error, tasks.length - 1);
+    this.waitAll(seq, `failed in ${fn}`, error, tasks.length - 1);
   }
 
   /**
@@ -276,15 +268,8 @@ export class WorkerPool implements Executor {
     const seq = ++this.seq;
     for (let t = 0; t < this.workers.length; t++) {
       const sc = this.rt.scratchFor(t + 1);
-      const slot = this.slots[t];
-      this.args[t].set([sc.packA, sc.packB, sc.tile]);
-      slot[FN] = index;
-      slot[ARGC] = argc;
-      slot[MODE] = 1;
-      slot[FAILED] = 0;
-      slot[STATE] = seq;
-      Atomics.store(slot, SEQ, seq);
-      Atomics.notify(slot, SEQ);
+      // the worker reads its scratch from args[0..2] and each task's argc numbers from the queue
+      this.post(t, seq, index, [sc.packA, sc.packB, sc.tile], 1, argc);
     }
     let error: unknown = null;
     try {
@@ -299,14 +284,38 @@ export class WorkerPool implements Executor {
     }
     // a worker that has not woken yet is not waited for: the queue is empty
     for (const slot of this.slots) Atomics.compareExchange(slot, STATE, seq, 0);
-    this.waitAll(seq, fn, error, this.workers.length);
+    this.waitAll(seq, `failed in ${fn}`, error, this.workers.length);
+  }
+
+  /**
+   * Hands call `seq` to worker `t`: kernel `fn` (an index; −1 stops, −2 loads a module), `args`
+   * into its slot, `mode` 1 for the queue (then `argc` is a task's length), and wakes it.
+   */
+  private post(
+    t: number,
+    seq: number,
+    fn: number,
+    args: readonly number[],
+    mode: 0 | 1,
+    argc = args.length,
+  ): void {
+    const slot = this.slots[t];
+    this.args[t].set(args);
+    slot[FN] = fn;
+    slot[ARGC] = argc;
+    slot[MODE] = mode;
+    slot[FAILED] = 0;
+    slot[STATE] = seq;
+    Atomics.store(slot, SEQ, seq);
+    Atomics.notify(slot, SEQ);
   }
 
   /**
    * Waits until each of the first `count` workers that took call `seq` has finished it (one the
-   * caller took back is not waited for); throws the first error.
+   * caller took back is not waited for); throws the first error, a worker's as
+   * "wasm worker N <what>: …".
    */
-  private waitAll(seq: number, fn: string, first: unknown, count: number): void {
+  private waitAll(seq: number, what: string, first: unknown, count: number): void {
     let error = first;
     const spin = !isNode();
     for (let t = 0; t < count; t++) {
@@ -315,10 +324,9 @@ export class WorkerPool implements Executor {
       while (Atomics.load(slot, DONE) !== seq) {
         if (!spin) Atomics.wait(slot, DONE, seq - 1, 1000);
       }
-      slot[MODE] = 0;
       if (slot[FAILED] && !error) {
         const message = this.workers[t].poll() as { error?: string } | null;
-        error = new Error(`wasm worker ${t + 1} failed in ${fn}: ${message?.error ?? 'unknown error'}`);
+        error = new Error(`wasm worker ${t + 1} ${what}: ${message?.error ?? 'unknown error'}`);
       }
     }
     if (error) throw error;
@@ -343,34 +351,12 @@ export class WorkerPool implements Executor {
     try {
       new Uint8Array(this.rt.heap.memory.buffer, at, bytes.length).set(bytes);
       const seq = ++this.seq;
-      for (let t = 0; t < this.workers.length; t++) {
-        const slot = this.slots[t];
-        this.args[t].set([at, bytes.length, index]);
-        slot[FN] = -2;
-        slot[ARGC] = 3;
-        slot[MODE] = 0;
-        slot[STATE] = seq;
-        slot[FAILED] = 0;
-        Atomics.store(slot, SEQ, seq);
-        Atomics.notify(slot, SEQ);
-      }
-      let error: Error | null = null;
-      const spin = !isNode();
-      for (let t = 0; t < this.workers.length; t++) {
-        const slot = this.slots[t];
-        while (Atomics.load(slot, DONE) !== seq) {
-          if (!spin) Atomics.wait(slot, DONE, seq - 1, 1000);
-        }
-        if (slot[FAILED] && !error) {
-          const message = this.workers[t].poll() as { error?: string } | null;
-          error = new Error(
-            `wasm worker ${t + 1} could not load ${name}: ${message?.error ?? 'unknown error'}`,
-          );
-        }
-      }
-      if (error) {
+      for (let t = 0; t < this.workers.length; t++) this.post(t, seq, -2, [at, bytes.length, index], 0);
+      try {
+        this.waitAll(seq, `could not load ${name}`, null, this.workers.length);
+      } catch (e) {
         this.loaded.delete(name);
-        throw error;
+        throw e;
       }
       this.names.set(name, index);
     } finally {
@@ -389,11 +375,7 @@ export class WorkerPool implements Executor {
     this.terminated = true;
     const seq = ++this.seq;
     for (let i = 0; i < this.workers.length; i++) {
-      const slot = this.slots[i];
-      slot[FN] = -1;
-      slot[STATE] = seq;
-      Atomics.store(slot, SEQ, seq);
-      Atomics.notify(slot, SEQ);
+      this.post(i, seq, -1, [], 0);
       this.workers[i].terminate();
     }
   }
