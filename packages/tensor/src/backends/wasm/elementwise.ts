@@ -101,8 +101,6 @@ const MAX_TASK_ARGS = 25;
 /** The Wasm elementwise kernel over a runtime's heap. */
 export class WasmElementwise {
   private readonly cache = new Map<string, Run | null>();
-  /** Cache keys of the programs the executor's workers have loaded. */
-  private readonly loaded = new Set<string>();
 
   /** `exec`: threads for large programs (one thread without it). */
   constructor(
@@ -211,19 +209,11 @@ export class WasmElementwise {
     // thread computes it, so the bits do not depend on the split
     const found = shape.findIndex((d) => d > 1);
     const axis = Math.max(found, 0);
-    const whole = (out: number) => args(out, 0, shape[axis], axis);
-    if (
-      !exec?.load ||
-      exec.threads < 2 ||
-      n < MIN_PARALLEL_ELEMENTWISE ||
-      found < 0 ||
-      whole(0).length > MAX_TASK_ARGS
-    )
-      return { launch: (out) => run(...whole(out)) };
-    if (!this.loaded.has(cacheKey)) {
-      exec.load(`ew|${cacheKey}`, run.bytes, run);
-      this.loaded.add(cacheKey);
-    }
+    // out, the inputs, the 3-D shape, 3 strides an operand, the constants, 6 numbers a random leaf
+    const argc = 1 + inputs.length + 3 + 3 * k + program.consts.length + 6 * rng.length;
+    if (!exec?.load || exec.threads < 2 || n < MIN_PARALLEL_ELEMENTWISE || found < 0 || argc > MAX_TASK_ARGS)
+      return { launch: (out) => run(...args(out, 0, shape[axis], axis)) };
+    exec.load(`ew|${cacheKey}`, run.bytes, run); // once a name: the pool keeps what it loaded
     const parts = ranges(shape[axis], queuedParts(exec.threads), axis === 2 ? 4 : 1);
     return {
       launch: (out) =>

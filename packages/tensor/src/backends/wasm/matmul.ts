@@ -11,7 +11,8 @@ export interface Executor {
   run(fn: string, tasks: readonly (readonly number[])[]): void;
   /**
    * Makes a generated kernel (`bytes`, a module exporting `run`; `run`, the caller's instance of
-   * it) callable by `name` on every thread (the worker pool's `load`); absent on one thread.
+   * it) callable by `name` on every thread (the worker pool's `load`); absent on one thread. A
+   * name already loaded is not loaded again.
    */
   load?(name: string, bytes: Uint8Array, run: (...args: number[]) => void): void;
 }
@@ -112,61 +113,27 @@ export function wasmMatmul(rt: WasmRuntime, exec: Executor): KernelTable['matmul
     const pc = rt.storages.address(out)!;
     const [bsa, rsa, csa] = a.strides.map((s) => 4 * s);
     const [bsb, rsb, csb] = b.strides.map((s) => 4 * s);
-    exec.run(
-      'gemm',
-      gemmTasks(rt, exec.threads, {
-        ...{ a: pa, bsa, rsa, csa, b: pb, bsb, rsb, csb },
-        ...{ c: pc, bsc: 4 * m * n, ldc: 4 * n, batch, m, k, n },
-      }),
-    );
+    const ldc = 4 * n;
+    const bsc = 4 * m * n;
+    const parts = 2 * batch * m * n * k >= MIN_PARALLEL_FLOPS ? queuedParts(exec.threads) : 1;
+    const tasks = split(parts, batch, m, n, rt.gemm.mr, rt.gemm.nr).map((p) => [
+      pa + p.b0 * bsa + p.r0 * rsa,
+      bsa,
+      rsa,
+      csa,
+      pb + p.b0 * bsb + p.c0 * csb,
+      bsb,
+      rsb,
+      csb,
+      pc + p.b0 * bsc + p.r0 * ldc + 4 * p.c0,
+      bsc,
+      ldc,
+      p.b1 - p.b0,
+      p.r1 - p.r0,
+      k,
+      p.c1 - p.c0,
+    ]);
+    exec.run('gemm', tasks);
     return out;
   };
-}
-
-/** One batched gemm (byte addresses and byte strides): C[i] = A[i]·B[i] for i < batch. */
-export interface GemmCall {
-  a: number;
-  bsa: number;
-  rsa: number;
-  csa: number;
-  b: number;
-  bsb: number;
-  rsb: number;
-  csb: number;
-  c: number;
-  bsc: number;
-  ldc: number;
-  batch: number;
-  m: number;
-  k: number;
-  n: number;
-}
-
-/**
- * The `gemm` tasks of one batched product split over up to `threads` threads (one thread below
- * MIN_PARALLEL_FLOPS): whole batches, else rows, else columns; the same bits for any split.
- *
- * @example
- * exec.run('gemm', gemmTasks(rt, exec.threads, { a, bsa: 0, rsa: 4 * k, csa: 4, … }));
- */
-export function gemmTasks(rt: WasmRuntime, threads: number, g: GemmCall): number[][] {
-  const { batch, m, k, n } = g;
-  const use = 2 * batch * m * n * k >= MIN_PARALLEL_FLOPS ? queuedParts(threads) : 1;
-  return split(use, batch, m, n, rt.gemm.mr, rt.gemm.nr).map((p) => [
-    g.a + p.b0 * g.bsa + p.r0 * g.rsa,
-    g.bsa,
-    g.rsa,
-    g.csa,
-    g.b + p.b0 * g.bsb + p.c0 * g.csb,
-    g.bsb,
-    g.rsb,
-    g.csb,
-    g.c + p.b0 * g.bsc + p.r0 * g.ldc + 4 * p.c0,
-    g.bsc,
-    g.ldc,
-    p.b1 - p.b0,
-    p.r1 - p.r0,
-    k,
-    p.c1 - p.c0,
-  ]);
 }

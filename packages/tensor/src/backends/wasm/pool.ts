@@ -336,7 +336,7 @@ export class WorkerPool implements Executor {
    * Makes a generated kernel (a module exporting `run`, importing `env.memory` and optionally
    * `env.log` / `env.cos`) callable as `name` on every thread: each worker compiles `bytes`
    * (copied through the shared memory: a worker blocked in `Atomics.wait` reads no messages) and
-   * the caller runs `run`, its own instance. Synchronous; once per kernel.
+   * the caller runs `run`, its own instance. Synchronous; a name already loaded returns at once.
    *
    * @example
    * pool.load('ew:…', bytes, inst.exports.run);
