@@ -26,7 +26,7 @@ export function setCausalBlockRows(rows: number): void {
   causalBlockRows = rows;
 }
 
-let softmaxKernel: 'softmax_f32' | 'softmax' = 'softmax_f32';
+let exactSoftmax = false;
 
 /**
  * Which row softmax the attention runs: 'f32' (the default, `softmax_f32`) or 'f64' (the
@@ -36,8 +36,11 @@ let softmaxKernel: 'softmax_f32' | 'softmax' = 'softmax_f32';
  * setAttentionSoftmax('f64'); // the float64 softmax kernel
  */
 export function setAttentionSoftmax(kind: 'f32' | 'f64'): void {
-  softmaxKernel = kind === 'f32' ? 'softmax_f32' : 'softmax';
+  exactSoftmax = kind === 'f64';
 }
+
+/** A float32 view's strides in bytes. */
+const four = (x: View): number[] => x.strides.map((st) => 4 * st);
 
 /**
  * `attention` and `attentionBackward` on the Wasm gemm, by the Wasm driver of
@@ -106,7 +109,6 @@ export function wasmAttention(
 
   /** Fields of q, k, v, the mask and the shape, as byte addresses and byte strides. */
   const common = (q: View, k: View, v: View, mask: View | null, p: AttentionParams, d: Dims) => {
-    const four = (x: View) => x.strides.map((st) => 4 * st);
     const [qB, qH, qrs, qcs] = four(q);
     const [kB, kH, krs, kcs] = four(k);
     const [vB, vH, vrs, vcs] = four(v);
@@ -126,7 +128,7 @@ export function wasmAttention(
       ...{ v: mem.adoptView(v), vB, vH, vrs, vcs },
       ...m,
       ...{ l: d.l, s: d.s, e: d.e, ev: d.ev, causal: p.causal ? 1 : 0, rows: blocks ? causalBlockRows : 0 },
-      exact: softmaxKernel === 'softmax' ? 1 : 0,
+      exact: exactSoftmax ? 1 : 0,
     };
   };
 
@@ -156,11 +158,15 @@ export function wasmAttention(
   };
 
   /**
-   * Items 0..n in ranges the threads take from the pool's queue (queuedParts), each with its own
-   * scratch of `bytes`; one range a thread where that scratch would pass 4 MiB a range.
+   * The tasks of items 0..n: [desc, i0, i1, then a scratch block of each of `sizes` bytes (0: none)],
+   * in ranges the threads take from the pool's queue (queuedParts); one range a thread where a
+   * range's scratch would pass 4 MiB.
    */
-  const split = (n: number, bytes: number) =>
-    ranges(n, Math.min(bytes <= 2 ** 22 ? queuedParts(exec.threads) : exec.threads, n));
+  const itemTasks = (desc: number, n: number, sizes: number[], alloc: (bytes: number) => number) => {
+    const bytes = sizes.reduce((a, b) => a + b, 0);
+    const parts = Math.min(bytes <= 2 ** 22 ? queuedParts(exec.threads) : exec.threads, n);
+    return ranges(n, parts).map(([i0, i1]) => [desc, i0, i1, ...sizes.map((b) => (b > 0 ? alloc(b) : 0))]);
+  };
 
   const attention: KernelTable['attention'] = (q, k, v, mask, params) => {
     const d = dims(q, k, v);
@@ -179,11 +185,9 @@ export function wasmAttention(
         drop?.scale ?? 1,
       );
       const ls = d.l * d.s;
-      const tasks = split(d.b * d.h, 13 * ls).map(([i0, i1]) => [
-        ...[desc, i0, i1, alloc(4 * ls), alloc(ls), alloc(4 * d.l)],
-        drop ? alloc(4 * ls) : 0,
-      ]);
-      exec.run('attn_fwd_items', tasks);
+      // scratch per range: scores/P, the hard-mask bytes, row lengths, dropout factors
+      const sizes = [4 * ls, ls, 4 * d.l, drop ? 4 * ls : 0];
+      exec.run('attn_fwd_items', itemTasks(desc, d.b * d.h, sizes, alloc));
     });
     return { out, lse };
   };
@@ -198,7 +202,6 @@ export function wasmAttention(
     const drop = params.dropout ?? null;
     scratch((alloc) => {
       const desc = alloc(ATTENTION_DESC_BYTES);
-      const four = (x: View) => x.strides.map((st) => 4 * st);
       const [gB, gH, grs, gcs] = four(grad);
       const [oB, oH, ors, ocs] = four(out);
       const [lB, lH, lss] = four(lse);
@@ -217,12 +220,9 @@ export function wasmAttention(
         drop?.scale ?? 1,
       );
       const ls = d.l * d.s;
-      const tasks = split(d.b * d.hkv, 17 * ls).map(([i0, i1]) => [
-        ...[desc, i0, i1, alloc(4 * ls), alloc(4 * ls), alloc(ls), alloc(4 * d.l)],
-        alloc(4 * d.s * Math.max(d.e, d.ev, 1)),
-        drop ? alloc(4 * ls) : 0,
-      ]);
-      exec.run('attn_bwd_items', tasks);
+      // scratch per range: P, dP/dS, the hard-mask bytes, row lengths, a head's dk or dv, dropout factors
+      const sizes = [4 * ls, 4 * ls, ls, 4 * d.l, 4 * d.s * Math.max(d.e, d.ev, 1), drop ? 4 * ls : 0];
+      exec.run('attn_bwd_items', itemTasks(desc, d.b * d.hkv, sizes, alloc));
     });
     return { dq, dk, dv };
   };
