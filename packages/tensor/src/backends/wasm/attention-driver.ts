@@ -193,10 +193,11 @@ class Desc {
 
 interface HeadCalls {
   /**
-   * sp = the masked row softmax of head (bi, hi)'s scores, lse to `lseAt` (an address or 0), or
+   * sp = the masked row softmax of head (bi, hi)'s scores (its kv head kh), lse to `lseAt` (an
+   * address or 0), or
    * with `fromLse` exp(scores − the lse of the descriptor's `lin`).
    */
-  probabilities(bi: Local, hi: Local, lseAt: () => void, fromLse?: boolean): void;
+  probabilities(bi: Local, hi: Local, kh: Local, lseAt: () => void, fromLse?: boolean): void;
   /** zz = the dropout factors of query head `bh` (when the descriptor's drop is set). */
   dropFactors(bh: Local, zz: Local): void;
 }
@@ -209,30 +210,11 @@ function headCalls(
   scratch: { sp: Local; hard: Local; lens: Local; z: Local; pa: Local; pb: Local; tile: Local },
 ): HeadCalls {
   const { sp, hard, lens, z, pa, pb, tile } = scratch;
-  const [kh, qa, ka] = [f.local('i32'), f.local('i32'), f.local('i32')];
   return {
-    probabilities(bi, hi, lseAt, fromLse = false) {
-      f.get(hi);
-      d.get('group').op('i32.div_u').set(kh);
-      d.at('q', 'qB', 'qH', bi, hi);
-      f.set(qa);
-      d.at('k', 'kB', 'kH', bi, kh);
-      f.set(ka);
+    probabilities(bi, hi, kh, lseAt, fromLse = false) {
       // scores = q·kᵀ (the keys past a block's last query are never computed)
-      f.i32(0);
-      d.get('rows');
-      f.get(qa);
-      d.get('qrs');
-      d.get('qcs');
-      f.get(ka);
-      d.get('kcs');
-      d.get('krs');
-      f.get(sp);
-      d.get('s').i32(2).op('i32.shl');
-      d.get('l');
-      d.get('e');
-      d.get('s');
-      f.get(pa).get(pb).get(tile).call(gemm, module);
+      const q = () => d.at('q', 'qB', 'qH', bi, hi);
+      timesKvT(module, f, d, gemm, { a: q, rs: 'qrs', cs: 'qcs', kv: 'k', bi, kh, into: sp, pa, pb, tile });
       // scale and mask (attention-rows.ts), then the float32 softmax with lens and lse
       f.get(sp).get(hard).get(lens);
       d.get('l');
@@ -290,6 +272,52 @@ function headCalls(
   };
 }
 
+/** A kv tensor's descriptor fields: base, batch and head strides, row and column strides. */
+const KV_FIELDS = {
+  k: ['k', 'kB', 'kH', 'krs', 'kcs'],
+  v: ['v', 'vB', 'vH', 'vrs', 'vcs'],
+} as const;
+
+/**
+ * into = A·kvᵀ, the [l, s] scratch, for A [l, width] at `a` (rows `rs`, columns `cs`) and kv head
+ * (bi, kh) of k (width e) or v (width ev), by causal row blocks ('cols': the keys past a block's
+ * last query are never computed): the scores q·kᵀ and dP = dO·vᵀ.
+ */
+function timesKvT(
+  module: ModuleBuilder,
+  f: FunctionBuilder,
+  d: Desc,
+  gemm: FunctionBuilder,
+  o: {
+    a: () => void;
+    rs: AttentionField;
+    cs: AttentionField;
+    kv: 'v' | 'k';
+    bi: Local;
+    kh: Local;
+    into: Local;
+    pa: Local;
+    pb: Local;
+    tile: Local;
+  },
+): void {
+  const [base, sb, sh, rs, cs] = KV_FIELDS[o.kv];
+  f.i32(0);
+  d.get('rows');
+  o.a();
+  d.get(o.rs);
+  d.get(o.cs);
+  d.at(base, sb, sh, o.bi, o.kh);
+  d.get(cs);
+  d.get(rs);
+  f.get(o.into);
+  d.get('s').i32(2).op('i32.shl');
+  d.get('l');
+  d.get(o.kv === 'v' ? 'ev' : 'e');
+  d.get('s');
+  f.get(o.pa).get(o.pb).get(o.tile).call(gemm, module);
+}
+
 /**
  * out[head] = X·kv for the [l, s] scratch X at `rows` and kv head (bi, kh) of v (out, width ev)
  * or k (dq, width e), by causal row blocks ('inner': X is 0 past the diagonal).
@@ -311,8 +339,7 @@ function timesKv(
     tile: Local;
   },
 ): void {
-  const [base, sb, sh, rs, cs] =
-    o.kv === 'v' ? (['v', 'vB', 'vH', 'vrs', 'vcs'] as const) : (['k', 'kB', 'kH', 'krs', 'kcs'] as const);
+  const [base, sb, sh, rs, cs] = KV_FIELDS[o.kv];
   const width = o.kv === 'v' ? 'ev' : 'e';
   f.i32(1);
   d.get('rows');
@@ -344,7 +371,7 @@ function emitForward(module: ModuleBuilder, gemm: FunctionBuilder): void {
     d.get('H').op('i32.mul', 'i32.sub').set(hi);
     f.get(hi);
     d.get('group').op('i32.div_u').set(kh);
-    head.probabilities(bi, hi, () => {
+    head.probabilities(bi, hi, kh, () => {
       // lse + 4·l·idx, or 0 where not asked
       d.get('lse').get(idx);
       d.get('l').op('i32.mul').i32(2).op('i32.shl', 'i32.add').i32(0);
@@ -395,24 +422,23 @@ function emitBackward(module: ModuleBuilder, gemm: FunctionBuilder): void {
         d.get('group').op('i32.mul').get(gi).op('i32.add').set(hi);
         f.get(bi);
         d.get('H').op('i32.mul').get(hi).op('i32.add').set(qidx);
-        head.probabilities(bi, hi, () => f.i32(0), true);
+        head.probabilities(bi, hi, kh, () => f.i32(0), true);
         d.at('g', 'gB', 'gH', bi, hi);
         f.set(g0);
         // dP = dO·vᵀ
-        f.i32(0);
-        d.get('rows');
-        f.get(g0);
-        d.get('grs');
-        d.get('gcs');
-        d.at('v', 'vB', 'vH', bi, kh);
-        d.get('vcs');
-        d.get('vrs');
-        f.get(dp);
-        d.get('s').i32(2).op('i32.shl');
-        d.get('l');
-        d.get('ev');
-        d.get('s');
-        f.get(pa).get(pb).get(tile).call(gemm, module);
+        const dO = () => f.get(g0);
+        timesKvT(module, f, d, gemm, {
+          a: dO,
+          rs: 'grs',
+          cs: 'gcs',
+          kv: 'v',
+          bi,
+          kh,
+          into: dp,
+          pa,
+          pb,
+          tile,
+        });
         d.get('drop');
         f.if(() => {
           // dP of the dropped probabilities: Z∘(dO·vᵀ)
