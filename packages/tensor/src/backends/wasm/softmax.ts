@@ -1,4 +1,4 @@
-import type { ModuleBuilder } from './assembler.js';
+import type { FunctionBuilder, Local, ModuleBuilder } from './assembler.js';
 import { F64x2Math } from './math.js';
 import { expF32x4 } from './math-f32x4.js';
 
@@ -23,6 +23,28 @@ export function emitSoftmax(module: ModuleBuilder): void {
   emitRowSoftmax(module, 'softmax', true);
   emitRowSoftmax(module, 'softmax_f32', false);
   emitSoftmaxFromLse(module);
+}
+
+/** Row elements j = from..cols−1 (address `at()`) = lane 0 of `fill`, four at a time then one. */
+function fillTail(
+  f: FunctionBuilder,
+  j: Local,
+  from: Local,
+  cols: Local,
+  at: () => FunctionBuilder,
+  fill: Local,
+): void {
+  f.get(from).set(j);
+  f.block(() => {
+    f.loop(() => {
+      f.get(j).i32(4).op('i32.add').get(cols).op('i32.gt_s').brIf(1);
+      at().get(fill).mem('v128.store');
+      f.get(j).i32(4).op('i32.add').set(j).br(0);
+    });
+  });
+  f.for(j, j, cols, 1, () => {
+    at().get(fill).lane('f32x4.extract_lane', 0).mem('f32.store');
+  });
 }
 
 /**
@@ -60,17 +82,7 @@ function emitSoftmaxFromLse(module: ModuleBuilder): void {
     f.f32(0).f32(Number.NaN).f32(Number.NEGATIVE_INFINITY).get(lf).op('f32.sub');
     f.f32(Number.NEGATIVE_INFINITY).op('f32.eq', 'select').set(lf);
     f.get(lf).op('f32x4.splat').set(fill);
-    f.get(len).set(j);
-    f.block(() => {
-      f.loop(() => {
-        f.get(j).i32(4).op('i32.add').get(cols).op('i32.gt_s').brIf(1);
-        xAt().get(fill).mem('v128.store');
-        f.get(j).i32(4).op('i32.add').set(j).br(0);
-      });
-    });
-    f.for(j, j, cols, 1, () => {
-      xAt().get(lf).mem('f32.store');
-    });
+    fillTail(f, j, len, cols, xAt, fill);
   });
 }
 
@@ -218,16 +230,6 @@ function emitRowSoftmax(module: ModuleBuilder, name: string, exact: boolean): vo
     // the tail: what exp(−∞ − m)/s gives, 0/s: 0, or NaN where s is (a row whose max is −∞,
     // or that holds +∞ or NaN)
     f.f32(0).get(sf).op('f32.div', 'f32x4.splat').set(fill);
-    f.get(len).set(j);
-    f.block(() => {
-      f.loop(() => {
-        f.get(j).i32(4).op('i32.add').get(cols).op('i32.gt_s').brIf(1);
-        oAt().get(fill).mem('v128.store');
-        f.get(j).i32(4).op('i32.add').set(j).br(0);
-      });
-    });
-    f.for(j, j, cols, 1, () => {
-      oAt().get(fill).lane('f32x4.extract_lane', 0).mem('f32.store');
-    });
+    fillTail(f, j, len, cols, oAt, fill);
   });
 }
