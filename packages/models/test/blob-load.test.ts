@@ -11,7 +11,7 @@ import {
   isAsyncRangeReader,
   isRangeReader,
 } from '../src/loading-source.js';
-import { stateBits } from './state-bits.js';
+import { stateBits } from './model-values.js';
 
 /**
  * A browser's load from `Blob` / `File` objects (a picked folder, an OPFS file): the

@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { type AutoCausalLM, AutoModelForCausalLM } from '../src/auto.js';
 import type { LoadProgress } from '../src/half-load.js';
 import { fromPretrained, AutoModelForCausalLM as NodeAuto } from '../src/node.js';
+import { logitsOf } from './model-values.js';
 
 /**
  * Loading with the frozen base kept in 16 bits (issue #17 item 2), on the Llama-family fixtures
@@ -31,14 +32,6 @@ const reader = (dir: string) => async (name: string) => {
     return null;
   }
 };
-
-async function logitsOf(model: AutoCausalLM, ids: lr.Tensor): Promise<Float32Array> {
-  model.eval();
-  const t = noGrad(() => model.forward(ids).logits);
-  const d = (await t.data()) as Float32Array;
-  t.dispose();
-  return d;
-}
 
 function maxAbs(a: ArrayLike<number>): number {
   let m = 0;

@@ -2,7 +2,6 @@ import '@lowrank/autograd';
 import { cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { noGrad } from '@lowrank/autograd';
 import { applyLora, loadAdapterFromBytes, serializeAdapter } from '@lowrank/lora';
 import { parseSafetensors, serializeSafetensors } from '@lowrank/nn';
 import * as lr from '@lowrank/tensor';
@@ -13,6 +12,7 @@ import { causalWindowMask, LlamaForCausalLM } from '../src/llama.js';
 import { llamaConfig } from '../src/llama-config.js';
 import { AutoModelForCausalLM, savePretrained } from '../src/node.js';
 import { inverseFrequencies } from '../src/rope.js';
+import { logitsOf } from './model-values.js';
 
 const fixtures = new URL('./fixtures/', import.meta.url).pathname;
 const tmp = mkdtempSync(join(tmpdir(), 'lowrank-llama-'));
@@ -24,14 +24,6 @@ function copyFixture(name: string): string {
   const dir = join(tmp, `${name}-${Math.random().toString(36).slice(2)}`);
   cpSync(`${fixtures}${name}/base`, dir, { recursive: true });
   return dir;
-}
-
-async function logitsOf(model: LlamaForCausalLM | GPT2LMHeadModel, ids: lr.Tensor): Promise<Float32Array> {
-  model.eval();
-  const t = noGrad(() => model.forward(ids).logits);
-  const d = (await t.data()) as Float32Array;
-  t.dispose();
-  return d;
 }
 
 describe('RoPE frequencies against transformers 5.17 (inv_freq printed by PyTorch for the fixtures)', () => {

@@ -2,14 +2,13 @@ import '@lowrank/autograd';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { noGrad } from '@lowrank/autograd';
 import { loadAdapterFromBytes } from '@lowrank/lora';
 import { modelFootprint, QuantizedLinear, quantizeModel } from '@lowrank/nn';
 import * as lr from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
-import type { GPT2LMHeadModel } from '../src/gpt2.js';
 import type { LlamaForCausalLM } from '../src/llama.js';
 import { AutoModelForCausalLM, fromPretrained, savePretrained } from '../src/node.js';
+import { logitsOf } from './model-values.js';
 
 /**
  * fromPretrained(..., { quantize }) against loading in float32 and quantizing by hand (the same
@@ -17,14 +16,6 @@ import { AutoModelForCausalLM, fromPretrained, savePretrained } from '../src/nod
  * quantized base; and a PEFT adapter file loaded on top of it.
  */
 const fixtures = new URL('./fixtures/', import.meta.url).pathname;
-
-async function logitsOf(model: LlamaForCausalLM | GPT2LMHeadModel, ids: lr.Tensor): Promise<Float32Array> {
-  model.eval();
-  const t = noGrad(() => model.forward(ids).logits);
-  const d = (await t.data()) as Float32Array;
-  t.dispose();
-  return d;
-}
 
 describe('fromPretrained with quantize', () => {
   it('GPT-2: every Conv1D quantized, logits equal a hand-quantized float load, NF4 ≤ 0.16× of float32', async () => {

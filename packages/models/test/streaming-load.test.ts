@@ -1,7 +1,6 @@
 import '@lowrank/autograd';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { noGrad } from '@lowrank/autograd';
 import {
   Conv1D,
   type HostTensor,
@@ -16,17 +15,12 @@ import {
 } from '@lowrank/nn';
 import * as lr from '@lowrank/tensor';
 import { describe, expect, it } from 'vitest';
-import {
-  type AutoCausalLM,
-  AutoModelForCausalLM as BrowserAuto,
-  type FileReader,
-  type RangeFileReader,
-} from '../src/auto.js';
+import { AutoModelForCausalLM as BrowserAuto, type FileReader, type RangeFileReader } from '../src/auto.js';
 import { loadWeightsStreaming } from '../src/half-load.js';
 import { LlamaForCausalLM } from '../src/llama.js';
 import { bytesRangeReader, type RangeReader, rangeSafetensors } from '../src/loading-source.js';
 import { fileRangeReader, fromPretrained } from '../src/node.js';
-import { stateBits } from './state-bits.js';
+import { logitsOf, stateBits } from './model-values.js';
 
 /**
  * Every load streams tensor by tensor (issues #17 item 2, #18 item 2), measured on the fixtures:
@@ -69,14 +63,6 @@ function realisedLinearBytes(model: Module): number {
     if ((m instanceof Linear || m instanceof Conv1D) && lr.pendingProgram(m.weight.storage) === null)
       bytes += m.weight.size * 4;
   return bytes;
-}
-
-async function logitsOf(model: AutoCausalLM, ids: lr.Tensor): Promise<Float32Array> {
-  model.eval();
-  const t = noGrad(() => model.forward(ids).logits);
-  const d = (await t.data()) as Float32Array;
-  t.dispose();
-  return d;
 }
 
 const webgpuUnavailable = await lr
