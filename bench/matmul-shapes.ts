@@ -66,6 +66,18 @@ export const LLAMA_SHAPES: Shape[] = [
 ];
 
 /**
+ * The same model's products if the projections that share an input ran as one (q, k and v:
+ * 576 + 2·192 = 960 outputs; gate and up: 2·1536), forward and d(input): what one grouped
+ * dispatch would cost against the separate products of LLAMA_SHAPES.
+ */
+export const LLAMA_GROUPED_SHAPES: Shape[] = [
+  { name: 'llama.fwd.qkv', m: T, k: LC, n: LC + 2 * LKV, layout: 'nt' },
+  { name: 'llama.fwd.gateup', m: T, k: LC, n: 2 * LFF, layout: 'nt' },
+  { name: 'llama.dX.qkv', m: T, k: LC + 2 * LKV, n: LC, layout: 'nn' },
+  { name: 'llama.dX.gateup', m: T, k: 2 * LFF, n: LC, layout: 'nn' },
+];
+
+/**
  * GPT-2's LM-head products as a training step runs them: linearCrossEntropy's chunks of 1,024 of
  * the 4,096 rows on WebGPU (logits h·wteᵀ and dh = dlogits·wte).
  */

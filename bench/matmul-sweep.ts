@@ -7,12 +7,13 @@
  *
  *   node --conditions=source --import tsx bench/matmul-sweep.ts [--budget=200] [--ms=20] [--out=sweep.json]
  *   on a GPU machine: bash .gpu/run.sh matmul-sweep --out=$OUT/sweep.json
- *   --set llama|chunks sweeps the SmolLM2-shaped Llama's products or GPT-2's LM-head chunks (matmul-shapes.ts)
+ *   --set llama|llama-grouped|chunks sweeps the SmolLM2-shaped Llama's products (separate, or grouped
+ *   by shared input) or GPT-2's LM-head chunks (matmul-shapes.ts); --split-min K tries K splits from depth K
  */
 import { writeFileSync } from 'node:fs';
 import * as lr from '@lowrank/tensor';
 import { arg } from './args.js';
-import { CHUNK_SHAPES, LLAMA_SHAPES, operands, SHAPES } from './matmul-shapes.js';
+import { CHUNK_SHAPES, LLAMA_GROUPED_SHAPES, LLAMA_SHAPES, operands, SHAPES } from './matmul-shapes.js';
 import { timeIt } from './webgpu-common.js';
 
 const budget = Number(arg('budget', '200')) * 1000;
@@ -45,7 +46,14 @@ const names = Object.keys(lr.MATMUL_CONFIGS).filter((n) => !skip.includes(n));
 const order = ['sq4096', 'dW', 'fwd', 'dX', 'sq1024', 'sq2048'];
 const rank = (name: string) => order.findIndex((p) => name.replace(/^(llama|chunk)\./, '').startsWith(p));
 // --set llama: the SmolLM2-shaped Llama's products instead of GPT-2's
-const sets: Record<string, typeof SHAPES> = { gpt2: SHAPES, llama: LLAMA_SHAPES, chunks: CHUNK_SHAPES };
+const sets: Record<string, typeof SHAPES> = {
+  gpt2: SHAPES,
+  llama: LLAMA_SHAPES,
+  'llama-grouped': LLAMA_GROUPED_SHAPES,
+  chunks: CHUNK_SHAPES,
+};
+// K splits are tried on shapes at least this deep (--split-min)
+const splitMin = Number(arg('split-min', '1024'));
 const set = sets[arg('set', 'gpt2')] ?? SHAPES;
 const shapes = (only ? set.filter((s) => only.split(',').includes(s.name)) : set)
   .slice()
@@ -117,7 +125,7 @@ for (const s of shapes) {
   }
   const best = [...phase1].sort((x, y) => x.ms - y.ms).slice(0, 3);
   const all = [...phase1];
-  if (s.k >= 1024) {
+  if (s.k >= splitMin) {
     for (const top of best) {
       for (const splitK of [2, 3, 4, 6, 8]) {
         const row = await measure(s, a, b, top.config, splitK, 8);

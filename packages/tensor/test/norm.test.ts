@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { getKernel } from '../src/engine/registry.js';
 import * as lr from '../src/index.js';
 import { countKernels } from './count-kernels.js';
 import { composedNorm, refNorm, worst } from './norm-reference.js';
@@ -96,6 +97,46 @@ describe('fused layerNorm / rmsNorm (cpu)', () => {
     });
     expect(Object.values(composed).reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(3);
     lr.dispose(x, attn, w, y!, sum);
+  });
+
+  it('a residual stream is summed once per term: no norm re-reads every earlier branch', async () => {
+    // x_{i+1} = x_i + branch(norm(x_i)), as a pre-norm decoder: without the second-use rule in
+    // engine/lazy.ts each norm inlined the whole chain, reading i + 1 tensors at layer i
+    lr.manualSeed(4);
+    const [rows, cols, layers] = [5, 24, 10];
+    const weights = Array.from({ length: layers }, () => lr.randn([cols, cols]).mul(0.2));
+    const x0 = lr.randn([rows, cols]);
+    for (const t of [x0, ...weights]) lr.realize(t.storage);
+    const widths: number[] = [];
+    const norm = getKernel('test', 'cpu', 'norm');
+    const spy = ((...args: Parameters<typeof norm>) => {
+      widths.push(new Set(args[1].inputs.map((v) => v.storage)).size);
+      return norm(...args);
+    }) as typeof norm;
+    const run = (): lr.Tensor => {
+      let x = x0;
+      for (const w of weights) x = x.add(lr.rmsNorm(x, [cols]).matmul(w));
+      return lr.rmsNorm(x, [cols]);
+    };
+    lr.registerKernels('cpu', { norm: spy });
+    let y: lr.Tensor;
+    let counts: Record<string, number>;
+    try {
+      counts = countKernels(() => {
+        y = run();
+        lr.realize(y.storage);
+      });
+    } finally {
+      lr.registerKernels('cpu', { norm });
+    }
+    expect(widths.length).toBe(layers + 1);
+    expect(Math.max(...widths)).toBeLessThanOrEqual(3);
+    // each residual computed at most once: at most one elementwise kernel a layer
+    expect(counts.elementwise ?? 0).toBeLessThanOrEqual(layers);
+    lr.setFusion(false);
+    const eager = run();
+    lr.setFusion(true);
+    expect(worst(await values(y!), Array.from(await eager.data()), 1e-6, 1e-6)).toBeLessThanOrEqual(1);
   });
 
   it('the gradient kernels match the analytic formula in float64', async () => {

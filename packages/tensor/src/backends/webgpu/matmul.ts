@@ -138,14 +138,19 @@ export function chooseConfig(
  * when the output has fewer than 320 tiles (the weight gradients
  * dW = dYᵀ·X with K = 4096 tokens: 27 → 36 TFLOP/s at 4 splits, 768² 17 → 30 at 8) or K is ≥ 8×
  * the larger output dim (the LM head's dh = dlogits·wte, K = 50257: 24 → 27 at 3), enough splits
- * for ≈ 1024 workgroups, each at least 512 deep, at most 8. More tiles gain nothing (2048³: 35.0
- * without, 32.9 with 2).
+ * for ≈ 1024 workgroups, each at least 192 deep, at most 8. More tiles gain nothing (2048³: 35.0
+ * without, 32.9 with 2). The 192 is SmolLM2's 576-deep q/o products on 288 tiles
+ * (bench/results/h200-2026-12-04-s7/splits.txt): 22.3 → 24.6 TFLOP/s forward and 23.3 → 25.0 for
+ * d(input) at 3 splits; the floor was 512 before, which left every K < 1024 unsplit.
  */
+/** The least K range one split may take. */
+const MIN_SPLIT_DEPTH = 192;
+
 function chooseSplitK(cfg: MatmulConfig, batch: number, m: number, k: number, n: number): number {
   if (forced.splitK !== null) return forced.splitK;
   const t = tiles(cfg, batch, m, n);
   if (!(t < 320 || k >= 8 * Math.max(m, n))) return 1;
-  return Math.max(1, Math.min(8, Math.floor(k / 512), Math.ceil(1024 / t)));
+  return Math.max(1, Math.min(8, Math.floor(k / MIN_SPLIT_DEPTH), Math.ceil(1024 / t)));
 }
 
 /**
