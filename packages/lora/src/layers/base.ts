@@ -151,10 +151,12 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
 
   /**
    * `base_layer(x)` plus the path of every active, unmerged adapter (or the per-sample adapters of a mixed batch).
+   * `base` is `base_layer(x)` when the caller has computed it already (a model that multiplies
+   * several projections of one input in one product, then hands each layer its slice).
    */
-  forward(x: Tensor): Tensor {
+  forward(x: Tensor, base?: Tensor): Tensor {
     this.#guardCapture();
-    if (this.mixed) return this.#mixedForward(x, this.mixed);
+    if (this.mixed) return this.#mixedForward(x, this.mixed, base);
     const live = this.disabled ? [] : this.activeAdapters.filter((n) => !this.merged.has(n));
     if (this.training && this.merged.size > 0 && !this.disabled) {
       throw new OpError(
@@ -162,7 +164,7 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
         `adapters [${[...this.merged].join(', ')}] are merged; call unmerge() before training`,
       );
     }
-    const y = this.base_layer.forward(x);
+    const y = base ?? this.base_layer.forward(x);
     if (live.length === 0) return y;
     return composite([x, ...live.flatMap((n) => this.holders().map((h) => h.get(n)))], () => {
       let out = y;
@@ -228,7 +230,7 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
     this.version++;
   }
 
-  #mixedForward(x: Tensor, mixed: { names: readonly string[]; index: Tensor }): Tensor {
+  #mixedForward(x: Tensor, mixed: { names: readonly string[]; index: Tensor }, base?: Tensor): Tensor {
     if (this.merged.size > 0)
       throw new OpError('lora', 'mixed-adapter batches are refused while an adapter is merged');
     if (this.training)
@@ -239,9 +241,9 @@ export abstract class LoraLayer<M extends TensorModule = TensorModule> extends M
         `mixed batch: ${mixed.index.shape[0]} adapter names for a batch of ${x.shape[0]}`,
       );
     }
-    if (mixed.names.length === 0) return this.base_layer.forward(x);
+    if (mixed.names.length === 0) return base ?? this.base_layer.forward(x);
     const { A, B } = this.#stacked(mixed.names);
-    return tidy(() => this.addMixedPath(this.base_layer.forward(x), x, mixed.index, A, B));
+    return tidy(() => this.addMixedPath(base ?? this.base_layer.forward(x), x, mixed.index, A, B));
   }
 
   /** Aᵀ [N+1, in, R] and Bᵀ [N+1, R, out] (scaling folded into B; the last slot is zeros = base). */

@@ -351,7 +351,13 @@ class Builder {
     return this.consts.length - 1;
   }
 
-  private rollback(mark: { inputs: number; consts: number; rng: number; nodes: number; inlined: number }): void {
+  private rollback(mark: {
+    inputs: number;
+    consts: number;
+    rng: number;
+    nodes: number;
+    inlined: number;
+  }): void {
     this.rng.length = mark.rng;
     this.inlined.length = mark.inlined;
     for (const r of this.inputs.splice(mark.inputs)) {
