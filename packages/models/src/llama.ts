@@ -51,6 +51,9 @@ function floatLinear(layer: Layer): Linear | null {
  * 0.220 for the three, whose 576- and 192-wide outputs fill the GPU less (22.3 and 18.5 against
  * 30.9 TFLOP/s; bench/results/h200-2026-12-04-s7/). The weights' concatenation is a copy each
  * call (2.2 MB a layer there). Otherwise each layer runs on its own.
+ *
+ * @example
+ * const [q, k, v] = sharedInputProjections(x, [attn.q_proj, attn.k_proj, attn.v_proj]);
  */
 export function sharedInputProjections(x: Tensor, layers: readonly Layer[]): Tensor[] {
   const bases = layers.map(floatLinear);

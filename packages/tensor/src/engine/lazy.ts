@@ -85,15 +85,34 @@ export function onSavedForBackward(storage: Storage): void {
 }
 
 /**
- * How many kernels have inlined each lazy storage so far. A chain of two or more ops that a
- * second kernel would inline again is computed instead, once, and read as memory from then on.
- * Without this a residual stream (x + attn + mlp + attn + …) that nothing else computes is
- * re-summed from all its terms by every norm that reads it, forward and backward: on the
- * SmolLM2-shaped Llama step the norms read up to 12 tensors each, 4.4 ms of a 120 ms step.
+ * How many kernels have inlined each lazy storage so far. A chain reading three or more stored
+ * tensors that a second kernel would inline again is computed instead, once, and read as memory
+ * from then on: recomputing reads ≥ 3 tensors where computing it wrote one and reading it back
+ * reads one. Without this a residual stream (x + attn + mlp + attn + …) that nothing else computes
+ * is re-summed from all its terms by every norm that reads it, forward and backward: on the
+ * SmolLM2-shaped Llama step the norms read up to 12 tensors each, 4.4 ms of a 120 ms step. A
+ * chain over one or two tensors (exp(x − max) in a softmax over dim 0) is cheaper to recompute.
  */
 const inlinedBy = new WeakMap<Storage, number>();
-/** Ops in a chain from which a second inlining computes it instead (one op is cheaper to redo). */
-const REUSED_CHAIN_NODES = 2;
+/** Stored tensors a chain reads from which a second inlining computes it instead. */
+const REUSED_CHAIN_READS = 3;
+
+/** Whether the chain of a lazy storage reads at least `n` stored (non-lazy) storages. */
+function readsAtLeast(storage: Storage, n: number): boolean {
+  const seen = new Set<Storage>();
+  const real = new Set<Storage>();
+  const visit = (s: Storage): boolean => {
+    if (seen.has(s)) return false;
+    seen.add(s);
+    const lazy = lazyOf(s);
+    if (!lazy) {
+      real.add(s);
+      return real.size >= n;
+    }
+    return lazy.program.inputs.some((v) => visit(v.storage));
+  };
+  return visit(storage);
+}
 
 /** Ops and casts a chain may hold before its lazy inputs are computed (bounds kernel size). */
 export const MAX_CHAIN_NODES = 48;
@@ -300,7 +319,7 @@ class Builder {
 
   private load(v: View, toRoot: (v: View) => View | null, force: boolean): Expr | null {
     const lazy = lazyOf(v.storage);
-    if (lazy && lazy.nodes >= REUSED_CHAIN_NODES && (inlinedBy.get(v.storage) ?? 0) > 0) {
+    if (lazy && (inlinedBy.get(v.storage) ?? 0) > 0 && readsAtLeast(v.storage, REUSED_CHAIN_READS)) {
       realize(v.storage); // a second kernel reads this chain: compute it once
     } else if (lazy) {
       // read the lazy input's own inputs through v: inner views compose with v, then go to root
