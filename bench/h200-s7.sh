@@ -6,7 +6,8 @@
 # fusion rule and the split heuristic reach it too). Kernel times with Dawn's timestamp
 # quantization off. Kit: bench/bundle.sh KIT bench/train-llama.ts bench/train-gpt2.ts (+ the old
 # tree's train-llama as train-llama-old), bundles xz-compressed.
-#   KIT=.gpu-s7 bash bench/h200-s7.sh   (writes into $OUT, or ./out/h200 without it)
+#   KIT=.gpu-s7 bash bench/h200-s7.sh   (writes into $OUT, or ./out/h200 without it; PACK=dir: one
+#   archive of it there)
 set -uo pipefail
 out=${OUT:-out/h200}
 kit=${KIT:-.gpu-s7}
@@ -26,3 +27,5 @@ step torch-gpt2 80 python3 bench/train_gpt2_torch.py --mode lora --infer 0
   step "llama-old-r$r" 80 bash "$kit/run.sh" train-llama-old --bits f32
 done; } 
 grep -h "^RESULT" "$out"/*.txt > "$out/summary.txt" 2>/dev/null
+# the device returns at most 8 files: everything in one archive beside the summary
+[ -n "${PACK:-}" ] && tar -czf "$PACK/all.tgz" -C "$out" . && cp "$out/summary.txt" "$PACK/"
