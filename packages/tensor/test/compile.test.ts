@@ -53,6 +53,20 @@ describe('memory plan', () => {
     );
   });
 
+  it('a small value does not take the slot a later large value needs (largest first)', () => {
+    // in call order with best fit, the 10-byte value took the 100-byte slot the third value then
+    // had to double: 200 bytes for a worst moment of 110
+    const v = (bytes: number, def: number, lastUse: number): PlanValue => ({
+      bytes,
+      def,
+      lastUse,
+      kind: 'intermediate',
+      device: 'cpu',
+    });
+    const { slots } = assignSlots([v(100, 0, 0), v(10, 1, 5), v(100, 2, 3)]);
+    expect(slots.reduce((a, b) => a + b, 0)).toBe(110);
+  });
+
   it('the peak is the naive maximum of live bytes over the calls (property)', () => {
     fc.assert(
       fc.property(fc.array(value, { maxLength: 40 }), fc.nat(1000), (values, external) => {

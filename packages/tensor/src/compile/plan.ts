@@ -57,8 +57,13 @@ export interface MemoryPlan {
 }
 
 /**
- * Slots for the intermediates of `values` (-1 for the others): best fit among the free slots of
- * the value's device, growing the largest free one if none fits.
+ * Slots for the intermediates of `values` (-1 for the others), largest value first: each takes the
+ * smallest slot of its device that none of the values placed in it is live beside (their
+ * [def, lastUse] intervals do not meet), or a new slot of its size. Slots never grow, so a small
+ * value never pins a large slot's growth. The previous rule (values in call order, best fit, else
+ * grow the largest free slot) left the SmolLM2-shaped step's arena at 6,034 MiB for a 3,797 MiB
+ * peak on the H200 once its split-K products added 28 MiB partial sums between 9 MiB values; on
+ * the CPU at batch 1 × 64 the arena went from 124.7 to 109.4 MiB, its live peak being 109.1.
  */
 export function assignSlots(values: readonly PlanValue[]): {
   slotOf: number[];
@@ -67,33 +72,29 @@ export function assignSlots(values: readonly PlanValue[]): {
 } {
   const slots: number[] = [];
   const devices: Device[] = [];
+  const held: PlanValue[][] = []; // per slot: the values placed in it
   const slotOf = new Array<number>(values.length).fill(-1);
   const order = values
     .map((_, i) => i)
     .filter((i) => values[i].kind === 'intermediate')
-    .sort((a, b) => values[a].def - values[b].def || a - b);
-  const busyUntil: number[] = []; // per slot: last use of its occupant
+    .sort((a, b) => values[b].bytes - values[a].bytes || values[a].def - values[b].def || a - b);
+  const meets = (x: PlanValue, v: PlanValue) => x.def <= v.lastUse && v.def <= x.lastUse;
   for (const i of order) {
     const v = values[i];
     let best = -1;
-    let largestFree = -1;
     for (let s = 0; s < slots.length; s++) {
-      if (devices[s] !== v.device) continue;
-      if (busyUntil[s] >= v.def) continue; // its occupant is still read at or after this call
-      if (slots[s] >= v.bytes && (best < 0 || slots[s] < slots[best])) best = s;
-      if (largestFree < 0 || slots[s] > slots[largestFree]) largestFree = s;
-    }
-    if (best < 0 && largestFree >= 0) {
-      best = largestFree;
-      slots[best] = v.bytes;
+      if (devices[s] !== v.device || slots[s] < v.bytes) continue;
+      if (best >= 0 && slots[s] >= slots[best]) continue;
+      if (!held[s].some((x) => meets(x, v))) best = s;
     }
     if (best < 0) {
       best = slots.length;
       slots.push(v.bytes);
       devices.push(v.device);
+      held.push([]);
     }
     slotOf[i] = best;
-    busyUntil[best] = v.lastUse;
+    held[best].push(v);
   }
   return { slotOf, slots, devices };
 }
