@@ -73,6 +73,7 @@ const ALL_OPS: Record<OpName, true> = {
   rmsNorm: true,
   scaledDotProductAttention: true,
   swiglu: true,
+  rotateHalf: true,
   rowCrossEntropy: true,
   linearCrossEntropy: true,
 };

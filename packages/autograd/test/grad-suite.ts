@@ -599,6 +599,28 @@ export const GRAD_CASES: GradCase[] = [
       }),
   },
   binaryCase('swiglu', (a, b) => lr.swiglu(a, b), [-3, 3], [-2, 2]),
+  {
+    ops: ['rotateHalf'],
+    name: 'rotateHalf (RoPE: x·cos + rotateHalf(x)·sin over [B, T, heads, d], of a lazy and a permuted x)',
+    arb: fc
+      .tuple(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 3 }),
+        seedArb,
+      )
+      .map(([t, heads, half, seed]) => ({
+        inputs: [
+          uniform(seed, [2, heads, t, 2 * half], -2, 2),
+          uniform(seed + 1, [t, 1, 2 * half], -1, 1),
+          uniform(seed + 2, [t, 1, 2 * half], -1, 1),
+        ],
+        f: (x: Tensor, cos: Tensor, sin: Tensor) => {
+          const xt = x.mul(1.5).permute(0, 2, 1, 3); // [2, t, heads, d]: a lazy chain read through a permute
+          return xt.mul(cos).add(lr.rotateHalf(xt).mul(sin)).add(lr.rotateHalf(x).square().mul(0.1).sum());
+        },
+      })),
+  },
   ...(['layerNorm', 'rmsNorm'] as const).map(
     (op): GradCase => ({
       ops: [op],

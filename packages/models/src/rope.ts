@@ -1,4 +1,4 @@
-import { cat, type Device, fromTypedArray, type Tensor } from '@lowrank/tensor';
+import { type Device, fromTypedArray, rotateHalf, type Tensor } from '@lowrank/tensor';
 import type { RopeParameters } from './llama-config.js';
 
 /**
@@ -88,21 +88,24 @@ export function rotaryTables(
 }
 
 /**
- * x·cos + rotate_half(x)·sin, where rotate_half(x) = [−x₂, x₁] for the halves x₁, x₂ of the last dim:
- * written as the two halves [x₁·c − x₂·s, x₂·c + x₁·s] (c, s the tables' first halves, which
- * `rotaryTables` repeats), the same float operations as HF's form. Each half is one fused kernel
- * writing its slice of the output, and the backward is two more; rotate_half as a tensor took
- * three kernels and a buffer each way (4.2 ms of the SmolLM2-shaped step's 120 on the H200).
- * x [..., dim] and cos/sin broadcast against it: [T, dim] for x [..., T, dim], [T, 1, dim] for
- * x [B, T, heads, dim].
+ * x·cos + rotate_half(x)·sin, where rotate_half(x) = [−x₂, x₁] for the halves x₁, x₂ of the last
+ * dim: HF's form, in one fused kernel each way. `rotateHalf` reads x through a second view that
+ * swaps the halves (a negative stride), so nothing is copied; written with `cat` it took three
+ * kernels and a buffer each way (4.2 ms of the SmolLM2-shaped step's 120 on the H200), and as two
+ * halves written into their slices of one output, two kernels forward and three backward. x
+ * [..., dim] and cos/sin broadcast against it: [T, dim] for x [..., T, dim], [T, 1, dim] for x
+ * [B, T, heads, dim].
  *
  * @example
  * const q2 = applyRotary(q, cos.unsqueeze(1), sin.unsqueeze(1)); // q [B, T, n_head, head_dim]
  */
 export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
-  const half = x.shape[x.rank - 1] / 2;
-  const [x1, x2] = x.split(half, -1);
-  const [c] = cos.split(half, -1);
-  const [s] = sin.split(half, -1);
-  return cat([x1.mul(c).sub(x2.mul(s)), x2.mul(c).add(x1.mul(s))], -1);
+  // computed over [..., 2, dim/2], where the swapped halves are a strided view of every operand,
+  // forward and backward (over [..., dim] they are not, and the swap would run on its own first)
+  const halves = (t: Tensor) => t.reshape(...t.shape.slice(0, -1), 2, t.shape[t.rank - 1] / 2);
+  const x2 = halves(x);
+  return x2
+    .mul(halves(cos))
+    .add(rotateHalf(x2, -2).mul(halves(sin)))
+    .reshape(x.shape);
 }

@@ -227,6 +227,7 @@ export {
   sum,
   variance as var,
 } from './ops/reduce.js';
+export { rotateHalf } from './ops/rotary.js';
 export { swiglu } from './ops/swiglu.js';
 export {
   clone,

@@ -9,6 +9,7 @@ import { matmulRules } from './matmul.js';
 import { normRules } from './norm.js';
 import { quantRules } from './quant.js';
 import { reduceRules } from './reduce.js';
+import { rotaryRules } from './rotary.js';
 import { swigluRules } from './swiglu.js';
 import { viewRules } from './views.js';
 
@@ -23,6 +24,7 @@ export const RULES: RuleTable = {
   ...combineRules,
   ...normRules,
   ...swigluRules,
+  ...rotaryRules,
   ...lossRules,
   ...attentionRules,
   ...quantRules,

@@ -258,6 +258,8 @@ class Builder {
   private readonly index = new Map<string, number>();
   private readonly storages = new Map<Storage, number>();
   private nodes = 0;
+  /** Set when a view did not compose with the root's (see `load`). */
+  private composeFailed = false;
 
   constructor(
     private readonly maxStorages: number,
@@ -329,15 +331,28 @@ class Builder {
         const mid = composeView(layout, inner.shape, w);
         return mid && toRoot(mid);
       };
+      const outer = this.composeFailed;
+      this.composeFailed = false;
       const e = this.inline(inner, nested, false);
+      const failed = this.composeFailed;
+      this.composeFailed = outer || (!e && failed);
       if (e) {
         this.inlined.push(v.storage);
         return e;
       }
+      // inside an inlined chain, a part whose views do not compose with the root's fails the
+      // whole chain, which the root then computes on its own, in its own shape: computing the
+      // part instead split the chain into one kernel per level (the RoPE gradient over
+      // [..., 2, d/2] read by a [..., d] copy: three kernels, not one). A part that does not fit
+      // (the caps, a random draw here) is still computed and read as memory.
+      if (!force && this.composeFailed) return null;
       realize(v.storage); // does not fit or compose: compute it, then read it as memory
     }
     const r = toRoot(v);
-    if (!r) return null;
+    if (!r) {
+      this.composeFailed = true;
+      return null;
+    }
     const key = inputKey(r);
     let i = this.index.get(key);
     if (i === undefined) {
@@ -356,7 +371,10 @@ class Builder {
     if (!leaf) throw new Error(`internal: random node ${i} of a program with ${p.rng?.length ?? 0} draws`);
     if (!this.random) return null;
     const r = toRoot({ storage: POSITIONS, shape: p.shape, strides: leaf.strides, offset: leaf.offset });
-    if (!r) return null;
+    if (!r) {
+      this.composeFailed = true;
+      return null;
+    }
     const same = this.rng.findIndex(
       (x) => x.key === leaf.key && x.offset === r.offset && x.strides.every((st, d) => st === r.strides[d]),
     );

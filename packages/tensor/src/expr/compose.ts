@@ -28,13 +28,31 @@ export function composeView(outer: Layout, innerShape: readonly number[], inner:
     const strides = viewStrides(innerShape, inner.strides, outer.shape);
     return strides ? { storage: inner.storage, shape: outer.shape, strides, offset: inner.offset } : null;
   }
+  // a dim read backwards (rotateHalf's swapped halves): compose it read forwards from its last
+  // element, then read the result backwards from the same element
+  const backwards = outer.shape.map((m, d) => m > 1 && outer.strides[d] < 0);
+  if (backwards.some(Boolean)) {
+    let start = outer.offset;
+    for (let d = 0; d < outer.shape.length; d++)
+      if (backwards[d]) start += (outer.shape[d] - 1) * outer.strides[d];
+    const forwards = composeView(
+      { shape: outer.shape, strides: outer.strides.map(Math.abs), offset: start },
+      innerShape,
+      inner,
+    );
+    if (!forwards) return null;
+    let offset = forwards.offset;
+    const strides = forwards.strides.map((r, d) => {
+      if (!backwards[d]) return r;
+      offset += (outer.shape[d] - 1) * r;
+      return -r;
+    });
+    return { ...forwards, strides, offset };
+  }
   // the contiguous strides the refinement needs: every non-broadcast stride of outer, and 1
   const wanted = new Set<number>([1]);
   for (let d = 0; d < outer.shape.length; d++) {
-    if (outer.shape[d] > 1 && outer.strides[d] !== 0) {
-      if (outer.strides[d] < 0) return null;
-      wanted.add(outer.strides[d]);
-    }
+    if (outer.shape[d] > 1 && outer.strides[d] !== 0) wanted.add(outer.strides[d]);
   }
   const steps = [...wanted].sort((a, b) => b - a);
   if (n % steps[0] !== 0) return null;

@@ -58,6 +58,11 @@ export interface OpAttrs extends ElementwiseAttrs {
   };
   /** `swiglu(gate, up)`: no attributes. */
   swiglu: Empty;
+  /** `rotateHalf(x, dim)`: the dim whose halves swap, normalised to be non-negative. */
+  rotateHalf: {
+    /** The dim, normalised to be non-negative. */
+    dim: number;
+  };
   /** `layerNorm(x, shape, weight?, bias?, eps)`: see `NormAttrs`. */
   layerNorm: NormAttrs;
   /** `rmsNorm(x, shape, weight?, eps)`: see `NormAttrs` (bias is always false). */

@@ -271,6 +271,65 @@ export function elementwiseSuite({ device, tol, numRuns }: SuiteContext): void {
       );
     });
 
+    it('rotateHalf is [−x₂, x₁] over the last dim, of real, lazy and permuted inputs; odd dims are refused', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 0, maxLength: 2 }),
+          fc.integer({ min: 1, max: 5 }),
+          fc.integer({ min: 0, max: 1000 }),
+          async (lead, half, seed) => {
+            const bag = new Bag();
+            try {
+              const shape = [...lead, 2 * half];
+              const n = shape.reduce((a, b) => a * b, 1);
+              const data = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 1.7 + seed));
+              const want = new Float32Array(n);
+              for (let r = 0; r < n / (2 * half); r++) {
+                for (let i = 0; i < half; i++) {
+                  want[r * 2 * half + i] = -data[r * 2 * half + half + i];
+                  want[r * 2 * half + half + i] = data[r * 2 * half + i];
+                }
+              }
+              const x = bag.add(lr.tensor(data, { shape, device }));
+              const ref = { shape, data: Array.from(want) };
+              assertClose(await read(bag.add(lr.rotateHalf(x))), ref, EXACT, 'real');
+              // a lazy chain under it: its view is composed backwards, or the chain is computed
+              const lazy = bag.add(lr.tidy(() => lr.rotateHalf(x.mul(2)).mul(0.5)));
+              assertClose(await read(lazy), ref, EXACT, 'lazy');
+              if (shape.length >= 2) {
+                // rotate a permuted view, then permute back: the same values
+                const t = bag.add(
+                  lr.tidy(() =>
+                    lr.rotateHalf(
+                      x
+                        .transpose(0, shape.length - 1)
+                        .contiguous()
+                        .transpose(0, shape.length - 1),
+                    ),
+                  ),
+                );
+                assertClose(await read(t), ref, EXACT, 'strided');
+              }
+            } finally {
+              bag.dispose();
+            }
+          },
+        ),
+        { numRuns },
+      );
+      const bag = new Bag();
+      try {
+        const odd = bag.add(lr.zeros([2, 3], { device }));
+        expect(() => lr.rotateHalf(odd)).toThrow(
+          /rotateHalf: dim 1 must have an even size, got shape \[2,3\]/,
+        );
+        const ints = bag.add(lr.zeros([3, 2], { device, dtype: 'int32' }));
+        expect(() => lr.rotateHalf(ints)).toThrow(/rotateHalf: expected a float32 tensor, got int32/);
+      } finally {
+        bag.dispose();
+      }
+    });
+
     it('clamp limits to [min, max] with either bound optional', async () => {
       await fc.assert(
         fc.asyncProperty(

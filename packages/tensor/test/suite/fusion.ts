@@ -58,6 +58,12 @@ const STEPS: Record<string, Step> = {
           .transpose(0, x.rank - 1)
       : x.exp(),
   flattenBack: (x) => x.reshape([-1]).mul(3).reshape(x.shape),
+  // a negative-stride view of its input: composed backwards when the input is a lazy chain
+  rotateHalf: (x) => (x.rank >= 1 && x.shape[x.rank - 1] % 2 === 0 ? lr.rotateHalf(x) : x.neg()),
+  rotateHalfBack: (x) =>
+    x.rank >= 2 && x.shape[0] % 2 === 0
+      ? lr.rotateHalf(x.transpose(0, x.rank - 1)).transpose(0, x.rank - 1)
+      : x,
   contiguous: (x) =>
     x.rank >= 2
       ? x
