@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device command for issue 17's f32 target after session 7's changes (the second-use rule of
-# lazy fusion, split-K from 192 deep, RoPE as two halves, grouped q/k/v): the SmolLM2-shaped Llama
+# lazy fusion, split-K from 192 deep, RoPE through rotateHalf's strided view, grouped q/k/v, the
+# memory plan's largest-first slots): the SmolLM2-shaped Llama
 # on this tree and on the tree before them (4e58c32, bundled as train-llama-old), alternated,
 # PyTorch + PEFT in the same command, the f16 base's peak, and GPT-2 LoRA beside PyTorch (the
 # fusion rule and the split heuristic reach it too). Kernel times with Dawn's timestamp
@@ -25,7 +26,8 @@ step torch-gpt2 80 python3 bench/train_gpt2_torch.py --mode lora --infer 0
 { for r in 2; do
   step "llama-f32-r$r" 80 bash "$kit/run.sh" train-llama --bits f32
   step "llama-old-r$r" 80 bash "$kit/run.sh" train-llama-old --bits f32
-done; } 
+  step "torch-f32-r$r" 80 python3 bench/train_llama_torch.py --dtype f32 --decode 0
+done; }
 grep -h "^RESULT" "$out"/*.txt > "$out/summary.txt" 2>/dev/null
 # the device returns at most 8 files: everything in one archive beside the summary
 [ -n "${PACK:-}" ] && tar -czf "$PACK/all.tgz" -C "$out" . && cp "$out/summary.txt" "$PACK/"
