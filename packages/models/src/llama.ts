@@ -49,7 +49,7 @@ function floatLinear(layer: Layer): Linear | null {
  * adapters to its slice of it; the gradient through the slices is one product too. On the H200 at
  * SmolLM2's shape (x [4096, 576]; q 576, k and v 192 wide) that product takes 0.147 ms against
  * 0.220 for the three, whose 576- and 192-wide outputs fill the GPU less (22.3 and 18.5 against
- * 30.9 TFLOP/s; bench/results/h200-2026-12-04-s7/). The weights' concatenation is a copy each
+ * 30.9 TFLOP/s; bench/results/h200-2026-12-04-s7/run1/). The weights' concatenation is a copy each
  * call (2.2 MB a layer there). Otherwise each layer runs on its own.
  *
  * @example

@@ -140,7 +140,7 @@ export function chooseConfig(
  * the larger output dim (the LM head's dh = dlogits·wte, K = 50257: 24 → 27 at 3), enough splits
  * for ≈ 1024 workgroups, each at least 192 deep, at most 8. More tiles gain nothing (2048³: 35.0
  * without, 32.9 with 2). The 192 is SmolLM2's 576-deep q/o products on 288 tiles
- * (bench/results/h200-2026-12-04-s7/splits.txt): 22.3 → 24.6 TFLOP/s forward and 23.3 → 25.0 for
+ * (bench/results/h200-2026-12-04-s7/run1/splits.txt): 22.3 → 24.6 TFLOP/s forward and 23.3 → 25.0 for
  * d(input) at 3 splits; the floor was 512 before, which left every K < 1024 unsplit.
  */
 /** The least K range one split may take. */
