@@ -85,4 +85,26 @@ describe('grouped q/k/v projections', () => {
     expect(counts.matmulEpilogue ?? 0).toBe(0);
     expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(3);
   });
+
+  it('a mixed-adapter batch through the grouped product equals each sample run alone', async () => {
+    await lr.init({ backend: 'cpu' });
+    const model = new LlamaForCausalLM({ ...config, num_hidden_layers: 2 }, { seed: 5 });
+    model.eval();
+    const common = { targetModules: ['q_proj', 'k_proj', 'v_proj'], initLoraWeights: false as const };
+    const lora = applyLora(model, { ...common, r: 2, loraAlpha: 4, seed: 1 }, 'a');
+    lora.addAdapter('b', { ...common, r: 3, loraAlpha: 2, seed: 2 });
+    const names = ['a', 'b', null];
+    const ids = lr.randint(0, 40, [names.length, 4], { dtype: 'int32', generator: new lr.Generator(3) });
+    const logits = (out: unknown) => (out as { logits: lr.Tensor }).logits;
+    const mixed = await logits(lora.forward(ids, { adapterNames: names })).data();
+    const per = mixed.length / names.length;
+    for (const [i, n] of names.entries()) {
+      const one = ids.narrow(0, i, 1);
+      if (n !== null) lora.setAdapter(n);
+      const alone = n === null ? lora.disableAdapters(() => model.forward(one)) : model.forward(one);
+      const y = await logits(alone).data();
+      const err = Math.max(...Array.from(y).map((v, k) => Math.abs(v - mixed[i * per + k])));
+      expect(err, `sample ${i} (${n})`).toBeLessThan(1e-5);
+    }
+  });
 });
