@@ -45,7 +45,7 @@ describe('grouped q/k/v projections', () => {
     });
     const attn = model.model.layers.at(0).self_attn;
     const layers = [attn.q_proj, attn.k_proj, attn.v_proj];
-    const x = lr.randn([2, 5, 32], { generator: new lr.Generator(9) }).requiresGrad_(true);
+    const x = lr.randn([2, 130, 32], { generator: new lr.Generator(9) }).requiresGrad_(true);
     let outs: lr.Tensor[] = [];
     const counts = countKernels(() => {
       outs = sharedInputProjections(x, layers);
@@ -54,20 +54,26 @@ describe('grouped q/k/v projections', () => {
     // one product for the three bases, two LoRA paths (x·Aᵀ, then the expand into the slice)
     expect(counts.matmulEpilogue).toBe(1);
     expect(outs.map((o) => o.shape)).toEqual([
-      [2, 5, 32],
-      [2, 5, 16],
-      [2, 5, 16],
+      [2, 130, 32],
+      [2, 130, 16],
+      [2, 130, 16],
     ]);
+    // a few rows (decoding) take the three products: the concatenation would cost more
+    const few = countKernels(() => {
+      for (const o of sharedInputProjections(x.narrow(1, 0, 3), layers)) lr.realize(o.storage);
+    });
+    expect(few.matmulEpilogue).toBe(3);
     const params = lora.trainableParameters();
     const grouped = await gradsOf(() => sharedInputProjections(x, layers), x, params);
     const separate = await gradsOf(() => layers.map((l) => l.forward(x)), x, params);
     expect(grouped.length).toBe(3 + 1 + params.length);
     for (let i = 0; i < grouped.length; i++) {
       expect(grouped[i].some((v) => v !== 0)).toBe(true);
+      // |Δ| ≤ 1e-5 + 1e-4·|separate|: the sums run in another order (one product, not three)
       const worst = Math.max(
-        ...grouped[i].map((v, j) => Math.abs(v - separate[i][j]) / (1e-5 + Math.abs(separate[i][j]))),
+        ...grouped[i].map((v, j) => Math.abs(v - separate[i][j]) / (1e-5 + 1e-4 * Math.abs(separate[i][j]))),
       );
-      expect(worst).toBeLessThan(1e-4);
+      expect(worst).toBeLessThan(1);
     }
   });
 
@@ -87,6 +93,7 @@ describe('grouped q/k/v projections', () => {
   });
 
   it('a mixed-adapter batch through the grouped product equals each sample run alone', async () => {
+    // 3 × 90 rows take the grouped product; each sample alone (90 rows) the three products
     await lr.init({ backend: 'cpu' });
     const model = new LlamaForCausalLM({ ...config, num_hidden_layers: 2 }, { seed: 5 });
     model.eval();
@@ -94,7 +101,7 @@ describe('grouped q/k/v projections', () => {
     const lora = applyLora(model, { ...common, r: 2, loraAlpha: 4, seed: 1 }, 'a');
     lora.addAdapter('b', { ...common, r: 3, loraAlpha: 2, seed: 2 });
     const names = ['a', 'b', null];
-    const ids = lr.randint(0, 40, [names.length, 4], { dtype: 'int32', generator: new lr.Generator(3) });
+    const ids = lr.randint(0, 40, [names.length, 90], { dtype: 'int32', generator: new lr.Generator(3) });
     const logits = (out: unknown) => (out as { logits: lr.Tensor }).logits;
     const mixed = await logits(lora.forward(ids, { adapterNames: names })).data();
     const per = mixed.length / names.length;
