@@ -44,20 +44,15 @@ function floatLinear(layer: Layer): Linear | null {
 }
 
 /**
- * Rows of x from which the projections share one product: below, the weights' concatenation
- * costs more than the wider product saves (decoding reads one row a step).
- */
-const GROUPED_ROWS = 256;
-
-/**
  * The outputs of `layers` that all read x. Where each is a float32 Linear (or a LoRA layer over
  * one) the weights are concatenated and multiplied in one product, and each LoRA layer adds its
  * adapters to its slice of it; the gradient through the slices is one product too. On the H200 at
  * SmolLM2's shape (x [4096, 576]; q 576, k and v 192 wide) that product takes 0.147 ms against
  * 0.220 for the three, whose 576- and 192-wide outputs fill the GPU less (22.3 and 18.5 against
  * 30.9 TFLOP/s; bench/results/h200-2026-12-04-s7/run1/). The weights' concatenation is a copy each
- * call (2.2 MB a layer there). Otherwise (another kind of base, or fewer than 256 rows, as
- * in decoding) each layer runs on its own.
+ * call (2.2 MB a layer there). Decoding (one row a step) gains too, from one dispatch where
+ * there were three: 21.1 / 20.7 tokens/s against 19.4 / 18.3 with three products
+ * (run5-decode.txt there). Otherwise (a quantized or half base) each layer runs on its own.
  *
  * @example
  * const [q, k, v] = sharedInputProjections(x, [attn.q_proj, attn.k_proj, attn.v_proj]);
@@ -65,8 +60,7 @@ const GROUPED_ROWS = 256;
 export function sharedInputProjections(x: Tensor, layers: readonly Layer[]): Tensor[] {
   const bases = layers.map(floatLinear);
   const biased = bases.map((b) => b?.bias != null);
-  const rows = x.size / x.shape[x.rank - 1];
-  if (rows < GROUPED_ROWS || bases.some((b) => b === null) || biased.some((b) => b !== biased[0]))
+  if (bases.some((b) => b === null) || biased.some((b) => b !== biased[0]))
     return layers.map((l) => l.forward(x));
   const linears = bases as Linear[];
   const weight = cat(
