@@ -2,6 +2,7 @@ import { runOp } from '../engine/dispatch.js';
 import { lazyStorage } from '../engine/lazy.js';
 import { tidy } from '../engine/scopes.js';
 import { fmtShape, OpError } from '../errors.js';
+import { loadOf, opOf } from '../expr/build.js';
 import type { ElementwiseProgram } from '../expr/program.js';
 import { normalizeDim } from '../shape.js';
 import type { View } from '../storage.js';
@@ -49,15 +50,7 @@ export function rotateHalf(x: Tensor, dim = -1): Tensor {
       const signs = fromTypedArray(new Float32Array([-1, 1]), [2], { device: x.device });
       const signStrides = shape.map((_, e) => (e === d ? 1 : 0));
       const program: ElementwiseProgram = {
-        root: {
-          kind: 'op',
-          op: 'mul',
-          args: [
-            { kind: 'load', input: 0, dtype: 'float32' },
-            { kind: 'load', input: 1, dtype: 'float32' },
-          ],
-          dtype: 'float32',
-        },
+        root: opOf('mul', loadOf(0), loadOf(1)),
         inputs: [partner, lazyViewAs(signs, shape, signStrides)],
         consts: [],
         shape,

@@ -3,9 +3,9 @@ import { elementwise as tsElementwise } from '../../src/backends/cpu/elementwise
 import { canonicalConsts, WasmElementwise } from '../../src/backends/wasm/elementwise.js';
 import { WasmRuntime } from '../../src/backends/wasm/runtime.js';
 import type { ElementwiseProgram, Expr } from '../../src/expr/program.js';
-import type { ScalarOpName } from '../../src/expr/table.js';
 import type { View } from '../../src/storage.js';
 import '../../src/index.js';
+import { constOf as c, loadOf as load, opOf as op } from '../../src/expr/build.js';
 
 /**
  * The Wasm elementwise compiler reads equal constants as one (`canonicalConsts`), so subtrees
@@ -15,9 +15,6 @@ import '../../src/index.js';
  */
 const rt = new WasmRuntime();
 const ew = new WasmElementwise(rt);
-const load = (input: number): Expr => ({ kind: 'load', input, dtype: 'float32' });
-const c = (index: number): Expr => ({ kind: 'const', index, dtype: 'float32' });
-const op = (name: ScalarOpName, ...args: Expr[]): Expr => ({ kind: 'op', op: name, args, dtype: 'float32' });
 
 let seed = 21;
 function values(n: number): Float32Array {

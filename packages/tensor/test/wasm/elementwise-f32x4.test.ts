@@ -4,11 +4,12 @@ import { useF32x4Elementwise, WasmElementwise } from '../../src/backends/wasm/el
 import { f32x4Supports } from '../../src/backends/wasm/elementwise-f32x4.js';
 import { WasmRuntime } from '../../src/backends/wasm/runtime.js';
 import type { DType } from '../../src/dtype.js';
-import type { ElementwiseProgram, Expr } from '../../src/expr/program.js';
+import type { ElementwiseProgram } from '../../src/expr/program.js';
 import type { ScalarOpName } from '../../src/expr/table.js';
 import { contiguousStrides } from '../../src/shape.js';
 import type { View } from '../../src/storage.js';
 import '../../src/index.js';
+import { constOf as c, loadOf as load, opOf as op } from '../../src/expr/build.js';
 
 /**
  * The f32x4 elementwise compiler (float32/bool programs, four elements a turn) against the
@@ -18,15 +19,6 @@ import '../../src/index.js';
  */
 const rt = new WasmRuntime();
 const ew = new WasmElementwise(rt);
-const load = (input: number, dtype: DType = 'float32'): Expr => ({ kind: 'load', input, dtype });
-const c = (index: number): Expr => ({ kind: 'const', index, dtype: 'float32' });
-const BOOL = new Set(['eq', 'ne', 'lt', 'le', 'gt', 'ge', 'logicalAnd', 'logicalOr', 'logicalNot']);
-const op = (name: ScalarOpName, ...args: Expr[]): Expr => ({
-  kind: 'op',
-  op: name,
-  args,
-  dtype: BOOL.has(name) ? 'bool' : 'float32',
-});
 
 let seed = 17;
 function values(n: number, dtype: DType): Float32Array | Uint8Array {

@@ -12,8 +12,8 @@ import { serialExecutor } from '../../src/backends/wasm/matmul.js';
 import { emitPhilox, philoxLocals, useWasmPhilox } from '../../src/backends/wasm/philox.js';
 import { WorkerPool } from '../../src/backends/wasm/pool.js';
 import { WasmRuntime } from '../../src/backends/wasm/runtime.js';
+import { constOf as c, loadOf as load, opOf as op } from '../../src/expr/build.js';
 import type { ElementwiseProgram, Expr, RandomDist, RandomLeaf } from '../../src/expr/program.js';
-import type { ScalarOpName } from '../../src/expr/table.js';
 import * as lr from '../../src/index.js';
 import { contiguousStrides } from '../../src/shape.js';
 import type { Storage, View } from '../../src/storage.js';
@@ -84,18 +84,12 @@ describe('Philox4x32-10 in Wasm', () => {
 
 const rt = new WasmRuntime();
 const ew = new WasmElementwise(rt);
-const load = (input: number): Expr => ({ kind: 'load', input, dtype: 'float32' });
-const c = (index: number): Expr => ({ kind: 'const', index, dtype: 'float32' });
 const rnd = (index: number, dist: RandomDist = 'uniform'): Expr => ({
   kind: 'random',
   index,
   dist,
   dtype: 'float32',
 });
-const op = (name: ScalarOpName, ...args: Expr[]): Expr => {
-  const bool = ['ge', 'lt', 'gt', 'le', 'eq', 'ne'].includes(name);
-  return { kind: 'op', op: name, args, dtype: bool ? 'bool' : 'float32' };
-};
 const leaf = (key0: number, key1: number, strides: number[], offset = 0): RandomLeaf => ({
   key: { key0, key1 },
   strides,
