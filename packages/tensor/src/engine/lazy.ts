@@ -258,7 +258,7 @@ class Builder {
   private readonly index = new Map<string, number>();
   private readonly storages = new Map<Storage, number>();
   private nodes = 0;
-  /** Set when a view did not compose with the root's (see `load`). */
+  /** Set while a view that did not compose with the root's fails the chains above it (see `load`). */
   private composeFailed = false;
 
   constructor(
@@ -334,8 +334,8 @@ class Builder {
       const outer = this.composeFailed;
       this.composeFailed = false;
       const e = this.inline(inner, nested, false);
-      const failed = this.composeFailed;
-      this.composeFailed = outer || (!e && failed);
+      const failed = !e && this.composeFailed;
+      this.composeFailed = outer;
       if (e) {
         this.inlined.push(v.storage);
         return e;
@@ -345,7 +345,10 @@ class Builder {
       // part instead split the chain into one kernel per level (the RoPE gradient over
       // [..., 2, d/2] read by a [..., d] copy: three kernels, not one). A part that does not fit
       // (the caps, a random draw here) is still computed and read as memory.
-      if (!force && this.composeFailed) return null;
+      if (!force && failed) {
+        this.composeFailed = true;
+        return null;
+      }
       realize(v.storage); // does not fit or compose: compute it, then read it as memory
     }
     const r = toRoot(v);

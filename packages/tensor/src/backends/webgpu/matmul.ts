@@ -132,6 +132,9 @@ export function chooseConfig(
   return MATMUL_CONFIGS.t32x32x16;
 }
 
+/** The least K range one split may take (see chooseSplitK). */
+const MIN_SPLIT_DEPTH = 192;
+
 /**
  * The K splits (same sweep; the SmolLM2 shapes' sweep agrees: its 1536-deep products on 288 tiles
  * of 128×64, 22.7 → 28.7 TFLOP/s at 3 splits, its LM head's dh, K = 49152, 16.3 → 29.2 at 8):
@@ -143,9 +146,6 @@ export function chooseConfig(
  * (bench/results/h200-2026-12-04-s7/run1/splits.txt): 22.3 → 24.6 TFLOP/s forward and 23.3 → 25.0 for
  * d(input) at 3 splits; the floor was 512 before, which left every K < 1024 unsplit.
  */
-/** The least K range one split may take. */
-const MIN_SPLIT_DEPTH = 192;
-
 function chooseSplitK(cfg: MatmulConfig, batch: number, m: number, k: number, n: number): number {
   if (forced.splitK !== null) return forced.splitK;
   const t = tiles(cfg, batch, m, n);
